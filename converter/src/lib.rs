@@ -1,0 +1,2 @@
+//! SMOF converter.
+pub mod onnx;

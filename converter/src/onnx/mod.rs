@@ -1,0 +1,2 @@
+//! ONNX import.
+pub mod proto;

@@ -1,0 +1,703 @@
+//! The model graph the runtime executes: tensors, weights, nodes and their shape rules.
+//!
+//! Activations are 4-D and channels-last (NHWC). A 2-D tensor `(N, F)` of the ONNX model is
+//! held as `(N, 1, 1, F)`. The converter produces a [`Graph`], the format module stores and
+//! reloads it, and [`Graph::validate`] checks every index, shape and parameter before the run
+//! path trusts it.
+
+use crate::error::{Error, Result};
+
+/// Index into [`Graph::tensors`].
+pub type TensorId = u32;
+/// Index into [`Graph::weights`].
+pub type WeightId = u32;
+
+/// Largest extent accepted for any single dimension; keeps every product well inside `u64`.
+pub const MAX_DIM: u32 = 1 << 20;
+/// Largest number of f32 elements accepted for one activation tensor (1 GiB of f32).
+pub const MAX_TENSOR_ELEMS: u64 = 1 << 28;
+
+/// Logical shape of an activation tensor, NHWC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Shape4 {
+    /// Batch.
+    pub n: u32,
+    /// Height.
+    pub h: u32,
+    /// Width.
+    pub w: u32,
+    /// Channels.
+    pub c: u32,
+}
+
+impl Shape4 {
+    /// Builds a shape from its four extents.
+    pub const fn new(n: u32, h: u32, w: u32, c: u32) -> Self {
+        Shape4 { n, h, w, c }
+    }
+    /// Number of logical elements (without channel padding).
+    pub fn elems(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
+    }
+    /// Number of pixels `n*h*w`.
+    pub fn pixels(&self) -> u64 {
+        self.n as u64 * self.h as u64 * self.w as u64
+    }
+}
+
+/// Activation function applied in an op's store.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Activation {
+    /// Identity.
+    #[default]
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, min), max)`; Relu6 is `Clip{0, 6}`.
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
+    /// `x` if `x >= 0` else `alpha * x`.
+    LeakyRelu {
+        /// Negative slope.
+        alpha: f32,
+    },
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `clamp(alpha * x + beta, 0, 1)`.
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `x * clamp(x / 6 + 1/2, 0, 1)`.
+    HardSwish,
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// `tanh(x)`.
+    Tanh,
+}
+
+impl Activation {
+    /// Applies the activation to one value. This is the scalar reference every kernel matches.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).max(0.0).min(1.0),
+            Activation::HardSwish => x * (x / 6.0 + 0.5).max(0.0).min(1.0),
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+    /// Short name, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Clip { .. } => "clip",
+            Activation::LeakyRelu { .. } => "leaky_relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::HardSigmoid { .. } => "hard_sigmoid",
+            Activation::HardSwish => "hard_swish",
+            Activation::Silu => "silu",
+            Activation::Tanh => "tanh",
+        }
+    }
+    fn params_finite(self) -> bool {
+        match self {
+            Activation::Clip { min, max } => !min.is_nan() && !max.is_nan() && min <= max,
+            Activation::LeakyRelu { alpha } => alpha.is_finite(),
+            Activation::HardSigmoid { alpha, beta } => alpha.is_finite() && beta.is_finite(),
+            _ => true,
+        }
+    }
+}
+
+/// Element type of a stored weight tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// IEEE f32.
+    F32,
+    /// IEEE f16 (`half::f16`), widened to f32 at load.
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}
+
+/// How the elements of a weight tensor are ordered. See `docs/format.md`.
+///
+/// The *canonical* layouts are the ONNX orders; a kernel table asks for a packed layout and the
+/// runtime repacks once at load when the file holds another one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Row-major over the logical dims: `[OC][IC/g][KH][KW]` for conv weights, `[OC][IC]` for
+    /// fully connected weights (IC in the runtime's NHWC flatten order), `[C]` for vectors.
+    Canonical,
+    /// Conv weights blocked by output channel: `[G][ceil(OCg/b)][KH][KW][ICg][b]`, zero padded.
+    ConvOcBlock(u16),
+    /// Depthwise conv weights `[KH][KW][round_up(C, b)]`, zero padded.
+    DwBlock(u16),
+    /// Fully connected weights blocked by output: `[ceil(OC/b)][IC][b]`, zero padded.
+    FcOcBlock(u16),
+}
+
+/// One stored weight tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightDesc {
+    /// Name, for reports and errors.
+    pub name: String,
+    /// Element type in the file.
+    pub dtype: DType,
+    /// Element order in the file.
+    pub layout: Layout,
+    /// Logical (canonical) dims, 1 to 4 of them.
+    pub dims: Vec<u32>,
+    /// Byte offset of the data from the start of the file (64-byte aligned). Set by the writer.
+    pub offset: u64,
+    /// Byte length of the data as stored (padded layouts are longer than the logical size).
+    pub byte_len: u64,
+}
+
+impl WeightDesc {
+    /// Number of logical elements (product of `dims`).
+    pub fn logical_elems(&self) -> u64 {
+        self.dims.iter().map(|&d| d as u64).product()
+    }
+}
+
+/// An activation tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorDesc {
+    /// Name from the source model.
+    pub name: String,
+    /// Logical NHWC shape.
+    pub shape: Shape4,
+}
+
+/// Convolution parameters. `inputs[0]` is the data; an optional `inputs[1]` of the output's
+/// shape is added before the activation (a fused residual Add).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv {
+    /// Input channels.
+    pub in_c: u32,
+    /// Output channels.
+    pub out_c: u32,
+    /// Groups; `in_c` and `out_c` are multiples of it. Depthwise is `groups == in_c == out_c`.
+    pub groups: u32,
+    /// Kernel `[kh, kw]`.
+    pub kernel: [u32; 2],
+    /// Stride `[sh, sw]`.
+    pub stride: [u32; 2],
+    /// Dilation `[dh, dw]`.
+    pub dilation: [u32; 2],
+    /// Padding `[top, left, bottom, right]`.
+    pub pads: [u32; 4],
+    /// Weights, logical dims `[out_c, in_c/groups, kh, kw]`.
+    pub weight: WeightId,
+    /// Optional bias, logical dims `[out_c]`.
+    pub bias: Option<WeightId>,
+    /// Fused activation.
+    pub act: Activation,
+}
+
+impl Conv {
+    /// True for a depthwise conv with channel multiplier 1.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.in_c && self.groups == self.out_c
+    }
+    /// Output spatial size for an input of `h x w`, or `None` when the window does not fit.
+    pub fn output_hw(&self, h: u32, w: u32) -> Option<(u32, u32)> {
+        window_out(h, self.kernel[0], self.stride[0], self.dilation[0], self.pads[0], self.pads[2])
+            .zip(window_out(
+                w,
+                self.kernel[1],
+                self.stride[1],
+                self.dilation[1],
+                self.pads[1],
+                self.pads[3],
+            ))
+    }
+}
+
+/// Output extent of a sliding window, or `None` when it does not fit.
+pub fn window_out(size: u32, k: u32, s: u32, d: u32, p0: u32, p1: u32) -> Option<u32> {
+    if k == 0 || s == 0 || d == 0 {
+        return None;
+    }
+    let eff = (k as u64 - 1) * d as u64 + 1;
+    let padded = size as u64 + p0 as u64 + p1 as u64;
+    if padded < eff {
+        return None;
+    }
+    u32::try_from((padded - eff) / s as u64 + 1).ok()
+}
+
+/// Fully connected layer. The input `(N, H, W, C)` is read in NHWC order as `H*W*C` features.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fc {
+    /// Input features (`H*W*C` of the input tensor).
+    pub in_features: u32,
+    /// Output features.
+    pub out_features: u32,
+    /// Weights, logical dims `[out_features, in_features]`.
+    pub weight: WeightId,
+    /// Optional bias `[out_features]`.
+    pub bias: Option<WeightId>,
+    /// Fused activation.
+    pub act: Activation,
+}
+
+/// Pooling kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Maximum over the window (padding never wins).
+    Max,
+    /// Average over the window.
+    Avg {
+        /// Divide by the full window size including padding (ONNX `count_include_pad=1`).
+        count_include_pad: bool,
+    },
+}
+
+/// Sliding-window pooling. ONNX `ceil_mode` is resolved by the converter into extra end padding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pool {
+    /// Max or average.
+    pub kind: PoolKind,
+    /// Window `[kh, kw]`.
+    pub kernel: [u32; 2],
+    /// Stride `[sh, sw]`.
+    pub stride: [u32; 2],
+    /// Dilation `[dh, dw]` (MaxPool only; 1 for average).
+    pub dilation: [u32; 2],
+    /// Padding `[top, left, bottom, right]`.
+    pub pads: [u32; 4],
+    /// Extra bottom/right padding `[bottom, right]` that comes from ONNX `ceil_mode`. Windows
+    /// may overhang into it; it is never counted in an average's divisor, and never wins a max.
+    pub ceil_pads: [u32; 2],
+}
+
+/// The operation of a node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    /// 2-D convolution, any kernel, stride, dilation, padding and groups.
+    Conv(Conv),
+    /// Fully connected (Gemm / MatMul with a constant weight).
+    Fc(Fc),
+    /// Max or average pooling.
+    Pool(Pool),
+    /// Mean over H and W; output `(N, 1, 1, C)`.
+    GlobalAvgPool,
+    /// Elementwise sum of two tensors of the same shape, then an activation.
+    Add {
+        /// Fused activation.
+        act: Activation,
+    },
+    /// Elementwise product. `inputs[1]` has the same shape as `inputs[0]`, or `(N, 1, 1, C)`
+    /// (per-channel scale, as in squeeze-excite).
+    Mul,
+    /// Concatenation of all inputs along channels.
+    Concat,
+    /// Standalone activation.
+    Act(Activation),
+    /// Softmax over channels.
+    Softmax,
+    /// `(N, H, W, C)` to `(N, 1, 1, C*H*W)` in NCHW (ONNX) element order.
+    Flatten,
+    /// Per-channel `x * scale + shift`, then an activation (an unfolded BatchNormalization).
+    ChannelAffine {
+        /// Scale `[C]`.
+        scale: WeightId,
+        /// Shift `[C]`.
+        shift: WeightId,
+        /// Fused activation.
+        act: Activation,
+    },
+}
+
+impl Op {
+    /// Short name, for reports and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv(c) if c.is_depthwise() => "ConvDw",
+            Op::Conv(_) => "Conv",
+            Op::Fc(_) => "Fc",
+            Op::Pool(Pool {
+                kind: PoolKind::Max,
+                ..
+            }) => "MaxPool",
+            Op::Pool(_) => "AvgPool",
+            Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::Add { .. } => "Add",
+            Op::Mul => "Mul",
+            Op::Concat => "Concat",
+            Op::Act(_) => "Act",
+            Op::Softmax => "Softmax",
+            Op::Flatten => "Flatten",
+            Op::ChannelAffine { .. } => "ChannelAffine",
+        }
+    }
+
+    /// Weights this op reads, in a fixed order.
+    pub fn weight_ids(&self) -> Vec<WeightId> {
+        match self {
+            Op::Conv(c) => std::iter::once(c.weight).chain(c.bias).collect(),
+            Op::Fc(f) => std::iter::once(f.weight).chain(f.bias).collect(),
+            Op::ChannelAffine { scale, shift, .. } => vec![*scale, *shift],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Multiply-accumulate count for one run, for reports (`FLOPs = 2 * macs`).
+    pub fn macs(&self, inputs: &[Shape4], output: Shape4) -> u64 {
+        match self {
+            Op::Conv(c) => {
+                output.elems() * (c.in_c / c.groups.max(1)) as u64 * c.kernel[0] as u64 * c.kernel[1] as u64
+            }
+            Op::Fc(f) => output.n as u64 * f.in_features as u64 * f.out_features as u64,
+            Op::Pool(p) => output.elems() * p.kernel[0] as u64 * p.kernel[1] as u64,
+            Op::GlobalAvgPool => inputs.first().map_or(0, |s| s.elems()),
+            _ => output.elems(),
+        }
+    }
+}
+
+/// One step of the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// Name from the source model.
+    pub name: String,
+    /// What it does.
+    pub op: Op,
+    /// Input tensors.
+    pub inputs: Vec<TensorId>,
+    /// Output tensors (exactly one for every op of format v1).
+    pub outputs: Vec<TensorId>,
+}
+
+/// A model input or output as the user sees it: its name and its ONNX (NCHW) shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IoDesc {
+    /// Name in the source model.
+    pub name: String,
+    /// The activation tensor that holds it.
+    pub tensor: TensorId,
+    /// Shape as in the ONNX model: `[N, C, H, W]` for 4-D, `[N, F]` for 2-D.
+    pub dims: Vec<u32>,
+}
+
+impl IoDesc {
+    /// Number of elements of the user-facing tensor.
+    pub fn elems(&self) -> u64 {
+        self.dims.iter().map(|&d| d as u64).product()
+    }
+}
+
+/// Who made the model, and from what.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Metadata {
+    /// Tool that wrote the file, e.g. `smof-converter`.
+    pub producer: String,
+    /// Version of that tool.
+    pub producer_version: String,
+    /// Model name, e.g. the source file stem.
+    pub model_name: String,
+    /// Free-form description (source producer, opset, pruning summary).
+    pub description: String,
+}
+
+/// A whole model graph: what the converter writes and the runtime runs.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Graph {
+    /// Provenance.
+    pub meta: Metadata,
+    /// Activation tensors.
+    pub tensors: Vec<TensorDesc>,
+    /// Weight tensors.
+    pub weights: Vec<WeightDesc>,
+    /// Nodes in execution order.
+    pub nodes: Vec<Node>,
+    /// Model inputs.
+    pub inputs: Vec<IoDesc>,
+    /// Model outputs.
+    pub outputs: Vec<IoDesc>,
+}
+
+fn bad(node: &Node, index: usize, what: impl Into<String>) -> Error {
+    Error::InvalidGraph {
+        node: if node.name.is_empty() {
+            format!("#{index}")
+        } else {
+            node.name.clone()
+        },
+        op: node.op.name(),
+        what: what.into(),
+    }
+}
+
+impl Graph {
+    /// Computes the output shape of `node` from its input shapes, checking every parameter.
+    pub fn infer_output(&self, index: usize, node: &Node) -> Result<Shape4> {
+        let shape_of = |t: TensorId| -> Result<Shape4> {
+            self.tensors
+                .get(t as usize)
+                .map(|d| d.shape)
+                .ok_or_else(|| bad(node, index, format!("input tensor {t} out of range")))
+        };
+        let ins: Vec<Shape4> = node.inputs.iter().map(|&t| shape_of(t)).collect::<Result<_>>()?;
+        let arity = |lo: usize, hi: usize| -> Result<()> {
+            if ins.len() < lo || ins.len() > hi {
+                Err(bad(node, index, format!("expects {lo}..={hi} inputs, has {}", ins.len())))
+            } else {
+                Ok(())
+            }
+        };
+        let weight = |id: WeightId, dims: &[u32]| -> Result<()> {
+            let w = self
+                .weights
+                .get(id as usize)
+                .ok_or_else(|| bad(node, index, format!("weight {id} out of range")))?;
+            if w.dims != dims {
+                return Err(bad(
+                    node,
+                    index,
+                    format!("weight {} has dims {:?}, expected {:?}", w.name, w.dims, dims),
+                ));
+            }
+            Ok(())
+        };
+        let act_ok = |a: Activation| -> Result<()> {
+            if a.params_finite() {
+                Ok(())
+            } else {
+                Err(bad(node, index, "activation parameters are not finite"))
+            }
+        };
+        let x = ins.first().copied().unwrap_or_default();
+        match &node.op {
+            Op::Conv(c) => {
+                arity(1, 2)?;
+                act_ok(c.act)?;
+                if c.groups == 0 || c.in_c % c.groups != 0 || c.out_c % c.groups != 0 || c.out_c == 0 {
+                    return Err(bad(node, index, "groups must divide in_c and out_c"));
+                }
+                if c.in_c != x.c {
+                    return Err(bad(node, index, format!("in_c {} but input has {} channels", c.in_c, x.c)));
+                }
+                let too_big = |v: &[u32]| v.iter().any(|&e| e > 1024);
+                if too_big(&c.kernel) || too_big(&c.stride) || too_big(&c.dilation) || too_big(&c.pads) {
+                    return Err(bad(node, index, "kernel, stride, dilation or padding above 1024"));
+                }
+                let (oh, ow) = c
+                    .output_hw(x.h, x.w)
+                    .ok_or_else(|| bad(node, index, "kernel window does not fit the padded input"))?;
+                weight(c.weight, &[c.out_c, c.in_c / c.groups, c.kernel[0], c.kernel[1]])?;
+                if let Some(b) = c.bias {
+                    weight(b, &[c.out_c])?;
+                }
+                let out = Shape4::new(x.n, oh, ow, c.out_c);
+                if let Some(r) = ins.get(1) {
+                    if *r != out {
+                        return Err(bad(node, index, "fused residual has a different shape than the output"));
+                    }
+                }
+                Ok(out)
+            }
+            Op::Fc(f) => {
+                arity(1, 1)?;
+                act_ok(f.act)?;
+                let feats = x.h as u64 * x.w as u64 * x.c as u64;
+                if feats != f.in_features as u64 || f.out_features == 0 {
+                    return Err(bad(node, index, format!("in_features {} but input has {feats}", f.in_features)));
+                }
+                weight(f.weight, &[f.out_features, f.in_features])?;
+                if let Some(b) = f.bias {
+                    weight(b, &[f.out_features])?;
+                }
+                Ok(Shape4::new(x.n, 1, 1, f.out_features))
+            }
+            Op::Pool(p) => {
+                arity(1, 1)?;
+                let big = |v: &[u32]| v.iter().any(|&e| e > 1024);
+                if big(&p.kernel) || big(&p.stride) || big(&p.dilation) || big(&p.pads) || big(&p.ceil_pads) {
+                    return Err(bad(node, index, "window parameters above 1024"));
+                }
+                let oh = window_out(x.h, p.kernel[0], p.stride[0], p.dilation[0], p.pads[0], p.pads[2] + p.ceil_pads[0]);
+                let ow = window_out(x.w, p.kernel[1], p.stride[1], p.dilation[1], p.pads[1], p.pads[3] + p.ceil_pads[1]);
+                let (oh, ow) = oh.zip(ow).ok_or_else(|| bad(node, index, "pool window does not fit"))?;
+                Ok(Shape4::new(x.n, oh, ow, x.c))
+            }
+            Op::GlobalAvgPool => {
+                arity(1, 1)?;
+                Ok(Shape4::new(x.n, 1, 1, x.c))
+            }
+            Op::Add { act } => {
+                arity(2, 2)?;
+                act_ok(*act)?;
+                if ins[0] != ins[1] {
+                    return Err(bad(node, index, format!("shapes differ: {:?} and {:?}", ins[0], ins[1])));
+                }
+                Ok(x)
+            }
+            Op::Mul => {
+                arity(2, 2)?;
+                let y = ins[1];
+                let per_channel = y.n == x.n && y.h == 1 && y.w == 1 && y.c == x.c;
+                if y != x && !per_channel {
+                    return Err(bad(node, index, format!("cannot broadcast {:?} to {:?}", y, x)));
+                }
+                Ok(x)
+            }
+            Op::Concat => {
+                arity(1, 4096)?;
+                let mut c = 0u64;
+                for s in &ins {
+                    if (s.n, s.h, s.w) != (x.n, x.h, x.w) {
+                        return Err(bad(node, index, "inputs differ in N, H or W"));
+                    }
+                    c += s.c as u64;
+                }
+                let c = u32::try_from(c).ok().filter(|&c| c <= MAX_DIM).ok_or_else(|| bad(node, index, "too many channels"))?;
+                Ok(Shape4::new(x.n, x.h, x.w, c))
+            }
+            Op::Act(a) => {
+                arity(1, 1)?;
+                act_ok(*a)?;
+                Ok(x)
+            }
+            Op::Softmax => {
+                arity(1, 1)?;
+                Ok(x)
+            }
+            Op::Flatten => {
+                arity(1, 1)?;
+                let f = x.h as u64 * x.w as u64 * x.c as u64;
+                let f = u32::try_from(f).map_err(|_| bad(node, index, "flattened size overflows"))?;
+                Ok(Shape4::new(x.n, 1, 1, f))
+            }
+            Op::ChannelAffine { scale, shift, act } => {
+                arity(1, 1)?;
+                act_ok(*act)?;
+                weight(*scale, &[x.c])?;
+                weight(*shift, &[x.c])?;
+                Ok(x)
+            }
+        }
+    }
+
+    /// Checks the whole graph: every index in range, every shape consistent with its op,
+    /// every tensor written once before it is read, inputs and outputs well formed.
+    /// After this returns `Ok`, the run path trusts the graph.
+    pub fn validate(&self) -> Result<()> {
+        let inval = |what: String| Error::InvalidGraph {
+            node: "graph".into(),
+            op: "-",
+            what,
+        };
+        for t in &self.tensors {
+            let s = t.shape;
+            if [s.n, s.h, s.w, s.c].iter().any(|&d| d == 0 || d > MAX_DIM) {
+                return Err(inval(format!("tensor {} has shape {:?}", t.name, s)));
+            }
+            if s.elems() > MAX_TENSOR_ELEMS {
+                return Err(inval(format!("tensor {} is too large ({} elements)", t.name, s.elems())));
+            }
+        }
+        for w in &self.weights {
+            if w.dims.is_empty() || w.dims.len() > 4 || w.dims.iter().any(|&d| d == 0 || d > MAX_DIM) {
+                return Err(inval(format!("weight {} has dims {:?}", w.name, w.dims)));
+            }
+            if w.logical_elems() > MAX_TENSOR_ELEMS {
+                return Err(inval(format!("weight {} is too large", w.name)));
+            }
+        }
+        let mut written = vec![false; self.tensors.len()];
+        if self.inputs.is_empty() || self.outputs.is_empty() {
+            return Err(inval("a model needs at least one input and one output".into()));
+        }
+        for io in &self.inputs {
+            let t = self
+                .tensors
+                .get(io.tensor as usize)
+                .ok_or_else(|| inval(format!("input {} names tensor {} out of range", io.name, io.tensor)))?;
+            check_io_dims(io, t.shape).map_err(inval)?;
+            if std::mem::replace(&mut written[io.tensor as usize], true) {
+                return Err(inval(format!("input {} listed twice", io.name)));
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.outputs.len() != 1 {
+                return Err(bad(node, i, "every node has exactly one output in format v1"));
+            }
+            for &t in &node.inputs {
+                if !written.get(t as usize).copied().unwrap_or(false) {
+                    return Err(bad(node, i, format!("reads tensor {t} before it is written")));
+                }
+            }
+            let out = node.outputs[0];
+            let desc = self
+                .tensors
+                .get(out as usize)
+                .ok_or_else(|| bad(node, i, format!("output tensor {out} out of range")))?;
+            let shape = self.infer_output(i, node)?;
+            if shape != desc.shape {
+                return Err(bad(
+                    node,
+                    i,
+                    format!("output {} is declared {:?} but computes to {:?}", desc.name, desc.shape, shape),
+                ));
+            }
+            if std::mem::replace(&mut written[out as usize], true) {
+                return Err(bad(node, i, format!("tensor {} written twice", desc.name)));
+            }
+        }
+        for io in &self.outputs {
+            let t = self
+                .tensors
+                .get(io.tensor as usize)
+                .ok_or_else(|| inval(format!("output {} names tensor {} out of range", io.name, io.tensor)))?;
+            check_io_dims(io, t.shape).map_err(inval)?;
+            if !written[io.tensor as usize] {
+                return Err(inval(format!("output {} is never computed", io.name)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The user-facing dims of an input or output must describe the same elements as the tensor.
+fn check_io_dims(io: &IoDesc, s: Shape4) -> std::result::Result<(), String> {
+    let ok = match io.dims.as_slice() {
+        [n, c, h, w] => (*n, *c, *h, *w) == (s.n, s.c, s.h, s.w),
+        [n, f] => (*n, 1, 1, *f) == (s.n, s.h, s.w, s.c),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{} has dims {:?}, which do not match tensor shape {:?}", io.name, io.dims, s))
+    }
+}

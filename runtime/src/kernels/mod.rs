@@ -1,0 +1,201 @@
+//! Compute kernels: one contract per operation, one [`KernelTable`] per instruction set.
+//!
+//! A session picks one table at creation ([`KernelTable::detect`] or a forced choice), then
+//! picks per node the kernel that table offers for the node's shape (for convs, through
+//! [`KernelTable::conv`]). The driver code (session, planner) is written once over this
+//! contract; a new ISA or kernel size adds an implementation here, never a branch in the
+//! driver.
+//!
+//! Activation memory is NHWC with the channel stride `cs` padded to the table's
+//! `channel_align`. Pad lanes hold zeros: every kernel writes zeros into the pad lanes of its
+//! output, and may rely on its inputs' pad lanes being zero.
+
+pub mod pack;
+pub mod portable;
+pub mod reference;
+
+use crate::graph::{Activation, Conv, Fc, Layout, Pool, Shape4};
+use std::ops::Range;
+
+/// Geometry of one activation buffer: logical NHWC shape and the padded channel stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Act4 {
+    /// Logical shape.
+    pub shape: Shape4,
+    /// Distance in floats between two pixels (`>= shape.c`).
+    pub cs: usize,
+}
+
+impl Act4 {
+    /// Geometry for `shape` with the channel stride rounded up to `align`.
+    pub fn new(shape: Shape4, align: usize) -> Self {
+        let c = shape.c as usize;
+        Act4 {
+            shape,
+            cs: c.div_ceil(align) * align,
+        }
+    }
+    /// Floats the buffer occupies: `n*h*w*cs`.
+    pub fn len(&self) -> usize {
+        self.shape.pixels() as usize * self.cs
+    }
+    /// True when the buffer holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Rows of the buffer (`n*h`): the unit in which work is split.
+    pub fn rows(&self) -> usize {
+        self.shape.n as usize * self.shape.h as usize
+    }
+}
+
+/// Everything a convolution kernel reads and writes.
+pub struct ConvArgs<'a> {
+    /// The conv's parameters.
+    pub conv: &'a Conv,
+    /// Input activations.
+    pub x: &'a [f32],
+    /// Input geometry.
+    pub xs: Act4,
+    /// Weights in the layout the kernel declared ([`ConvKernel::layout`]).
+    pub w: &'a [f32],
+    /// Bias, `out_c` values (or more; only the first `out_c` are read).
+    pub bias: Option<&'a [f32]>,
+    /// Fused residual, same geometry as `y`, added before the activation.
+    pub residual: Option<&'a [f32]>,
+    /// Output activations.
+    pub y: &'a mut [f32],
+    /// Output geometry.
+    pub ys: Act4,
+    /// Scratch of at least [`ConvKernel::scratch_len`] floats.
+    pub scratch: &'a mut [f32],
+    /// Output rows (over `n*oh`) this call computes; the whole range is `0..ys.rows()`.
+    pub rows: Range<usize>,
+}
+
+/// A conv kernel chosen for one layer.
+#[derive(Clone, Copy)]
+pub struct ConvKernel {
+    /// XNNPACK-style name, e.g. `conv_generic_portable`, `dw3x3s1_avx2`.
+    pub name: &'static str,
+    /// Weight layout the kernel reads.
+    pub layout: Layout,
+    /// Scratch floats needed for a layer of this geometry.
+    pub scratch_len: fn(&Conv, Act4, Act4) -> usize,
+    /// Computes `args.rows` of the output.
+    pub run: fn(&mut ConvArgs),
+}
+
+/// Everything a fully connected kernel reads and writes.
+pub struct FcArgs<'a> {
+    /// The layer's parameters.
+    pub fc: &'a Fc,
+    /// Input activations, read in NHWC order as `in_features` per batch item.
+    pub x: &'a [f32],
+    /// Input geometry.
+    pub xs: Act4,
+    /// Weights in the layout the kernel declared.
+    pub w: &'a [f32],
+    /// Bias, `out_features` values.
+    pub bias: Option<&'a [f32]>,
+    /// Output `(N, 1, 1, out_features)`.
+    pub y: &'a mut [f32],
+    /// Output geometry.
+    pub ys: Act4,
+}
+
+/// The fully connected kernel of a table.
+#[derive(Clone, Copy)]
+pub struct FcKernel {
+    /// Kernel name.
+    pub name: &'static str,
+    /// Weight layout it reads.
+    pub layout: Layout,
+    /// Computes the whole output.
+    pub run: fn(&mut FcArgs),
+}
+
+/// A unary kernel over one activation buffer: input, its geometry, output, its geometry.
+pub type UnaryFn = fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4);
+
+/// The table of kernels for one instruction set.
+#[derive(Clone, Copy)]
+pub struct KernelTable {
+    /// Table name: `portable`, `x86_64-avx2`, `x86_64-avx512`, `aarch64`.
+    pub name: &'static str,
+    /// Channel stride alignment of activations, in floats.
+    pub channel_align: usize,
+    /// Picks the conv kernel for a layer.
+    pub conv: fn(&Conv) -> ConvKernel,
+    /// Fully connected.
+    pub fc: FcKernel,
+    /// Max/average pooling.
+    pub pool: fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
+    /// Mean over H and W.
+    pub global_avg_pool: UnaryFn,
+    /// `y = act(a + b)`, all of one geometry.
+    pub add: fn(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    /// `y = a * b`; `b` has geometry `bs`, equal to `ys` or `(N, 1, 1, C)`.
+    pub mul: fn(a: &[f32], b: &[f32], bs: Act4, y: &mut [f32], ys: Act4),
+    /// Copies `x` into channels `c0 .. c0 + xs.shape.c` of `y`.
+    pub concat_part: fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize),
+    /// `y = act(x)`.
+    pub act: fn(x: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    /// Softmax over channels.
+    pub softmax: UnaryFn,
+    /// NHWC `(N, H, W, C)` to `(N, 1, 1, C*H*W)` in NCHW element order.
+    pub flatten: UnaryFn,
+    /// `y = act(x * scale[c] + shift[c])`.
+    pub channel_affine:
+        fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+}
+
+/// Which kernel table to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KernelChoice {
+    /// The fastest table the running CPU supports.
+    #[default]
+    Auto,
+    /// The portable table (scalar plus `wide`), available everywhere.
+    Portable,
+}
+
+impl KernelTable {
+    /// The fastest table the running CPU supports.
+    pub fn detect() -> &'static KernelTable {
+        &portable::TABLE
+    }
+
+    /// The table for `choice`, or `None` if this CPU cannot run it.
+    pub fn for_choice(choice: KernelChoice) -> Option<&'static KernelTable> {
+        match choice {
+            KernelChoice::Auto => Some(Self::detect()),
+            KernelChoice::Portable => Some(&portable::TABLE),
+        }
+    }
+
+    /// Every table this CPU can run, for tests that check each of them.
+    pub fn all_supported() -> Vec<&'static KernelTable> {
+        vec![&portable::TABLE]
+    }
+
+    /// The layout this table wants for a weight with the given role.
+    pub fn layout_for(&self, role: WeightRole) -> Layout {
+        match role {
+            WeightRole::Conv(c) => (self.conv)(&c).layout,
+            WeightRole::Fc => self.fc.layout,
+            WeightRole::Vector => Layout::Canonical,
+        }
+    }
+}
+
+/// What a weight is used for, which decides the layout a table wants for it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WeightRole {
+    /// The weights of this conv.
+    Conv(Conv),
+    /// The weights of a fully connected layer.
+    Fc,
+    /// A per-channel vector (bias, scale, shift).
+    Vector,
+}

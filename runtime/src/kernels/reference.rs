@@ -1,0 +1,1 @@
+//! Scalar reference implementations: the plain loops every optimised kernel is tested against.

@@ -1,0 +1,294 @@
+//! An opened `.smof` model: the validated graph plus its weights, used in place when the
+//! file's layout is the one the kernel table wants, repacked once at load otherwise.
+
+use crate::error::{Error, Result};
+use crate::format::{self, ReadOptions};
+use crate::graph::{DType, Graph, Layout, Op, WeightId};
+use crate::kernels::{pack, KernelChoice, KernelTable, WeightRole};
+use std::path::Path;
+
+/// Options for opening a model.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelOptions {
+    /// Which kernel table the model's sessions use; weights are packed for it at load.
+    pub kernels: KernelChoice,
+    /// Verify the weight section's checksum at open. The graph sections are always verified.
+    pub verify_weights: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            kernels: KernelChoice::Auto,
+            verify_weights: true,
+        }
+    }
+}
+
+/// Where the file's bytes live.
+enum Storage {
+    Mmap(memmap2::Mmap),
+    Static(&'static [u8]),
+    Owned(Vec<Aligned64>),
+}
+
+/// 64 bytes, 64-aligned: the unit of owned storage, so weights in it can be read as f32.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Aligned64([u8; 64]);
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mmap(m) => m,
+            Storage::Static(s) => s,
+            Storage::Owned(v) => bytemuck_aligned(v),
+        }
+    }
+}
+
+fn bytemuck_aligned(v: &[Aligned64]) -> &[u8] {
+    // SAFETY: `Aligned64` is `repr(C)` over `[u8; 64]` with no padding, so a slice of them is
+    // `64 * len` initialised bytes.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 64) }
+}
+
+/// A weight as the kernels read it.
+enum WeightData {
+    /// f32 data inside the file at this float range, already in the wanted layout.
+    InFile { start: usize, len: usize },
+    /// Converted (f16 widened, or repacked) at load.
+    Owned(Vec<f32>),
+}
+
+/// An immutable, validated model. `Send + Sync`: one `Model` serves any number of sessions.
+pub struct Model {
+    storage: Storage,
+    graph: Graph,
+    weights: Vec<WeightData>,
+    layouts: Vec<Layout>,
+    table: &'static KernelTable,
+    file_len: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.graph.meta.model_name)
+            .field("nodes", &self.graph.nodes.len())
+            .field("kernels", &self.table.name)
+            .field("file_len", &self.file_len)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Memory-maps and validates a `.smof` file. Weights stored in the layout of the host's
+    /// kernel table are used in place, with no copy.
+    ///
+    /// The file must not be truncated or rewritten in place while the model is alive (that is
+    /// undefined for any mapping, and shows as SIGBUS); replace it by renaming a new file over
+    /// it instead, which leaves the old mapping intact.
+    ///
+    /// ```no_run
+    /// let model = smof::Model::open("models/lenet5.smof")?;
+    /// println!("{} inputs", model.graph().inputs.len());
+    /// # Ok::<(), smof::Error>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        Self::open_with(path, &ModelOptions::default())
+    }
+
+    /// [`Model::open`] with options.
+    pub fn open_with(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
+        let path = path.as_ref();
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only; the documented contract above is that the file is
+        // not modified in place while mapped. Every byte read from it is bounds-checked by
+        // `format::read` before use.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Self::from_storage(Storage::Mmap(map), opts)
+    }
+
+    /// Reads the whole file into memory instead of mapping it, for apps that cannot guarantee
+    /// the file stays unchanged while the model is alive.
+    pub fn open_copied(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes_with(&bytes, opts)
+    }
+
+    /// Validates a model held in memory, copying it into 64-byte-aligned storage.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        Self::from_bytes_with(bytes, &ModelOptions::default())
+    }
+
+    /// [`Model::from_bytes`] with options.
+    pub fn from_bytes_with(bytes: &[u8], opts: &ModelOptions) -> Result<Model> {
+        let mut owned = vec![Aligned64([0; 64]); bytes.len().div_ceil(64)];
+        let dst = &mut bytemuck_aligned_mut(&mut owned)[..bytes.len()];
+        dst.copy_from_slice(bytes);
+        let storage = Storage::Owned(owned);
+        Self::from_storage_len(storage, bytes.len(), opts)
+    }
+
+    /// Uses a `'static` buffer (for example from `include_bytes!`) in place when it is 64-byte
+    /// aligned; copies it otherwise.
+    pub fn from_static(bytes: &'static [u8], opts: &ModelOptions) -> Result<Model> {
+        if (bytes.as_ptr() as usize) % 64 == 0 {
+            Self::from_storage(Storage::Static(bytes), opts)
+        } else {
+            Self::from_bytes_with(bytes, opts)
+        }
+    }
+
+    fn from_storage(storage: Storage, opts: &ModelOptions) -> Result<Model> {
+        let len = storage.bytes().len();
+        Self::from_storage_len(storage, len, opts)
+    }
+
+    fn from_storage_len(storage: Storage, file_len: usize, opts: &ModelOptions) -> Result<Model> {
+        let table = KernelTable::for_choice(opts.kernels).ok_or_else(|| {
+            Error::InvalidOption(format!("kernel table {:?} is not supported by this CPU", opts.kernels))
+        })?;
+        let bytes = &storage.bytes()[..file_len];
+        let graph = format::read(
+            bytes,
+            &ReadOptions {
+                verify_weights: opts.verify_weights,
+            },
+        )?;
+        let roles = weight_roles(&graph);
+        let mut weights = Vec::with_capacity(graph.weights.len());
+        let mut layouts = Vec::with_capacity(graph.weights.len());
+        for (i, desc) in graph.weights.iter().enumerate() {
+            let role = roles[i].unwrap_or(WeightRole::Vector);
+            let want = table.layout_for(role);
+            // Offsets and lengths were validated against the file by `format::read`.
+            let start = desc.offset as usize;
+            let raw = &bytes[start..start + desc.byte_len as usize];
+            let data = match desc.dtype {
+                DType::F32 if desc.layout == want => WeightData::InFile {
+                    start: start / 4,
+                    len: raw.len() / 4,
+                },
+                DType::F32 => {
+                    let f: &[f32] = bytemuck::cast_slice(raw);
+                    WeightData::Owned(pack::repack(f, &desc.dims, desc.layout, want))
+                }
+                DType::F16 => {
+                    let h: Vec<f32> = raw
+                        .chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect();
+                    WeightData::Owned(pack::repack(&h, &desc.dims, desc.layout, want))
+                }
+            };
+            weights.push(data);
+            layouts.push(want);
+        }
+        Ok(Model {
+            storage,
+            graph,
+            weights,
+            layouts,
+            table,
+            file_len,
+        })
+    }
+
+    /// The validated graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The kernel table this model's weights are packed for.
+    pub fn kernels(&self) -> &'static KernelTable {
+        self.table
+    }
+
+    /// Size of the `.smof` file in bytes.
+    pub fn file_len(&self) -> usize {
+        self.file_len
+    }
+
+    /// Whether weight `id` is read in place from the file (no copy was made at load).
+    pub fn weight_in_place(&self, id: WeightId) -> bool {
+        matches!(self.weights.get(id as usize), Some(WeightData::InFile { .. }))
+    }
+
+    /// Weight `id` as f32 in the layout this model's kernel table wants.
+    ///
+    /// # Panics
+    /// If `id` is out of range; ids come from the validated graph.
+    pub fn weight(&self, id: WeightId) -> &[f32] {
+        match &self.weights[id as usize] {
+            WeightData::InFile { start, len } => {
+                let all: &[f32] = bytemuck::cast_slice(&self.storage.bytes()[..self.file_len / 4 * 4]);
+                &all[*start..*start + *len]
+            }
+            WeightData::Owned(v) => v,
+        }
+    }
+
+    /// The layout the kernels read weight `id` in.
+    ///
+    /// # Panics
+    /// If `id` is out of range.
+    pub fn weight_layout(&self, id: WeightId) -> Layout {
+        self.layouts[id as usize]
+    }
+}
+
+fn bytemuck_aligned_mut(v: &mut [Aligned64]) -> &mut [u8] {
+    // SAFETY: as in `bytemuck_aligned`; the slice is uniquely borrowed.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 64) }
+}
+
+/// The role of each weight, from the first node that reads it.
+pub fn weight_roles(graph: &Graph) -> Vec<Option<WeightRole>> {
+    let mut roles = vec![None; graph.weights.len()];
+    for node in &graph.nodes {
+        let mut set = |id: WeightId, role: WeightRole| {
+            if let Some(r) = roles.get_mut(id as usize) {
+                r.get_or_insert(role);
+            }
+        };
+        match &node.op {
+            Op::Conv(c) => {
+                set(c.weight, WeightRole::Conv(*c));
+                if let Some(b) = c.bias {
+                    set(b, WeightRole::Vector);
+                }
+            }
+            Op::Fc(f) => {
+                set(f.weight, WeightRole::Fc);
+                if let Some(b) = f.bias {
+                    set(b, WeightRole::Vector);
+                }
+            }
+            Op::ChannelAffine { scale, shift, .. } => {
+                set(*scale, WeightRole::Vector);
+                set(*shift, WeightRole::Vector);
+            }
+            _ => {}
+        }
+    }
+    roles
+}
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn model_is_send_and_sync() {
+        assert_send_sync::<super::Model>();
+    }
+}

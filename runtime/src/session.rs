@@ -1,35 +1,499 @@
 //! A session: one thread's planned execution of a model. All buffers are allocated at
-//! creation; [`Session::run`] allocates nothing.
+//! creation; [`Session::run`] allocates nothing and takes no lock.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::graph::{Activation, Conv, Fc, Op, Pool};
+use crate::kernels::{Act4, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
 use crate::model::Model;
+use crate::plan::{self, Interval};
+use std::time::Instant;
 
 /// Options for [`Session::new`].
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
-    /// Worker threads (0 or 1: run on the calling thread).
+    /// Worker threads; 0 and 1 both mean the calling thread only.
     pub threads: usize,
 }
 
-/// One thread's execution state for a [`Model`].
+impl SessionOptions {
+    /// Sets the number of worker threads.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+}
+
+/// The kernel a step runs, resolved once at session creation.
+enum Kernel<'m> {
+    Conv {
+        conv: Conv,
+        k: ConvKernel,
+        w: &'m [f32],
+        bias: Option<&'m [f32]>,
+    },
+    Fc {
+        fc: Fc,
+        k: FcKernel,
+        w: &'m [f32],
+        bias: Option<&'m [f32]>,
+    },
+    Pool(Pool),
+    GlobalAvgPool,
+    Add(Activation),
+    Mul,
+    Concat,
+    Act(Activation),
+    Softmax,
+    Flatten,
+    Affine {
+        scale: &'m [f32],
+        shift: &'m [f32],
+        act: Activation,
+    },
+}
+
+/// One node, ready to run: its kernel and the buffers it reads and writes.
+struct Step<'m> {
+    kernel: Kernel<'m>,
+    inputs: Vec<usize>,
+    output: usize,
+}
+
+/// Where an activation lives in the arena.
+#[derive(Clone, Copy, Debug)]
+struct Buffer {
+    offset: usize,
+    geom: Act4,
+}
+
+/// A user-facing output: its ONNX dims and the buffer it is copied from.
+struct OutputSlot {
+    tensor: usize,
+    dims: Vec<usize>,
+    data: Vec<f32>,
+}
+
+/// One thread's execution state for a [`Model`]: the plan, the arena and the output buffers.
 pub struct Session<'m> {
     model: &'m Model,
+    table: &'static KernelTable,
+    steps: Vec<Step<'m>>,
+    buffers: Vec<Buffer>,
+    arena: Vec<f32>,
+    arena_start: usize,
+    arena_len: usize,
+    peak_live: usize,
+    scratch: Vec<f32>,
+    inputs: Vec<(usize, Vec<usize>)>,
+    outputs: Vec<OutputSlot>,
 }
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("steps", &self.steps.len())
+            .field("kernels", &self.table.name)
+            .field("arena_bytes", &self.arena_bytes())
+            .finish()
+    }
+}
+
+/// Largest arena a session will allocate (4 GiB).
+const MAX_ARENA_BYTES: u64 = 4 << 30;
 
 impl<'m> Session<'m> {
     /// Plans every buffer of `model` and allocates them.
+    ///
+    /// ```no_run
+    /// use smof::{Model, Session, SessionOptions};
+    /// let model = Model::open("models/mobilenet_v2_imagenet_backbone.smof")?;
+    /// let mut session = Session::new(&model, &SessionOptions::default())?;
+    /// println!("arena: {} bytes", session.arena_bytes());
+    /// # Ok::<(), smof::Error>(())
+    /// ```
     pub fn new(model: &'m Model, opts: &SessionOptions) -> Result<Session<'m>> {
-        let _ = opts;
-        Ok(Session { model })
+        let _ = opts.threads;
+        let graph = model.graph();
+        let table = model.kernels();
+        let geoms: Vec<Act4> = graph
+            .tensors
+            .iter()
+            .map(|t| Act4::new(t.shape, table.channel_align))
+            .collect();
+
+        // Lifetimes: step 0 writes the inputs, node i is step i + 1, outputs are read after
+        // the last node.
+        let end = graph.nodes.len() + 1;
+        let mut first = vec![usize::MAX; geoms.len()];
+        let mut last = vec![0usize; geoms.len()];
+        for io in &graph.inputs {
+            first[io.tensor as usize] = 0;
+        }
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for &t in &node.inputs {
+                last[t as usize] = last[t as usize].max(i + 1);
+            }
+            first[node.outputs[0] as usize] = i + 1;
+            last[node.outputs[0] as usize] = last[node.outputs[0] as usize].max(i + 1);
+        }
+        for io in &graph.outputs {
+            last[io.tensor as usize] = end;
+        }
+        // Tensors never written (cannot happen after validation) or never read get no memory.
+        let used: Vec<usize> = (0..geoms.len()).filter(|&t| first[t] != usize::MAX).collect();
+        let intervals: Vec<Interval> = used
+            .iter()
+            .map(|&t| Interval {
+                len: geoms[t].len(),
+                first: first[t],
+                last: last[t].max(first[t]),
+            })
+            .collect();
+        let p = plan::plan(&intervals);
+        plan::verify(&intervals, &p)?;
+        let bytes = (p.arena_len as u64 + plan::ALIGN_FLOATS as u64) * 4;
+        if bytes > MAX_ARENA_BYTES {
+            return Err(Error::TooLarge {
+                what: "activation arena".into(),
+                bytes,
+                limit: MAX_ARENA_BYTES,
+            });
+        }
+        let mut buffers = vec![
+            Buffer {
+                offset: 0,
+                geom: Act4::new(Default::default(), 1)
+            };
+            geoms.len()
+        ];
+        for (k, &t) in used.iter().enumerate() {
+            buffers[t] = Buffer {
+                offset: p.offsets[k],
+                geom: geoms[t],
+            };
+        }
+
+        let mut steps = Vec::with_capacity(graph.nodes.len());
+        let mut scratch_len = 0usize;
+        for node in &graph.nodes {
+            let out = node.outputs[0] as usize;
+            let kernel = match node.op {
+                Op::Conv(conv) => {
+                    let k = (table.conv)(&conv);
+                    let xs = geoms[node.inputs[0] as usize];
+                    scratch_len = scratch_len.max((k.scratch_len)(&conv, xs, geoms[out]));
+                    Kernel::Conv {
+                        conv,
+                        k,
+                        w: model.weight(conv.weight),
+                        bias: conv.bias.map(|b| model.weight(b)),
+                    }
+                }
+                Op::Fc(fc) => Kernel::Fc {
+                    fc,
+                    k: table.fc,
+                    w: model.weight(fc.weight),
+                    bias: fc.bias.map(|b| model.weight(b)),
+                },
+                Op::Pool(p) => Kernel::Pool(p),
+                Op::GlobalAvgPool => Kernel::GlobalAvgPool,
+                Op::Add { act } => Kernel::Add(act),
+                Op::Mul => Kernel::Mul,
+                Op::Concat => Kernel::Concat,
+                Op::Act(a) => Kernel::Act(a),
+                Op::Softmax => Kernel::Softmax,
+                Op::Flatten => Kernel::Flatten,
+                Op::ChannelAffine { scale, shift, act } => Kernel::Affine {
+                    scale: model.weight(scale),
+                    shift: model.weight(shift),
+                    act,
+                },
+            };
+            steps.push(Step {
+                kernel,
+                inputs: node.inputs.iter().map(|&t| t as usize).collect(),
+                output: out,
+            });
+        }
+
+        let inputs = graph
+            .inputs
+            .iter()
+            .map(|io| (io.tensor as usize, io.dims.iter().map(|&d| d as usize).collect()))
+            .collect();
+        let outputs = graph
+            .outputs
+            .iter()
+            .map(|io| OutputSlot {
+                tensor: io.tensor as usize,
+                dims: io.dims.iter().map(|&d| d as usize).collect(),
+                data: vec![0.0; io.elems() as usize],
+            })
+            .collect();
+        let arena = vec![0.0f32; p.arena_len + plan::ALIGN_FLOATS];
+        let arena_start = arena.as_ptr().align_offset(plan::ALIGN_FLOATS * 4);
+        Ok(Session {
+            model,
+            table,
+            steps,
+            buffers,
+            arena,
+            arena_start,
+            arena_len: p.arena_len,
+            peak_live: p.peak_live,
+            scratch: vec![0.0; scratch_len],
+            inputs,
+            outputs,
+        })
     }
-    /// Runs the model on `inputs` (one NCHW f32 slice per model input, in order).
+
+    /// Runs the model on `inputs`: one f32 slice per model input, in the model's order, each
+    /// in the ONNX (NCHW) element order with exactly the input's element count.
+    ///
+    /// Allocates nothing.
+    ///
+    /// ```no_run
+    /// # let model = smof::Model::open("m.smof")?;
+    /// # let mut session = smof::Session::new(&model, &Default::default())?;
+    /// let image = vec![0.0f32; 3 * 224 * 224];
+    /// session.run(&[&image])?;
+    /// let scores = session.output(0);
+    /// # Ok::<(), smof::Error>(())
+    /// ```
     pub fn run(&mut self, inputs: &[&[f32]]) -> Result<()> {
-        let _ = (inputs, self.model);
-        todo!()
+        self.run_inner(inputs, None)
     }
+
+    /// Like [`Session::run`], and adds the wall time of each step, in seconds, to
+    /// `step_seconds` (one entry per graph node, in node order).
+    pub fn run_timed(&mut self, inputs: &[&[f32]], step_seconds: &mut [f64]) -> Result<()> {
+        if step_seconds.len() != self.steps.len() {
+            return Err(Error::InvalidOption(format!(
+                "step_seconds has {} entries, the model has {} nodes",
+                step_seconds.len(),
+                self.steps.len()
+            )));
+        }
+        self.run_inner(inputs, Some(step_seconds))
+    }
+
+    fn run_inner(&mut self, inputs: &[&[f32]], mut timing: Option<&mut [f64]>) -> Result<()> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::InputCount {
+                expected: self.inputs.len(),
+                got: inputs.len(),
+            });
+        }
+        for (i, (data, (_, dims))) in inputs.iter().zip(&self.inputs).enumerate() {
+            let want: usize = dims.iter().product();
+            if data.len() != want {
+                return Err(Error::BadInput {
+                    index: i,
+                    name: self.model.graph().inputs[i].name.clone(),
+                    what: format!("has {} values, the model expects {:?} = {want}", data.len(), dims),
+                });
+            }
+        }
+        let start = self.arena_start;
+        let len = self.arena_len;
+        let arena = &mut self.arena[start..start + len];
+        for (data, (t, _)) in inputs.iter().zip(&self.inputs) {
+            let b = self.buffers[*t];
+            nchw_to_nhwc(data, b.geom, &mut arena[b.offset..b.offset + b.geom.len()]);
+        }
+        let base = arena.as_mut_ptr();
+        let buffers = &self.buffers;
+        let table = self.table;
+        let scratch = &mut self.scratch[..];
+        for (i, step) in self.steps.iter().enumerate() {
+            let t0 = timing.as_ref().map(|_| Instant::now());
+            let input = |k: usize| -> (&[f32], Act4) {
+                let b = buffers[step.inputs[k]];
+                // SAFETY: the plan was checked by `plan::verify`: every buffer lies inside the
+                // arena, and buffers live at the same step (this step's inputs and output) do
+                // not overlap, so this shared slice never aliases the output's mutable one.
+                (unsafe { std::slice::from_raw_parts(base.add(b.offset), b.geom.len()) }, b.geom)
+            };
+            let ob = buffers[step.output];
+            // SAFETY: as above; the output is disjoint from every input of this step.
+            let y = unsafe { std::slice::from_raw_parts_mut(base.add(ob.offset), ob.geom.len()) };
+            let ys = ob.geom;
+            match &step.kernel {
+                Kernel::Conv { conv, k, w, bias } => {
+                    let (x, xs) = input(0);
+                    let residual = (step.inputs.len() > 1).then(|| input(1).0);
+                    (k.run)(&mut ConvArgs {
+                        conv,
+                        x,
+                        xs,
+                        w,
+                        bias: *bias,
+                        residual,
+                        y,
+                        ys,
+                        scratch: &mut scratch[..],
+                        rows: 0..ys.rows(),
+                    });
+                }
+                Kernel::Fc { fc, k, w, bias } => {
+                    let (x, xs) = input(0);
+                    (k.run)(&mut FcArgs {
+                        fc,
+                        x,
+                        xs,
+                        w,
+                        bias: *bias,
+                        y,
+                        ys,
+                    });
+                }
+                Kernel::Pool(p) => {
+                    let (x, xs) = input(0);
+                    (table.pool)(p, x, xs, y, ys);
+                }
+                Kernel::GlobalAvgPool => {
+                    let (x, xs) = input(0);
+                    (table.global_avg_pool)(x, xs, y, ys);
+                }
+                Kernel::Add(act) => (table.add)(input(0).0, input(1).0, y, ys, *act),
+                Kernel::Mul => {
+                    let (b, bs) = input(1);
+                    (table.mul)(input(0).0, b, bs, y, ys);
+                }
+                Kernel::Concat => {
+                    let mut c0 = 0;
+                    for k in 0..step.inputs.len() {
+                        let (x, xs) = input(k);
+                        (table.concat_part)(x, xs, y, ys, c0);
+                        c0 += xs.shape.c as usize;
+                    }
+                }
+                Kernel::Act(a) => (table.act)(input(0).0, y, ys, *a),
+                Kernel::Softmax => {
+                    let (x, xs) = input(0);
+                    (table.softmax)(x, xs, y, ys);
+                }
+                Kernel::Flatten => {
+                    let (x, xs) = input(0);
+                    (table.flatten)(x, xs, y, ys);
+                }
+                Kernel::Affine { scale, shift, act } => {
+                    (table.channel_affine)(input(0).0, scale, shift, y, ys, *act)
+                }
+            }
+            if let (Some(t), Some(t0)) = (timing.as_deref_mut(), t0) {
+                t[i] += t0.elapsed().as_secs_f64();
+            }
+        }
+        let arena = &self.arena[start..start + len];
+        for out in &mut self.outputs {
+            let b = self.buffers[out.tensor];
+            nhwc_to_nchw(&arena[b.offset..b.offset + b.geom.len()], b.geom, &mut out.data);
+        }
+        Ok(())
+    }
+
     /// Output `i` of the last run, in the ONNX (NCHW) element order.
+    ///
+    /// # Panics
+    /// If `i >= self.output_count()`.
     pub fn output(&self, i: usize) -> &[f32] {
-        let _ = i;
-        todo!()
+        &self.outputs[i].data
+    }
+
+    /// ONNX dims of output `i` (`[N, C, H, W]` or `[N, F]`).
+    ///
+    /// # Panics
+    /// If `i >= self.output_count()`.
+    pub fn output_dims(&self, i: usize) -> &[usize] {
+        &self.outputs[i].dims
+    }
+
+    /// Number of model outputs.
+    pub fn output_count(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// ONNX dims of input `i`.
+    ///
+    /// # Panics
+    /// If `i` is not below the number of inputs.
+    pub fn input_dims(&self, i: usize) -> &[usize] {
+        &self.inputs[i].1
+    }
+
+    /// Number of model inputs.
+    pub fn input_count(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Bytes of the activation arena.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena_len * 4
+    }
+
+    /// Largest number of activation bytes live at one step of the schedule: the lower bound
+    /// for any arena.
+    pub fn peak_live_bytes(&self) -> usize {
+        self.peak_live * 4
+    }
+
+    /// Bytes of kernel scratch space (im2col, tiles).
+    pub fn scratch_bytes(&self) -> usize {
+        self.scratch.len() * 4
+    }
+
+    /// Name of the kernel each node runs, in node order (e.g. `conv3x3_portable`).
+    pub fn kernel_names(&self) -> Vec<&'static str> {
+        self.steps
+            .iter()
+            .map(|s| match &s.kernel {
+                Kernel::Conv { k, .. } => k.name,
+                Kernel::Fc { k, .. } => k.name,
+                Kernel::Pool(_) => "pool",
+                Kernel::GlobalAvgPool => "global_avg_pool",
+                Kernel::Add(_) => "add",
+                Kernel::Mul => "mul",
+                Kernel::Concat => "concat",
+                Kernel::Act(_) => "act",
+                Kernel::Softmax => "softmax",
+                Kernel::Flatten => "flatten",
+                Kernel::Affine { .. } => "channel_affine",
+            })
+            .collect()
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+}
+
+/// Copies an NCHW tensor into an NHWC buffer with padded channel stride, zeroing pad lanes.
+fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {
+    let (n, h, w, c) = (g.shape.n as usize, g.shape.h as usize, g.shape.w as usize, g.shape.c as usize);
+    let hw = h * w;
+    for b in 0..n {
+        for p in 0..hw {
+            let row = &mut dst[(b * hw + p) * g.cs..(b * hw + p + 1) * g.cs];
+            for (ch, v) in row[..c].iter_mut().enumerate() {
+                *v = src[(b * c + ch) * hw + p];
+            }
+            row[c..].fill(0.0);
+        }
+    }
+}
+
+/// Copies an NHWC buffer with padded channel stride out to NCHW order.
+fn nhwc_to_nchw(src: &[f32], g: Act4, dst: &mut [f32]) {
+    let (n, h, w, c) = (g.shape.n as usize, g.shape.h as usize, g.shape.w as usize, g.shape.c as usize);
+    let hw = h * w;
+    for b in 0..n {
+        for p in 0..hw {
+            let row = &src[(b * hw + p) * g.cs..(b * hw + p) * g.cs + c];
+            for (ch, &v) in row.iter().enumerate() {
+                dst[(b * c + ch) * hw + p] = v;
+            }
+        }
     }
 }

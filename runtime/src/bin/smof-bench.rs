@@ -1,1 +1,251 @@
-fn main() {}
+//! `smof-bench`: times `.smof` models on this device, in the manner of ncnn's `benchncnn` and
+//! TFLite's `benchmark_model`. Depends only on the runtime, so the same static binary runs on
+//! a phone through `adb shell`.
+
+use smof::graph::Graph;
+use smof::{Model, Session, SessionOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const USAGE: &str = "usage: smof-bench MODEL.smof|DIR [--threads N] [--warmup N] [--loops N] [--profile] [--json]
+
+Times each model single-batch on synthetic input and prints min, median, mean and max ms.
+  --threads N   worker threads (default 1)
+  --warmup N    untimed runs first (default 3)
+  --loops N     timed runs (default 20)
+  --profile     per-layer time, share of total and GFLOP/s, slowest first
+  --json        one JSON object per model on stdout";
+
+struct Args {
+    models: Vec<PathBuf>,
+    threads: usize,
+    warmup: usize,
+    loops: usize,
+    profile: bool,
+    json: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut out = Args {
+        models: Vec::new(),
+        threads: 1,
+        warmup: 3,
+        loops: 20,
+        profile: false,
+        json: false,
+    };
+    let mut path: Option<PathBuf> = None;
+    while let Some(a) = args.next() {
+        let mut num = |name: &str| -> Result<usize, String> {
+            let v = args.next().ok_or(format!("{name} needs a value"))?;
+            v.parse().map_err(|_| format!("{name}: '{v}' is not a number"))
+        };
+        match a.as_str() {
+            "--threads" => out.threads = num("--threads")?,
+            "--warmup" => out.warmup = num("--warmup")?,
+            "--loops" => out.loops = num("--loops")?.max(1),
+            "--profile" => out.profile = true,
+            "--json" => out.json = true,
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => {
+                if path.replace(PathBuf::from(s)).is_some() {
+                    return Err("give one model file or one folder".into());
+                }
+            }
+        }
+    }
+    let path = path.ok_or("no model given")?;
+    out.models = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&path)
+            .map_err(|e| format!("cannot list {}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "smof"))
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            return Err(format!("no .smof files in {}", path.display()));
+        }
+        v
+    } else {
+        vec![path]
+    };
+    Ok(out)
+}
+
+/// Deterministic input in [-1, 1), so runs are comparable across devices.
+fn synthetic_input(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+struct Stats {
+    min: f64,
+    median: f64,
+    mean: f64,
+    max: f64,
+}
+
+fn stats(mut ms: Vec<f64>) -> Stats {
+    ms.sort_by(f64::total_cmp);
+    let n = ms.len();
+    let median = if n % 2 == 1 {
+        ms[n / 2]
+    } else {
+        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
+    };
+    Stats {
+        min: ms[0],
+        median,
+        mean: ms.iter().sum::<f64>() / n as f64,
+        max: ms[n - 1],
+    }
+}
+
+fn total_macs(g: &Graph) -> Vec<u64> {
+    g.nodes
+        .iter()
+        .map(|n| {
+            let ins: Vec<_> = n.inputs.iter().map(|&t| g.tensors[t as usize].shape).collect();
+            n.op.macs(&ins, g.tensors[n.outputs[0] as usize].shape)
+        })
+        .collect()
+}
+
+fn bench(path: &Path, a: &Args) -> Result<(), String> {
+    let t_open = Instant::now();
+    let model = Model::open(path).map_err(|e| e.to_string())?;
+    let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
+    let t_sess = Instant::now();
+    let mut session =
+        Session::new(&model, &SessionOptions::default().threads(a.threads)).map_err(|e| e.to_string())?;
+    let session_ms = t_sess.elapsed().as_secs_f64() * 1e3;
+    let inputs: Vec<Vec<f32>> = (0..session.input_count())
+        .map(|i| synthetic_input(session.input_dims(i).iter().product(), i as u32 + 1))
+        .collect();
+    let refs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    for _ in 0..a.warmup {
+        session.run(&refs).map_err(|e| e.to_string())?;
+    }
+    let mut times = Vec::with_capacity(a.loops);
+    for _ in 0..a.loops {
+        let t = Instant::now();
+        session.run(&refs).map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let s = stats(times);
+    let g = model.graph();
+    let macs = total_macs(g);
+    let gflops = 2.0 * macs.iter().sum::<u64>() as f64 / 1e9;
+    let name = path.file_name().map_or("?".into(), |n| n.to_string_lossy().into_owned());
+
+    let mut profile = Vec::new();
+    if a.profile {
+        let mut secs = vec![0.0; g.nodes.len()];
+        for _ in 0..a.loops {
+            session.run_timed(&refs, &mut secs).map_err(|e| e.to_string())?;
+        }
+        let kernels = session.kernel_names();
+        let total: f64 = secs.iter().sum();
+        for (i, node) in g.nodes.iter().enumerate() {
+            let ms = secs[i] * 1e3 / a.loops as f64;
+            let share = if total > 0.0 { secs[i] / total } else { 0.0 };
+            let gf = if secs[i] > 0.0 {
+                2.0 * macs[i] as f64 * a.loops as f64 / secs[i] / 1e9
+            } else {
+                0.0
+            };
+            profile.push((i, node.name.clone(), node.op.name(), kernels[i], ms, share, gf));
+        }
+        profile.sort_by(|x, y| y.4.total_cmp(&x.4));
+    }
+
+    if a.json {
+        let mut j = format!(
+            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.4},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?}",
+            name, a.threads, a.warmup, a.loops, s.min, s.median, s.mean, s.max, gflops, open_ms, session_ms,
+            session.arena_bytes(), model.kernels().name
+        );
+        if a.profile {
+            j.push_str(",\"profile\":[");
+            for (k, (i, n, op, kern, ms, share, gf)) in profile.iter().enumerate() {
+                if k > 0 {
+                    j.push(',');
+                }
+                j.push_str(&format!(
+                    "{{\"node\":{i},\"name\":{n:?},\"op\":{op:?},\"kernel\":{kern:?},\"ms\":{ms:.4},\"share\":{share:.4},\"gflops\":{gf:.3}}}"
+                ));
+            }
+            j.push(']');
+        }
+        j.push('}');
+        println!("{j}");
+    } else {
+        println!(
+            "{name:>32}  min = {:8.3}  median = {:8.3}  mean = {:8.3}  max = {:8.3} ms   ({gflops:.3} GFLOP, {:.1} GFLOP/s)",
+            s.min,
+            s.median,
+            s.mean,
+            s.max,
+            gflops / (s.median / 1e3)
+        );
+        if a.profile {
+            println!("{:>5} {:<28} {:<14} {:<24} {:>9} {:>7} {:>8}", "node", "name", "op", "kernel", "ms", "share", "GFLOP/s");
+            for (i, n, op, kern, ms, share, gf) in &profile {
+                println!("{i:>5} {:<28} {op:<14} {kern:<24} {ms:>9.4} {:>6.1}% {gf:>8.2}", truncate(n, 28), share * 100.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("smof-bench: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) };
+        }
+    };
+    if !args.json {
+        println!(
+            "threads = {}  warmup = {}  loops = {}  kernels = {}",
+            args.threads,
+            args.warmup,
+            args.loops,
+            smof::kernels::KernelTable::detect().name
+        );
+    }
+    let mut failed = false;
+    for m in &args.models {
+        if let Err(e) = bench(m, &args) {
+            eprintln!("smof-bench: {}: {e}", m.display());
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

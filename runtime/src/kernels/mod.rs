@@ -174,6 +174,14 @@ impl KernelTable {
         }
     }
 
+    /// The [`KernelChoice`] that selects the table called `name`.
+    pub fn choice_for_name(name: &str) -> Option<KernelChoice> {
+        match name {
+            "portable" => Some(KernelChoice::Portable),
+            _ => None,
+        }
+    }
+
     /// Every table this CPU can run, for tests that check each of them.
     pub fn all_supported() -> Vec<&'static KernelTable> {
         vec![&portable::TABLE]

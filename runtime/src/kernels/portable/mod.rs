@@ -1,55 +1,106 @@
-//! The portable kernel table: scalar code plus `wide` vectors, runs on every CPU.
+//! The portable kernel table: scalar code plus `wide::f32x8` vectors, runs on every CPU.
+//!
+//! Conv kernels, picked by [`TABLE`]'s `conv` entry (see [`select_conv`]):
+//!
+//! | name                       | layout            | selected for                               |
+//! |----------------------------|-------------------|--------------------------------------------|
+//! | `dw3x3_portable`           | `DwBlock(8)`      | depthwise 3x3                              |
+//! | `dw5x5_portable`           | `DwBlock(8)`      | depthwise 5x5                              |
+//! | `dw_generic_portable`      | `DwBlock(8)`      | depthwise, any other kernel                |
+//! | `conv1x1_portable`         | `ConvOcBlock(8)`  | 1x1, stride 1, no padding                  |
+//! | `conv1x1_strided_portable` | `ConvOcBlock(8)`  | 1x1, other strides, no padding             |
+//! | `conv3x3_portable`         | `ConvOcBlock(8)`  | 3x3 (any stride, dilation, padding)        |
+//! | `conv5x5_portable`         | `ConvOcBlock(8)`  | 5x5                                        |
+//! | `conv7x7_portable`         | `ConvOcBlock(8)`  | 7x7                                        |
+//! | `conv_kxk_portable`        | `ConvOcBlock(8)`  | any other kernel (non-square, padded 1x1)  |
+//! | `conv_generic_portable`    | `Canonical`       | grouped, depthwise with multiplier         |
+//!
+//! The dense kernels share one register tile ([`tile`]): 4 output pixels x 8 output channels
+//! in `f32x8` accumulators, bias in the initial value, residual and activation at the store.
 
-use super::*;
-use crate::graph::{Activation, Conv, Pool};
+mod conv1x1;
+mod conv_direct;
+mod conv_generic;
+mod dw;
+mod elementwise;
+mod fc;
+mod geom;
+mod pool;
+mod simd;
+mod tile;
 
-fn conv_scratch(_: &Conv, _: Act4, _: Act4) -> usize {
+use super::{Act4, ConvKernel, FcKernel, KernelTable};
+use crate::graph::{Conv, Layout};
+
+/// Weight layout of the ungrouped conv kernels.
+const OC_BLOCK: Layout = Layout::ConvOcBlock(8);
+/// Weight layout of the depthwise kernels.
+const DW_BLOCK: Layout = Layout::DwBlock(8);
+
+fn no_scratch(_: &Conv, _: Act4, _: Act4) -> usize {
     0
 }
-fn conv_run(_: &mut ConvArgs) {
-    todo!()
+
+const fn kernel(name: &'static str, layout: Layout, run: fn(&mut super::ConvArgs)) -> ConvKernel {
+    ConvKernel { name, layout, scratch_len: no_scratch, run }
 }
-fn conv_select(_: &Conv) -> ConvKernel {
-    ConvKernel { name: "conv_generic_portable", layout: Layout::Canonical, scratch_len: conv_scratch, run: conv_run }
-}
-fn fc_run(_: &mut FcArgs) {
-    todo!()
-}
-fn pool(_: &Pool, _: &[f32], _: Act4, _: &mut [f32], _: Act4) {
-    todo!()
-}
-fn unary(_: &[f32], _: Act4, _: &mut [f32], _: Act4) {
-    todo!()
-}
-fn add(_: &[f32], _: &[f32], _: &mut [f32], _: Act4, _: Activation) {
-    todo!()
-}
-fn mul(_: &[f32], _: &[f32], _: Act4, _: &mut [f32], _: Act4) {
-    todo!()
-}
-fn concat_part(_: &[f32], _: Act4, _: &mut [f32], _: Act4, _: usize) {
-    todo!()
-}
-fn act(_: &[f32], _: &mut [f32], _: Act4, _: Activation) {
-    todo!()
-}
-fn channel_affine(_: &[f32], _: &[f32], _: &[f32], _: &mut [f32], _: Act4, _: Activation) {
-    todo!()
+
+/// Depthwise 3x3.
+const DW3X3: ConvKernel = kernel("dw3x3_portable", DW_BLOCK, dw::dw3x3);
+/// Depthwise 5x5.
+const DW5X5: ConvKernel = kernel("dw5x5_portable", DW_BLOCK, dw::dw5x5);
+/// Depthwise, any kernel.
+const DW_GENERIC: ConvKernel = kernel("dw_generic_portable", DW_BLOCK, dw::dw_generic);
+/// 1x1, stride 1, no padding.
+const CONV1X1: ConvKernel = kernel("conv1x1_portable", OC_BLOCK, conv1x1::conv1x1);
+/// 1x1, any stride, no padding.
+const CONV1X1_STRIDED: ConvKernel = kernel("conv1x1_strided_portable", OC_BLOCK, conv1x1::conv1x1_strided);
+/// 3x3 direct.
+const CONV3X3: ConvKernel = kernel("conv3x3_portable", OC_BLOCK, conv_direct::conv3x3);
+/// 5x5 direct.
+const CONV5X5: ConvKernel = kernel("conv5x5_portable", OC_BLOCK, conv_direct::conv5x5);
+/// 7x7 direct.
+const CONV7X7: ConvKernel = kernel("conv7x7_portable", OC_BLOCK, conv_direct::conv7x7);
+/// Any kernel, direct.
+const CONV_KXK: ConvKernel = kernel("conv_kxk_portable", OC_BLOCK, conv_direct::conv_kxk);
+/// Grouped convs, canonical weights.
+const CONV_GENERIC: ConvKernel = kernel("conv_generic_portable", Layout::Canonical, conv_generic::conv_generic);
+
+/// Picks the portable conv kernel for `c` (see the module table).
+pub fn select_conv(c: &Conv) -> ConvKernel {
+    if c.is_depthwise() {
+        return match c.kernel {
+            [3, 3] => DW3X3,
+            [5, 5] => DW5X5,
+            _ => DW_GENERIC,
+        };
+    }
+    if c.groups != 1 {
+        return CONV_GENERIC;
+    }
+    match c.kernel {
+        [1, 1] if c.pads == [0; 4] && c.stride == [1, 1] => CONV1X1,
+        [1, 1] if c.pads == [0; 4] => CONV1X1_STRIDED,
+        [3, 3] => CONV3X3,
+        [5, 5] => CONV5X5,
+        [7, 7] => CONV7X7,
+        _ => CONV_KXK,
+    }
 }
 
 /// The portable table.
 pub static TABLE: KernelTable = KernelTable {
     name: "portable",
     channel_align: 8,
-    conv: conv_select,
-    fc: FcKernel { name: "fc_portable", layout: Layout::Canonical, run: fc_run },
-    pool,
-    global_avg_pool: unary,
-    add,
-    mul,
-    concat_part,
-    act,
-    softmax: unary,
-    flatten: unary,
-    channel_affine,
+    conv: select_conv,
+    fc: FcKernel { name: "fc_portable", layout: Layout::FcOcBlock(8), run: fc::fc },
+    pool: pool::pool,
+    global_avg_pool: pool::global_avg_pool,
+    add: elementwise::add,
+    mul: elementwise::mul,
+    concat_part: elementwise::concat_part,
+    act: elementwise::act,
+    softmax: elementwise::softmax,
+    flatten: elementwise::flatten,
+    channel_affine: elementwise::channel_affine,
 };

@@ -1,0 +1,306 @@
+//! `smof`: the command-line front end: convert ONNX to `.smof`, inspect, run, evaluate and
+//! compare models.
+
+mod inspect;
+mod npy;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use smof::{KernelChoice, Model, Session, SessionOptions};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "smof", version, about = "SMOF: convert, prune, inspect and run CNN models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Convert an ONNX model into a .smof file.
+    Convert {
+        /// The ONNX model.
+        input: PathBuf,
+        /// The .smof file to write (written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Fixed input shape N,C,H,W (needed when the model's shape is symbolic).
+        #[arg(long, value_name = "N,C,H,W")]
+        input_shape: Option<String>,
+        /// Store conv and fully connected weights as f16.
+        #[arg(long)]
+        fp16: bool,
+        /// Kernel table to pack the weights for: portable, x86_64-avx2, x86_64-avx512,
+        /// aarch64 (default: this host).
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Print a model's layers, FLOPs, weights and arena size.
+    Inspect {
+        /// The .smof model.
+        model: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a model on an .npy input (NCHW f32) and write its output(s) as .npy.
+    Run {
+        /// The .smof model.
+        model: PathBuf,
+        /// Input array, NCHW f32, as in the ONNX model.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output array. With several model outputs, the others are written beside it as
+        /// STEM.NAME.npy.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Top-1 accuracy on a labelled .npz set (arrays X and y).
+    Eval {
+        /// The .smof model.
+        model: PathBuf,
+        /// Data set with arrays X (N,C,H,W) and y (N).
+        #[arg(long)]
+        data: PathBuf,
+        /// Print {"top1": …, "n": …}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two models' outputs on the same inputs.
+    Compare {
+        /// First model (the reference).
+        a: PathBuf,
+        /// Second model.
+        b: PathBuf,
+        /// Inputs, (N,C,H,W) f32.
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&v| v > 0)
+                .with_context(|| format!("--input-shape: '{d}' is not a positive integer"))
+        })
+        .collect()
+}
+
+/// Maps a `--target` name to the kernel table to pack for.
+fn target_choice(target: Option<&str>) -> Result<KernelChoice> {
+    match target {
+        None | Some("host") => Ok(KernelChoice::Auto),
+        Some("portable") => Ok(KernelChoice::Portable),
+        Some(t @ ("x86_64-avx2" | "x86_64-avx512" | "aarch64")) => {
+            bail!("--target {t}: this build has no {t} kernel table yet; use --target portable")
+        }
+        Some(t) => bail!("unknown --target {t}; use portable, x86_64-avx2, x86_64-avx512 or aarch64"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smof: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Convert {
+            input,
+            output,
+            input_shape,
+            fp16,
+            target,
+        } => {
+            let opts = smof_converter::ConvertOptions {
+                input_shapes: match input_shape {
+                    Some(s) => vec![parse_shape(&s)?],
+                    None => Vec::new(),
+                },
+                fp16,
+                kernels: target_choice(target.as_deref())?,
+                model_name: input.file_stem().map(|s| s.to_string_lossy().into_owned()),
+            };
+            let t = std::time::Instant::now();
+            let done = smof_converter::convert_file(&input, &output, &opts)?;
+            for w in &done.warnings {
+                eprintln!("smof: warning: {w}");
+            }
+            let g = &done.graph;
+            println!(
+                "wrote {} ({} bytes): {} nodes, {} weights, {:.3} GFLOP, in {:.2} s",
+                output.display(),
+                done.bytes.len(),
+                g.nodes.len(),
+                g.weights.len(),
+                2.0 * inspect::graph_macs(g) as f64 / 1e9,
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Cmd::Inspect { model, json } => inspect::inspect(&model, json),
+        Cmd::Run {
+            model,
+            input,
+            output,
+        } => run(&model, &input, &output),
+        Cmd::Eval { model, data, json } => eval(&model, &data, json),
+        Cmd::Compare { a, b, inputs, json } => compare(&a, &b, &inputs, json),
+    }
+}
+
+fn open(path: &Path) -> Result<Model> {
+    Model::open(path).with_context(|| format!("cannot load {}", path.display()))
+}
+
+fn run(model_path: &Path, input: &Path, output: &Path) -> Result<()> {
+    let model = open(model_path)?;
+    let mut session = Session::new(&model, &SessionOptions::default())?;
+    if session.input_count() != 1 {
+        bail!(
+            "the model has {} inputs; `smof run` feeds one",
+            session.input_count()
+        );
+    }
+    let x = npy::read(input)?;
+    if x.shape != session.input_dims(0) {
+        bail!(
+            "{} has shape {:?}, the model expects {:?}",
+            input.display(),
+            x.shape,
+            session.input_dims(0)
+        );
+    }
+    session.run(&[&x.data])?;
+    let outputs = &model.graph().outputs;
+    for i in 0..session.output_count() {
+        let path = if i == 0 {
+            output.to_path_buf()
+        } else {
+            let stem = output.file_stem().map_or("output".into(), |s| s.to_string_lossy());
+            let name: String = outputs[i]
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            output.with_file_name(format!("{stem}.{name}.npy"))
+        };
+        npy::write(&path, session.output_dims(i), session.output(i))?;
+        eprintln!("wrote {} {:?}", path.display(), session.output_dims(i));
+    }
+    Ok(())
+}
+
+/// Runs `session` on each sample of a batch array whose shape is (N, ...) and calls `f` with
+/// the sample index and the first output. Works whatever the model's own batch size is.
+fn for_each_sample(session: &mut Session, x: &npy::Array, mut f: impl FnMut(usize, &[f32])) -> Result<()> {
+    let dims = session.input_dims(0).to_vec();
+    let per_model: usize = dims.iter().product();
+    let model_batch = dims.first().copied().unwrap_or(1);
+    let per_sample = per_model / model_batch.max(1);
+    if x.shape.len() != dims.len() || x.shape[1..] != dims[1..] {
+        bail!("inputs have shape {:?}, the model expects (N, {:?})", x.shape, &dims[1..]);
+    }
+    let n = x.shape[0];
+    let out_per_sample = session.output(0).len() / model_batch.max(1);
+    let mut i = 0;
+    while i < n {
+        let take = model_batch.min(n - i);
+        let mut buf = vec![0.0f32; per_model];
+        buf[..take * per_sample].copy_from_slice(&x.data[i * per_sample..(i + take) * per_sample]);
+        session.run(&[&buf])?;
+        for k in 0..take {
+            f(i + k, &session.output(0)[k * out_per_sample..(k + 1) * out_per_sample]);
+        }
+        i += take;
+    }
+    Ok(())
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) })
+        .0
+}
+
+fn eval(model_path: &Path, data: &Path, json: bool) -> Result<()> {
+    let model = open(model_path)?;
+    let mut session = Session::new(&model, &SessionOptions::default())?;
+    let (x, y) = npy::read_npz_xy(data)?;
+    if x.shape.first() != Some(&y.len()) {
+        bail!("X has {:?} samples but y has {}", x.shape.first(), y.len());
+    }
+    let mut correct = 0usize;
+    for_each_sample(&mut session, &x, |i, out| {
+        if argmax(out) as i64 == y[i] {
+            correct += 1;
+        }
+    })?;
+    let n = y.len();
+    let top1 = if n > 0 { correct as f64 / n as f64 } else { 0.0 };
+    if json {
+        println!("{{\"top1\": {top1:.6}, \"n\": {n}}}");
+    } else {
+        println!("top-1 {:.2}% ({correct}/{n})", top1 * 100.0);
+    }
+    Ok(())
+}
+
+fn compare(a: &Path, b: &Path, inputs: &Path, json: bool) -> Result<()> {
+    let (ma, mb) = (open(a)?, open(b)?);
+    let mut sa = Session::new(&ma, &SessionOptions::default())?;
+    let mut sb = Session::new(&mb, &SessionOptions::default())?;
+    let x = npy::read(inputs)?;
+    let mut outs_a = Vec::new();
+    for_each_sample(&mut sa, &x, |_, o| outs_a.push(o.to_vec()))?;
+    let (mut sum_cos, mut min_cos, mut agree, mut max_abs, mut n) = (0.0f64, f64::INFINITY, 0usize, 0.0f32, 0usize);
+    let mut shape_err = None;
+    for_each_sample(&mut sb, &x, |i, o| {
+        let r = &outs_a[i];
+        if r.len() != o.len() {
+            shape_err = Some((r.len(), o.len()));
+            return;
+        }
+        let dot: f64 = r.iter().zip(o).map(|(&p, &q)| p as f64 * q as f64).sum();
+        let na: f64 = r.iter().map(|&p| p as f64 * p as f64).sum::<f64>().sqrt();
+        let nb: f64 = o.iter().map(|&q| q as f64 * q as f64).sum::<f64>().sqrt();
+        let cos = if na > 0.0 && nb > 0.0 { dot / (na * nb) } else { f64::from(u8::from(na == nb)) };
+        sum_cos += cos;
+        min_cos = min_cos.min(cos);
+        agree += usize::from(argmax(r) == argmax(o));
+        max_abs = r.iter().zip(o).fold(max_abs, |m, (&p, &q)| m.max((p - q).abs()));
+        n += 1;
+    })?;
+    if let Some((la, lb)) = shape_err {
+        bail!("the models' outputs differ in size ({la} and {lb})");
+    }
+    if n == 0 {
+        bail!("no samples in {}", inputs.display());
+    }
+    let mean = sum_cos / n as f64;
+    let agreement = agree as f64 / n as f64;
+    if json {
+        println!(
+            "{{\"mean_cosine\": {mean:.6}, \"min_cosine\": {min_cos:.6}, \"top1_agreement\": {agreement:.6}, \"max_abs_err\": {max_abs:.6e}, \"n\": {n}}}"
+        );
+    } else {
+        println!("samples {n}: mean cosine {mean:.6}, min cosine {min_cos:.6}, top-1 agreement {:.2}%, max abs err {max_abs:.3e}", agreement * 100.0);
+    }
+    Ok(())
+}

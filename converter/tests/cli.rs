@@ -1,0 +1,131 @@
+//! The `smof` command line end to end: convert, inspect, run, and a non-zero exit with a
+//! clear message for every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn smof(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smof")).args(args).output().expect("run smof")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smof-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn bundled() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mobilenet_v2_imagenet_backbone.onnx")
+}
+
+/// Writes a C-order little-endian f32 `.npy` (format 1.0).
+fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn converted() -> PathBuf {
+    let out = tmp("mnv2.smof");
+    let o = smof(&["convert", bundled(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "convert failed: {}", stderr(&o));
+    out
+}
+
+#[test]
+fn convert_inspect_run() {
+    let model = converted();
+    let o = smof(&["inspect", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("ConvDw") && text.contains("arena"), "{text}");
+
+    let o = smof(&["inspect", model.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("inspect --json is JSON");
+    for key in ["flops", "params", "weight_bytes", "arena_bytes"] {
+        assert!(j[key].as_u64().unwrap_or(0) > 0, "{key} missing in {j}");
+    }
+    // MobileNetV2 is about 300 M multiply-adds.
+    let flops = j["flops"].as_u64().unwrap();
+    assert!((550_000_000..700_000_000).contains(&flops), "flops {flops}");
+
+    let x = tmp("x.npy");
+    let data: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    write_npy(&x, &[1, 3, 224, 224], &data);
+    let y = tmp("y.npy");
+    let o = smof(&["run", model.to_str().unwrap(), "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&y).unwrap();
+    assert!(bytes.starts_with(b"\x93NUMPY"));
+    // 1 x 1280 f32 after the header.
+    assert_eq!((bytes.len() - 128) / 4, 1280, "output size");
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_a_message() {
+    let model = converted();
+    let m = model.to_str().unwrap();
+
+    // Not ONNX.
+    let junk = tmp("junk.onnx");
+    std::fs::write(&junk, b"this is not a protobuf at all \xff\xff\xff").unwrap();
+    let o = smof(&["convert", junk.to_str().unwrap(), "-o", tmp("junk.smof").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("error"), "{}", stderr(&o));
+    assert!(!tmp("junk.smof").exists(), "no partial output on failure");
+
+    // Missing file.
+    let o = smof(&["inspect", tmp("does-not-exist.smof").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does-not-exist"), "{}", stderr(&o));
+
+    // Truncated .smof.
+    let bytes = std::fs::read(&model).unwrap();
+    let cut = tmp("cut.smof");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = smof(&["inspect", cut.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
+
+    // Wrong input shape.
+    let x = tmp("wrong.npy");
+    write_npy(&x, &[1, 3, 32, 32], &vec![0.0; 3 * 32 * 32]);
+    let o = smof(&["run", m, "--input", x.to_str().unwrap(), "--output", tmp("o.npy").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("[1, 3, 224, 224]"), "{}", stderr(&o));
+
+    // Not an .npy.
+    let o = smof(&["run", m, "--input", junk.to_str().unwrap(), "--output", tmp("o.npy").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("npy"), "{}", stderr(&o));
+
+    // Bad --input-shape and unknown --target.
+    let o = smof(&["convert", bundled(), "-o", tmp("s.smof").to_str().unwrap(), "--input-shape", "1,3,x,224"]);
+    assert!(!o.status.success());
+    let o = smof(&["convert", bundled(), "-o", tmp("s.smof").to_str().unwrap(), "--target", "riscv"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("riscv"), "{}", stderr(&o));
+
+    // Converting onto its own input is refused.
+    let copy = tmp("self.onnx");
+    std::fs::copy(bundled(), &copy).unwrap();
+    let o = smof(&["convert", copy.to_str().unwrap(), "-o", copy.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(bundled()).unwrap(), "input untouched");
+}

@@ -1,0 +1,480 @@
+//! Unit tests of the format: round trips over every op, activation, layout and dtype, and the
+//! writer's and reader's checks.
+
+use super::records::{FileHeader, SectionEntry, HEADER_CRC_OFFSET, HEADER_SIZE, SECTION_ENTRY_SIZE};
+use super::*;
+use crate::error::Error;
+use crate::graph::*;
+use crate::kernels::pack;
+
+/// Builds a graph node by node, declaring each output with the shape the graph computes.
+struct Builder {
+    g: Graph,
+    data: Vec<Vec<u8>>,
+}
+
+impl Builder {
+    fn new(input: Shape4) -> Self {
+        let mut g = Graph {
+            meta: Metadata {
+                producer: "smof-test".into(),
+                producer_version: "0.1.0".into(),
+                model_name: "every-op".into(),
+                description: "round trip of every op — ünïcode too".into(),
+            },
+            ..Graph::default()
+        };
+        g.tensors.push(TensorDesc {
+            name: "input".into(),
+            shape: input,
+        });
+        g.inputs.push(IoDesc {
+            name: "input".into(),
+            tensor: 0,
+            dims: vec![input.n, input.c, input.h, input.w],
+        });
+        Builder { g, data: Vec::new() }
+    }
+
+    fn weight(&mut self, name: &str, dtype: DType, layout: Layout, dims: &[u32]) -> WeightId {
+        let mut desc = WeightDesc {
+            name: name.into(),
+            dtype,
+            layout,
+            dims: dims.to_vec(),
+            offset: 0,
+            byte_len: 0,
+        };
+        desc.byte_len = pack::stored_bytes(&desc).unwrap();
+        let seed = self.data.len();
+        self.data
+            .push((0..desc.byte_len as usize).map(|i| (i * 31 + seed * 7 + 1) as u8).collect());
+        self.g.weights.push(desc);
+        (self.g.weights.len() - 1) as WeightId
+    }
+
+    fn node(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> TensorId {
+        let out = self.g.tensors.len() as TensorId;
+        let node = Node {
+            name: name.into(),
+            op,
+            inputs: inputs.to_vec(),
+            outputs: vec![out],
+        };
+        let shape = self.g.infer_output(self.g.nodes.len(), &node).unwrap();
+        self.g.tensors.push(TensorDesc {
+            name: format!("{name}:out"),
+            shape,
+        });
+        self.g.nodes.push(node);
+        out
+    }
+
+    fn finish(mut self, out: TensorId) -> (Graph, Vec<Vec<u8>>) {
+        let s = self.g.tensors[out as usize].shape;
+        let dims = if (s.h, s.w) == (1, 1) {
+            vec![s.n, s.c]
+        } else {
+            vec![s.n, s.c, s.h, s.w]
+        };
+        self.g.outputs.push(IoDesc {
+            name: "output".into(),
+            tensor: out,
+            dims,
+        });
+        self.g.validate().unwrap();
+        (self.g, self.data)
+    }
+}
+
+fn conv(in_c: u32, out_c: u32, groups: u32, k: u32, weight: WeightId, bias: Option<WeightId>, act: Activation) -> Conv {
+    Conv {
+        in_c,
+        out_c,
+        groups,
+        kernel: [k, k],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pads: [k / 2; 4],
+        weight,
+        bias,
+        act,
+    }
+}
+
+/// A graph using every op, every activation, every layout and both dtypes.
+fn every_op() -> (Graph, Vec<Vec<u8>>) {
+    use Activation::*;
+    let mut b = Builder::new(Shape4::new(1, 8, 8, 4));
+    let w0 = b.weight("c0.w", DType::F32, Layout::ConvOcBlock(8), &[8, 4, 3, 3]);
+    let b0 = b.weight("c0.b", DType::F16, Layout::Canonical, &[8]);
+    let t1 = b.node("c0", Op::Conv(conv(4, 8, 1, 3, w0, Some(b0), Relu)), &[0]);
+    let w1 = b.weight("dw.w", DType::F16, Layout::DwBlock(4), &[8, 1, 3, 3]);
+    let mut dw = conv(8, 8, 8, 3, w1, Option::None, Clip { min: 0.0, max: 6.0 });
+    dw.dilation = [2, 1];
+    dw.pads = [2, 1, 2, 1];
+    let t2 = b.node("dw", Op::Conv(dw), &[t1, t1]);
+    let w2 = b.weight("g.w", DType::F32, Layout::Canonical, &[8, 4, 1, 1]);
+    let mut grouped = conv(8, 8, 2, 1, w2, None, LeakyRelu { alpha: 0.125 });
+    grouped.stride = [2, 1];
+    let t3 = b.node("grouped", Op::Conv(grouped), &[t2]);
+    let pool = |kind, k: u32, s: u32, p: u32, ceil: u32| Pool {
+        kind,
+        kernel: [k, k],
+        stride: [s, s],
+        dilation: [1, 1],
+        pads: [p; 4],
+        ceil_pads: [ceil, 0],
+    };
+    let t4 = b.node("max", Op::Pool(pool(PoolKind::Max, 2, 2, 0, 1)), &[t3]);
+    let t5 = b.node(
+        "avg",
+        Op::Pool(pool(PoolKind::Avg { count_include_pad: true }, 3, 1, 1, 0)),
+        &[t4],
+    );
+    let t5b = b.node(
+        "avg2",
+        Op::Pool(pool(PoolKind::Avg { count_include_pad: false }, 1, 1, 0, 0)),
+        &[t5],
+    );
+    let t6 = b.node("add", Op::Add { act: Sigmoid }, &[t4, t5b]);
+    let gap = b.node("gap", Op::GlobalAvgPool, &[t6]);
+    let t7 = b.node("mul", Op::Mul, &[t6, gap]);
+    let t8 = b.node("cat", Op::Concat, &[t7, t6, t7]);
+    let t9 = b.node("hsig", Op::Act(HardSigmoid { alpha: 0.2, beta: 0.5 }), &[t8]);
+    let t10 = b.node("silu", Op::Act(Silu), &[t9]);
+    let t11 = b.node("none", Op::Act(None), &[t10]);
+    let c = b.g.tensors[t11 as usize].shape.c;
+    let sc = b.weight("bn.scale", DType::F32, Layout::Canonical, &[c]);
+    let sh = b.weight("bn.shift", DType::F16, Layout::Canonical, &[c]);
+    let t12 = b.node(
+        "bn",
+        Op::ChannelAffine {
+            scale: sc,
+            shift: sh,
+            act: HardSwish,
+        },
+        &[t11],
+    );
+    let t13 = b.node("flat", Op::Flatten, &[t12]);
+    let f = b.g.tensors[t13 as usize].shape.c;
+    let fw = b.weight("fc.w", DType::F16, Layout::FcOcBlock(4), &[10, f]);
+    let fb = b.weight("fc.b", DType::F32, Layout::Canonical, &[10]);
+    let fc = |in_features, out_features, weight, bias, act| Fc {
+        in_features,
+        out_features,
+        weight,
+        bias,
+        act,
+    };
+    let t14 = b.node("fc", Op::Fc(fc(f, 10, fw, Some(fb), Tanh)), &[t13]);
+    let fw2 = b.weight("fc2.w", DType::F32, Layout::Canonical, &[6, 10]);
+    let t15 = b.node("fc2", Op::Fc(fc(10, 6, fw2, Option::None, Relu)), &[t14]);
+    let t16 = b.node("softmax", Op::Softmax, &[t15]);
+    let _unused = b.weight("unused", DType::F32, Layout::FcOcBlock(8), &[3, 5]);
+    b.finish(t16)
+}
+
+fn refs(data: &[Vec<u8>]) -> Vec<&[u8]> {
+    data.iter().map(|d| d.as_slice()).collect()
+}
+
+fn write_every_op() -> (Graph, Vec<Vec<u8>>, Vec<u8>) {
+    let (g, data) = every_op();
+    let bytes = write(&g, &refs(&data)).unwrap();
+    (g, data, bytes)
+}
+
+/// `g` with weight offsets cleared, for comparisons.
+fn without_offsets(g: &Graph) -> Graph {
+    let mut g = g.clone();
+    g.weights.iter_mut().for_each(|w| w.offset = 0);
+    g
+}
+
+fn corrupt_offset(e: &Error) -> u64 {
+    match e {
+        Error::Corrupt { offset, .. } => *offset,
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_op_activation_layout_and_dtype_is_covered() {
+    let (g, _) = every_op();
+    let mut ops: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+    ops.sort();
+    ops.dedup();
+    assert_eq!(ops.len(), 13, "{ops:?}"); // 11 variants, Conv and Pool counted twice by name
+    let mut acts = Vec::new();
+    for n in &g.nodes {
+        match n.op {
+            Op::Conv(c) => acts.push(c.act),
+            Op::Fc(f) => acts.push(f.act),
+            Op::Add { act } | Op::Act(act) | Op::ChannelAffine { act, .. } => acts.push(act),
+            _ => {}
+        }
+    }
+    let mut names: Vec<&str> = acts.iter().map(|a| a.name()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 9, "{names:?}");
+    let layouts: std::collections::HashSet<_> = g.weights.iter().map(|w| std::mem::discriminant(&w.layout)).collect();
+    assert_eq!(layouts.len(), 4);
+    assert!(g.weights.iter().any(|w| w.dtype == DType::F16));
+    assert!(g.weights.iter().any(|w| w.dtype == DType::F32));
+}
+
+#[test]
+fn round_trip_gives_an_equal_graph_and_the_same_weight_bytes() {
+    let (g, data, bytes) = write_every_op();
+    let back = read(&bytes, &ReadOptions::default()).unwrap();
+    assert_eq!(without_offsets(&back), without_offsets(&g));
+    for (w, d) in back.weights.iter().zip(&data) {
+        assert_eq!(w.offset % WEIGHT_ALIGN, 0, "{}", w.name);
+        assert_eq!(&bytes[w.offset as usize..][..w.byte_len as usize], d.as_slice(), "{}", w.name);
+    }
+    // Writing is deterministic and reading the result writes it back identically.
+    assert_eq!(write(&back, &refs(&data)).unwrap(), bytes);
+}
+
+#[test]
+fn every_activation_round_trips_with_exact_parameter_bits() {
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: -0.0, max: 6.0 },
+        Activation::Clip {
+            min: f32::NEG_INFINITY,
+            max: 1.5,
+        },
+        Activation::LeakyRelu { alpha: 0.01 },
+        Activation::Sigmoid,
+        Activation::HardSigmoid {
+            alpha: 1.0 / 6.0,
+            beta: 0.5,
+        },
+        Activation::HardSwish,
+        Activation::Silu,
+        Activation::Tanh,
+    ];
+    for a in acts {
+        let mut b = Builder::new(Shape4::new(2, 3, 5, 7));
+        let t = b.node("act", Op::Act(a), &[0]);
+        let t = b.node("add", Op::Add { act: a }, &[t, 0]);
+        let (g, data) = b.finish(t);
+        let back = read(&write(&g, &refs(&data)).unwrap(), &ReadOptions::default()).unwrap();
+        assert_eq!(back, g);
+        let got = match back.nodes[0].op {
+            Op::Act(x) => x,
+            _ => unreachable!(),
+        };
+        if let (Activation::Clip { min: a0, .. }, Activation::Clip { min: b0, .. }) = (a, got) {
+            assert_eq!(a0.to_bits(), b0.to_bits());
+        }
+    }
+}
+
+#[test]
+fn empty_graph_without_nodes_or_weights_round_trips() {
+    let b = Builder::new(Shape4::new(1, 1, 1, 3));
+    let (mut g, data) = b.finish(0);
+    g.meta = Metadata::default();
+    let bytes = write(&g, &refs(&data)).unwrap();
+    assert_eq!(read(&bytes, &ReadOptions::default()).unwrap(), g);
+}
+
+#[test]
+fn unaligned_buffers_are_read_without_alignment_assumptions() {
+    let (g, _, bytes) = write_every_op();
+    let mut shifted = vec![0u8; bytes.len() + 1];
+    shifted[1..].copy_from_slice(&bytes);
+    let back = read(&shifted[1..], &ReadOptions::default()).unwrap();
+    assert_eq!(without_offsets(&back), without_offsets(&g));
+}
+
+#[test]
+fn layout_summary_matches_the_spec() {
+    let (_, _, bytes) = write_every_op();
+    assert_eq!(&bytes[..8], b"\x89SMOF\r\n\x1a");
+    assert_eq!(version(&bytes).unwrap(), (1, 0));
+    let list = sections(&bytes).unwrap();
+    let kinds: Vec<_> = list.iter().map(|s| s.kind.unwrap()).collect();
+    assert_eq!(kinds, SectionKind::ALL);
+    assert!(list.iter().all(|s| s.crc_ok && s.offset % SECTION_ALIGN == 0));
+    assert_eq!(list[0].offset, (HEADER_SIZE + 7 * SECTION_ENTRY_SIZE) as u64);
+    let wd = list.last().unwrap();
+    assert_eq!(wd.offset % WEIGHT_ALIGN, 0);
+    assert_eq!(wd.offset + wd.length, bytes.len() as u64);
+    assert_eq!(list[2].name(), "tensors");
+}
+
+#[test]
+fn writer_rejects_wrong_lengths_counts_layouts_and_invalid_graphs() {
+    let (g, data) = every_op();
+    let mut short = refs(&data);
+    short.pop();
+    assert!(matches!(write(&g, &short), Err(Error::InvalidGraph { .. })));
+
+    let mut bad = data.clone();
+    bad[0].push(0);
+    let e = write(&g, &refs(&bad)).unwrap_err().to_string();
+    assert!(e.contains("c0.w"), "{e}");
+
+    // A depthwise layout on the weights of an ungrouped conv.
+    let mut g2 = g.clone();
+    g2.weights[0].layout = Layout::DwBlock(8);
+    let e = write(&g2, &refs(&data)).unwrap_err();
+    assert!(matches!(e, Error::InvalidGraph { .. }), "{e}");
+
+    let mut g3 = g.clone();
+    g3.nodes[0].inputs = vec![99];
+    assert!(matches!(write(&g3, &refs(&data)), Err(Error::InvalidGraph { .. })));
+
+    let mut g4 = g.clone();
+    g4.meta.description = "x".repeat(MAX_STRING_LEN as usize + 1);
+    assert!(matches!(write(&g4, &refs(&data)), Err(Error::TooLarge { .. })));
+}
+
+/// Recomputes the header checksum after an edit of the header or the section table.
+fn fix_header_crc(bytes: &mut [u8]) {
+    let h: FileHeader = bytemuck::pod_read_unaligned(&bytes[..HEADER_SIZE]);
+    let table = h.section_table_offset as usize;
+    let end = table + h.section_count as usize * SECTION_ENTRY_SIZE;
+    let mut c = crc32fast::Hasher::new();
+    c.update(&bytes[..HEADER_CRC_OFFSET]);
+    c.update(&[0; 4]);
+    c.update(&bytes[HEADER_CRC_OFFSET + 4..h.header_size as usize]);
+    c.update(&bytes[table..end]);
+    let crc = c.finalize();
+    bytes[HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends a section of unknown kind 1000, moving the section table to the end of the file.
+fn with_unknown_section(bytes: &[u8]) -> Vec<u8> {
+    let mut h: FileHeader = bytemuck::pod_read_unaligned(&bytes[..HEADER_SIZE]);
+    let table = h.section_table_offset as usize;
+    let n = h.section_count as usize;
+    let mut entries: Vec<SectionEntry> = (0..n)
+        .map(|i| bytemuck::pod_read_unaligned(&bytes[table + i * 32..][..32]))
+        .collect();
+    let mut out = bytes.to_vec();
+    out[table..table + n * 32].fill(0);
+    let payload = b"future data";
+    entries.push(SectionEntry {
+        kind: 1000,
+        flags: 0,
+        offset: out.len() as u64,
+        length: payload.len() as u64,
+        crc32: crc32(payload),
+        reserved: 0,
+    });
+    out.extend_from_slice(payload);
+    out.resize(out.len().next_multiple_of(8), 0);
+    h.section_table_offset = out.len() as u64;
+    h.section_count += 1;
+    for e in &entries {
+        out.extend_from_slice(bytemuck::bytes_of(e));
+    }
+    h.file_len = out.len() as u64;
+    out[..HEADER_SIZE].copy_from_slice(bytemuck::bytes_of(&h));
+    fix_header_crc(&mut out);
+    out
+}
+
+#[test]
+fn unknown_sections_are_skipped_and_newer_minor_versions_read() {
+    let (g, _, bytes) = write_every_op();
+    let mut extended = with_unknown_section(&bytes);
+    extended[10..12].copy_from_slice(&7u16.to_le_bytes());
+    fix_header_crc(&mut extended);
+    let list = sections(&extended).unwrap();
+    assert_eq!(list.len(), 8);
+    assert_eq!((list[7].kind, list[7].kind_code, list[7].name()), (None, 1000, "unknown"));
+    let back = read(&extended, &ReadOptions::default()).unwrap();
+    assert_eq!(back, read(&bytes, &ReadOptions::default()).unwrap());
+    assert_eq!(without_offsets(&back), without_offsets(&g));
+
+    let mut major = bytes.clone();
+    major[8..10].copy_from_slice(&2u16.to_le_bytes());
+    fix_header_crc(&mut major);
+    assert!(matches!(
+        read(&major, &ReadOptions::default()),
+        Err(Error::UnsupportedVersion {
+            major: 2,
+            minor: 0,
+            supported: 1
+        })
+    ));
+}
+
+#[test]
+fn errors_name_the_section_and_the_byte_offset() {
+    let (_, _, bytes) = write_every_op();
+    let mut b = bytes.clone();
+    // Section 3 (weights): length field of its entry.
+    let entry = HEADER_SIZE + 3 * SECTION_ENTRY_SIZE;
+    b[entry + 16..entry + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    fix_header_crc(&mut b);
+    let e = read(&b, &ReadOptions::default()).unwrap_err();
+    assert_eq!(corrupt_offset(&e), (entry + 16) as u64);
+    let msg = e.to_string();
+    assert!(msg.contains("section 3 (weights) ends at") && msg.contains("past the end of the file"), "{msg}");
+
+    let e = read(&bytes[..bytes.len() - 1], &ReadOptions::default()).unwrap_err();
+    assert_eq!(corrupt_offset(&e), 16, "{e}");
+
+    let mut b = bytes.clone();
+    let s = &sections(&bytes).unwrap()[1];
+    b[s.offset as usize] ^= 1;
+    let e = read(&b, &ReadOptions::default()).unwrap_err();
+    assert_eq!(corrupt_offset(&e), s.offset);
+    assert!(e.to_string().contains("section 1 (metadata) checksum mismatch"), "{e}");
+}
+
+#[test]
+fn layout_roles_are_checked_over_every_use() {
+    // One weight of dims [8, 1, 3, 3] used by a depthwise conv and by an ungrouped conv with
+    // one input channel: DwBlock fits the first use only.
+    let mut b = Builder::new(Shape4::new(1, 6, 6, 8));
+    let w = b.weight("shared", DType::F32, Layout::Canonical, &[8, 1, 3, 3]);
+    let t1 = b.node("dw", Op::Conv(conv(8, 8, 8, 3, w, None, Activation::None)), &[0]);
+    let gap = b.node("gap", Op::GlobalAvgPool, &[t1]);
+    let one = b.g.tensors.len() as TensorId;
+    b.g.tensors.push(TensorDesc {
+        name: "one".into(),
+        shape: Shape4::new(1, 6, 6, 1),
+    });
+    b.g.inputs.push(IoDesc {
+        name: "one".into(),
+        tensor: one,
+        dims: vec![1, 1, 6, 6],
+    });
+    let t2 = b.node("c", Op::Conv(conv(1, 8, 1, 3, w, None, Activation::None)), &[one]);
+    let t3 = b.node("mul", Op::Mul, &[t2, gap]);
+    let (mut g, data) = b.finish(t3);
+    let bytes = write(&g, &refs(&data)).unwrap();
+    assert!(read(&bytes, &ReadOptions::default()).is_ok());
+
+    g.weights[0].layout = Layout::DwBlock(8);
+    g.weights[0].byte_len = pack::stored_bytes(&g.weights[0]).unwrap();
+    let dw_data = vec![0u8; g.weights[0].byte_len as usize];
+    let e = write(&g, &[&dw_data]).unwrap_err().to_string();
+    assert!(e.contains("ungrouped conv"), "{e}");
+
+    // Patch the layout in a valid file (the byte lengths of Canonical and DwBlock(8) agree
+    // here) and fix the checksums: the reader must refuse it too.
+    let mut b2 = bytes.clone();
+    let list = sections(&b2).unwrap();
+    let ws = &list[3];
+    let layout_at = ws.offset as usize + 16 + 12;
+    b2[layout_at..layout_at + 4].copy_from_slice(&2u32.to_le_bytes());
+    b2[layout_at + 4..layout_at + 8].copy_from_slice(&8u32.to_le_bytes());
+    let crc = crc32(&b2[ws.offset as usize..(ws.offset + ws.length) as usize]);
+    let entry = HEADER_SIZE + 3 * SECTION_ENTRY_SIZE;
+    b2[entry + 24..entry + 28].copy_from_slice(&crc.to_le_bytes());
+    fix_header_crc(&mut b2);
+    let e = read(&b2, &ReadOptions::default()).unwrap_err();
+    assert_eq!(corrupt_offset(&e), layout_at as u64, "{e}");
+    assert!(e.to_string().contains("ungrouped conv"), "{e}");
+}

@@ -1,0 +1,1801 @@
+//! Operator conformance: every operator and awkward shape the converter accepts, built in
+//! code with `OnnxBuilder`, converted, run with SMOF on every kernel table this CPU supports
+//! and compared with tract-onnx.
+//!
+//! Each test groups related cases and reports every failing case (not only the first).
+
+use smof_tests::onnx_proto::AttributeProto;
+use smof_tests::{
+    assert_close, attr, check_with_reference, kernel_choices, random_input, smof_run_with,
+    tract_run_shaped, with_output_shapes, Cases, ConvSpec, OnnxBuilder, F32_REL,
+};
+
+/// A stable seed per case name (FNV-1a), so every case gets its own input.
+fn seed_of(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Builds a one-input model: input `x` of `shape`, body `f` returning the output name.
+fn build(opset: i64, shape: &[usize], f: impl FnOnce(&mut OnnxBuilder, &str) -> String) -> Vec<u8> {
+    let mut b = OnnxBuilder::with_seed(opset, seed_of(&format!("{shape:?}{opset}")));
+    let x = b.input("x", shape);
+    let y = f(&mut b, &x);
+    b.output(&y);
+    b.build()
+}
+
+/// One single-input case, f32 weights.
+fn case(
+    cases: &mut Cases,
+    name: &str,
+    opset: i64,
+    shape: &[usize],
+    f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
+) {
+    let onnx = build(opset, shape, f);
+    cases.check(name, &onnx, &[random_input(seed_of(name), shape)], false);
+}
+
+/// One single-input case, f16 weights.
+fn case_f16(
+    cases: &mut Cases,
+    name: &str,
+    opset: i64,
+    shape: &[usize],
+    f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
+) {
+    let onnx = build(opset, shape, f);
+    cases.check(name, &onnx, &[random_input(seed_of(name), shape)], true);
+}
+
+/// A conv as the single op of a case.
+fn conv_case(cases: &mut Cases, name: &str, shape: &[usize], spec: ConvSpec) {
+    case(cases, name, 13, shape, |b, x| b.conv(x, &spec));
+}
+
+// ---------------------------------------------------------------------------------------
+// Conv
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn conv_square_kernels_1_to_7() {
+    let mut c = Cases::new();
+    for k in 1..=7 {
+        conv_case(
+            &mut c,
+            &format!("conv {k}x{k} same pads 5->13 on 9x11"),
+            &[1, 5, 9, 11],
+            ConvSpec::new(5, 13, [k, k]).same(),
+        );
+        conv_case(
+            &mut c,
+            &format!("conv {k}x{k} no pads 5->13 on 9x11"),
+            &[1, 5, 9, 11],
+            ConvSpec::new(5, 13, [k, k]),
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn conv_non_square_kernels() {
+    let mut c = Cases::new();
+    for k in [
+        [1, 3],
+        [3, 1],
+        [1, 7],
+        [7, 1],
+        [3, 5],
+        [5, 3],
+        [2, 3],
+        [1, 5],
+    ] {
+        conv_case(
+            &mut c,
+            &format!("conv {}x{} same 5->13", k[0], k[1]),
+            &[1, 5, 9, 11],
+            ConvSpec::new(5, 13, k).same(),
+        );
+        conv_case(
+            &mut c,
+            &format!("conv {}x{} no pads 3->8", k[0], k[1]),
+            &[1, 3, 9, 11],
+            ConvSpec::new(3, 8, k),
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn conv_strides() {
+    let mut c = Cases::new();
+    for k in [1, 2, 3, 5, 7] {
+        conv_case(
+            &mut c,
+            &format!("conv {k}x{k} stride 2 same 5->13"),
+            &[1, 5, 9, 11],
+            ConvSpec::new(5, 13, [k, k]).same().stride(2, 2),
+        );
+    }
+    conv_case(
+        &mut c,
+        "conv 1x1 stride 2 no pads (resnet downsample)",
+        &[1, 8, 9, 11],
+        ConvSpec::new(8, 16, [1, 1]).stride(2, 2).no_bias(),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 stride [1,2]",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).same().stride(1, 2),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 stride [2,1]",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).same().stride(2, 1),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 stride 3",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).same().stride(3, 3),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 stride 2 on 7x9 no pads",
+        &[1, 3, 7, 9],
+        ConvSpec::new(3, 17, [3, 3]).stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "conv 7x7 stride 2 pads 3 (resnet stem) 3->16",
+        &[1, 3, 15, 17],
+        ConvSpec::new(3, 16, [7, 7]).same().stride(2, 2),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_dilation() {
+    let mut c = Cases::new();
+    conv_case(
+        &mut c,
+        "conv 3x3 dilation 2 pads 2",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).dilation(2, 2).same(),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 dilation 2 no pads",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).dilation(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 dilation [2,1]",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).dilation(2, 1).same(),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 dilation 2 stride 2",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3])
+            .dilation(2, 2)
+            .same()
+            .stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "conv 3x3 dilation 3 no pads",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 8, [3, 3]).dilation(3, 3),
+    );
+    conv_case(
+        &mut c,
+        "conv 1x3 dilation [1,2]",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 8, [1, 3]).dilation(1, 2).same(),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 dilation 2 pads 2",
+        &[1, 13, 9, 11],
+        ConvSpec::new(13, 13, [3, 3])
+            .group(13)
+            .dilation(2, 2)
+            .same(),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_asymmetric_pads() {
+    let mut c = Cases::new();
+    // ONNX pads order: [top, left, bottom, right].
+    for p in [
+        [0, 0, 1, 1],
+        [1, 1, 0, 0],
+        [1, 0, 2, 1],
+        [2, 1, 0, 0],
+        [0, 3, 0, 0],
+        [0, 0, 0, 2],
+    ] {
+        conv_case(
+            &mut c,
+            &format!("conv 3x3 pads {p:?}"),
+            &[1, 5, 9, 11],
+            ConvSpec::new(5, 13, [3, 3]).pads(p),
+        );
+        conv_case(
+            &mut c,
+            &format!("conv 3x3 stride 2 pads {p:?}"),
+            &[1, 5, 9, 11],
+            ConvSpec::new(5, 13, [3, 3]).pads(p).stride(2, 2),
+        );
+    }
+    // Padding wider than the kernel: border outputs see only padding (bias only).
+    conv_case(
+        &mut c,
+        "conv 3x3 pads [4,0,0,4] (wider than kernel)",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).pads([4, 0, 0, 4]),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 pads [0,1,2,0]",
+        &[1, 13, 9, 11],
+        ConvSpec::new(13, 13, [3, 3]).group(13).pads([0, 1, 2, 0]),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 stride 2 pads [0,0,1,1] (TF style)",
+        &[1, 13, 10, 12],
+        ConvSpec::new(13, 13, [3, 3])
+            .group(13)
+            .pads([0, 0, 1, 1])
+            .stride(2, 2),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_auto_pad_same_upper() {
+    let mut c = Cases::new();
+    conv_case(
+        &mut c,
+        "SAME_UPPER 3x3 s1 9x11",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).auto_pad("SAME_UPPER"),
+    );
+    // 10x8, k3 s2: total pad 1 per axis, all at the end.
+    conv_case(
+        &mut c,
+        "SAME_UPPER 3x3 s2 10x8 (asymmetric)",
+        &[1, 5, 10, 8],
+        ConvSpec::new(5, 13, [3, 3])
+            .auto_pad("SAME_UPPER")
+            .stride(2, 2),
+    );
+    // Even kernel: total pad 3, split 1 before / 2 after.
+    conv_case(
+        &mut c,
+        "SAME_UPPER 4x4 s1 9x11 (even kernel)",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 8, [4, 4]).auto_pad("SAME_UPPER"),
+    );
+    conv_case(
+        &mut c,
+        "SAME_UPPER 5x5 s2 7x9",
+        &[1, 3, 7, 9],
+        ConvSpec::new(3, 8, [5, 5])
+            .auto_pad("SAME_UPPER")
+            .stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "SAME_UPPER depthwise 3x3 s2 10x12",
+        &[1, 13, 10, 12],
+        ConvSpec::new(13, 13, [3, 3])
+            .group(13)
+            .auto_pad("SAME_UPPER")
+            .stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "VALID 3x3",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).auto_pad("VALID"),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_auto_pad_same_lower() {
+    let mut c = Cases::new();
+    conv_case(
+        &mut c,
+        "SAME_LOWER 3x3 s2 10x8 (asymmetric)",
+        &[1, 5, 10, 8],
+        ConvSpec::new(5, 13, [3, 3])
+            .auto_pad("SAME_LOWER")
+            .stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "SAME_LOWER 4x4 s1 9x11 (even kernel)",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 8, [4, 4]).auto_pad("SAME_LOWER"),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_groups() {
+    let mut c = Cases::new();
+    conv_case(
+        &mut c,
+        "group 2 3x3 6->10",
+        &[1, 6, 9, 11],
+        ConvSpec::new(6, 10, [3, 3]).group(2).same(),
+    );
+    conv_case(
+        &mut c,
+        "group 4 3x3 8->12",
+        &[1, 8, 9, 11],
+        ConvSpec::new(8, 12, [3, 3]).group(4).same(),
+    );
+    conv_case(
+        &mut c,
+        "group 4 1x1 16->8",
+        &[1, 16, 9, 11],
+        ConvSpec::new(16, 8, [1, 1]).group(4),
+    );
+    conv_case(
+        &mut c,
+        "group 2 3x3 s2 10->6",
+        &[1, 10, 9, 11],
+        ConvSpec::new(10, 6, [3, 3]).group(2).same().stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 13ch",
+        &[1, 13, 9, 11],
+        ConvSpec::new(13, 13, [3, 3]).group(13).same(),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 s2 8ch",
+        &[1, 8, 9, 11],
+        ConvSpec::new(8, 8, [3, 3]).group(8).same().stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 s2 17ch",
+        &[1, 17, 9, 11],
+        ConvSpec::new(17, 17, [3, 3]).group(17).same().stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 5x5 17ch",
+        &[1, 17, 9, 11],
+        ConvSpec::new(17, 17, [5, 5]).group(17).same(),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 7x7 3ch",
+        &[1, 3, 9, 11],
+        ConvSpec::new(3, 3, [7, 7]).group(3).same(),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 no bias 16ch",
+        &[1, 16, 9, 11],
+        ConvSpec::new(16, 16, [3, 3]).group(16).same().no_bias(),
+    );
+    conv_case(
+        &mut c,
+        "depthwise 3x3 no pads 5ch",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 5, [3, 3]).group(5),
+    );
+    conv_case(
+        &mut c,
+        "depthwise multiplier 2 3x3 5->10",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 10, [3, 3]).group(5).same(),
+    );
+    conv_case(
+        &mut c,
+        "depthwise multiplier 2 3x3 s2 8->16",
+        &[1, 8, 9, 11],
+        ConvSpec::new(8, 16, [3, 3]).group(8).same().stride(2, 2),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_channel_counts() {
+    let mut c = Cases::new();
+    for (ic, oc) in [
+        (3, 5),
+        (5, 13),
+        (13, 17),
+        (17, 3),
+        (1, 1),
+        (1, 8),
+        (8, 16),
+        (16, 32),
+        (3, 64),
+        (33, 9),
+    ] {
+        conv_case(
+            &mut c,
+            &format!("conv 3x3 {ic}->{oc}"),
+            &[1, ic, 9, 11],
+            ConvSpec::new(ic, oc, [3, 3]).same(),
+        );
+        conv_case(
+            &mut c,
+            &format!("conv 1x1 {ic}->{oc}"),
+            &[1, ic, 9, 11],
+            ConvSpec::new(ic, oc, [1, 1]),
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn conv_thin_and_odd_shapes() {
+    let mut c = Cases::new();
+    conv_case(
+        &mut c,
+        "H=1: 3x3 pads 1 on 1x15",
+        &[1, 5, 1, 15],
+        ConvSpec::new(5, 13, [3, 3]).same(),
+    );
+    conv_case(
+        &mut c,
+        "W=1: 3x3 pads 1 on 15x1",
+        &[1, 5, 15, 1],
+        ConvSpec::new(5, 13, [3, 3]).same(),
+    );
+    conv_case(
+        &mut c,
+        "H=1: 1x3 no pads on 1x15",
+        &[1, 5, 1, 15],
+        ConvSpec::new(5, 13, [1, 3]),
+    );
+    conv_case(
+        &mut c,
+        "W=1: 3x1 stride 2 on 15x1",
+        &[1, 5, 15, 1],
+        ConvSpec::new(5, 13, [3, 1]).pads([1, 0, 1, 0]).stride(2, 1),
+    );
+    conv_case(
+        &mut c,
+        "1x1 pixel, 1x1 conv",
+        &[1, 5, 1, 1],
+        ConvSpec::new(5, 13, [1, 1]),
+    );
+    conv_case(
+        &mut c,
+        "1x1 pixel, 3x3 conv pads 1",
+        &[1, 5, 1, 1],
+        ConvSpec::new(5, 13, [3, 3]).same(),
+    );
+    conv_case(
+        &mut c,
+        "7x9, 3x3 stride 2 no pads",
+        &[1, 5, 7, 9],
+        ConvSpec::new(5, 13, [3, 3]).stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "7x9, 5x5 pads 2",
+        &[1, 3, 7, 9],
+        ConvSpec::new(3, 17, [5, 5]).same(),
+    );
+    conv_case(
+        &mut c,
+        "15x1 depthwise 3x3 pads 1",
+        &[1, 13, 15, 1],
+        ConvSpec::new(13, 13, [3, 3]).group(13).same(),
+    );
+    conv_case(
+        &mut c,
+        "1x15 depthwise 3x3 s2 pads 1",
+        &[1, 13, 1, 15],
+        ConvSpec::new(13, 13, [3, 3]).group(13).same().stride(2, 2),
+    );
+    conv_case(
+        &mut c,
+        "3x3 input, 3x3 conv no pads -> 1x1",
+        &[1, 5, 3, 3],
+        ConvSpec::new(5, 13, [3, 3]),
+    );
+    conv_case(
+        &mut c,
+        "kernel_shape attribute absent",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).same().no_kernel_shape_attr(),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_without_bias() {
+    let mut c = Cases::new();
+    conv_case(
+        &mut c,
+        "1x1 no bias",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [1, 1]).no_bias(),
+    );
+    conv_case(
+        &mut c,
+        "3x3 no bias",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).same().no_bias(),
+    );
+    conv_case(
+        &mut c,
+        "3x3 s2 no bias",
+        &[1, 5, 9, 11],
+        ConvSpec::new(5, 13, [3, 3]).same().stride(2, 2).no_bias(),
+    );
+    conv_case(
+        &mut c,
+        "group 2 no bias",
+        &[1, 6, 9, 11],
+        ConvSpec::new(6, 10, [3, 3]).group(2).same().no_bias(),
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_batchnorm_folded() {
+    let mut c = Cases::new();
+    case(&mut c, "conv (no bias) + BN", 13, &[1, 5, 9, 11], |b, x| {
+        let y = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same().no_bias());
+        b.batchnorm(&y, 13, None)
+    });
+    case(
+        &mut c,
+        "conv (bias) + BN eps 1e-3",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same());
+            b.batchnorm(&y, 13, Some(1e-3))
+        },
+    );
+    case(
+        &mut c,
+        "conv 1x1 + BN + Relu",
+        13,
+        &[1, 17, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(17, 8, [1, 1]).no_bias());
+            let y = b.batchnorm(&y, 8, None);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "depthwise + BN + Clip(0,6)",
+        13,
+        &[1, 13, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(13, 13, [3, 3]).group(13).same().no_bias());
+            let y = b.batchnorm(&y, 13, None);
+            clip(b, &y, 0.0, 6.0)
+        },
+    );
+    case(&mut c, "group 2 conv + BN", 13, &[1, 6, 9, 11], |b, x| {
+        let y = b.conv(
+            x,
+            &ConvSpec::new(6, 10, [3, 3])
+                .group(2)
+                .same()
+                .stride(2, 2)
+                .no_bias(),
+        );
+        b.batchnorm(&y, 10, Some(1e-5))
+    });
+    c.finish();
+}
+
+/// `Clip` with min/max as inputs (opset 11 and later).
+fn clip(b: &mut OnnxBuilder, x: &str, min: f32, max: f32) -> String {
+    let lo = b.fresh("clip_min");
+    let lo = b.init(&lo, &[], &[min]);
+    let hi = b.fresh("clip_max");
+    let hi = b.init(&hi, &[], &[max]);
+    b.node("Clip", &[x, &lo, &hi], vec![])
+}
+
+/// A conv with weights uniform in [-1, 1): with inputs in [-1, 1] its outputs spread over
+/// roughly [-7, 7], so every piece of an activation (both Clip bounds, HardSigmoid's
+/// saturation at ±2.5, Tanh/Sigmoid tails) is exercised.
+fn wide_conv(b: &mut OnnxBuilder, x: &str, c_in: usize, c_out: usize, group: usize) -> String {
+    let w = b.random_init("wide_w", &[c_out, c_in / group, 3, 3], -1.0, 1.0);
+    let bias = b.random_init("wide_b", &[c_out], -1.0, 1.0);
+    b.node(
+        "Conv",
+        &[x, &w, &bias],
+        vec![
+            attr::ints("kernel_shape", &[3, 3]),
+            attr::ints("pads", &[1, 1, 1, 1]),
+            attr::int("group", group as i64),
+        ],
+    )
+}
+
+#[test]
+fn conv_fused_activations() {
+    let mut c = Cases::new();
+    let acts: Vec<(&str, i64, Box<dyn Fn(&mut OnnxBuilder, &str) -> String>)> = vec![
+        (
+            "Relu",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| b.node("Relu", &[y], vec![])),
+        ),
+        (
+            "Clip(0,6) inputs",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| clip(b, y, 0.0, 6.0)),
+        ),
+        (
+            "Clip(-1,1) inputs",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| clip(b, y, -1.0, 1.0)),
+        ),
+        (
+            "Clip(0,6) opset 11",
+            11,
+            Box::new(|b: &mut OnnxBuilder, y: &str| clip(b, y, 0.0, 6.0)),
+        ),
+        (
+            "LeakyRelu alpha 0.1",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| {
+                b.node("LeakyRelu", &[y], vec![attr::float("alpha", 0.1)])
+            }),
+        ),
+        (
+            "LeakyRelu default alpha",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| b.node("LeakyRelu", &[y], vec![])),
+        ),
+        (
+            "Sigmoid",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| b.node("Sigmoid", &[y], vec![])),
+        ),
+        (
+            "HardSigmoid default",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| b.node("HardSigmoid", &[y], vec![])),
+        ),
+        (
+            "HardSigmoid alpha 1/6 beta 0.5",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| {
+                b.node(
+                    "HardSigmoid",
+                    &[y],
+                    vec![attr::float("alpha", 1.0 / 6.0), attr::float("beta", 0.5)],
+                )
+            }),
+        ),
+        (
+            "HardSwish (opset 14+)",
+            17,
+            Box::new(|b: &mut OnnxBuilder, y: &str| b.node("HardSwish", &[y], vec![])),
+        ),
+        (
+            "SiLU x*Sigmoid(x)",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| {
+                let s = b.node("Sigmoid", &[y], vec![]);
+                b.node("Mul", &[y, &s], vec![])
+            }),
+        ),
+        (
+            "SiLU Sigmoid(x)*x",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| {
+                let s = b.node("Sigmoid", &[y], vec![]);
+                b.node("Mul", &[&s, y], vec![])
+            }),
+        ),
+        (
+            "Tanh",
+            13,
+            Box::new(|b: &mut OnnxBuilder, y: &str| b.node("Tanh", &[y], vec![])),
+        ),
+    ];
+    for (name, opset, act) in &acts {
+        case(
+            &mut c,
+            &format!("conv + {name}"),
+            *opset,
+            &[1, 5, 9, 11],
+            |b, x| {
+                let y = wide_conv(b, x, 5, 13, 1);
+                act(b, &y)
+            },
+        );
+        case(
+            &mut c,
+            &format!("depthwise + {name}"),
+            *opset,
+            &[1, 13, 9, 11],
+            |b, x| {
+                let y = wide_conv(b, x, 13, 13, 13);
+                act(b, &y)
+            },
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn conv_residual_add_relu() {
+    let mut c = Cases::new();
+    case(
+        &mut c,
+        "Add(conv(x), x) -> Relu",
+        13,
+        &[1, 13, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(13, 13, [3, 3]).same());
+            let y = b.node("Add", &[&y, x], vec![]);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "Add(x, conv(x)) -> Relu",
+        13,
+        &[1, 13, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(13, 13, [3, 3]).same());
+            let y = b.node("Add", &[x, &y], vec![]);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "resnet basic block with downsample",
+        13,
+        &[1, 8, 9, 11],
+        |b, x| {
+            let a = b.conv(
+                x,
+                &ConvSpec::new(8, 16, [3, 3]).same().stride(2, 2).no_bias(),
+            );
+            let a = b.batchnorm(&a, 16, None);
+            let a = b.node("Relu", &[&a], vec![]);
+            let a = b.conv(&a, &ConvSpec::new(16, 16, [3, 3]).same().no_bias());
+            let a = b.batchnorm(&a, 16, None);
+            let s = b.conv(x, &ConvSpec::new(8, 16, [1, 1]).stride(2, 2).no_bias());
+            let s = b.batchnorm(&s, 16, None);
+            let y = b.node("Add", &[&a, &s], vec![]);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "Add(conv, x) without activation (mobilenet residual)",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 5, [1, 1]));
+            b.node("Add", &[&y, x], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "residual input also used later",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| {
+            let r = b.node("Relu", &[x], vec![]);
+            let y = b.conv(&r, &ConvSpec::new(5, 5, [3, 3]).same());
+            let y = b.node("Add", &[&y, &r], vec![]);
+            let y = b.node("Relu", &[&y], vec![]);
+            b.node("Add", &[&y, &r], vec![])
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn batchnorm_standalone() {
+    let mut c = Cases::new();
+    case(&mut c, "conv -> Relu -> BN", 13, &[1, 5, 9, 11], |b, x| {
+        let y = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same());
+        let y = b.node("Relu", &[&y], vec![]);
+        b.batchnorm(&y, 13, None)
+    });
+    case(
+        &mut c,
+        "BN on the graph input",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| b.batchnorm(x, 5, Some(1e-3)),
+    );
+    case(
+        &mut c,
+        "BN on the graph input -> Relu",
+        13,
+        &[1, 17, 7, 9],
+        |b, x| {
+            let y = b.batchnorm(x, 17, None);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    case(&mut c, "BN opset 11", 11, &[1, 5, 9, 11], |b, x| {
+        let y = b.node("Relu", &[x], vec![]);
+        b.batchnorm(&y, 5, None)
+    });
+    c.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Gemm, MatMul, Flatten, Reshape
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn gemm() {
+    let mut c = Cases::new();
+    for n in [1, 2] {
+        case(
+            &mut c,
+            &format!("Gemm transB=1 bias, N={n}"),
+            13,
+            &[n, 37],
+            |b, x| b.gemm(x, 37, 10, true, None, None, true),
+        );
+        case(
+            &mut c,
+            &format!("Gemm transB=0 bias, N={n}"),
+            13,
+            &[n, 37],
+            |b, x| b.gemm(x, 37, 10, false, None, None, true),
+        );
+        case(
+            &mut c,
+            &format!("Gemm transB=1 alpha 0.5 beta 2, N={n}"),
+            13,
+            &[n, 37],
+            |b, x| b.gemm(x, 37, 10, true, Some(0.5), Some(2.0), true),
+        );
+        case(
+            &mut c,
+            &format!("Gemm transB=0 alpha 1.5 beta 0.25, N={n}"),
+            13,
+            &[n, 37],
+            |b, x| b.gemm(x, 37, 10, false, Some(1.5), Some(0.25), true),
+        );
+        case(
+            &mut c,
+            &format!("Gemm no C, N={n}"),
+            13,
+            &[n, 37],
+            |b, x| b.gemm(x, 37, 10, true, None, None, false),
+        );
+    }
+    case(&mut c, "Gemm 64->17 + Relu", 13, &[1, 64], |b, x| {
+        let y = b.gemm(x, 64, 17, true, None, None, true);
+        b.node("Relu", &[&y], vec![])
+    });
+    case(&mut c, "Gemm -> Gemm (MLP)", 13, &[2, 20], |b, x| {
+        let y = b.gemm(x, 20, 33, true, None, None, true);
+        let y = b.node("Relu", &[&y], vec![]);
+        b.gemm(&y, 33, 5, true, None, None, true)
+    });
+    case(
+        &mut c,
+        "Gemm bias C of shape [1, N]",
+        13,
+        &[1, 37],
+        |b, x| {
+            let w = b.weight("w", &[10, 37], None);
+            let bias = b.random_init("c", &[1, 10], -0.5, 0.5);
+            b.node("Gemm", &[x, &w, &bias], vec![attr::int("transB", 1)])
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn matmul_add() {
+    let mut c = Cases::new();
+    for n in [1, 2] {
+        case(
+            &mut c,
+            &format!("MatMul + Add(mm, B), N={n}"),
+            13,
+            &[n, 37],
+            |b, x| {
+                let w = b.weight("w", &[37, 10], Some(37));
+                let bias = b.random_init("b", &[10], -0.5, 0.5);
+                let y = b.node("MatMul", &[x, &w], vec![]);
+                b.node("Add", &[&y, &bias], vec![])
+            },
+        );
+    }
+    case(&mut c, "MatMul + Add(B, mm)", 13, &[1, 37], |b, x| {
+        let w = b.weight("w", &[37, 10], Some(37));
+        let bias = b.random_init("b", &[10], -0.5, 0.5);
+        let y = b.node("MatMul", &[x, &w], vec![]);
+        b.node("Add", &[&bias, &y], vec![])
+    });
+    case(&mut c, "MatMul without bias", 13, &[1, 37], |b, x| {
+        let w = b.weight("w", &[37, 10], Some(37));
+        b.node("MatMul", &[x, &w], vec![])
+    });
+    c.finish();
+}
+
+#[test]
+fn flatten_gemm_and_flatten_output() {
+    let mut c = Cases::new();
+    // H*W > 1: the converter must permute the Gemm weight from the NCHW flatten order to the
+    // runtime's NHWC order (or flatten in NCHW order).
+    for n in [1, 2] {
+        case(
+            &mut c,
+            &format!("conv -> Flatten -> Gemm (5x3x4=60 features), N={n}"),
+            13,
+            &[n, 3, 3, 4],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
+                let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
+                b.gemm(&y, 60, 10, true, None, None, true)
+            },
+        );
+    }
+    case(
+        &mut c,
+        "conv -> Flatten (default axis) -> Gemm transB=0",
+        13,
+        &[1, 3, 5, 7],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(3, 13, [3, 3]).same());
+            let y = b.node("Flatten", &[&y], vec![]);
+            b.gemm(&y, 13 * 35, 7, false, None, None, true)
+        },
+    );
+    case(
+        &mut c,
+        "maxpool -> Flatten -> Gemm (lenet tail)",
+        13,
+        &[1, 5, 8, 8],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 16, [5, 5]));
+            let y = b.node("Relu", &[&y], vec![]);
+            let y = b.node(
+                "MaxPool",
+                &[&y],
+                vec![
+                    attr::ints("kernel_shape", &[2, 2]),
+                    attr::ints("strides", &[2, 2]),
+                ],
+            );
+            let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
+            let y = b.gemm(&y, 64, 12, true, None, None, true);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "GAP -> Flatten -> Gemm (H*W=1)",
+        13,
+        &[1, 13, 9, 11],
+        |b, x| {
+            let y = b.node("GlobalAveragePool", &[x], vec![]);
+            let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
+            b.gemm(&y, 13, 10, true, None, None, true)
+        },
+    );
+    for n in [1, 2] {
+        case(
+            &mut c,
+            &format!("conv -> Flatten as graph output, N={n}"),
+            13,
+            &[n, 3, 5, 7],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(3, 13, [3, 3]).same());
+                b.node("Flatten", &[&y], vec![attr::int("axis", 1)])
+            },
+        );
+    }
+    case(
+        &mut c,
+        "Flatten of the graph input",
+        13,
+        &[1, 5, 3, 4],
+        |b, x| {
+            let y = b.node("Flatten", &[x], vec![attr::int("axis", 1)]);
+            b.gemm(&y, 60, 9, true, None, None, true)
+        },
+    );
+    c.finish();
+}
+
+/// PyTorch's `x.view(x.size(0), -1)`: Shape -> Gather(0) -> Unsqueeze -> Concat([n, -1]) ->
+/// Reshape. Opset 13 passes Unsqueeze axes as an input, opset 11 as an attribute.
+fn pytorch_view_flatten(b: &mut OnnxBuilder, x: &str) -> String {
+    let shape = b.node("Shape", &[x], vec![]);
+    let idx = b.constant_i64(&[], &[0]);
+    let n = b.node("Gather", &[&shape, &idx], vec![attr::int("axis", 0)]);
+    let n = if b.opset() >= 13 {
+        let axes = b.constant_i64(&[1], &[0]);
+        b.node("Unsqueeze", &[&n, &axes], vec![])
+    } else {
+        b.node("Unsqueeze", &[&n], vec![attr::ints("axes", &[0])])
+    };
+    let minus_one = b.constant_i64(&[1], &[-1]);
+    let target = b.node("Concat", &[&n, &minus_one], vec![attr::int("axis", 0)]);
+    b.node("Reshape", &[x, &target], vec![])
+}
+
+#[test]
+fn reshape_pytorch_chain() {
+    let mut c = Cases::new();
+    for opset in [11, 13, 17] {
+        for n in [1, 2] {
+            case(
+                &mut c,
+                &format!("GAP -> view(n,-1) -> Gemm, opset {opset}, N={n}"),
+                opset,
+                &[n, 13, 7, 9],
+                |b, x| {
+                    let y = b.node("GlobalAveragePool", &[x], vec![]);
+                    let y = pytorch_view_flatten(b, &y);
+                    b.gemm(&y, 13, 10, true, None, None, true)
+                },
+            );
+        }
+        case(
+            &mut c,
+            &format!("conv -> view(n,-1) (H*W>1) -> Gemm, opset {opset}"),
+            opset,
+            &[1, 3, 3, 4],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
+                let y = pytorch_view_flatten(b, &y);
+                b.gemm(&y, 60, 10, true, None, None, true)
+            },
+        );
+    }
+    case(
+        &mut c,
+        "Reshape to constant [1, -1] -> Gemm",
+        13,
+        &[1, 5, 3, 4],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 5, [1, 1]));
+            let s = b.init_i64("target_shape", &[2], &[1, -1]);
+            let y = b.node("Reshape", &[&y, &s], vec![]);
+            b.gemm(&y, 60, 10, true, None, None, true)
+        },
+    );
+    case(
+        &mut c,
+        "Reshape to constant [1, 60] as output",
+        13,
+        &[1, 5, 3, 4],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 5, [1, 1]));
+            let s = b.init_i64("target_shape", &[2], &[1, 60]);
+            b.node("Reshape", &[&y, &s], vec![])
+        },
+    );
+    c.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Pooling
+// ---------------------------------------------------------------------------------------
+
+fn pool_attrs(
+    k: [i64; 2],
+    s: [i64; 2],
+    pads: Option<[i64; 4]>,
+    extra: Vec<AttributeProto>,
+) -> Vec<AttributeProto> {
+    let mut a = vec![attr::ints("kernel_shape", &k), attr::ints("strides", &s)];
+    if let Some(p) = pads {
+        a.push(attr::ints("pads", &p));
+    }
+    a.extend(extra);
+    a
+}
+
+#[test]
+fn maxpool() {
+    let mut c = Cases::new();
+    let mp = |c: &mut Cases, name: &str, shape: &[usize], attrs: Vec<AttributeProto>| {
+        case(c, name, 13, shape, |b, x| b.node("MaxPool", &[x], attrs));
+    };
+    mp(
+        &mut c,
+        "MaxPool k3 s2 p1 (resnet)",
+        &[1, 5, 9, 11],
+        pool_attrs([3, 3], [2, 2], Some([1, 1, 1, 1]), vec![]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k2 s2 (floor) 9x11",
+        &[1, 5, 9, 11],
+        pool_attrs([2, 2], [2, 2], None, vec![]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k2 s2 ceil_mode 9x11",
+        &[1, 5, 9, 11],
+        pool_attrs([2, 2], [2, 2], None, vec![attr::int("ceil_mode", 1)]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k3 s2 ceil_mode 10x12 (squeezenet)",
+        &[1, 13, 10, 12],
+        pool_attrs([3, 3], [2, 2], None, vec![attr::int("ceil_mode", 1)]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k3 s2 p1 ceil_mode 10x12",
+        &[1, 5, 10, 12],
+        pool_attrs(
+            [3, 3],
+            [2, 2],
+            Some([1, 1, 1, 1]),
+            vec![attr::int("ceil_mode", 1)],
+        ),
+    );
+    mp(
+        &mut c,
+        "MaxPool k3 s1 p1",
+        &[1, 17, 9, 11],
+        pool_attrs([3, 3], [1, 1], Some([1, 1, 1, 1]), vec![]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k3 s2 asymmetric pads [0,1,1,0]",
+        &[1, 5, 9, 11],
+        pool_attrs([3, 3], [2, 2], Some([0, 1, 1, 0]), vec![]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k3 s1 dilation 2",
+        &[1, 5, 9, 11],
+        pool_attrs([3, 3], [1, 1], None, vec![attr::ints("dilations", &[2, 2])]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k2 s1 dilation 2 p1",
+        &[1, 5, 9, 11],
+        pool_attrs(
+            [2, 2],
+            [1, 1],
+            Some([1, 1, 1, 1]),
+            vec![attr::ints("dilations", &[2, 2])],
+        ),
+    );
+    mp(
+        &mut c,
+        "MaxPool k1x3 s1x2",
+        &[1, 5, 9, 11],
+        pool_attrs([1, 3], [1, 2], None, vec![]),
+    );
+    mp(
+        &mut c,
+        "MaxPool k3 s2 on 1x15 (H=1)",
+        &[1, 5, 1, 15],
+        pool_attrs([1, 3], [1, 2], None, vec![]),
+    );
+    c.finish();
+}
+
+#[test]
+fn maxpool_padding_never_wins() {
+    // Conv output shifted to be all negative (bias -10), then MaxPool with padding: a kernel
+    // that treats padding as 0 returns 0 on the border instead of a negative value.
+    let mut c = Cases::new();
+    case(
+        &mut c,
+        "conv(bias<<0) -> MaxPool k3 s2 p1",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| {
+            let w = b.weight("w", &[8, 5, 1, 1], None);
+            let bias = b.init("neg_bias", &[8], &[-10.0; 8]);
+            let y = b.node(
+                "Conv",
+                &[x, &w, &bias],
+                vec![attr::ints("kernel_shape", &[1, 1])],
+            );
+            b.node(
+                "MaxPool",
+                &[&y],
+                pool_attrs([3, 3], [2, 2], Some([1, 1, 1, 1]), vec![]),
+            )
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn averagepool() {
+    let mut c = Cases::new();
+    let ap = |c: &mut Cases, name: &str, shape: &[usize], attrs: Vec<AttributeProto>| {
+        case(c, name, 13, shape, |b, x| {
+            b.node("AveragePool", &[x], attrs)
+        });
+    };
+    for cip in [0, 1] {
+        ap(
+            &mut c,
+            &format!("AvgPool k3 s1 p1 cip={cip}"),
+            &[1, 5, 9, 11],
+            pool_attrs(
+                [3, 3],
+                [1, 1],
+                Some([1, 1, 1, 1]),
+                vec![attr::int("count_include_pad", cip)],
+            ),
+        );
+        ap(
+            &mut c,
+            &format!("AvgPool k3 s2 p1 cip={cip}"),
+            &[1, 13, 9, 11],
+            pool_attrs(
+                [3, 3],
+                [2, 2],
+                Some([1, 1, 1, 1]),
+                vec![attr::int("count_include_pad", cip)],
+            ),
+        );
+        ap(
+            &mut c,
+            &format!("AvgPool k3 s2 asym pads [0,1,1,0] cip={cip}"),
+            &[1, 5, 9, 11],
+            pool_attrs(
+                [3, 3],
+                [2, 2],
+                Some([0, 1, 1, 0]),
+                vec![attr::int("count_include_pad", cip)],
+            ),
+        );
+        ap(
+            &mut c,
+            &format!("AvgPool k2 s2 ceil_mode cip={cip} 9x11"),
+            &[1, 5, 9, 11],
+            pool_attrs(
+                [2, 2],
+                [2, 2],
+                None,
+                vec![
+                    attr::int("ceil_mode", 1),
+                    attr::int("count_include_pad", cip),
+                ],
+            ),
+        );
+        ap(
+            &mut c,
+            &format!("AvgPool k3 s2 p1 ceil_mode cip={cip} 10x12"),
+            &[1, 5, 10, 12],
+            pool_attrs(
+                [3, 3],
+                [2, 2],
+                Some([1, 1, 1, 1]),
+                vec![
+                    attr::int("ceil_mode", 1),
+                    attr::int("count_include_pad", cip),
+                ],
+            ),
+        );
+    }
+    ap(
+        &mut c,
+        "AvgPool k2 s2 default attrs",
+        &[1, 17, 8, 10],
+        pool_attrs([2, 2], [2, 2], None, vec![]),
+    );
+    ap(
+        &mut c,
+        "AvgPool k7 s1 on 7x7 (global by window)",
+        &[1, 16, 7, 7],
+        pool_attrs([7, 7], [1, 1], None, vec![]),
+    );
+    c.finish();
+}
+
+#[test]
+fn global_average_pool() {
+    let mut c = Cases::new();
+    for shape in [
+        [1, 13, 9, 11],
+        [1, 5, 1, 1],
+        [2, 17, 7, 7],
+        [1, 3, 1, 15],
+        [1, 64, 3, 3],
+    ] {
+        case(
+            &mut c,
+            &format!("GlobalAveragePool {shape:?}"),
+            13,
+            &shape,
+            |b, x| b.node("GlobalAveragePool", &[x], vec![]),
+        );
+    }
+    c.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Elementwise, Concat, Softmax, pass-through ops
+// ---------------------------------------------------------------------------------------
+
+/// A two-input case: inputs `x` and `y` of the same shape.
+fn case2(
+    c: &mut Cases,
+    name: &str,
+    shape: &[usize],
+    f: impl FnOnce(&mut OnnxBuilder, &str, &str) -> String,
+) {
+    let mut b = OnnxBuilder::with_seed(13, seed_of(name));
+    let x = b.input("x", shape);
+    let y = b.input("y", shape);
+    let out = f(&mut b, &x, &y);
+    b.output(&out);
+    let inputs = [
+        random_input(seed_of(name), shape),
+        random_input(seed_of(name) ^ 1, shape),
+    ];
+    c.check(name, &b.build(), &inputs, false);
+}
+
+#[test]
+fn add_same_shape() {
+    let mut c = Cases::new();
+    case2(
+        &mut c,
+        "Add(x, y) graph inputs",
+        &[1, 5, 9, 11],
+        |b, x, y| b.node("Add", &[x, y], vec![]),
+    );
+    case2(&mut c, "Add(x, y) -> Relu", &[1, 13, 7, 9], |b, x, y| {
+        let s = b.node("Add", &[x, y], vec![]);
+        b.node("Relu", &[&s], vec![])
+    });
+    case2(&mut c, "Add(conv x, conv y)", &[1, 5, 9, 11], |b, x, y| {
+        let a = b.conv(x, &ConvSpec::new(5, 17, [3, 3]).same());
+        let d = b.conv(y, &ConvSpec::new(5, 17, [1, 1]));
+        b.node("Add", &[&a, &d], vec![])
+    });
+    case(&mut c, "Add(x, x)", 13, &[1, 5, 9, 11], |b, x| {
+        b.node("Add", &[x, x], vec![])
+    });
+    case2(&mut c, "Add 2-D [2, 37]", &[2, 37], |b, x, y| {
+        b.node("Add", &[x, y], vec![])
+    });
+    c.finish();
+}
+
+#[test]
+fn mul_squeeze_excite_and_same_shape() {
+    let mut c = Cases::new();
+    let se = |b: &mut OnnxBuilder, x: &str, c: usize, gate: &str, reversed: bool| -> String {
+        let s = b.node("GlobalAveragePool", &[x], vec![]);
+        let s = b.conv(&s, &ConvSpec::new(c, c / 4, [1, 1]));
+        let s = b.node("Relu", &[&s], vec![]);
+        let s = b.conv(&s, &ConvSpec::new(c / 4, c, [1, 1]));
+        let s = b.node(gate, &[&s], vec![]);
+        if reversed {
+            b.node("Mul", &[&s, x], vec![])
+        } else {
+            b.node("Mul", &[x, &s], vec![])
+        }
+    };
+    case(
+        &mut c,
+        "SE: Mul(x, sigmoid gate) 16ch",
+        13,
+        &[1, 16, 9, 11],
+        |b, x| se(b, x, 16, "Sigmoid", false),
+    );
+    case(
+        &mut c,
+        "SE: Mul(gate, x) 16ch",
+        13,
+        &[1, 16, 9, 11],
+        |b, x| se(b, x, 16, "Sigmoid", true),
+    );
+    case(
+        &mut c,
+        "SE: 20ch (not a multiple of 8) with HardSigmoid gate",
+        13,
+        &[1, 20, 7, 9],
+        |b, x| se(b, x, 20, "HardSigmoid", false),
+    );
+    case(
+        &mut c,
+        "SE after a conv, batch 2",
+        13,
+        &[2, 8, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(8, 12, [3, 3]).same());
+            se(b, &y, 12, "Sigmoid", false)
+        },
+    );
+    case2(&mut c, "Mul(x, y) same shape", &[1, 5, 9, 11], |b, x, y| {
+        b.node("Mul", &[x, y], vec![])
+    });
+    case2(
+        &mut c,
+        "Mul(conv x, conv y) same shape",
+        &[1, 5, 9, 11],
+        |b, x, y| {
+            let a = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same());
+            let d = b.conv(y, &ConvSpec::new(5, 13, [3, 3]).same());
+            b.node("Mul", &[&a, &d], vec![])
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn concat_channels() {
+    let mut c = Cases::new();
+    for axis in [1, -3] {
+        case(
+            &mut c,
+            &format!("Concat axis {axis} of 3 convs (3, 5, 13 channels)"),
+            13,
+            &[1, 5, 9, 11],
+            |b, x| {
+                let a = b.conv(x, &ConvSpec::new(5, 3, [1, 1]));
+                let d = b.conv(x, &ConvSpec::new(5, 5, [3, 3]).same());
+                let e = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same());
+                b.node("Concat", &[&a, &d, &e], vec![attr::int("axis", axis)])
+            },
+        );
+    }
+    case(
+        &mut c,
+        "Concat(x, conv x) -> conv",
+        13,
+        &[1, 3, 9, 11],
+        |b, x| {
+            let a = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
+            let y = b.node("Concat", &[x, &a], vec![attr::int("axis", 1)]);
+            b.conv(&y, &ConvSpec::new(8, 7, [3, 3]).same())
+        },
+    );
+    case(
+        &mut c,
+        "squeezenet fire module (16 -> 3 -> 5+7 -> concat)",
+        13,
+        &[1, 16, 9, 11],
+        |b, x| {
+            let s = b.conv(x, &ConvSpec::new(16, 3, [1, 1]));
+            let s = b.node("Relu", &[&s], vec![]);
+            let e1 = b.conv(&s, &ConvSpec::new(3, 5, [1, 1]));
+            let e1 = b.node("Relu", &[&e1], vec![]);
+            let e3 = b.conv(&s, &ConvSpec::new(3, 7, [3, 3]).same());
+            let e3 = b.node("Relu", &[&e3], vec![]);
+            b.node("Concat", &[&e1, &e3], vec![attr::int("axis", 1)])
+        },
+    );
+    case2(
+        &mut c,
+        "Concat of two graph inputs, batch 2",
+        &[2, 5, 3, 4],
+        |b, x, y| b.node("Concat", &[x, y], vec![attr::int("axis", 1)]),
+    );
+    c.finish();
+}
+
+#[test]
+fn softmax_2d() {
+    let mut c = Cases::new();
+    for (opset, n) in [(11, 1), (13, 1), (13, 2), (17, 2)] {
+        case(
+            &mut c,
+            &format!("Gemm -> Softmax axis 1, opset {opset}, N={n}"),
+            opset,
+            &[n, 37],
+            |b, x| {
+                // Large logits (alpha 20): tests the max-subtraction for stability.
+                let y = b.gemm(x, 37, 10, true, Some(20.0), None, true);
+                b.node("Softmax", &[&y], vec![attr::int("axis", 1)])
+            },
+        );
+    }
+    case(
+        &mut c,
+        "Softmax default axis opset 13 (-1)",
+        13,
+        &[2, 37],
+        |b, x| {
+            let y = b.gemm(x, 37, 1000, true, None, None, true);
+            b.node("Softmax", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "Softmax default axis opset 11 (1)",
+        11,
+        &[1, 37],
+        |b, x| {
+            let y = b.gemm(x, 37, 17, true, None, None, true);
+            b.node("Softmax", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "GAP -> Flatten -> Gemm -> Softmax axis -1",
+        13,
+        &[1, 13, 5, 7],
+        |b, x| {
+            let y = b.node("GlobalAveragePool", &[x], vec![]);
+            let y = b.node("Flatten", &[&y], vec![]);
+            let y = b.gemm(&y, 13, 9, true, None, None, true);
+            b.node("Softmax", &[&y], vec![attr::int("axis", -1)])
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn identity_and_dropout() {
+    let mut c = Cases::new();
+    for opset in [11, 13] {
+        case(
+            &mut c,
+            &format!("conv -> Identity -> Dropout -> Relu, opset {opset}"),
+            opset,
+            &[1, 5, 9, 11],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same());
+                let y = b.node("Identity", &[&y], vec![]);
+                let y = if opset < 12 {
+                    b.node("Dropout", &[&y], vec![attr::float("ratio", 0.2)])
+                } else {
+                    b.node("Dropout", &[&y], vec![])
+                };
+                b.node("Relu", &[&y], vec![])
+            },
+        );
+    }
+    case(
+        &mut c,
+        "Identity as last node",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 8, [1, 1]));
+            b.node("Identity", &[&y], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "Dropout as last node before Gemm output",
+        13,
+        &[1, 37],
+        |b, x| {
+            let y = b.node("Dropout", &[x], vec![]);
+            b.gemm(&y, 37, 10, true, None, None, true)
+        },
+    );
+    c.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole small networks: opsets, batch, f16, storage, outputs, threads
+// ---------------------------------------------------------------------------------------
+
+/// A small classifier touching most ops: conv+BN+Relu, MaxPool, depthwise+BN+Clip,
+/// residual Add, GAP, Flatten, Gemm, Softmax.
+fn mini_net(b: &mut OnnxBuilder, x: &str) -> String {
+    let y = b.conv(
+        x,
+        &ConvSpec::new(3, 16, [3, 3]).same().stride(2, 2).no_bias(),
+    );
+    let y = b.batchnorm(&y, 16, None);
+    let y = b.node("Relu", &[&y], vec![]);
+    let y = b.node(
+        "MaxPool",
+        &[&y],
+        pool_attrs([3, 3], [2, 2], Some([1, 1, 1, 1]), vec![]),
+    );
+    let d = b.conv(
+        &y,
+        &ConvSpec::new(16, 16, [3, 3]).group(16).same().no_bias(),
+    );
+    let d = b.batchnorm(&d, 16, None);
+    let d = clip(b, &d, 0.0, 6.0);
+    let d = b.conv(&d, &ConvSpec::new(16, 16, [1, 1]).no_bias());
+    let d = b.batchnorm(&d, 16, None);
+    let y = b.node("Add", &[&d, &y], vec![]);
+    let y = b.node("GlobalAveragePool", &[&y], vec![]);
+    let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
+    let y = b.gemm(&y, 16, 10, true, None, None, true);
+    b.node("Softmax", &[&y], vec![attr::int("axis", 1)])
+}
+
+#[test]
+fn opsets_11_13_17() {
+    let mut c = Cases::new();
+    for opset in [11, 13, 17] {
+        case(
+            &mut c,
+            &format!("mini net opset {opset}"),
+            opset,
+            &[1, 3, 17, 19],
+            mini_net,
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn batch_2() {
+    let mut c = Cases::new();
+    case(&mut c, "mini net batch 2", 13, &[2, 3, 17, 19], mini_net);
+    case(&mut c, "conv 3x3 s2 batch 2", 13, &[2, 5, 9, 11], |b, x| {
+        b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same().stride(2, 2))
+    });
+    case(&mut c, "depthwise batch 2", 13, &[2, 13, 9, 11], |b, x| {
+        b.conv(x, &ConvSpec::new(13, 13, [3, 3]).group(13).same())
+    });
+    case(
+        &mut c,
+        "MaxPool + AvgPool batch 2",
+        13,
+        &[2, 5, 9, 11],
+        |b, x| {
+            let y = b.node(
+                "MaxPool",
+                &[x],
+                pool_attrs([3, 3], [2, 2], Some([1, 1, 1, 1]), vec![]),
+            );
+            b.node(
+                "AveragePool",
+                &[&y],
+                pool_attrs([2, 2], [1, 1], None, vec![]),
+            )
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn f16_weights() {
+    let mut c = Cases::new();
+    case_f16(&mut c, "f16 conv 3x3 5->13", 13, &[1, 5, 9, 11], |b, x| {
+        b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same())
+    });
+    case_f16(
+        &mut c,
+        "f16 depthwise 3x3 13ch",
+        13,
+        &[1, 13, 9, 11],
+        |b, x| b.conv(x, &ConvSpec::new(13, 13, [3, 3]).group(13).same()),
+    );
+    case_f16(
+        &mut c,
+        "f16 conv + BN + Relu",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same().no_bias());
+            let y = b.batchnorm(&y, 13, None);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    case_f16(&mut c, "f16 Flatten -> Gemm", 13, &[1, 3, 3, 4], |b, x| {
+        let y = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
+        let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
+        b.gemm(&y, 60, 10, true, None, None, true)
+    });
+    case_f16(&mut c, "f16 standalone BN", 13, &[1, 5, 9, 11], |b, x| {
+        let y = b.node("Relu", &[x], vec![]);
+        b.batchnorm(&y, 5, None)
+    });
+    case_f16(&mut c, "f16 mini net", 13, &[1, 3, 17, 19], mini_net);
+    c.finish();
+}
+
+#[test]
+fn initializers_in_float_data() {
+    let mut b = OnnxBuilder::new(13);
+    b.use_typed_data();
+    let x = b.input("x", &[1, 3, 17, 19]);
+    let y = mini_net(&mut b, &x);
+    b.output(&y);
+    let mut c = Cases::new();
+    c.check(
+        "mini net, initializers in float_data",
+        &b.build(),
+        &[random_input(7, &[1, 3, 17, 19])],
+        false,
+    );
+    c.finish();
+}
+
+#[test]
+fn outputs_without_declared_shape() {
+    // `check_against_tract` declares the output shapes as exporters do; here they stay
+    // undeclared (valid ONNX), so the converter must infer them.
+    let onnx = build(13, &[1, 5, 9, 11], |b, x| {
+        let y = b.conv(x, &ConvSpec::new(5, 13, [3, 3]).same().stride(2, 2));
+        b.node("Relu", &[&y], vec![])
+    });
+    let inputs = [random_input(3, &[1, 5, 9, 11])];
+    let want = tract_run_shaped(&onnx, &inputs);
+    check_with_reference(
+        "conv+relu with undeclared output shape",
+        &onnx,
+        &inputs,
+        &want,
+        false,
+    );
+}
+
+#[test]
+fn multiple_outputs() {
+    let mut b = OnnxBuilder::new(13);
+    let x = b.input("x", &[1, 5, 9, 11]);
+    let f = b.conv(&x, &ConvSpec::new(5, 13, [3, 3]).same());
+    let f = b.node("Relu", &[&f], vec![]);
+    let g = b.node("GlobalAveragePool", &[&f], vec![]);
+    let g = b.node("Flatten", &[&g], vec![]);
+    let logits = b.gemm(&g, 13, 7, true, None, None, true);
+    // Order: the logits first, then the feature map that is also consumed inside the graph.
+    b.output(&logits);
+    b.output(&f);
+    let mut c = Cases::new();
+    c.check(
+        "two outputs (logits, intermediate feature map)",
+        &b.build(),
+        &[random_input(11, &[1, 5, 9, 11])],
+        false,
+    );
+    c.finish();
+}
+
+#[test]
+fn two_worker_threads() {
+    let onnx = build(13, &[1, 3, 17, 19], mini_net);
+    let inputs = [random_input(5, &[1, 3, 17, 19])];
+    let want = tract_run_shaped(&onnx, &inputs);
+    let shapes: Vec<Vec<usize>> = want.iter().map(|(s, _)| s.clone()).collect();
+    let onnx = with_output_shapes(&onnx, &shapes);
+    let opts = smof::SessionOptions { threads: 2 };
+    for (table, choice) in kernel_choices() {
+        let got = smof_run_with(
+            &onnx,
+            &[inputs[0].0.clone()],
+            &[&inputs[0].1],
+            choice,
+            false,
+            &opts,
+        );
+        assert_eq!(got[0].0, want[0].0, "[{table}] dims");
+        assert_close(
+            &format!("mini net, 2 threads [{table}]"),
+            &got[0].1,
+            &want[0].1,
+            F32_REL,
+        );
+    }
+}

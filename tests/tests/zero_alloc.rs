@@ -1,0 +1,79 @@
+//! `Session::run` allocates nothing: a counting global allocator watches 100 runs of
+//! MobileNetV2 after the first. Also checks the arena plan against the peak of live bytes.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn bundled_mobilenet() -> Vec<u8> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mobilenet_v2_imagenet_backbone.onnx");
+    let onnx = std::fs::read(path).expect("bundled model models/mobilenet_v2_imagenet_backbone.onnx");
+    smof_converter::convert(&onnx, &smof_converter::ConvertOptions::default())
+        .expect("convert")
+        .bytes
+}
+
+#[test]
+fn run_allocates_nothing_after_the_first() {
+    let bytes = bundled_mobilenet();
+    for table in smof::kernels::KernelTable::all_supported() {
+        let opts = smof::ModelOptions {
+            kernels: smof_tests_choice(table.name),
+            ..Default::default()
+        };
+        let model = smof::Model::from_bytes_with(&bytes, &opts).unwrap();
+        let mut session = smof::Session::new(&model, &smof::SessionOptions::default()).unwrap();
+        let input: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i % 97) as f32 - 48.0) / 48.0).collect();
+        session.run(&[&input]).unwrap();
+        let first = session.output(0).to_vec();
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..100 {
+            session.run(&[&input]).unwrap();
+        }
+        let after = ALLOCS.load(Ordering::SeqCst);
+        assert_eq!(after - before, 0, "{}: Session::run allocated {} times in 100 runs", table.name, after - before);
+        assert_eq!(session.output(0), &first[..], "{}: runs are not deterministic", table.name);
+    }
+}
+
+#[test]
+fn arena_is_within_ten_percent_of_peak_live_bytes() {
+    let bytes = bundled_mobilenet();
+    let model = smof::Model::from_bytes(&bytes).unwrap();
+    let session = smof::Session::new(&model, &smof::SessionOptions::default()).unwrap();
+    let (arena, peak) = (session.arena_bytes(), session.peak_live_bytes());
+    assert!(peak > 0);
+    assert!(
+        arena as f64 <= 1.1 * peak as f64,
+        "arena {arena} bytes exceeds 1.1 x peak live {peak}"
+    );
+}
+
+fn smof_tests_choice(name: &str) -> smof::KernelChoice {
+    smof::kernels::KernelTable::choice_for_name(name).expect("every supported table has a choice")
+}

@@ -22,5 +22,7 @@ pub mod lower;
 pub mod onnx;
 pub mod passes;
 
-pub use convert::{convert, convert_file, convert_to_graph, ConvertOptions, Converted, Lowered, Stats};
+pub use convert::{
+    convert, convert_file, convert_to_graph, ConvertOptions, Converted, Lowered, Stats,
+};
 pub use error::{Error, Result, UnsupportedNode};

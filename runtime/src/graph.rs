@@ -37,11 +37,11 @@ impl Shape4 {
     }
     /// Number of logical elements (without channel padding).
     pub fn elems(&self) -> u64 {
-        self.n as u64 * self.h as u64 * self.w as u64 * self.c as u64
+        self.pixels().saturating_mul(self.c as u64)
     }
     /// Number of pixels `n*h*w`.
     pub fn pixels(&self) -> u64 {
-        self.n as u64 * self.h as u64 * self.w as u64
+        (self.n as u64 * self.h as u64).saturating_mul(self.w as u64)
     }
 }
 
@@ -98,8 +98,8 @@ impl Activation {
                 }
             }
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).max(0.0).min(1.0),
-            Activation::HardSwish => x * (x / 6.0 + 0.5).max(0.0).min(1.0),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Activation::Silu => x / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),
         }
@@ -156,7 +156,8 @@ pub enum Layout {
     /// Row-major over the logical dims: `[OC][IC/g][KH][KW]` for conv weights, `[OC][IC]` for
     /// fully connected weights (IC in the runtime's NHWC flatten order), `[C]` for vectors.
     Canonical,
-    /// Conv weights blocked by output channel: `[G][ceil(OCg/b)][KH][KW][ICg][b]`, zero padded.
+    /// Conv weights of an ungrouped conv, blocked by output channel:
+    /// `[ceil(OC/b)][KH][KW][IC][b]`, zero padded.
     ConvOcBlock(u16),
     /// Depthwise conv weights `[KH][KW][round_up(C, b)]`, zero padded.
     DwBlock(u16),
@@ -184,7 +185,7 @@ pub struct WeightDesc {
 impl WeightDesc {
     /// Number of logical elements (product of `dims`).
     pub fn logical_elems(&self) -> u64 {
-        self.dims.iter().map(|&d| d as u64).product()
+        self.dims.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64))
     }
 }
 

@@ -142,7 +142,7 @@ impl Model {
     /// Uses a `'static` buffer (for example from `include_bytes!`) in place when it is 64-byte
     /// aligned; copies it otherwise.
     pub fn from_static(bytes: &'static [u8], opts: &ModelOptions) -> Result<Model> {
-        if (bytes.as_ptr() as usize) % 64 == 0 {
+        if (bytes.as_ptr() as usize).is_multiple_of(64) {
             Self::from_storage(Storage::Static(bytes), opts)
         } else {
             Self::from_bytes_with(bytes, opts)

@@ -6,7 +6,7 @@ use smof::{Error, Session, SessionOptions};
 use smof_tests::onnx_proto as proto;
 use smof_tests::{
     assert_close, check_against_tract, kernel_choices, random_input, smof_convert, smof_load,
-    tract_run, ConvSpec, OnnxBuilder, Rng, F32_REL,
+    tract_run, ConvSpec, GemmSpec, OnnxBuilder, Rng, F32_REL,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -27,7 +27,7 @@ fn small_model() -> Vec<u8> {
     );
     let y = b.node("GlobalAveragePool", &[&y], vec![]);
     let y = b.node("Flatten", &[&y], vec![]);
-    let y = b.gemm(&y, 5, 4, true, None, None, true);
+    let y = b.gemm(&y, &GemmSpec::new(5, 4));
     b.output(&y);
     b.build()
 }
@@ -243,7 +243,7 @@ fn session_rejects_wrong_input_count_and_length() {
     let n = x.len();
     let longer: Vec<f32> = x.iter().copied().chain([0.5]).collect();
     for (table, kernels) in kernel_choices() {
-        let model = smof_load(&onnx, &[shape.clone()], kernels, false);
+        let model = smof_load(&onnx, std::slice::from_ref(&shape), kernels, false);
         let mut s = Session::new(&model, &SessionOptions::default()).expect("Session::new");
         let r = s.run(&[]);
         assert!(

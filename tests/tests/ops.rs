@@ -7,7 +7,7 @@
 use smof_tests::onnx_proto::AttributeProto;
 use smof_tests::{
     assert_close, attr, check_with_reference, kernel_choices, random_input, smof_run_with,
-    tract_run_shaped, with_output_shapes, Cases, ConvSpec, OnnxBuilder, F32_REL,
+    tract_run_shaped, with_output_shapes, Cases, ConvSpec, GemmSpec, OnnxBuilder, F32_REL,
 };
 
 /// A stable seed per case name (FNV-1a), so every case gets its own input.
@@ -635,10 +635,13 @@ fn wide_conv(b: &mut OnnxBuilder, x: &str, c_in: usize, c_out: usize, group: usi
     )
 }
 
+/// Builds an activation after the tensor named by the second argument.
+type ActFn = dyn Fn(&mut OnnxBuilder, &str) -> String;
+
 #[test]
 fn conv_fused_activations() {
     let mut c = Cases::new();
-    let acts: Vec<(&str, i64, Box<dyn Fn(&mut OnnxBuilder, &str) -> String>)> = vec![
+    let acts: Vec<(&str, i64, Box<ActFn>)> = vec![
         (
             "Relu",
             13,
@@ -860,45 +863,50 @@ fn gemm() {
             &format!("Gemm transB=1 bias, N={n}"),
             13,
             &[n, 37],
-            |b, x| b.gemm(x, 37, 10, true, None, None, true),
+            |b, x| b.gemm(x, &GemmSpec::new(37, 10)),
         );
         case(
             &mut c,
             &format!("Gemm transB=0 bias, N={n}"),
             13,
             &[n, 37],
-            |b, x| b.gemm(x, 37, 10, false, None, None, true),
+            |b, x| b.gemm(x, &GemmSpec::new(37, 10).trans_b(false)),
         );
         case(
             &mut c,
             &format!("Gemm transB=1 alpha 0.5 beta 2, N={n}"),
             13,
             &[n, 37],
-            |b, x| b.gemm(x, 37, 10, true, Some(0.5), Some(2.0), true),
+            |b, x| b.gemm(x, &GemmSpec::new(37, 10).alpha(0.5).beta(2.0)),
         );
         case(
             &mut c,
             &format!("Gemm transB=0 alpha 1.5 beta 0.25, N={n}"),
             13,
             &[n, 37],
-            |b, x| b.gemm(x, 37, 10, false, Some(1.5), Some(0.25), true),
+            |b, x| {
+                b.gemm(
+                    x,
+                    &GemmSpec::new(37, 10).trans_b(false).alpha(1.5).beta(0.25),
+                )
+            },
         );
         case(
             &mut c,
             &format!("Gemm no C, N={n}"),
             13,
             &[n, 37],
-            |b, x| b.gemm(x, 37, 10, true, None, None, false),
+            |b, x| b.gemm(x, &GemmSpec::new(37, 10).no_bias()),
         );
     }
     case(&mut c, "Gemm 64->17 + Relu", 13, &[1, 64], |b, x| {
-        let y = b.gemm(x, 64, 17, true, None, None, true);
+        let y = b.gemm(x, &GemmSpec::new(64, 17));
         b.node("Relu", &[&y], vec![])
     });
     case(&mut c, "Gemm -> Gemm (MLP)", 13, &[2, 20], |b, x| {
-        let y = b.gemm(x, 20, 33, true, None, None, true);
+        let y = b.gemm(x, &GemmSpec::new(20, 33));
         let y = b.node("Relu", &[&y], vec![]);
-        b.gemm(&y, 33, 5, true, None, None, true)
+        b.gemm(&y, &GemmSpec::new(33, 5))
     });
     case(
         &mut c,
@@ -958,7 +966,7 @@ fn flatten_gemm_and_flatten_output() {
             |b, x| {
                 let y = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
                 let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
-                b.gemm(&y, 60, 10, true, None, None, true)
+                b.gemm(&y, &GemmSpec::new(60, 10))
             },
         );
     }
@@ -970,7 +978,7 @@ fn flatten_gemm_and_flatten_output() {
         |b, x| {
             let y = b.conv(x, &ConvSpec::new(3, 13, [3, 3]).same());
             let y = b.node("Flatten", &[&y], vec![]);
-            b.gemm(&y, 13 * 35, 7, false, None, None, true)
+            b.gemm(&y, &GemmSpec::new(13 * 35, 7).trans_b(false))
         },
     );
     case(
@@ -990,7 +998,7 @@ fn flatten_gemm_and_flatten_output() {
                 ],
             );
             let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
-            let y = b.gemm(&y, 64, 12, true, None, None, true);
+            let y = b.gemm(&y, &GemmSpec::new(64, 12));
             b.node("Relu", &[&y], vec![])
         },
     );
@@ -1002,7 +1010,7 @@ fn flatten_gemm_and_flatten_output() {
         |b, x| {
             let y = b.node("GlobalAveragePool", &[x], vec![]);
             let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
-            b.gemm(&y, 13, 10, true, None, None, true)
+            b.gemm(&y, &GemmSpec::new(13, 10))
         },
     );
     for n in [1, 2] {
@@ -1024,7 +1032,7 @@ fn flatten_gemm_and_flatten_output() {
         &[1, 5, 3, 4],
         |b, x| {
             let y = b.node("Flatten", &[x], vec![attr::int("axis", 1)]);
-            b.gemm(&y, 60, 9, true, None, None, true)
+            b.gemm(&y, &GemmSpec::new(60, 9))
         },
     );
     c.finish();
@@ -1060,7 +1068,7 @@ fn reshape_pytorch_chain() {
                 |b, x| {
                     let y = b.node("GlobalAveragePool", &[x], vec![]);
                     let y = pytorch_view_flatten(b, &y);
-                    b.gemm(&y, 13, 10, true, None, None, true)
+                    b.gemm(&y, &GemmSpec::new(13, 10))
                 },
             );
         }
@@ -1072,7 +1080,7 @@ fn reshape_pytorch_chain() {
             |b, x| {
                 let y = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
                 let y = pytorch_view_flatten(b, &y);
-                b.gemm(&y, 60, 10, true, None, None, true)
+                b.gemm(&y, &GemmSpec::new(60, 10))
             },
         );
     }
@@ -1085,7 +1093,7 @@ fn reshape_pytorch_chain() {
             let y = b.conv(x, &ConvSpec::new(5, 5, [1, 1]));
             let s = b.init_i64("target_shape", &[2], &[1, -1]);
             let y = b.node("Reshape", &[&y, &s], vec![]);
-            b.gemm(&y, 60, 10, true, None, None, true)
+            b.gemm(&y, &GemmSpec::new(60, 10))
         },
     );
     case(
@@ -1515,7 +1523,7 @@ fn softmax_2d() {
             &[n, 37],
             |b, x| {
                 // Large logits (alpha 20): tests the max-subtraction for stability.
-                let y = b.gemm(x, 37, 10, true, Some(20.0), None, true);
+                let y = b.gemm(x, &GemmSpec::new(37, 10).alpha(20.0));
                 b.node("Softmax", &[&y], vec![attr::int("axis", 1)])
             },
         );
@@ -1526,7 +1534,7 @@ fn softmax_2d() {
         13,
         &[2, 37],
         |b, x| {
-            let y = b.gemm(x, 37, 1000, true, None, None, true);
+            let y = b.gemm(x, &GemmSpec::new(37, 1000));
             b.node("Softmax", &[&y], vec![])
         },
     );
@@ -1536,7 +1544,7 @@ fn softmax_2d() {
         11,
         &[1, 37],
         |b, x| {
-            let y = b.gemm(x, 37, 17, true, None, None, true);
+            let y = b.gemm(x, &GemmSpec::new(37, 17));
             b.node("Softmax", &[&y], vec![])
         },
     );
@@ -1548,7 +1556,7 @@ fn softmax_2d() {
         |b, x| {
             let y = b.node("GlobalAveragePool", &[x], vec![]);
             let y = b.node("Flatten", &[&y], vec![]);
-            let y = b.gemm(&y, 13, 9, true, None, None, true);
+            let y = b.gemm(&y, &GemmSpec::new(13, 9));
             b.node("Softmax", &[&y], vec![attr::int("axis", -1)])
         },
     );
@@ -1593,7 +1601,7 @@ fn identity_and_dropout() {
         &[1, 37],
         |b, x| {
             let y = b.node("Dropout", &[x], vec![]);
-            b.gemm(&y, 37, 10, true, None, None, true)
+            b.gemm(&y, &GemmSpec::new(37, 10))
         },
     );
     c.finish();
@@ -1628,7 +1636,7 @@ fn mini_net(b: &mut OnnxBuilder, x: &str) -> String {
     let y = b.node("Add", &[&d, &y], vec![]);
     let y = b.node("GlobalAveragePool", &[&y], vec![]);
     let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
-    let y = b.gemm(&y, 16, 10, true, None, None, true);
+    let y = b.gemm(&y, &GemmSpec::new(16, 10));
     b.node("Softmax", &[&y], vec![attr::int("axis", 1)])
 }
 
@@ -1705,7 +1713,7 @@ fn f16_weights() {
     case_f16(&mut c, "f16 Flatten -> Gemm", 13, &[1, 3, 3, 4], |b, x| {
         let y = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
         let y = b.node("Flatten", &[&y], vec![attr::int("axis", 1)]);
-        b.gemm(&y, 60, 10, true, None, None, true)
+        b.gemm(&y, &GemmSpec::new(60, 10))
     });
     case_f16(&mut c, "f16 standalone BN", 13, &[1, 5, 9, 11], |b, x| {
         let y = b.node("Relu", &[x], vec![]);
@@ -1759,7 +1767,7 @@ fn multiple_outputs() {
     let f = b.node("Relu", &[&f], vec![]);
     let g = b.node("GlobalAveragePool", &[&f], vec![]);
     let g = b.node("Flatten", &[&g], vec![]);
-    let logits = b.gemm(&g, 13, 7, true, None, None, true);
+    let logits = b.gemm(&g, &GemmSpec::new(13, 7));
     // Order: the logits first, then the feature map that is also consumed inside the graph.
     b.output(&logits);
     b.output(&f);

@@ -5,6 +5,7 @@
 //! held by the ops themselves, so every node input is an activation. Layout questions
 //! (NHWC, packing, the Flatten permutation) are settled only by [`crate::lower`].
 
+pub mod eval;
 pub mod shape;
 pub mod tensor;
 
@@ -243,7 +244,14 @@ impl Graph {
     /// True when `v` is read by exactly one node input and is not a model output: the
     /// condition for fusing its producer with its consumer.
     pub fn single_use(&self, v: ValueId) -> bool {
-        !self.is_output(v) && self.nodes.iter().flat_map(|n| &n.inputs).filter(|&&i| i == v).count() == 1
+        !self.is_output(v)
+            && self
+                .nodes
+                .iter()
+                .flat_map(|n| &n.inputs)
+                .filter(|&&i| i == v)
+                .count()
+                == 1
     }
     /// Replaces every read of `from` (node inputs and model outputs) by `to`.
     pub fn replace_uses(&mut self, from: ValueId, to: ValueId) {

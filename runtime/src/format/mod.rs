@@ -151,7 +151,9 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { verify_weights: true }
+        ReadOptions {
+            verify_weights: true,
+        }
     }
 }
 
@@ -173,11 +175,18 @@ fn weight_uses(op: &crate::graph::Op) -> [Option<Use>; 2] {
     use crate::graph::Op;
     use crate::kernels::WeightRole;
     match op {
-        Op::Conv(c) => [Some((c.weight, WeightRole::Conv(*c))), c.bias.map(|b| (b, WeightRole::Vector))],
-        Op::Fc(f) => [Some((f.weight, WeightRole::Fc)), f.bias.map(|b| (b, WeightRole::Vector))],
-        Op::ChannelAffine { scale, shift, .. } => {
-            [Some((*scale, WeightRole::Vector)), Some((*shift, WeightRole::Vector))]
-        }
+        Op::Conv(c) => [
+            Some((c.weight, WeightRole::Conv(*c))),
+            c.bias.map(|b| (b, WeightRole::Vector)),
+        ],
+        Op::Fc(f) => [
+            Some((f.weight, WeightRole::Fc)),
+            f.bias.map(|b| (b, WeightRole::Vector)),
+        ],
+        Op::ChannelAffine { scale, shift, .. } => [
+            Some((*scale, WeightRole::Vector)),
+            Some((*shift, WeightRole::Vector)),
+        ],
         _ => [None, None],
     }
 }

@@ -2,19 +2,19 @@
 //! anything is trusted or allocated, then builds and validates the [`Graph`].
 
 use super::records::{
-    act, dtype, layout, op, pool, FileHeader, IoRecord, MetaRecord, NodeRecord, SectionEntry, StrRef,
-    TableHeader, TensorRecord, WeightRecord, HEADER_CRC_OFFSET, HEADER_SIZE, NODE_PARAM_WORDS, NO_WEIGHT,
-    SECTION_ENTRY_SIZE, TABLE_HEADER_SIZE,
+    act, dtype, layout, op, pool, FileHeader, IoRecord, MetaRecord, NodeRecord, SectionEntry,
+    StrRef, TableHeader, TensorRecord, WeightRecord, HEADER_CRC_OFFSET, HEADER_SIZE,
+    NODE_PARAM_WORDS, NO_WEIGHT, SECTION_ENTRY_SIZE, TABLE_HEADER_SIZE,
 };
 use super::{
-    ReadOptions, SectionInfo, SectionKind, MAGIC, MAX_HEADER_SIZE, MAX_MODEL_IOS, MAX_NODES, MAX_NODE_INPUTS,
-    MAX_NODE_IO, MAX_NODE_OUTPUTS, MAX_RANK, MAX_SECTIONS, MAX_STRING_BYTES, MAX_STRING_LEN, MAX_TENSORS,
-    MAX_WEIGHTS, SECTION_ALIGN, VERSION_MAJOR, WEIGHT_ALIGN,
+    ReadOptions, SectionInfo, SectionKind, MAGIC, MAX_HEADER_SIZE, MAX_MODEL_IOS, MAX_NODES,
+    MAX_NODE_INPUTS, MAX_NODE_IO, MAX_NODE_OUTPUTS, MAX_RANK, MAX_SECTIONS, MAX_STRING_BYTES,
+    MAX_STRING_LEN, MAX_TENSORS, MAX_WEIGHTS, SECTION_ALIGN, VERSION_MAJOR, WEIGHT_ALIGN,
 };
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, Conv, DType, Fc, Graph, IoDesc, Layout, Metadata, Node, Op, Pool, PoolKind, Shape4, TensorDesc,
-    TensorId, WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
+    Activation, Conv, DType, Fc, Graph, IoDesc, Layout, Metadata, Node, Op, Pool, PoolKind, Shape4,
+    TensorDesc, TensorId, WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
 };
 use crate::kernels::pack;
 use bytemuck::{pod_read_unaligned, Pod};
@@ -24,6 +24,12 @@ use std::mem::{offset_of, size_of};
 /// Shorthand for [`Error::corrupt`].
 fn corrupt(offset: u64, what: impl Into<String>) -> Error {
     Error::corrupt(offset, what)
+}
+
+/// Whether `v` is a multiple of `align` (`u64::is_multiple_of` needs Rust 1.87; MSRV is 1.80).
+#[allow(clippy::manual_is_multiple_of)]
+fn aligned(v: u64, align: u64) -> bool {
+    v % align == 0
 }
 
 /// Reads a record at `pos`; the caller has checked that it lies inside `bytes`.
@@ -36,19 +42,29 @@ pub(super) fn version(bytes: &[u8]) -> Result<(u16, u16)> {
     if bytes.len() < MAGIC.len() {
         return Err(corrupt(
             bytes.len() as u64,
-            format!("the file is {} bytes long, too short for the 8-byte magic", bytes.len()),
+            format!(
+                "the file is {} bytes long, too short for the 8-byte magic",
+                bytes.len()
+            ),
         ));
     }
     if bytes[..MAGIC.len()] != MAGIC {
         return Err(corrupt(
             0,
-            format!("not a .smof file: it starts with {:02x?}, not {:02x?}", &bytes[..8], MAGIC),
+            format!(
+                "not a .smof file: it starts with {:02x?}, not {:02x?}",
+                &bytes[..8],
+                MAGIC
+            ),
         ));
     }
     if bytes.len() < 12 {
         return Err(corrupt(
             bytes.len() as u64,
-            format!("the file is {} bytes long and ends inside the version field", bytes.len()),
+            format!(
+                "the file is {} bytes long and ends inside the version field",
+                bytes.len()
+            ),
         ));
     }
     let major = u16::from_le_bytes([bytes[8], bytes[9]]);
@@ -76,7 +92,11 @@ impl Section {
     }
     /// `section 3 (weights)`, for messages.
     fn label(&self) -> String {
-        format!("section {} ({})", self.index, self.kind.map_or("unknown kind", SectionKind::name))
+        format!(
+            "section {} ({})",
+            self.index,
+            self.kind.map_or("unknown kind", SectionKind::name)
+        )
     }
     /// Whether the bytes match the stored checksum.
     fn crc_ok(&self, file: &[u8]) -> bool {
@@ -123,12 +143,16 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
 
     // The fields that delimit the checksummed bytes come first.
     let hs = h.header_size;
-    if (hs as usize) < HEADER_SIZE || hs > MAX_HEADER_SIZE || hs as u64 % SECTION_ALIGN != 0 || hs as u64 > len {
+    if (hs as usize) < HEADER_SIZE
+        || hs > MAX_HEADER_SIZE
+        || !aligned(hs as u64, SECTION_ALIGN)
+        || hs as u64 > len
+    {
         return Err(corrupt(
             at(offset_of!(FileHeader, header_size)),
             format!(
-                "header size {hs} is not a multiple of 8 between {HEADER_SIZE} and {MAX_HEADER_SIZE} inside the \
-                 file ({len} bytes)"
+                "header size {hs} is not a multiple of 8 between {HEADER_SIZE} and \
+                 {MAX_HEADER_SIZE} inside the file ({len} bytes)"
             ),
         ));
     }
@@ -136,7 +160,8 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
         return Err(corrupt(
             at(offset_of!(FileHeader, file_len)),
             format!(
-                "the header gives the file length as {} bytes but the file is {len} bytes (truncated or damaged)",
+                "the header gives the file length as {} bytes but the file is {len} bytes \
+                 (truncated or damaged)",
                 h.file_len
             ),
         ));
@@ -150,12 +175,16 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
     }
     let table = h.section_table_offset;
     let table_end = table.checked_add(count as u64 * SECTION_ENTRY_SIZE as u64);
-    if table % SECTION_ALIGN != 0 || table < hs as u64 || table_end.map_or(true, |e| e > len) {
+    if !aligned(table, SECTION_ALIGN)
+        || table < hs as u64
+        || !matches!(table_end, Some(e) if e <= len)
+    {
         return Err(corrupt(
             at(offset_of!(FileHeader, section_table_offset)),
             format!(
-                "the section table ({count} entries of {SECTION_ENTRY_SIZE} bytes at offset {table}) is not \
-                 8-aligned, overlaps the {hs}-byte header or ends past the end of the file ({len})"
+                "the section table ({count} entries of {SECTION_ENTRY_SIZE} bytes at offset \
+                 {table}) is not 8-aligned, overlaps the {hs}-byte header or ends past the end \
+                 of the file ({len})"
             ),
         ));
     }
@@ -172,8 +201,8 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
         return Err(corrupt(
             HEADER_CRC_OFFSET as u64,
             format!(
-                "header checksum mismatch: stored {:08x}, computed {computed:08x} (the header or the section \
-                 table is damaged)",
+                "header checksum mismatch: stored {:08x}, computed {computed:08x} (the header or \
+                 the section table is damaged)",
                 h.header_crc
             ),
         ));
@@ -185,7 +214,10 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
         ));
     }
     if h.reserved != [0; 5] {
-        return Err(corrupt(at(offset_of!(FileHeader, reserved)), "reserved header bytes are not zero"));
+        return Err(corrupt(
+            at(offset_of!(FileHeader, reserved)),
+            "reserved header bytes are not zero",
+        ));
     }
 
     let mut sections: Vec<Section> = Vec::with_capacity(count as usize);
@@ -226,13 +258,20 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
         } else {
             SECTION_ALIGN
         };
-        if e.offset % align != 0 {
+        if !aligned(e.offset, align) {
             return Err(corrupt(
                 field(offset_of!(SectionEntry, offset)),
-                format!("{} starts at {}, which is not a multiple of {align}", s.label(), e.offset),
+                format!(
+                    "{} starts at {}, which is not a multiple of {align}",
+                    s.label(),
+                    e.offset
+                ),
             ));
         }
-        if let Some(dup) = sections.iter().find(|o| o.kind.is_some() && o.kind == s.kind) {
+        if let Some(dup) = sections
+            .iter()
+            .find(|o| o.kind.is_some() && o.kind == s.kind)
+        {
             return Err(corrupt(
                 field(offset_of!(SectionEntry, kind)),
                 format!("{} repeats the kind of section {}", s.label(), dup.index),
@@ -242,7 +281,10 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
     }
     for kind in SectionKind::ALL {
         if !sections.iter().any(|s| s.kind == Some(kind)) {
-            return Err(corrupt(table, format!("the file has no {} section", kind.name())));
+            return Err(corrupt(
+                table,
+                format!("the file has no {} section", kind.name()),
+            ));
         }
     }
 
@@ -274,11 +316,12 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
         pos: s.entry_pos + offset_of!(SectionEntry, offset) as u64,
     }));
     ranges.sort_by_key(|r| (r.start, r.end));
-    let mut covered_to = 0u64;
-    let mut last = 0usize;
-    for (i, r) in ranges.iter().enumerate() {
-        if r.start < covered_to {
-            let (a, b) = if r.pos >= ranges[last].pos { (r, &ranges[last]) } else { (&ranges[last], r) };
+    // Sorted by start, any overlap shows between neighbours.
+    for pair in ranges.windows(2) {
+        let (x, y) = (&pair[0], &pair[1]);
+        if y.start < x.end {
+            // Report at the table entry of the later of the two (the header and table come first).
+            let (a, b) = if y.pos >= x.pos { (y, x) } else { (x, y) };
             return Err(corrupt(
                 a.pos,
                 format!(
@@ -287,9 +330,12 @@ fn structure(bytes: &[u8]) -> Result<Structure> {
                 ),
             ));
         }
+    }
+    // Only then the gaps, so that a moved section is reported as such, not as stray bytes.
+    let mut covered_to = 0u64;
+    for r in &ranges {
         check_zero(bytes, covered_to, r.start)?;
         covered_to = r.end;
-        last = i;
     }
     check_zero(bytes, covered_to, len)?;
     Ok(Structure { sections })
@@ -302,7 +348,10 @@ fn check_zero(bytes: &[u8], start: u64, end: u64) -> Result<()> {
         None => Ok(()),
         Some(i) => Err(corrupt(
             start + i as u64,
-            format!("padding byte outside every section is {:#04x}, not zero", gap[i]),
+            format!(
+                "padding byte outside every section is {:#04x}, not zero",
+                gap[i]
+            ),
         )),
     }
 }
@@ -348,7 +397,8 @@ pub fn read(bytes: &[u8], opts: &ReadOptions) -> Result<Graph> {
             return Err(corrupt(
                 s.offset,
                 format!(
-                    "{} checksum mismatch: stored {:08x}, computed {:08x} (its {} bytes are damaged)",
+                    "{} checksum mismatch: stored {:08x}, computed {:08x} \
+                     (its {} bytes are damaged)",
                     s.label(),
                     s.crc32,
                     super::crc32(s.bytes(bytes)),
@@ -375,7 +425,10 @@ pub fn read(bytes: &[u8], opts: &ReadOptions) -> Result<Graph> {
     };
 
     let tensors = d.tensors(st.get(SectionKind::Tensors))?;
-    let weights = d.weights(st.get(SectionKind::Weights), st.get(SectionKind::WeightData))?;
+    let weights = d.weights(
+        st.get(SectionKind::Weights),
+        st.get(SectionKind::WeightData),
+    )?;
     let node_io = d.node_io(st.get(SectionKind::NodeIo), tensors.len())?;
     let nodes = d.nodes(st.get(SectionKind::Nodes), &node_io, weights.len())?;
     let (meta, inputs, outputs) = d.metadata(st.get(SectionKind::Metadata), tensors.len())?;
@@ -391,11 +444,14 @@ pub fn read(bytes: &[u8], opts: &ReadOptions) -> Result<Graph> {
     if let Some(c) = super::layout_conflict(&graph) {
         let w = &graph.weights[c.weight];
         let pos = st.get(SectionKind::Weights).offset
-            + (TABLE_HEADER_SIZE + c.weight * size_of::<WeightRecord>() + offset_of!(WeightRecord, layout)) as u64;
+            + (TABLE_HEADER_SIZE
+                + c.weight * size_of::<WeightRecord>()
+                + offset_of!(WeightRecord, layout)) as u64;
         return Err(corrupt(
             pos,
             format!(
-                "weight {} ({}) has layout {:?}, but node {} ({}) uses it as {}, which that layout does not fit",
+                "weight {} ({}) has layout {:?}, but node {} ({}) uses it as {}, \
+                 which that layout does not fit",
                 c.weight, w.name, w.layout, c.node, graph.nodes[c.node].name, c.role
             ),
         ));
@@ -437,7 +493,8 @@ impl<'a> Decoder<'a> {
             return Err(corrupt(
                 s.offset,
                 format!(
-                    "the {name} section is {} bytes, shorter than its {TABLE_HEADER_SIZE}-byte table header",
+                    "the {name} section is {} bytes, shorter than its \
+                     {TABLE_HEADER_SIZE}-byte table header",
                     data.len()
                 ),
             ));
@@ -446,7 +503,10 @@ impl<'a> Decoder<'a> {
         if th.record_size as usize != size {
             return Err(corrupt(
                 s.offset + offset_of!(TableHeader, record_size) as u64,
-                format!("the {name} section has {}-byte records; format v1 has {size}", th.record_size),
+                format!(
+                    "the {name} section has {}-byte records; format v1 has {size}",
+                    th.record_size
+                ),
             ));
         }
         if th.reserved != 0 {
@@ -458,7 +518,10 @@ impl<'a> Decoder<'a> {
         if th.count > max {
             return Err(corrupt(
                 s.offset,
-                format!("the {name} section claims {} records, more than the limit of {max}", th.count),
+                format!(
+                    "the {name} section claims {} records, more than the limit of {max}",
+                    th.count
+                ),
             ));
         }
         // `count <= max <= 2^24` and `size <= 128`: no overflow.
@@ -467,8 +530,8 @@ impl<'a> Decoder<'a> {
             return Err(corrupt(
                 s.offset,
                 format!(
-                    "the {name} section claims {} records of {size} bytes ({need} bytes with its header) but is {} \
-                     bytes long",
+                    "the {name} section claims {} records of {size} bytes ({need} bytes with its \
+                     header) but is {} bytes long",
                     th.count, s.length
                 ),
             ));
@@ -489,7 +552,11 @@ impl<'a> Decoder<'a> {
         if r.len > MAX_STRING_LEN {
             return Err(corrupt(
                 pos + offset_of!(StrRef, len) as u64,
-                format!("{}: string of {} bytes, more than the limit of {MAX_STRING_LEN}", what(), r.len),
+                format!(
+                    "{}: string of {} bytes, more than the limit of {MAX_STRING_LEN}",
+                    what(),
+                    r.len
+                ),
             ));
         }
         let end = r.offset as u64 + r.len as u64;
@@ -507,13 +574,19 @@ impl<'a> Decoder<'a> {
         if r.len as u64 > self.string_budget {
             return Err(corrupt(
                 pos,
-                format!("{}: the strings referenced add up to more than {MAX_STRING_BYTES} bytes", what()),
+                format!(
+                    "{}: the strings referenced add up to more than {MAX_STRING_BYTES} bytes",
+                    what()
+                ),
             ));
         }
         self.string_budget -= r.len as u64;
         match std::str::from_utf8(&self.strings[r.offset as usize..end as usize]) {
             Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(corrupt(pos, format!("{}: string is not valid UTF-8 ({e})", what()))),
+            Err(e) => Err(corrupt(
+                pos,
+                format!("{}: string is not valid UTF-8 ({e})", what()),
+            )),
         }
     }
 
@@ -527,14 +600,16 @@ impl<'a> Decoder<'a> {
             let shape = Shape4::new(n, h, w, c);
             // Each extent is checked before the product, which then fits in u64 step by step.
             let elems = r.shape.iter().try_fold(1u64, |acc, &d| {
-                (d != 0 && d <= MAX_DIM).then(|| acc * d as u64).filter(|&p| p <= MAX_TENSOR_ELEMS)
+                (d != 0 && d <= MAX_DIM)
+                    .then(|| acc * d as u64)
+                    .filter(|&p| p <= MAX_TENSOR_ELEMS)
             });
             if elems.is_none() {
                 return Err(corrupt(
                     t.pos(i, offset_of!(TensorRecord, shape)),
                     format!(
-                        "tensor {i} ({name}) has shape {:?}: every extent must be 1..={MAX_DIM} and the product at \
-                         most {MAX_TENSOR_ELEMS}",
+                        "tensor {i} ({name}) has shape {:?}: every extent must be 1..={MAX_DIM} \
+                         and the product at most {MAX_TENSOR_ELEMS}",
                         r.shape
                     ),
                 ));
@@ -576,13 +651,22 @@ impl<'a> Decoder<'a> {
                 layout::CANONICAL => {
                     return Err(corrupt(
                         at(offset_of!(WeightRecord, block)),
-                        format!("{}: canonical layout with block size {} (must be 0)", ctx(), r.block),
+                        format!(
+                            "{}: canonical layout with block size {} (must be 0)",
+                            ctx(),
+                            r.block
+                        ),
                     ))
                 }
                 layout::CONV_OC_BLOCK => Layout::ConvOcBlock(block(r.block)?),
                 layout::DW_BLOCK => Layout::DwBlock(block(r.block)?),
                 layout::FC_OC_BLOCK => Layout::FcOcBlock(block(r.block)?),
-                c => return Err(corrupt(layout_at, format!("{}: unknown layout code {c}", ctx()))),
+                c => {
+                    return Err(corrupt(
+                        layout_at,
+                        format!("{}: unknown layout code {c}", ctx()),
+                    ))
+                }
             };
             let dims = dims(r.rank, &r.dims, at(offset_of!(WeightRecord, rank)), &ctx)?;
             let mut elems = 1u64;
@@ -597,7 +681,10 @@ impl<'a> Decoder<'a> {
                 if elems > MAX_TENSOR_ELEMS {
                     return Err(corrupt(
                         at(offset_of!(WeightRecord, dims)),
-                        format!("{}: dims {dims:?} hold more than {MAX_TENSOR_ELEMS} elements", ctx()),
+                        format!(
+                            "{}: dims {dims:?} hold more than {MAX_TENSOR_ELEMS} elements",
+                            ctx()
+                        ),
                     ));
                 }
             }
@@ -612,7 +699,11 @@ impl<'a> Decoder<'a> {
             let Some(want) = pack::stored_bytes(&desc) else {
                 return Err(corrupt(
                     layout_at,
-                    format!("{}: layout {layout:?} does not apply to dims {:?}", ctx(), desc.dims),
+                    format!(
+                        "{}: layout {layout:?} does not apply to dims {:?}",
+                        ctx(),
+                        desc.dims
+                    ),
                 ));
             };
             if r.byte_len != want {
@@ -627,10 +718,14 @@ impl<'a> Decoder<'a> {
                 ));
             }
             let offset_at = at(offset_of!(WeightRecord, offset));
-            if r.offset % WEIGHT_ALIGN != 0 {
+            if !aligned(r.offset, WEIGHT_ALIGN) {
                 return Err(corrupt(
                     offset_at,
-                    format!("{}: data offset {} is not a multiple of {WEIGHT_ALIGN}", ctx(), r.offset),
+                    format!(
+                        "{}: data offset {} is not a multiple of {WEIGHT_ALIGN}",
+                        ctx(),
+                        r.offset
+                    ),
                 ));
             }
             match r.offset.checked_add(r.byte_len) {
@@ -661,7 +756,10 @@ impl<'a> Decoder<'a> {
         if let Some(i) = t.records.iter().position(|&id| id as usize >= tensors) {
             return Err(corrupt(
                 t.pos(i, 0),
-                format!("node-io entry {i} is tensor {}, but there are {tensors} tensors", t.records[i]),
+                format!(
+                    "node-io entry {i} is tensor {}, but there are {tensors} tensors",
+                    t.records[i]
+                ),
             ));
         }
         Ok(t.records.into_owned())
@@ -683,13 +781,18 @@ impl<'a> Decoder<'a> {
                 ));
             }
             let range = |first: u32, count: u32, max: u32, field: usize, what: &str| {
+                if count > max {
+                    return Err(corrupt(
+                        at(field + 4),
+                        format!("{}: {count} {what}, more than the limit of {max}", ctx()),
+                    ));
+                }
                 let end = first as u64 + count as u64;
-                if count > max || end > io.len() as u64 {
+                if end > io.len() as u64 {
                     return Err(corrupt(
                         at(field),
                         format!(
-                            "{}: {what} {first}..{end} are more than {max} or lie outside the node-io array ({} \
-                             entries)",
+                            "{}: {what} {first}..{end} lie outside the node-io array ({} entries)",
                             ctx(),
                             io.len()
                         ),
@@ -701,7 +804,10 @@ impl<'a> Decoder<'a> {
             if io_refs > MAX_NODE_IO {
                 return Err(corrupt(
                     at(offset_of!(NodeRecord, input_count)),
-                    format!("{}: the nodes' inputs and outputs add up to more than {MAX_NODE_IO}", ctx()),
+                    format!(
+                        "{}: the nodes' inputs and outputs add up to more than {MAX_NODE_IO}",
+                        ctx()
+                    ),
                 ));
             }
             let inputs = range(
@@ -736,20 +842,31 @@ impl<'a> Decoder<'a> {
     }
 
     /// The metadata section: provenance, model inputs and model outputs.
-    fn metadata(&mut self, s: &Section, tensors: usize) -> Result<(Metadata, Vec<IoDesc>, Vec<IoDesc>)> {
+    fn metadata(
+        &mut self,
+        s: &Section,
+        tensors: usize,
+    ) -> Result<(Metadata, Vec<IoDesc>, Vec<IoDesc>)> {
         let data = s.bytes(self.file);
         let head = size_of::<MetaRecord>();
         if data.len() < head {
             return Err(corrupt(
                 s.offset,
-                format!("the metadata section is {} bytes, shorter than its {head}-byte record", data.len()),
+                format!(
+                    "the metadata section is {} bytes, shorter than its {head}-byte record",
+                    data.len()
+                ),
             ));
         }
         let m: MetaRecord = record(data, 0);
         let at = |f: usize| s.offset + f as u64;
         for (n, f, what) in [
             (m.input_count, offset_of!(MetaRecord, input_count), "inputs"),
-            (m.output_count, offset_of!(MetaRecord, output_count), "outputs"),
+            (
+                m.output_count,
+                offset_of!(MetaRecord, output_count),
+                "outputs",
+            ),
         ] {
             if n > MAX_MODEL_IOS {
                 return Err(corrupt(
@@ -764,7 +881,8 @@ impl<'a> Decoder<'a> {
             return Err(corrupt(
                 s.offset,
                 format!(
-                    "the metadata section holds {} inputs and {} outputs ({need} bytes) but is {} bytes long",
+                    "the metadata section holds {} inputs and {} outputs ({need} bytes) \
+                     but is {} bytes long",
                     m.input_count,
                     m.output_count,
                     data.len()
@@ -772,16 +890,24 @@ impl<'a> Decoder<'a> {
             ));
         }
         let meta = Metadata {
-            producer: self.string(m.producer, at(offset_of!(MetaRecord, producer)), || "producer".into())?,
+            producer: self.string(m.producer, at(offset_of!(MetaRecord, producer)), || {
+                "producer".into()
+            })?,
             producer_version: self.string(
                 m.producer_version,
                 at(offset_of!(MetaRecord, producer_version)),
                 || "producer version".into(),
             )?,
-            model_name: self.string(m.model_name, at(offset_of!(MetaRecord, model_name)), || "model name".into())?,
-            description: self.string(m.description, at(offset_of!(MetaRecord, description)), || {
-                "description".into()
-            })?,
+            model_name: self.string(
+                m.model_name,
+                at(offset_of!(MetaRecord, model_name)),
+                || "model name".into(),
+            )?,
+            description: self.string(
+                m.description,
+                at(offset_of!(MetaRecord, description)),
+                || "description".into(),
+            )?,
         };
         let mut inputs = Vec::with_capacity(m.input_count as usize);
         let mut outputs = Vec::with_capacity(m.output_count as usize);
@@ -799,7 +925,11 @@ impl<'a> Decoder<'a> {
             if r.tensor as usize >= tensors {
                 return Err(corrupt(
                     pos(offset_of!(IoRecord, tensor)),
-                    format!("{}: tensor {} out of range ({tensors} tensors)", ctx(), r.tensor),
+                    format!(
+                        "{}: tensor {} out of range ({tensors} tensors)",
+                        ctx(),
+                        r.tensor
+                    ),
                 ));
             }
             let dims = dims(r.rank, &r.dims, pos(offset_of!(IoRecord, rank)), &ctx)?;
@@ -817,10 +947,16 @@ impl<'a> Decoder<'a> {
 /// `pos` is the position of the rank field; the dims follow it.
 fn dims(rank: u32, dims: &[u32; 4], pos: u64, ctx: &dyn Fn() -> String) -> Result<Vec<u32>> {
     if rank == 0 || rank > MAX_RANK {
-        return Err(corrupt(pos, format!("{}: rank {rank} is not between 1 and {MAX_RANK}", ctx())));
+        return Err(corrupt(
+            pos,
+            format!("{}: rank {rank} is not between 1 and {MAX_RANK}", ctx()),
+        ));
     }
     if dims[rank as usize..].iter().any(|&d| d != 0) {
-        return Err(corrupt(pos + 4, format!("{}: dims {dims:?} past rank {rank} are not zero", ctx())));
+        return Err(corrupt(
+            pos + 4,
+            format!("{}: dims {dims:?} past rank {rank} are not zero", ctx()),
+        ));
     }
     Ok(dims[..rank as usize].to_vec())
 }
@@ -855,7 +991,11 @@ impl Params<'_> {
         if id as usize >= self.weights {
             return Err(corrupt(
                 self.pos(i),
-                format!("{}: weight {id} out of range ({} weights)", (self.ctx)(), self.weights),
+                format!(
+                    "{}: weight {id} out of range ({} weights)",
+                    (self.ctx)(),
+                    self.weights
+                ),
             ));
         }
         Ok(id)
@@ -910,7 +1050,11 @@ impl Params<'_> {
         if let Some(j) = [p0, p1].iter().skip(used).position(|&w| w != 0) {
             return Err(corrupt(
                 self.pos(i + 1 + used + j),
-                format!("{}: unused parameter of activation {} is not zero", (self.ctx)(), a.name()),
+                format!(
+                    "{}: unused parameter of activation {} is not zero",
+                    (self.ctx)(),
+                    a.name()
+                ),
             ));
         }
         Ok(a)
@@ -956,11 +1100,17 @@ impl Params<'_> {
                     (pool::MAX | pool::AVG, v) => {
                         return Err(corrupt(
                             self.pos(1),
-                            format!("{}: count_include_pad {v} is not 0 or 1 (0 for max pooling)", (self.ctx)()),
+                            format!(
+                                "{}: count_include_pad {v} is not 0 or 1 (0 for max pooling)",
+                                (self.ctx)()
+                            ),
                         ))
                     }
                     (k, _) => {
-                        return Err(corrupt(self.pos(0), format!("{}: unknown pool kind {k}", (self.ctx)())));
+                        return Err(corrupt(
+                            self.pos(0),
+                            format!("{}: unknown pool kind {k}", (self.ctx)()),
+                        ));
                     }
                 };
                 let p = Pool {
@@ -988,7 +1138,12 @@ impl Params<'_> {
                 },
                 5,
             ),
-            c => return Err(corrupt(pos, format!("{}: unknown op code {c}", (self.ctx)()))),
+            c => {
+                return Err(corrupt(
+                    pos,
+                    format!("{}: unknown op code {c}", (self.ctx)()),
+                ))
+            }
         };
         if let Some(j) = self.words[used..].iter().position(|&w| w != 0) {
             return Err(corrupt(

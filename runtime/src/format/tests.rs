@@ -1,7 +1,9 @@
 //! Unit tests of the format: round trips over every op, activation, layout and dtype, and the
 //! writer's and reader's checks.
 
-use super::records::{FileHeader, SectionEntry, HEADER_CRC_OFFSET, HEADER_SIZE, SECTION_ENTRY_SIZE};
+use super::records::{
+    FileHeader, SectionEntry, HEADER_CRC_OFFSET, HEADER_SIZE, SECTION_ENTRY_SIZE,
+};
 use super::*;
 use crate::error::Error;
 use crate::graph::*;
@@ -33,7 +35,10 @@ impl Builder {
             tensor: 0,
             dims: vec![input.n, input.c, input.h, input.w],
         });
-        Builder { g, data: Vec::new() }
+        Builder {
+            g,
+            data: Vec::new(),
+        }
     }
 
     fn weight(&mut self, name: &str, dtype: DType, layout: Layout, dims: &[u32]) -> WeightId {
@@ -47,8 +52,11 @@ impl Builder {
         };
         desc.byte_len = pack::stored_bytes(&desc).unwrap();
         let seed = self.data.len();
-        self.data
-            .push((0..desc.byte_len as usize).map(|i| (i * 31 + seed * 7 + 1) as u8).collect());
+        self.data.push(
+            (0..desc.byte_len as usize)
+                .map(|i| (i * 31 + seed * 7 + 1) as u8)
+                .collect(),
+        );
         self.g.weights.push(desc);
         (self.g.weights.len() - 1) as WeightId
     }
@@ -87,7 +95,15 @@ impl Builder {
     }
 }
 
-fn conv(in_c: u32, out_c: u32, groups: u32, k: u32, weight: WeightId, bias: Option<WeightId>, act: Activation) -> Conv {
+fn conv(
+    in_c: u32,
+    out_c: u32,
+    groups: u32,
+    k: u32,
+    weight: WeightId,
+    bias: Option<WeightId>,
+    act: Activation,
+) -> Conv {
     Conv {
         in_c,
         out_c,
@@ -115,7 +131,7 @@ fn every_op() -> (Graph, Vec<Vec<u8>>) {
     dw.pads = [2, 1, 2, 1];
     let t2 = b.node("dw", Op::Conv(dw), &[t1, t1]);
     let w2 = b.weight("g.w", DType::F32, Layout::Canonical, &[8, 4, 1, 1]);
-    let mut grouped = conv(8, 8, 2, 1, w2, None, LeakyRelu { alpha: 0.125 });
+    let mut grouped = conv(8, 8, 2, 1, w2, Option::None, LeakyRelu { alpha: 0.125 });
     grouped.stride = [2, 1];
     let t3 = b.node("grouped", Op::Conv(grouped), &[t2]);
     let pool = |kind, k: u32, s: u32, p: u32, ceil: u32| Pool {
@@ -129,19 +145,42 @@ fn every_op() -> (Graph, Vec<Vec<u8>>) {
     let t4 = b.node("max", Op::Pool(pool(PoolKind::Max, 2, 2, 0, 1)), &[t3]);
     let t5 = b.node(
         "avg",
-        Op::Pool(pool(PoolKind::Avg { count_include_pad: true }, 3, 1, 1, 0)),
+        Op::Pool(pool(
+            PoolKind::Avg {
+                count_include_pad: true,
+            },
+            3,
+            1,
+            1,
+            0,
+        )),
         &[t4],
     );
     let t5b = b.node(
         "avg2",
-        Op::Pool(pool(PoolKind::Avg { count_include_pad: false }, 1, 1, 0, 0)),
+        Op::Pool(pool(
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+            1,
+            1,
+            0,
+            0,
+        )),
         &[t5],
     );
     let t6 = b.node("add", Op::Add { act: Sigmoid }, &[t4, t5b]);
     let gap = b.node("gap", Op::GlobalAvgPool, &[t6]);
     let t7 = b.node("mul", Op::Mul, &[t6, gap]);
     let t8 = b.node("cat", Op::Concat, &[t7, t6, t7]);
-    let t9 = b.node("hsig", Op::Act(HardSigmoid { alpha: 0.2, beta: 0.5 }), &[t8]);
+    let t9 = b.node(
+        "hsig",
+        Op::Act(HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        }),
+        &[t8],
+    );
     let t10 = b.node("silu", Op::Act(Silu), &[t9]);
     let t11 = b.node("none", Op::Act(None), &[t10]);
     let c = b.g.tensors[t11 as usize].shape.c;
@@ -219,7 +258,11 @@ fn every_op_activation_layout_and_dtype_is_covered() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 9, "{names:?}");
-    let layouts: std::collections::HashSet<_> = g.weights.iter().map(|w| std::mem::discriminant(&w.layout)).collect();
+    let layouts: std::collections::HashSet<_> = g
+        .weights
+        .iter()
+        .map(|w| std::mem::discriminant(&w.layout))
+        .collect();
     assert_eq!(layouts.len(), 4);
     assert!(g.weights.iter().any(|w| w.dtype == DType::F16));
     assert!(g.weights.iter().any(|w| w.dtype == DType::F32));
@@ -232,7 +275,12 @@ fn round_trip_gives_an_equal_graph_and_the_same_weight_bytes() {
     assert_eq!(without_offsets(&back), without_offsets(&g));
     for (w, d) in back.weights.iter().zip(&data) {
         assert_eq!(w.offset % WEIGHT_ALIGN, 0, "{}", w.name);
-        assert_eq!(&bytes[w.offset as usize..][..w.byte_len as usize], d.as_slice(), "{}", w.name);
+        assert_eq!(
+            &bytes[w.offset as usize..][..w.byte_len as usize],
+            d.as_slice(),
+            "{}",
+            w.name
+        );
     }
     // Writing is deterministic and reading the result writes it back identically.
     assert_eq!(write(&back, &refs(&data)).unwrap(), bytes);
@@ -243,7 +291,10 @@ fn every_activation_round_trips_with_exact_parameter_bits() {
     let acts = [
         Activation::None,
         Activation::Relu,
-        Activation::Clip { min: -0.0, max: 6.0 },
+        Activation::Clip {
+            min: -0.0,
+            max: 6.0,
+        },
         Activation::Clip {
             min: f32::NEG_INFINITY,
             max: 1.5,
@@ -301,8 +352,13 @@ fn layout_summary_matches_the_spec() {
     let list = sections(&bytes).unwrap();
     let kinds: Vec<_> = list.iter().map(|s| s.kind.unwrap()).collect();
     assert_eq!(kinds, SectionKind::ALL);
-    assert!(list.iter().all(|s| s.crc_ok && s.offset % SECTION_ALIGN == 0));
-    assert_eq!(list[0].offset, (HEADER_SIZE + 7 * SECTION_ENTRY_SIZE) as u64);
+    assert!(list
+        .iter()
+        .all(|s| s.crc_ok && s.offset % SECTION_ALIGN == 0));
+    assert_eq!(
+        list[0].offset,
+        (HEADER_SIZE + 7 * SECTION_ENTRY_SIZE) as u64
+    );
     let wd = list.last().unwrap();
     assert_eq!(wd.offset % WEIGHT_ALIGN, 0);
     assert_eq!(wd.offset + wd.length, bytes.len() as u64);
@@ -329,11 +385,17 @@ fn writer_rejects_wrong_lengths_counts_layouts_and_invalid_graphs() {
 
     let mut g3 = g.clone();
     g3.nodes[0].inputs = vec![99];
-    assert!(matches!(write(&g3, &refs(&data)), Err(Error::InvalidGraph { .. })));
+    assert!(matches!(
+        write(&g3, &refs(&data)),
+        Err(Error::InvalidGraph { .. })
+    ));
 
     let mut g4 = g.clone();
     g4.meta.description = "x".repeat(MAX_STRING_LEN as usize + 1);
-    assert!(matches!(write(&g4, &refs(&data)), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        write(&g4, &refs(&data)),
+        Err(Error::TooLarge { .. })
+    ));
 }
 
 /// Recomputes the header checksum after an edit of the header or the section table.
@@ -390,7 +452,10 @@ fn unknown_sections_are_skipped_and_newer_minor_versions_read() {
     fix_header_crc(&mut extended);
     let list = sections(&extended).unwrap();
     assert_eq!(list.len(), 8);
-    assert_eq!((list[7].kind, list[7].kind_code, list[7].name()), (None, 1000, "unknown"));
+    assert_eq!(
+        (list[7].kind, list[7].kind_code, list[7].name()),
+        (None, 1000, "unknown")
+    );
     let back = read(&extended, &ReadOptions::default()).unwrap();
     assert_eq!(back, read(&bytes, &ReadOptions::default()).unwrap());
     assert_eq!(without_offsets(&back), without_offsets(&g));
@@ -419,7 +484,10 @@ fn errors_name_the_section_and_the_byte_offset() {
     let e = read(&b, &ReadOptions::default()).unwrap_err();
     assert_eq!(corrupt_offset(&e), (entry + 16) as u64);
     let msg = e.to_string();
-    assert!(msg.contains("section 3 (weights) ends at") && msg.contains("past the end of the file"), "{msg}");
+    assert!(
+        msg.contains("section 3 (weights) ends at") && msg.contains("past the end of the file"),
+        "{msg}"
+    );
 
     let e = read(&bytes[..bytes.len() - 1], &ReadOptions::default()).unwrap_err();
     assert_eq!(corrupt_offset(&e), 16, "{e}");
@@ -429,7 +497,11 @@ fn errors_name_the_section_and_the_byte_offset() {
     b[s.offset as usize] ^= 1;
     let e = read(&b, &ReadOptions::default()).unwrap_err();
     assert_eq!(corrupt_offset(&e), s.offset);
-    assert!(e.to_string().contains("section 1 (metadata) checksum mismatch"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("section 1 (metadata) checksum mismatch"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -438,7 +510,11 @@ fn layout_roles_are_checked_over_every_use() {
     // one input channel: DwBlock fits the first use only.
     let mut b = Builder::new(Shape4::new(1, 6, 6, 8));
     let w = b.weight("shared", DType::F32, Layout::Canonical, &[8, 1, 3, 3]);
-    let t1 = b.node("dw", Op::Conv(conv(8, 8, 8, 3, w, None, Activation::None)), &[0]);
+    let t1 = b.node(
+        "dw",
+        Op::Conv(conv(8, 8, 8, 3, w, None, Activation::None)),
+        &[0],
+    );
     let gap = b.node("gap", Op::GlobalAvgPool, &[t1]);
     let one = b.g.tensors.len() as TensorId;
     b.g.tensors.push(TensorDesc {
@@ -450,7 +526,11 @@ fn layout_roles_are_checked_over_every_use() {
         tensor: one,
         dims: vec![1, 1, 6, 6],
     });
-    let t2 = b.node("c", Op::Conv(conv(1, 8, 1, 3, w, None, Activation::None)), &[one]);
+    let t2 = b.node(
+        "c",
+        Op::Conv(conv(1, 8, 1, 3, w, None, Activation::None)),
+        &[one],
+    );
     let t3 = b.node("mul", Op::Mul, &[t2, gap]);
     let (mut g, data) = b.finish(t3);
     let bytes = write(&g, &refs(&data)).unwrap();

@@ -2,13 +2,14 @@
 //! the section table and every section with their checksums.
 
 use super::records::{
-    act, dtype, layout, op, pool, FileHeader, IoRecord, MetaRecord, NodeRecord, SectionEntry, StrRef,
-    TableHeader, TensorRecord, WeightRecord, HEADER_SIZE, NODE_PARAM_WORDS, NO_WEIGHT, SECTION_ENTRY_SIZE,
+    act, dtype, layout, op, pool, FileHeader, IoRecord, MetaRecord, NodeRecord, SectionEntry,
+    StrRef, TableHeader, TensorRecord, WeightRecord, HEADER_SIZE, NODE_PARAM_WORDS, NO_WEIGHT,
+    SECTION_ENTRY_SIZE,
 };
 use super::{
-    SectionKind, MAGIC, MAX_MODEL_IOS, MAX_NODES, MAX_NODE_INPUTS, MAX_NODE_IO, MAX_NODE_OUTPUTS, MAX_RANK,
-    MAX_STRING_BYTES, MAX_STRING_LEN, MAX_TENSORS, MAX_WEIGHTS, SECTION_ALIGN, VERSION_MAJOR, VERSION_MINOR,
-    WEIGHT_ALIGN,
+    SectionKind, MAGIC, MAX_MODEL_IOS, MAX_NODES, MAX_NODE_INPUTS, MAX_NODE_IO, MAX_NODE_OUTPUTS,
+    MAX_RANK, MAX_STRING_BYTES, MAX_STRING_LEN, MAX_TENSORS, MAX_WEIGHTS, SECTION_ALIGN,
+    VERSION_MAJOR, VERSION_MINOR, WEIGHT_ALIGN,
 };
 use crate::error::{Error, Result};
 use crate::graph::{Activation, DType, Graph, IoDesc, Layout, Op, PoolKind, WeightId};
@@ -27,7 +28,9 @@ fn invalid(what: String) -> Error {
 /// Checks that a count fits the format's limit.
 fn check_count(what: &str, n: usize, limit: u64) -> Result<()> {
     if n as u64 > limit {
-        Err(invalid(format!("{n} {what}, more than the .smof limit of {limit}")))
+        Err(invalid(format!(
+            "{n} {what}, more than the .smof limit of {limit}"
+        )))
     } else {
         Ok(())
     }
@@ -113,7 +116,11 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
     }
 
     // Nodes and the node-io array.
-    let io_total: usize = graph.nodes.iter().map(|n| n.inputs.len() + n.outputs.len()).sum();
+    let io_total: usize = graph
+        .nodes
+        .iter()
+        .map(|n| n.inputs.len() + n.outputs.len())
+        .sum();
     check_count("node inputs and outputs", io_total, MAX_NODE_IO)?;
     let mut nodes = table_header::<NodeRecord>(graph.nodes.len());
     let mut node_io = table_header::<u32>(io_total);
@@ -150,7 +157,14 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
     }
 
     // Layout: header, section table, then the sections in `SectionKind::ALL` order.
-    let bodies: [&[u8]; 6] = [&strings.bytes, &metadata, &tensors, &weights, &nodes, &node_io];
+    let bodies: [&[u8]; 6] = [
+        &strings.bytes,
+        &metadata,
+        &tensors,
+        &weights,
+        &nodes,
+        &node_io,
+    ];
     let count = SectionKind::ALL.len();
     let table_offset = HEADER_SIZE as u64;
     let mut pos = table_offset + (count * SECTION_ENTRY_SIZE) as u64;
@@ -220,7 +234,8 @@ fn check(graph: &Graph, weight_data: &[&[u8]]) -> Result<()> {
         })?;
         if data.len() as u64 != want {
             return Err(invalid(format!(
-                "weight {i} ({}): {} bytes of data given, but {:?} {:?} with dims {:?} needs {want}",
+                "weight {i} ({}): {} bytes of data given, but {:?} {:?} with dims {:?} \
+                 needs {want}",
                 w.name,
                 data.len(),
                 w.dtype,
@@ -239,7 +254,10 @@ fn check(graph: &Graph, weight_data: &[&[u8]]) -> Result<()> {
                 node.name.clone()
             },
             op: node.op.name(),
-            what: format!("uses weight {} ({}) as {}, which layout {:?} does not fit", c.weight, w.name, c.role, w.layout),
+            what: format!(
+                "uses weight {} ({}) as {}, which layout {:?} does not fit",
+                c.weight, w.name, c.role, w.layout
+            ),
         });
     }
     check_count("tensors", graph.tensors.len(), MAX_TENSORS)?;
@@ -254,7 +272,11 @@ fn check(graph: &Graph, weight_data: &[&[u8]]) -> Result<()> {
     }
     for io in graph.inputs.iter().chain(&graph.outputs) {
         if io.dims.is_empty() || io.dims.len() > MAX_RANK as usize {
-            return Err(invalid(format!("model input/output {} has {} dims", io.name, io.dims.len())));
+            return Err(invalid(format!(
+                "model input/output {} has {} dims",
+                io.name,
+                io.dims.len()
+            )));
         }
     }
     Ok(())
@@ -345,7 +367,9 @@ pub(super) fn act_words(a: Activation) -> [u32; 3] {
         Activation::Clip { min, max } => (act::CLIP, min.to_bits(), max.to_bits()),
         Activation::LeakyRelu { alpha } => (act::LEAKY_RELU, alpha.to_bits(), 0),
         Activation::Sigmoid => (act::SIGMOID, 0, 0),
-        Activation::HardSigmoid { alpha, beta } => (act::HARD_SIGMOID, alpha.to_bits(), beta.to_bits()),
+        Activation::HardSigmoid { alpha, beta } => {
+            (act::HARD_SIGMOID, alpha.to_bits(), beta.to_bits())
+        }
         Activation::HardSwish => (act::HARD_SWISH, 0, 0),
         Activation::Silu => (act::SILU, 0, 0),
         Activation::Tanh => (act::TANH, 0, 0),
@@ -374,7 +398,10 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
             op::CONV
         }
         Op::Fc(f) => {
-            put(0, &[f.in_features, f.out_features, f.weight, opt_weight(f.bias)]);
+            put(
+                0,
+                &[f.in_features, f.out_features, f.weight, opt_weight(f.bias)],
+            );
             put(4, &act_words(f.act));
             op::FC
         }

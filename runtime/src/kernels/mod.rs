@@ -117,6 +117,9 @@ pub struct FcKernel {
 
 /// A unary kernel over one activation buffer: input, its geometry, output, its geometry.
 pub type UnaryFn = fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4);
+/// `y = act(x * scale[c] + shift[c])`.
+pub type ChannelAffineFn =
+    fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation);
 
 /// The table of kernels for one instruction set.
 #[derive(Clone, Copy)]
@@ -146,8 +149,7 @@ pub struct KernelTable {
     /// NHWC `(N, H, W, C)` to `(N, 1, 1, C*H*W)` in NCHW element order.
     pub flatten: UnaryFn,
     /// `y = act(x * scale[c] + shift[c])`.
-    pub channel_affine:
-        fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    pub channel_affine: ChannelAffineFn,
 }
 
 /// Which kernel table to use.

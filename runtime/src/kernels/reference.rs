@@ -31,8 +31,16 @@ fn zero_pads(y: &mut [f32], ys: Act4) {
 /// Convolution, any groups, canonical weights; computes `a.rows`.
 pub fn conv(a: &mut ConvArgs) {
     let c = a.conv;
-    let (ih, iw, ic) = (a.xs.shape.h as usize, a.xs.shape.w as usize, a.xs.shape.c as usize);
-    let (oh, ow, oc) = (a.ys.shape.h as usize, a.ys.shape.w as usize, a.ys.shape.c as usize);
+    let (ih, iw, ic) = (
+        a.xs.shape.h as usize,
+        a.xs.shape.w as usize,
+        a.xs.shape.c as usize,
+    );
+    let (oh, ow, oc) = (
+        a.ys.shape.h as usize,
+        a.ys.shape.w as usize,
+        a.ys.shape.c as usize,
+    );
     let (kh, kw) = (c.kernel[0] as usize, c.kernel[1] as usize);
     let groups = c.groups.max(1) as usize;
     let (icg, ocg) = (ic / groups, (oc / groups).max(1));
@@ -45,11 +53,13 @@ pub fn conv(a: &mut ConvArgs) {
                 let mut s = a.bias.map_or(0.0, |b| b[o] as f64);
                 for i in 0..icg {
                     for ky in 0..kh {
-                        let Some(iy) = tap(oy, ky, c.stride[0], c.dilation[0], c.pads[0], ih) else {
+                        let Some(iy) = tap(oy, ky, c.stride[0], c.dilation[0], c.pads[0], ih)
+                        else {
                             continue;
                         };
                         for kx in 0..kw {
-                            let Some(ix) = tap(ox, kx, c.stride[1], c.dilation[1], c.pads[1], iw) else {
+                            let Some(ix) = tap(ox, kx, c.stride[1], c.dilation[1], c.pads[1], iw)
+                            else {
                                 continue;
                             };
                             let xv = a.x[((n * ih + iy) * iw + ix) * a.xs.cs + g * icg + i];
@@ -102,7 +112,11 @@ pub fn fc(a: &mut FcArgs) {
 
 /// Max or average pooling.
 pub fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
-    let (ih, iw, c) = (xs.shape.h as usize, xs.shape.w as usize, xs.shape.c as usize);
+    let (ih, iw, c) = (
+        xs.shape.h as usize,
+        xs.shape.w as usize,
+        xs.shape.c as usize,
+    );
     let (oh, ow) = (ys.shape.h as usize, ys.shape.w as usize);
     let (kh, kw) = (p.kernel[0] as usize, p.kernel[1] as usize);
     for row in 0..ys.rows() {
@@ -113,9 +127,11 @@ pub fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
                 let (mut sum, mut valid, mut included) = (0.0f64, 0usize, 0usize);
                 for ky in 0..kh {
                     // Signed input coordinates, to test against the explicit padding.
-                    let sy = (oy * p.stride[0] as usize + ky * p.dilation[0] as usize) as i64 - p.pads[0] as i64;
+                    let sy = (oy * p.stride[0] as usize + ky * p.dilation[0] as usize) as i64
+                        - p.pads[0] as i64;
                     for kx in 0..kw {
-                        let sx = (ox * p.stride[1] as usize + kx * p.dilation[1] as usize) as i64 - p.pads[1] as i64;
+                        let sx = (ox * p.stride[1] as usize + kx * p.dilation[1] as usize) as i64
+                            - p.pads[1] as i64;
                         let in_pads = sy >= -(p.pads[0] as i64)
                             && sy < (ih + p.pads[2] as usize) as i64
                             && sx >= -(p.pads[1] as i64)
@@ -150,7 +166,9 @@ pub fn global_avg_pool(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
     let pixels = xs.shape.h as usize * xs.shape.w as usize;
     for n in 0..xs.shape.n as usize {
         for ch in 0..xs.shape.c as usize {
-            let s: f64 = (0..pixels).map(|p| x[(n * pixels + p) * xs.cs + ch] as f64).sum();
+            let s: f64 = (0..pixels)
+                .map(|p| x[(n * pixels + p) * xs.cs + ch] as f64)
+                .sum();
             y[n * ys.cs + ch] = (s / pixels as f64) as f32;
         }
     }
@@ -177,7 +195,12 @@ pub fn mul(a: &[f32], b: &[f32], bs: Act4, y: &mut [f32], ys: Act4) {
     let (c, pixels) = (ys.shape.c as usize, (ys.shape.h * ys.shape.w) as usize);
     for p in 0..ys.shape.pixels() as usize {
         for ch in 0..c {
-            let bi = if bs.shape.h * bs.shape.w == 1 { p / pixels } else { p } * bs.cs + ch;
+            let bi = if bs.shape.h * bs.shape.w == 1 {
+                p / pixels
+            } else {
+                p
+            } * bs.cs
+                + ch;
             y[p * ys.cs + ch] = a[p * ys.cs + ch] * b[bi];
         }
     }
@@ -218,7 +241,11 @@ pub fn softmax(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
 
 /// NHWC to `(N, 1, 1, C*H*W)` in NCHW order.
 pub fn flatten(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
-    let (h, w, c) = (xs.shape.h as usize, xs.shape.w as usize, xs.shape.c as usize);
+    let (h, w, c) = (
+        xs.shape.h as usize,
+        xs.shape.w as usize,
+        xs.shape.c as usize,
+    );
     for n in 0..xs.shape.n as usize {
         for ch in 0..c {
             for iy in 0..h {
@@ -232,7 +259,14 @@ pub fn flatten(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
 }
 
 /// `y = act(x * scale[c] + shift[c])`.
-pub fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation) {
+pub fn channel_affine(
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    y: &mut [f32],
+    ys: Act4,
+    act: Activation,
+) {
     each(ys, |i| {
         let ch = i % ys.cs;
         y[i] = act.apply(x[i] * scale[ch] + shift[ch]);
@@ -245,7 +279,11 @@ pub static TABLE: KernelTable = KernelTable {
     name: "reference",
     channel_align: 1,
     conv: |_| CONV,
-    fc: FcKernel { name: "fc_reference", layout: Layout::Canonical, run: fc },
+    fc: FcKernel {
+        name: "fc_reference",
+        layout: Layout::Canonical,
+        run: fc,
+    },
     pool,
     global_avg_pool,
     add,

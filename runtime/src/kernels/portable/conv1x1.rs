@@ -1,5 +1,7 @@
-//! 1x1 convolution without padding as a GEMM over pixels, `ConvOcBlock(8)` weights
-//! (`[ceil(OC/8)][IC][8]`): stride 1 over one contiguous pixel range, or strided row by row.
+//! 1x1 convolution without padding, as a GEMM over pixels with `ConvOcBlock(8)` weights.
+//!
+//! Weights are `[ceil(OC/8)][IC][8]`. Stride 1 runs over one contiguous pixel range; other
+//! strides go row by row.
 
 use super::geom::Geom;
 use super::simd::{zero_pad_lanes, LANES};
@@ -23,7 +25,9 @@ pub(crate) fn conv1x1_strided(a: &mut ConvArgs) {
         let (n, oy) = g.row(row);
         let first = row * g.ow;
         let base = (n * g.ih + oy * g.sh) * g.iw;
-        gemm(a, &g, first..first + g.ow, move |p| (base + (p - first) * g.sw) * g.xcs);
+        gemm(a, &g, first..first + g.ow, move |p| {
+            (base + (p - first) * g.sw) * g.xcs
+        });
     }
 }
 
@@ -40,7 +44,11 @@ fn gemm(a: &mut ConvArgs, g: &Geom, pixels: Range<usize>, in_at: impl Fn(usize) 
     debug_assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
     debug_assert!(pixels.end * g.ycs <= a.y.len());
     let chunk = (4096 / g.ic.max(1)).clamp(MR, 256) / MR * MR;
-    let store = Store { residual: a.residual, act: a.conv.act, cs: g.ycs };
+    let store = Store {
+        residual: a.residual,
+        act: a.conv.act,
+        cs: g.ycs,
+    };
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);

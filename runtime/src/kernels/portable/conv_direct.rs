@@ -1,5 +1,7 @@
-//! Direct convolution for `groups == 1` with `ConvOcBlock(8)` weights: the taps are unrolled at
-//! compile time for 3x3, 5x5 and 7x7 kernels, read from the conv for every other size.
+//! Direct convolution for `groups == 1` with `ConvOcBlock(8)` weights.
+//!
+//! The taps are unrolled at compile time for 3x3, 5x5 and 7x7 kernels and read from the conv
+//! for every other size.
 
 use super::geom::Geom;
 use super::simd::{zero_pad_lanes, LANES};
@@ -40,7 +42,11 @@ fn direct<const KH: usize, const KW: usize>(a: &mut ConvArgs) {
     debug_assert!(a.w.len() >= blocks * wblock);
     debug_assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
     debug_assert!(a.rows.end <= a.ys.rows());
-    let store = Store { residual: a.residual, act: a.conv.act, cs: g.ycs };
+    let store = Store {
+        residual: a.residual,
+        act: a.conv.act,
+        cs: g.ycs,
+    };
     for row in a.rows.clone() {
         for b in 0..blocks {
             let o0 = b * LANES;

@@ -1,5 +1,7 @@
-//! Generic convolution with canonical weights (`[OC][IC/g][KH][KW]`): any groups (grouped,
-//! depthwise with a channel multiplier), kernel, stride, dilation and padding. Scalar loops.
+//! Generic scalar convolution with canonical weights, for grouped convs.
+//!
+//! Weights are `[OC][IC/g][KH][KW]`; any groups (grouped, depthwise with a channel
+//! multiplier), kernel, stride, dilation and padding.
 
 use super::geom::Geom;
 use crate::kernels::ConvArgs;

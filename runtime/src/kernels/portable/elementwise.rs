@@ -1,5 +1,4 @@
-//! Elementwise and per-pixel kernels: add, mul, activation, per-channel affine, concat,
-//! softmax over channels and NHWC-to-NCHW flatten.
+//! Elementwise and per-pixel kernels: add, mul, act, affine, concat, softmax, flatten.
 
 use super::simd::{act8, load_upto, store_upto, LANES};
 use crate::graph::Activation;
@@ -62,7 +61,10 @@ pub(crate) fn concat_part(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usiz
     let (xc, yc) = (xs.shape.c as usize, ys.shape.c as usize);
     let last = c0 + xc >= yc;
     debug_assert!(c0 + xc <= yc && x.len() >= xs.len() && y.len() >= ys.len());
-    for (px, src) in y[..ys.len()].chunks_exact_mut(ys.cs).zip(x.chunks_exact(xs.cs)) {
+    for (px, src) in y[..ys.len()]
+        .chunks_exact_mut(ys.cs)
+        .zip(x.chunks_exact(xs.cs))
+    {
         px[c0..c0 + xc].copy_from_slice(&src[..xc]);
         if last {
             px[yc..].fill(0.0);
@@ -73,11 +75,20 @@ pub(crate) fn concat_part(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usiz
 /// `y = act(x)`, both of geometry `ys`.
 pub(crate) fn act(x: &[f32], y: &mut [f32], ys: Act4, act: Activation) {
     let cs = ys.cs;
-    per_pixel(y, ys, |p, out| map8(out, [&x[p * cs..]], |[v]| act8(act, v)));
+    per_pixel(y, ys, |p, out| {
+        map8(out, [&x[p * cs..]], |[v]| act8(act, v))
+    });
 }
 
 /// `y = act(x * scale[c] + shift[c])`, both of geometry `ys`.
-pub(crate) fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation) {
+pub(crate) fn channel_affine(
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    y: &mut [f32],
+    ys: Act4,
+    act: Activation,
+) {
     let (c, cs) = (ys.shape.c as usize, ys.cs);
     let (scale, shift) = (&scale[..c], &shift[..c]);
     debug_assert!(x.len() >= ys.len() && y.len() >= ys.len());
@@ -92,7 +103,10 @@ pub(crate) fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f
 pub(crate) fn softmax(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
     let c = ys.shape.c as usize;
     debug_assert!(x.len() >= xs.len() && y.len() >= ys.len());
-    for (px, src) in y[..ys.len()].chunks_exact_mut(ys.cs).zip(x.chunks_exact(xs.cs)) {
+    for (px, src) in y[..ys.len()]
+        .chunks_exact_mut(ys.cs)
+        .zip(x.chunks_exact(xs.cs))
+    {
         let (out, pad) = px.split_at_mut(c);
         let src = &src[..c];
         let max = src.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
@@ -109,10 +123,16 @@ pub(crate) fn softmax(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
 
 /// NHWC `(N, H, W, C)` to `(N, 1, 1, C*H*W)` in NCHW order: `y(n, (c*H + h)*W + w) = x(n, h, w, c)`.
 pub(crate) fn flatten(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
-    let (c, pixels) = (xs.shape.c as usize, xs.shape.h as usize * xs.shape.w as usize);
+    let (c, pixels) = (
+        xs.shape.c as usize,
+        xs.shape.h as usize * xs.shape.w as usize,
+    );
     let features = c * pixels;
     debug_assert!(x.len() >= xs.len() && y.len() >= ys.len() && ys.cs >= features);
-    for (out, src) in y[..ys.len()].chunks_exact_mut(ys.cs).zip(x.chunks_exact(pixels * xs.cs)) {
+    for (out, src) in y[..ys.len()]
+        .chunks_exact_mut(ys.cs)
+        .zip(x.chunks_exact(pixels * xs.cs))
+    {
         for (p, px) in src.chunks_exact(xs.cs).enumerate() {
             for (ch, &v) in px[..c].iter().enumerate() {
                 out[ch * pixels + p] = v;

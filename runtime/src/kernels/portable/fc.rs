@@ -1,5 +1,7 @@
-//! Fully connected layer with `FcOcBlock(8)` weights (`[ceil(OF/8)][IF][8]`): the dense
-//! register tile over up to 4 batch items x 8 outputs, input read in NHWC order.
+//! Fully connected layer with `FcOcBlock(8)` weights (`[ceil(OF/8)][IF][8]`).
+//!
+//! Uses the dense register tile over up to 4 batch items x 8 outputs; the input is read in
+//! NHWC order, skipping pad lanes.
 
 use super::simd::{zero_pad_lanes, LANES};
 use super::tile::{bias8, for_each_tile, mac, Store, TileFn};
@@ -15,7 +17,11 @@ pub(crate) fn fc(a: &mut FcArgs) {
     let blocks = of.div_ceil(LANES);
     debug_assert!(a.w.len() >= blocks * inf * LANES);
     debug_assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
-    let store = Store { residual: None, act: a.fc.act, cs: a.ys.cs };
+    let store = Store {
+        residual: None,
+        act: a.fc.act,
+        cs: a.ys.cs,
+    };
     for b in 0..blocks {
         let mut tile = FcTile {
             a: &mut *a,

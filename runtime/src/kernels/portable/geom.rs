@@ -51,13 +51,17 @@ impl Geom {
     /// Input row read by output row `oy` at tap row `ky`, or `None` when it is padding.
     #[inline(always)]
     pub fn in_y(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.sh + ky * self.dh).checked_sub(self.pt).filter(|&v| v < self.ih)
+        (oy * self.sh + ky * self.dh)
+            .checked_sub(self.pt)
+            .filter(|&v| v < self.ih)
     }
 
     /// Input column read by output column `ox` at tap column `kx`, or `None` when it is padding.
     #[inline(always)]
     pub fn in_x(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.sw + kx * self.dw).checked_sub(self.pl).filter(|&v| v < self.iw)
+        (ox * self.sw + kx * self.dw)
+            .checked_sub(self.pl)
+            .filter(|&v| v < self.iw)
     }
 
     /// Splits an output row index (over `n * oh`) into `(n, oy)`.

@@ -42,7 +42,12 @@ fn no_scratch(_: &Conv, _: Act4, _: Act4) -> usize {
 }
 
 const fn kernel(name: &'static str, layout: Layout, run: fn(&mut super::ConvArgs)) -> ConvKernel {
-    ConvKernel { name, layout, scratch_len: no_scratch, run }
+    ConvKernel {
+        name,
+        layout,
+        scratch_len: no_scratch,
+        run,
+    }
 }
 
 /// Depthwise 3x3.
@@ -54,7 +59,11 @@ const DW_GENERIC: ConvKernel = kernel("dw_generic_portable", DW_BLOCK, dw::dw_ge
 /// 1x1, stride 1, no padding.
 const CONV1X1: ConvKernel = kernel("conv1x1_portable", OC_BLOCK, conv1x1::conv1x1);
 /// 1x1, any stride, no padding.
-const CONV1X1_STRIDED: ConvKernel = kernel("conv1x1_strided_portable", OC_BLOCK, conv1x1::conv1x1_strided);
+const CONV1X1_STRIDED: ConvKernel = kernel(
+    "conv1x1_strided_portable",
+    OC_BLOCK,
+    conv1x1::conv1x1_strided,
+);
 /// 3x3 direct.
 const CONV3X3: ConvKernel = kernel("conv3x3_portable", OC_BLOCK, conv_direct::conv3x3);
 /// 5x5 direct.
@@ -64,7 +73,11 @@ const CONV7X7: ConvKernel = kernel("conv7x7_portable", OC_BLOCK, conv_direct::co
 /// Any kernel, direct.
 const CONV_KXK: ConvKernel = kernel("conv_kxk_portable", OC_BLOCK, conv_direct::conv_kxk);
 /// Grouped convs, canonical weights.
-const CONV_GENERIC: ConvKernel = kernel("conv_generic_portable", Layout::Canonical, conv_generic::conv_generic);
+const CONV_GENERIC: ConvKernel = kernel(
+    "conv_generic_portable",
+    Layout::Canonical,
+    conv_generic::conv_generic,
+);
 
 /// Picks the portable conv kernel for `c` (see the module table).
 pub fn select_conv(c: &Conv) -> ConvKernel {
@@ -93,7 +106,11 @@ pub static TABLE: KernelTable = KernelTable {
     name: "portable",
     channel_align: 8,
     conv: select_conv,
-    fc: FcKernel { name: "fc_portable", layout: Layout::FcOcBlock(8), run: fc::fc },
+    fc: FcKernel {
+        name: "fc_portable",
+        layout: Layout::FcOcBlock(8),
+        run: fc::fc,
+    },
     pool: pool::pool,
     global_avg_pool: pool::global_avg_pool,
     add: elementwise::add,

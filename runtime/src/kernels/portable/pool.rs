@@ -1,12 +1,19 @@
-//! Max and average pooling (with padding, dilation and ceil-mode padding) and global average
-//! pooling, over NHWC with channels as the inner, vectorised loop.
+//! Max, average and global average pooling over NHWC, channels as the inner loop.
 
 use crate::graph::{Pool, PoolKind};
 use crate::kernels::Act4;
 
 /// Taps of one window axis inside `[-p0, size + p1)`: the input plus its explicit padding
 /// (not the ceil-mode padding), which is what `count_include_pad` divides by.
-fn included_taps(o: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize, size: usize) -> usize {
+fn included_taps(
+    o: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    p0: usize,
+    p1: usize,
+    size: usize,
+) -> usize {
     // `o * s + t * d` is the tap's input coordinate plus `p0`, never below `-p0`.
     (0..k).filter(|&t| o * s + t * d < size + p0 + p1).count()
 }
@@ -38,9 +45,13 @@ pub(crate) fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
             out.fill(init);
             let mut count = 0usize;
             for ky in 0..kh {
-                let Some(iy) = in_range(oy, ky, sh, dh, pt, ih) else { continue };
+                let Some(iy) = in_range(oy, ky, sh, dh, pt, ih) else {
+                    continue;
+                };
                 for kx in 0..kw {
-                    let Some(ix) = in_range(ox, kx, sw, dw, pl, iw) else { continue };
+                    let Some(ix) = in_range(ox, kx, sw, dw, pl, iw) else {
+                        continue;
+                    };
                     count += 1;
                     let xp = ((n * ih + iy) * iw + ix) * xcs;
                     let src = &x[xp..xp + c];
@@ -57,9 +68,14 @@ pub(crate) fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
                     }
                     continue;
                 }
-                PoolKind::Avg { count_include_pad: false } => count,
-                PoolKind::Avg { count_include_pad: true } => {
-                    included_taps(oy, kh, sh, dh, pt, pb, ih) * included_taps(ox, kw, sw, dw, pl, pr, iw)
+                PoolKind::Avg {
+                    count_include_pad: false,
+                } => count,
+                PoolKind::Avg {
+                    count_include_pad: true,
+                } => {
+                    included_taps(oy, kh, sh, dh, pt, pb, ih)
+                        * included_taps(ox, kw, sw, dw, pl, pr, iw)
                 }
             };
             if divisor == 0 {
@@ -84,7 +100,9 @@ pub(crate) fn global_avg_pool(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
         pad.fill(0.0);
         for p in 0..pixels {
             let xp = (b * pixels + p) * xs.cs;
-            out.iter_mut().zip(&x[xp..xp + c]).for_each(|(o, &v)| *o += v);
+            out.iter_mut()
+                .zip(&x[xp..xp + c])
+                .for_each(|(o, &v)| *o += v);
         }
         out.iter_mut().for_each(|o| *o *= scale);
     }

@@ -51,28 +51,17 @@ pub(crate) fn act8(act: Activation, v: f32x8) -> f32x8 {
         Activation::Clip { min, max } => v.max(f32x8::splat(min)).min(f32x8::splat(max)),
         // max(v, 0) + alpha * min(v, 0): exactly `v` or `alpha * v`.
         Activation::LeakyRelu { alpha } => v.max(zero) + v.min(zero) * f32x8::splat(alpha),
-        Activation::HardSigmoid { alpha, beta } => {
-            (v * f32x8::splat(alpha) + f32x8::splat(beta)).max(zero).min(one)
+        Activation::HardSigmoid { alpha, beta } => (v * f32x8::splat(alpha) + f32x8::splat(beta))
+            .max(zero)
+            .min(one),
+        Activation::HardSwish => {
+            v * (v / f32x8::splat(6.0) + f32x8::splat(0.5))
+                .max(zero)
+                .min(one)
         }
-        Activation::HardSwish => v * (v / f32x8::splat(6.0) + f32x8::splat(0.5)).max(zero).min(one),
         Activation::Sigmoid | Activation::Silu | Activation::Tanh => {
             f32x8::new(v.to_array().map(|e| act.apply(e)))
         }
-    }
-}
-
-/// Applies `act` in place to every element of `s`.
-pub(crate) fn act_slice(act: Activation, s: &mut [f32]) {
-    if act == Activation::None {
-        return;
-    }
-    let mut chunks = s.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        let v = act8(act, load(c, 0));
-        c.copy_from_slice(v.as_array());
-    }
-    for e in chunks.into_remainder() {
-        *e = act.apply(*e);
     }
 }
 

@@ -1,5 +1,7 @@
-//! The register tile shared by the dense kernels: `M` output pixels x 8 output channels,
-//! accumulated in `f32x8` registers, with bias, residual and activation applied at the store.
+//! The register tile shared by the dense kernels: `M` output pixels x 8 output channels.
+//!
+//! Accumulators live in `f32x8` registers; bias, residual and activation are applied at the
+//! store.
 
 use super::simd::{act8, load, load_upto, store_upto, LANES};
 use crate::graph::Activation;
@@ -37,7 +39,13 @@ pub(crate) fn for_each_tile(start: usize, end: usize, f: &mut impl TileFn) {
 /// `acc[m] += sum_i x[xoff[m] + i] * w[i*8 .. i*8 + 8]` for `i < k`: the inner loop of every
 /// dense kernel (one input channel run times one block of 8 output channels).
 #[inline(always)]
-pub(crate) fn mac<const M: usize>(acc: &mut [f32x8; M], x: &[f32], xoff: [usize; M], w: &[f32], k: usize) {
+pub(crate) fn mac<const M: usize>(
+    acc: &mut [f32x8; M],
+    x: &[f32],
+    xoff: [usize; M],
+    w: &[f32],
+    k: usize,
+) {
     let w = &w[..k * LANES];
     let xr: [&[f32]; M] = std::array::from_fn(|m| &x[xoff[m]..xoff[m] + k]);
     for (i, wv) in w.chunks_exact(LANES).enumerate() {
@@ -72,7 +80,13 @@ impl Store<'_> {
     /// adding the residual and applying the activation. Lanes past the pixel's channel stride
     /// are dropped; lanes in `oc..cs` receive junk the caller later zeroes.
     #[inline(always)]
-    pub fn tile<const M: usize>(&self, y: &mut [f32], acc: [f32x8; M], yoff: [usize; M], o0: usize) {
+    pub fn tile<const M: usize>(
+        &self,
+        y: &mut [f32],
+        acc: [f32x8; M],
+        yoff: [usize; M],
+        o0: usize,
+    ) {
         for m in 0..M {
             let at = yoff[m];
             let end = at - o0 + self.cs;

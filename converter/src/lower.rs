@@ -1,0 +1,378 @@
+//! Lowering: the IR (NCHW semantics) to the runtime's [`smof::graph::Graph`] (NHWC), with
+//! every weight packed for the chosen kernel table.
+
+use crate::error::{Error, Result};
+use crate::ir::{self, Op, PoolOp};
+use crate::onnx::ModelInfo;
+use smof::graph::{
+    Conv, DType, Fc, Graph, IoDesc, Layout, Metadata, Node, Op as ROp, Pool, PoolKind, Shape4,
+    TensorDesc, TensorId, WeightDesc, WeightId,
+};
+use smof::kernels::{pack, KernelTable, WeightRole};
+
+/// A lowered graph and the bytes of each of its weights (in `graph.weights` order, already in
+/// the weight's dtype and layout, little-endian): the arguments of `smof::format::write`.
+#[derive(Clone, Debug)]
+pub struct LoweredGraph {
+    /// The runtime graph, validated.
+    pub graph: Graph,
+    /// `weight_data[i]` holds the bytes of `graph.weights[i]`.
+    pub weight_data: Vec<Vec<u8>>,
+    /// Things the user should know (e.g. weights out of the f16 range).
+    pub warnings: Vec<String>,
+}
+
+/// What the lowering needs to know besides the graph.
+#[derive(Clone, Copy)]
+pub struct LowerOptions<'a> {
+    /// Kernel table the weights are packed for.
+    pub table: &'static KernelTable,
+    /// Store conv and fc weights as f16.
+    pub fp16: bool,
+    /// Model name for the metadata.
+    pub model_name: &'a str,
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::model(format!("{what} {v} does not fit the format")))
+}
+
+fn u32x2(v: [usize; 2], what: &str) -> Result<[u32; 2]> {
+    Ok([u32_of(v[0], what)?, u32_of(v[1], what)?])
+}
+
+fn u32x4(v: [usize; 4], what: &str) -> Result<[u32; 4]> {
+    Ok([
+        u32_of(v[0], what)?,
+        u32_of(v[1], what)?,
+        u32_of(v[2], what)?,
+        u32_of(v[3], what)?,
+    ])
+}
+
+/// NHWC shape of an NCHW (or `[N, F]`) shape.
+pub fn nhwc(name: &str, s: &[usize]) -> Result<Shape4> {
+    let u = |v: usize| u32_of(v, "dimension");
+    match s {
+        [n, c, h, w] => Ok(Shape4::new(u(*n)?, u(*h)?, u(*w)?, u(*c)?)),
+        [n, f] => Ok(Shape4::new(u(*n)?, 1, 1, u(*f)?)),
+        _ => Err(Error::shape(
+            name,
+            format!("rank-{} tensors are not supported", s.len()),
+        )),
+    }
+}
+
+/// Permutes fully connected weight columns from NCHW flatten order `(c, h, w)` to the
+/// runtime's NHWC order `(h, w, c)`.
+pub fn permute_fc_columns(w: &[f32], out_f: usize, c: usize, h: usize, wd: usize) -> Vec<f32> {
+    let inf = c * h * wd;
+    let mut p = vec![0.0; w.len()];
+    for o in 0..out_f {
+        let row = &w[o * inf..(o + 1) * inf];
+        let dst = &mut p[o * inf..(o + 1) * inf];
+        for ci in 0..c {
+            for y in 0..h {
+                for x in 0..wd {
+                    dst[(y * wd + x) * c + ci] = row[(ci * h + y) * wd + x];
+                }
+            }
+        }
+    }
+    p
+}
+
+struct Lowerer<'a> {
+    opts: &'a LowerOptions<'a>,
+    graph: Graph,
+    data: Vec<Vec<u8>>,
+    warnings: Vec<String>,
+}
+
+impl Lowerer<'_> {
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
+        let shape = nhwc(name, shape)?;
+        self.graph.tensors.push(TensorDesc {
+            name: name.to_string(),
+            shape,
+        });
+        u32_of(self.graph.tensors.len() - 1, "tensor count")
+    }
+
+    /// Adds a weight with the layout the table wants for `role`.
+    fn weight(
+        &mut self,
+        name: String,
+        dims: &[usize],
+        data: &[f32],
+        role: WeightRole,
+    ) -> Result<WeightId> {
+        let dims: Vec<u32> = dims
+            .iter()
+            .map(|&d| u32_of(d, "weight dim"))
+            .collect::<Result<_>>()?;
+        let mut layout = self.opts.table.layout_for(role);
+        if !pack::layout_fits(layout, &role) || pack::packed_len(layout, &dims).is_none() {
+            layout = Layout::Canonical;
+        }
+        let packed;
+        let values: &[f32] = if layout == Layout::Canonical {
+            data
+        } else {
+            packed = pack::pack(data, &dims, layout);
+            &packed
+        };
+        let half = self.opts.fp16 && role != WeightRole::Vector;
+        if half {
+            let over = values.iter().filter(|v| v.abs() > 65504.0).count();
+            if over > 0 {
+                self.warnings
+                    .push(format!("{over} value(s) of weight {name} exceed the f16 range and are stored as infinity"));
+            }
+        }
+        let bytes: Vec<u8> = if half {
+            values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect()
+        } else {
+            values.iter().flat_map(|&v| v.to_le_bytes()).collect()
+        };
+        self.graph.weights.push(WeightDesc {
+            name,
+            dtype: if half { DType::F16 } else { DType::F32 },
+            layout,
+            dims,
+            offset: 0,
+            byte_len: bytes.len() as u64,
+        });
+        self.data.push(bytes);
+        u32_of(self.graph.weights.len() - 1, "weight count")
+    }
+
+    fn next_weight_id(&self, k: usize) -> Result<WeightId> {
+        u32_of(self.graph.weights.len() + k, "weight count")
+    }
+
+    fn pool(p: &PoolOp) -> Result<Pool> {
+        Ok(Pool {
+            kind: p.kind,
+            kernel: u32x2(p.kernel, "kernel")?,
+            stride: u32x2(p.stride, "stride")?,
+            dilation: u32x2(p.dilation, "dilation")?,
+            pads: u32x4(p.pads, "pad")?,
+            ceil_pads: u32x2(p.ceil_pads, "pad")?,
+        })
+    }
+
+    fn op(&mut self, g: &ir::Graph, node: &ir::Node) -> Result<ROp> {
+        let xs = g.shape(node.inputs[0]).to_vec();
+        Ok(match &node.op {
+            Op::Conv(c) => {
+                let weight = self.next_weight_id(0)?;
+                let bias = c
+                    .bias
+                    .as_ref()
+                    .map(|_| self.next_weight_id(1))
+                    .transpose()?;
+                let conv = Conv {
+                    in_c: u32_of(xs[1], "channels")?,
+                    out_c: u32_of(c.out_c(), "channels")?,
+                    groups: u32_of(c.group, "groups")?,
+                    kernel: u32x2(c.kernel(), "kernel")?,
+                    stride: u32x2(c.stride, "stride")?,
+                    dilation: u32x2(c.dilation, "dilation")?,
+                    pads: u32x4(c.pads, "pad")?,
+                    weight,
+                    bias,
+                    act: c.act,
+                };
+                self.weight(
+                    format!("{}.weight", node.name),
+                    &c.weight.dims,
+                    &c.weight.data,
+                    WeightRole::Conv(conv),
+                )?;
+                if let Some(b) = &c.bias {
+                    self.weight(
+                        format!("{}.bias", node.name),
+                        &[b.len()],
+                        b,
+                        WeightRole::Vector,
+                    )?;
+                }
+                ROp::Conv(conv)
+            }
+            Op::Fc(f) => {
+                let (out_f, in_f) = (f.weight.dims[0], f.weight.dims[1]);
+                let data = match xs.as_slice() {
+                    [_, c, h, w] if h * w > 1 => {
+                        permute_fc_columns(&f.weight.data, out_f, *c, *h, *w)
+                    }
+                    _ => f.weight.data.clone(),
+                };
+                let weight = self.weight(
+                    format!("{}.weight", node.name),
+                    &f.weight.dims,
+                    &data,
+                    WeightRole::Fc,
+                )?;
+                let bias = match &f.bias {
+                    Some(b) => Some(self.weight(
+                        format!("{}.bias", node.name),
+                        &[b.len()],
+                        b,
+                        WeightRole::Vector,
+                    )?),
+                    None => None,
+                };
+                ROp::Fc(Fc {
+                    in_features: u32_of(in_f, "features")?,
+                    out_features: u32_of(out_f, "features")?,
+                    weight,
+                    bias,
+                    act: f.act,
+                })
+            }
+            Op::Pool(p) => ROp::Pool(Self::pool(p)?),
+            Op::GlobalAvgPool => ROp::GlobalAvgPool,
+            Op::GlobalMaxPool => ROp::Pool(Self::pool(&PoolOp {
+                kind: PoolKind::Max,
+                kernel: [xs[2], xs[3]],
+                stride: [1, 1],
+                dilation: [1, 1],
+                pads: [0; 4],
+                ceil_pads: [0; 2],
+            })?),
+            Op::Add { act } => ROp::Add { act: *act },
+            Op::Mul => ROp::Mul,
+            Op::Concat => ROp::Concat,
+            Op::Act(a) => ROp::Act(*a),
+            Op::Softmax => ROp::Softmax,
+            Op::Flatten => ROp::Flatten,
+            Op::ChannelAffine { scale, shift, act } => {
+                let scale = self.weight(
+                    format!("{}.scale", node.name),
+                    &[scale.len()],
+                    scale,
+                    WeightRole::Vector,
+                )?;
+                let shift = self.weight(
+                    format!("{}.shift", node.name),
+                    &[shift.len()],
+                    shift,
+                    WeightRole::Vector,
+                )?;
+                ROp::ChannelAffine {
+                    scale,
+                    shift,
+                    act: *act,
+                }
+            }
+            Op::Identity => return Err(Error::model("an identity reached the lowering of ops")),
+        })
+    }
+}
+
+/// Description stored in the metadata.
+pub fn describe(info: &ModelInfo) -> String {
+    format!(
+        "converted from ONNX (producer {} {}, IR version {}, opset {})",
+        if info.producer_name.is_empty() {
+            "unknown"
+        } else {
+            &info.producer_name
+        },
+        info.producer_version,
+        info.ir_version,
+        info.opset
+    )
+}
+
+/// Lowers `g` (after the passes) into a validated runtime graph and its weight bytes.
+pub fn lower(g: &ir::Graph, info: &ModelInfo, opts: &LowerOptions) -> Result<LoweredGraph> {
+    let mut l = Lowerer {
+        opts,
+        graph: Graph {
+            meta: Metadata {
+                producer: "smof-converter".into(),
+                producer_version: env!("CARGO_PKG_VERSION").into(),
+                model_name: opts.model_name.to_string(),
+                description: describe(info),
+            },
+            ..Default::default()
+        },
+        data: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut tmap: Vec<Option<TensorId>> = vec![None; g.values.len()];
+    for io in &g.inputs {
+        let t = l.tensor(&io.name, g.shape(io.value))?;
+        tmap[io.value] = Some(t);
+        l.graph.inputs.push(IoDesc {
+            name: io.name.clone(),
+            tensor: t,
+            dims: io
+                .dims
+                .iter()
+                .map(|&d| u32_of(d, "dimension"))
+                .collect::<Result<_>>()?,
+        });
+    }
+    for node in &g.nodes {
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        for &v in &node.inputs {
+            inputs.push(tmap[v].ok_or_else(|| {
+                Error::model(format!("{} is read before it is written", g.values[v].name))
+            })?);
+        }
+        if node.op == Op::Identity {
+            tmap[node.output] = Some(inputs[0]);
+            continue;
+        }
+        let op = l.op(g, node)?;
+        let out = &g.values[node.output];
+        let t = l.tensor(&out.name, &out.shape)?;
+        tmap[node.output] = Some(t);
+        l.graph.nodes.push(Node {
+            name: node.name.clone(),
+            op,
+            inputs,
+            outputs: vec![t],
+        });
+    }
+    for io in &g.outputs {
+        let t = tmap[io.value]
+            .ok_or_else(|| Error::model(format!("output {} is never computed", io.name)))?;
+        l.graph.outputs.push(IoDesc {
+            name: io.name.clone(),
+            tensor: t,
+            dims: io
+                .dims
+                .iter()
+                .map(|&d| u32_of(d, "dimension"))
+                .collect::<Result<_>>()?,
+        });
+    }
+    l.graph.validate()?;
+    Ok(LoweredGraph {
+        graph: l.graph,
+        weight_data: l.data,
+        warnings: l.warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fc_column_permutation() {
+        // One output, C=2, H=1, W=3: column (c, w) moves to (w, c).
+        let w: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        assert_eq!(
+            permute_fc_columns(&w, 1, 2, 1, 3),
+            vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+        );
+    }
+}

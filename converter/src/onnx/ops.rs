@@ -1,0 +1,697 @@
+//! Translation of each supported ONNX op into IR nodes.
+
+use super::attrs::Attrs;
+use super::import::{unsup, Importer, NResult, NodeErr};
+use super::proto::NodeProto;
+use crate::error::Error;
+use crate::ir::shape::alias_compatible;
+use crate::ir::tensor::broadcast_shape;
+use crate::ir::{Activation, ConstTensor, ConvOp, FcOp, Op, PoolKind, PoolOp, Weight};
+
+/// Every op type the importer handles (with or without folding).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Concat",
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Softmax",
+    "Flatten",
+    "Reshape",
+    "BatchNormalization",
+    "Identity",
+    "Dropout",
+    "Constant",
+    "Shape",
+    "Size",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Cast",
+    "Slice",
+    "ConstantOfShape",
+    "Neg",
+];
+
+/// Why a node cannot be imported, judged from its op type and attributes alone (no shapes
+/// needed), or `None`.
+pub fn static_reason(op: &str, node: &NodeProto) -> Option<String> {
+    if !SUPPORTED_OPS.contains(&op) {
+        return Some(format!("op type {op} is not supported"));
+    }
+    let a = Attrs::new(node);
+    if let Some(p) = a.string("auto_pad") {
+        if !matches!(
+            p.as_str(),
+            "" | "NOTSET" | "VALID" | "SAME_UPPER" | "SAME_LOWER"
+        ) {
+            return Some(format!("attribute auto_pad='{p}' not supported"));
+        }
+    }
+    match op {
+        "MaxPool" if a.int_or("storage_order", 0) != 0 => {
+            Some("attribute storage_order=1 not supported".into())
+        }
+        "AveragePool"
+            if a.ints("dilations")
+                .is_some_and(|d| d.iter().any(|&v| v != 1)) =>
+        {
+            Some("attribute dilations other than 1 not supported for AveragePool".into())
+        }
+        "BatchNormalization" if a.int_or("training_mode", 0) != 0 => {
+            Some("attribute training_mode=1 not supported (inference only)".into())
+        }
+        "Gemm" if a.int_or("transA", 0) != 0 => Some("attribute transA=1 not supported".into()),
+        "MaxPool" | "AveragePool" | "Conv"
+            if a.ints("kernel_shape").is_some_and(|k| k.len() != 2) =>
+        {
+            Some("only 2-D windows (4-D tensors) are supported".into())
+        }
+        _ => None,
+    }
+}
+
+fn model_err<T>(name: &str, what: impl std::fmt::Display) -> NResult<T> {
+    Err(NodeErr::Fatal(Error::model(format!("node {name}: {what}"))))
+}
+
+fn pos(v: i64, what: &str, name: &str) -> NResult<usize> {
+    if (1..=1 << 20).contains(&v) {
+        Ok(v as usize)
+    } else {
+        model_err(name, format!("{what} {v} out of range"))
+    }
+}
+
+/// Strides, dilations and pads of a 2-D window op, with `auto_pad` resolved.
+fn window(
+    a: &Attrs,
+    name: &str,
+    hw: [usize; 2],
+    kernel: [usize; 2],
+) -> NResult<([usize; 2], [usize; 2], [usize; 4])> {
+    let pair = |key: &str| -> NResult<[usize; 2]> {
+        match a.ints(key) {
+            None => Ok([1, 1]),
+            Some([x, y]) => Ok([pos(*x, key, name)?, pos(*y, key, name)?]),
+            Some(v) => model_err(name, format!("{key} {v:?} must have 2 values")),
+        }
+    };
+    let stride = pair("strides")?;
+    let dilation = pair("dilations")?;
+    let mut pads = [0usize; 4];
+    match a.string("auto_pad").as_deref() {
+        None | Some("") | Some("NOTSET") => {
+            if let Some(p) = a.ints("pads") {
+                if p.len() != 4 {
+                    return model_err(name, format!("pads {p:?} must have 4 values"));
+                }
+                for (k, &v) in p.iter().enumerate() {
+                    pads[k] = if v == 0 { 0 } else { pos(v, "pad", name)? };
+                }
+            }
+        }
+        Some("VALID") => {}
+        Some(mode) => {
+            for d in 0..2 {
+                let eff = (kernel[d] - 1) * dilation[d] + 1;
+                let out = hw[d].div_ceil(stride[d]);
+                let total = ((out - 1) * stride[d] + eff).saturating_sub(hw[d]);
+                let (begin, end) = if mode == "SAME_UPPER" {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                };
+                pads[d] = begin;
+                pads[d + 2] = end;
+            }
+        }
+    }
+    Ok((stride, dilation, pads))
+}
+
+/// Extra end padding that reproduces ONNX/PyTorch `ceil_mode` output sizes (a last window
+/// that would start inside the end padding is dropped).
+fn ceil_pad(size: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> Option<usize> {
+    let eff = (k - 1) * d + 1;
+    let padded = size + p0 + p1;
+    if padded < eff {
+        return None;
+    }
+    let mut out = (padded - eff).div_ceil(s) + 1;
+    if (out - 1) * s >= size + p0 {
+        out -= 1;
+    }
+    Some(((out - 1) * s + eff).saturating_sub(padded))
+}
+
+/// The per-channel (axis 1) values of constant `c` broadcast over an activation of shape
+/// `xs`, or `None` when it broadcasts otherwise.
+fn per_channel(xs: &[usize], c: &ConstTensor) -> Option<Vec<f32>> {
+    if xs.len() != 2 && xs.len() != 4 {
+        return None;
+    }
+    if broadcast_shape(xs, &c.dims)? != xs {
+        return None;
+    }
+    let ch = xs[1];
+    if c.len() == 1 {
+        return Some(vec![c.to_f32()[0]; ch]);
+    }
+    let off = xs.len() - c.dims.len();
+    if c.dims
+        .iter()
+        .enumerate()
+        .any(|(k, &d)| off + k != 1 && d != 1)
+        || c.len() != ch
+    {
+        return None;
+    }
+    Some(c.to_f32())
+}
+
+fn float_weight<'a>(
+    imp: &'a Importer,
+    node: &NodeProto,
+    i: usize,
+    what: &str,
+) -> NResult<&'a ConstTensor> {
+    match imp.konst(node, i) {
+        Some(c) if c.is_float() => Ok(c),
+        Some(_) => unsup(format!("{what} (input {i}) is not a float tensor")),
+        None => unsup(format!("{what} (input {i}) is not a constant")),
+    }
+}
+
+/// Scalar constant input `i`, or `None` when omitted.
+fn scalar_input(imp: &Importer, node: &NodeProto, i: usize, what: &str) -> NResult<Option<f32>> {
+    if imp.missing(node, i) {
+        return Ok(None);
+    }
+    match imp.konst(node, i).and_then(ConstTensor::scalar_f32) {
+        Some(v) => Ok(Some(v)),
+        None => unsup(format!("{what} (input {i}) is not a constant scalar")),
+    }
+}
+
+fn transpose(w: &ConstTensor) -> Weight {
+    let (r, c) = (w.dims[0], w.dims[1]);
+    let v = w.to_f32();
+    let mut t = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = v[i * c + j];
+        }
+    }
+    Weight {
+        dims: vec![c, r],
+        data: t,
+    }
+}
+
+fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    (0..rank as i64).contains(&a).then_some(a as usize)
+}
+
+/// Imports one node whose inputs are not all constant.
+pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
+    let a = Attrs::new(node);
+    let act = |kind: Activation, imp: &mut Importer| -> NResult<()> {
+        let x = imp.act(node, 0)?;
+        imp.emit(node, name, Op::Act(kind), vec![x])
+    };
+    match op {
+        "Conv" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let w = float_weight(imp, node, 1, "weight")?;
+            if w.dims.len() != 4 || xs.len() != 4 {
+                return unsup(format!(
+                    "only 2-D convolution is supported (input {xs:?}, weight {:?})",
+                    w.dims
+                ));
+            }
+            let bias = if imp.missing(node, 2) {
+                None
+            } else {
+                Some(float_weight(imp, node, 2, "bias")?.to_f32())
+            };
+            let kernel = [w.dims[2], w.dims[3]];
+            if let Some(ks) = a.ints("kernel_shape") {
+                if ks.iter().map(|&k| k as usize).ne(kernel) {
+                    return model_err(
+                        name,
+                        format!("kernel_shape {ks:?} differs from the weight {:?}", w.dims),
+                    );
+                }
+            }
+            if kernel.contains(&0) {
+                return model_err(name, "empty kernel");
+            }
+            let (stride, dilation, pads) = window(&a, name, [xs[2], xs[3]], kernel)?;
+            let group = pos(a.int_or("group", 1), "group", name)?;
+            let conv = ConvOp {
+                weight: Weight {
+                    dims: w.dims.clone(),
+                    data: w.to_f32(),
+                },
+                bias,
+                group,
+                stride,
+                dilation,
+                pads,
+                act: Activation::None,
+            };
+            imp.emit(node, name, Op::Conv(conv), vec![x])
+        }
+        "Gemm" | "MatMul" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            if xs.len() != 2 {
+                return unsup(format!("input A must be 2-D, it is {xs:?}"));
+            }
+            let b = float_weight(imp, node, 1, "B")?;
+            if b.dims.len() != 2 {
+                return unsup(format!("B must be a 2-D constant, it is {:?}", b.dims));
+            }
+            let mut weight = if op == "Gemm" && a.int_or("transB", 0) != 0 {
+                Weight {
+                    dims: b.dims.clone(),
+                    data: b.to_f32(),
+                }
+            } else {
+                transpose(b)
+            };
+            let oc = weight.dims[0];
+            let mut bias = None;
+            if op == "Gemm" {
+                let alpha = a.float_or("alpha", 1.0);
+                if alpha != 1.0 {
+                    weight.data.iter_mut().for_each(|v| *v *= alpha);
+                }
+                let beta = a.float_or("beta", 1.0);
+                if !imp.missing(node, 2) {
+                    let c = float_weight(imp, node, 2, "C")?;
+                    let lead_ones =
+                        c.dims.len() <= 2 && c.dims.iter().rev().skip(1).all(|&d| d == 1);
+                    let vals = if c.len() == 1 {
+                        vec![c.to_f32()[0]; oc]
+                    } else if c.len() == oc && lead_ones {
+                        c.to_f32()
+                    } else {
+                        return unsup(format!(
+                            "bias C of shape {:?} not supported (expected [{oc}] or [1, {oc}])",
+                            c.dims
+                        ));
+                    };
+                    if beta != 0.0 {
+                        bias = Some(vals.into_iter().map(|v| v * beta).collect());
+                    }
+                }
+            }
+            let fc = FcOp {
+                weight,
+                bias,
+                act: Activation::None,
+            };
+            imp.emit(node, name, Op::Fc(fc), vec![x])
+        }
+        "MaxPool" | "AveragePool" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            if xs.len() != 4 {
+                return unsup(format!(
+                    "only 2-D pooling (4-D input) is supported, input is {xs:?}"
+                ));
+            }
+            let kernel = match a.ints("kernel_shape") {
+                Some([h, w]) => [pos(*h, "kernel", name)?, pos(*w, "kernel", name)?],
+                _ => return model_err(name, "kernel_shape must have 2 values"),
+            };
+            let (stride, dilation, pads) = window(&a, name, [xs[2], xs[3]], kernel)?;
+            let auto = !matches!(
+                a.string("auto_pad").as_deref(),
+                None | Some("") | Some("NOTSET")
+            );
+            let mut ceil_pads = [0, 0];
+            if a.int_or("ceil_mode", 0) != 0 && !auto {
+                for d in 0..2 {
+                    ceil_pads[d] = ceil_pad(
+                        xs[2 + d],
+                        kernel[d],
+                        stride[d],
+                        dilation[d],
+                        pads[d],
+                        pads[d + 2],
+                    )
+                    .ok_or_else(|| {
+                        NodeErr::Fatal(Error::shape(&node.output[0], "pool window does not fit"))
+                    })?;
+                }
+            }
+            let kind = if op == "MaxPool" {
+                PoolKind::Max
+            } else {
+                if dilation != [1, 1] {
+                    return unsup("attribute dilations other than 1 not supported for AveragePool");
+                }
+                PoolKind::Avg {
+                    count_include_pad: a.int_or("count_include_pad", 0) != 0,
+                }
+            };
+            let pool = PoolOp {
+                kind,
+                kernel,
+                stride,
+                dilation,
+                pads,
+                ceil_pads,
+            };
+            imp.emit(node, name, Op::Pool(pool), vec![x])
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" => {
+            let x = imp.act(node, 0)?;
+            if imp.g.shape(x).len() != 4 {
+                return unsup("only 4-D inputs are supported");
+            }
+            let op = if op == "GlobalMaxPool" {
+                Op::GlobalMaxPool
+            } else {
+                Op::GlobalAvgPool
+            };
+            imp.emit(node, name, op, vec![x])
+        }
+        "Add" | "Sub" | "Mul" | "Div" => binary(imp, node, op, name),
+        "Concat" => {
+            let mut ins = Vec::new();
+            for i in 0..node.input.len() {
+                if !imp.missing(node, i) {
+                    ins.push(imp.act(node, i)?);
+                }
+            }
+            let Some(&first) = ins.first() else {
+                return model_err(name, "Concat without inputs");
+            };
+            let rank = imp.g.shape(first).len();
+            let axis = a.int("axis").ok_or_else(|| {
+                NodeErr::Fatal(Error::model(format!("node {name}: Concat needs an axis")))
+            })?;
+            if norm_axis(axis, rank) != Some(1) {
+                return unsup(format!("attribute axis={axis} on a {rank}-D tensor not supported (only the channel axis 1)"));
+            }
+            imp.emit(node, name, Op::Concat, ins)
+        }
+        "Relu" => act(Activation::Relu, imp),
+        "Sigmoid" => act(Activation::Sigmoid, imp),
+        "Tanh" => act(Activation::Tanh, imp),
+        "HardSwish" => act(Activation::HardSwish, imp),
+        "LeakyRelu" => act(
+            Activation::LeakyRelu {
+                alpha: a.float_or("alpha", 0.01),
+            },
+            imp,
+        ),
+        "HardSigmoid" => act(
+            Activation::HardSigmoid {
+                alpha: a.float_or("alpha", 0.2),
+                beta: a.float_or("beta", 0.5),
+            },
+            imp,
+        ),
+        "Clip" => {
+            let min = match scalar_input(imp, node, 1, "min")? {
+                Some(v) => v,
+                None => a.float_or("min", f32::NEG_INFINITY),
+            };
+            let max = match scalar_input(imp, node, 2, "max")? {
+                Some(v) => v,
+                None => a.float_or("max", f32::INFINITY),
+            };
+            if min.is_nan() || max.is_nan() || min > max {
+                return unsup(format!("Clip with min {min} and max {max} not supported"));
+            }
+            act(Activation::Clip { min, max }, imp)
+        }
+        "Softmax" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let default = if imp.opset < 13 { 1 } else { -1 };
+            let axis = a.int_or("axis", default);
+            let ax = norm_axis(axis, xs.len());
+            let ok = match (xs.len(), ax) {
+                (2, Some(1)) => true,
+                // Before opset 13, Softmax reduces over all dims from `axis` on.
+                (4, Some(1)) => imp.opset >= 13 || xs[2] * xs[3] == 1,
+                _ => false,
+            };
+            if !ok {
+                return unsup(format!(
+                    "Softmax with axis={axis} over a {xs:?} tensor not supported (only over channels)"
+                ));
+            }
+            imp.emit(node, name, Op::Softmax, vec![x])
+        }
+        "Flatten" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let axis = a.int_or("axis", 1);
+            match (xs.len(), norm_axis(axis, xs.len())) {
+                (4, Some(1)) => imp.emit(node, name, Op::Flatten, vec![x]),
+                (2, Some(1)) => imp.emit(node, name, Op::Identity, vec![x]),
+                _ => unsup(format!(
+                    "Flatten with axis={axis} of a {xs:?} tensor not supported (only axis 1)"
+                )),
+            }
+        }
+        "Reshape" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let Some(target) = imp
+                .konst(node, 1)
+                .and_then(|t| t.ints().map(<[i64]>::to_vec))
+            else {
+                return unsup("the target shape is not a constant");
+            };
+            let to = super::fold::reshape_target(&xs, &target, a.int_or("allowzero", 0) != 0)
+                .map_err(|e| NodeErr::Fatal(Error::shape(&node.output[0], e)))?;
+            alias_or_flatten(imp, node, name, x, &xs, to)
+        }
+        "Unsqueeze" | "Squeeze" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let axes: Option<Vec<i64>> = if imp.opset >= 13 {
+                if imp.missing(node, 1) {
+                    None
+                } else {
+                    match imp
+                        .konst(node, 1)
+                        .and_then(|t| t.ints().map(<[i64]>::to_vec))
+                    {
+                        Some(v) => Some(v),
+                        None => return unsup("axes is not a constant"),
+                    }
+                }
+            } else {
+                a.ints("axes").map(<[i64]>::to_vec)
+            };
+            let to = if op == "Squeeze" {
+                let ax: Vec<usize> = match axes {
+                    Some(ax) => ax.iter().filter_map(|&v| norm_axis(v, xs.len())).collect(),
+                    None => (0..xs.len()).filter(|&i| xs[i] == 1).collect(),
+                };
+                xs.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !ax.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect()
+            } else {
+                let Some(ax) = axes else {
+                    return model_err(name, "Unsqueeze needs axes");
+                };
+                let r = xs.len() + ax.len();
+                let ax: Vec<usize> = ax.iter().filter_map(|&v| norm_axis(v, r)).collect();
+                let mut it = xs.iter();
+                (0..r)
+                    .map(|i| {
+                        if ax.contains(&i) {
+                            1
+                        } else {
+                            it.next().copied().unwrap_or(1)
+                        }
+                    })
+                    .collect()
+            };
+            alias_or_flatten(imp, node, name, x, &xs, to)
+        }
+        "BatchNormalization" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            if xs.len() != 4 && xs.len() != 2 {
+                return unsup(format!("input {xs:?} not supported (only 2-D and 4-D)"));
+            }
+            let c = xs[1];
+            let mut p = Vec::new();
+            for (i, what) in [(1, "scale"), (2, "B"), (3, "mean"), (4, "var")] {
+                let t = float_weight(imp, node, i, what)?;
+                if t.len() != c {
+                    return Err(NodeErr::Fatal(Error::shape(
+                        &node.input[i],
+                        format!("{what} has {} values for {c} channels", t.len()),
+                    )));
+                }
+                p.push(t.to_f32());
+            }
+            let eps = a.float_or("epsilon", 1e-5) as f64;
+            let mut scale = Vec::with_capacity(c);
+            let mut shift = Vec::with_capacity(c);
+            for (((&gamma, &beta), &mean), &var) in p[0].iter().zip(&p[1]).zip(&p[2]).zip(&p[3]) {
+                let s = gamma as f64 / (var as f64 + eps).sqrt();
+                scale.push(s as f32);
+                shift.push((beta as f64 - mean as f64 * s) as f32);
+            }
+            let op = Op::ChannelAffine {
+                scale,
+                shift,
+                act: Activation::None,
+            };
+            imp.emit(node, name, op, vec![x])
+        }
+        "Identity" | "Dropout" => {
+            let x = imp.act(node, 0)?;
+            if op == "Dropout" {
+                if let Some(t) = imp.konst(node, 2) {
+                    if t.to_f32().iter().any(|&v| v != 0.0) {
+                        return unsup("training_mode=true not supported (inference only)");
+                    }
+                } else if !imp.missing(node, 2) {
+                    return unsup("training_mode is not a constant");
+                }
+            }
+            imp.emit(node, name, Op::Identity, vec![x])
+        }
+        _ => unsup(format!(
+            "{op} of a computed tensor not supported (only constant shape arithmetic is folded)"
+        )),
+    }
+}
+
+/// A reshape of an activation: a no-op view, a flatten, or unsupported.
+fn alias_or_flatten(
+    imp: &mut Importer,
+    node: &NodeProto,
+    name: &str,
+    x: usize,
+    xs: &[usize],
+    to: Vec<usize>,
+) -> NResult<()> {
+    if alias_compatible(xs, &to) {
+        imp.emit_shaped(node, name, Op::Identity, vec![x], to)
+    } else if xs.len() == 4 && to.len() == 2 && to[0] == xs[0] {
+        imp.emit(node, name, Op::Flatten, vec![x])
+    } else {
+        unsup(format!("reshape from {xs:?} to {to:?} not supported"))
+    }
+}
+
+fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
+    let ca = imp.konst(node, 0).cloned();
+    let cb = imp.konst(node, 1).cloned();
+    match (ca, cb) {
+        (None, None) => {
+            let (x, y) = (imp.act(node, 0)?, imp.act(node, 1)?);
+            let (xs, ys) = (imp.g.shape(x).to_vec(), imp.g.shape(y).to_vec());
+            let per_ch = |a: &[usize], b: &[usize]| {
+                a.len() == 4 && b.len() == 4 && b[0] == a[0] && b[1] == a[1] && b[2] * b[3] == 1
+            };
+            match op {
+                "Add" if xs == ys => imp.emit(
+                    node,
+                    name,
+                    Op::Add {
+                        act: Activation::None,
+                    },
+                    vec![x, y],
+                ),
+                "Mul" if xs == ys || per_ch(&xs, &ys) => imp.emit(node, name, Op::Mul, vec![x, y]),
+                "Mul" if per_ch(&ys, &xs) => imp.emit(node, name, Op::Mul, vec![y, x]),
+                _ => unsup(format!(
+                    "{op} of computed tensors {xs:?} and {ys:?} not supported (broadcast)"
+                )),
+            }
+        }
+        (Some(c), None) | (None, Some(c)) => {
+            let const_first = imp.konst(node, 0).is_some();
+            let x = imp.act(node, if const_first { 1 } else { 0 })?;
+            let xs = imp.g.shape(x).to_vec();
+            let Some(v) = per_channel(&xs, &c) else {
+                return unsup(format!(
+                    "{op} with a constant of shape {:?} over {xs:?} not supported (only per-channel or scalar)",
+                    c.dims
+                ));
+            };
+            let ones = vec![1.0f32; v.len()];
+            let zeros = vec![0.0f32; v.len()];
+            let (scale, shift) = match (op, const_first) {
+                ("Add", _) => (ones, v),
+                ("Sub", false) => (ones, v.iter().map(|s| -s).collect()),
+                ("Sub", true) => (vec![-1.0; v.len()], v),
+                ("Mul", _) => (v, zeros),
+                ("Div", false) => (v.iter().map(|s| 1.0 / s).collect(), zeros),
+                _ => return unsup("division of a constant by a computed tensor not supported"),
+            };
+            let op = Op::ChannelAffine {
+                scale,
+                shift,
+                act: Activation::None,
+            };
+            imp.emit(node, name, op, vec![x])
+        }
+        (Some(_), Some(_)) => unsup("both inputs are constant but could not be folded"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::shape::window_out;
+
+    #[test]
+    fn ceil_mode_matches_pytorch() {
+        // 112 -> k3 s2 p0: floor 55, ceil 56 (ceil pad 1).
+        assert_eq!(ceil_pad(112, 3, 2, 1, 0, 0), Some(1));
+        assert_eq!(window_out(112, 3, 2, 1, 0, 1), Some(56));
+        // Exact fit: no extra padding.
+        assert_eq!(ceil_pad(111, 3, 2, 1, 0, 0), Some(0));
+        // A last window starting in the end padding is dropped: 5, k2 s2 p1 -> 3 (not 4).
+        let cp = ceil_pad(5, 2, 2, 1, 1, 1).unwrap();
+        assert_eq!(window_out(5, 2, 2, 1, 1, 1 + cp), Some(3));
+    }
+
+    #[test]
+    fn per_channel_broadcasts() {
+        let c = ConstTensor::f32(vec![3, 1, 1], vec![1.0, 2.0, 3.0]);
+        assert_eq!(per_channel(&[1, 3, 4, 4], &c), Some(vec![1.0, 2.0, 3.0]));
+        let s = ConstTensor::f32(vec![], vec![2.0]);
+        assert_eq!(per_channel(&[1, 3, 4, 4], &s), Some(vec![2.0; 3]));
+        let row = ConstTensor::f32(vec![1, 3], vec![1.0, 2.0, 3.0]);
+        assert_eq!(per_channel(&[2, 3], &row), Some(vec![1.0, 2.0, 3.0]));
+        // Broadcast over W, not channels.
+        let w = ConstTensor::f32(vec![4], vec![0.0; 4]);
+        assert_eq!(per_channel(&[1, 3, 4, 4], &w), None);
+    }
+}

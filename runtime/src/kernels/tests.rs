@@ -1,0 +1,843 @@
+//! Property tests shared by every kernel table: each entry against the scalar reference.
+//!
+//! Random shapes, geometries (random channel strides) and activations are drawn by proptest
+//! and every entry is compared with [`super`] (the reference).
+//!
+//! The `check_*` functions take any [`KernelTable`]; the proptest cases run them for the
+//! portable table and every other table [`KernelTable::all_supported`] lists, so a new table
+//! is covered as soon as it is listed there (or by calling the `check_*` functions directly).
+
+use crate::graph::{window_out, Activation, Conv, Fc, Pool, PoolKind, Shape4};
+use crate::kernels::{pack, portable, reference, Act4, ConvArgs, FcArgs, KernelTable};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestCaseError;
+
+/// Relative tolerance: `|got - ref| <= TOL_REL * max|ref| + TOL_ABS` over one output tensor.
+///
+/// The kernels sum in another order than the reference (and in f32 where the reference uses
+/// f64), and some use `x * (1/d)` for `x / d`. Test data is scaled so that values are O(1)
+/// (weights are uniform in `±1/sqrt(fan_in)`), where those rounding differences stay near
+/// 1e-6; an indexing or padding bug shows up as an O(0.1) difference.
+const TOL_REL: f32 = 1e-4;
+/// Absolute part of the tolerance, for outputs whose reference is near zero everywhere.
+const TOL_ABS: f32 = 1e-5;
+
+/// Proptest cases per test.
+const CASES: u32 = 512;
+
+/// The tables under test: portable, then every other one this CPU supports.
+fn tables() -> Vec<&'static KernelTable> {
+    let mut v: Vec<&'static KernelTable> = vec![&portable::TABLE];
+    v.extend(
+        KernelTable::all_supported()
+            .into_iter()
+            .filter(|t| t.name != portable::TABLE.name),
+    );
+    v
+}
+
+/// Deterministic data from a seed (SplitMix64), so a case is reproducible from its `seed`.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[-scale, scale)`.
+    fn uniform(&mut self, scale: f32) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+    }
+    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| self.uniform(scale)).collect()
+    }
+    /// An activation buffer of geometry `g`: values in `±scale`, pad lanes zero.
+    fn act(&mut self, g: Act4, scale: f32) -> Vec<f32> {
+        let c = g.shape.c as usize;
+        let mut v = vec![0.0; g.len()];
+        for px in v.chunks_exact_mut(g.cs) {
+            for e in &mut px[..c] {
+                *e = self.uniform(scale);
+            }
+        }
+        v
+    }
+}
+
+/// A geometry with channel stride `c + extra`.
+fn geom(shape: Shape4, extra: usize) -> Act4 {
+    Act4 {
+        shape,
+        cs: shape.c as usize + extra,
+    }
+}
+
+/// Checks `got` against `expect` (both of geometry `g`): within tolerance, pad lanes exactly 0.
+fn compare(got: &[f32], expect: &[f32], g: Act4, what: &str) -> Result<(), TestCaseError> {
+    let scale = expect.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let tol = TOL_REL * scale + TOL_ABS;
+    let c = g.shape.c as usize;
+    for (i, (&a, &b)) in got.iter().zip(expect).enumerate() {
+        let (pixel, lane) = (i / g.cs, i % g.cs);
+        let ok = if lane >= c {
+            a == 0.0
+        } else {
+            (a - b).abs() <= tol
+        };
+        prop_assert!(
+            ok,
+            "{what}: pixel {pixel} lane {lane} (c {c}, cs {}): got {a}, reference {b}, tolerance {tol}",
+            g.cs
+        );
+    }
+    prop_assert_eq!(got.len(), expect.len());
+    Ok(())
+}
+
+/// Any activation, with parameters in their usual ranges.
+fn activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![
+        Just(Activation::None),
+        Just(Activation::Relu),
+        (-1.0f32..0.0, 0.0f32..1.0).prop_map(|(min, max)| Activation::Clip { min, max }),
+        Just(Activation::Clip { min: 0.0, max: 6.0 }),
+        (0.01f32..0.5).prop_map(|alpha| Activation::LeakyRelu { alpha }),
+        Just(Activation::Sigmoid),
+        (0.1f32..0.5, 0.3f32..0.7)
+            .prop_map(|(alpha, beta)| Activation::HardSigmoid { alpha, beta }),
+        Just(Activation::HardSwish),
+        Just(Activation::Silu),
+        Just(Activation::Tanh),
+    ]
+}
+
+/// Channel counts around the vector width.
+fn channels() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        prop::sample::select(vec![1u32, 3, 7, 8, 9, 16, 17]),
+        1u32..=20
+    ]
+}
+
+/// Extra channel-stride lanes: none, up to the next multiple of 8, or random.
+fn cs_extra(c: u32) -> impl Strategy<Value = usize> {
+    let to8 = (c as usize).next_multiple_of(8) - c as usize;
+    prop_oneof![Just(0), Just(to8), 0usize..=9]
+}
+
+/// One conv layer test case.
+#[derive(Clone, Debug)]
+pub struct ConvCase {
+    /// The layer.
+    pub conv: Conv,
+    /// Input geometry.
+    pub xs: Act4,
+    /// Output geometry.
+    pub ys: Act4,
+    /// Whether a fused residual is added.
+    pub residual: bool,
+    /// Row at which the split-rows check cuts `0..rows`.
+    pub split: usize,
+    /// Data seed.
+    pub seed: u64,
+}
+
+/// Builds a conv case from its parts; `h`/`w` grow from the smallest input the window fits.
+#[allow(clippy::too_many_arguments)]
+fn make_conv_case(
+    (groups, in_c, out_c): (u32, u32, u32),
+    kernel: [u32; 2],
+    stride: [u32; 2],
+    dilation: [u32; 2],
+    pads: [u32; 4],
+    (n, extra_h, extra_w): (u32, u32, u32),
+    (xcs, ycs): (usize, usize),
+    (bias, residual, act): (bool, bool, Activation),
+    (split, seed): (f64, u64),
+) -> ConvCase {
+    let eff = |k: u32, d: u32| (k - 1) * d + 1;
+    let h = eff(kernel[0], dilation[0])
+        .saturating_sub(pads[0] + pads[2])
+        .max(1)
+        + extra_h;
+    let w = eff(kernel[1], dilation[1])
+        .saturating_sub(pads[1] + pads[3])
+        .max(1)
+        + extra_w;
+    let conv = Conv {
+        in_c,
+        out_c,
+        groups,
+        kernel,
+        stride,
+        dilation,
+        pads,
+        weight: 0,
+        bias: bias.then_some(1),
+        act,
+    };
+    let (oh, ow) = conv.output_hw(h, w).expect("window fits by construction");
+    let ys = geom(Shape4::new(n, oh, ow, out_c), ycs);
+    let rows = ys.rows();
+    ConvCase {
+        conv,
+        xs: geom(Shape4::new(n, h, w, in_c), xcs),
+        ys,
+        residual,
+        split: ((rows as f64 * split) as usize).min(rows),
+        seed,
+    }
+}
+
+/// `(groups, in_c, out_c)`: dense, depthwise, grouped, or depthwise with a multiplier.
+fn grouping() -> impl Strategy<Value = (u32, u32, u32)> {
+    prop_oneof![
+        3 => (channels(), channels()).prop_map(|(i, o)| (1, i, o)),
+        2 => (2u32..=20).prop_map(|c| (c, c, c)),
+        1 => (2u32..=4, 1u32..=5, 1u32..=5).prop_map(|(g, i, o)| (g, g * i, g * o)),
+        1 => (2u32..=9, 2u32..=3).prop_map(|(c, m)| (c, c, c * m)),
+    ]
+}
+
+/// Random conv layers: half of them typical CNN layers (1x1, 3x3, 5x5, 7x7 with the usual
+/// strides and "same" padding, dense or depthwise), half anything: kernels 1..7 (square ones
+/// more often), strides 1..3, dilation 1..2, asymmetric pads 0..3, every grouping. Channel
+/// strides are random.
+pub fn conv_case() -> impl Strategy<Value = ConvCase> {
+    let typical = (
+        prop_oneof![
+            3 => (channels(), channels()).prop_map(|(i, o)| (1, i, o)),
+            2 => (2u32..=20).prop_map(|c| (c, c, c)),
+        ],
+        prop::sample::select(vec![
+            (1u32, 1u32),
+            (1, 2),
+            (3, 1),
+            (3, 2),
+            (5, 1),
+            (5, 2),
+            (7, 2),
+            (7, 1),
+        ]),
+    )
+        .prop_map(|(grp, (k, s))| (grp, [k, k], [s, s], [1, 1], [k / 2; 4]));
+    let kernel = prop_oneof![
+        prop::sample::select(vec![1u32, 3, 5, 7]).prop_map(|k| [k, k]),
+        (1u32..=7, 1u32..=7).prop_map(|(a, b)| [a, b]),
+    ];
+    let stride = prop_oneof![
+        Just([1, 1]),
+        Just([2, 2]),
+        (1u32..=3, 1u32..=3).prop_map(|(a, b)| [a, b])
+    ];
+    let dilation =
+        prop_oneof![3 => Just([1, 1]), 1 => (1u32..=2, 1u32..=2).prop_map(|(a, b)| [a, b])];
+    let pads = prop_oneof![
+        Just([0u32; 4]),
+        (0u32..=3).prop_map(|p| [p; 4]),
+        [0u32..=3, 0u32..=3, 0u32..=3, 0u32..=3],
+    ];
+    let any_layer = (grouping(), kernel, stride, dilation, pads);
+    let layer = prop_oneof![typical, any_layer];
+    let sizes = (1u32..=2, 0u32..=6, 0u32..=12);
+    (layer, sizes)
+        .prop_flat_map(|((grp, kernel, stride, dilation, pads), sizes)| {
+            (
+                Just((grp, kernel, stride, dilation, pads, sizes)),
+                (cs_extra(grp.1), cs_extra(grp.2)),
+                (any::<bool>(), any::<bool>(), activation()),
+                (0.0f64..=1.0, any::<u64>()),
+            )
+        })
+        .prop_map(
+            |((grp, kernel, stride, dilation, pads, sizes), cs, act, seed)| {
+                make_conv_case(grp, kernel, stride, dilation, pads, sizes, cs, act, seed)
+            },
+        )
+}
+
+/// Runs `table`'s kernel for `case` over `rows` into `y` (canonical weights `w` are packed
+/// into the layout the kernel asks for).
+fn run_conv(
+    run: fn(&mut ConvArgs),
+    case: &ConvCase,
+    data: &ConvData,
+    w: &[f32],
+    scratch_len: usize,
+    y: &mut [f32],
+    rows: std::ops::Range<usize>,
+) {
+    let mut scratch = vec![f32::NAN; scratch_len];
+    run(&mut ConvArgs {
+        conv: &case.conv,
+        x: &data.x,
+        xs: case.xs,
+        w,
+        bias: data.bias.as_deref(),
+        residual: data.residual.as_deref(),
+        y,
+        ys: case.ys,
+        scratch: &mut scratch,
+        rows,
+    });
+}
+
+/// The random tensors of a conv case.
+struct ConvData {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    dims: [u32; 4],
+    bias: Option<Vec<f32>>,
+    residual: Option<Vec<f32>>,
+}
+
+impl ConvData {
+    fn new(case: &ConvCase) -> Self {
+        let c = &case.conv;
+        let mut rng = Rng(case.seed);
+        let dims = [c.out_c, c.in_c / c.groups, c.kernel[0], c.kernel[1]];
+        let fan_in = dims[1] * dims[2] * dims[3];
+        let count = dims.iter().map(|&d| d as usize).product();
+        ConvData {
+            x: rng.act(case.xs, 1.0),
+            w: rng.vec(count, 1.0 / (fan_in as f32).sqrt()),
+            dims,
+            bias: c.bias.map(|_| rng.vec(c.out_c as usize, 1.0)),
+            residual: case.residual.then(|| rng.act(case.ys, 1.0)),
+        }
+    }
+}
+
+/// Checks `table`'s conv kernel for `case` against the reference: the whole output, its pad
+/// lanes, and that two calls over a split row range compute exactly their own rows.
+pub fn check_conv(table: &KernelTable, case: &ConvCase) -> Result<(), TestCaseError> {
+    let data = ConvData::new(case);
+    let kernel = (table.conv)(&case.conv);
+    let what = format!("{}/{}", table.name, kernel.name);
+    let w = pack::pack(&data.w, &data.dims, kernel.layout);
+    let scratch = (kernel.scratch_len)(&case.conv, case.xs, case.ys);
+    let (len, rows) = (case.ys.len(), case.ys.rows());
+
+    let mut expect = vec![f32::NAN; len];
+    run_conv(
+        reference::conv,
+        case,
+        &data,
+        &data.w,
+        0,
+        &mut expect,
+        0..rows,
+    );
+    let mut got = vec![f32::NAN; len];
+    run_conv(kernel.run, case, &data, &w, scratch, &mut got, 0..rows);
+    compare(&got, &expect, case.ys, &what)?;
+
+    let mut split = vec![f32::NAN; len];
+    let row_len = len / rows.max(1);
+    run_conv(
+        kernel.run,
+        case,
+        &data,
+        &w,
+        scratch,
+        &mut split,
+        0..case.split,
+    );
+    prop_assert!(
+        split[case.split * row_len..].iter().all(|v| v.is_nan()),
+        "{what}: rows 0..{} wrote past its rows",
+        case.split
+    );
+    run_conv(
+        kernel.run,
+        case,
+        &data,
+        &w,
+        scratch,
+        &mut split,
+        case.split..rows,
+    );
+    compare(
+        &split,
+        &expect,
+        case.ys,
+        &format!("{what} split at row {}", case.split),
+    )
+}
+
+/// One fully connected test case.
+#[derive(Clone, Debug)]
+pub struct FcCase {
+    /// The layer.
+    pub fc: Fc,
+    /// Input geometry.
+    pub xs: Act4,
+    /// Output geometry.
+    pub ys: Act4,
+    /// Data seed.
+    pub seed: u64,
+}
+
+/// Random fully connected layers over `(N, H, W, C)` inputs with random channel strides.
+pub fn fc_case() -> impl Strategy<Value = FcCase> {
+    (
+        1u32..=5,
+        1u32..=3,
+        1u32..=3,
+        channels(),
+        prop_oneof![channels(), 1u32..=40],
+    )
+        .prop_flat_map(|(n, h, w, c, of)| {
+            (
+                Just((n, h, w, c, of)),
+                cs_extra(c),
+                cs_extra(of),
+                any::<bool>(),
+                activation(),
+                any::<u64>(),
+            )
+        })
+        .prop_map(|((n, h, w, c, of), xcs, ycs, bias, act, seed)| FcCase {
+            fc: Fc {
+                in_features: h * w * c,
+                out_features: of,
+                weight: 0,
+                bias: bias.then_some(1),
+                act,
+            },
+            xs: geom(Shape4::new(n, h, w, c), xcs),
+            ys: geom(Shape4::new(n, 1, 1, of), ycs),
+            seed,
+        })
+}
+
+/// Checks `table`'s fully connected kernel for `case` against the reference.
+pub fn check_fc(table: &KernelTable, case: &FcCase) -> Result<(), TestCaseError> {
+    let mut rng = Rng(case.seed);
+    let dims = [case.fc.out_features, case.fc.in_features];
+    let x = rng.act(case.xs, 1.0);
+    let w = rng.vec((dims[0] * dims[1]) as usize, 1.0 / (dims[1] as f32).sqrt());
+    let bias = case.fc.bias.map(|_| rng.vec(dims[0] as usize, 1.0));
+    let run = |kernel: fn(&mut FcArgs), w: &[f32]| {
+        let mut y = vec![f32::NAN; case.ys.len()];
+        kernel(&mut FcArgs {
+            fc: &case.fc,
+            x: &x,
+            xs: case.xs,
+            w,
+            bias: bias.as_deref(),
+            y: &mut y,
+            ys: case.ys,
+        });
+        y
+    };
+    let expect = run(reference::fc, &w);
+    let got = run(table.fc.run, &pack::pack(&w, &dims, table.fc.layout));
+    compare(
+        &got,
+        &expect,
+        case.ys,
+        &format!("{}/{}", table.name, table.fc.name),
+    )
+}
+
+/// One pooling test case.
+#[derive(Clone, Debug)]
+pub struct PoolCase {
+    /// The layer.
+    pub pool: Pool,
+    /// Input geometry.
+    pub xs: Act4,
+    /// Output geometry.
+    pub ys: Act4,
+    /// Data seed.
+    pub seed: u64,
+}
+
+/// Random max/average pools: windows 1..4, strides 1..3, dilation (max only), pads (some as
+/// large as the window, so whole windows can fall in padding), ceil-mode padding.
+pub fn pool_case() -> impl Strategy<Value = PoolCase> {
+    let kind = prop_oneof![
+        Just(PoolKind::Max),
+        Just(PoolKind::Avg {
+            count_include_pad: true
+        }),
+        Just(PoolKind::Avg {
+            count_include_pad: false
+        }),
+    ];
+    let window = (
+        [1u32..=4, 1u32..=4],
+        [1u32..=3, 1u32..=3],
+        [1u32..=2, 1u32..=2],
+    );
+    let pads = (
+        [0u32..=3, 0u32..=3, 0u32..=3, 0u32..=3],
+        [0u32..=2, 0u32..=2],
+    );
+    let sizes = (1u32..=2, 0u32..=6, 0u32..=9, channels());
+    (kind, window, pads, sizes)
+        .prop_flat_map(|(kind, window, pads, sizes)| {
+            (
+                Just((kind, window, pads, sizes)),
+                cs_extra(sizes.3),
+                cs_extra(sizes.3),
+                any::<u64>(),
+            )
+        })
+        .prop_map(
+            |(
+                (kind, (kernel, stride, dilation), (pads, ceil_pads), (n, eh, ew, c)),
+                xcs,
+                ycs,
+                seed,
+            )| {
+                let dilation = if kind == PoolKind::Max {
+                    dilation
+                } else {
+                    [1, 1]
+                };
+                let eff = |i: usize| (kernel[i] - 1) * dilation[i] + 1;
+                let h = eff(0).saturating_sub(pads[0] + pads[2]).max(1) + eh;
+                let w = eff(1).saturating_sub(pads[1] + pads[3]).max(1) + ew;
+                let pool = Pool {
+                    kind,
+                    kernel,
+                    stride,
+                    dilation,
+                    pads,
+                    ceil_pads,
+                };
+                let oh = window_out(
+                    h,
+                    kernel[0],
+                    stride[0],
+                    dilation[0],
+                    pads[0],
+                    pads[2] + ceil_pads[0],
+                );
+                let ow = window_out(
+                    w,
+                    kernel[1],
+                    stride[1],
+                    dilation[1],
+                    pads[1],
+                    pads[3] + ceil_pads[1],
+                );
+                let (oh, ow) = oh.zip(ow).expect("window fits by construction");
+                PoolCase {
+                    pool,
+                    xs: geom(Shape4::new(n, h, w, c), xcs),
+                    ys: geom(Shape4::new(n, oh, ow, c), ycs),
+                    seed,
+                }
+            },
+        )
+}
+
+/// Checks `table`'s pooling for `case` against the reference.
+pub fn check_pool(table: &KernelTable, case: &PoolCase) -> Result<(), TestCaseError> {
+    let x = Rng(case.seed).act(case.xs, 1.0);
+    let mut expect = vec![f32::NAN; case.ys.len()];
+    reference::pool(&case.pool, &x, case.xs, &mut expect, case.ys);
+    let mut got = vec![f32::NAN; case.ys.len()];
+    (table.pool)(&case.pool, &x, case.xs, &mut got, case.ys);
+    compare(&got, &expect, case.ys, &format!("{}/pool", table.name))
+}
+
+/// A random tensor shape with two random channel strides, plus an activation and a seed:
+/// the input of the elementwise checks.
+#[derive(Clone, Debug)]
+pub struct EltCase {
+    /// Geometry of the first operand / output.
+    pub a: Act4,
+    /// The same shape with another channel stride.
+    pub b: Act4,
+    /// Activation, where the entry takes one.
+    pub act: Activation,
+    /// Data seed.
+    pub seed: u64,
+}
+
+/// Random shapes `(1..2, 1..5, 1..5, C)`.
+pub fn elt_case() -> impl Strategy<Value = EltCase> {
+    (1u32..=2, 1u32..=5, 1u32..=5, channels())
+        .prop_flat_map(|(n, h, w, c)| {
+            (
+                Just(Shape4::new(n, h, w, c)),
+                cs_extra(c),
+                cs_extra(c),
+                activation(),
+                any::<u64>(),
+            )
+        })
+        .prop_map(|(s, ea, eb, act, seed)| EltCase {
+            a: geom(s, ea),
+            b: geom(s, eb),
+            act,
+            seed,
+        })
+}
+
+/// Checks add, mul (both broadcasts), act, channel_affine, concat_part, softmax, flatten and
+/// global_avg_pool of `table` for `case` against the reference.
+pub fn check_elementwise(table: &KernelTable, case: &EltCase) -> Result<(), TestCaseError> {
+    let r = &reference::TABLE;
+    let mut rng = Rng(case.seed);
+    let (ys, act) = (case.a, case.act);
+    let s = ys.shape;
+    let a = rng.act(ys, 2.0);
+    let b = rng.act(ys, 2.0);
+    let nan = |g: Act4| vec![f32::NAN; g.len()];
+    let name = |op: &str| format!("{}/{op}", table.name);
+
+    let both = |f: &dyn Fn(&KernelTable, &mut [f32]), g: Act4, op: &str| {
+        let (mut expect, mut got) = (nan(g), nan(g));
+        f(r, &mut expect);
+        f(table, &mut got);
+        compare(&got, &expect, g, &name(op))
+    };
+    both(&|t, y| (t.add)(&a, &b, y, ys, act), ys, "add")?;
+    both(&|t, y| (t.act)(&a, y, ys, act), ys, "act")?;
+    both(&|t, y| (t.mul)(&a, &b, ys, y, ys), ys, "mul")?;
+    let per_channel = Act4 {
+        shape: Shape4::new(s.n, 1, 1, s.c),
+        cs: case.b.cs,
+    };
+    let scale = rng.act(per_channel, 2.0);
+    both(
+        &|t, y| (t.mul)(&a, &scale, per_channel, y, ys),
+        ys,
+        "mul per channel",
+    )?;
+    let (sc, sh) = (rng.vec(s.c as usize, 2.0), rng.vec(s.c as usize, 1.0));
+    both(
+        &|t, y| (t.channel_affine)(&a, &sc, &sh, y, ys, act),
+        ys,
+        "channel_affine",
+    )?;
+
+    // Unary kernels whose output has another channel stride than the input.
+    let xs = case.b;
+    let x = rng.act(xs, 4.0);
+    both(&|t, y| (t.softmax)(&x, xs, y, ys), ys, "softmax")?;
+    let flat = geom(
+        Shape4::new(s.n, 1, 1, s.c * s.h * s.w),
+        ys.cs - s.c as usize,
+    );
+    both(&|t, y| (t.flatten)(&x, xs, y, flat), flat, "flatten")?;
+    let gap = geom(Shape4::new(s.n, 1, 1, s.c), ys.cs - s.c as usize);
+    both(
+        &|t, y| (t.global_avg_pool)(&x, xs, y, gap),
+        gap,
+        "global_avg_pool",
+    )?;
+
+    // Concat: `y`'s channels split into up to three parts of random sizes, in order.
+    let c = s.c as usize;
+    let cut1 = (rng.next() as usize) % (c + 1);
+    let cut2 = cut1 + (rng.next() as usize) % (c - cut1 + 1);
+    let parts: Vec<(usize, Act4, Vec<f32>)> = [(0, cut1), (cut1, cut2), (cut2, c)]
+        .into_iter()
+        .filter(|(lo, hi)| hi > lo)
+        .map(|(lo, hi)| {
+            let g = geom(
+                Shape4 {
+                    c: (hi - lo) as u32,
+                    ..s
+                },
+                (rng.next() % 10) as usize,
+            );
+            (lo, g, rng.act(g, 1.0))
+        })
+        .collect();
+    both(
+        &|t, y| {
+            for (c0, g, part) in &parts {
+                (t.concat_part)(part, *g, y, ys, *c0);
+            }
+        },
+        ys,
+        "concat_part",
+    )
+}
+
+/// Convs that must select each named portable kernel, with the name they must get.
+fn named_portable_convs() -> Vec<(&'static str, ConvCase)> {
+    let base = |grp, k: u32, stride: u32, pad: u32| {
+        make_conv_case(
+            grp,
+            [k, k],
+            [stride; 2],
+            [1, 1],
+            [pad; 4],
+            (2, 9, 17),
+            (3, 5),
+            (true, true, Activation::Relu),
+            (0.5, 7),
+        )
+    };
+    let nonsquare = make_conv_case(
+        (1, 9, 17),
+        [1, 7],
+        [1, 1],
+        [1, 1],
+        [0, 3, 0, 3],
+        (1, 4, 12),
+        (0, 7),
+        (false, false, Activation::None),
+        (0.3, 1),
+    );
+    vec![
+        ("dw3x3_portable", base((17, 17, 17), 3, 1, 1)),
+        ("dw3x3_portable", base((20, 20, 20), 3, 2, 1)),
+        ("dw5x5_portable", base((9, 9, 9), 5, 2, 2)),
+        ("dw_generic_portable", base((9, 9, 9), 7, 1, 3)),
+        ("conv1x1_portable", base((1, 17, 20), 1, 1, 0)),
+        ("conv1x1_strided_portable", base((1, 17, 20), 1, 2, 0)),
+        ("conv3x3_portable", base((1, 9, 17), 3, 1, 1)),
+        ("conv3x3_portable", base((1, 16, 16), 3, 2, 1)),
+        ("conv5x5_portable", base((1, 3, 9), 5, 1, 2)),
+        ("conv7x7_portable", base((1, 3, 16), 7, 2, 3)),
+        ("conv_kxk_portable", base((1, 9, 17), 1, 1, 1)),
+        ("conv_kxk_portable", base((1, 5, 8), 4, 3, 2)),
+        ("conv_kxk_portable", nonsquare),
+        ("conv_generic_portable", base((4, 8, 12), 3, 1, 1)),
+        ("conv_generic_portable", base((6, 6, 12), 3, 2, 1)),
+    ]
+}
+
+#[test]
+fn every_portable_conv_kernel_is_selected_and_correct() {
+    let cases = named_portable_convs();
+    for (name, case) in &cases {
+        let kernel = (portable::TABLE.conv)(&case.conv);
+        assert_eq!(kernel.name, *name, "{:?}", case.conv);
+        check_conv(&portable::TABLE, case).unwrap();
+    }
+    let names: std::collections::BTreeSet<_> = cases.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len(), 10, "one case per portable conv kernel");
+}
+
+#[test]
+fn conv_cases_reach_every_portable_kernel() {
+    // The random conv layers exercise every portable conv kernel, not just the generic ones.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for _ in 0..CASES {
+        let case = conv_case().new_tree(&mut runner).unwrap().current();
+        *seen
+            .entry((portable::TABLE.conv)(&case.conv).name)
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert!(seen.values().all(|&n| n >= 4), "{seen:?}");
+}
+
+#[test]
+fn reference_table_agrees_with_itself() {
+    // The checks are sound: the reference passes them against itself.
+    let rng = proptest::test_runner::TestRng::deterministic_rng(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+    );
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(config(), rng);
+    runner
+        .run(&conv_case(), |case| check_conv(&reference::TABLE, &case))
+        .unwrap();
+}
+
+/// Proptest settings of the suite: [`CASES`] cases, no regression files written into `src/`.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: CASES,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn conv_matches_reference(case in conv_case()) {
+        for t in tables() {
+            check_conv(t, &case)?;
+        }
+    }
+
+    #[test]
+    fn fc_matches_reference(case in fc_case()) {
+        for t in tables() {
+            check_fc(t, &case)?;
+        }
+    }
+
+    #[test]
+    fn pool_matches_reference(case in pool_case()) {
+        for t in tables() {
+            check_pool(t, &case)?;
+        }
+    }
+
+    #[test]
+    fn elementwise_matches_reference(case in elt_case()) {
+        for t in tables() {
+            check_elementwise(t, &case)?;
+        }
+    }
+}
+
+/// Measures the portable 3x3 and 1x1 convs of ResNet-18 size. Run with
+/// `cargo test -p smof --release --lib -- --ignored --nocapture portable_conv_speed`.
+#[test]
+#[ignore]
+fn portable_conv_speed() {
+    let shapes = [
+        ("3x3 56x56x64->64", 56, 64, 64, 3),
+        ("1x1 28x28x128->128", 28, 128, 128, 1),
+        ("3x3 14x14x256->256", 14, 256, 256, 3),
+        ("1x1 56x56x64->256", 56, 64, 256, 1),
+        ("3x3 7x7x512->512", 7, 512, 512, 3),
+        ("1x1 7x7x160->960", 7, 160, 960, 1),
+        ("7x7s2 224x224x3->64", 224, 3, 64, 7),
+        ("dw3x3 112x112x32", 112, 32, 32, 3),
+        ("dw3x3 56x56x144", 56, 144, 144, 3),
+    ];
+    for (label, hw, ic, oc, k) in shapes {
+        let stride = if label.contains("s2") { 2 } else { 1 };
+        let groups = if label.starts_with("dw") { ic } else { 1 };
+        let case = make_conv_case(
+            (groups, ic, oc),
+            [k, k],
+            [stride; 2],
+            [1, 1],
+            [k / 2; 4],
+            (1, hw - 1, hw - 1),
+            (0, 0),
+            (true, false, Activation::Relu),
+            (0.0, 1),
+        );
+        assert_eq!(case.xs.shape.h, hw);
+        let data = ConvData::new(&case);
+        let kernel = (portable::TABLE.conv)(&case.conv);
+        let w = pack::pack(&data.w, &data.dims, kernel.layout);
+        let mut y = vec![0.0; case.ys.len()];
+        let flops = 2.0 * case.ys.shape.elems() as f64 * (ic / groups) as f64 * (k * k) as f64;
+        let mut best = f64::MAX;
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            run_conv(kernel.run, &case, &data, &w, 0, &mut y, 0..case.ys.rows());
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{label:24} {:28} {:7.3} ms {:6.2} GFLOP/s",
+            kernel.name,
+            best * 1e3,
+            flops / best / 1e9
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Opening models: weights used in place from the mapping, f16 widened at load, the three
+//! ways to open, one `Model` shared by threads, and a file replaced by rename while mapped.
+
+use smof::{Model, ModelOptions, Session, SessionOptions};
+use smof_converter::{convert, ConvertOptions};
+use std::path::PathBuf;
+
+fn bundled_onnx() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/mobilenet_v2_imagenet_backbone.onnx"
+    ))
+    .unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("smof-open-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn input() -> Vec<f32> {
+    (0..3 * 224 * 224)
+        .map(|i| ((i * 31) % 199) as f32 / 99.0 - 1.0)
+        .collect()
+}
+
+fn run(model: &Model) -> Vec<f32> {
+    let mut s = Session::new(model, &SessionOptions::default()).unwrap();
+    s.run(&[&input()]).unwrap();
+    s.output(0).to_vec()
+}
+
+#[test]
+fn mmap_uses_packed_f32_weights_in_place() {
+    let bytes = convert(&bundled_onnx(), &ConvertOptions::default())
+        .unwrap()
+        .bytes;
+    let path = tmp("inplace.smof");
+    std::fs::write(&path, &bytes).unwrap();
+    let model = Model::open(&path).unwrap();
+    let g = model.graph();
+    assert!(!g.weights.is_empty());
+    for id in 0..g.weights.len() as u32 {
+        assert!(
+            model.weight_in_place(id),
+            "weight {} was copied at load",
+            g.weights[id as usize].name
+        );
+    }
+    // The same bytes through from_bytes and open_copied give the same outputs.
+    let a = run(&model);
+    let b = run(&Model::from_bytes(&bytes).unwrap());
+    let c = run(&Model::open_copied(&path, &ModelOptions::default()).unwrap());
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+}
+
+#[test]
+fn fp16_file_is_half_the_size_and_close() {
+    let onnx = bundled_onnx();
+    let f32_bytes = convert(&onnx, &ConvertOptions::default()).unwrap().bytes;
+    let f16_bytes = convert(
+        &onnx,
+        &ConvertOptions {
+            fp16: true,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .bytes;
+    assert!(
+        (f16_bytes.len() as f64) < 0.6 * f32_bytes.len() as f64,
+        "f16 file {} vs f32 {}",
+        f16_bytes.len(),
+        f32_bytes.len()
+    );
+    let a = run(&Model::from_bytes(&f32_bytes).unwrap());
+    let b = run(&Model::from_bytes(&f16_bytes).unwrap());
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        err <= smof_tests::F16_REL * scale,
+        "f16 max abs err {err} vs max|ref| {scale}"
+    );
+}
+
+#[test]
+fn one_model_many_threads() {
+    let bytes = convert(&bundled_onnx(), &ConvertOptions::default())
+        .unwrap()
+        .bytes;
+    let model = Model::from_bytes(&bytes).unwrap();
+    let want = run(&model);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| run(&model))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}
+
+#[test]
+fn replacing_the_file_by_rename_leaves_a_live_model_intact() {
+    let bytes = convert(&bundled_onnx(), &ConvertOptions::default())
+        .unwrap()
+        .bytes;
+    let path = tmp("live.smof");
+    std::fs::write(&path, &bytes).unwrap();
+    let model = Model::open(&path).unwrap();
+    let before = run(&model);
+    let next = tmp("live.smof.new");
+    std::fs::write(&next, b"not a model any more").unwrap();
+    std::fs::rename(&next, &path).unwrap();
+    assert_eq!(run(&model), before);
+    assert!(Model::open(&path).is_err());
+}

@@ -33,10 +33,15 @@ fn bench_models(c: &mut Criterion) {
             input_shapes: vec![vec![1, 3, 224, 224]],
             ..Default::default()
         };
-        let bytes = smof_converter::convert(&onnx, &opts).expect("convert").bytes;
+        let bytes = smof_converter::convert(&onnx, &opts)
+            .expect("convert")
+            .bytes;
         let model = smof::Model::from_bytes(&bytes).expect("load");
-        let mut session = smof::Session::new(&model, &smof::SessionOptions::default()).expect("session");
-        let input: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let mut session =
+            smof::Session::new(&model, &smof::SessionOptions::default()).expect("session");
+        let input: Vec<f32> = (0..3 * 224 * 224)
+            .map(|i| ((i % 251) as f32 / 125.0) - 1.0)
+            .collect();
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         group.bench_function(name, |b| b.iter(|| session.run(&[&input]).expect("run")));
     }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn smof(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smof")).args(args).output().expect("run smof")
+    Command::new(env!("CARGO_BIN_EXE_smof"))
+        .args(args)
+        .output()
+        .expect("run smof")
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -15,13 +18,20 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn bundled() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mobilenet_v2_imagenet_backbone.onnx")
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/mobilenet_v2_imagenet_backbone.onnx"
+    )
 }
 
 /// Writes a C-order little-endian f32 `.npy` (format 1.0).
 fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let tuple = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -66,10 +76,19 @@ fn convert_inspect_run() {
     assert!((550_000_000..700_000_000).contains(&flops), "flops {flops}");
 
     let x = tmp("x.npy");
-    let data: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    let data: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+        .collect();
     write_npy(&x, &[1, 3, 224, 224], &data);
     let y = tmp("y.npy");
-    let o = smof(&["run", model.to_str().unwrap(), "--input", x.to_str().unwrap(), "--output", y.to_str().unwrap()]);
+    let o = smof(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&y).unwrap();
     assert!(bytes.starts_with(b"\x93NUMPY"));
@@ -85,7 +104,12 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     // Not ONNX.
     let junk = tmp("junk.onnx");
     std::fs::write(&junk, b"this is not a protobuf at all \xff\xff\xff").unwrap();
-    let o = smof(&["convert", junk.to_str().unwrap(), "-o", tmp("junk.smof").to_str().unwrap()]);
+    let o = smof(&[
+        "convert",
+        junk.to_str().unwrap(),
+        "-o",
+        tmp("junk.smof").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("error"), "{}", stderr(&o));
     assert!(!tmp("junk.smof").exists(), "no partial output on failure");
@@ -106,26 +130,63 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     // Wrong input shape.
     let x = tmp("wrong.npy");
     write_npy(&x, &[1, 3, 32, 32], &vec![0.0; 3 * 32 * 32]);
-    let o = smof(&["run", m, "--input", x.to_str().unwrap(), "--output", tmp("o.npy").to_str().unwrap()]);
+    let o = smof(&[
+        "run",
+        m,
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        tmp("o.npy").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("[1, 3, 224, 224]"), "{}", stderr(&o));
 
     // Not an .npy.
-    let o = smof(&["run", m, "--input", junk.to_str().unwrap(), "--output", tmp("o.npy").to_str().unwrap()]);
+    let o = smof(&[
+        "run",
+        m,
+        "--input",
+        junk.to_str().unwrap(),
+        "--output",
+        tmp("o.npy").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("npy"), "{}", stderr(&o));
 
     // Bad --input-shape and unknown --target.
-    let o = smof(&["convert", bundled(), "-o", tmp("s.smof").to_str().unwrap(), "--input-shape", "1,3,x,224"]);
+    let o = smof(&[
+        "convert",
+        bundled(),
+        "-o",
+        tmp("s.smof").to_str().unwrap(),
+        "--input-shape",
+        "1,3,x,224",
+    ]);
     assert!(!o.status.success());
-    let o = smof(&["convert", bundled(), "-o", tmp("s.smof").to_str().unwrap(), "--target", "riscv"]);
+    let o = smof(&[
+        "convert",
+        bundled(),
+        "-o",
+        tmp("s.smof").to_str().unwrap(),
+        "--target",
+        "riscv",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("riscv"), "{}", stderr(&o));
 
     // Converting onto its own input is refused.
     let copy = tmp("self.onnx");
     std::fs::copy(bundled(), &copy).unwrap();
-    let o = smof(&["convert", copy.to_str().unwrap(), "-o", copy.to_str().unwrap()]);
+    let o = smof(&[
+        "convert",
+        copy.to_str().unwrap(),
+        "-o",
+        copy.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
-    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(bundled()).unwrap(), "input untouched");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(bundled()).unwrap(),
+        "input untouched"
+    );
 }

@@ -25,7 +25,9 @@ pub enum Error {
         what: String,
     },
     /// The file was written by a newer, incompatible major format version.
-    #[error("unsupported .smof format version {major}.{minor} (this reader supports major {supported})")]
+    #[error(
+        "unsupported .smof format version {major}.{minor} (this reader supports major {supported})"
+    )]
     UnsupportedVersion {
         /// Major version found in the file.
         major: u16,

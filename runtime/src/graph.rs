@@ -185,7 +185,9 @@ pub struct WeightDesc {
 impl WeightDesc {
     /// Number of logical elements (product of `dims`).
     pub fn logical_elems(&self) -> u64 {
-        self.dims.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64))
+        self.dims
+            .iter()
+            .fold(1u64, |a, &d| a.saturating_mul(d as u64))
     }
 }
 
@@ -231,15 +233,22 @@ impl Conv {
     }
     /// Output spatial size for an input of `h x w`, or `None` when the window does not fit.
     pub fn output_hw(&self, h: u32, w: u32) -> Option<(u32, u32)> {
-        window_out(h, self.kernel[0], self.stride[0], self.dilation[0], self.pads[0], self.pads[2])
-            .zip(window_out(
-                w,
-                self.kernel[1],
-                self.stride[1],
-                self.dilation[1],
-                self.pads[1],
-                self.pads[3],
-            ))
+        window_out(
+            h,
+            self.kernel[0],
+            self.stride[0],
+            self.dilation[0],
+            self.pads[0],
+            self.pads[2],
+        )
+        .zip(window_out(
+            w,
+            self.kernel[1],
+            self.stride[1],
+            self.dilation[1],
+            self.pads[1],
+            self.pads[3],
+        ))
     }
 }
 
@@ -376,7 +385,10 @@ impl Op {
     pub fn macs(&self, inputs: &[Shape4], output: Shape4) -> u64 {
         match self {
             Op::Conv(c) => {
-                output.elems() * (c.in_c / c.groups.max(1)) as u64 * c.kernel[0] as u64 * c.kernel[1] as u64
+                output.elems()
+                    * (c.in_c / c.groups.max(1)) as u64
+                    * c.kernel[0] as u64
+                    * c.kernel[1] as u64
             }
             Op::Fc(f) => output.n as u64 * f.in_features as u64 * f.out_features as u64,
             Op::Pool(p) => output.elems() * p.kernel[0] as u64 * p.kernel[1] as u64,
@@ -468,10 +480,18 @@ impl Graph {
                 .map(|d| d.shape)
                 .ok_or_else(|| bad(node, index, format!("input tensor {t} out of range")))
         };
-        let ins: Vec<Shape4> = node.inputs.iter().map(|&t| shape_of(t)).collect::<Result<_>>()?;
+        let ins: Vec<Shape4> = node
+            .inputs
+            .iter()
+            .map(|&t| shape_of(t))
+            .collect::<Result<_>>()?;
         let arity = |lo: usize, hi: usize| -> Result<()> {
             if ins.len() < lo || ins.len() > hi {
-                Err(bad(node, index, format!("expects {lo}..={hi} inputs, has {}", ins.len())))
+                Err(bad(
+                    node,
+                    index,
+                    format!("expects {lo}..={hi} inputs, has {}", ins.len()),
+                ))
             } else {
                 Ok(())
             }
@@ -485,7 +505,10 @@ impl Graph {
                 return Err(bad(
                     node,
                     index,
-                    format!("weight {} has dims {:?}, expected {:?}", w.name, w.dims, dims),
+                    format!(
+                        "weight {} has dims {:?}, expected {:?}",
+                        w.name, w.dims, dims
+                    ),
                 ));
             }
             Ok(())
@@ -502,27 +525,50 @@ impl Graph {
             Op::Conv(c) => {
                 arity(1, 2)?;
                 act_ok(c.act)?;
-                if c.groups == 0 || c.in_c % c.groups != 0 || c.out_c % c.groups != 0 || c.out_c == 0 {
+                if c.groups == 0
+                    || c.in_c % c.groups != 0
+                    || c.out_c % c.groups != 0
+                    || c.out_c == 0
+                {
                     return Err(bad(node, index, "groups must divide in_c and out_c"));
                 }
                 if c.in_c != x.c {
-                    return Err(bad(node, index, format!("in_c {} but input has {} channels", c.in_c, x.c)));
+                    return Err(bad(
+                        node,
+                        index,
+                        format!("in_c {} but input has {} channels", c.in_c, x.c),
+                    ));
                 }
                 let too_big = |v: &[u32]| v.iter().any(|&e| e > 1024);
-                if too_big(&c.kernel) || too_big(&c.stride) || too_big(&c.dilation) || too_big(&c.pads) {
-                    return Err(bad(node, index, "kernel, stride, dilation or padding above 1024"));
+                if too_big(&c.kernel)
+                    || too_big(&c.stride)
+                    || too_big(&c.dilation)
+                    || too_big(&c.pads)
+                {
+                    return Err(bad(
+                        node,
+                        index,
+                        "kernel, stride, dilation or padding above 1024",
+                    ));
                 }
-                let (oh, ow) = c
-                    .output_hw(x.h, x.w)
-                    .ok_or_else(|| bad(node, index, "kernel window does not fit the padded input"))?;
-                weight(c.weight, &[c.out_c, c.in_c / c.groups, c.kernel[0], c.kernel[1]])?;
+                let (oh, ow) = c.output_hw(x.h, x.w).ok_or_else(|| {
+                    bad(node, index, "kernel window does not fit the padded input")
+                })?;
+                weight(
+                    c.weight,
+                    &[c.out_c, c.in_c / c.groups, c.kernel[0], c.kernel[1]],
+                )?;
                 if let Some(b) = c.bias {
                     weight(b, &[c.out_c])?;
                 }
                 let out = Shape4::new(x.n, oh, ow, c.out_c);
                 if let Some(r) = ins.get(1) {
                     if *r != out {
-                        return Err(bad(node, index, "fused residual has a different shape than the output"));
+                        return Err(bad(
+                            node,
+                            index,
+                            "fused residual has a different shape than the output",
+                        ));
                     }
                 }
                 Ok(out)
@@ -532,7 +578,11 @@ impl Graph {
                 act_ok(f.act)?;
                 let feats = x.h as u64 * x.w as u64 * x.c as u64;
                 if feats != f.in_features as u64 || f.out_features == 0 {
-                    return Err(bad(node, index, format!("in_features {} but input has {feats}", f.in_features)));
+                    return Err(bad(
+                        node,
+                        index,
+                        format!("in_features {} but input has {feats}", f.in_features),
+                    ));
                 }
                 weight(f.weight, &[f.out_features, f.in_features])?;
                 if let Some(b) = f.bias {
@@ -543,12 +593,33 @@ impl Graph {
             Op::Pool(p) => {
                 arity(1, 1)?;
                 let big = |v: &[u32]| v.iter().any(|&e| e > 1024);
-                if big(&p.kernel) || big(&p.stride) || big(&p.dilation) || big(&p.pads) || big(&p.ceil_pads) {
+                if big(&p.kernel)
+                    || big(&p.stride)
+                    || big(&p.dilation)
+                    || big(&p.pads)
+                    || big(&p.ceil_pads)
+                {
                     return Err(bad(node, index, "window parameters above 1024"));
                 }
-                let oh = window_out(x.h, p.kernel[0], p.stride[0], p.dilation[0], p.pads[0], p.pads[2] + p.ceil_pads[0]);
-                let ow = window_out(x.w, p.kernel[1], p.stride[1], p.dilation[1], p.pads[1], p.pads[3] + p.ceil_pads[1]);
-                let (oh, ow) = oh.zip(ow).ok_or_else(|| bad(node, index, "pool window does not fit"))?;
+                let oh = window_out(
+                    x.h,
+                    p.kernel[0],
+                    p.stride[0],
+                    p.dilation[0],
+                    p.pads[0],
+                    p.pads[2] + p.ceil_pads[0],
+                );
+                let ow = window_out(
+                    x.w,
+                    p.kernel[1],
+                    p.stride[1],
+                    p.dilation[1],
+                    p.pads[1],
+                    p.pads[3] + p.ceil_pads[1],
+                );
+                let (oh, ow) = oh
+                    .zip(ow)
+                    .ok_or_else(|| bad(node, index, "pool window does not fit"))?;
                 Ok(Shape4::new(x.n, oh, ow, x.c))
             }
             Op::GlobalAvgPool => {
@@ -559,7 +630,11 @@ impl Graph {
                 arity(2, 2)?;
                 act_ok(*act)?;
                 if ins[0] != ins[1] {
-                    return Err(bad(node, index, format!("shapes differ: {:?} and {:?}", ins[0], ins[1])));
+                    return Err(bad(
+                        node,
+                        index,
+                        format!("shapes differ: {:?} and {:?}", ins[0], ins[1]),
+                    ));
                 }
                 Ok(x)
             }
@@ -568,7 +643,11 @@ impl Graph {
                 let y = ins[1];
                 let per_channel = y.n == x.n && y.h == 1 && y.w == 1 && y.c == x.c;
                 if y != x && !per_channel {
-                    return Err(bad(node, index, format!("cannot broadcast {:?} to {:?}", y, x)));
+                    return Err(bad(
+                        node,
+                        index,
+                        format!("cannot broadcast {:?} to {:?}", y, x),
+                    ));
                 }
                 Ok(x)
             }
@@ -581,7 +660,10 @@ impl Graph {
                     }
                     c += s.c as u64;
                 }
-                let c = u32::try_from(c).ok().filter(|&c| c <= MAX_DIM).ok_or_else(|| bad(node, index, "too many channels"))?;
+                let c = u32::try_from(c)
+                    .ok()
+                    .filter(|&c| c <= MAX_DIM)
+                    .ok_or_else(|| bad(node, index, "too many channels"))?;
                 Ok(Shape4::new(x.n, x.h, x.w, c))
             }
             Op::Act(a) => {
@@ -596,7 +678,8 @@ impl Graph {
             Op::Flatten => {
                 arity(1, 1)?;
                 let f = x.h as u64 * x.w as u64 * x.c as u64;
-                let f = u32::try_from(f).map_err(|_| bad(node, index, "flattened size overflows"))?;
+                let f =
+                    u32::try_from(f).map_err(|_| bad(node, index, "flattened size overflows"))?;
                 Ok(Shape4::new(x.n, 1, 1, f))
             }
             Op::ChannelAffine { scale, shift, act } => {
@@ -624,11 +707,18 @@ impl Graph {
                 return Err(inval(format!("tensor {} has shape {:?}", t.name, s)));
             }
             if s.elems() > MAX_TENSOR_ELEMS {
-                return Err(inval(format!("tensor {} is too large ({} elements)", t.name, s.elems())));
+                return Err(inval(format!(
+                    "tensor {} is too large ({} elements)",
+                    t.name,
+                    s.elems()
+                )));
             }
         }
         for w in &self.weights {
-            if w.dims.is_empty() || w.dims.len() > 4 || w.dims.iter().any(|&d| d == 0 || d > MAX_DIM) {
+            if w.dims.is_empty()
+                || w.dims.len() > 4
+                || w.dims.iter().any(|&d| d == 0 || d > MAX_DIM)
+            {
                 return Err(inval(format!("weight {} has dims {:?}", w.name, w.dims)));
             }
             if w.logical_elems() > MAX_TENSOR_ELEMS {
@@ -637,13 +727,17 @@ impl Graph {
         }
         let mut written = vec![false; self.tensors.len()];
         if self.inputs.is_empty() || self.outputs.is_empty() {
-            return Err(inval("a model needs at least one input and one output".into()));
+            return Err(inval(
+                "a model needs at least one input and one output".into(),
+            ));
         }
         for io in &self.inputs {
-            let t = self
-                .tensors
-                .get(io.tensor as usize)
-                .ok_or_else(|| inval(format!("input {} names tensor {} out of range", io.name, io.tensor)))?;
+            let t = self.tensors.get(io.tensor as usize).ok_or_else(|| {
+                inval(format!(
+                    "input {} names tensor {} out of range",
+                    io.name, io.tensor
+                ))
+            })?;
             check_io_dims(io, t.shape).map_err(inval)?;
             if std::mem::replace(&mut written[io.tensor as usize], true) {
                 return Err(inval(format!("input {} listed twice", io.name)));
@@ -651,11 +745,19 @@ impl Graph {
         }
         for (i, node) in self.nodes.iter().enumerate() {
             if node.outputs.len() != 1 {
-                return Err(bad(node, i, "every node has exactly one output in format v1"));
+                return Err(bad(
+                    node,
+                    i,
+                    "every node has exactly one output in format v1",
+                ));
             }
             for &t in &node.inputs {
                 if !written.get(t as usize).copied().unwrap_or(false) {
-                    return Err(bad(node, i, format!("reads tensor {t} before it is written")));
+                    return Err(bad(
+                        node,
+                        i,
+                        format!("reads tensor {t} before it is written"),
+                    ));
                 }
             }
             let out = node.outputs[0];
@@ -668,7 +770,10 @@ impl Graph {
                 return Err(bad(
                     node,
                     i,
-                    format!("output {} is declared {:?} but computes to {:?}", desc.name, desc.shape, shape),
+                    format!(
+                        "output {} is declared {:?} but computes to {:?}",
+                        desc.name, desc.shape, shape
+                    ),
                 ));
             }
             if std::mem::replace(&mut written[out as usize], true) {
@@ -676,10 +781,12 @@ impl Graph {
             }
         }
         for io in &self.outputs {
-            let t = self
-                .tensors
-                .get(io.tensor as usize)
-                .ok_or_else(|| inval(format!("output {} names tensor {} out of range", io.name, io.tensor)))?;
+            let t = self.tensors.get(io.tensor as usize).ok_or_else(|| {
+                inval(format!(
+                    "output {} names tensor {} out of range",
+                    io.name, io.tensor
+                ))
+            })?;
             check_io_dims(io, t.shape).map_err(inval)?;
             if !written[io.tensor as usize] {
                 return Err(inval(format!("output {} is never computed", io.name)));
@@ -699,6 +806,9 @@ fn check_io_dims(io: &IoDesc, s: Shape4) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{} has dims {:?}, which do not match tensor shape {:?}", io.name, io.dims, s))
+        Err(format!(
+            "{} has dims {:?}, which do not match tensor shape {:?}",
+            io.name, io.dims, s
+        ))
     }
 }

@@ -156,7 +156,10 @@ impl Model {
 
     fn from_storage_len(storage: Storage, file_len: usize, opts: &ModelOptions) -> Result<Model> {
         let table = KernelTable::for_choice(opts.kernels).ok_or_else(|| {
-            Error::InvalidOption(format!("kernel table {:?} is not supported by this CPU", opts.kernels))
+            Error::InvalidOption(format!(
+                "kernel table {:?} is not supported by this CPU",
+                opts.kernels
+            ))
         })?;
         let bytes = &storage.bytes()[..file_len];
         let graph = format::read(
@@ -221,7 +224,10 @@ impl Model {
 
     /// Whether weight `id` is read in place from the file (no copy was made at load).
     pub fn weight_in_place(&self, id: WeightId) -> bool {
-        matches!(self.weights.get(id as usize), Some(WeightData::InFile { .. }))
+        matches!(
+            self.weights.get(id as usize),
+            Some(WeightData::InFile { .. })
+        )
     }
 
     /// Weight `id` as f32 in the layout this model's kernel table wants.
@@ -231,7 +237,8 @@ impl Model {
     pub fn weight(&self, id: WeightId) -> &[f32] {
         match &self.weights[id as usize] {
             WeightData::InFile { start, len } => {
-                let all: &[f32] = bytemuck::cast_slice(&self.storage.bytes()[..self.file_len / 4 * 4]);
+                let all: &[f32] =
+                    bytemuck::cast_slice(&self.storage.bytes()[..self.file_len / 4 * 4]);
                 &all[*start..*start + *len]
             }
             WeightData::Owned(v) => v,

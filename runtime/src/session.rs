@@ -140,7 +140,9 @@ impl<'m> Session<'m> {
             last[io.tensor as usize] = end;
         }
         // Tensors never written (cannot happen after validation) or never read get no memory.
-        let used: Vec<usize> = (0..geoms.len()).filter(|&t| first[t] != usize::MAX).collect();
+        let used: Vec<usize> = (0..geoms.len())
+            .filter(|&t| first[t] != usize::MAX)
+            .collect();
         let intervals: Vec<Interval> = used
             .iter()
             .map(|&t| Interval {
@@ -219,7 +221,12 @@ impl<'m> Session<'m> {
         let inputs = graph
             .inputs
             .iter()
-            .map(|io| (io.tensor as usize, io.dims.iter().map(|&d| d as usize).collect()))
+            .map(|io| {
+                (
+                    io.tensor as usize,
+                    io.dims.iter().map(|&d| d as usize).collect(),
+                )
+            })
             .collect();
         let outputs = graph
             .outputs
@@ -290,7 +297,11 @@ impl<'m> Session<'m> {
                 return Err(Error::BadInput {
                     index: i,
                     name: self.model.graph().inputs[i].name.clone(),
-                    what: format!("has {} values, the model expects {:?} = {want}", data.len(), dims),
+                    what: format!(
+                        "has {} values, the model expects {:?} = {want}",
+                        data.len(),
+                        dims
+                    ),
                 });
             }
         }
@@ -312,7 +323,10 @@ impl<'m> Session<'m> {
                 // SAFETY: the plan was checked by `plan::verify`: every buffer lies inside the
                 // arena, and buffers live at the same step (this step's inputs and output) do
                 // not overlap, so this shared slice never aliases the output's mutable one.
-                (unsafe { std::slice::from_raw_parts(base.add(b.offset), b.geom.len()) }, b.geom)
+                (
+                    unsafe { std::slice::from_raw_parts(base.add(b.offset), b.geom.len()) },
+                    b.geom,
+                )
             };
             let ob = buffers[step.output];
             // SAFETY: as above; the output is disjoint from every input of this step.
@@ -388,7 +402,11 @@ impl<'m> Session<'m> {
         let arena = &self.arena[start..start + len];
         for out in &mut self.outputs {
             let b = self.buffers[out.tensor];
-            nhwc_to_nchw(&arena[b.offset..b.offset + b.geom.len()], b.geom, &mut out.data);
+            nhwc_to_nchw(
+                &arena[b.offset..b.offset + b.geom.len()],
+                b.geom,
+                &mut out.data,
+            );
         }
         Ok(())
     }
@@ -471,7 +489,12 @@ impl<'m> Session<'m> {
 
 /// Copies an NCHW tensor into an NHWC buffer with padded channel stride, zeroing pad lanes.
 fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {
-    let (n, h, w, c) = (g.shape.n as usize, g.shape.h as usize, g.shape.w as usize, g.shape.c as usize);
+    let (n, h, w, c) = (
+        g.shape.n as usize,
+        g.shape.h as usize,
+        g.shape.w as usize,
+        g.shape.c as usize,
+    );
     let hw = h * w;
     for b in 0..n {
         for p in 0..hw {
@@ -486,7 +509,12 @@ fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {
 
 /// Copies an NHWC buffer with padded channel stride out to NCHW order.
 fn nhwc_to_nchw(src: &[f32], g: Act4, dst: &mut [f32]) {
-    let (n, h, w, c) = (g.shape.n as usize, g.shape.h as usize, g.shape.w as usize, g.shape.c as usize);
+    let (n, h, w, c) = (
+        g.shape.n as usize,
+        g.shape.h as usize,
+        g.shape.w as usize,
+        g.shape.c as usize,
+    );
     let hw = h * w;
     for b in 0..n {
         for p in 0..hw {

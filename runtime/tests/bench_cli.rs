@@ -24,23 +24,68 @@ fn tiny_model() -> Vec<u8> {
             description: String::new(),
         },
         tensors: vec![
-            TensorDesc { name: "x".into(), shape: Shape4::new(1, 16, 16, 3) },
-            TensorDesc { name: "c".into(), shape: Shape4::new(1, 16, 16, 8) },
-            TensorDesc { name: "y".into(), shape: Shape4::new(1, 1, 1, 8) },
+            TensorDesc {
+                name: "x".into(),
+                shape: Shape4::new(1, 16, 16, 3),
+            },
+            TensorDesc {
+                name: "c".into(),
+                shape: Shape4::new(1, 16, 16, 8),
+            },
+            TensorDesc {
+                name: "y".into(),
+                shape: Shape4::new(1, 1, 1, 8),
+            },
         ],
         weights: vec![
-            WeightDesc { name: "w".into(), dtype: DType::F32, layout: Layout::Canonical, dims: vec![8, 3, 3, 3], offset: 0, byte_len: 0 },
-            WeightDesc { name: "b".into(), dtype: DType::F32, layout: Layout::Canonical, dims: vec![8], offset: 0, byte_len: 0 },
+            WeightDesc {
+                name: "w".into(),
+                dtype: DType::F32,
+                layout: Layout::Canonical,
+                dims: vec![8, 3, 3, 3],
+                offset: 0,
+                byte_len: 0,
+            },
+            WeightDesc {
+                name: "b".into(),
+                dtype: DType::F32,
+                layout: Layout::Canonical,
+                dims: vec![8],
+                offset: 0,
+                byte_len: 0,
+            },
         ],
         nodes: vec![
-            Node { name: "conv".into(), op: Op::Conv(conv), inputs: vec![0], outputs: vec![1] },
-            Node { name: "gap".into(), op: Op::GlobalAvgPool, inputs: vec![1], outputs: vec![2] },
+            Node {
+                name: "conv".into(),
+                op: Op::Conv(conv),
+                inputs: vec![0],
+                outputs: vec![1],
+            },
+            Node {
+                name: "gap".into(),
+                op: Op::GlobalAvgPool,
+                inputs: vec![1],
+                outputs: vec![2],
+            },
         ],
-        inputs: vec![IoDesc { name: "x".into(), tensor: 0, dims: vec![1, 3, 16, 16] }],
-        outputs: vec![IoDesc { name: "y".into(), tensor: 2, dims: vec![1, 8] }],
+        inputs: vec![IoDesc {
+            name: "x".into(),
+            tensor: 0,
+            dims: vec![1, 3, 16, 16],
+        }],
+        outputs: vec![IoDesc {
+            name: "y".into(),
+            tensor: 2,
+            dims: vec![1, 8],
+        }],
     };
-    let w: Vec<u8> = (0..8 * 27).flat_map(|i| ((i % 7) as f32 * 0.1 - 0.3).to_le_bytes()).collect();
-    let b: Vec<u8> = (0..8).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
+    let w: Vec<u8> = (0..8 * 27)
+        .flat_map(|i| ((i % 7) as f32 * 0.1 - 0.3).to_le_bytes())
+        .collect();
+    let b: Vec<u8> = (0..8)
+        .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
+        .collect();
     smof::format::write(&graph, &[&w, &b]).expect("write tiny model")
 }
 
@@ -52,23 +97,48 @@ fn bench_prints_stats_and_json() {
     std::fs::write(&path, tiny_model()).unwrap();
     let bin = env!("CARGO_BIN_EXE_smof-bench");
 
-    let o = Command::new(bin).arg(&path).args(["--loops", "5", "--warmup", "1"]).output().unwrap();
+    let o = Command::new(bin)
+        .arg(&path)
+        .args(["--loops", "5", "--warmup", "1"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    for key in ["min =", "median =", "mean =", "max =", "threads = 1", "loops = 5"] {
+    for key in [
+        "min =",
+        "median =",
+        "mean =",
+        "max =",
+        "threads = 1",
+        "loops = 5",
+    ] {
         assert!(text.contains(key), "missing {key:?} in {text}");
     }
 
-    let o = Command::new(bin).arg(&path).args(["--loops", "4", "--json", "--profile"]).output().unwrap();
+    let o = Command::new(bin)
+        .arg(&path)
+        .args(["--loops", "4", "--json", "--profile"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
-    for key in ["\"median_ms\":", "\"min_ms\":", "\"loops\":4", "\"profile\":[", "\"gflops\":"] {
+    for key in [
+        "\"median_ms\":",
+        "\"min_ms\":",
+        "\"loops\":4",
+        "\"profile\":[",
+        "\"gflops\":",
+    ] {
         assert!(text.contains(key), "missing {key} in {text}");
     }
 
     // A folder benches every model in it.
     std::fs::write(dir.join("tiny2.smof"), tiny_model()).unwrap();
-    let o = Command::new(bin).arg(&dir).args(["--loops", "2", "--json"]).output().unwrap();
+    let o = Command::new(bin)
+        .arg(&dir)
+        .args(["--loops", "2", "--json"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
 
@@ -78,6 +148,10 @@ fn bench_prints_stats_and_json() {
     let o = Command::new(bin).arg(&bad).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("corrupt"));
-    let o = Command::new(bin).arg(&path).args(["--loops", "many"]).output().unwrap();
+    let o = Command::new(bin)
+        .arg(&path)
+        .args(["--loops", "many"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
 }

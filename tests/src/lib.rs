@@ -1130,6 +1130,15 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "1 of 2 cases failed")]
+    fn cases_reports_failures() {
+        let mut c = Cases::new();
+        c.run("fine", || {});
+        c.run("broken", || panic!("boom"));
+        c.finish();
+    }
+
+    #[test]
     fn assert_close_accepts_rounding() {
         assert_close("t", &[1.0, -2.0, 4.0001], &[1.0, -2.0, 4.0], F32_REL);
     }

@@ -583,10 +583,13 @@ fn overlapping_sections_are_errors_even_with_fixed_checksums() {
     }
 }
 
+/// A change made to a valid file's bytes.
+type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+
 /// One hostile edit: what it does, and a phrase the error must contain.
 struct Case {
     what: &'static str,
-    edit: Box<dyn Fn(&mut Vec<u8>)>,
+    edit: Edit,
     expect: &'static str,
 }
 

@@ -56,8 +56,10 @@ fn mmap_uses_packed_f32_weights_in_place() {
     assert_eq!(a, c);
 }
 
+/// The f16 file is about half the size, and its weights are widened at load (so not used in
+/// place). Its accuracy against tract is checked in `models.rs`, at the calibrated f16 bound.
 #[test]
-fn fp16_file_is_half_the_size_and_close() {
+fn fp16_file_is_half_the_size_and_widened_at_load() {
     let onnx = bundled_onnx();
     let f32_bytes = convert(&onnx, &ConvertOptions::default()).unwrap().bytes;
     let f16_bytes = convert(
@@ -75,17 +77,17 @@ fn fp16_file_is_half_the_size_and_close() {
         f16_bytes.len(),
         f32_bytes.len()
     );
-    let a = run(&Model::from_bytes(&f32_bytes).unwrap());
-    let b = run(&Model::from_bytes(&f16_bytes).unwrap());
-    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = a
-        .iter()
-        .zip(&b)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(
-        err <= smof_tests::F16_REL * scale,
-        "f16 max abs err {err} vs max|ref| {scale}"
-    );
+    let model = Model::from_bytes(&f16_bytes).unwrap();
+    let g = model.graph();
+    let f16_weights: Vec<u32> = (0..g.weights.len() as u32)
+        .filter(|&i| g.weights[i as usize].dtype == smof::graph::DType::F16)
+        .collect();
+    assert!(!f16_weights.is_empty());
+    for id in f16_weights {
+        assert!(!model.weight_in_place(id));
+        assert!(model.weight(id).iter().all(|v| v.is_finite()));
+    }
+    assert!(run(&model).iter().all(|v| v.is_finite()));
 }
 
 #[test]

@@ -31,8 +31,12 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn bundled_mobilenet() -> Vec<u8> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mobilenet_v2_imagenet_backbone.onnx");
-    let onnx = std::fs::read(path).expect("bundled model models/mobilenet_v2_imagenet_backbone.onnx");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/mobilenet_v2_imagenet_backbone.onnx"
+    );
+    let onnx =
+        std::fs::read(path).expect("bundled model models/mobilenet_v2_imagenet_backbone.onnx");
     smof_converter::convert(&onnx, &smof_converter::ConvertOptions::default())
         .expect("convert")
         .bytes
@@ -48,7 +52,9 @@ fn run_allocates_nothing_after_the_first() {
         };
         let model = smof::Model::from_bytes_with(&bytes, &opts).unwrap();
         let mut session = smof::Session::new(&model, &smof::SessionOptions::default()).unwrap();
-        let input: Vec<f32> = (0..3 * 224 * 224).map(|i| ((i % 97) as f32 - 48.0) / 48.0).collect();
+        let input: Vec<f32> = (0..3 * 224 * 224)
+            .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
+            .collect();
         session.run(&[&input]).unwrap();
         let first = session.output(0).to_vec();
         let before = ALLOCS.load(Ordering::SeqCst);
@@ -56,8 +62,19 @@ fn run_allocates_nothing_after_the_first() {
             session.run(&[&input]).unwrap();
         }
         let after = ALLOCS.load(Ordering::SeqCst);
-        assert_eq!(after - before, 0, "{}: Session::run allocated {} times in 100 runs", table.name, after - before);
-        assert_eq!(session.output(0), &first[..], "{}: runs are not deterministic", table.name);
+        assert_eq!(
+            after - before,
+            0,
+            "{}: Session::run allocated {} times in 100 runs",
+            table.name,
+            after - before
+        );
+        assert_eq!(
+            session.output(0),
+            &first[..],
+            "{}: runs are not deterministic",
+            table.name
+        );
     }
 }
 

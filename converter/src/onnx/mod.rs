@@ -5,6 +5,7 @@ pub mod builder;
 mod fold;
 pub mod import;
 mod ops;
+#[rustfmt::skip]
 pub mod proto;
 pub mod tensor;
 #[cfg(test)]

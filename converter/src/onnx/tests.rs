@@ -633,3 +633,41 @@ fn dangling_inputs_and_constant_outputs() {
         Err(Error::Model(_))
     ));
 }
+
+#[test]
+fn squeeze_unsqueeze_aliases_and_constants() {
+    let mut b = ModelBuilder::new(13);
+    b.input("x", &[2, 4, 3, 3]).output("y").output("p");
+    conv_w(&mut b, "w", &[4, 4], 1);
+    b.init_i64("hw", &[2], &[2, 3]);
+    b.node("GlobalAveragePool", &["x"], &["g"], vec![]);
+    b.node("Squeeze", &["g", "hw"], &["s"], vec![]);
+    b.node(
+        "Constant",
+        &[],
+        &["bias"],
+        vec![attr_t("value", tensor_f32("", &[4], &[0.1, 0.2, 0.3, 0.4]))],
+    );
+    b.node("Gemm", &["s", "w", "bias"], &["l"], vec![]);
+    b.node("Dropout", &["l"], &["d"], vec![]);
+    b.node("Sigmoid", &["d"], &["sg"], vec![]);
+    b.node("Unsqueeze", &["sg", "hw"], &["u"], vec![]);
+    b.node("Mul", &["x", "u"], &["y"], vec![]);
+    b.node("Softmax", &["g"], &["p"], vec![attr_i("axis", 1)]);
+    let g = check(&b, &opts(), 1e-5);
+    assert_eq!(names(&g), vec!["GlobalAvgPool", "Fc", "Mul", "Softmax"]);
+    assert_eq!(g.outputs[1].dims, vec![2, 4, 1, 1]);
+
+    // Opset 11: Softmax over C*H*W is channel softmax only when H*W == 1.
+    let mut b = ModelBuilder::new(11);
+    b.input("x", &[1, 5, 1, 1]).output("y");
+    b.node("Softmax", &["x"], &["y"], vec![]);
+    check(&b, &opts(), 1e-6);
+    let mut b = ModelBuilder::new(11);
+    b.input("x", &[1, 5, 2, 1]).output("y");
+    b.node("Softmax", &["x"], &["y"], vec![]);
+    assert!(matches!(
+        convert_to_graph(&b.bytes(), &opts()),
+        Err(Error::Unsupported { .. })
+    ));
+}

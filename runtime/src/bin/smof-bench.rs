@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str = "usage: smof-bench MODEL.smof|DIR [--threads N] [--warmup N] [--loops N] [--profile] [--json]
+const USAGE: &str =
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--warmup N] [--loops N] [--profile] [--json]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
   --threads N   worker threads (default 1)
@@ -40,7 +41,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> Result<usize, String> {
             let v = args.next().ok_or(format!("{name} needs a value"))?;
-            v.parse().map_err(|_| format!("{name}: '{v}' is not a number"))
+            v.parse()
+                .map_err(|_| format!("{name}: '{v}' is not a number"))
         };
         match a.as_str() {
             "--threads" => out.threads = num("--threads")?,
@@ -115,7 +117,11 @@ fn total_macs(g: &Graph) -> Vec<u64> {
     g.nodes
         .iter()
         .map(|n| {
-            let ins: Vec<_> = n.inputs.iter().map(|&t| g.tensors[t as usize].shape).collect();
+            let ins: Vec<_> = n
+                .inputs
+                .iter()
+                .map(|&t| g.tensors[t as usize].shape)
+                .collect();
             n.op.macs(&ins, g.tensors[n.outputs[0] as usize].shape)
         })
         .collect()
@@ -126,8 +132,8 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     let model = Model::open(path).map_err(|e| e.to_string())?;
     let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
     let t_sess = Instant::now();
-    let mut session =
-        Session::new(&model, &SessionOptions::default().threads(a.threads)).map_err(|e| e.to_string())?;
+    let mut session = Session::new(&model, &SessionOptions::default().threads(a.threads))
+        .map_err(|e| e.to_string())?;
     let session_ms = t_sess.elapsed().as_secs_f64() * 1e3;
     let inputs: Vec<Vec<f32>> = (0..session.input_count())
         .map(|i| synthetic_input(session.input_dims(i).iter().product(), i as u32 + 1))
@@ -146,13 +152,17 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     let g = model.graph();
     let macs = total_macs(g);
     let gflops = 2.0 * macs.iter().sum::<u64>() as f64 / 1e9;
-    let name = path.file_name().map_or("?".into(), |n| n.to_string_lossy().into_owned());
+    let name = path
+        .file_name()
+        .map_or("?".into(), |n| n.to_string_lossy().into_owned());
 
     let mut profile = Vec::new();
     if a.profile {
         let mut secs = vec![0.0; g.nodes.len()];
         for _ in 0..a.loops {
-            session.run_timed(&refs, &mut secs).map_err(|e| e.to_string())?;
+            session
+                .run_timed(&refs, &mut secs)
+                .map_err(|e| e.to_string())?;
         }
         let kernels = session.kernel_names();
         let total: f64 = secs.iter().sum();
@@ -164,7 +174,15 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
             } else {
                 0.0
             };
-            profile.push((i, node.name.clone(), node.op.name(), kernels[i], ms, share, gf));
+            profile.push((
+                i,
+                node.name.clone(),
+                node.op.name(),
+                kernels[i],
+                ms,
+                share,
+                gf,
+            ));
         }
         profile.sort_by(|x, y| y.4.total_cmp(&x.4));
     }
@@ -199,9 +217,16 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
             gflops / (s.median / 1e3)
         );
         if a.profile {
-            println!("{:>5} {:<28} {:<14} {:<24} {:>9} {:>7} {:>8}", "node", "name", "op", "kernel", "ms", "share", "GFLOP/s");
+            println!(
+                "{:>5} {:<28} {:<14} {:<24} {:>9} {:>7} {:>8}",
+                "node", "name", "op", "kernel", "ms", "share", "GFLOP/s"
+            );
             for (i, n, op, kern, ms, share, gf) in &profile {
-                println!("{i:>5} {:<28} {op:<14} {kern:<24} {ms:>9.4} {:>6.1}% {gf:>8.2}", truncate(n, 28), share * 100.0);
+                println!(
+                    "{i:>5} {:<28} {op:<14} {kern:<24} {ms:>9.4} {:>6.1}% {gf:>8.2}",
+                    truncate(n, 28),
+                    share * 100.0
+                );
             }
         }
     }
@@ -224,7 +249,11 @@ fn main() -> ExitCode {
                 eprintln!("smof-bench: {e}");
             }
             eprintln!("{USAGE}");
-            return if e.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
     };
     if !args.json {

@@ -44,7 +44,10 @@ pub fn layout_fits(layout: Layout, role: &WeightRole) -> bool {
 /// callers validate both first (see [`packed_len`]).
 pub fn pack(canonical: &[f32], dims: &[u32], layout: Layout) -> Vec<f32> {
     let total = packed_len(layout, dims).expect("layout applies to dims") as usize;
-    assert_eq!(canonical.len() as u64, dims.iter().map(|&v| v as u64).product::<u64>());
+    assert_eq!(
+        canonical.len() as u64,
+        dims.iter().map(|&v| v as u64).product::<u64>()
+    );
     let mut out = vec![0.0f32; total];
     for_each_slot(dims, layout, |src, dst| out[dst] = canonical[src]);
     out

@@ -47,7 +47,13 @@ impl Interval {
 pub fn plan(intervals: &[Interval]) -> Plan {
     let mut order: Vec<usize> = (0..intervals.len()).collect();
     // Largest first; ties by earlier start for a stable, reproducible plan.
-    order.sort_by_key(|&i| (std::cmp::Reverse(intervals[i].aligned_len()), intervals[i].first, i));
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(intervals[i].aligned_len()),
+            intervals[i].first,
+            i,
+        )
+    });
     let mut offsets = vec![0usize; intervals.len()];
     let mut placed: Vec<usize> = Vec::with_capacity(intervals.len());
     let mut arena_len = 0;
@@ -100,7 +106,9 @@ pub fn verify(intervals: &[Interval], plan: &Plan) -> Result<()> {
     for (i, a) in intervals.iter().enumerate() {
         let (a0, a1) = (plan.offsets[i], plan.offsets[i] + a.len);
         if a1 > plan.arena_len {
-            return Err(Error::InvalidOption(format!("plan puts buffer {i} past the arena")));
+            return Err(Error::InvalidOption(format!(
+                "plan puts buffer {i} past the arena"
+            )));
         }
         for (j, b) in intervals.iter().enumerate().skip(i + 1) {
             let (b0, b1) = (plan.offsets[j], plan.offsets[j] + b.len);

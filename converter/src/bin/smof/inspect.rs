@@ -10,7 +10,11 @@ pub fn node_macs(g: &Graph) -> Vec<u64> {
     g.nodes
         .iter()
         .map(|n| {
-            let ins: Vec<_> = n.inputs.iter().map(|&t| g.tensors[t as usize].shape).collect();
+            let ins: Vec<_> = n
+                .inputs
+                .iter()
+                .map(|&t| g.tensors[t as usize].shape)
+                .collect();
             n.op.macs(&ins, g.tensors[n.outputs[0] as usize].shape)
         })
         .collect()
@@ -41,16 +45,31 @@ fn rows(g: &Graph, kernels: &[&'static str]) -> Vec<Row> {
         .enumerate()
         .map(|(i, n)| {
             let s = g.tensors[n.outputs[0] as usize].shape;
-            let in_c = n.inputs.first().map_or(0, |&t| g.tensors[t as usize].shape.c);
+            let in_c = n
+                .inputs
+                .first()
+                .map_or(0, |&t| g.tensors[t as usize].shape.c);
             let (kernel, stride) = match &n.op {
                 Op::Conv(c) => (
                     format!("{}x{}", c.kernel[0], c.kernel[1]),
-                    format!("{}", c.stride[0]) + &if c.stride[0] != c.stride[1] { format!("x{}", c.stride[1]) } else { String::new() },
+                    format!("{}", c.stride[0])
+                        + &if c.stride[0] != c.stride[1] {
+                            format!("x{}", c.stride[1])
+                        } else {
+                            String::new()
+                        },
                 ),
-                Op::Pool(p) => (format!("{}x{}", p.kernel[0], p.kernel[1]), format!("{}", p.stride[0])),
+                Op::Pool(p) => (
+                    format!("{}x{}", p.kernel[0], p.kernel[1]),
+                    format!("{}", p.stride[0]),
+                ),
                 _ => ("-".into(), "-".into()),
             };
-            let ws: Vec<_> = n.op.weight_ids().into_iter().map(|w| &g.weights[w as usize]).collect();
+            let ws: Vec<_> =
+                n.op.weight_ids()
+                    .into_iter()
+                    .map(|w| &g.weights[w as usize])
+                    .collect();
             Row {
                 name: n.name.clone(),
                 op: n.op.name(),
@@ -77,7 +96,10 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
     let params: u64 = g.weights.iter().map(|w| w.logical_elems()).sum();
     let weight_bytes: u64 = g.weights.iter().map(|w| w.byte_len).sum();
     let io = |v: &[smof::graph::IoDesc]| -> String {
-        v.iter().map(|i| format!("{{\"name\":{:?},\"dims\":{:?}}}", i.name, i.dims)).collect::<Vec<_>>().join(",")
+        v.iter()
+            .map(|i| format!("{{\"name\":{:?},\"dims\":{:?}}}", i.name, i.dims))
+            .collect::<Vec<_>>()
+            .join(",")
     };
     if json {
         let layers: Vec<String> = rows
@@ -122,12 +144,16 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
         println!("output {} {:?}", o.name, o.dims);
     }
     println!(
-        "{:>4}  {:<30} {:<13} {:>6} {:>6} {:>12} {:>13} {:>12} {:>11}  {}",
-        "#", "name", "op", "kernel", "stride", "channels", "output", "MFLOPs", "weight B", "impl"
+        "{:>4}  {:<30} {:<13} {:>6} {:>6} {:>12} {:>13} {:>12} {:>11}  impl",
+        "#", "name", "op", "kernel", "stride", "channels", "output", "MFLOPs", "weight B"
     );
     for (i, r) in rows.iter().enumerate() {
         let name: String = if r.name.chars().count() > 30 {
-            r.name.chars().take(29).chain(std::iter::once('…')).collect()
+            r.name
+                .chars()
+                .take(29)
+                .chain(std::iter::once('…'))
+                .collect()
         } else {
             r.name.clone()
         };

@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "smof", version, about = "SMOF: convert, prune, inspect and run CNN models")]
+#[command(
+    name = "smof",
+    version,
+    about = "SMOF: convert, prune, inspect and run CNN models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -103,7 +107,9 @@ fn target_choice(target: Option<&str>) -> Result<KernelChoice> {
         Some(t @ ("x86_64-avx2" | "x86_64-avx512" | "aarch64")) => {
             bail!("--target {t}: this build has no {t} kernel table yet; use --target portable")
         }
-        Some(t) => bail!("unknown --target {t}; use portable, x86_64-avx2, x86_64-avx512 or aarch64"),
+        Some(t) => {
+            bail!("unknown --target {t}; use portable, x86_64-avx2, x86_64-avx512 or aarch64")
+        }
     }
 }
 
@@ -187,13 +193,14 @@ fn run(model_path: &Path, input: &Path, output: &Path) -> Result<()> {
         );
     }
     session.run(&[&x.data])?;
-    let outputs = &model.graph().outputs;
-    for i in 0..session.output_count() {
+    for (i, desc) in model.graph().outputs.iter().enumerate() {
         let path = if i == 0 {
             output.to_path_buf()
         } else {
-            let stem = output.file_stem().map_or("output".into(), |s| s.to_string_lossy());
-            let name: String = outputs[i]
+            let stem = output
+                .file_stem()
+                .map_or("output".into(), |s| s.to_string_lossy());
+            let name: String = desc
                 .name
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -208,13 +215,21 @@ fn run(model_path: &Path, input: &Path, output: &Path) -> Result<()> {
 
 /// Runs `session` on each sample of a batch array whose shape is (N, ...) and calls `f` with
 /// the sample index and the first output. Works whatever the model's own batch size is.
-fn for_each_sample(session: &mut Session, x: &npy::Array, mut f: impl FnMut(usize, &[f32])) -> Result<()> {
+fn for_each_sample(
+    session: &mut Session,
+    x: &npy::Array,
+    mut f: impl FnMut(usize, &[f32]),
+) -> Result<()> {
     let dims = session.input_dims(0).to_vec();
     let per_model: usize = dims.iter().product();
     let model_batch = dims.first().copied().unwrap_or(1);
     let per_sample = per_model / model_batch.max(1);
     if x.shape.len() != dims.len() || x.shape[1..] != dims[1..] {
-        bail!("inputs have shape {:?}, the model expects (N, {:?})", x.shape, &dims[1..]);
+        bail!(
+            "inputs have shape {:?}, the model expects (N, {:?})",
+            x.shape,
+            &dims[1..]
+        );
     }
     let n = x.shape[0];
     let out_per_sample = session.output(0).len() / model_batch.max(1);
@@ -225,7 +240,10 @@ fn for_each_sample(session: &mut Session, x: &npy::Array, mut f: impl FnMut(usiz
         buf[..take * per_sample].copy_from_slice(&x.data[i * per_sample..(i + take) * per_sample]);
         session.run(&[&buf])?;
         for k in 0..take {
-            f(i + k, &session.output(0)[k * out_per_sample..(k + 1) * out_per_sample]);
+            f(
+                i + k,
+                &session.output(0)[k * out_per_sample..(k + 1) * out_per_sample],
+            );
         }
         i += take;
     }
@@ -235,7 +253,13 @@ fn for_each_sample(session: &mut Session, x: &npy::Array, mut f: impl FnMut(usiz
 fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+            if x > bv {
+                (i, x)
+            } else {
+                (bi, bv)
+            }
+        })
         .0
 }
 
@@ -253,7 +277,11 @@ fn eval(model_path: &Path, data: &Path, json: bool) -> Result<()> {
         }
     })?;
     let n = y.len();
-    let top1 = if n > 0 { correct as f64 / n as f64 } else { 0.0 };
+    let top1 = if n > 0 {
+        correct as f64 / n as f64
+    } else {
+        0.0
+    };
     if json {
         println!("{{\"top1\": {top1:.6}, \"n\": {n}}}");
     } else {
@@ -269,7 +297,8 @@ fn compare(a: &Path, b: &Path, inputs: &Path, json: bool) -> Result<()> {
     let x = npy::read(inputs)?;
     let mut outs_a = Vec::new();
     for_each_sample(&mut sa, &x, |_, o| outs_a.push(o.to_vec()))?;
-    let (mut sum_cos, mut min_cos, mut agree, mut max_abs, mut n) = (0.0f64, f64::INFINITY, 0usize, 0.0f32, 0usize);
+    let (mut sum_cos, mut min_cos, mut agree, mut max_abs, mut n) =
+        (0.0f64, f64::INFINITY, 0usize, 0.0f32, 0usize);
     let mut shape_err = None;
     for_each_sample(&mut sb, &x, |i, o| {
         let r = &outs_a[i];
@@ -280,11 +309,18 @@ fn compare(a: &Path, b: &Path, inputs: &Path, json: bool) -> Result<()> {
         let dot: f64 = r.iter().zip(o).map(|(&p, &q)| p as f64 * q as f64).sum();
         let na: f64 = r.iter().map(|&p| p as f64 * p as f64).sum::<f64>().sqrt();
         let nb: f64 = o.iter().map(|&q| q as f64 * q as f64).sum::<f64>().sqrt();
-        let cos = if na > 0.0 && nb > 0.0 { dot / (na * nb) } else { f64::from(u8::from(na == nb)) };
+        let cos = if na > 0.0 && nb > 0.0 {
+            dot / (na * nb)
+        } else {
+            f64::from(u8::from(na == nb))
+        };
         sum_cos += cos;
         min_cos = min_cos.min(cos);
         agree += usize::from(argmax(r) == argmax(o));
-        max_abs = r.iter().zip(o).fold(max_abs, |m, (&p, &q)| m.max((p - q).abs()));
+        max_abs = r
+            .iter()
+            .zip(o)
+            .fold(max_abs, |m, (&p, &q)| m.max((p - q).abs()));
         n += 1;
     })?;
     if let Some((la, lb)) = shape_err {

@@ -45,11 +45,23 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         bail!("header claims {count} elements, the file holds fewer");
     }
     let descr = npy.dtype().descr();
-    let data: Vec<f32> = match descr.trim_start_matches(['<', '|', '=']) {
+    let data: Vec<f32> = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
         "f4" => npy.into_vec::<f32>()?,
-        "f8" => npy.into_vec::<f64>()?.into_iter().map(|v| v as f32).collect(),
-        "i8" => npy.into_vec::<i64>()?.into_iter().map(|v| v as f32).collect(),
-        "i4" => npy.into_vec::<i32>()?.into_iter().map(|v| v as f32).collect(),
+        "f8" => npy
+            .into_vec::<f64>()?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        "i8" => npy
+            .into_vec::<i64>()?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        "i4" => npy
+            .into_vec::<i32>()?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
         "u1" => npy.into_vec::<u8>()?.into_iter().map(f32::from).collect(),
         other => bail!("unsupported dtype {other}; use float32"),
     };
@@ -78,7 +90,8 @@ fn remaining_after_header(bytes: &[u8]) -> Result<u64> {
 
 /// Writes an f32 array as `.npy`.
 pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut w = npyz::WriteOptions::new()
         .default_dtype()
@@ -92,7 +105,8 @@ pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// Arrays `X` (float) and `y` (labels) of an `.npz` data set.
 pub fn read_npz_xy(path: &Path) -> Result<(Array, Vec<i64>)> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut zip = npyz::npz::NpzArchive::new(std::io::BufReader::new(file))
         .with_context(|| format!("{} is not an .npz archive", path.display()))?;
     let mut take = |name: &str| -> Result<Vec<u8>> {

@@ -786,7 +786,7 @@ pub fn tract_run(onnx: &[u8], inputs: &[(Vec<usize>, Vec<f32>)]) -> Vec<Vec<f32>
 
 /// Kernel choices the model-list tests know how to force. Extend when the runtime gains a
 /// [`KernelChoice`] variant for a new table.
-const KNOWN_CHOICES: &[KernelChoice] = &[KernelChoice::Portable];
+const KNOWN_CHOICES: &[KernelChoice] = &KernelChoice::ALL;
 
 /// Every kernel table this CPU can run ([`KernelTable::all_supported`]) as
 /// `(table name, choice that forces it)`.

@@ -10,9 +10,13 @@
 //! `channel_align`. Pad lanes hold zeros: every kernel writes zeros into the pad lanes of its
 //! output, and may rely on its inputs' pad lanes being zero.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod pack;
 pub mod portable;
 pub mod reference;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 use crate::graph::{Activation, Conv, Fc, Layout, Pool, Shape4};
 use std::ops::Range;
@@ -160,33 +164,80 @@ pub enum KernelChoice {
     Auto,
     /// The portable table (scalar plus `wide`), available everywhere.
     Portable,
+    /// x86-64 with AVX2 and FMA.
+    X86Avx2,
+    /// x86-64 with AVX-512F.
+    X86Avx512,
+    /// aarch64 with NEON.
+    Aarch64Neon,
+}
+
+impl KernelChoice {
+    /// Every choice except `Auto`, fastest last.
+    pub const ALL: [KernelChoice; 4] = [
+        KernelChoice::Portable,
+        KernelChoice::X86Avx2,
+        KernelChoice::X86Avx512,
+        KernelChoice::Aarch64Neon,
+    ];
+
+    /// The `--target` name of the table: `portable`, `x86_64-avx2`, `x86_64-avx512`,
+    /// `aarch64`; `host` for `Auto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::Auto => "host",
+            KernelChoice::Portable => "portable",
+            KernelChoice::X86Avx2 => "x86_64-avx2",
+            KernelChoice::X86Avx512 => "x86_64-avx512",
+            KernelChoice::Aarch64Neon => "aarch64",
+        }
+    }
+
+    /// The choice called `name` (see [`KernelChoice::name`]).
+    pub fn from_name(name: &str) -> Option<KernelChoice> {
+        std::iter::once(KernelChoice::Auto)
+            .chain(KernelChoice::ALL)
+            .find(|c| c.name() == name)
+    }
 }
 
 impl KernelTable {
     /// The fastest table the running CPU supports.
     pub fn detect() -> &'static KernelTable {
-        &portable::TABLE
+        KernelChoice::ALL
+            .iter()
+            .rev()
+            .find_map(|&c| Self::for_choice(c))
+            .unwrap_or(&portable::TABLE)
     }
 
-    /// The table for `choice`, or `None` if this CPU cannot run it.
+    /// The table for `choice`, or `None` if this build or this CPU cannot run it.
     pub fn for_choice(choice: KernelChoice) -> Option<&'static KernelTable> {
         match choice {
             KernelChoice::Auto => Some(Self::detect()),
             KernelChoice::Portable => Some(&portable::TABLE),
-        }
-    }
-
-    /// The [`KernelChoice`] that selects the table called `name`.
-    pub fn choice_for_name(name: &str) -> Option<KernelChoice> {
-        match name {
-            "portable" => Some(KernelChoice::Portable),
+            #[cfg(target_arch = "x86_64")]
+            KernelChoice::X86Avx2 => x86::avx2_table(),
+            #[cfg(target_arch = "x86_64")]
+            KernelChoice::X86Avx512 => x86::avx512_table(),
+            #[cfg(target_arch = "aarch64")]
+            KernelChoice::Aarch64Neon => aarch64::neon_table(),
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
 
+    /// The [`KernelChoice`] that selects the table called `name` (a table's `name` field).
+    pub fn choice_for_name(name: &str) -> Option<KernelChoice> {
+        KernelChoice::from_name(name).filter(|&c| c != KernelChoice::Auto)
+    }
+
     /// Every table this CPU can run, for tests that check each of them.
     pub fn all_supported() -> Vec<&'static KernelTable> {
-        vec![&portable::TABLE]
+        KernelChoice::ALL
+            .iter()
+            .filter_map(|&c| Self::for_choice(c))
+            .collect()
     }
 
     /// The layout this table wants for a weight with the given role.

@@ -101,16 +101,14 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
 
 /// Maps a `--target` name to the kernel table to pack for.
 fn target_choice(target: Option<&str>) -> Result<KernelChoice> {
-    match target {
-        None | Some("host") => Ok(KernelChoice::Auto),
-        Some("portable") => Ok(KernelChoice::Portable),
-        Some(t @ ("x86_64-avx2" | "x86_64-avx512" | "aarch64")) => {
-            bail!("--target {t}: this build has no {t} kernel table yet; use --target portable")
-        }
-        Some(t) => {
-            bail!("unknown --target {t}; use portable, x86_64-avx2, x86_64-avx512 or aarch64")
-        }
+    let name = target.unwrap_or("host");
+    let choice = KernelChoice::from_name(name).with_context(|| {
+        format!("unknown --target {name}; use host, portable, x86_64-avx2, x86_64-avx512 or aarch64")
+    })?;
+    if smof::kernels::KernelTable::for_choice(choice).is_none() {
+        bail!("--target {name}: this build has no {name} kernel table for this machine; use --target portable");
     }
+    Ok(choice)
 }
 
 fn main() -> ExitCode {

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::lower::{lower, LowerOptions};
 use crate::passes::{self, PassReport};
+use crate::prune::{self, PruneOptions, PruneReport};
 use smof::graph::Graph;
 use smof::kernels::KernelTable;
 use smof::KernelChoice;
@@ -21,6 +22,9 @@ pub struct ConvertOptions {
     pub kernels: KernelChoice,
     /// Model name for the metadata; the ONNX graph name when `None`.
     pub model_name: Option<String>,
+    /// SMOF pruning. The default removes only kernel rings that are already all zero,
+    /// which never changes the outputs.
+    pub prune: PruneOptions,
 }
 
 /// Node counts along the pipeline, for reports.
@@ -49,6 +53,8 @@ pub struct Lowered {
     pub warnings: Vec<String>,
     /// Node counts.
     pub stats: Stats,
+    /// What pruning did.
+    pub prune: PruneReport,
 }
 
 /// A converted model.
@@ -62,6 +68,8 @@ pub struct Converted {
     pub warnings: Vec<String>,
     /// Node counts.
     pub stats: Stats,
+    /// What pruning did.
+    pub prune: PruneReport,
 }
 
 /// Converts ONNX bytes to a validated runtime graph and its packed weights, without
@@ -77,6 +85,7 @@ pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
     let mut g = imported.graph;
     let imported_nodes = g.nodes.len();
     let reports = passes::run_all(&mut g)?;
+    let prune_report = prune::prune(&mut g, &opts.prune)?;
     let optimized_nodes = g.nodes.len();
     let name = opts.model_name.clone().unwrap_or_else(|| {
         if imported.info.graph_name.is_empty() {
@@ -110,6 +119,7 @@ pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
             .chain(lowered.warnings)
             .collect(),
         stats,
+        prune: prune_report,
     })
 }
 
@@ -125,6 +135,7 @@ pub fn convert(onnx: &[u8], opts: &ConvertOptions) -> Result<Converted> {
         bytes,
         warnings: l.warnings,
         stats: l.stats,
+        prune: l.prune,
     })
 }
 

@@ -10,9 +10,11 @@
 //! 3. [`passes`]: graph rewrites, one file each (identity removal, bias and
 //!    BatchNormalization folding, Flatten before a fully connected layer, residual and
 //!    activation fusion, dead code elimination).
-//! 4. [`lower`]: the IR to the runtime's NHWC [`smof::graph::Graph`], packing every weight
+//! 4. [`prune`]: SMOF pruning (kernel rings), to a FLOP budget or only the lossless exact
+//!    shrink of rings that are already zero.
+//! 5. [`lower`]: the IR to the runtime's NHWC [`smof::graph::Graph`], packing every weight
 //!    for the chosen kernel table.
-//! 5. [`convert`](mod@convert): the public entry points [`convert()`] and [`convert_file`].
+//! 6. [`convert`](mod@convert): the public entry points [`convert()`] and [`convert_file`].
 #![warn(missing_docs)]
 
 pub mod convert;
@@ -21,6 +23,7 @@ pub mod ir;
 pub mod lower;
 pub mod onnx;
 pub mod passes;
+pub mod prune;
 
 pub use convert::{
     convert, convert_file, convert_to_graph, ConvertOptions, Converted, Lowered, Stats,

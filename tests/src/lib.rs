@@ -827,6 +827,7 @@ pub fn smof_convert(
             fp16,
             kernels,
             model_name: Some("smof-test".into()),
+            ..Default::default()
         },
     )
 }

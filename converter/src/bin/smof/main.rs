@@ -40,6 +40,18 @@ enum Cmd {
         /// aarch64 (default: this host).
         #[arg(long)]
         target: Option<String>,
+        /// Prune to a budget: `flops=R` keeps at most the fraction R of the FLOPs.
+        #[arg(long, value_name = "flops=R")]
+        prune: Option<String>,
+        /// Prune kernel rings (KxK to (K-2)x(K-2)).
+        #[arg(long, value_name = "on|off", default_value = "on")]
+        prune_kernels: String,
+        /// Prune channels (not built yet: `on` is an error with a budget).
+        #[arg(long, value_name = "on|off", default_value = "off")]
+        prune_channels: String,
+        /// Write the pruning report as JSON.
+        #[arg(long, value_name = "R.json")]
+        report: Option<PathBuf>,
     },
     /// Print a model's layers, FLOPs, weights and arena size.
     Inspect {
@@ -99,11 +111,79 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// Parses `--prune flops=R`.
+fn parse_budget(s: &str) -> Result<smof_converter::prune::Budget> {
+    match s.split_once('=') {
+        Some(("flops", r)) => {
+            let r: f64 = r
+                .parse()
+                .with_context(|| format!("--prune {s}: '{r}' is not a number"))?;
+            if !(r > 0.0 && r <= 1.0) {
+                bail!("--prune {s}: the ratio must be in (0, 1]");
+            }
+            Ok(smof_converter::prune::Budget::Flops(r))
+        }
+        Some(("latency", _)) => bail!(
+            "--prune latency=R needs a latency table (--lut), which is not built yet; use flops=R"
+        ),
+        _ => bail!("--prune takes flops=R, e.g. --prune flops=0.5"),
+    }
+}
+
+fn print_prune_table(r: &smof_converter::prune::PruneReport) {
+    println!(
+        "{:<36} {:>6} {:>12} {:>12} {:>12} {:>9}  note",
+        "layer", "K", "channels", "MFLOPs", "after", "energy"
+    );
+    for l in &r.layers {
+        println!(
+            "{:<36} {:>6} {:>12} {:>12.2} {:>12.2} {:>8.2}%  {}",
+            l.name.chars().take(36).collect::<String>(),
+            format!("{}->{}", l.k_before, l.k_after),
+            format!("{}->{}", l.channels_before, l.channels_after),
+            l.flops_before as f64 / 1e6,
+            l.flops_after as f64 / 1e6,
+            l.energy_removed * 100.0,
+            l.blocked.unwrap_or("")
+        );
+    }
+    println!(
+        "FLOPs {:.3} G -> {:.3} G ({:.3} of the dense model)",
+        r.flops_before as f64 / 1e9,
+        r.flops_after as f64 / 1e9,
+        r.flops_after as f64 / r.flops_before.max(1) as f64
+    );
+}
+
+fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
+    let layers: Vec<serde_json::Value> = r
+        .layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "name": l.name, "k_before": l.k_before, "k_after": l.k_after,
+                "channels_before": l.channels_before, "channels_after": l.channels_after,
+                "flops_before": l.flops_before, "flops_after": l.flops_after,
+                "energy_removed": l.energy_removed, "blocked": l.blocked,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "flops_before": r.flops_before,
+        "flops_after": r.flops_after,
+        "flops_ratio": r.flops_after as f64 / r.flops_before.max(1) as f64,
+        "layers": layers,
+    })
+    .to_string()
+}
+
 /// Maps a `--target` name to the kernel table to pack for.
 fn target_choice(target: Option<&str>) -> Result<KernelChoice> {
     let name = target.unwrap_or("host");
     let choice = KernelChoice::from_name(name).with_context(|| {
-        format!("unknown --target {name}; use host, portable, x86_64-avx2, x86_64-avx512 or aarch64")
+        format!(
+            "unknown --target {name}; use host, portable, x86_64-avx2, x86_64-avx512 or aarch64"
+        )
     })?;
     if smof::kernels::KernelTable::for_choice(choice).is_none() {
         bail!("--target {name}: this build has no {name} kernel table for this machine; use --target portable");
@@ -130,7 +210,18 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             input_shape,
             fp16,
             target,
+            prune,
+            prune_kernels,
+            prune_channels,
+            report,
         } => {
+            let on_off = |flag: &str, v: &str| -> Result<bool> {
+                match v {
+                    "on" => Ok(true),
+                    "off" => Ok(false),
+                    _ => bail!("--{flag} takes on or off, not '{v}'"),
+                }
+            };
             let opts = smof_converter::ConvertOptions {
                 input_shapes: match input_shape {
                     Some(s) => vec![parse_shape(&s)?],
@@ -139,6 +230,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 fp16,
                 kernels: target_choice(target.as_deref())?,
                 model_name: input.file_stem().map(|s| s.to_string_lossy().into_owned()),
+                prune: smof_converter::prune::PruneOptions {
+                    budget: prune.as_deref().map(parse_budget).transpose()?,
+                    kernels: on_off("prune-kernels", &prune_kernels)?,
+                    channels: on_off("prune-channels", &prune_channels)?,
+                },
             };
             let t = std::time::Instant::now();
             let done = smof_converter::convert_file(&input, &output, &opts)?;
@@ -146,6 +242,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 eprintln!("smof: warning: {w}");
             }
             let g = &done.graph;
+            if prune.is_some() {
+                print_prune_table(&done.prune);
+            }
+            if let Some(path) = report {
+                std::fs::write(&path, prune_json(&done.prune))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             println!(
                 "wrote {} ({} bytes): {} nodes, {} weights, {:.3} GFLOP, in {:.2} s",
                 output.display(),

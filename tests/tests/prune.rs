@@ -1,0 +1,170 @@
+//! SMOF kernel-ring pruning: the exact shrink of zero rings leaves the outputs unchanged
+//! (checked against tract on the unpruned model) for every kernel size, stride, dilation and
+//! depthwise; FLOP budgets shrink kernels; impossible budgets are clear errors.
+
+use smof::graph::Op;
+use smof_converter::prune::{Budget, PruneOptions};
+use smof_converter::{convert, ConvertOptions};
+use smof_tests::{attr, check_against_tract, random_input, OnnxBuilder, Rng};
+
+/// A conv whose weights are random inside and exactly zero on the outer `zero_rings` rings.
+#[allow(clippy::too_many_arguments)]
+fn ring_zeroed_conv(
+    b: &mut OnnxBuilder,
+    x: &str,
+    in_c: usize,
+    out_c: usize,
+    group: usize,
+    k: usize,
+    zero_rings: usize,
+    stride: usize,
+    dil: usize,
+    pads: [usize; 4],
+    seed: u64,
+) -> String {
+    let mut rng = Rng::new(seed);
+    let icg = in_c / group;
+    let mut w = rng.vec(out_c * icg * k * k, -0.5, 0.5);
+    for (i, v) in w.iter_mut().enumerate() {
+        let (y, xx) = ((i / k) % k, i % k);
+        let edge = y.min(xx).min(k - 1 - y).min(k - 1 - xx);
+        if edge < zero_rings {
+            *v = 0.0;
+        }
+    }
+    let wn = b.init(&format!("w{seed}"), &[out_c, icg, k, k], &w);
+    let bn = b.init(&format!("b{seed}"), &[out_c], &rng.vec(out_c, -0.1, 0.1));
+    b.node(
+        "Conv",
+        &[x, &wn, &bn],
+        vec![
+            attr::ints("kernel_shape", &[k as i64, k as i64]),
+            attr::ints("strides", &[stride as i64, stride as i64]),
+            attr::ints("dilations", &[dil as i64, dil as i64]),
+            attr::ints("pads", &pads.map(|p| p as i64)),
+            attr::int("group", group as i64),
+        ],
+    )
+}
+
+fn conv_kernels(bytes: &[u8]) -> Vec<[u32; 2]> {
+    smof::format::read(bytes, &Default::default())
+        .unwrap()
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Conv(c) => Some(c.kernel),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn zero_rings_shrink_exactly_for_every_k_stride_dilation_and_depthwise() {
+    let mut seed = 1;
+    for k in [3usize, 5, 7] {
+        for stride in [1usize, 2] {
+            for dil in [1usize, 2] {
+                for (in_c, out_c, group) in [(5, 11, 1), (9, 9, 9)] {
+                    for zero_rings in 1..=k / 2 {
+                        seed += 1;
+                        let p = dil * (k - 1) / 2;
+                        // Asymmetric but always >= dil * zero_rings on every side.
+                        let pads = [p, p + dil, p, p];
+                        let shape = [1, in_c, 13, 10];
+                        let mut b = OnnxBuilder::with_seed(13, seed);
+                        let x = b.input("x", &shape);
+                        let y = ring_zeroed_conv(
+                            &mut b, &x, in_c, out_c, group, k, zero_rings, stride, dil, pads, seed,
+                        );
+                        b.output(&y);
+                        let onnx = b.build();
+                        let name =
+                            format!("k{k} s{stride} d{dil} g{group} zero rings {zero_rings}");
+                        let conv = convert(&onnx, &ConvertOptions::default()).expect(&name);
+                        let kk = (k - 2 * zero_rings) as u32;
+                        assert_eq!(conv_kernels(&conv.bytes), vec![[kk, kk]], "{name}");
+                        assert_eq!(conv.prune.layers[0].k_after, k - 2 * zero_rings, "{name}");
+                        // The shrunk model against tract on the original, unpruned model.
+                        check_against_tract(&name, &onnx, &[random_input(seed, &shape)], false);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn padding_below_the_dilation_is_left_out_and_reported() {
+    let mut b = OnnxBuilder::with_seed(13, 7);
+    let x = b.input("x", &[1, 4, 9, 9]);
+    let y = ring_zeroed_conv(&mut b, &x, 4, 8, 1, 3, 1, 1, 2, [1, 1, 1, 1], 7);
+    b.output(&y);
+    let onnx = b.build();
+    let conv = convert(&onnx, &ConvertOptions::default()).unwrap();
+    assert_eq!(conv_kernels(&conv.bytes), vec![[3, 3]]);
+    assert!(conv.prune.layers[0].blocked.unwrap().contains("dilation"));
+    check_against_tract("p<d", &onnx, &[random_input(7, &[1, 4, 9, 9])], false);
+}
+
+fn two_conv_model() -> Vec<u8> {
+    let mut b = OnnxBuilder::with_seed(13, 3);
+    let x = b.input("x", &[1, 8, 16, 16]);
+    let a = ring_zeroed_conv(&mut b, &x, 8, 16, 1, 5, 0, 1, 1, [2; 4], 11);
+    let r = b.node("Relu", &[&a], vec![]);
+    let c = ring_zeroed_conv(&mut b, &r, 16, 16, 1, 3, 0, 1, 1, [1; 4], 12);
+    b.output(&c);
+    b.build()
+}
+
+#[test]
+fn a_flop_budget_shrinks_kernels_until_it_is_met() {
+    let onnx = two_conv_model();
+    let opts = ConvertOptions {
+        prune: PruneOptions {
+            budget: Some(Budget::Flops(0.5)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let conv = convert(&onnx, &opts).unwrap();
+    let r = &conv.prune;
+    assert!(r.flops_after as f64 <= 0.5 * r.flops_before as f64, "{r:?}");
+    assert!(r.layers.iter().any(|l| l.k_after < l.k_before));
+    // The pruned file runs, and its layers agree with the report.
+    let model = smof::Model::from_bytes(&conv.bytes).unwrap();
+    let mut s = smof::Session::new(&model, &Default::default()).unwrap();
+    s.run(&[&random_input(3, &[1, 8, 16, 16]).1]).unwrap();
+    let ks: Vec<u32> = conv_kernels(&conv.bytes).iter().map(|k| k[0]).collect();
+    let reported: Vec<u32> = r.layers.iter().map(|l| l.k_after as u32).collect();
+    assert_eq!(ks, reported);
+}
+
+#[test]
+fn impossible_budgets_are_clear_errors() {
+    let onnx = two_conv_model();
+    let with = |budget, channels| ConvertOptions {
+        prune: PruneOptions {
+            budget: Some(budget),
+            kernels: true,
+            channels,
+        },
+        ..Default::default()
+    };
+    for r in [0.0, -1.0, 1.5, f64::NAN] {
+        let e = convert(&onnx, &with(Budget::Flops(r), false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(0, 1]"), "{r}: {e}");
+    }
+    // Rings alone cannot reach 1% (both convs bottom out at 1x1).
+    let e = convert(&onnx, &with(Budget::Flops(0.01), false))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reaches only"), "{e}");
+    // Channel pruning is not built: asking for it says so.
+    let e = convert(&onnx, &with(Budget::Flops(0.5), true))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("channel pruning"), "{e}");
+}

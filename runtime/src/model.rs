@@ -28,6 +28,12 @@ impl Default for ModelOptions {
 /// Where the file's bytes live.
 enum Storage {
     Mmap(memmap2::Mmap),
+    /// `len` bytes at `start` inside a mapping that begins at a page boundary.
+    MmapRange {
+        map: memmap2::Mmap,
+        start: usize,
+        len: usize,
+    },
     Static(&'static [u8]),
     Owned(Vec<Aligned64>),
 }
@@ -41,6 +47,7 @@ impl Storage {
     fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mmap(m) => m,
+            Storage::MmapRange { map, start, len } => &map[*start..*start + *len],
             Storage::Static(s) => s,
             Storage::Owned(v) => bytemuck_aligned(v),
         }
@@ -123,6 +130,60 @@ impl Model {
             source,
         })?;
         Self::from_bytes_with(&bytes, opts)
+    }
+
+    /// Maps the `len` bytes at `offset` of an open file, for a model stored inside a larger
+    /// file (an uncompressed Android asset, an archive). The caller may close `file` afterwards;
+    /// the mapping keeps its own reference.
+    ///
+    /// The mapping starts at the page boundary below `offset` and the model uses the sub-slice,
+    /// so no bytes are copied when `offset` is a multiple of 64 (weights are then 64-byte
+    /// aligned in memory, as they are in the file); otherwise the range is read into aligned
+    /// memory. The same no-modification contract as [`Model::open`] applies.
+    pub fn open_range(
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        opts: &ModelOptions,
+    ) -> Result<Model> {
+        let io = |source| Error::Io {
+            path: std::path::PathBuf::from(format!("<file range {offset}+{len}>")),
+            source,
+        };
+        let invalid =
+            |what: String| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));
+        let file_len = file.metadata().map_err(io)?.len();
+        if offset.checked_add(len).is_none_or(|end| end > file_len) {
+            return Err(invalid(format!(
+                "range {offset}+{len} is outside the file of {file_len} bytes"
+            )));
+        }
+        let len_usize = usize::try_from(len).map_err(|_| invalid("range too large".into()))?;
+        if !offset.is_multiple_of(64) {
+            let mut bytes = vec![0u8; len_usize];
+            read_exact_at(file, &mut bytes, offset).map_err(io)?;
+            return Self::from_bytes_with(&bytes, opts);
+        }
+        let page = page_size() as u64;
+        let base = offset / page * page;
+        let start = (offset - base) as usize;
+        // SAFETY: read-only mapping under the contract documented above; every byte read from
+        // it is bounds-checked by `format::read` before use.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(base)
+                .len(start + len_usize)
+                .map(file)
+        }
+        .map_err(io)?;
+        Self::from_storage(
+            Storage::MmapRange {
+                map,
+                start,
+                len: len_usize,
+            },
+            opts,
+        )
     }
 
     /// Validates a model held in memory, copying it into 64-byte-aligned storage.
@@ -254,6 +315,26 @@ impl Model {
     }
 }
 
+/// The granularity mmap offsets must be aligned to. 64 KiB is a multiple of every page size in
+/// use (4, 16 and 64 KiB pages), so aligning down to it is always valid.
+fn page_size() -> usize {
+    64 * 1024
+}
+
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
 fn bytemuck_aligned_mut(v: &mut [Aligned64]) -> &mut [u8] {
     // SAFETY: as in `bytemuck_aligned`; the slice is uniquely borrowed.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 64) }
@@ -293,9 +374,148 @@ pub fn weight_roles(graph: &Graph) -> Vec<Option<WeightRole>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::graph::*;
     fn assert_send_sync<T: Send + Sync>() {}
     #[test]
     fn model_is_send_and_sync() {
         assert_send_sync::<super::Model>();
+    }
+
+    /// A small conv + pool model written with the runtime's own writer.
+    fn tiny_model() -> Vec<u8> {
+        let conv = Conv {
+            in_c: 3,
+            out_c: 8,
+            groups: 1,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [1, 1, 1, 1],
+            weight: 0,
+            bias: Some(1),
+            act: Activation::Relu,
+        };
+        let graph = Graph {
+            meta: Metadata {
+                producer: "test".into(),
+                producer_version: "0".into(),
+                model_name: "tiny".into(),
+                description: String::new(),
+            },
+            tensors: vec![
+                TensorDesc {
+                    name: "x".into(),
+                    shape: Shape4::new(1, 16, 16, 3),
+                },
+                TensorDesc {
+                    name: "c".into(),
+                    shape: Shape4::new(1, 16, 16, 8),
+                },
+                TensorDesc {
+                    name: "y".into(),
+                    shape: Shape4::new(1, 1, 1, 8),
+                },
+            ],
+            weights: vec![
+                WeightDesc {
+                    name: "w".into(),
+                    dtype: DType::F32,
+                    layout: Layout::Canonical,
+                    dims: vec![8, 3, 3, 3],
+                    offset: 0,
+                    byte_len: 0,
+                },
+                WeightDesc {
+                    name: "b".into(),
+                    dtype: DType::F32,
+                    layout: Layout::Canonical,
+                    dims: vec![8],
+                    offset: 0,
+                    byte_len: 0,
+                },
+            ],
+            nodes: vec![
+                Node {
+                    name: "conv".into(),
+                    op: Op::Conv(conv),
+                    inputs: vec![0],
+                    outputs: vec![1],
+                },
+                Node {
+                    name: "gap".into(),
+                    op: Op::GlobalAvgPool,
+                    inputs: vec![1],
+                    outputs: vec![2],
+                },
+            ],
+            inputs: vec![IoDesc {
+                name: "x".into(),
+                tensor: 0,
+                dims: vec![1, 3, 16, 16],
+            }],
+            outputs: vec![IoDesc {
+                name: "y".into(),
+                tensor: 2,
+                dims: vec![1, 8],
+            }],
+        };
+        let w: Vec<u8> = (0..8 * 27)
+            .flat_map(|i| ((i % 7) as f32 * 0.1 - 0.3).to_le_bytes())
+            .collect();
+        let b: Vec<u8> = (0..8)
+            .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
+            .collect();
+        crate::format::write(&graph, &[&w, &b]).expect("write tiny model")
+    }
+
+    #[test]
+    fn open_range_reads_a_model_inside_a_larger_file() {
+        use std::io::Write;
+        check_ranges(&tiny_model());
+
+        fn check_ranges(bytes: &[u8]) {
+            let reference = super::Model::from_bytes(bytes).unwrap();
+            // Aligned (mapped, zero-copy) and unaligned (copied) prefixes.
+            for prefix in [0usize, 64, 4096, 70_000, 100, 3] {
+                let path = std::env::temp_dir().join(format!(
+                    "smof-open-range-{}-{prefix}.bin",
+                    std::process::id()
+                ));
+                {
+                    let mut f = std::fs::File::create(&path).unwrap();
+                    f.write_all(&vec![0xA5u8; prefix]).unwrap();
+                    f.write_all(bytes).unwrap();
+                    f.write_all(&[1, 2, 3]).unwrap();
+                }
+                let f = std::fs::File::open(&path).unwrap();
+                let m = super::Model::open_range(
+                    &f,
+                    prefix as u64,
+                    bytes.len() as u64,
+                    &super::ModelOptions::default(),
+                )
+                .unwrap();
+                drop(f);
+                assert_eq!(m.file_len(), bytes.len());
+                assert_eq!(m.graph().nodes.len(), reference.graph().nodes.len());
+                for id in 0..m.graph().weights.len() as u32 {
+                    assert_eq!(m.weight(id), reference.weight(id));
+                }
+                if prefix % 64 == 0 {
+                    assert!(matches!(m.storage, super::Storage::MmapRange { .. }));
+                }
+                // Out-of-range requests are errors, not panics.
+                let f = std::fs::File::open(&path).unwrap();
+                assert!(super::Model::open_range(
+                    &f,
+                    prefix as u64 + 1,
+                    bytes.len() as u64 + 10,
+                    &super::ModelOptions::default()
+                )
+                .is_err());
+                assert!(super::Model::open_range(&f, u64::MAX, 2, &Default::default()).is_err());
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
     }
 }

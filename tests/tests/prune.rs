@@ -168,3 +168,88 @@ fn impossible_budgets_are_clear_errors() {
         .to_string();
     assert!(e.contains("channel pruning"), "{e}");
 }
+
+/// A conv whose output channels in `zero` have all-zero weights and bias.
+#[allow(clippy::too_many_arguments)]
+fn conv_zero_channels(
+    b: &mut OnnxBuilder,
+    x: &str,
+    in_c: usize,
+    out_c: usize,
+    group: usize,
+    k: usize,
+    zero: &[usize],
+    seed: u64,
+) -> String {
+    let mut rng = Rng::new(seed);
+    let icg = in_c / group;
+    let row = icg * k * k;
+    let mut w = rng.vec(out_c * row, -0.5, 0.5);
+    let mut bias = rng.vec(out_c, -0.2, 0.2);
+    for &c in zero {
+        w[c * row..(c + 1) * row].fill(0.0);
+        bias[c] = 0.0;
+    }
+    let wn = b.init(&format!("cw{seed}"), &[out_c, icg, k, k], &w);
+    let bn = b.init(&format!("cb{seed}"), &[out_c], &bias);
+    let p = (k / 2) as i64;
+    b.node(
+        "Conv",
+        &[x, &wn, &bn],
+        vec![
+            attr::ints("kernel_shape", &[k as i64, k as i64]),
+            attr::ints("pads", &[p, p, p, p]),
+            attr::int("group", group as i64),
+        ],
+    )
+}
+
+fn out_channels(bytes: &[u8]) -> Vec<u32> {
+    smof::format::read(bytes, &Default::default())
+        .unwrap()
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Conv(c) => Some(c.out_c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Zero channels through a residual block, a depthwise conv, a Concat and a squeeze-excite
+/// Mul are removed with their whole group, and the outputs do not change.
+#[test]
+fn zero_channels_shrink_exactly_through_residual_depthwise_concat_and_se() {
+    let shape = [1, 6, 10, 10];
+    let mut b = OnnxBuilder::with_seed(13, 21);
+    let x = b.input("x", &shape);
+    let a = conv_zero_channels(&mut b, &x, 6, 16, 1, 3, &[2, 5, 11], 1);
+    let a = b.node("Relu", &[&a], vec![]);
+    let d = conv_zero_channels(&mut b, &a, 16, 16, 16, 3, &[2, 5, 11], 2);
+    let d = b.node("Relu", &[&d], vec![]);
+    let e = conv_zero_channels(&mut b, &d, 16, 16, 1, 1, &[2, 5, 11], 3);
+    let r = b.node("Add", &[&e, &a], vec![]);
+    let r = b.node("Relu", &[&r], vec![]);
+    let c = conv_zero_channels(&mut b, &x, 6, 8, 1, 1, &[3], 4);
+    let cat = b.node("Concat", &[&r, &c], vec![attr::int("axis", 1)]);
+    // Squeeze-excite over the 24 concatenated channels.
+    let gap = b.node("GlobalAveragePool", &[&cat], vec![]);
+    let s1 = conv_zero_channels(&mut b, &gap, 24, 4, 1, 1, &[], 5);
+    let s1 = b.node("Relu", &[&s1], vec![]);
+    let s2 = conv_zero_channels(&mut b, &s1, 4, 24, 1, 1, &[], 6);
+    let s2 = b.node("Sigmoid", &[&s2], vec![]);
+    let m = b.node("Mul", &[&cat, &s2], vec![]);
+    let y = conv_zero_channels(&mut b, &m, 24, 10, 1, 1, &[], 7);
+    b.output(&y);
+    let onnx = b.build();
+
+    let conv = convert(&onnx, &ConvertOptions::default()).unwrap();
+    // The 3 zero channels of the residual group and the 1 of the side branch are gone.
+    assert_eq!(
+        out_channels(&conv.bytes),
+        vec![13, 13, 13, 7, 4, 20, 10],
+        "{:?}",
+        conv.prune.layers
+    );
+    check_against_tract("zero channels", &onnx, &[random_input(21, &shape)], false);
+}

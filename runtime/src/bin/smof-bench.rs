@@ -9,14 +9,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--warmup N] [--loops N] [--profile] [--json]
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--warmup N] [--loops N] [--profile] [--json] [--kernels NAME]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
   --threads N   worker threads (default 1)
   --warmup N    untimed runs first (default 3)
   --loops N     timed runs (default 20)
   --profile     per-layer time, share of total and GFLOP/s, slowest first
-  --json        one JSON object per model on stdout";
+  --json        one JSON object per model on stdout
+  --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64";
 
 struct Args {
     models: Vec<PathBuf>,
@@ -25,6 +26,7 @@ struct Args {
     loops: usize,
     profile: bool,
     json: bool,
+    kernels: smof::KernelChoice,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         loops: 20,
         profile: false,
         json: false,
+        kernels: smof::KernelChoice::Auto,
     };
     let mut path: Option<PathBuf> = None;
     while let Some(a) = args.next() {
@@ -50,6 +53,11 @@ fn parse_args() -> Result<Args, String> {
             "--loops" => out.loops = num("--loops")?.max(1),
             "--profile" => out.profile = true,
             "--json" => out.json = true,
+            "--kernels" => {
+                let v = args.next().ok_or("--kernels needs a value")?;
+                out.kernels = smof::KernelChoice::from_name(&v)
+                    .ok_or(format!("--kernels: unknown table '{v}'"))?;
+            }
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => {
@@ -129,7 +137,11 @@ fn total_macs(g: &Graph) -> Vec<u64> {
 
 fn bench(path: &Path, a: &Args) -> Result<(), String> {
     let t_open = Instant::now();
-    let model = Model::open(path).map_err(|e| e.to_string())?;
+    let opts = smof::ModelOptions {
+        kernels: a.kernels,
+        ..Default::default()
+    };
+    let model = Model::open_with(path, &opts).map_err(|e| e.to_string())?;
     let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
     let t_sess = Instant::now();
     let mut session = Session::new(&model, &SessionOptions::default().threads(a.threads))
@@ -262,7 +274,7 @@ fn main() -> ExitCode {
             args.threads,
             args.warmup,
             args.loops,
-            smof::kernels::KernelTable::detect().name
+            smof::kernels::KernelTable::for_choice(args.kernels).map_or("unsupported", |t| t.name)
         );
     }
     let mut failed = false;

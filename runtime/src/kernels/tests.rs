@@ -841,3 +841,67 @@ fn portable_conv_speed() {
         );
     }
 }
+
+/// Measures the conv kernels of every supported table at ResNet-18 / MobileNetV2 shapes. Run
+/// with `cargo test -p smof --release --lib -- --ignored --nocapture table_conv_speed`.
+#[test]
+#[ignore]
+fn table_conv_speed() {
+    let shapes = [
+        ("3x3 56x56x64->64", 56, 64, 64, 3),
+        ("3x3 28x28x128->128", 28, 128, 128, 3),
+        ("3x3 14x14x256->256", 14, 256, 256, 3),
+        ("3x3 7x7x512->512", 7, 512, 512, 3),
+        ("1x1 28x28x128->128", 28, 128, 128, 1),
+        ("1x1 56x56x64->256", 56, 64, 256, 1),
+        ("1x1 7x7x160->960", 7, 160, 960, 1),
+        ("1x1 56x56x24->144", 56, 24, 144, 1),
+        ("7x7s2 224x224x3->64", 224, 3, 64, 7),
+        ("dw3x3 112x112x32", 112, 32, 32, 3),
+        ("dw3x3 56x56x144", 56, 144, 144, 3),
+    ];
+    for t in tables() {
+        for (label, hw, ic, oc, k) in shapes {
+            let stride = if label.contains("s2") { 2 } else { 1 };
+            let groups = if label.starts_with("dw") { ic } else { 1 };
+            let case = make_conv_case(
+                (groups, ic, oc),
+                [k, k],
+                [stride; 2],
+                [1, 1],
+                [k / 2; 4],
+                (1, hw - 1, hw - 1),
+                (0, 0),
+                (true, false, Activation::Relu),
+                (0.0, 1),
+            );
+            let data = ConvData::new(&case);
+            let kernel = (t.conv)(&case.conv);
+            let w = pack::pack(&data.w, &data.dims, kernel.layout);
+            let scratch = (kernel.scratch_len)(&case.conv, case.xs, case.ys);
+            let mut y = vec![0.0; case.ys.len()];
+            let flops = 2.0 * case.ys.shape.elems() as f64 * (ic / groups) as f64 * (k * k) as f64;
+            let mut best = f64::MAX;
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                run_conv(
+                    kernel.run,
+                    &case,
+                    &data,
+                    &w,
+                    scratch,
+                    &mut y,
+                    0..case.ys.rows(),
+                );
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            println!(
+                "{:14} {label:22} {:24} {:8.3} ms {:6.1} GFLOP/s",
+                t.name,
+                kernel.name,
+                best * 1e3,
+                flops / best / 1e9
+            );
+        }
+    }
+}

@@ -1,8 +1,125 @@
-//! aarch64 kernel table: NEON (always present on aarch64).
+//! aarch64 kernel table: NEON (mandatory on aarch64, so the table is always available there).
+//!
+//! Conv kernels, picked by [`TABLE`]'s `conv` entry (see [`select_conv`]):
+//!
+//! | name                     | layout           | selected for                                |
+//! |--------------------------|------------------|---------------------------------------------|
+//! | `dw3x3s1_neon`           | `DwBlock(8)`     | depthwise 3x3, stride 1                     |
+//! | `dw3x3s2_neon`           | `DwBlock(8)`     | depthwise 3x3, stride 2                     |
+//! | `dw3x3_neon`             | `DwBlock(8)`     | depthwise 3x3, other strides                |
+//! | `dw5x5s1_neon`           | `DwBlock(8)`     | depthwise 5x5, stride 1                     |
+//! | `dw5x5s2_neon`           | `DwBlock(8)`     | depthwise 5x5, stride 2                     |
+//! | `dw5x5_neon`             | `DwBlock(8)`     | depthwise 5x5, other strides                |
+//! | `gemm_8x8_neon`          | `ConvOcBlock(8)` | 1x1, stride 1, no padding                   |
+//! | `conv1x1s_8x8_neon`      | `ConvOcBlock(8)` | 1x1, other strides, no padding              |
+//! | `conv3x3_neon`           | `ConvOcBlock(8)` | 3x3 (any stride, dilation, padding)         |
+//! | `conv5x5_neon`           | `ConvOcBlock(8)` | 5x5                                         |
+//! | `conv7x7_neon`           | `ConvOcBlock(8)` | 7x7                                         |
+//! | `conv_kxk_neon`          | `ConvOcBlock(8)` | any other kernel (non-square, padded 1x1)   |
+//! | `dw_generic_portable`    | `DwBlock(8)`     | depthwise, any other kernel (portable)      |
+//! | `conv_generic_portable`  | `Canonical`      | grouped, depthwise with multiplier (portable) |
+//!
+//! The dense kernels (and `fc_8x8_neon`) share one register tile ([`tile`]): 8 output pixels
+//! x 8 output channels in 16 `float32x4_t` accumulators, bias in the initial value, residual
+//! and activation at the store. Pooling and the elementwise ops are the portable table's.
+//!
+//! The layouts are the portable table's, so a model packed for either table loads on the
+//! other without repacking.
 
-use super::KernelTable;
+mod conv;
+mod dw;
+mod fc;
+mod gemm;
+mod geom;
+mod neon;
+mod tile;
 
-/// The NEON table, when it is built.
+#[cfg(test)]
+mod tests;
+
+use super::{portable, Act4, ConvKernel, FcKernel, KernelTable};
+use crate::graph::{Conv, Layout};
+
+/// Weight layout of the ungrouped conv kernels.
+const OC_BLOCK: Layout = Layout::ConvOcBlock(8);
+/// Weight layout of the depthwise kernels.
+const DW_BLOCK: Layout = Layout::DwBlock(8);
+
+fn no_scratch(_: &Conv, _: Act4, _: Act4) -> usize {
+    0
+}
+
+const fn kernel(name: &'static str, layout: Layout, run: fn(&mut super::ConvArgs)) -> ConvKernel {
+    ConvKernel {
+        name,
+        layout,
+        scratch_len: no_scratch,
+        run,
+    }
+}
+
+const DW3X3S1: ConvKernel = kernel("dw3x3s1_neon", DW_BLOCK, dw::dw3x3s1);
+const DW3X3S2: ConvKernel = kernel("dw3x3s2_neon", DW_BLOCK, dw::dw3x3s2);
+const DW3X3: ConvKernel = kernel("dw3x3_neon", DW_BLOCK, dw::dw3x3);
+const DW5X5S1: ConvKernel = kernel("dw5x5s1_neon", DW_BLOCK, dw::dw5x5s1);
+const DW5X5S2: ConvKernel = kernel("dw5x5s2_neon", DW_BLOCK, dw::dw5x5s2);
+const DW5X5: ConvKernel = kernel("dw5x5_neon", DW_BLOCK, dw::dw5x5);
+const GEMM: ConvKernel = kernel("gemm_8x8_neon", OC_BLOCK, gemm::gemm_8x8);
+const CONV1X1S: ConvKernel = kernel("conv1x1s_8x8_neon", OC_BLOCK, gemm::conv1x1s_8x8);
+const CONV3X3: ConvKernel = kernel("conv3x3_neon", OC_BLOCK, conv::conv3x3);
+const CONV5X5: ConvKernel = kernel("conv5x5_neon", OC_BLOCK, conv::conv5x5);
+const CONV7X7: ConvKernel = kernel("conv7x7_neon", OC_BLOCK, conv::conv7x7);
+const CONV_KXK: ConvKernel = kernel("conv_kxk_neon", OC_BLOCK, conv::conv_kxk);
+
+/// Picks the NEON conv kernel for `c` (see the module table); the portable one where this
+/// table has none.
+pub fn select_conv(c: &Conv) -> ConvKernel {
+    if c.is_depthwise() {
+        return match (c.kernel, c.stride) {
+            ([3, 3], [1, 1]) => DW3X3S1,
+            ([3, 3], [2, 2]) => DW3X3S2,
+            ([3, 3], _) => DW3X3,
+            ([5, 5], [1, 1]) => DW5X5S1,
+            ([5, 5], [2, 2]) => DW5X5S2,
+            ([5, 5], _) => DW5X5,
+            _ => portable::select_conv(c),
+        };
+    }
+    if c.groups != 1 {
+        return portable::select_conv(c);
+    }
+    match c.kernel {
+        [1, 1] if c.pads == [0; 4] && c.stride == [1, 1] => GEMM,
+        [1, 1] if c.pads == [0; 4] => CONV1X1S,
+        [3, 3] => CONV3X3,
+        [5, 5] => CONV5X5,
+        [7, 7] => CONV7X7,
+        _ => CONV_KXK,
+    }
+}
+
+/// The NEON table.
+pub static TABLE: KernelTable = KernelTable {
+    name: "aarch64",
+    channel_align: 8,
+    conv: select_conv,
+    fc: FcKernel {
+        name: "fc_8x8_neon",
+        layout: Layout::FcOcBlock(8),
+        run: fc::fc_8x8,
+    },
+    pool: portable::TABLE.pool,
+    global_avg_pool: portable::TABLE.global_avg_pool,
+    add: portable::TABLE.add,
+    mul: portable::TABLE.mul,
+    concat_part: portable::TABLE.concat_part,
+    act: portable::TABLE.act,
+    softmax: portable::TABLE.softmax,
+    flatten: portable::TABLE.flatten,
+    channel_affine: portable::TABLE.channel_affine,
+};
+
+/// The NEON table (NEON is part of the aarch64 baseline, so it is always available).
 pub fn neon_table() -> Option<&'static KernelTable> {
-    None
+    Some(&TABLE)
 }

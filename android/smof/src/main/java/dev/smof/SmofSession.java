@@ -1,0 +1,182 @@
+package dev.smof;
+
+import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+
+/**
+ * One thread's planned execution of a {@link SmofModel}: every buffer is allocated when the
+ * session is created, and {@code run} allocates nothing natively. Methods are synchronized;
+ * for parallel inference create one session per thread. Use with try-with-resources.
+ */
+public final class SmofSession implements AutoCloseable {
+    private long handle;
+    private final int[][] inputShapes;
+    private final int[][] outputShapes;
+
+    /** A session on the calling thread only. */
+    public SmofSession(SmofModel model) {
+        this(model, 1);
+    }
+
+    /** A session with {@code threads} worker threads (0 or 1: the calling thread only). */
+    public SmofSession(SmofModel model, int threads) {
+        if (model == null) throw new IllegalArgumentException("model is null");
+        if (threads < 0) throw new IllegalArgumentException("threads is negative: " + threads);
+        synchronized (model) {
+            long m = model.live();
+            inputShapes = new int[model.getInputCount()][];
+            for (int i = 0; i < inputShapes.length; i++) inputShapes[i] = model.getInputShape(i);
+            outputShapes = new int[model.getOutputCount()][];
+            for (int i = 0; i < outputShapes.length; i++) outputShapes[i] = model.getOutputShape(i);
+            handle = nativeNew(m, threads);
+        }
+    }
+
+    /** Number of model inputs. */
+    public int getInputCount() {
+        return inputShapes.length;
+    }
+
+    /** Number of model outputs. */
+    public int getOutputCount() {
+        return outputShapes.length;
+    }
+
+    /** Shape of input {@code index} (ONNX order, e.g. {@code [1, 3, 224, 224]}). */
+    public int[] getInputShape(int index) {
+        checkIndex(index, inputShapes.length, "input");
+        return inputShapes[index].clone();
+    }
+
+    /** Shape of output {@code index} (ONNX order). */
+    public int[] getOutputShape(int index) {
+        checkIndex(index, outputShapes.length, "output");
+        return outputShapes[index].clone();
+    }
+
+    /**
+     * Runs a single-input model on {@code input} (NCHW float order, exactly the input's element
+     * count) and returns output 0.
+     */
+    public synchronized float[] run(float[] input) {
+        if (input == null) throw new IllegalArgumentException("input is null");
+        long h = live();
+        checkLength(input.length);
+        nativeRunArray(h, input);
+        return nativeOutput(h, 0);
+    }
+
+    /**
+     * Runs a single-input model on the remaining floats of {@code input} (direct buffers in
+     * native byte order are read in place) and returns output 0. Positions are not changed.
+     */
+    public synchronized float[] run(FloatBuffer input) {
+        runBuffer(input);
+        return nativeOutput(handle, 0);
+    }
+
+    /**
+     * Runs on the remaining floats of {@code input} and writes output 0 into {@code output} at
+     * its position, advancing it. Allocation-free when both buffers are direct.
+     */
+    public synchronized void run(FloatBuffer input, FloatBuffer output) {
+        if (output == null) throw new IllegalArgumentException("output is null");
+        int n = SmofModel.elements(outputShapes[0]);
+        if (output.remaining() < n) {
+            throw new IllegalArgumentException(
+                    "output has " + output.remaining() + " floats remaining, needs " + n);
+        }
+        runBuffer(input);
+        if (output.isDirect() && output.order() == ByteOrder.nativeOrder()) {
+            nativeOutputDirect(handle, 0, output, output.position(), output.remaining());
+            output.position(output.position() + n);
+        } else if (output.hasArray()) {
+            nativeOutputIntoArray(handle, 0, output.array(), output.arrayOffset() + output.position());
+            output.position(output.position() + n);
+        } else {
+            output.put(nativeOutput(handle, 0));
+        }
+    }
+
+    /** Output {@code index} of the last run (zeros before the first run). */
+    public synchronized float[] getOutput(int index) {
+        long h = live();
+        checkIndex(index, outputShapes.length, "output");
+        return nativeOutput(h, index);
+    }
+
+    /** Copies output {@code index} of the last run into {@code out} from {@code offset}. */
+    public synchronized void getOutput(int index, float[] out, int offset) {
+        long h = live();
+        checkIndex(index, outputShapes.length, "output");
+        if (out == null) throw new IllegalArgumentException("out is null");
+        nativeOutputIntoArray(h, index, out, offset);
+    }
+
+    /** Releases the native session. Closing twice does nothing. */
+    @Override
+    public synchronized void close() {
+        if (handle != 0) {
+            long h = handle;
+            handle = 0;
+            nativeFree(h);
+        }
+    }
+
+    /** Whether {@link #close()} has been called. */
+    public synchronized boolean isClosed() {
+        return handle == 0;
+    }
+
+    private void runBuffer(FloatBuffer input) {
+        if (input == null) throw new IllegalArgumentException("input is null");
+        long h = live();
+        checkLength(input.remaining());
+        if (input.isDirect() && input.order() == ByteOrder.nativeOrder()) {
+            nativeRunDirect(h, input, input.position(), input.remaining());
+        } else {
+            float[] copy = new float[input.remaining()];
+            input.duplicate().get(copy);
+            nativeRunArray(h, copy);
+        }
+    }
+
+    private long live() {
+        if (handle == 0) throw new IllegalStateException("SmofSession is closed");
+        return handle;
+    }
+
+    private void checkLength(int n) {
+        if (inputShapes.length != 1) {
+            throw new IllegalArgumentException(
+                    "run(float[]) needs a single-input model; this one has " + inputShapes.length);
+        }
+        int want = SmofModel.elements(inputShapes[0]);
+        if (n != want) {
+            throw new IllegalArgumentException(
+                    "input has " + n + " floats, the model expects " + want);
+        }
+    }
+
+    private static void checkIndex(int index, int count, String what) {
+        if (index < 0 || index >= count) {
+            throw new IllegalArgumentException(
+                    what + " index " + index + " out of range (model has " + count + ")");
+        }
+    }
+
+    private static native long nativeNew(long model, int threads);
+
+    private static native void nativeFree(long handle);
+
+    private static native void nativeRunArray(long handle, float[] input);
+
+    private static native void nativeRunDirect(long handle, FloatBuffer input, int position, int remaining);
+
+    private static native float[] nativeOutput(long handle, int index);
+
+    private static native void nativeOutputIntoArray(long handle, int index, float[] out, int offset);
+
+    private static native void nativeOutputDirect(
+            long handle, int index, FloatBuffer out, int position, int remaining);
+}

@@ -1,0 +1,331 @@
+//! Channel dependency analysis and channel removal.
+//!
+//! Every channel of every activation is a slot; ops that tie channels together (residual
+//! Add, depthwise convs, elementwise ops, Concat ranges, squeeze-excite Mul) join their
+//! slots into one group, which can only be removed as a whole. Slots that cannot be
+//! analysed (model inputs and outputs, Softmax, grouped convs, a Flatten that stays a real
+//! op, fully connected outputs) mark their group as fixed: it is never pruned.
+
+use crate::error::{Error, Result};
+use crate::ir::{Activation, Graph, Op, ValueId};
+use std::collections::BTreeSet;
+
+/// Channel groups of a graph.
+#[derive(Clone, Debug)]
+pub struct ChannelGroups {
+    /// First slot of each value.
+    base: Vec<usize>,
+    /// Union-find parent of each slot.
+    parent: Vec<usize>,
+    /// Whether the group rooted at a slot is fixed (only meaningful at roots).
+    fixed: Vec<bool>,
+}
+
+fn channels(g: &Graph, v: ValueId) -> usize {
+    g.shape(v).get(1).copied().unwrap_or(0)
+}
+
+impl ChannelGroups {
+    fn find(&mut self, mut s: usize) -> usize {
+        while self.parent[s] != s {
+            self.parent[s] = self.parent[self.parent[s]];
+            s = self.parent[s];
+        }
+        s
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[rb] = ra;
+            self.fixed[ra] |= self.fixed[rb];
+        }
+    }
+    fn slot(&self, v: ValueId, c: usize) -> usize {
+        self.base[v] + c
+    }
+    fn tie(&mut self, g: &Graph, a: ValueId, a0: usize, b: ValueId) {
+        for c in 0..channels(g, b) {
+            let (sa, sb) = (self.slot(a, a0 + c), self.slot(b, c));
+            self.union(sa, sb);
+        }
+    }
+    fn fix(&mut self, g: &Graph, v: ValueId) {
+        for c in 0..channels(g, v) {
+            let s = self.slot(v, c);
+            let r = self.find(s);
+            self.fixed[r] = true;
+        }
+    }
+
+    /// Builds the groups of `g`.
+    pub fn analyse(g: &Graph) -> ChannelGroups {
+        let mut base = Vec::with_capacity(g.values.len());
+        let mut total = 0;
+        for v in 0..g.values.len() {
+            base.push(total);
+            total += channels(g, v);
+        }
+        let mut cg = ChannelGroups {
+            base,
+            parent: (0..total).collect(),
+            fixed: vec![false; total],
+        };
+        for io in g.inputs.iter().chain(&g.outputs) {
+            cg.fix(g, io.value);
+        }
+        for n in &g.nodes {
+            let out = n.output;
+            let x = n.inputs.first().copied();
+            match &n.op {
+                Op::Conv(c) => {
+                    let ic = x.map_or(0, |x| channels(g, x));
+                    let depthwise = c.group > 1 && c.group == ic && c.group == c.out_c();
+                    if let Some(r) = n.inputs.get(1) {
+                        cg.tie(g, out, 0, *r);
+                    }
+                    if depthwise {
+                        if let Some(x) = x {
+                            cg.tie(g, out, 0, x);
+                        }
+                    } else if c.group != 1 {
+                        cg.fix(g, out);
+                        if let Some(x) = x {
+                            cg.fix(g, x);
+                        }
+                    }
+                }
+                Op::Fc(_) => cg.fix(g, out),
+                Op::Pool(_)
+                | Op::GlobalAvgPool
+                | Op::GlobalMaxPool
+                | Op::Act(_)
+                | Op::ChannelAffine { .. }
+                | Op::Add { .. }
+                | Op::Mul => {
+                    for &i in &n.inputs {
+                        if channels(g, i) == channels(g, out) {
+                            cg.tie(g, out, 0, i);
+                        } else {
+                            cg.fix(g, i);
+                            cg.fix(g, out);
+                        }
+                    }
+                }
+                Op::Identity => match x {
+                    Some(x)
+                        if channels(g, x) == channels(g, out)
+                            && g.shape(x).iter().product::<usize>()
+                                == g.shape(out).iter().product::<usize>()
+                            && g.shape(x).iter().skip(2).all(|&d| d == 1)
+                            && g.shape(out).iter().skip(2).all(|&d| d == 1) =>
+                    {
+                        cg.tie(g, out, 0, x)
+                    }
+                    _ => {
+                        cg.fix(g, out);
+                        if let Some(x) = x {
+                            cg.fix(g, x);
+                        }
+                    }
+                },
+                Op::Concat => {
+                    let mut off = 0;
+                    for &i in &n.inputs {
+                        cg.tie(g, out, off, i);
+                        off += channels(g, i);
+                    }
+                }
+                Op::Softmax | Op::Flatten => {
+                    cg.fix(g, out);
+                    for &i in &n.inputs {
+                        cg.fix(g, i);
+                    }
+                }
+            }
+        }
+        cg
+    }
+
+    /// The groups that may be pruned, each as its `(value, channel)` members.
+    pub fn free_groups(&mut self, g: &Graph) -> Vec<Vec<(ValueId, usize)>> {
+        let mut by_root: std::collections::BTreeMap<usize, Vec<(ValueId, usize)>> =
+            Default::default();
+        // Values that no node writes any more (fused away) are not part of the graph.
+        let producers = g.producers();
+        for v in (0..g.values.len()).filter(|&v| producers[v].is_some()) {
+            for c in 0..channels(g, v) {
+                let r = self.find(self.slot(v, c));
+                if !self.fixed[r] {
+                    by_root.entry(r).or_default().push((v, c));
+                }
+            }
+        }
+        by_root.into_values().collect()
+    }
+}
+
+/// True when removing `group` leaves every remaining output unchanged: each member channel
+/// that a channel-mixing op (a dense conv's data input, a fully connected layer) reads is
+/// provably zero for every model input. Members read only by channel-wise ops disappear
+/// together with those ops' outputs, which are members too.
+pub fn group_is_zero(g: &Graph, group: &[(ValueId, usize)]) -> bool {
+    let producers = g.producers();
+    let mut mixed = vec![false; g.values.len()];
+    for n in &g.nodes {
+        match &n.op {
+            Op::Conv(c) if c.group == 1 => mixed[n.inputs[0]] = true,
+            Op::Fc(_) => mixed[n.inputs[0]] = true,
+            _ => {}
+        }
+    }
+    let mut memo = std::collections::HashMap::new();
+    group
+        .iter()
+        .filter(|&&(v, _)| mixed[v])
+        .all(|&(v, c)| is_zero(g, &producers, v, c, &mut memo))
+}
+
+/// Whether channel `c` of value `v` is zero whatever the model's input.
+fn is_zero(
+    g: &Graph,
+    producers: &[Option<usize>],
+    v: ValueId,
+    c: usize,
+    memo: &mut std::collections::HashMap<(ValueId, usize), bool>,
+) -> bool {
+    if let Some(&z) = memo.get(&(v, c)) {
+        return z;
+    }
+    // Cycles cannot occur (the graph is topologically ordered); mark pessimistically first.
+    memo.insert((v, c), false);
+    let zero_act = |a: Activation| a.apply(0.0) == 0.0;
+    let z = match producers[v] {
+        None => false,
+        Some(p) => {
+            let n = &g.nodes[p];
+            let mut zero_in = |k: usize, ch: usize| {
+                n.inputs
+                    .get(k)
+                    .is_some_and(|&i| is_zero(g, producers, i, ch, memo))
+            };
+            match &n.op {
+                Op::Conv(conv) => {
+                    let row = conv.weight.data.len() / conv.out_c();
+                    let own = if conv.group == 1 {
+                        conv.weight.data[c * row..(c + 1) * row]
+                            .iter()
+                            .all(|&w| w == 0.0)
+                    } else {
+                        let depthwise = conv.weight.dims[1] == 1 && conv.group == conv.out_c();
+                        depthwise && zero_in(0, c)
+                    };
+                    own && conv.bias.as_ref().is_none_or(|b| b[c] == 0.0)
+                        && zero_act(conv.act)
+                        && (n.inputs.len() < 2 || zero_in(1, c))
+                }
+                Op::ChannelAffine { scale, shift, act } => {
+                    (scale[c] == 0.0 || zero_in(0, c)) && shift[c] == 0.0 && zero_act(*act)
+                }
+                Op::Add { act } => zero_act(*act) && zero_in(0, c) && zero_in(1, c),
+                Op::Act(act) => zero_act(*act) && zero_in(0, c),
+                Op::Mul => zero_in(0, c) || zero_in(1, c),
+                Op::Pool(_) | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Identity => zero_in(0, c),
+                Op::Concat => {
+                    let mut off = 0;
+                    let mut z = false;
+                    for k in 0..n.inputs.len() {
+                        let ch = g.shape(n.inputs[k]).get(1).copied().unwrap_or(0);
+                        if c < off + ch {
+                            z = zero_in(k, c - off);
+                            break;
+                        }
+                        off += ch;
+                    }
+                    z
+                }
+                Op::Fc(_) | Op::Softmax | Op::Flatten => false,
+            }
+        }
+    };
+    memo.insert((v, c), z);
+    z
+}
+
+fn keep<T: Copy>(data: &[T], block: usize, drop: &BTreeSet<usize>) -> Vec<T> {
+    data.chunks(block)
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .flat_map(|(_, c)| c.iter().copied())
+        .collect()
+}
+
+/// Removes the channels `drop[v]` of every value `v`, updating every op that holds
+/// per-channel parameters. Whole groups must be removed together (the caller's duty; this
+/// checks the shapes that result).
+pub fn remove_channels(g: &mut Graph, drop: &[BTreeSet<usize>]) -> Result<()> {
+    let none = BTreeSet::new();
+    let of = |v: ValueId| drop.get(v).unwrap_or(&none);
+    let shapes: Vec<Vec<usize>> = g.values.iter().map(|v| v.shape.clone()).collect();
+    for n in &mut g.nodes {
+        let out_drop = of(n.output);
+        let in_drop = n.inputs.first().map_or(&none, |&x| of(x));
+        match &mut n.op {
+            Op::Conv(c) => {
+                let oc = c.out_c();
+                let row = c.weight.data.len() / oc;
+                if c.group == 1 {
+                    let [kh, kw] = c.kernel();
+                    let icg = c.weight.dims[1];
+                    let rows = keep(&c.weight.data, row, out_drop);
+                    let w = if in_drop.is_empty() {
+                        rows
+                    } else {
+                        rows.chunks(row)
+                            .flat_map(|r| keep(r, kh * kw, in_drop))
+                            .collect()
+                    };
+                    c.weight.dims = vec![oc - out_drop.len(), icg - in_drop.len(), kh, kw];
+                    c.weight.data = w;
+                } else {
+                    if out_drop != in_drop {
+                        return Err(Error::Model(format!(
+                            "channel pruning would untie the depthwise conv {}",
+                            n.name
+                        )));
+                    }
+                    c.weight.data = keep(&c.weight.data, row, out_drop);
+                    c.weight.dims[0] = oc - out_drop.len();
+                    c.group -= out_drop.len();
+                }
+                if let Some(b) = &mut c.bias {
+                    *b = keep(b, 1, out_drop);
+                }
+            }
+            Op::Fc(f) if !in_drop.is_empty() => {
+                // Each input channel is a block of H*W columns (NCHW flatten order).
+                let s = &shapes[n.inputs[0]];
+                let block = s.iter().skip(2).product::<usize>().max(1);
+                let cols = f.weight.dims[1];
+                f.weight.data = f
+                    .weight
+                    .data
+                    .chunks(cols)
+                    .flat_map(|r| keep(r, block, in_drop))
+                    .collect();
+                f.weight.dims[1] = cols - block * in_drop.len();
+            }
+            Op::ChannelAffine { scale, shift, .. } => {
+                *scale = keep(scale, 1, out_drop);
+                *shift = keep(shift, 1, out_drop);
+            }
+            _ => {}
+        }
+    }
+    for (v, d) in drop.iter().enumerate() {
+        if !d.is_empty() {
+            g.values[v].shape[1] -= d.len();
+        }
+    }
+    g.check()
+        .map_err(|e| Error::Model(format!("channel pruning broke shapes: {e}")))
+}

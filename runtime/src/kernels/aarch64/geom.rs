@@ -1,0 +1,87 @@
+//! Conv geometry unpacked once per call into `usize`s, with the input-coordinate helpers.
+
+use crate::graph::Conv;
+use crate::kernels::Act4;
+use std::ops::Range;
+
+/// Everything about a conv's shape a kernel loop needs, as `usize`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geom {
+    pub ih: usize,
+    pub iw: usize,
+    pub ic: usize,
+    pub xcs: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub oc: usize,
+    pub ycs: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
+}
+
+impl Geom {
+    /// Unpacks `conv` with input geometry `xs` and output geometry `ys`.
+    pub fn new(conv: &Conv, xs: Act4, ys: Act4) -> Self {
+        let u = |v: u32| v as usize;
+        Geom {
+            ih: u(xs.shape.h),
+            iw: u(xs.shape.w),
+            ic: u(xs.shape.c),
+            xcs: xs.cs,
+            oh: u(ys.shape.h),
+            ow: u(ys.shape.w),
+            oc: u(ys.shape.c),
+            ycs: ys.cs,
+            kh: u(conv.kernel[0]),
+            kw: u(conv.kernel[1]),
+            sh: u(conv.stride[0]),
+            sw: u(conv.stride[1]),
+            dh: u(conv.dilation[0]),
+            dw: u(conv.dilation[1]),
+            pt: u(conv.pads[0]),
+            pl: u(conv.pads[1]),
+        }
+    }
+
+    /// Input row read by output row `oy` at tap row `ky`, or `None` when it is padding.
+    #[inline(always)]
+    pub fn in_y(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.sh + ky * self.dh)
+            .checked_sub(self.pt)
+            .filter(|&v| v < self.ih)
+    }
+
+    /// Input column read by output column `ox` at tap column `kx`, or `None` when it is padding.
+    #[inline(always)]
+    pub fn in_x(&self, ox: usize, kx: usize) -> Option<usize> {
+        (ox * self.sw + kx * self.dw)
+            .checked_sub(self.pl)
+            .filter(|&v| v < self.iw)
+    }
+
+    /// The output columns whose every tap column is inside the input (no left or right
+    /// padding): a contiguous range, possibly empty, within `0..ow`.
+    #[inline(always)]
+    pub fn interior_x(&self) -> Range<usize> {
+        let lo = self.pl.div_ceil(self.sw).min(self.ow);
+        // Last tap of column ox: ox*sw + (kw-1)*dw - pl <= iw - 1.
+        let reach = (self.kw - 1) * self.dw;
+        let hi = match (self.iw - 1 + self.pl).checked_sub(reach) {
+            Some(v) => (v / self.sw + 1).min(self.ow),
+            None => 0,
+        };
+        lo..hi.max(lo)
+    }
+
+    /// Splits an output row index (over `n * oh`) into `(n, oy)`.
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> (usize, usize) {
+        (r / self.oh, r % self.oh)
+    }
+}

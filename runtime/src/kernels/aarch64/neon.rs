@@ -1,0 +1,151 @@
+//! NEON helpers shared by the aarch64 kernels: an 8-lane vector as two `float32x4_t`, its
+//! loads and stores (bounds-checked on the slice, then one unchecked pointer access), and the
+//! activations.
+
+use crate::graph::Activation;
+use std::arch::aarch64::*;
+
+/// Lanes per block: the packed layouts block output channels by 8 (two q-registers).
+pub(crate) const LANES: usize = 8;
+
+/// Eight lanes: channels `0..4` in `.0`, `4..8` in `.1`.
+#[derive(Clone, Copy)]
+pub(crate) struct V8(pub float32x4_t, pub float32x4_t);
+
+impl V8 {
+    /// All lanes zero.
+    #[inline(always)]
+    pub fn zero() -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vdupq_n_f32(0.0), vdupq_n_f32(0.0)) }
+    }
+    /// All lanes `v`.
+    #[inline(always)]
+    pub fn splat(v: f32) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vdupq_n_f32(v), vdupq_n_f32(v)) }
+    }
+    /// `self + a * b`, fused.
+    #[inline(always)]
+    pub fn fma(self, a: V8, b: V8) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vfmaq_f32(self.0, a.0, b.0), vfmaq_f32(self.1, a.1, b.1)) }
+    }
+    /// `self + b`.
+    #[inline(always)]
+    pub fn add(self, b: V8) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vaddq_f32(self.0, b.0), vaddq_f32(self.1, b.1)) }
+    }
+    /// `self * b`.
+    #[inline(always)]
+    pub fn mul(self, b: V8) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vmulq_f32(self.0, b.0), vmulq_f32(self.1, b.1)) }
+    }
+    /// Lane-wise maximum.
+    #[inline(always)]
+    pub fn max(self, b: V8) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vmaxq_f32(self.0, b.0), vmaxq_f32(self.1, b.1)) }
+    }
+    /// Lane-wise minimum.
+    #[inline(always)]
+    pub fn min(self, b: V8) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vminq_f32(self.0, b.0), vminq_f32(self.1, b.1)) }
+    }
+    /// The lanes as an array.
+    #[inline(always)]
+    pub fn to_array(self) -> [f32; LANES] {
+        let mut a = [0.0; LANES];
+        store(&mut a, 0, self);
+        a
+    }
+    /// A vector from an array.
+    #[inline(always)]
+    pub fn from_array(a: [f32; LANES]) -> V8 {
+        load(&a, 0)
+    }
+}
+
+/// Loads `s[at..at + 8]`.
+#[inline(always)]
+pub(crate) fn load(s: &[f32], at: usize) -> V8 {
+    let s = &s[at..at + LANES];
+    // SAFETY: `s` holds exactly 8 floats; the two loads read `s[0..4]` and `s[4..8]`.
+    unsafe { V8(vld1q_f32(s.as_ptr()), vld1q_f32(s.as_ptr().add(4))) }
+}
+
+/// Stores `v` into `s[at..at + 8]`.
+#[inline(always)]
+pub(crate) fn store(s: &mut [f32], at: usize, v: V8) {
+    let s = &mut s[at..at + LANES];
+    // SAFETY: `s` holds exactly 8 floats; the two stores write `s[0..4]` and `s[4..8]`.
+    unsafe {
+        vst1q_f32(s.as_mut_ptr(), v.0);
+        vst1q_f32(s.as_mut_ptr().add(4), v.1);
+    }
+}
+
+/// Loads the lanes of `s[at..end]` (at most 8), zero-filling the rest of the vector.
+#[inline(always)]
+pub(crate) fn load_upto(s: &[f32], at: usize, end: usize) -> V8 {
+    if at + LANES <= end {
+        load(s, at)
+    } else {
+        let n = end.saturating_sub(at).min(LANES);
+        let mut a = [0.0; LANES];
+        a[..n].copy_from_slice(&s[at..at + n]);
+        V8::from_array(a)
+    }
+}
+
+/// Stores `v` into `s[at..end]`, at most 8 lanes (all 8 when `at + 8 <= end`).
+#[inline(always)]
+pub(crate) fn store_upto(s: &mut [f32], at: usize, end: usize, v: V8) {
+    if at + LANES <= end {
+        store(s, at, v)
+    } else {
+        let n = end.saturating_sub(at).min(LANES);
+        s[at..at + n].copy_from_slice(&v.to_array()[..n]);
+    }
+}
+
+/// `act` applied to every lane; matches [`Activation::apply`] (the transcendental activations
+/// go through the scalar definition lane by lane).
+#[inline(always)]
+pub(crate) fn act8(act: Activation, v: V8) -> V8 {
+    let zero = V8::zero();
+    let one = V8::splat(1.0);
+    match act {
+        Activation::None => v,
+        Activation::Relu => v.max(zero),
+        Activation::Clip { min, max } => v.max(V8::splat(min)).min(V8::splat(max)),
+        // max(v, 0) + alpha * min(v, 0): exactly `v` or `alpha * v`.
+        Activation::LeakyRelu { alpha } => v.max(zero).add(v.min(zero).mul(V8::splat(alpha))),
+        Activation::HardSigmoid { alpha, beta } => {
+            V8::splat(beta).fma(v, V8::splat(alpha)).max(zero).min(one)
+        }
+        Activation::HardSwish => v.mul(
+            V8::splat(0.5)
+                .fma(v, V8::splat(1.0 / 6.0))
+                .max(zero)
+                .min(one),
+        ),
+        Activation::Sigmoid | Activation::Silu | Activation::Tanh => {
+            V8::from_array(v.to_array().map(|e| act.apply(e)))
+        }
+    }
+}
+
+/// Writes zeros into the pad lanes `c..cs` of `pixels` consecutive pixels starting at
+/// element `at` (a pixel boundary).
+#[inline]
+pub(crate) fn zero_pad_lanes(y: &mut [f32], at: usize, pixels: usize, c: usize, cs: usize) {
+    if cs > c {
+        for px in y[at..at + pixels * cs].chunks_exact_mut(cs) {
+            px[c..].fill(0.0);
+        }
+    }
+}

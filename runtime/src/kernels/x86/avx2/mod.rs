@@ -1,0 +1,203 @@
+//! The AVX2+FMA table: `channel_align` 8, 256-bit vectors.
+//!
+//! | name                     | layout            | selected for                            |
+//! |--------------------------|-------------------|-----------------------------------------|
+//! | `dw3x3_avx2`           | `DwBlock(8)`     | depthwise 3x3                           |
+//! | `dw5x5_avx2`           | `DwBlock(8)`     | depthwise 5x5                           |
+//! | `dw_kxk_avx2`          | `DwBlock(8)`     | depthwise, any other kernel             |
+//! | `conv1x1_6x16_avx2`   | `ConvOcBlock(16)` | 1x1 (any stride/padding), OC % 16 == 0  |
+//! | `conv1x1_12x8_avx2`   | `ConvOcBlock(8)`  | 1x1, other OC                           |
+//! | `conv3x3_6x16_avx2`   | `ConvOcBlock(16)` | 3x3 (any stride/dilation/padding)       |
+//! | `conv3x3_12x8_avx2`   | `ConvOcBlock(8)`  | 3x3, other OC                           |
+//! | `conv5x5_*`, `conv7x7_*`, `conv_kxk_*` | as above | 5x5, 7x7, any other kernel        |
+//! | `conv_generic_portable`  | `Canonical`       | grouped, depthwise with multiplier      |
+//! | `fc_4x8_avx2`         | `FcOcBlock(8)`   | fully connected                         |
+//!
+//! Dense tiles are 6 pixels x 16 channels (12 ymm accumulators) or 12 x 8; see
+//! `docs/decisions.md`, "x86 kernels".
+
+use super::dense;
+use super::dw;
+use super::isa::Isa;
+use crate::graph::{Conv, Layout};
+use crate::kernels::{portable, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use std::arch::x86_64::*;
+
+/// AVX2+FMA vectors.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx2;
+
+impl Isa for Avx2 {
+    type V = __m256;
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        _mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> __m256 {
+        _mm256_maskload_ps(p, mask(n))
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        _mm256_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, n: usize, v: __m256) {
+        _mm256_maskstore_ps(p, mask(n), v)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        _mm256_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m256, b: __m256) -> __m256 {
+        _mm256_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m256, b: __m256) -> __m256 {
+        _mm256_min_ps(a, b)
+    }
+}
+
+/// Lanes `0..n` all ones, the others zero: the mask of `vmaskmovps`.
+#[inline(always)]
+unsafe fn mask(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// Pixels per dense register tile.
+const MR: usize = 6;
+/// Pixels per depthwise tile.
+const DW_MR: usize = 8;
+
+/// Defines a safe kernel entry `$name` that runs `$body` compiled for AVX2+FMA.
+macro_rules! entry {
+    ($name:ident, $args:ty, $body:path) => {
+        fn $name(a: &mut $args) {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn inner(a: &mut $args) {
+                $body(a)
+            }
+            // SAFETY: this function is only reachable through `TABLE`, which `table()` returns
+            // only when is_x86_feature_detected!("avx2") and ("fma") hold.
+            unsafe { inner(a) }
+        }
+    };
+}
+
+entry!(conv1x1_6x16, ConvArgs, dense::conv::<Avx2, 1, 1, MR, 2>);
+entry!(conv1x1_12x8, ConvArgs, dense::conv::<Avx2, 1, 1, 12, 1>);
+entry!(conv3x3_6x16, ConvArgs, dense::conv::<Avx2, 3, 3, MR, 2>);
+entry!(conv3x3_12x8, ConvArgs, dense::conv::<Avx2, 3, 3, 12, 1>);
+entry!(conv5x5_6x16, ConvArgs, dense::conv::<Avx2, 5, 5, MR, 2>);
+entry!(conv5x5_12x8, ConvArgs, dense::conv::<Avx2, 5, 5, 12, 1>);
+entry!(conv7x7_6x16, ConvArgs, dense::conv::<Avx2, 7, 7, MR, 2>);
+entry!(conv7x7_12x8, ConvArgs, dense::conv::<Avx2, 7, 7, 12, 1>);
+entry!(conv_kxk_6x16, ConvArgs, dense::conv::<Avx2, 0, 0, MR, 2>);
+entry!(conv_kxk_12x8, ConvArgs, dense::conv::<Avx2, 0, 0, 12, 1>);
+entry!(dw3x3, ConvArgs, dw::dw::<Avx2, 3, 3, DW_MR>);
+entry!(dw5x5, ConvArgs, dw::dw::<Avx2, 5, 5, DW_MR>);
+entry!(dw_kxk, ConvArgs, dw::dw::<Avx2, 0, 0, DW_MR>);
+entry!(fc_4x8, FcArgs, dense::fc::<Avx2, 4, 1>);
+
+const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> ConvKernel {
+    ConvKernel {
+        name,
+        layout: Layout::ConvOcBlock(nb),
+        scratch_len: dense::conv_scratch,
+        run,
+    }
+}
+
+const fn dw_kernel(name: &'static str, run: fn(&mut ConvArgs)) -> ConvKernel {
+    ConvKernel {
+        name,
+        layout: Layout::DwBlock(8),
+        scratch_len: |_, _, _| 0,
+        run,
+    }
+}
+
+/// Dense kernels by kernel size; `[0]` has 16-channel blocks, `[1]` 8-channel blocks.
+const CONV1X1: [ConvKernel; 2] = [
+    dense_kernel("conv1x1_6x16_avx2", 16, conv1x1_6x16),
+    dense_kernel("conv1x1_12x8_avx2", 8, conv1x1_12x8),
+];
+const CONV3X3: [ConvKernel; 2] = [
+    dense_kernel("conv3x3_6x16_avx2", 16, conv3x3_6x16),
+    dense_kernel("conv3x3_12x8_avx2", 8, conv3x3_12x8),
+];
+const CONV5X5: [ConvKernel; 2] = [
+    dense_kernel("conv5x5_6x16_avx2", 16, conv5x5_6x16),
+    dense_kernel("conv5x5_12x8_avx2", 8, conv5x5_12x8),
+];
+const CONV7X7: [ConvKernel; 2] = [
+    dense_kernel("conv7x7_6x16_avx2", 16, conv7x7_6x16),
+    dense_kernel("conv7x7_12x8_avx2", 8, conv7x7_12x8),
+];
+const CONV_KXK: [ConvKernel; 2] = [
+    dense_kernel("conv_kxk_6x16_avx2", 16, conv_kxk_6x16),
+    dense_kernel("conv_kxk_12x8_avx2", 8, conv_kxk_12x8),
+];
+
+/// Picks the AVX2 conv kernel for `c` (see the module table).
+pub fn select_conv(c: &Conv) -> ConvKernel {
+    if c.is_depthwise() {
+        return match c.kernel {
+            [3, 3] => dw_kernel("dw3x3_avx2", dw3x3),
+            [5, 5] => dw_kernel("dw5x5_avx2", dw5x5),
+            _ => dw_kernel("dw_kxk_avx2", dw_kxk),
+        };
+    }
+    if c.groups != 1 {
+        return portable::select_conv(c);
+    }
+    let narrow = usize::from(!c.out_c.is_multiple_of(16));
+    match c.kernel {
+        [1, 1] => CONV1X1[narrow],
+        [3, 3] => CONV3X3[narrow],
+        [5, 5] => CONV5X5[narrow],
+        [7, 7] => CONV7X7[narrow],
+        _ => CONV_KXK[narrow],
+    }
+}
+
+/// The AVX2+FMA table.
+static TABLE: KernelTable = KernelTable {
+    name: "x86_64-avx2",
+    channel_align: 8,
+    conv: select_conv,
+    fc: FcKernel {
+        name: "fc_4x8_avx2",
+        layout: Layout::FcOcBlock(8),
+        run: fc_4x8,
+    },
+    ..portable::TABLE
+};
+
+/// The table, when this CPU has AVX2 and FMA.
+pub fn table() -> Option<&'static KernelTable> {
+    let ok = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    ok.then_some(&TABLE)
+}

@@ -1,0 +1,196 @@
+//! The AVX-512F table: `channel_align` 16, 512-bit vectors.
+//!
+//! | name                     | layout            | selected for                            |
+//! |--------------------------|-------------------|-----------------------------------------|
+//! | `dw3x3_avx512`           | `DwBlock(16)`     | depthwise 3x3                           |
+//! | `dw5x5_avx512`           | `DwBlock(16)`     | depthwise 5x5                           |
+//! | `dw_kxk_avx512`          | `DwBlock(16)`     | depthwise, any other kernel             |
+//! | `conv1x1_12x32_avx512`   | `ConvOcBlock(32)` | 1x1 (any stride/padding), OC % 32 == 0  |
+//! | `conv1x1_12x16_avx512`   | `ConvOcBlock(16)` | 1x1, other OC                           |
+//! | `conv3x3_12x32_avx512`   | `ConvOcBlock(32)` | 3x3 (any stride/dilation/padding)       |
+//! | `conv3x3_12x16_avx512`   | `ConvOcBlock(16)` | 3x3, other OC                           |
+//! | `conv5x5_*`, `conv7x7_*`, `conv_kxk_*` | as above | 5x5, 7x7, any other kernel        |
+//! | `conv_generic_portable`  | `Canonical`       | grouped, depthwise with multiplier      |
+//! | `fc_4x16_avx512`         | `FcOcBlock(16)`   | fully connected                         |
+//!
+//! Dense tiles are 12 pixels x 32 channels (24 zmm accumulators) or 12 x 16; see
+//! `docs/decisions.md`, "x86 kernels".
+
+use super::dense;
+use super::dw;
+use super::isa::Isa;
+use crate::graph::{Conv, Layout};
+use crate::kernels::{portable, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use std::arch::x86_64::*;
+
+/// AVX-512F vectors.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512;
+
+impl Isa for Avx512 {
+    type V = __m512;
+    const LANES: usize = 16;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> __m512 {
+        _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        _mm512_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, n: usize, v: __m512) {
+        _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        _mm512_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        _mm512_min_ps(a, b)
+    }
+}
+
+/// Pixels per dense register tile.
+pub(crate) const MR: usize = 12;
+/// Pixels per depthwise tile.
+pub(crate) const DW_MR: usize = 8;
+
+/// Defines a safe kernel entry `$name` that runs `$body` compiled for AVX-512F.
+macro_rules! entry {
+    ($name:ident, $args:ty, $body:path) => {
+        fn $name(a: &mut $args) {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn inner(a: &mut $args) {
+                $body(a)
+            }
+            // SAFETY: this function is only reachable through `TABLE`, which `table()` returns
+            // only when is_x86_feature_detected!("avx512f") (and "avx2", "fma") hold.
+            unsafe { inner(a) }
+        }
+    };
+}
+
+entry!(conv1x1_12x32, ConvArgs, dense::conv::<Avx512, 1, 1, MR, 2>);
+entry!(conv1x1_12x16, ConvArgs, dense::conv::<Avx512, 1, 1, MR, 1>);
+entry!(conv3x3_12x32, ConvArgs, dense::conv::<Avx512, 3, 3, MR, 2>);
+entry!(conv3x3_12x16, ConvArgs, dense::conv::<Avx512, 3, 3, MR, 1>);
+entry!(conv5x5_12x32, ConvArgs, dense::conv::<Avx512, 5, 5, MR, 2>);
+entry!(conv5x5_12x16, ConvArgs, dense::conv::<Avx512, 5, 5, MR, 1>);
+entry!(conv7x7_12x32, ConvArgs, dense::conv::<Avx512, 7, 7, MR, 2>);
+entry!(conv7x7_12x16, ConvArgs, dense::conv::<Avx512, 7, 7, MR, 1>);
+entry!(conv_kxk_12x32, ConvArgs, dense::conv::<Avx512, 0, 0, MR, 2>);
+entry!(conv_kxk_12x16, ConvArgs, dense::conv::<Avx512, 0, 0, MR, 1>);
+entry!(dw3x3, ConvArgs, dw::dw::<Avx512, 3, 3, DW_MR>);
+entry!(dw5x5, ConvArgs, dw::dw::<Avx512, 5, 5, DW_MR>);
+entry!(dw_kxk, ConvArgs, dw::dw::<Avx512, 0, 0, DW_MR>);
+entry!(fc_4x16, FcArgs, dense::fc::<Avx512, 4, 1>);
+
+const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> ConvKernel {
+    ConvKernel {
+        name,
+        layout: Layout::ConvOcBlock(nb),
+        scratch_len: dense::conv_scratch,
+        run,
+    }
+}
+
+const fn dw_kernel(name: &'static str, run: fn(&mut ConvArgs)) -> ConvKernel {
+    ConvKernel {
+        name,
+        layout: Layout::DwBlock(16),
+        scratch_len: |_, _, _| 0,
+        run,
+    }
+}
+
+/// Dense kernels by kernel size; `[0]` has 32-channel blocks, `[1]` 16-channel blocks.
+const CONV1X1: [ConvKernel; 2] = [
+    dense_kernel("conv1x1_12x32_avx512", 32, conv1x1_12x32),
+    dense_kernel("conv1x1_12x16_avx512", 16, conv1x1_12x16),
+];
+const CONV3X3: [ConvKernel; 2] = [
+    dense_kernel("conv3x3_12x32_avx512", 32, conv3x3_12x32),
+    dense_kernel("conv3x3_12x16_avx512", 16, conv3x3_12x16),
+];
+const CONV5X5: [ConvKernel; 2] = [
+    dense_kernel("conv5x5_12x32_avx512", 32, conv5x5_12x32),
+    dense_kernel("conv5x5_12x16_avx512", 16, conv5x5_12x16),
+];
+const CONV7X7: [ConvKernel; 2] = [
+    dense_kernel("conv7x7_12x32_avx512", 32, conv7x7_12x32),
+    dense_kernel("conv7x7_12x16_avx512", 16, conv7x7_12x16),
+];
+const CONV_KXK: [ConvKernel; 2] = [
+    dense_kernel("conv_kxk_12x32_avx512", 32, conv_kxk_12x32),
+    dense_kernel("conv_kxk_12x16_avx512", 16, conv_kxk_12x16),
+];
+
+/// Picks the AVX-512 conv kernel for `c` (see the module table).
+pub fn select_conv(c: &Conv) -> ConvKernel {
+    if c.is_depthwise() {
+        return match c.kernel {
+            [3, 3] => dw_kernel("dw3x3_avx512", dw3x3),
+            [5, 5] => dw_kernel("dw5x5_avx512", dw5x5),
+            _ => dw_kernel("dw_kxk_avx512", dw_kxk),
+        };
+    }
+    if c.groups != 1 {
+        return portable::select_conv(c);
+    }
+    let narrow = usize::from(!c.out_c.is_multiple_of(32));
+    match c.kernel {
+        [1, 1] => CONV1X1[narrow],
+        [3, 3] => CONV3X3[narrow],
+        [5, 5] => CONV5X5[narrow],
+        [7, 7] => CONV7X7[narrow],
+        _ => CONV_KXK[narrow],
+    }
+}
+
+/// The AVX-512F table.
+static TABLE: KernelTable = KernelTable {
+    name: "x86_64-avx512",
+    channel_align: 16,
+    conv: select_conv,
+    fc: FcKernel {
+        name: "fc_4x16_avx512",
+        layout: Layout::FcOcBlock(16),
+        run: fc_4x16,
+    },
+    ..portable::TABLE
+};
+
+/// The table, when this CPU has AVX-512F (plus AVX2 and FMA, which every AVX-512 CPU has).
+pub fn table() -> Option<&'static KernelTable> {
+    let ok = std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma");
+    ok.then_some(&TABLE)
+}

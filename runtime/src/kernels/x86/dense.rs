@@ -1,0 +1,315 @@
+//! The dense (ungrouped) conv and fully connected drivers, written once over [`Isa`] and a
+//! `M x (NV * LANES)` register tile (`M` output pixels by `NV` vectors of output channels).
+//!
+//! Convs run as an implicit GEMM: the output pixels of `rows` are taken as one flat range and
+//! cut into tiles of `MR` consecutive pixels (a tile may span rows). For every tap each pixel
+//! of the tile gets a pointer to its input pixel, or to a zeroed scratch run of `IC` floats
+//! when the tap falls into padding, so the inner loop ([`mac`]) never branches. Weights are
+//! `ConvOcBlock(NV * LANES)`: `[OC/NB][KH][KW][IC][NB]`. Bias is the accumulators' initial
+//! value; residual and activation are applied at the store.
+
+use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
+use super::isa::Isa;
+use crate::graph::{Activation, Conv};
+use crate::kernels::{Act4, ConvArgs, FcArgs};
+use std::marker::PhantomData;
+
+/// `acc[m][j] += sum_i x_m[i] * w[i][j]` for `i < k`: the microkernel of every dense kernel.
+///
+/// # Safety
+/// `xp[m]` valid for `k` reads, `w` for `k * NV * LANES`; the ISA is available.
+#[inline(always)]
+unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
+    acc: &mut [[I::V; NV]; M],
+    xp: &[*const f32; M],
+    w: *const f32,
+    k: usize,
+) {
+    let nb = NV * I::LANES;
+    for i in 0..k {
+        let wp = w.add(i * nb);
+        let wv: [I::V; NV] = std::array::from_fn(|j| I::load(wp.add(j * I::LANES)));
+        for m in 0..M {
+            let xb = I::splat(*xp[m].add(i));
+            for j in 0..NV {
+                acc[m][j] = I::fmadd(xb, wv[j], acc[m][j]);
+            }
+        }
+    }
+}
+
+/// The initial accumulators of output channels `o0 .. o0 + NV * LANES`: the bias, zero for
+/// channels at or past `oc`.
+///
+/// # Safety
+/// `bias` holds at least `oc` floats; the ISA is available.
+#[inline(always)]
+unsafe fn bias_init<I: Isa, const NV: usize>(
+    bias: Option<&[f32]>,
+    o0: usize,
+    oc: usize,
+) -> [I::V; NV] {
+    std::array::from_fn(|j| {
+        let o = o0 + j * I::LANES;
+        match bias {
+            Some(b) if o < oc => I::load_upto(b.as_ptr().add(o), oc - o),
+            _ => I::zero(),
+        }
+    })
+}
+
+/// Stores one tile: `acc[m]` goes to the output element `yoff[m] + o0` (pixel start plus first
+/// channel), plus the residual at the same place, through the activation. Only channels
+/// below `oc` are written.
+///
+/// # Safety
+/// `y` (and `residual`) valid at `yoff[m] .. yoff[m] + oc`; the ISA is available.
+#[inline(always)]
+unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
+    acc: &[[I::V; NV]; M],
+    y: *mut f32,
+    residual: Option<*const f32>,
+    yoff: &[usize; M],
+    o0: usize,
+    oc: usize,
+    act: Activation,
+) {
+    for (accm, &ym) in acc.iter().zip(yoff) {
+        for (j, &v) in accm.iter().enumerate() {
+            let o = o0 + j * I::LANES;
+            if o >= oc {
+                break;
+            }
+            let n = oc - o;
+            let at = ym + o;
+            let mut v = v;
+            if let Some(r) = residual {
+                v = I::add(v, I::load_upto(r.add(at), n));
+            }
+            I::store_upto(y.add(at), n, I::act(act, v));
+        }
+    }
+}
+
+/// Scratch of the dense convs: `IC` zeros for taps in the padding.
+pub(crate) fn conv_scratch(c: &Conv, xs: Act4, _: Act4) -> usize {
+    if c.kernel == [1, 1] && c.pads == [0; 4] {
+        0
+    } else {
+        xs.shape.c as usize
+    }
+}
+
+/// A dense conv over `ConvOcBlock(NV * LANES)` weights with an `MR x NV` register tile.
+/// `KH`/`KW` are the kernel size, or 0 to read it from the conv.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn conv<
+    I: Isa,
+    const KH: usize,
+    const KW: usize,
+    const MR: usize,
+    const NV: usize,
+>(
+    a: &mut ConvArgs,
+) {
+    let g = Geom::new(a.conv, a.xs, a.ys);
+    assert!((KH == 0 || KH == g.kh) && (KW == 0 || KW == g.kw) && a.conv.groups == 1);
+    let nb = NV * I::LANES;
+    let taps = g.kh * g.kw;
+    let wblock = taps * g.ic * nb;
+    let blocks = g.oc.div_ceil(nb);
+    // These bounds make every pointer the tile code forms valid.
+    assert!(a.w.len() >= blocks * wblock);
+    assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
+    assert!(a.rows.end <= a.ys.rows() && g.xcs >= g.ic && g.ycs >= g.oc);
+    assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
+    assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
+    let zeros = if conv_scratch(a.conv, a.xs, a.ys) > 0 {
+        let z = &mut a.scratch[..g.ic];
+        z.fill(0.0);
+        z.as_ptr()
+    } else {
+        std::ptr::null()
+    };
+    let pixels = a.rows.start * g.ow..a.rows.end * g.ow;
+    // Pixels per chunk: the chunk's input (about `KH * IC` floats per pixel, `IC` for 1x1)
+    // stays in L2 (256 KiB of it) while every block of output channels runs over it. Every
+    // chunk streams all the weights once, so chunks must not be small: with 16 KiB chunks
+    // the 7x7x512 layers of ResNet-18 re-read their 9.4 MB of weights 9 times.
+    let per_pixel = g.ic * if taps == 1 { 1 } else { g.kh };
+    let chunk = ((65536 / per_pixel.max(1)).clamp(MR, 4096) / MR) * MR;
+    let mut t = ConvTile::<I, KH, KW, NV> {
+        g,
+        x: a.x.as_ptr(),
+        zeros,
+        w: a.w.as_ptr(),
+        bias: a.bias,
+        residual: a.residual.map(|r| r.as_ptr()),
+        y: a.y.as_mut_ptr(),
+        act: a.conv.act,
+        pointwise: g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && a.conv.pads == [0; 4],
+        b: 0,
+        _isa: PhantomData,
+    };
+    let mut start = pixels.start;
+    while start < pixels.end {
+        let end = (start + chunk).min(pixels.end);
+        for b in 0..blocks {
+            t.b = b;
+            for_each_tile::<MR>(start, end, &mut t);
+        }
+        start = end;
+    }
+    zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
+}
+
+/// One block of output channels of a dense conv.
+struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
+    g: Geom,
+    x: *const f32,
+    /// `IC` zeros (null when no tap can fall into padding).
+    zeros: *const f32,
+    w: *const f32,
+    bias: Option<&'a [f32]>,
+    residual: Option<*const f32>,
+    y: *mut f32,
+    act: Activation,
+    /// 1x1, stride 1, no padding: input pixel = output pixel.
+    pointwise: bool,
+    /// Output channel block.
+    b: usize,
+    _isa: PhantomData<I>,
+}
+
+impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
+    for ConvTile<'_, I, KH, KW, NV>
+{
+    #[inline(always)]
+    unsafe fn run<const M: usize>(&mut self, p: usize) {
+        let g = &self.g;
+        let kh = if KH == 0 { g.kh } else { KH };
+        let kw = if KW == 0 { g.kw } else { KW };
+        let nb = NV * I::LANES;
+        let o0 = self.b * nb;
+        let mut acc = [bias_init::<I, NV>(self.bias, o0, g.oc); M];
+        let w = self.w.add(self.b * kh * kw * g.ic * nb);
+        if self.pointwise {
+            // 1x1, stride 1, no padding: output pixel `q` reads input pixel `q`.
+            let xp: [*const f32; M] = std::array::from_fn(|m| self.x.add((p + m) * g.xcs));
+            mac::<I, M, NV>(&mut acc, &xp, w, g.ic);
+        } else {
+            // Per pixel: first input row and column of its window (before subtracting the
+            // padding), and the image's first input row. Coordinates advance pixel by pixel
+            // from one division.
+            let mut iy0 = [0usize; M];
+            let mut ix0 = [0usize; M];
+            let mut img = [0usize; M];
+            let (row, mut ox) = (p / g.ow, p % g.ow);
+            let (mut n, mut oy) = (row / g.oh, row % g.oh);
+            for m in 0..M {
+                img[m] = n * g.ih;
+                iy0[m] = oy * g.sh;
+                ix0[m] = ox * g.sw;
+                ox += 1;
+                if ox == g.ow {
+                    ox = 0;
+                    oy += 1;
+                    if oy == g.oh {
+                        oy = 0;
+                        n += 1;
+                    }
+                }
+            }
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let xp: [*const f32; M] = std::array::from_fn(|m| {
+                        let iy = (iy0[m] + ky * g.dh).wrapping_sub(g.pt);
+                        let ix = (ix0[m] + kx * g.dw).wrapping_sub(g.pl);
+                        if iy < g.ih && ix < g.iw {
+                            self.x.add(((img[m] + iy) * g.iw + ix) * g.xcs)
+                        } else {
+                            self.zeros
+                        }
+                    });
+                    mac::<I, M, NV>(&mut acc, &xp, w.add((ky * kw + kx) * g.ic * nb), g.ic);
+                }
+            }
+        }
+        let yoff: [usize; M] = std::array::from_fn(|m| (p + m) * g.ycs);
+        store_tile::<I, M, NV>(&acc, self.y, self.residual, &yoff, o0, g.oc, self.act);
+    }
+}
+
+/// Fully connected over `FcOcBlock(NV * LANES)` weights (`[OF/NB][IF][NB]`), batch items as
+/// the tile's rows. The input is read in NHWC order, skipping pad lanes.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn fc<I: Isa, const MR: usize, const NV: usize>(a: &mut FcArgs) {
+    let batch = a.xs.shape.n as usize;
+    let pixels = a.xs.shape.h as usize * a.xs.shape.w as usize;
+    let c = a.xs.shape.c as usize;
+    let of = a.ys.shape.c as usize;
+    let nb = NV * I::LANES;
+    let blocks = of.div_ceil(nb);
+    assert!(a.w.len() >= blocks * pixels * c * nb);
+    assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len() && a.xs.cs >= c);
+    assert!(a.ys.cs >= of && a.ys.shape.n as usize == batch);
+    assert!(a.bias.is_none_or(|b| b.len() >= of));
+    let mut t = FcTile::<I, NV> {
+        x: a.x.as_ptr(),
+        xcs: a.xs.cs,
+        w: a.w.as_ptr(),
+        bias: a.bias,
+        y: a.y.as_mut_ptr(),
+        ycs: a.ys.cs,
+        of,
+        pixels,
+        c,
+        act: a.fc.act,
+        b: 0,
+        _isa: PhantomData,
+    };
+    for b in 0..blocks {
+        t.b = b;
+        for_each_tile::<MR>(0, batch, &mut t);
+    }
+    zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
+}
+
+/// One block of outputs of a fully connected layer.
+struct FcTile<'a, I: Isa, const NV: usize> {
+    x: *const f32,
+    xcs: usize,
+    w: *const f32,
+    bias: Option<&'a [f32]>,
+    y: *mut f32,
+    ycs: usize,
+    of: usize,
+    pixels: usize,
+    c: usize,
+    act: Activation,
+    b: usize,
+    _isa: PhantomData<I>,
+}
+
+impl<I: Isa, const NV: usize> Tile for FcTile<'_, I, NV> {
+    #[inline(always)]
+    unsafe fn run<const M: usize>(&mut self, n0: usize) {
+        let nb = NV * I::LANES;
+        let o0 = self.b * nb;
+        let mut acc = [bias_init::<I, NV>(self.bias, o0, self.of); M];
+        let w = self.w.add(self.b * self.pixels * self.c * nb);
+        for px in 0..self.pixels {
+            let xp: [*const f32; M] =
+                std::array::from_fn(|m| self.x.add(((n0 + m) * self.pixels + px) * self.xcs));
+            mac::<I, M, NV>(&mut acc, &xp, w.add(px * self.c * nb), self.c);
+        }
+        let yoff: [usize; M] = std::array::from_fn(|m| (n0 + m) * self.ycs);
+        store_tile::<I, M, NV>(&acc, self.y, None, &yoff, o0, self.of, self.act);
+    }
+}

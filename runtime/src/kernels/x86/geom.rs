@@ -1,0 +1,117 @@
+//! Conv geometry unpacked once per call into `usize`s.
+
+use crate::graph::Conv;
+use crate::kernels::Act4;
+
+/// Everything about a conv's shape a kernel loop needs, as `usize`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geom {
+    pub ih: usize,
+    pub iw: usize,
+    pub ic: usize,
+    pub xcs: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub oc: usize,
+    pub ycs: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub pt: usize,
+    pub pl: usize,
+}
+
+impl Geom {
+    /// Unpacks `conv` with input geometry `xs` and output geometry `ys`.
+    pub fn new(conv: &Conv, xs: Act4, ys: Act4) -> Self {
+        let u = |v: u32| v as usize;
+        Geom {
+            ih: u(xs.shape.h),
+            iw: u(xs.shape.w),
+            ic: u(xs.shape.c),
+            xcs: xs.cs,
+            oh: u(ys.shape.h),
+            ow: u(ys.shape.w),
+            oc: u(ys.shape.c),
+            ycs: ys.cs,
+            kh: u(conv.kernel[0]),
+            kw: u(conv.kernel[1]),
+            sh: u(conv.stride[0]),
+            sw: u(conv.stride[1]),
+            dh: u(conv.dilation[0]),
+            dw: u(conv.dilation[1]),
+            pt: u(conv.pads[0]),
+            pl: u(conv.pads[1]),
+        }
+    }
+
+    /// Input row read by output row `oy` at tap row `ky`, or `None` when it is padding.
+    #[inline(always)]
+    pub fn in_y(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.sh + ky * self.dh)
+            .checked_sub(self.pt)
+            .filter(|&v| v < self.ih)
+    }
+
+    /// Input column read by output column `ox` at tap column `kx`, or `None` when it is padding.
+    #[inline(always)]
+    pub fn in_x(&self, ox: usize, kx: usize) -> Option<usize> {
+        (ox * self.sw + kx * self.dw)
+            .checked_sub(self.pl)
+            .filter(|&v| v < self.iw)
+    }
+}
+
+/// Writes zeros into the pad lanes `c..cs` of `pixels` consecutive pixels starting at
+/// element `at` (a pixel boundary).
+#[inline]
+pub(crate) fn zero_pad_lanes(y: &mut [f32], at: usize, pixels: usize, c: usize, cs: usize) {
+    if cs > c {
+        for px in y[at..at + pixels * cs].chunks_exact_mut(cs) {
+            px[c..].fill(0.0);
+        }
+    }
+}
+
+/// A computation over a tile of `M` consecutive pixels (or batch items) starting at `p`.
+pub(crate) trait Tile {
+    /// Computes the `M` items starting at `p`.
+    ///
+    /// # Safety
+    /// The implementation's instruction set must be available.
+    unsafe fn run<const M: usize>(&mut self, p: usize);
+}
+
+/// Calls `t` over `start..end` in tiles of `MR` (at most 16) items, then one narrower tile.
+///
+/// # Safety
+/// As [`Tile::run`].
+#[inline(always)]
+pub(crate) unsafe fn for_each_tile<const MR: usize>(start: usize, end: usize, t: &mut impl Tile) {
+    let mut p = start;
+    while p + MR <= end {
+        t.run::<MR>(p);
+        p += MR;
+    }
+    match end.saturating_sub(p) {
+        1 => t.run::<1>(p),
+        2 if MR > 2 => t.run::<2>(p),
+        3 if MR > 3 => t.run::<3>(p),
+        4 if MR > 4 => t.run::<4>(p),
+        5 if MR > 5 => t.run::<5>(p),
+        6 if MR > 6 => t.run::<6>(p),
+        7 if MR > 7 => t.run::<7>(p),
+        8 if MR > 8 => t.run::<8>(p),
+        9 if MR > 9 => t.run::<9>(p),
+        10 if MR > 10 => t.run::<10>(p),
+        11 if MR > 11 => t.run::<11>(p),
+        12 if MR > 12 => t.run::<12>(p),
+        13 if MR > 13 => t.run::<13>(p),
+        14 if MR > 14 => t.run::<14>(p),
+        15 if MR > 15 => t.run::<15>(p),
+        _ => {}
+    }
+}

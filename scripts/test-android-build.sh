@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Cross-build checks without an NDK (nothing is linked for Android here):
+#  1. smof-android and smof-capi compile as static libraries for aarch64-linux-android,
+#     armv7-linux-androideabi and x86_64-linux-android (`cargo rustc --crate-type staticlib`).
+#  2. smof-bench builds as a static aarch64-unknown-linux-musl binary, runs under
+#     qemu-aarch64-static on the converted bundled model, and its `--json` report has the same
+#     keys as the x86-64 run. Numerics aarch64 vs x86 are checked by the NEON test suite.
+# Set SMOF_ANDROID_TARGETS to a subset (space-separated) to shorten the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+
+targets=${SMOF_ANDROID_TARGETS:-"aarch64-linux-android armv7-linux-androideabi x86_64-linux-android"}
+installed=$(rustup target list --installed 2>/dev/null || true)
+for t in $targets aarch64-unknown-linux-musl; do
+  if ! grep -qx "$t" <<<"$installed"; then
+    echo "error: Rust target $t is not installed (rustup target add $t)" >&2
+    exit 1
+  fi
+done
+
+for t in $targets; do
+  for p in smof-android smof-capi; do
+    echo "== $p staticlib for $t"
+    cargo rustc -p "$p" --release --target "$t" --crate-type staticlib
+  done
+  for lib in libsmof_android.a libsmof.a; do
+    f="target/$t/release/$lib"
+    [ -s "$f" ] || { echo "error: $f was not produced" >&2; exit 1; }
+  done
+  # The JNI entry points and the C API are exported from the archives.
+  if command -v nm >/dev/null; then
+    # (Not piped into `grep -q`: with pipefail, nm's SIGPIPE would fail the check.)
+    syms=$(nm -g --defined-only "target/$t/release/libsmof_android.a" 2>/dev/null || true)
+    grep -q "Java_dev_smof_SmofSession_nativeRunArray" <<<"$syms" \
+      || { echo "error: JNI symbols missing from $t libsmof_android.a" >&2; exit 1; }
+    syms=$(nm -g --defined-only "target/$t/release/libsmof.a" 2>/dev/null || true)
+    grep -q "smof_session_run1" <<<"$syms" \
+      || { echo "error: C API symbols missing from $t libsmof.a" >&2; exit 1; }
+    echo "ok   $t: JNI and C API symbols exported"
+  fi
+done
+
+echo "== smof-bench for aarch64-unknown-linux-musl (static)"
+cargo build --release --target aarch64-unknown-linux-musl -p smof --bin smof-bench
+cargo build --release -p smof --bin smof-bench -p smof-converter
+bench_arm=target/aarch64-unknown-linux-musl/release/smof-bench
+kind=$(file "$bench_arm" 2>/dev/null || true)
+grep -q "statically linked" <<<"$kind" \
+  || { echo "error: $bench_arm is not a static binary: $kind" >&2; exit 1; }
+
+qemu=$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)
+if [ -z "$qemu" ]; then
+  echo "error: qemu-aarch64-static is not installed (apt-get install qemu-user-static)" >&2
+  exit 1
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/smof-arm.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+target/release/smof convert models/mobilenet_v2_imagenet_backbone.onnx -o "$work/mnv2.smof"
+target/release/smof-bench "$work/mnv2.smof" --warmup 1 --loops 2 --json > "$work/x86.json"
+"$qemu" "$bench_arm" "$work/mnv2.smof" --warmup 1 --loops 2 --json > "$work/arm.json"
+cat "$work/x86.json" "$work/arm.json"
+python3 - "$work/x86.json" "$work/arm.json" <<'PY'
+import json, sys
+x86, arm = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:])
+assert set(x86) == set(arm), f"report keys differ: {sorted(set(x86) ^ set(arm))}"
+for k, v in x86.items():
+    assert type(v) is type(arm[k]) or {type(v), type(arm[k])} <= {int, float}, k
+assert arm["median_ms"] > 0 and arm["loops"] == x86["loops"], arm
+print(f"ok   same report keys; aarch64 kernels: {arm['kernels']}, x86 kernels: {x86['kernels']}")
+PY
+echo "test-android-build: PASS ($((SECONDS - start)) s)"

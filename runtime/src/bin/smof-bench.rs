@@ -17,7 +17,9 @@ Times each model single-batch on synthetic input and prints min, median, mean an
   --loops N     timed runs (default 20)
   --profile     per-layer time, share of total and GFLOP/s, slowest first
   --json        one JSON object per model on stdout
-  --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64";
+  --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
+  --dump-output FILE  write output 0 of the last run (raw little-endian f32) to FILE, to
+                compare devices: the synthetic input is the same everywhere";
 
 struct Args {
     models: Vec<PathBuf>,
@@ -27,6 +29,7 @@ struct Args {
     profile: bool,
     json: bool,
     kernels: smof::KernelChoice,
+    dump_output: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         profile: false,
         json: false,
         kernels: smof::KernelChoice::Auto,
+        dump_output: None,
     };
     let mut path: Option<PathBuf> = None;
     while let Some(a) = args.next() {
@@ -57,6 +61,9 @@ fn parse_args() -> Result<Args, String> {
                 let v = args.next().ok_or("--kernels needs a value")?;
                 out.kernels = smof::KernelChoice::from_name(&v)
                     .ok_or(format!("--kernels: unknown table '{v}'"))?;
+            }
+            "--dump-output" => {
+                out.dump_output = Some(args.next().ok_or("--dump-output needs a file")?.into());
             }
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -161,6 +168,14 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let s = stats(times);
+    if let Some(path) = &a.dump_output {
+        let bytes: Vec<u8> = session
+            .output(0)
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     let g = model.graph();
     let macs = total_macs(g);
     let gflops = 2.0 * macs.iter().sum::<u64>() as f64 / 1e9;

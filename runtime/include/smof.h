@@ -105,6 +105,11 @@ int32_t smof_model_output_shape(smof_model model, size_t index, int64_t *dims, s
  *  All buffers are allocated here; runs allocate nothing. */
 int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
 
+/** As smof_session_new, planned for another shape of input 0: `dims[0..rank]` in ONNX order
+ *  (e.g. N, C, H, W). A shape the layers cannot take gives SMOF_ERR_INVALID_ARGUMENT. */
+int32_t smof_session_new_with_shape(smof_model model, uint32_t threads, const int64_t *dims,
+                                    size_t rank, smof_session *out);
+
 /** Releases a session handle. */
 int32_t smof_session_free(smof_session session);
 

@@ -796,6 +796,70 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// This graph with other input shapes (ONNX dims, one entry per input; an empty entry
+    /// keeps that input's shape): every tensor shape is inferred again and the result
+    /// validated, so a shape the layers cannot take (other channels, a fully connected layer
+    /// fed a different spatial size) is an error naming the layer.
+    pub fn with_input_shapes(&self, shapes: &[Vec<usize>]) -> Result<Graph> {
+        let bad_input = |index: usize, what: String| Error::BadInput {
+            index,
+            name: self
+                .inputs
+                .get(index)
+                .map_or(String::new(), |i| i.name.clone()),
+            what,
+        };
+        if shapes.len() > self.inputs.len() {
+            return Err(Error::InputCount {
+                expected: self.inputs.len(),
+                got: shapes.len(),
+            });
+        }
+        let mut g = self.clone();
+        for (i, dims) in shapes.iter().enumerate() {
+            if dims.is_empty() {
+                continue;
+            }
+            let d: Vec<u32> = dims
+                .iter()
+                .map(|&v| u32::try_from(v).ok().filter(|&v| v > 0 && v <= MAX_DIM))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad_input(i, format!("shape {dims:?} has a zero or huge dim")))?;
+            let shape = match d.as_slice() {
+                [n, c, h, w] if g.inputs[i].dims.len() == 4 => Shape4::new(*n, *h, *w, *c),
+                [n, f] if g.inputs[i].dims.len() == 2 => Shape4::new(*n, 1, 1, *f),
+                _ => {
+                    return Err(bad_input(
+                        i,
+                        format!(
+                            "shape {dims:?} does not have the model's rank {}",
+                            g.inputs[i].dims.len()
+                        ),
+                    ))
+                }
+            };
+            g.inputs[i].dims = d;
+            g.tensors[g.inputs[i].tensor as usize].shape = shape;
+        }
+        for i in 0..g.nodes.len() {
+            let shape = g.infer_output(i, &g.nodes[i])?;
+            let out = g.nodes[i].outputs[0] as usize;
+            g.tensors[out].shape = shape;
+        }
+        for o in &mut g.outputs {
+            let s = g.tensors[o.tensor as usize].shape;
+            o.dims = if o.dims.len() == 4 {
+                vec![s.n, s.c, s.h, s.w]
+            } else {
+                vec![s.n, s.h * s.w * s.c]
+            };
+        }
+        g.validate()?;
+        Ok(g)
+    }
+}
+
 /// The user-facing dims of an input or output must describe the same elements as the tensor.
 fn check_io_dims(io: &IoDesc, s: Shape4) -> std::result::Result<(), String> {
     let ok = match io.dims.as_slice() {

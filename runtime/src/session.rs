@@ -13,6 +13,10 @@ use std::time::Instant;
 pub struct SessionOptions {
     /// Worker threads; 0 and 1 both mean the calling thread only.
     pub threads: usize,
+    /// Input shapes (ONNX dims, one entry per input, an empty entry keeps the model's) to
+    /// plan for instead of those the model was converted with; see
+    /// [`Graph::with_input_shapes`](crate::graph::Graph::with_input_shapes).
+    pub input_shapes: Vec<Vec<usize>>,
 }
 
 impl SessionOptions {
@@ -113,7 +117,13 @@ impl<'m> Session<'m> {
     /// ```
     pub fn new(model: &'m Model, opts: &SessionOptions) -> Result<Session<'m>> {
         let _ = opts.threads;
-        let graph = model.graph();
+        let reshaped;
+        let graph = if opts.input_shapes.is_empty() {
+            model.graph()
+        } else {
+            reshaped = model.graph().with_input_shapes(&opts.input_shapes)?;
+            &reshaped
+        };
         let table = model.kernels();
         let geoms: Vec<Act4> = graph
             .tensors

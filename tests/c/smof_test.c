@@ -186,6 +186,29 @@ int main(int argc, char **argv) {
 
     run_and_compare(model, "smof_model_open + run1");
 
+    {   /* A session planned for another input size; bad shapes are errors. */
+        smof_session r = {0};
+        const int64_t small[4] = {1, 3, 160, 160};
+        EXPECT_STATUS(smof_session_new_with_shape(model, 1, small, 4, &r), SMOF_OK, "");
+        size_t n = 0;
+        EXPECT_STATUS(smof_session_input_len(r, 0, &n), SMOF_OK, "");
+        CHECK(n == 3 * 160 * 160, "reshaped input len %zu", n);
+        float *x = calloc(n, sizeof(float));
+        EXPECT_STATUS(smof_session_run1(r, x, n), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_output_len(r, 0, &n), SMOF_OK, "");
+        CHECK(n == expected_len, "reshaped output len %zu", n);
+        free(x);
+        EXPECT_STATUS(smof_session_free(r), SMOF_OK, "");
+        const int64_t four_channels[4] = {1, 4, 160, 160};
+        EXPECT_STATUS(smof_session_new_with_shape(model, 1, four_channels, 4, &r),
+                      SMOF_ERR_INVALID_ARGUMENT, "channels");
+        EXPECT_STATUS(smof_session_new_with_shape(model, 1, NULL, 4, &r), SMOF_ERR_NULL_POINTER,
+                      "dims");
+        const int64_t zero[4] = {1, 3, 0, 160};
+        EXPECT_STATUS(smof_session_new_with_shape(model, 1, zero, 4, &r),
+                      SMOF_ERR_INVALID_ARGUMENT, "below 1");
+    }
+
     smof_session s = {0};
     EXPECT_STATUS(smof_session_new(model, 0, &s), SMOF_OK, "");
     size_t in_len = 0;

@@ -120,3 +120,57 @@ fn replacing_the_file_by_rename_leaves_a_live_model_intact() {
     assert_eq!(run(&model), before);
     assert!(Model::open(&path).is_err());
 }
+
+/// A session can plan for another input size than the one the model was converted with; the
+/// result equals converting at that size. Shapes the layers cannot take are clear errors.
+#[test]
+fn session_input_shape_option() {
+    let onnx = bundled_onnx();
+    let at_224 =
+        Model::from_bytes(&convert(&onnx, &ConvertOptions::default()).unwrap().bytes).unwrap();
+    let at_160 = Model::from_bytes(
+        &convert(
+            &onnx,
+            &ConvertOptions {
+                input_shapes: vec![vec![1, 3, 160, 160]],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .bytes,
+    )
+    .unwrap();
+    let x: Vec<f32> = (0..3 * 160 * 160)
+        .map(|i| ((i * 17) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let opts = SessionOptions {
+        input_shapes: vec![vec![1, 3, 160, 160]],
+        ..Default::default()
+    };
+    let mut reshaped = Session::new(&at_224, &opts).unwrap();
+    assert_eq!(reshaped.input_dims(0), &[1, 3, 160, 160]);
+    assert_eq!(reshaped.output_dims(0), &[1, 1280]);
+    reshaped.run(&[&x]).unwrap();
+    let mut direct = Session::new(&at_160, &SessionOptions::default()).unwrap();
+    direct.run(&[&x]).unwrap();
+    assert_eq!(reshaped.output(0), direct.output(0));
+
+    for bad in [vec![1, 4, 160, 160], vec![1, 3, 160], vec![0, 3, 160, 160]] {
+        let opts = SessionOptions {
+            input_shapes: vec![bad.clone()],
+            ..Default::default()
+        };
+        let err = Session::new(&at_224, &opts).unwrap_err().to_string();
+        assert!(!err.is_empty(), "{bad:?}");
+    }
+    let err = Session::new(
+        &at_224,
+        &SessionOptions {
+            input_shapes: vec![vec![1, 4, 160, 160]],
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("in_c 3 but input has 4 channels"), "{err}");
+}

@@ -1788,7 +1788,7 @@ fn two_worker_threads() {
     let want = tract_run_shaped(&onnx, &inputs);
     let shapes: Vec<Vec<usize>> = want.iter().map(|(s, _)| s.clone()).collect();
     let onnx = with_output_shapes(&onnx, &shapes);
-    let opts = smof::SessionOptions { threads: 2 };
+    let opts = smof::SessionOptions::default().threads(2);
     for (table, choice) in kernel_choices() {
         let got = smof_run_with(
             &onnx,

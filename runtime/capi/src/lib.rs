@@ -613,6 +613,56 @@ pub unsafe extern "C" fn smof_session_new(
     })
 }
 
+/// Creates a session like [`smof_session_new`] that plans for another shape of input 0
+/// (`dims[0..rank]`, ONNX order, e.g. `[N, C, H, W]`) than the model was converted with.
+/// A shape the model's layers cannot take (other channels, or a fully connected layer fed a
+/// different spatial size) gives `SMOF_ERR_INVALID_ARGUMENT` with the layer named.
+///
+/// # Safety
+/// `dims` is null or valid for `rank` reads; `out` is null or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn smof_session_new_with_shape(
+    model: SmofModel,
+    threads: u32,
+    dims: *const i64,
+    rank: usize,
+    out: *mut SmofSession,
+) -> i32 {
+    guard(|| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        if dims.is_null() {
+            return Err(null("dims"));
+        }
+        if rank == 0 || rank > 8 {
+            return Err(invalid(format!("rank {rank} is not between 1 and 8")));
+        }
+        // SAFETY: non-null, and the caller guarantees `rank` readable values.
+        let dims = unsafe { std::slice::from_raw_parts(dims, rank) };
+        let shape: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid(format!("shape {dims:?} has a dim below 1")))?;
+        let m = get_model(model)?;
+        let opts = SessionOptions {
+            threads: threads as usize,
+            input_shapes: vec![shape],
+        };
+        let s = OwnedSession::new(m, &opts).map_err(|e| match e {
+            // The model is fine; the requested shape is what its layers cannot take.
+            e @ smof::Error::InvalidGraph { .. } => invalid(e.to_string()),
+            e => Failure::from(e),
+        })?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        lock(&SESSIONS).insert(id, Arc::new(Mutex::new(s)));
+        // SAFETY: checked non-null above.
+        unsafe { write_out(out, SmofSession { id }) };
+        Ok(())
+    })
+}
+
 /// Releases a session. Freeing an already freed handle returns `SMOF_ERR_INVALID_HANDLE`.
 /// A run in progress on another thread finishes first.
 #[no_mangle]

@@ -21,6 +21,7 @@ pub mod convert;
 pub mod error;
 pub mod ir;
 pub mod lower;
+pub mod npy;
 pub mod onnx;
 pub mod passes;
 pub mod prune;

@@ -17,12 +17,21 @@ pub struct SessionOptions {
     /// plan for instead of those the model was converted with; see
     /// [`Graph::with_input_shapes`](crate::graph::Graph::with_input_shapes).
     pub input_shapes: Vec<Vec<usize>>,
+    /// CPUs to pin the session's threads to (the calling thread is not pinned; worker `i`
+    /// goes to `cpus[i % len]`). Empty: no pinning. On a phone, name the big cores.
+    pub cpus: Vec<usize>,
 }
 
 impl SessionOptions {
     /// Sets the number of worker threads.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
+        self
+    }
+
+    /// Pins worker threads to `cpus` (see [`SessionOptions::cpus`]).
+    pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
+        self.cpus = cpus;
         self
     }
 }

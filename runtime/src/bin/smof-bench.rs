@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--warmup N] [--loops N] [--profile] [--json] [--kernels NAME]
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--kernels NAME]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
   --threads N   worker threads (default 1)
+  --cpus LIST   pin the worker threads to these CPUs, e.g. 4-7 or 0,2 (the big cores of a phone)
   --warmup N    untimed runs first (default 3)
   --loops N     timed runs (default 20)
   --profile     per-layer time, share of total and GFLOP/s, slowest first
@@ -24,6 +25,7 @@ Times each model single-batch on synthetic input and prints min, median, mean an
 struct Args {
     models: Vec<PathBuf>,
     threads: usize,
+    cpus: Vec<usize>,
     warmup: usize,
     loops: usize,
     profile: bool,
@@ -32,11 +34,28 @@ struct Args {
     dump_output: Option<PathBuf>,
 }
 
+/// Parses a CPU list such as `4-7` or `0,2,5-6`.
+fn parse_cpus(v: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("--cpus: '{v}' is not a CPU list such as 4-7 or 0,2");
+    let mut out = Vec::new();
+    for part in v.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: usize = a.trim().parse().map_err(|_| bad())?;
+        let b: usize = b.trim().parse().map_err(|_| bad())?;
+        if a > b || b >= 4096 {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    Ok(out)
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut out = Args {
         models: Vec::new(),
         threads: 1,
+        cpus: Vec::new(),
         warmup: 3,
         loops: 20,
         profile: false,
@@ -53,6 +72,10 @@ fn parse_args() -> Result<Args, String> {
         };
         match a.as_str() {
             "--threads" => out.threads = num("--threads")?,
+            "--cpus" => {
+                let v = args.next().ok_or("--cpus needs a list")?;
+                out.cpus = parse_cpus(&v)?;
+            }
             "--warmup" => out.warmup = num("--warmup")?,
             "--loops" => out.loops = num("--loops")?.max(1),
             "--profile" => out.profile = true,
@@ -151,8 +174,13 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     let model = Model::open_with(path, &opts).map_err(|e| e.to_string())?;
     let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
     let t_sess = Instant::now();
-    let mut session = Session::new(&model, &SessionOptions::default().threads(a.threads))
-        .map_err(|e| e.to_string())?;
+    let mut session = Session::new(
+        &model,
+        &SessionOptions::default()
+            .threads(a.threads)
+            .cpus(a.cpus.clone()),
+    )
+    .map_err(|e| e.to_string())?;
     let session_ms = t_sess.elapsed().as_secs_f64() * 1e3;
     let inputs: Vec<Vec<f32>> = (0..session.input_count())
         .map(|i| synthetic_input(session.input_dims(i).iter().product(), i as u32 + 1))

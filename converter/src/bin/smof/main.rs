@@ -2,7 +2,7 @@
 //! compare models.
 
 mod inspect;
-mod npy;
+use smof_converter::npy;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};

@@ -8,7 +8,7 @@ use smof::graph::{
     Conv, DType, Fc, Graph, IoDesc, Layout, Metadata, Node, Op as ROp, Pool, PoolKind, Shape4,
     TensorDesc, TensorId, WeightDesc, WeightId,
 };
-use smof::kernels::{pack, KernelTable, WeightRole};
+use smof::kernels::{pack, KernelChoice, WeightRole};
 
 /// A lowered graph and the bytes of each of its weights (in `graph.weights` order, already in
 /// the weight's dtype and layout, little-endian): the arguments of `smof::format::write`.
@@ -25,8 +25,8 @@ pub struct LoweredGraph {
 /// What the lowering needs to know besides the graph.
 #[derive(Clone, Copy)]
 pub struct LowerOptions<'a> {
-    /// Kernel table the weights are packed for.
-    pub table: &'static KernelTable,
+    /// Kernel table the weights are packed for (a concrete choice, not `Auto`).
+    pub table: KernelChoice,
     /// Store conv and fc weights as f16.
     pub fp16: bool,
     /// Model name for the metadata.
@@ -99,7 +99,7 @@ impl Lowerer<'_> {
         u32_of(self.graph.tensors.len() - 1, "tensor count")
     }
 
-    /// Adds a weight with the layout the table wants for `role`.
+    /// Adds a weight with the layout the table wants for `role` (not a conv's weights).
     fn weight(
         &mut self,
         name: String,
@@ -107,11 +107,24 @@ impl Lowerer<'_> {
         data: &[f32],
         role: WeightRole,
     ) -> Result<WeightId> {
+        self.weight_at(name, dims, data, role, Shape4::default())
+    }
+
+    /// Adds a weight with the layout the table wants for `role`, for a conv whose input
+    /// has shape `conv_input`.
+    fn weight_at(
+        &mut self,
+        name: String,
+        dims: &[usize],
+        data: &[f32],
+        role: WeightRole,
+        conv_input: Shape4,
+    ) -> Result<WeightId> {
         let dims: Vec<u32> = dims
             .iter()
             .map(|&d| u32_of(d, "weight dim"))
             .collect::<Result<_>>()?;
-        let mut layout = self.opts.table.layout_for(role);
+        let mut layout = self.opts.table.layout_for(role, conv_input);
         if !pack::layout_fits(layout, &role) || pack::packed_len(layout, &dims).is_none() {
             layout = Layout::Canonical;
         }
@@ -187,11 +200,18 @@ impl Lowerer<'_> {
                     bias,
                     act: c.act,
                 };
-                self.weight(
+                let input = Shape4::new(
+                    u32_of(xs[0], "batch")?,
+                    u32_of(xs[2], "height")?,
+                    u32_of(xs[3], "width")?,
+                    conv.in_c,
+                );
+                self.weight_at(
                     format!("{}.weight", node.name),
                     &c.weight.dims,
                     &c.weight.data,
                     WeightRole::Conv(conv),
+                    input,
                 )?;
                 if let Some(b) = &c.bias {
                     self.weight(

@@ -163,6 +163,10 @@ pub enum Layout {
     DwBlock(u16),
     /// Fully connected weights blocked by output: `[ceil(OC/b)][IC][b]`, zero padded.
     FcOcBlock(u16),
+    /// Winograd F(4x4, 3x3) transformed weights of an ungrouped 3x3 conv, `U = G g G^T` per
+    /// (output, input) channel pair, blocked by output channel:
+    /// `[36][ceil(OC/b)][IC][b]`, zero padded (see `kernels::pack`).
+    WinogradF43(u16),
 }
 
 /// One stored weight tensor.

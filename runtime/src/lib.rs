@@ -21,6 +21,7 @@ pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod plan;
+mod pool;
 pub mod session;
 
 pub use error::{Error, Result};

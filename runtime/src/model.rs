@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::{self, ReadOptions};
-use crate::graph::{DType, Graph, Layout, Op, WeightId};
+use crate::graph::{DType, Graph, Layout, Op, Shape4, WeightId};
 use crate::kernels::{pack, KernelChoice, KernelTable, WeightRole};
 use std::path::Path;
 
@@ -233,8 +233,8 @@ impl Model {
         let mut weights = Vec::with_capacity(graph.weights.len());
         let mut layouts = Vec::with_capacity(graph.weights.len());
         for (i, desc) in graph.weights.iter().enumerate() {
-            let role = roles[i].unwrap_or(WeightRole::Vector);
-            let want = table.layout_for(role);
+            let (role, input) = roles[i].unwrap_or((WeightRole::Vector, Shape4::default()));
+            let want = table.layout_for(role, input);
             // Offsets and lengths were validated against the file by `format::read`.
             let start = desc.offset as usize;
             let raw = &bytes[start..start + desc.byte_len as usize];
@@ -340,13 +340,20 @@ fn bytemuck_aligned_mut(v: &mut [Aligned64]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 64) }
 }
 
-/// The role of each weight, from the first node that reads it.
-pub fn weight_roles(graph: &Graph) -> Vec<Option<WeightRole>> {
+/// The role of each weight, from the first node that reads it, with that node's first input
+/// shape.
+pub fn weight_roles(graph: &Graph) -> Vec<Option<(WeightRole, Shape4)>> {
     let mut roles = vec![None; graph.weights.len()];
     for node in &graph.nodes {
+        let input = node
+            .inputs
+            .first()
+            .and_then(|&t| graph.tensors.get(t as usize))
+            .map(|t| t.shape)
+            .unwrap_or_default();
         let mut set = |id: WeightId, role: WeightRole| {
             if let Some(r) = roles.get_mut(id as usize) {
-                r.get_or_insert(role);
+                r.get_or_insert((role, input));
             }
         };
         match &node.op {

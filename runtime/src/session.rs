@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Activation, Conv, Fc, Op, Pool};
-use crate::kernels::{Act4, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use crate::kernels::{Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable};
 use crate::model::Model;
 use crate::plan::{self, Interval};
+use crate::pool::Pool as Workers;
 use std::time::Instant;
 
 /// Options for [`Session::new`].
@@ -96,7 +97,10 @@ pub struct Session<'m> {
     arena_start: usize,
     arena_len: usize,
     peak_live: usize,
+    /// `threads` scratch areas of `scratch_len` floats each, one per participant.
     scratch: Vec<f32>,
+    scratch_len: usize,
+    pool: Workers,
     inputs: Vec<(usize, Vec<usize>)>,
     outputs: Vec<OutputSlot>,
 }
@@ -110,6 +114,9 @@ impl std::fmt::Debug for Session<'_> {
             .finish()
     }
 }
+
+/// Most threads a session starts.
+const MAX_THREADS: usize = 64;
 
 /// Largest arena a session will allocate (4 GiB).
 const MAX_ARENA_BYTES: u64 = 4 << 30;
@@ -125,7 +132,7 @@ impl<'m> Session<'m> {
     /// # Ok::<(), smof::Error>(())
     /// ```
     pub fn new(model: &'m Model, opts: &SessionOptions) -> Result<Session<'m>> {
-        let _ = opts.threads;
+        let threads = opts.threads.clamp(1, MAX_THREADS);
         let reshaped;
         let graph = if opts.input_shapes.is_empty() {
             model.graph()
@@ -200,7 +207,17 @@ impl<'m> Session<'m> {
             let out = node.outputs[0] as usize;
             let kernel = match node.op {
                 Op::Conv(conv) => {
-                    let k = (table.conv)(&conv);
+                    // The weights' layout says how they were planned (at conversion or at
+                    // load, for the model's own input shapes); the kernel follows it.
+                    let layout = model.weight_layout(conv.weight);
+                    let k = ConvPlan::from_layout(layout, &conv)
+                        .and_then(|plan| (table.conv)(&conv, plan))
+                        .ok_or_else(|| {
+                            Error::InvalidOption(format!(
+                                "node {}: table {} has no kernel for {layout:?} weights",
+                                node.name, table.name
+                            ))
+                        })?;
                     let xs = geoms[node.inputs[0] as usize];
                     scratch_len = scratch_len.max((k.scratch_len)(&conv, xs, geoms[out]));
                     Kernel::Conv {
@@ -256,6 +273,8 @@ impl<'m> Session<'m> {
                 data: vec![0.0; io.elems() as usize],
             })
             .collect();
+        let pool = Workers::new(threads, &opts.cpus)
+            .map_err(|e| Error::InvalidOption(format!("cannot start {threads} threads: {e}")))?;
         let arena = vec![0.0f32; p.arena_len + plan::ALIGN_FLOATS];
         let arena_start = arena.as_ptr().align_offset(plan::ALIGN_FLOATS * 4);
         Ok(Session {
@@ -267,7 +286,9 @@ impl<'m> Session<'m> {
             arena_start,
             arena_len: p.arena_len,
             peak_live: p.peak_live,
-            scratch: vec![0.0; scratch_len],
+            scratch: vec![0.0; scratch_len * threads],
+            scratch_len,
+            pool,
             inputs,
             outputs,
         })
@@ -334,7 +355,9 @@ impl<'m> Session<'m> {
         let base = arena.as_mut_ptr();
         let buffers = &self.buffers;
         let table = self.table;
-        let scratch = &mut self.scratch[..];
+        let scratch = SendPtr(self.scratch.as_mut_ptr());
+        let scratch_len = self.scratch_len;
+        let pool = &self.pool;
         for (i, step) in self.steps.iter().enumerate() {
             let t0 = timing.as_ref().map(|_| Instant::now());
             let input = |k: usize| -> (&[f32], Act4) {
@@ -355,18 +378,44 @@ impl<'m> Session<'m> {
                 Kernel::Conv { conv, k, w, bias } => {
                     let (x, xs) = input(0);
                     let residual = (step.inputs.len() > 1).then(|| input(1).0);
-                    (k.run)(&mut ConvArgs {
-                        conv,
-                        x,
-                        xs,
-                        w,
-                        bias: *bias,
-                        residual,
-                        y,
-                        ys,
-                        scratch: &mut scratch[..],
-                        rows: 0..ys.rows(),
-                    });
+                    let rows = ys.rows();
+                    let parts = pool.threads().min(rows);
+                    let yp = SendPtr(y.as_mut_ptr());
+                    let ylen = y.len();
+                    let part = |t: usize| {
+                        if t >= parts {
+                            return;
+                        }
+                        // SAFETY: participant `t` writes only output rows `r` (the contract of
+                        // `ConvKernel::run`), and the row ranges of the participants are
+                        // disjoint; each participant has its own scratch area.
+                        let (y, scratch) = unsafe {
+                            (
+                                std::slice::from_raw_parts_mut(yp.get(), ylen),
+                                std::slice::from_raw_parts_mut(
+                                    scratch.get().add(t * scratch_len),
+                                    scratch_len,
+                                ),
+                            )
+                        };
+                        (k.run)(&mut ConvArgs {
+                            conv,
+                            x,
+                            xs,
+                            w,
+                            bias: *bias,
+                            residual,
+                            y,
+                            ys,
+                            scratch,
+                            rows: rows * t / parts..rows * (t + 1) / parts,
+                        });
+                    };
+                    if parts > 1 {
+                        pool.run(&part);
+                    } else {
+                        part(0);
+                    }
                 }
                 Kernel::Fc { fc, k, w, bias } => {
                     let (x, xs) = input(0);
@@ -503,6 +552,20 @@ impl<'m> Session<'m> {
     /// The model this session runs.
     pub fn model(&self) -> &'m Model {
         self.model
+    }
+}
+
+/// A pointer handed to the participants of a parallel step, each of which touches only its
+/// own part of the pointee.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+// SAFETY: the participants of a step use the pointer for disjoint parts only (see its uses).
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
     }
 }
 

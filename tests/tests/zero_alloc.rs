@@ -1,5 +1,5 @@
-//! `Session::run` allocates nothing: a counting global allocator watches 100 runs of
-//! MobileNetV2 after the first. Also checks the arena plan against the peak of live bytes.
+//! `Session::run` allocates nothing, single- and multi-threaded: a counting global allocator
+//! (which also sees the worker threads) watches 100 runs of MobileNetV2 after the first. Also checks the arena plan against the peak of live bytes.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,30 +51,41 @@ fn run_allocates_nothing_after_the_first() {
             ..Default::default()
         };
         let model = smof::Model::from_bytes_with(&bytes, &opts).unwrap();
-        let mut session = smof::Session::new(&model, &smof::SessionOptions::default()).unwrap();
         let input: Vec<f32> = (0..3 * 224 * 224)
             .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
             .collect();
-        session.run(&[&input]).unwrap();
-        let first = session.output(0).to_vec();
-        let before = ALLOCS.load(Ordering::SeqCst);
-        for _ in 0..100 {
+        let mut single = None;
+        for threads in [1, 2, 3] {
+            let sopts = smof::SessionOptions::default().threads(threads);
+            let mut session = smof::Session::new(&model, &sopts).unwrap();
             session.run(&[&input]).unwrap();
+            let first = session.output(0).to_vec();
+            // Work is split by output rows, so every thread count computes the same sums.
+            let single = single.get_or_insert_with(|| first.clone());
+            assert!(
+                &first == single,
+                "{}: {threads} threads give another result than 1",
+                table.name
+            );
+            let before = ALLOCS.load(Ordering::SeqCst);
+            for _ in 0..100 {
+                session.run(&[&input]).unwrap();
+            }
+            let after = ALLOCS.load(Ordering::SeqCst);
+            assert_eq!(
+                after - before,
+                0,
+                "{}, {threads} threads: Session::run allocated {} times in 100 runs",
+                table.name,
+                after - before
+            );
+            assert_eq!(
+                session.output(0),
+                &first[..],
+                "{}: runs are not deterministic",
+                table.name
+            );
         }
-        let after = ALLOCS.load(Ordering::SeqCst);
-        assert_eq!(
-            after - before,
-            0,
-            "{}: Session::run allocated {} times in 100 runs",
-            table.name,
-            after - before
-        );
-        assert_eq!(
-            session.output(0),
-            &first[..],
-            "{}: runs are not deterministic",
-            table.name
-        );
     }
 }
 

@@ -661,6 +661,7 @@ impl<'a> Decoder<'a> {
                 layout::CONV_OC_BLOCK => Layout::ConvOcBlock(block(r.block)?),
                 layout::DW_BLOCK => Layout::DwBlock(block(r.block)?),
                 layout::FC_OC_BLOCK => Layout::FcOcBlock(block(r.block)?),
+                layout::WINOGRAD_F43 => Layout::WinogradF43(block(r.block)?),
                 c => {
                     return Err(corrupt(
                         layout_at,

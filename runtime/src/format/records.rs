@@ -191,6 +191,8 @@ pub mod layout {
     pub const DW_BLOCK: u32 = 2;
     /// [`crate::graph::Layout::FcOcBlock`].
     pub const FC_OC_BLOCK: u32 = 3;
+    /// [`crate::graph::Layout::WinogradF43`].
+    pub const WINOGRAD_F43: u32 = 4;
 }
 
 /// Codes of [`crate::graph::Op`].

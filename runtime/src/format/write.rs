@@ -94,6 +94,7 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
             Layout::ConvOcBlock(b) => (layout::CONV_OC_BLOCK, b),
             Layout::DwBlock(b) => (layout::DW_BLOCK, b),
             Layout::FcOcBlock(b) => (layout::FC_OC_BLOCK, b),
+            Layout::WinogradF43(b) => (layout::WINOGRAD_F43, b),
         };
         let mut dims = [0u32; 4];
         dims[..w.dims.len()].copy_from_slice(&w.dims);

@@ -1,8 +1,10 @@
 //! Compute kernels: one contract per operation, one [`KernelTable`] per instruction set.
 //!
 //! A session picks one table at creation ([`KernelTable::detect`] or a forced choice), then
-//! picks per node the kernel that table offers for the node's shape (for convs, through
-//! [`KernelTable::conv`]). The driver code (session, planner) is written once over this
+//! picks per node the kernel that table offers for the node's shape. For convs the choice has
+//! two steps: [`KernelChoice::conv_plan`], a pure rule that every build can evaluate for every
+//! table (so the converter packs for any target on any host), decides the algorithm and the
+//! weight layout; the table then maps that plan to its kernel ([`KernelTable::conv`]). The driver code (session, planner) is written once over this
 //! contract; a new ISA or kernel size adds an implementation here, never a branch in the
 //! driver.
 //!
@@ -13,12 +15,14 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod pack;
+mod plan;
 pub mod portable;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
 use crate::graph::{Activation, Conv, Fc, Layout, Pool, Shape4};
+pub use plan::ConvPlan;
 use std::ops::Range;
 
 /// Geometry of one activation buffer: logical NHWC shape and the padded channel stride.
@@ -130,10 +134,13 @@ pub type ChannelAffineFn =
 pub struct KernelTable {
     /// Table name: `portable`, `x86_64-avx2`, `x86_64-avx512`, `aarch64`.
     pub name: &'static str,
+    /// The choice that selects this table (never `Auto`).
+    pub choice: KernelChoice,
     /// Channel stride alignment of activations, in floats.
     pub channel_align: usize,
-    /// Picks the conv kernel for a layer.
-    pub conv: fn(&Conv) -> ConvKernel,
+    /// The table's kernel for a conv run by `plan`, or `None` when the table has no kernel
+    /// for that plan (a plan from another table's rule).
+    pub conv: fn(&Conv, ConvPlan) -> Option<ConvKernel>,
     /// Fully connected.
     pub fc: FcKernel,
     /// Max/average pooling.
@@ -201,6 +208,12 @@ impl KernelChoice {
     }
 }
 
+/// `k` when it reads the layout `plan` wants, `None` otherwise: the last step of every
+/// table's conv selection.
+pub(crate) fn matching(k: ConvKernel, plan: ConvPlan) -> Option<ConvKernel> {
+    (k.layout == plan.layout()).then_some(k)
+}
+
 impl KernelTable {
     /// The fastest table the running CPU supports.
     pub fn detect() -> &'static KernelTable {
@@ -240,13 +253,17 @@ impl KernelTable {
             .collect()
     }
 
-    /// The layout this table wants for a weight with the given role.
-    pub fn layout_for(&self, role: WeightRole) -> Layout {
-        match role {
-            WeightRole::Conv(c) => (self.conv)(&c).layout,
-            WeightRole::Fc => self.fc.layout,
-            WeightRole::Vector => Layout::Canonical,
-        }
+    /// The layout this table wants for a weight with the given role (`conv_input`: the
+    /// input shape of the conv, for conv weights).
+    pub fn layout_for(&self, role: WeightRole, conv_input: Shape4) -> Layout {
+        self.choice.layout_for(role, conv_input)
+    }
+
+    /// The kernel this table runs for `conv` on an input of shape `input`, by the table's
+    /// own plan ([`KernelChoice::conv_plan`]).
+    pub fn conv_kernel(&self, conv: &Conv, input: Shape4) -> ConvKernel {
+        let plan = self.choice.conv_plan(conv, input);
+        (self.conv)(conv, plan).expect("every table has a kernel for each of its own plans")
     }
 }
 

@@ -19,6 +19,9 @@ pub fn packed_len(layout: Layout, dims: &[u32]) -> Option<u64> {
             Some(round(d(0)?, b as u64) * d(2)? * d(3)?)
         }
         Layout::FcOcBlock(b) if b > 0 && dims.len() == 2 => Some(round(d(0)?, b as u64) * d(1)?),
+        Layout::WinogradF43(b) if b > 0 && dims.len() == 4 && dims[2] == 3 && dims[3] == 3 => {
+            Some(36 * round(d(0)?, b as u64) * d(1)?)
+        }
         _ => None,
     }
 }
@@ -33,6 +36,7 @@ pub fn layout_fits(layout: Layout, role: &WeightRole) -> bool {
         (Layout::ConvOcBlock(_), WeightRole::Conv(c)) => c.groups == 1,
         (Layout::DwBlock(_), WeightRole::Conv(c)) => c.is_depthwise(),
         (Layout::FcOcBlock(_), WeightRole::Fc) => true,
+        (Layout::WinogradF43(_), WeightRole::Conv(c)) => super::plan::winograd_applies(c),
         _ => false,
     }
 }
@@ -49,7 +53,104 @@ pub fn pack(canonical: &[f32], dims: &[u32], layout: Layout) -> Vec<f32> {
         dims.iter().map(|&v| v as u64).product::<u64>()
     );
     let mut out = vec![0.0f32; total];
+    if let Layout::WinogradF43(b) = layout {
+        winograd_f43_pack(canonical, dims, b as usize, &mut out);
+        return out;
+    }
     for_each_slot(dims, layout, |src, dst| out[dst] = canonical[src]);
+    out
+}
+
+/// The Winograd F(4x4, 3x3) weight transform `G`: a 3-tap filter to its 6 transformed taps.
+pub const WINOGRAD_F43_G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Index of `U[xi][o][i]` in `WinogradF43(b)` weights with `oc` outputs and `ic` inputs.
+fn winograd_index(xi: usize, o: usize, i: usize, oc: usize, ic: usize, b: usize) -> usize {
+    ((xi * oc.div_ceil(b) + o / b) * ic + i) * b + o % b
+}
+
+/// `U = G g G^T` for every (output, input) pair, in f64, stored as `WinogradF43(b)`.
+fn winograd_f43_pack(canonical: &[f32], dims: &[u32], b: usize, out: &mut [f32]) {
+    let (oc, ic) = (dims[0] as usize, dims[1] as usize);
+    let g = &WINOGRAD_F43_G;
+    for o in 0..oc {
+        for i in 0..ic {
+            let k = &canonical[(o * ic + i) * 9..(o * ic + i) * 9 + 9];
+            // t = G k: 6 x 3.
+            let mut t = [[0.0f64; 3]; 6];
+            for (r, row) in t.iter_mut().enumerate() {
+                for (x, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|y| g[r][y] * k[y * 3 + x] as f64).sum();
+                }
+            }
+            for a in 0..6 {
+                for c in 0..6 {
+                    let u: f64 = (0..3).map(|x| t[a][x] * g[c][x]).sum();
+                    out[winograd_index(a * 6 + c, o, i, oc, ic, b)] = u as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Inverse of [`winograd_f43_pack`] through the left inverse `P = (G^T G)^-1 G^T` of `G`:
+/// `g = P U P^T`, exact up to rounding.
+fn winograd_f43_unpack(packed: &[f32], dims: &[u32], b: usize, out: &mut [f32]) {
+    let (oc, ic) = (dims[0] as usize, dims[1] as usize);
+    let g = &WINOGRAD_F43_G;
+    // G^T G (3x3), its inverse, then P = (G^T G)^-1 G^T (3x6).
+    let mut gtg = [[0.0f64; 3]; 3];
+    for (r, row) in gtg.iter_mut().enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = (0..6).map(|k| g[k][r] * g[k][c]).sum();
+        }
+    }
+    let inv = invert3(gtg);
+    let mut p = [[0.0f64; 6]; 3];
+    for (r, row) in p.iter_mut().enumerate() {
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|c| inv[r][c] * g[k][c]).sum();
+        }
+    }
+    for o in 0..oc {
+        for i in 0..ic {
+            let u = |a: usize, c: usize| packed[winograd_index(a * 6 + c, o, i, oc, ic, b)] as f64;
+            for y in 0..3 {
+                for x in 0..3 {
+                    let mut s = 0.0;
+                    for a in 0..6 {
+                        for c in 0..6 {
+                            s += p[y][a] * u(a, c) * p[x][c];
+                        }
+                    }
+                    out[(o * ic + i) * 9 + y * 3 + x] = s as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Inverse of a 3x3 matrix by cofactors (the callers' matrices are well conditioned).
+fn invert3(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let c = |r: usize, k: usize| {
+        let (r1, r2) = ((r + 1) % 3, (r + 2) % 3);
+        let (k1, k2) = ((k + 1) % 3, (k + 2) % 3);
+        m[r1][k1] * m[r2][k2] - m[r1][k2] * m[r2][k1]
+    };
+    let det: f64 = (0..3).map(|k| m[0][k] * c(0, k)).sum();
+    let mut out = [[0.0; 3]; 3];
+    for (r, row) in out.iter_mut().enumerate() {
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = c(k, r) / det;
+        }
+    }
     out
 }
 
@@ -61,6 +162,10 @@ pub fn unpack(packed: &[f32], dims: &[u32], layout: Layout) -> Vec<f32> {
     let total = packed_len(layout, dims).expect("layout applies to dims") as usize;
     assert!(packed.len() >= total);
     let mut out = vec![0.0f32; dims.iter().map(|&v| v as usize).product()];
+    if let Layout::WinogradF43(b) = layout {
+        winograd_f43_unpack(packed, dims, b as usize, &mut out);
+        return out;
+    }
     for_each_slot(dims, layout, |src, dst| out[src] = packed[dst]);
     out
 }
@@ -115,6 +220,7 @@ fn for_each_slot(dims: &[u32], layout: Layout, mut f: impl FnMut(usize, usize)) 
                 }
             }
         }
+        Layout::WinogradF43(_) => unreachable!("a transform, not a permutation"),
         Layout::FcOcBlock(b) => {
             // canonical [OC][IC] -> [OC/b][IC][b]
             let b = b as usize;
@@ -155,5 +261,26 @@ mod tests {
             let nonzero = p.iter().filter(|&&v| v != 0.0).count();
             assert_eq!(nonzero, n, "pad entries must be zero");
         }
+    }
+
+    #[test]
+    fn winograd_weights_roundtrip_and_transform_by_g() {
+        let dims = [5u32, 3, 3, 3];
+        let n = 5 * 3 * 9;
+        let w: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let layout = Layout::WinogradF43(4);
+        let p = pack(&w, &dims, layout);
+        assert_eq!(p.len() as u64, packed_len(layout, &dims).unwrap());
+        assert_eq!(p.len(), 36 * 8 * 3);
+        let back = unpack(&p, &dims, layout);
+        for (a, b) in back.iter().zip(&w) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        // The corner tap of U is g[0][0] / 16 (row 0 of G is [1/4, 0, 0]).
+        assert!((p[winograd_index(0, 2, 1, 5, 3, 4)] - w[(2 * 3 + 1) * 9] / 16.0).abs() < 1e-6);
+        // Output channels 5..8 of each block are padding.
+        assert_eq!(p[winograd_index(7, 6, 2, 5, 3, 4)], 0.0);
     }
 }

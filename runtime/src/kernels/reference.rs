@@ -274,11 +274,14 @@ pub fn channel_affine(
     zero_pads(y, ys);
 }
 
-/// The reference table: every entry above, canonical weights everywhere.
+/// The reference table: every entry above, canonical weights everywhere. It is for tests
+/// that call kernels directly: its conv entry ignores the plan, and its `choice` is only a
+/// stand-in.
 pub static TABLE: KernelTable = KernelTable {
     name: "reference",
+    choice: crate::kernels::KernelChoice::Portable,
     channel_align: 1,
-    conv: |_| CONV,
+    conv: |_, _| Some(CONV),
     fc: FcKernel {
         name: "fc_reference",
         layout: Layout::Canonical,

@@ -8,7 +8,9 @@
 //! is covered as soon as it is listed there (or by calling the `check_*` functions directly).
 
 use crate::graph::{window_out, Activation, Conv, Fc, Pool, PoolKind, Shape4};
-use crate::kernels::{pack, portable, reference, Act4, ConvArgs, FcArgs, KernelTable};
+use crate::kernels::{
+    pack, portable, reference, Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, KernelTable,
+};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestCaseError;
@@ -315,9 +317,22 @@ impl ConvData {
 /// Checks `table`'s conv kernel for `case` against the reference: the whole output, its pad
 /// lanes, and that two calls over a split row range compute exactly their own rows.
 pub fn check_conv(table: &KernelTable, case: &ConvCase) -> Result<(), TestCaseError> {
+    let kernel = (table.conv)(
+        &case.conv,
+        table.choice.conv_plan(&case.conv, case.xs.shape),
+    )
+    .expect("a table has a kernel for each of its own plans");
+    check_conv_kernel(table.name, kernel, case)
+}
+
+/// Checks one conv `kernel` of the table called `table` as [`check_conv`] does.
+pub fn check_conv_kernel(
+    table: &str,
+    kernel: ConvKernel,
+    case: &ConvCase,
+) -> Result<(), TestCaseError> {
     let data = ConvData::new(case);
-    let kernel = (table.conv)(&case.conv);
-    let what = format!("{}/{}", table.name, kernel.name);
+    let what = format!("{table}/{}", kernel.name);
     let w = pack::pack(&data.w, &data.dims, kernel.layout);
     let scratch = (kernel.scratch_len)(&case.conv, case.xs, case.ys);
     let (len, rows) = (case.ys.len(), case.ys.rows());
@@ -715,7 +730,7 @@ fn named_portable_convs() -> Vec<(&'static str, ConvCase)> {
 fn every_portable_conv_kernel_is_selected_and_correct() {
     let cases = named_portable_convs();
     for (name, case) in &cases {
-        let kernel = (portable::TABLE.conv)(&case.conv);
+        let kernel = portable::TABLE.conv_kernel(&case.conv, case.xs.shape);
         assert_eq!(kernel.name, *name, "{:?}", case.conv);
         check_conv(&portable::TABLE, case).unwrap();
     }
@@ -731,7 +746,7 @@ fn conv_cases_reach_every_portable_kernel() {
     for _ in 0..CASES {
         let case = conv_case().new_tree(&mut runner).unwrap().current();
         *seen
-            .entry((portable::TABLE.conv)(&case.conv).name)
+            .entry(portable::TABLE.conv_kernel(&case.conv, case.xs.shape).name)
             .or_default() += 1;
     }
     assert_eq!(seen.len(), 10, "{seen:?}");
@@ -759,8 +774,55 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// Random 3x3 stride-1 dense layers for the Winograd kernels: ragged channel counts and
+/// sizes (tiles cut by the image edge), asymmetric padding, batch 1 or 2, channel strides
+/// padded to 16 (the runtime pads them to the table's vector width).
+pub fn winograd_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1u32..=40, 1u32..=40),
+        [0u32..=2, 0u32..=2, 0u32..=2, 0u32..=2],
+        (1u32..=2, 0u32..=14, 0u32..=14),
+        (0usize..=1, 0usize..=1),
+        (any::<bool>(), any::<bool>(), activation()),
+        (0.0f64..=1.0, any::<u64>()),
+    )
+        .prop_map(|((ic, oc), pads, sizes, (xe, ye), act, seed)| {
+            let pad16 = |c: u32, e: usize| (c as usize).next_multiple_of(16) - c as usize + 16 * e;
+            make_conv_case(
+                (1, ic, oc),
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                pads,
+                sizes,
+                (pad16(ic, xe), pad16(oc, ye)),
+                act,
+                seed,
+            )
+        })
+}
+
+/// Checks every Winograd kernel of `table` on `case`; returns how many there were.
+pub fn check_winograd(table: &KernelTable, case: &ConvCase) -> Result<usize, TestCaseError> {
+    let mut n = 0;
+    for nb in [4, 8, 16, 32] {
+        if let Some(k) = (table.conv)(&case.conv, ConvPlan::Winograd { nb }) {
+            check_conv_kernel(table.name, k, case)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn winograd_matches_reference(case in winograd_case()) {
+        for t in tables() {
+            check_winograd(t, &case)?;
+        }
+    }
 
     #[test]
     fn conv_matches_reference(case in conv_case()) {
@@ -823,7 +885,7 @@ fn portable_conv_speed() {
         );
         assert_eq!(case.xs.shape.h, hw);
         let data = ConvData::new(&case);
-        let kernel = (portable::TABLE.conv)(&case.conv);
+        let kernel = portable::TABLE.conv_kernel(&case.conv, case.xs.shape);
         let w = pack::pack(&data.w, &data.dims, kernel.layout);
         let mut y = vec![0.0; case.ys.len()];
         let flops = 2.0 * case.ys.shape.elems() as f64 * (ic / groups) as f64 * (k * k) as f64;
@@ -876,7 +938,7 @@ fn table_conv_speed() {
                 (0.0, 1),
             );
             let data = ConvData::new(&case);
-            let kernel = (t.conv)(&case.conv);
+            let kernel = t.conv_kernel(&case.conv, case.xs.shape);
             let w = pack::pack(&data.w, &data.dims, kernel.layout);
             let scratch = (kernel.scratch_len)(&case.conv, case.xs, case.ys);
             let mut y = vec![0.0; case.ys.len()];
@@ -902,6 +964,63 @@ fn table_conv_speed() {
                 best * 1e3,
                 flops / best / 1e9
             );
+        }
+    }
+}
+
+/// Times dense and Winograd kernels of every supported table on the 3x3 stride-1 layers of
+/// ResNet-18 (best of 20, in dense-equivalent GFLOP/s): the measurement behind the Winograd
+/// rule of `docs/decisions.md`. Run with
+/// `cargo test -p smof --release --lib -- --ignored --nocapture winograd_speed`.
+#[test]
+#[ignore]
+fn winograd_speed() {
+    for t in tables() {
+        for (hw, c) in [(56u32, 64u32), (28, 128), (14, 256), (7, 512)] {
+            let case = make_conv_case(
+                (1, c, c),
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                [1; 4],
+                (1, hw - 1, hw - 1),
+                (0, 0),
+                (true, false, Activation::Relu),
+                (0.0, 1),
+            );
+            let data = ConvData::new(&case);
+            let flops = 2.0 * case.ys.shape.elems() as f64 * c as f64 * 9.0;
+            for nb in [8u16, 16, 32] {
+                for plan in [ConvPlan::Dense { nb }, ConvPlan::Winograd { nb }] {
+                    let Some(kernel) = (t.conv)(&case.conv, plan) else {
+                        continue;
+                    };
+                    let w = pack::pack(&data.w, &data.dims, kernel.layout);
+                    let scratch = (kernel.scratch_len)(&case.conv, case.xs, case.ys);
+                    let mut y = vec![0.0; case.ys.len()];
+                    let mut best = f64::MAX;
+                    for _ in 0..20 {
+                        let t0 = std::time::Instant::now();
+                        run_conv(
+                            kernel.run,
+                            &case,
+                            &data,
+                            &w,
+                            scratch,
+                            &mut y,
+                            0..case.ys.rows(),
+                        );
+                        best = best.min(t0.elapsed().as_secs_f64());
+                    }
+                    println!(
+                        "{:14} {hw:3}x{hw:<3}x{c:<4} {:24} {:8.3} ms {:6.1} GFLOP/s",
+                        t.name,
+                        kernel.name,
+                        best * 1e3,
+                        flops / best / 1e9
+                    );
+                }
+            }
         }
     }
 }

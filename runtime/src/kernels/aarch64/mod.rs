@@ -37,7 +37,7 @@ mod tile;
 #[cfg(test)]
 mod tests;
 
-use super::{portable, Act4, ConvKernel, FcKernel, KernelTable};
+use super::{matching, portable, Act4, ConvKernel, ConvPlan, FcKernel, KernelChoice, KernelTable};
 use crate::graph::{Conv, Layout};
 
 /// Weight layout of the ungrouped conv kernels.
@@ -73,34 +73,34 @@ const CONV_KXK: ConvKernel = kernel("conv_kxk_neon", OC_BLOCK, conv::conv_kxk);
 
 /// Picks the NEON conv kernel for `c` (see the module table); the portable one where this
 /// table has none.
-pub fn select_conv(c: &Conv) -> ConvKernel {
-    if c.is_depthwise() {
-        return match (c.kernel, c.stride) {
+pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
+    let k = match plan {
+        ConvPlan::Depthwise { .. } => match (c.kernel, c.stride) {
             ([3, 3], [1, 1]) => DW3X3S1,
             ([3, 3], [2, 2]) => DW3X3S2,
             ([3, 3], _) => DW3X3,
             ([5, 5], [1, 1]) => DW5X5S1,
             ([5, 5], [2, 2]) => DW5X5S2,
             ([5, 5], _) => DW5X5,
-            _ => portable::select_conv(c),
-        };
-    }
-    if c.groups != 1 {
-        return portable::select_conv(c);
-    }
-    match c.kernel {
-        [1, 1] if c.pads == [0; 4] && c.stride == [1, 1] => GEMM,
-        [1, 1] if c.pads == [0; 4] => CONV1X1S,
-        [3, 3] => CONV3X3,
-        [5, 5] => CONV5X5,
-        [7, 7] => CONV7X7,
-        _ => CONV_KXK,
-    }
+            _ => return portable::select_conv(c, plan),
+        },
+        ConvPlan::Dense { .. } => match c.kernel {
+            [1, 1] if c.pads == [0; 4] && c.stride == [1, 1] => GEMM,
+            [1, 1] if c.pads == [0; 4] => CONV1X1S,
+            [3, 3] => CONV3X3,
+            [5, 5] => CONV5X5,
+            [7, 7] => CONV7X7,
+            _ => CONV_KXK,
+        },
+        ConvPlan::Generic | ConvPlan::Winograd { .. } => return portable::select_conv(c, plan),
+    };
+    matching(k, plan)
 }
 
 /// The NEON table.
 pub static TABLE: KernelTable = KernelTable {
     name: "aarch64",
+    choice: KernelChoice::Aarch64Neon,
     channel_align: 8,
     conv: select_conv,
     fc: FcKernel {

@@ -127,7 +127,7 @@ fn every_neon_conv_kernel_is_selected_and_correct() {
         ),
     ];
     for (name, case) in &cases {
-        let kernel = (TABLE.conv)(&case.conv);
+        let kernel = TABLE.conv_kernel(&case.conv, case.xs.shape);
         assert_eq!(kernel.name, *name, "{:?}", case.conv);
         check_conv(&TABLE, case).unwrap_or_else(|e| panic!("{name}: {e}"));
     }

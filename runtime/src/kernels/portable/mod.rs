@@ -29,7 +29,7 @@ mod pool;
 mod simd;
 mod tile;
 
-use super::{Act4, ConvKernel, FcKernel, KernelTable};
+use super::{matching, Act4, ConvKernel, ConvPlan, FcKernel, KernelChoice, KernelTable};
 use crate::graph::{Conv, Layout};
 
 /// Weight layout of the ungrouped conv kernels.
@@ -80,30 +80,31 @@ const CONV_GENERIC: ConvKernel = kernel(
 );
 
 /// Picks the portable conv kernel for `c` (see the module table).
-pub fn select_conv(c: &Conv) -> ConvKernel {
-    if c.is_depthwise() {
-        return match c.kernel {
+pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
+    let k = match plan {
+        ConvPlan::Depthwise { .. } => match c.kernel {
             [3, 3] => DW3X3,
             [5, 5] => DW5X5,
             _ => DW_GENERIC,
-        };
-    }
-    if c.groups != 1 {
-        return CONV_GENERIC;
-    }
-    match c.kernel {
-        [1, 1] if c.pads == [0; 4] && c.stride == [1, 1] => CONV1X1,
-        [1, 1] if c.pads == [0; 4] => CONV1X1_STRIDED,
-        [3, 3] => CONV3X3,
-        [5, 5] => CONV5X5,
-        [7, 7] => CONV7X7,
-        _ => CONV_KXK,
-    }
+        },
+        ConvPlan::Generic => CONV_GENERIC,
+        ConvPlan::Dense { .. } => match c.kernel {
+            [1, 1] if c.pads == [0; 4] && c.stride == [1, 1] => CONV1X1,
+            [1, 1] if c.pads == [0; 4] => CONV1X1_STRIDED,
+            [3, 3] => CONV3X3,
+            [5, 5] => CONV5X5,
+            [7, 7] => CONV7X7,
+            _ => CONV_KXK,
+        },
+        ConvPlan::Winograd { .. } => return None,
+    };
+    matching(k, plan)
 }
 
 /// The portable table.
 pub static TABLE: KernelTable = KernelTable {
     name: "portable",
+    choice: KernelChoice::Portable,
     channel_align: 8,
     conv: select_conv,
     fc: FcKernel {

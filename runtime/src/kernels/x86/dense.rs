@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 /// # Safety
 /// `xp[m]` valid for `k` reads, `w` for `k * NV * LANES`; the ISA is available.
 #[inline(always)]
-unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
+pub(crate) unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
     acc: &mut [[I::V; NV]; M],
     xp: &[*const f32; M],
     w: *const f32,

@@ -8,10 +8,15 @@
 
 use super::avx512::{DW_MR, MR};
 use super::isa::Isa;
-use super::{dense, dw};
+use super::select::{select, ConvSet};
+use super::{dense, dw, winograd};
 use crate::graph::{Conv, Layout};
-use crate::kernels::reference::tests::{check_conv, check_fc, conv_case, fc_case, ConvCase};
-use crate::kernels::{portable, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use crate::kernels::reference::tests::{
+    check_conv, check_fc, check_winograd, conv_case, fc_case, winograd_case, ConvCase,
+};
+use crate::kernels::{
+    portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
+};
 use proptest::prelude::*;
 
 /// 16 lanes in plain arrays.
@@ -85,46 +90,64 @@ entry!(dw3, ConvArgs, dw::dw::<Emu16, 3, 3, DW_MR>);
 entry!(dw5, ConvArgs, dw::dw::<Emu16, 5, 5, DW_MR>);
 entry!(dwk, ConvArgs, dw::dw::<Emu16, 0, 0, DW_MR>);
 entry!(fc16, FcArgs, dense::fc::<Emu16, 4, 1>);
+entry!(wino_32, ConvArgs, winograd::conv::<Emu16, MR, 2>);
+entry!(wino_16, ConvArgs, winograd::conv::<Emu16, MR, 1>);
 
-fn dense_kernel(nb: u16, run: fn(&mut ConvArgs)) -> ConvKernel {
+const fn kernel(
+    layout: Layout,
+    scratch_len: fn(&Conv, crate::kernels::Act4, crate::kernels::Act4) -> usize,
+    run: fn(&mut ConvArgs),
+) -> ConvKernel {
     ConvKernel {
-        name: "dense_emu16",
-        layout: Layout::ConvOcBlock(nb),
-        scratch_len: dense::conv_scratch,
+        name: "emu16",
+        layout,
+        scratch_len,
         run,
     }
 }
 
+const fn dense_pair(wide: fn(&mut ConvArgs), narrow: fn(&mut ConvArgs)) -> [ConvKernel; 2] {
+    [
+        kernel(Layout::ConvOcBlock(32), dense::conv_scratch, wide),
+        kernel(Layout::ConvOcBlock(16), dense::conv_scratch, narrow),
+    ]
+}
+
+/// The AVX-512 table's kernels with the emulated entries.
+static SET: ConvSet = ConvSet {
+    dense: [
+        dense_pair(c1_32, c1_16),
+        dense_pair(c3_32, c3_16),
+        dense_pair(c5_32, c5_16),
+        dense_pair(c7_32, c7_16),
+        dense_pair(ck_32, ck_16),
+    ],
+    dw: [
+        kernel(Layout::DwBlock(16), |_, _, _| 0, dw3),
+        kernel(Layout::DwBlock(16), |_, _, _| 0, dw5),
+        kernel(Layout::DwBlock(16), |_, _, _| 0, dwk),
+    ],
+    winograd: [
+        kernel(
+            Layout::WinogradF43(32),
+            winograd::scratch::<16, 32>,
+            wino_32,
+        ),
+        kernel(
+            Layout::WinogradF43(16),
+            winograd::scratch::<16, 16>,
+            wino_16,
+        ),
+    ],
+};
+
 /// Mirrors [`super::avx512::select_conv`] with the emulated entries.
-fn select(c: &Conv) -> ConvKernel {
-    let real = super::avx512::select_conv(c);
-    if c.is_depthwise() {
-        let run = match c.kernel {
-            [3, 3] => dw3,
-            [5, 5] => dw5,
-            _ => dwk,
-        };
-        return ConvKernel { run, ..real };
-    }
-    if c.groups != 1 {
-        return real;
-    }
-    let wide = c.out_c.is_multiple_of(32);
-    let run = match (c.kernel, wide) {
-        ([1, 1], true) => c1_32,
-        ([1, 1], false) => c1_16,
-        ([3, 3], true) => c3_32,
-        ([3, 3], false) => c3_16,
-        ([5, 5], true) => c5_32,
-        ([5, 5], false) => c5_16,
-        ([7, 7], true) => c7_32,
-        ([7, 7], false) => c7_16,
-        (_, true) => ck_32,
-        (_, false) => ck_16,
-    };
-    let k = dense_kernel(if wide { 32 } else { 16 }, run);
+fn select_emu(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
+    let k = select(&SET, c, plan);
+    let real = super::avx512::select_conv(c, plan);
     assert_eq!(
-        k.layout, real.layout,
+        k.map(|k| k.layout),
+        real.map(|k| k.layout),
         "emulation mirrors the AVX-512 selection"
     );
     k
@@ -132,7 +155,8 @@ fn select(c: &Conv) -> ConvKernel {
 
 static TABLE: KernelTable = KernelTable {
     name: "x86_64-avx512-emulated",
-    conv: select,
+    choice: KernelChoice::X86Avx512,
+    conv: select_emu,
     fc: FcKernel {
         name: "fc_4x16_emu16",
         layout: Layout::FcOcBlock(16),
@@ -166,6 +190,11 @@ proptest! {
     #[test]
     fn avx512_configuration_conv_matches_reference(case in wide_case()) {
         check_conv(&TABLE, &case)?;
+    }
+
+    #[test]
+    fn avx512_configuration_winograd_matches_reference(case in winograd_case()) {
+        prop_assert_eq!(check_winograd(&TABLE, &case)?, 2);
     }
 
     #[test]

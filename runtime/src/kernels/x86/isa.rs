@@ -39,6 +39,12 @@ pub(crate) trait Isa {
     /// Lane-wise minimum.
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
 
+    /// `a - b` (exact: `b * -1` is exact, so the fused form rounds once).
+    #[inline(always)]
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V {
+        Self::fmadd(b, Self::splat(-1.0), a)
+    }
+
     /// Loads up to `LANES` floats: all of them when `n >= LANES`, else `n` and zeros.
     #[inline(always)]
     unsafe fn load_upto(p: *const f32, n: usize) -> Self::V {

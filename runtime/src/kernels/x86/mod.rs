@@ -14,6 +14,8 @@ mod dw;
 mod emu;
 mod geom;
 mod isa;
+mod select;
+mod winograd;
 
 use super::KernelTable;
 

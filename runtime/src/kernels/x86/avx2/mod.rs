@@ -10,6 +10,8 @@
 //! | `conv3x3_6x16_avx2`   | `ConvOcBlock(16)` | 3x3 (any stride/dilation/padding)       |
 //! | `conv3x3_12x8_avx2`   | `ConvOcBlock(8)`  | 3x3, other OC                           |
 //! | `conv5x5_*`, `conv7x7_*`, `conv_kxk_*` | as above | 5x5, 7x7, any other kernel        |
+//! | `wino43_6x16_avx2`     | `WinogradF43(16)` | 3x3 stride 1 where Winograd pays, OC % 16 == 0 |
+//! | `wino43_12x8_avx2`     | `WinogradF43(8)`  | the same, other OC                      |
 //! | `conv_generic_portable`  | `Canonical`       | grouped, depthwise with multiplier      |
 //! | `fc_4x8_avx2`         | `FcOcBlock(8)`   | fully connected                         |
 //!
@@ -19,8 +21,12 @@
 use super::dense;
 use super::dw;
 use super::isa::Isa;
+use super::select::{select, ConvSet};
+use super::winograd;
 use crate::graph::{Conv, Layout};
-use crate::kernels::{portable, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use crate::kernels::{
+    portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
+};
 use std::arch::x86_64::*;
 
 /// AVX2+FMA vectors.
@@ -120,6 +126,8 @@ entry!(dw3x3, ConvArgs, dw::dw::<Avx2, 3, 3, DW_MR>);
 entry!(dw5x5, ConvArgs, dw::dw::<Avx2, 5, 5, DW_MR>);
 entry!(dw_kxk, ConvArgs, dw::dw::<Avx2, 0, 0, DW_MR>);
 entry!(fc_4x8, FcArgs, dense::fc::<Avx2, 4, 1>);
+entry!(wino_6x16, ConvArgs, winograd::conv::<Avx2, MR, 2>);
+entry!(wino_12x8, ConvArgs, winograd::conv::<Avx2, 12, 1>);
 
 const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> ConvKernel {
     ConvKernel {
@@ -135,6 +143,20 @@ const fn dw_kernel(name: &'static str, run: fn(&mut ConvArgs)) -> ConvKernel {
         name,
         layout: Layout::DwBlock(8),
         scratch_len: |_, _, _| 0,
+        run,
+    }
+}
+
+const fn winograd_kernel(
+    name: &'static str,
+    nb: u16,
+    scratch_len: fn(&Conv, crate::kernels::Act4, crate::kernels::Act4) -> usize,
+    run: fn(&mut ConvArgs),
+) -> ConvKernel {
+    ConvKernel {
+        name,
+        layout: Layout::WinogradF43(nb),
+        scratch_len,
         run,
     }
 }
@@ -161,31 +183,34 @@ const CONV_KXK: [ConvKernel; 2] = [
     dense_kernel("conv_kxk_12x8_avx2", 8, conv_kxk_12x8),
 ];
 
-/// Picks the AVX2 conv kernel for `c` (see the module table).
-pub fn select_conv(c: &Conv) -> ConvKernel {
-    if c.is_depthwise() {
-        return match c.kernel {
-            [3, 3] => dw_kernel("dw3x3_avx2", dw3x3),
-            [5, 5] => dw_kernel("dw5x5_avx2", dw5x5),
-            _ => dw_kernel("dw_kxk_avx2", dw_kxk),
-        };
-    }
-    if c.groups != 1 {
-        return portable::select_conv(c);
-    }
-    let narrow = usize::from(!c.out_c.is_multiple_of(16));
-    match c.kernel {
-        [1, 1] => CONV1X1[narrow],
-        [3, 3] => CONV3X3[narrow],
-        [5, 5] => CONV5X5[narrow],
-        [7, 7] => CONV7X7[narrow],
-        _ => CONV_KXK[narrow],
-    }
+/// Every AVX2 conv kernel.
+static SET: ConvSet = ConvSet {
+    dense: [CONV1X1, CONV3X3, CONV5X5, CONV7X7, CONV_KXK],
+    dw: [
+        dw_kernel("dw3x3_avx2", dw3x3),
+        dw_kernel("dw5x5_avx2", dw5x5),
+        dw_kernel("dw_kxk_avx2", dw_kxk),
+    ],
+    winograd: [
+        winograd_kernel(
+            "wino43_6x16_avx2",
+            16,
+            winograd::scratch::<8, 16>,
+            wino_6x16,
+        ),
+        winograd_kernel("wino43_12x8_avx2", 8, winograd::scratch::<8, 8>, wino_12x8),
+    ],
+};
+
+/// The AVX2 conv kernel for `c` run by `plan` (see the module table).
+pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
+    select(&SET, c, plan)
 }
 
 /// The AVX2+FMA table.
 static TABLE: KernelTable = KernelTable {
     name: "x86_64-avx2",
+    choice: KernelChoice::X86Avx2,
     channel_align: 8,
     conv: select_conv,
     fc: FcKernel {

@@ -10,6 +10,8 @@
 //! | `conv3x3_12x32_avx512`   | `ConvOcBlock(32)` | 3x3 (any stride/dilation/padding)       |
 //! | `conv3x3_12x16_avx512`   | `ConvOcBlock(16)` | 3x3, other OC                           |
 //! | `conv5x5_*`, `conv7x7_*`, `conv_kxk_*` | as above | 5x5, 7x7, any other kernel        |
+//! | `wino43_12x32_avx512`    | `WinogradF43(32)` | 3x3 stride 1 where Winograd pays, OC % 32 == 0 |
+//! | `wino43_12x16_avx512`    | `WinogradF43(16)` | the same, other OC                      |
 //! | `conv_generic_portable`  | `Canonical`       | grouped, depthwise with multiplier      |
 //! | `fc_4x16_avx512`         | `FcOcBlock(16)`   | fully connected                         |
 //!
@@ -19,8 +21,12 @@
 use super::dense;
 use super::dw;
 use super::isa::Isa;
+use super::select::{select, ConvSet};
+use super::winograd;
 use crate::graph::{Conv, Layout};
-use crate::kernels::{portable, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use crate::kernels::{
+    portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
+};
 use std::arch::x86_64::*;
 
 /// AVX-512F vectors.
@@ -111,6 +117,8 @@ entry!(dw3x3, ConvArgs, dw::dw::<Avx512, 3, 3, DW_MR>);
 entry!(dw5x5, ConvArgs, dw::dw::<Avx512, 5, 5, DW_MR>);
 entry!(dw_kxk, ConvArgs, dw::dw::<Avx512, 0, 0, DW_MR>);
 entry!(fc_4x16, FcArgs, dense::fc::<Avx512, 4, 1>);
+entry!(wino_12x32, ConvArgs, winograd::conv::<Avx512, MR, 2>);
+entry!(wino_12x16, ConvArgs, winograd::conv::<Avx512, MR, 1>);
 
 const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> ConvKernel {
     ConvKernel {
@@ -152,31 +160,39 @@ const CONV_KXK: [ConvKernel; 2] = [
     dense_kernel("conv_kxk_12x16_avx512", 16, conv_kxk_12x16),
 ];
 
-/// Picks the AVX-512 conv kernel for `c` (see the module table).
-pub fn select_conv(c: &Conv) -> ConvKernel {
-    if c.is_depthwise() {
-        return match c.kernel {
-            [3, 3] => dw_kernel("dw3x3_avx512", dw3x3),
-            [5, 5] => dw_kernel("dw5x5_avx512", dw5x5),
-            _ => dw_kernel("dw_kxk_avx512", dw_kxk),
-        };
-    }
-    if c.groups != 1 {
-        return portable::select_conv(c);
-    }
-    let narrow = usize::from(!c.out_c.is_multiple_of(32));
-    match c.kernel {
-        [1, 1] => CONV1X1[narrow],
-        [3, 3] => CONV3X3[narrow],
-        [5, 5] => CONV5X5[narrow],
-        [7, 7] => CONV7X7[narrow],
-        _ => CONV_KXK[narrow],
-    }
+/// Every AVX-512 conv kernel.
+static SET: ConvSet = ConvSet {
+    dense: [CONV1X1, CONV3X3, CONV5X5, CONV7X7, CONV_KXK],
+    dw: [
+        dw_kernel("dw3x3_avx512", dw3x3),
+        dw_kernel("dw5x5_avx512", dw5x5),
+        dw_kernel("dw_kxk_avx512", dw_kxk),
+    ],
+    winograd: [
+        ConvKernel {
+            name: "wino43_12x32_avx512",
+            layout: Layout::WinogradF43(32),
+            scratch_len: winograd::scratch::<16, 32>,
+            run: wino_12x32,
+        },
+        ConvKernel {
+            name: "wino43_12x16_avx512",
+            layout: Layout::WinogradF43(16),
+            scratch_len: winograd::scratch::<16, 16>,
+            run: wino_12x16,
+        },
+    ],
+};
+
+/// The AVX-512 conv kernel for `c` run by `plan` (see the module table).
+pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
+    select(&SET, c, plan)
 }
 
 /// The AVX-512F table.
 static TABLE: KernelTable = KernelTable {
     name: "x86_64-avx512",
+    choice: KernelChoice::X86Avx512,
     channel_align: 16,
     conv: select_conv,
     fc: FcKernel {

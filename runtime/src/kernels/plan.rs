@@ -1,0 +1,145 @@
+//! The per-table rule that decides how a conv runs and which weight layout it reads.
+//!
+//! The rule is plain code over the conv's parameters and its input shape, compiled on every
+//! architecture: the converter evaluates it for the `--target` table even when the host
+//! cannot run that table, and the runtime evaluates it at load to decide whether a weight is
+//! used in place or repacked. The chosen layout is stored with the weight, and a session maps
+//! the stored layout back to a plan ([`ConvPlan::from_layout`]), so a session planned for
+//! another input size runs the kernels the weights were packed for.
+
+use super::{KernelChoice, KernelTable, WeightRole};
+use crate::graph::{Conv, Layout, Shape4};
+
+/// How a conv is computed, and so which weight layout it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPlan {
+    /// Direct (implicit GEMM) dense conv over `ConvOcBlock(nb)` weights.
+    Dense {
+        /// Output channels per weight block.
+        nb: u16,
+    },
+    /// Depthwise conv over `DwBlock(b)` weights.
+    Depthwise {
+        /// Channel block.
+        b: u16,
+    },
+    /// Winograd F(4x4, 3x3) over `WinogradF43(nb)` weights (3x3, stride 1, dilation 1).
+    Winograd {
+        /// Output channels per weight block.
+        nb: u16,
+    },
+    /// Any conv, canonical weights.
+    Generic,
+}
+
+impl ConvPlan {
+    /// The weight layout the plan reads.
+    pub fn layout(self) -> Layout {
+        match self {
+            ConvPlan::Dense { nb } => Layout::ConvOcBlock(nb),
+            ConvPlan::Depthwise { b } => Layout::DwBlock(b),
+            ConvPlan::Winograd { nb } => Layout::WinogradF43(nb),
+            ConvPlan::Generic => Layout::Canonical,
+        }
+    }
+
+    /// The plan that reads weights stored in `layout` for `conv`, or `None` when `layout`
+    /// cannot hold that conv's weights.
+    pub fn from_layout(layout: Layout, conv: &Conv) -> Option<ConvPlan> {
+        match layout {
+            Layout::Canonical => Some(ConvPlan::Generic),
+            Layout::ConvOcBlock(nb) if conv.groups == 1 => Some(ConvPlan::Dense { nb }),
+            Layout::DwBlock(b) if conv.is_depthwise() => Some(ConvPlan::Depthwise { b }),
+            Layout::WinogradF43(nb) if winograd_applies(conv) => Some(ConvPlan::Winograd { nb }),
+            _ => None,
+        }
+    }
+}
+
+/// Whether Winograd F(4x4, 3x3) computes `conv`: ungrouped 3x3, stride 1, dilation 1.
+pub fn winograd_applies(conv: &Conv) -> bool {
+    conv.groups == 1 && conv.kernel == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1]
+}
+
+/// The x86 rule for Winograd F(4x4, 3x3) (see `docs/decisions.md`, "Winograd"): worth it
+/// when the 36 small GEMMs it turns the layer into are large enough to run at full speed
+/// and its 4x larger weights are reused by enough tiles: at least 16 channels in and out and
+/// at least 16 output tiles of 4x4 per image (14x14 and larger outputs).
+fn winograd_pays_x86(conv: &Conv, input: Shape4) -> bool {
+    let Some((oh, ow)) = conv.output_hw(input.h, input.w) else {
+        return false;
+    };
+    let tiles = oh.div_ceil(4) as u64 * ow.div_ceil(4) as u64;
+    winograd_applies(conv) && conv.in_c >= 16 && conv.out_c >= 16 && tiles >= 16
+}
+
+impl KernelChoice {
+    /// The concrete table `Auto` stands for on this CPU; other choices are returned as they
+    /// are.
+    pub fn resolve(self) -> KernelChoice {
+        match self {
+            KernelChoice::Auto => KernelTable::detect().choice,
+            c => c,
+        }
+    }
+
+    /// Channel stride alignment of the table's activations, in floats.
+    pub fn channel_align(self) -> usize {
+        match self.resolve() {
+            KernelChoice::X86Avx512 => 16,
+            _ => 8,
+        }
+    }
+
+    /// How the table of this choice runs `conv` on an input of shape `input` (NHWC).
+    pub fn conv_plan(self, conv: &Conv, input: Shape4) -> ConvPlan {
+        let choice = self.resolve();
+        if conv.is_depthwise() {
+            let b = if choice == KernelChoice::X86Avx512 {
+                16
+            } else {
+                8
+            };
+            return ConvPlan::Depthwise { b };
+        }
+        if conv.groups != 1 {
+            return ConvPlan::Generic;
+        }
+        match choice {
+            KernelChoice::X86Avx2 => {
+                let nb = if conv.out_c.is_multiple_of(16) { 16 } else { 8 };
+                if winograd_pays_x86(conv, input) {
+                    ConvPlan::Winograd { nb }
+                } else {
+                    ConvPlan::Dense { nb }
+                }
+            }
+            KernelChoice::X86Avx512 => {
+                let nb = if conv.out_c.is_multiple_of(32) {
+                    32
+                } else {
+                    16
+                };
+                if winograd_pays_x86(conv, input) {
+                    ConvPlan::Winograd { nb }
+                } else {
+                    ConvPlan::Dense { nb }
+                }
+            }
+            _ => ConvPlan::Dense { nb: 8 },
+        }
+    }
+
+    /// The layout the table of this choice wants for a weight with the given role
+    /// (`conv_input`: the input shape of the conv, for conv weights).
+    pub fn layout_for(self, role: WeightRole, conv_input: Shape4) -> Layout {
+        match role {
+            WeightRole::Conv(c) => self.conv_plan(&c, conv_input).layout(),
+            WeightRole::Fc => match self.resolve() {
+                KernelChoice::X86Avx512 => Layout::FcOcBlock(16),
+                _ => Layout::FcOcBlock(8),
+            },
+            WeightRole::Vector => Layout::Canonical,
+        }
+    }
+}

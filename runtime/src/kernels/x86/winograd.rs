@@ -1,0 +1,286 @@
+//! Winograd F(4x4, 3x3) for ungrouped 3x3 stride-1 convs, written once over [`Isa`].
+//!
+//! The output is cut into 4x4 tiles; each needs a 6x6 input patch. Tiles are taken in
+//! batches of `T` (consecutive in raster order over `rows`, possibly spanning tile rows and
+//! images), and each batch goes through three steps, all vectorised across channels (the
+//! activations are NHWC, so a channel vector is one load):
+//!
+//! 1. input transform `V = B^T d B` of every tile, into scratch `[36][T][ICp]`;
+//! 2. 36 independent GEMMs `M[xi] = V[xi] . U[xi]` with the dense microkernel
+//!    ([`dense::mac`], `MR` tiles by `NV` vectors), `U` being the pre-transformed weights
+//!    (`WinogradF43(nb)`: `[36][OC/nb][IC][nb]`, see `kernels::pack`), into `[36][T][OCp]`;
+//! 3. output transform `Y = A^T M A`, plus bias and residual, through the activation, stored
+//!    for the pixels of the tile that lie inside the image and inside `rows`.
+//!
+//! A 4x4 output tile costs 36 multiply-adds per (input, output) channel pair instead of 144.
+//! `T` is chosen so that a batch's `V` and `M` take about 2 MiB.
+
+use super::dense::mac;
+use super::geom::{zero_pad_lanes, Geom};
+use super::isa::Isa;
+use crate::graph::Conv;
+use crate::kernels::{Act4, ConvArgs};
+
+/// Output tile edge.
+const M: usize = 4;
+/// Input patch edge (`M + 2`).
+const A: usize = 6;
+/// Transformed taps per tile.
+const XI: usize = A * A;
+
+/// Channels rounded up to the vector lanes `lanes`.
+fn padded(c: usize, lanes: usize) -> usize {
+    c.div_ceil(lanes) * lanes
+}
+
+/// Tiles per batch for a layer of this geometry, with `lanes`-wide vectors and `nb`-wide
+/// weight blocks.
+fn batch_tiles(ic: usize, oc: usize, lanes: usize, nb: usize) -> usize {
+    let per_tile = XI * (padded(ic, lanes) + padded(oc, nb));
+    ((1usize << 19) / per_tile).clamp(6, 1024)
+}
+
+/// Scratch floats of the Winograd kernels: `V` and `M` of one batch.
+pub(crate) fn scratch<const LANES: usize, const NB: usize>(
+    c: &Conv,
+    _xs: Act4,
+    _ys: Act4,
+) -> usize {
+    let (ic, oc) = (c.in_c as usize, c.out_c as usize);
+    let t = batch_tiles(ic, oc, LANES, NB);
+    XI * t * (padded(ic, LANES) + padded(oc, NB))
+}
+
+/// `B^T d` for one column of six input vectors.
+#[inline(always)]
+unsafe fn bt<I: Isa>(d: [I::V; A]) -> [I::V; A] {
+    let c4 = I::splat(4.0);
+    let c5 = I::splat(-5.0);
+    let c2 = I::splat(2.0);
+    // r0 = 4 d0 - 5 d2 + d4
+    let r0 = I::fmadd(c4, d[0], I::fmadd(c5, d[2], d[4]));
+    // r1 = -4 (d1 + d2) + d3 + d4 ; r2 = 4 (d1 - d2) - d3 + d4
+    let s12 = I::add(d[1], d[2]);
+    let d12 = I::sub(d[1], d[2]);
+    let s34 = I::add(d[3], d[4]);
+    let d43 = I::sub(d[4], d[3]);
+    let r1 = I::fmadd(I::splat(-4.0), s12, s34);
+    let r2 = I::fmadd(c4, d12, d43);
+    // r3 = 2 (d3 - d1) + d4 - d2 ; r4 = 2 (d1 - d3) + d4 - d2
+    let d31 = I::sub(d[3], d[1]);
+    let d42 = I::sub(d[4], d[2]);
+    let r3 = I::fmadd(c2, d31, d42);
+    let r4 = I::fmadd(I::splat(-2.0), d31, d42);
+    // r5 = 4 d1 - 5 d3 + d5
+    let r5 = I::fmadd(c4, d[1], I::fmadd(c5, d[3], d[5]));
+    [r0, r1, r2, r3, r4, r5]
+}
+
+/// `A^T m` for one column of six transformed vectors.
+#[inline(always)]
+unsafe fn at<I: Isa>(m: [I::V; A]) -> [I::V; M] {
+    let s12 = I::add(m[1], m[2]);
+    let d12 = I::sub(m[1], m[2]);
+    let s34 = I::add(m[3], m[4]);
+    let d34 = I::sub(m[3], m[4]);
+    [
+        I::add(I::add(m[0], s12), s34),
+        I::fmadd(I::splat(2.0), d34, d12),
+        I::fmadd(I::splat(4.0), s34, s12),
+        I::add(I::fmadd(I::splat(8.0), d34, d12), m[5]),
+    ]
+}
+
+/// The Winograd F(4x4, 3x3) conv over `WinogradF43(NV * LANES)` weights, with an
+/// `MR x NV` GEMM tile.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut ConvArgs) {
+    let g = Geom::new(a.conv, a.xs, a.ys);
+    let lanes = I::LANES;
+    let nb = NV * lanes;
+    assert!(g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1);
+    assert!(a.conv.groups == 1);
+    let (icp, ocp) = (padded(g.ic, lanes), padded(g.oc, nb));
+    let blocks = ocp / nb;
+    // These bounds make every pointer formed below valid: input vectors are read up to
+    // `icp <= xcs` (the channel stride is padded to at least the vector width), outputs are
+    // written up to `oc`.
+    assert!(g.xcs >= icp && g.ycs >= g.oc);
+    assert!(a.w.len() >= XI * blocks * g.ic * nb);
+    assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
+    assert!(a.rows.end <= a.ys.rows());
+    assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
+    assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
+    let tb = batch_tiles(g.ic, g.oc, lanes, nb);
+    assert!(a.scratch.len() >= XI * tb * (icp + ocp));
+    if a.rows.is_empty() {
+        return;
+    }
+    let (v, m) = a.scratch.split_at_mut(XI * tb * icp);
+    let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
+    let (th, tw) = (g.oh.div_ceil(M), g.ow.div_ceil(M));
+    // Global tile rows (over images) that hold `rows`, as one flat range of tiles.
+    let tile_row = |r: usize| (r / g.oh) * th + (r % g.oh) / M;
+    let first = tile_row(a.rows.start) * tw;
+    let end = (tile_row(a.rows.end - 1) + 1) * tw;
+    let x = a.x.as_ptr();
+    let y = a.y.as_mut_ptr();
+    let res = a.residual.map(|r| r.as_ptr());
+    let mut t0 = first;
+    while t0 < end {
+        let nt = tb.min(end - t0);
+        // 1. Input transform.
+        for t in 0..nt {
+            let f = t0 + t;
+            let (tr, tx) = (f / tw, f % tw);
+            let (n, ty) = (tr / th, tr % th);
+            let iy0 = (ty * M) as isize - g.pt as isize;
+            let ix0 = (tx * M) as isize - g.pl as isize;
+            for cv in (0..icp).step_by(lanes) {
+                let mut d = [[I::zero(); A]; A];
+                for (r, row) in d.iter_mut().enumerate() {
+                    let iy = iy0 + r as isize;
+                    if iy < 0 || iy >= g.ih as isize {
+                        continue;
+                    }
+                    let base = (n * g.ih + iy as usize) * g.iw;
+                    for (c, e) in row.iter_mut().enumerate() {
+                        let ix = ix0 + c as isize;
+                        if ix >= 0 && ix < g.iw as isize {
+                            *e = I::load(x.add((base + ix as usize) * g.xcs + cv));
+                        }
+                    }
+                }
+                // Columns, then rows.
+                let mut tmp = [[I::zero(); A]; A];
+                for c in 0..A {
+                    let col = bt::<I>(std::array::from_fn(|r| d[r][c]));
+                    for r in 0..A {
+                        tmp[r][c] = col[r];
+                    }
+                }
+                for (r, trow) in tmp.iter().enumerate() {
+                    let out = bt::<I>(*trow);
+                    for (c, &o) in out.iter().enumerate() {
+                        I::store(v.add(((r * A + c) * tb + t) * icp + cv), o);
+                    }
+                }
+            }
+        }
+        // 2. The 36 GEMMs.
+        for xi in 0..XI {
+            for b in 0..blocks {
+                let w = a.w.as_ptr().add((xi * blocks + b) * g.ic * nb);
+                let mut t = 0;
+                while t < nt {
+                    let rows_left = nt - t;
+                    let vrow = v.add((xi * tb + t) * icp);
+                    let mrow = m.add((xi * tb + t) * ocp + b * nb);
+                    if rows_left >= MR {
+                        gemm_tile::<I, MR, NV>(vrow, icp, w, g.ic, mrow, ocp);
+                        t += MR;
+                    } else {
+                        gemm_tail::<I, MR, NV>(rows_left, vrow, icp, w, g.ic, mrow, ocp);
+                        t = nt;
+                    }
+                }
+            }
+        }
+        // 3. Output transform.
+        for t in 0..nt {
+            let f = t0 + t;
+            let (tr, tx) = (f / tw, f % tw);
+            let (n, ty) = (tr / th, tr % th);
+            for o in (0..g.oc).step_by(lanes) {
+                let mut tmp = [[I::zero(); A]; M];
+                for c in 0..A {
+                    let col: [I::V; A] =
+                        std::array::from_fn(|r| I::load(m.add(((r * A + c) * tb + t) * ocp + o)));
+                    let out = at::<I>(col);
+                    for r in 0..M {
+                        tmp[r][c] = out[r];
+                    }
+                }
+                let count = g.oc - o;
+                let bias = match a.bias {
+                    Some(b) => I::load_upto(b.as_ptr().add(o), count),
+                    None => I::zero(),
+                };
+                for (i, trow) in tmp.iter().enumerate() {
+                    let oy = ty * M + i;
+                    let row = n * g.oh + oy;
+                    if oy >= g.oh || row < a.rows.start || row >= a.rows.end {
+                        continue;
+                    }
+                    let out = at::<I>(*trow);
+                    for (j, &val) in out.iter().enumerate() {
+                        let ox = tx * M + j;
+                        if ox >= g.ow {
+                            break;
+                        }
+                        let at_ = (row * g.ow + ox) * g.ycs + o;
+                        let mut val = I::add(val, bias);
+                        if let Some(r) = res {
+                            val = I::add(val, I::load_upto(r.add(at_), count));
+                        }
+                        I::store_upto(y.add(at_), count, I::act(a.conv.act, val));
+                    }
+                }
+            }
+        }
+        t0 += nt;
+    }
+    let px = a.rows.start * g.ow..a.rows.end * g.ow;
+    zero_pad_lanes(a.y, px.start * g.ycs, px.len(), g.oc, g.ycs);
+}
+
+/// `MR` rows of one GEMM: `out[m][0..nb] = sum_i vrow[m][i] * w[i][0..nb]`.
+///
+/// # Safety
+/// Pointers valid for the rows and strides given; the ISA is available.
+#[inline(always)]
+unsafe fn gemm_tile<I: Isa, const MR: usize, const NV: usize>(
+    vrow: *const f32,
+    vstride: usize,
+    w: *const f32,
+    k: usize,
+    out: *mut f32,
+    ostride: usize,
+) {
+    let mut acc = [[I::zero(); NV]; MR];
+    let xp: [*const f32; MR] = std::array::from_fn(|r| vrow.add(r * vstride));
+    mac::<I, MR, NV>(&mut acc, &xp, w, k);
+    for (r, accr) in acc.iter().enumerate() {
+        for (j, &val) in accr.iter().enumerate() {
+            I::store(out.add(r * ostride + j * I::LANES), val);
+        }
+    }
+}
+
+/// The last `rows < MR` rows of one GEMM, one narrower tile.
+///
+/// # Safety
+/// As [`gemm_tile`].
+#[inline(always)]
+unsafe fn gemm_tail<I: Isa, const MR: usize, const NV: usize>(
+    rows: usize,
+    vrow: *const f32,
+    vstride: usize,
+    w: *const f32,
+    k: usize,
+    out: *mut f32,
+    ostride: usize,
+) {
+    macro_rules! tail {
+        ($($n:literal)*) => {
+            match rows {
+                $($n if $n < MR => gemm_tile::<I, $n, NV>(vrow, vstride, w, k, out, ostride),)*
+                _ => unreachable!("a tail is shorter than MR"),
+            }
+        };
+    }
+    tail!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+}

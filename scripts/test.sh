@@ -18,7 +18,8 @@ cargo test --workspace --release
 
 # smof convert + smof run against ONNX Runtime, on the bundled model and on the shared
 # torchvision exports when they are present (they are in CI; elsewhere this says so).
-models=(models/mobilenet_v2_imagenet_backbone.onnx)
+models=(models/mobilenet_v2_imagenet_backbone.onnx models/mnist/lenet5x5.onnx
+  models/mnist/resnet8.onnx)
 shared=${SMOF_SHARED_MODELS:-../shared/models}
 if [ -d "$shared" ]; then
   models+=("$shared/mobilenet_v2.onnx" "$shared/resnet18.onnx" "$shared/squeezenet1_1.onnx")

@@ -5,7 +5,6 @@ use crate::lower::{lower, LowerOptions};
 use crate::passes::{self, PassReport};
 use crate::prune::{self, PruneOptions, PruneReport};
 use smof::graph::Graph;
-use smof::kernels::KernelTable;
 use smof::KernelChoice;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,16 +74,18 @@ pub struct Converted {
 /// Converts ONNX bytes to a validated runtime graph and its packed weights, without
 /// serialising them.
 pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
-    let table = KernelTable::for_choice(opts.kernels).ok_or_else(|| {
-        Error::Options(format!(
-            "kernel table {:?} is not available on this CPU",
-            opts.kernels
-        ))
-    })?;
+    // Packing needs only the table's layout rule, which every build has for every table.
+    let table = opts.kernels.resolve();
     let imported = crate::onnx::import(onnx, &opts.input_shapes)?;
     let mut g = imported.graph;
     let imported_nodes = g.nodes.len();
     let reports = passes::run_all(&mut g)?;
+    let mut warnings = Vec::new();
+    if let Some(lut) = &opts.prune.lut {
+        for p in lut.check_for(&g, table.name())? {
+            warnings.push(format!("latency table used anyway: {p}"));
+        }
+    }
     let prune_report = prune::prune(&mut g, &opts.prune)?;
     let optimized_nodes = g.nodes.len();
     let name = opts.model_name.clone().unwrap_or_else(|| {
@@ -116,6 +117,7 @@ pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
         warnings: imported
             .warnings
             .into_iter()
+            .chain(warnings)
             .chain(lowered.warnings)
             .collect(),
         stats,

@@ -10,8 +10,9 @@
 //! 3. [`passes`]: graph rewrites, one file each (identity removal, bias and
 //!    BatchNormalization folding, Flatten before a fully connected layer, residual and
 //!    activation fusion, dead code elimination).
-//! 4. [`prune`]: SMOF pruning (kernel rings), to a FLOP budget or only the lossless exact
-//!    shrink of rings that are already zero.
+//! 4. [`prune`]: SMOF pruning (kernel rings and channels, data-free or calibrated with OBS
+//!    compensation, FLOP or latency budgets), and the lossless exact shrink of zero rings,
+//!    zero channels and constant channels.
 //! 5. [`lower`]: the IR to the runtime's NHWC [`smof::graph::Graph`], packing every weight
 //!    for the chosen kernel table.
 //! 6. [`convert`](mod@convert): the public entry points [`convert()`] and [`convert_file`].

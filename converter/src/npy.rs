@@ -20,8 +20,18 @@ pub fn read(path: &Path) -> Result<Array> {
     parse(&bytes).with_context(|| format!("{} is not a usable .npy array", path.display()))
 }
 
+/// Longest header accepted, in bytes: numpy's own limit (`max_header_size` of `numpy.load`).
+const MAX_HEADER_LEN: u64 = 10_000;
+
+/// Deepest bracket nesting accepted in the header. A header numpy writes for a plain array
+/// nests 2 deep (the dict and the shape tuple); the header parser takes time exponential in
+/// the nesting, so a hostile header must not reach it.
+const MAX_HEADER_NESTING: usize = 4;
+
 /// Parses `.npy` bytes as f32.
 pub fn parse(bytes: &[u8]) -> Result<Array> {
+    let header_len = bytes.len() as u64 - remaining_after_header(bytes)?;
+    check_header_text(&bytes[..header_len as usize])?;
     let npy = npyz::NpyFile::new(bytes).context("bad .npy header")?;
     let shape: Vec<usize> = npy
         .shape()
@@ -40,7 +50,6 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         bail!("Fortran-order arrays are not supported; save with numpy.ascontiguousarray");
     }
     // The data follows the header; refuse counts the file cannot hold before allocating.
-    let header_len = bytes.len() as u64 - remaining_after_header(bytes)?;
     if count.saturating_mul(elem) > bytes.len() as u64 - header_len {
         bail!("header claims {count} elements, the file holds fewer");
     }
@@ -66,6 +75,32 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         other => bail!("unsupported dtype {other}; use float32"),
     };
     Ok(Array { shape, data })
+}
+
+/// Checks the size and bracket nesting of the header (`header` is the file up to the data,
+/// magic and length field included), so that the header parser only sees what a numpy header
+/// can be.
+fn check_header_text(header: &[u8]) -> Result<()> {
+    if header.len() as u64 > MAX_HEADER_LEN {
+        bail!(
+            "the .npy header is {} bytes, more than numpy's limit of {MAX_HEADER_LEN}",
+            header.len()
+        );
+    }
+    let mut depth = 0usize;
+    for &b in header {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    bail!("the .npy header nests brackets more than {MAX_HEADER_NESTING} deep");
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Bytes after the `.npy` header (the data size), from the header-length field.

@@ -8,7 +8,7 @@
 use smof::format::{self, read, write, ReadOptions, SectionKind};
 use smof::graph::*;
 use smof::kernels::pack;
-use smof::{Error, Model, ModelOptions};
+use smof::{Error, KernelChoice, Model, ModelOptions};
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -715,8 +715,9 @@ fn hostile_cases() -> Vec<Case> {
             put32(b, at, 2)
         }),
         case("unknown layout", "unknown layout", |b| {
+            // Well past the defined codes (0-4), so a new layout does not make it known.
             let at = weight(b, 0) + 12;
-            put32(b, at, 4)
+            put32(b, at, 0x4000)
         }),
         case("block size 0", "block size", |b| {
             let at = weight(b, 0) + 16;
@@ -1024,4 +1025,241 @@ fn the_writer_refuses_what_the_reader_would() {
         write(&g, &b.refs()),
         Err(Error::InvalidGraph { .. })
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real converted model (the bundled MobileNetV2 backbone, f32 and f16) cut short: at every
+// section boundary (and one byte either side) and at a sample of other offsets, through
+// `from_bytes`, through a mapped file (`Model::open`) and through `open_copied`.
+
+fn bundled_smof(fp16: bool) -> Vec<u8> {
+    let onnx = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/mobilenet_v2_imagenet_backbone.onnx"
+    ))
+    .unwrap();
+    let opts = smof_converter::ConvertOptions {
+        fp16,
+        ..Default::default()
+    };
+    smof_converter::convert(&onnx, &opts).unwrap().bytes
+}
+
+/// Section starts and ends (and their neighbours), plus `samples` pseudo-random offsets,
+/// sorted from the longest cut to the shortest.
+fn cut_points(bytes: &[u8], samples: usize) -> Vec<usize> {
+    let mut cuts = vec![0, 1, 7, 8, 63, 64, HEADER + 1];
+    for (start, end) in covered(bytes) {
+        for c in [start, start + 1, end.saturating_sub(1), end, end + 1] {
+            cuts.push(c);
+        }
+    }
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..samples {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        cuts.push((x >> 11) as usize % bytes.len());
+    }
+    cuts.retain(|&c| c < bytes.len());
+    cuts.sort_unstable_by(|a, b| b.cmp(a));
+    cuts.dedup();
+    cuts
+}
+
+#[test]
+fn real_model_truncated_at_section_boundaries_and_sampled_offsets_is_an_error() {
+    for fp16 in [false, true] {
+        let bytes = bundled_smof(fp16);
+        assert!(Model::from_bytes(&bytes).is_ok());
+        let cuts = cut_points(&bytes, 200);
+        assert!(cuts.len() > 200, "{} cut points", cuts.len());
+        for &len in &cuts {
+            for verify_weights in [true, false] {
+                let opts = ModelOptions {
+                    verify_weights,
+                    ..ModelOptions::default()
+                };
+                match Model::from_bytes_with(&bytes[..len], &opts) {
+                    Err(Error::Corrupt { .. }) => {}
+                    other => panic!("fp16 {fp16}, cut to {len}: expected Corrupt, got {other:?}"),
+                }
+            }
+        }
+        // The same cuts on a file: shrunk in place, longest first, then opened mapped and
+        // copied. (A file shrunk while a model maps it is the SIGBUS case documented on
+        // `Model::open`; here every open happens after the cut.)
+        let path = std::env::temp_dir().join(format!(
+            "smof-faults-trunc-{}-{fp16}.smof",
+            std::process::id()
+        ));
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for &len in cuts.iter().filter(|&&c| c.is_multiple_of(5) || c < 4096) {
+            file.set_len(len as u64).unwrap();
+            assert!(Model::open(&path).is_err(), "mapped, cut to {len}");
+            assert!(
+                Model::open_copied(&path, &ModelOptions::default()).is_err(),
+                "copied, cut to {len}"
+            );
+        }
+        drop(file);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// f16 NaN and infinity in the weights. Documented behaviour (docs/reliability.md): the reader
+// does not inspect weight values, so such a file opens; every f16 value, NaN, infinities,
+// subnormals and the largest finite value included, widens to the f32 of the same value
+// (NaN stays NaN); a run then follows IEEE 754 arithmetic, so a NaN weight makes its output
+// channel NaN and an infinite one makes it infinite (inputs here are strictly positive and no
+// activation follows, where min/max of NaN would differ between instruction sets).
+
+const F16_NAN: u16 = 0x7E00;
+const F16_INF: u16 = 0x7C00;
+const F16_NEG_INF: u16 = 0xFC00;
+const F16_MAX: u16 = 0x7BFF; // 65504
+const F16_MIN_SUBNORMAL: u16 = 0x0001; // 2^-24
+
+#[test]
+fn f16_nan_and_inf_weights_load_as_is_and_propagate_by_ieee_rules() {
+    let (ic, oc, h, w) = (4usize, 8usize, 3u32, 2u32);
+    // Canonical [OC, IC, 1, 1]: finite multiples of 1/16, then the special values.
+    let mut wbits: Vec<u16> = (0..oc * ic)
+        .map(|i| f16_bits((i % 7) as f32 / 16.0 - 0.1875))
+        .collect();
+    wbits[ic + 1] = F16_NAN; // channel 1
+    wbits[2 * ic + 2] = F16_INF; // channel 2
+    wbits[3 * ic] = F16_NEG_INF; // channel 3
+    wbits[4 * ic + 3] = F16_MAX; // channel 4: large but finite
+    wbits[5 * ic + 1] = F16_MIN_SUBNORMAL; // channel 5
+    let mut bbits: Vec<u16> = (0..oc).map(|o| f16_bits(o as f32 / 8.0)).collect();
+    bbits[6] = F16_INF; // channel 6
+    bbits[7] = F16_NAN; // channel 7
+    let le = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|b| b.to_le_bytes()).collect() };
+    let (wbytes, bbytes) = (le(&wbits), le(&bbits));
+    let desc = |name: &str, dims: Vec<u32>, len: usize| WeightDesc {
+        name: name.into(),
+        dtype: DType::F16,
+        layout: Layout::Canonical,
+        dims,
+        offset: 0,
+        byte_len: len as u64,
+    };
+    let conv = Conv {
+        in_c: ic as u32,
+        out_c: oc as u32,
+        groups: 1,
+        kernel: [1, 1],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pads: [0; 4],
+        weight: 0,
+        bias: Some(1),
+        act: Activation::None,
+    };
+    let graph = Graph {
+        meta: Metadata::default(),
+        tensors: vec![
+            TensorDesc {
+                name: "x".into(),
+                shape: Shape4::new(1, h, w, ic as u32),
+            },
+            TensorDesc {
+                name: "y".into(),
+                shape: Shape4::new(1, h, w, oc as u32),
+            },
+        ],
+        weights: vec![
+            desc("w", vec![oc as u32, ic as u32, 1, 1], wbytes.len()),
+            desc("b", vec![oc as u32], bbytes.len()),
+        ],
+        nodes: vec![Node {
+            name: "conv".into(),
+            op: Op::Conv(conv),
+            inputs: vec![0],
+            outputs: vec![1],
+        }],
+        inputs: vec![IoDesc {
+            name: "x".into(),
+            tensor: 0,
+            dims: vec![1, ic as u32, h, w],
+        }],
+        outputs: vec![IoDesc {
+            name: "y".into(),
+            tensor: 1,
+            dims: vec![1, oc as u32, h, w],
+        }],
+    };
+    let bytes = write(&graph, &[&wbytes, &bbytes]).expect("the writer accepts any f16 values");
+    let wide = |b: u16| half::f16::from_bits(b).to_f32();
+    assert!(wide(F16_NAN).is_nan());
+    assert_eq!(wide(F16_INF), f32::INFINITY);
+    assert_eq!(wide(F16_NEG_INF), f32::NEG_INFINITY);
+    assert_eq!(wide(F16_MAX), 65504.0);
+    assert_eq!(wide(F16_MIN_SUBNORMAL), 2f32.powi(-24));
+
+    let pixels = (h * w) as usize;
+    // NCHW input, strictly positive.
+    let x: Vec<f32> = (0..ic * pixels)
+        .map(|i| 0.25 + (i % 5) as f32 / 8.0)
+        .collect();
+    let mut tables = 0;
+    for kernels in KernelChoice::ALL {
+        let opts = ModelOptions {
+            kernels,
+            verify_weights: true,
+        };
+        let model = match Model::from_bytes_with(&bytes, &opts) {
+            Ok(m) => m,
+            Err(Error::InvalidOption(_)) => continue, // table not supported by this CPU
+            Err(e) => panic!("{kernels:?}: {e}"),
+        };
+        tables += 1;
+        // Weights widen value for value (compared in canonical order).
+        let got_w = pack::repack(
+            model.weight(0),
+            &[oc as u32, ic as u32, 1, 1],
+            model.weight_layout(0),
+            Layout::Canonical,
+        );
+        for (i, (&g, &b)) in got_w.iter().zip(&wbits).enumerate() {
+            let want = wide(b);
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "{kernels:?}: weight {i}: {g} vs {want}"
+            );
+        }
+        for (o, (&g, &b)) in model.weight(1).iter().zip(&bbits).enumerate() {
+            let want = wide(b);
+            assert!(
+                g.to_bits() == want.to_bits() || (g.is_nan() && want.is_nan()),
+                "{kernels:?}: bias {o}: {g} vs {want}"
+            );
+        }
+        let mut s = smof::Session::new(&model, &smof::SessionOptions::default()).unwrap();
+        s.run(&[&x]).unwrap();
+        let y = s.output(0);
+        for o in 0..oc {
+            for p in 0..pixels {
+                let got = y[o * pixels + p];
+                let want: f64 = wide(bbits[o]) as f64
+                    + (0..ic)
+                        .map(|i| wide(wbits[o * ic + i]) as f64 * x[i * pixels + p] as f64)
+                        .sum::<f64>();
+                let ok = match o {
+                    1 | 7 => got.is_nan(),
+                    2 | 6 => got == f32::INFINITY,
+                    3 => got == f32::NEG_INFINITY,
+                    _ => got.is_finite() && (got as f64 - want).abs() <= 1e-5 * want.abs().max(1.0),
+                };
+                assert!(
+                    ok,
+                    "{kernels:?}: channel {o} pixel {p}: got {got}, want {want}"
+                );
+            }
+        }
+    }
+    assert!(tables >= 1);
 }

@@ -90,19 +90,66 @@ fn fp16_file_is_half_the_size_and_widened_at_load() {
     assert!(run(&model).iter().all(|v| v.is_finite()));
 }
 
+/// One `Model` (mapped from a file) shared by `THREADS` threads, each with its own
+/// `Session`, released together by a barrier and running `RUNS` different inputs: every output
+/// is bit-identical to the single-threaded result for the same input.
 #[test]
 fn one_model_many_threads() {
+    const THREADS: usize = 4;
+    const RUNS: usize = 3;
     let bytes = convert(&bundled_onnx(), &ConvertOptions::default())
         .unwrap()
         .bytes;
-    let model = Model::from_bytes(&bytes).unwrap();
-    let want = run(&model);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| run(&model))).collect();
-        for h in handles {
-            assert_eq!(h.join().unwrap(), want);
+    let path = tmp("threads.smof");
+    std::fs::write(&path, &bytes).unwrap();
+    let model = Model::open(&path).unwrap();
+    let input_of = |t: usize, r: usize| -> Vec<f32> {
+        let seed = t * RUNS + r;
+        (0..3 * 224 * 224)
+            .map(|i| (((i + 1) * (seed * 2 + 31)) % 211) as f32 / 105.0 - 1.0)
+            .collect()
+    };
+    let bits = |v: &[f32]| -> Vec<u32> { v.iter().map(|x| x.to_bits()).collect() };
+    // Single-threaded results, one session per input as the threads will have.
+    let want: Vec<Vec<Vec<u32>>> = (0..THREADS)
+        .map(|t| {
+            let mut s = Session::new(&model, &SessionOptions::default()).unwrap();
+            (0..RUNS)
+                .map(|r| {
+                    s.run(&[&input_of(t, r)]).unwrap();
+                    bits(s.output(0))
+                })
+                .collect()
+        })
+        .collect();
+    let barrier = std::sync::Barrier::new(THREADS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (model, barrier) = (&model, &barrier);
+                scope.spawn(move || {
+                    let inputs: Vec<Vec<f32>> = (0..RUNS).map(|r| input_of(t, r)).collect();
+                    let mut s = Session::new(model, &SessionOptions::default()).unwrap();
+                    barrier.wait();
+                    inputs
+                        .iter()
+                        .map(|x| {
+                            s.run(&[x]).unwrap();
+                            bits(s.output(0))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for (t, h) in handles.into_iter().enumerate() {
+            let got = h.join().unwrap();
+            for r in 0..RUNS {
+                assert!(got[r] == want[t][r], "thread {t} run {r} differs");
+            }
         }
     });
+    // Different inputs really give different outputs, so the comparison above means something.
+    assert_ne!(want[0][0], want[1][0]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! SMOF kernel-ring pruning: the exact shrink of zero rings leaves the outputs unchanged
-//! (checked against tract on the unpruned model) for every kernel size, stride, dilation and
-//! depthwise; FLOP budgets shrink kernels; impossible budgets are clear errors.
+//! SMOF pruning: the exact shrink of zero rings, zero channels and constant channels leaves
+//! the outputs unchanged (checked against tract on the unpruned model) for every kernel
+//! size, stride, dilation and depthwise; FLOP budgets over rings and channels are met with
+//! consistent shapes and SIMD-rounded channel counts; impossible budgets are clear errors.
 
 use smof::graph::Op;
 use smof_converter::prune::{Budget, PruneOptions};
@@ -123,6 +124,7 @@ fn a_flop_budget_shrinks_kernels_until_it_is_met() {
     let opts = ConvertOptions {
         prune: PruneOptions {
             budget: Some(Budget::Flops(0.5)),
+            channels: false,
             ..Default::default()
         },
         ..Default::default()
@@ -131,6 +133,10 @@ fn a_flop_budget_shrinks_kernels_until_it_is_met() {
     let r = &conv.prune;
     assert!(r.flops_after as f64 <= 0.5 * r.flops_before as f64, "{r:?}");
     assert!(r.layers.iter().any(|l| l.k_after < l.k_before));
+    assert!(r
+        .layers
+        .iter()
+        .all(|l| l.channels_after == l.channels_before));
     // The pruned file runs, and its layers agree with the report.
     let model = smof::Model::from_bytes(&conv.bytes).unwrap();
     let mut s = smof::Session::new(&model, &Default::default()).unwrap();
@@ -148,6 +154,7 @@ fn impossible_budgets_are_clear_errors() {
             budget: Some(budget),
             kernels: true,
             channels,
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -162,11 +169,16 @@ fn impossible_budgets_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("reaches only"), "{e}");
-    // Channel pruning is not built: asking for it says so.
-    let e = convert(&onnx, &with(Budget::Flops(0.5), true))
+    // Neither dimension switched on.
+    let mut none = with(Budget::Flops(0.5), false);
+    none.prune.kernels = false;
+    let e = convert(&onnx, &none).unwrap_err().to_string();
+    assert!(e.contains("nothing to prune"), "{e}");
+    // A latency budget without a table.
+    let e = convert(&onnx, &with(Budget::Latency(0.5), true))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("channel pruning"), "{e}");
+    assert!(e.contains("--lut"), "{e}");
 }
 
 /// A conv whose output channels in `zero` have all-zero weights and bias.

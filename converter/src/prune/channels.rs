@@ -7,7 +7,7 @@
 //! op, fully connected outputs) mark their group as fixed: it is never pruned.
 
 use crate::error::{Error, Result};
-use crate::ir::{Activation, Graph, Op, ValueId};
+use crate::ir::{Graph, Op, ValueId};
 use std::collections::BTreeSet;
 
 /// Channel groups of a graph.
@@ -162,93 +162,6 @@ impl ChannelGroups {
         }
         by_root.into_values().collect()
     }
-}
-
-/// True when removing `group` leaves every remaining output unchanged: each member channel
-/// that a channel-mixing op (a dense conv's data input, a fully connected layer) reads is
-/// provably zero for every model input. Members read only by channel-wise ops disappear
-/// together with those ops' outputs, which are members too.
-pub fn group_is_zero(g: &Graph, group: &[(ValueId, usize)]) -> bool {
-    let producers = g.producers();
-    let mut mixed = vec![false; g.values.len()];
-    for n in &g.nodes {
-        match &n.op {
-            Op::Conv(c) if c.group == 1 => mixed[n.inputs[0]] = true,
-            Op::Fc(_) => mixed[n.inputs[0]] = true,
-            _ => {}
-        }
-    }
-    let mut memo = std::collections::HashMap::new();
-    group
-        .iter()
-        .filter(|&&(v, _)| mixed[v])
-        .all(|&(v, c)| is_zero(g, &producers, v, c, &mut memo))
-}
-
-/// Whether channel `c` of value `v` is zero whatever the model's input.
-fn is_zero(
-    g: &Graph,
-    producers: &[Option<usize>],
-    v: ValueId,
-    c: usize,
-    memo: &mut std::collections::HashMap<(ValueId, usize), bool>,
-) -> bool {
-    if let Some(&z) = memo.get(&(v, c)) {
-        return z;
-    }
-    // Cycles cannot occur (the graph is topologically ordered); mark pessimistically first.
-    memo.insert((v, c), false);
-    let zero_act = |a: Activation| a.apply(0.0) == 0.0;
-    let z = match producers[v] {
-        None => false,
-        Some(p) => {
-            let n = &g.nodes[p];
-            let mut zero_in = |k: usize, ch: usize| {
-                n.inputs
-                    .get(k)
-                    .is_some_and(|&i| is_zero(g, producers, i, ch, memo))
-            };
-            match &n.op {
-                Op::Conv(conv) => {
-                    let row = conv.weight.data.len() / conv.out_c();
-                    let own = if conv.group == 1 {
-                        conv.weight.data[c * row..(c + 1) * row]
-                            .iter()
-                            .all(|&w| w == 0.0)
-                    } else {
-                        let depthwise = conv.weight.dims[1] == 1 && conv.group == conv.out_c();
-                        depthwise && zero_in(0, c)
-                    };
-                    own && conv.bias.as_ref().is_none_or(|b| b[c] == 0.0)
-                        && zero_act(conv.act)
-                        && (n.inputs.len() < 2 || zero_in(1, c))
-                }
-                Op::ChannelAffine { scale, shift, act } => {
-                    (scale[c] == 0.0 || zero_in(0, c)) && shift[c] == 0.0 && zero_act(*act)
-                }
-                Op::Add { act } => zero_act(*act) && zero_in(0, c) && zero_in(1, c),
-                Op::Act(act) => zero_act(*act) && zero_in(0, c),
-                Op::Mul => zero_in(0, c) || zero_in(1, c),
-                Op::Pool(_) | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Identity => zero_in(0, c),
-                Op::Concat => {
-                    let mut off = 0;
-                    let mut z = false;
-                    for k in 0..n.inputs.len() {
-                        let ch = g.shape(n.inputs[k]).get(1).copied().unwrap_or(0);
-                        if c < off + ch {
-                            z = zero_in(k, c - off);
-                            break;
-                        }
-                        off += ch;
-                    }
-                    z
-                }
-                Op::Fc(_) | Op::Softmax | Op::Flatten => false,
-            }
-        }
-    };
-    memo.insert((v, c), z);
-    z
 }
 
 fn keep<T: Copy>(data: &[T], block: usize, drop: &BTreeSet<usize>) -> Vec<T> {

@@ -1,24 +1,37 @@
 //! SMOF pruning on the converter's IR (after BatchNorm folding, before lowering).
 //!
-//! What is here: kernel-ring pruning per layer, the exact shrink of rings that are already
-//! all zero and of channel groups whose removal provably changes no output (the channel
-//! dependency analysis is in [`channels`]), the data-free ring criterion (share of a layer's
-//! weight energy in its ring), and a greedy allocation of rings to a FLOP budget. Channel
-//! pruning to a budget, calibration-based compensation and latency budgets are not built
-//! yet; asking for them is a clear error.
+//! - [`ring`]: taking the outer ring off a KxK kernel; [`channels`]: the channel
+//!   dependency groups and channel removal; [`constant`]: constant channels.
+//! - Every conversion does the exact shrink: rings that are all zero, and channel groups
+//!   whose removal changes no output (zero channels, and constant channels once their
+//!   constant is folded into the consumers' biases).
+//! - With a budget, [`budget`] removes rings and channel groups greedily by error per saved
+//!   FLOP (or predicted time, [`lut`]); the errors come from [`obs`] over the statistics of
+//!   [`stats`]: a data-free estimate, or `H = Σ x xᵀ` on calibration inputs, in which case
+//!   each removal also refits the remaining weights (Optimal Brain Surgeon).
 
+pub mod budget;
+pub mod calib;
 pub mod channels;
+pub mod constant;
+pub mod lut;
+pub mod obs;
 pub mod ring;
+pub mod stats;
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Op};
-use ring::{remove_ring, ring_energy, ring_is_zero, ring_removable};
+use ring::{remove_ring, ring_is_zero, ring_removable};
+use std::sync::Arc;
 
 /// What budget to prune to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Budget {
     /// Keep at most this fraction of the conv and fully connected FLOPs, in (0, 1].
     Flops(f64),
+    /// Keep at most this fraction of the latency predicted by a table
+    /// ([`PruneOptions::lut`]), in (0, 1].
+    Latency(f64),
 }
 
 /// Pruning options.
@@ -28,8 +41,17 @@ pub struct PruneOptions {
     pub budget: Option<Budget>,
     /// Prune kernel rings.
     pub kernels: bool,
-    /// Prune channels (not built yet: with a budget, this is an error).
+    /// Prune channels.
     pub channels: bool,
+    /// Kept channel counts are multiples of this (a count that is not pruned stays as it
+    /// is); 1 turns SIMD rounding off.
+    pub channel_multiple: usize,
+    /// Calibration inputs; `None` prunes data-free.
+    pub calib: Option<Arc<calib::Calibration>>,
+    /// Latency table for [`Budget::Latency`].
+    pub lut: Option<Arc<lut::Lut>>,
+    /// Show a progress bar during calibration.
+    pub progress: bool,
 }
 
 impl Default for PruneOptions {
@@ -37,7 +59,11 @@ impl Default for PruneOptions {
         PruneOptions {
             budget: None,
             kernels: true,
-            channels: false,
+            channels: true,
+            channel_multiple: 1,
+            calib: None,
+            lut: None,
+            progress: false,
         }
     }
 }
@@ -59,8 +85,12 @@ pub struct LayerReport {
     pub flops_before: u64,
     /// FLOPs after.
     pub flops_after: u64,
-    /// Share of the layer's weight energy removed (0 for an exact shrink).
-    pub energy_removed: f64,
+    /// Predicted time before and after in ms, with a latency table.
+    pub time_ms: Option<(f64, f64)>,
+    /// Output error energy that pruning added to this layer, relative to its output energy
+    /// (on the calibration set when there is one, else the data-free estimate; 0 for an
+    /// exact shrink).
+    pub rel_error: f64,
     /// Why the kernel was not prunable, if it was not.
     pub blocked: Option<&'static str>,
 }
@@ -72,6 +102,12 @@ pub struct PruneReport {
     pub flops_before: u64,
     /// Conv and fully connected FLOPs after.
     pub flops_after: u64,
+    /// Predicted total time before and after in ms, with a latency table.
+    pub time_ms: Option<(f64, f64)>,
+    /// Number of channel groups removed exactly (zero or constant).
+    pub exact_channels: usize,
+    /// Whether the errors were measured on calibration data.
+    pub calibrated: bool,
     /// Every conv layer.
     pub layers: Vec<LayerReport>,
 }
@@ -97,21 +133,24 @@ pub fn graph_flops(g: &Graph) -> u64 {
 
 /// Prunes `g` in place as `opts` asks and reports every conv layer.
 pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
-    if let Some(Budget::Flops(r)) = opts.budget {
+    if let Some(Budget::Flops(r) | Budget::Latency(r)) = opts.budget {
+        let name = match opts.budget {
+            Some(Budget::Latency(_)) => "latency",
+            _ => "flops",
+        };
         if !(r > 0.0 && r <= 1.0) {
             return Err(Error::Options(format!(
-                "--prune flops={r}: the ratio must be in (0, 1]"
+                "--prune {name}={r}: the ratio must be in (0, 1]"
             )));
         }
-        if opts.channels {
-            return Err(Error::Options(
-                "channel pruning is not built yet; use --prune-channels off (kernel rings only)"
-                    .into(),
-            ));
-        }
-        if !opts.kernels {
+        if !opts.kernels && !opts.channels {
             return Err(Error::Options(
                 "--prune-kernels off and --prune-channels off leave nothing to prune".into(),
+            ));
+        }
+        if matches!(opts.budget, Some(Budget::Latency(_))) && opts.lut.is_none() {
+            return Err(Error::Options(
+                "--prune latency=R needs a latency table (--lut device.lut)".into(),
             ));
         }
     }
@@ -133,19 +172,31 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                 channels_after: c.out_c(),
                 flops_before: f,
                 flops_after: f,
-                energy_removed: 0.0,
-                blocked: ring_removable(c).err().map(|b| b.reason()),
+                time_ms: None,
+                rel_error: 0.0,
+                blocked: ring_removable(c).err().map(|b| b.reason()).or(
+                    match stats::layer_kind(g, i) {
+                        None => Some("grouped conv"),
+                        Some(_) => None,
+                    },
+                ),
             }
         })
         .collect();
     let flops_before = graph_flops(g);
-    let energy_total: Vec<f64> = convs
-        .iter()
-        .map(|&i| match &g.nodes[i].op {
-            Op::Conv(c) => ring_energy(c).1,
-            _ => 0.0,
-        })
-        .collect();
+    let lut_time = |g: &Graph| -> Option<Vec<f64>> {
+        let t = opts.lut.as_ref()?;
+        Some(
+            convs
+                .iter()
+                .map(|&i| t.predict(g, i, budget::geometry(g, i)))
+                .collect(),
+        )
+    };
+    let time_before = lut_time(g);
+    if let Some(t) = &opts.lut {
+        t.check(g)?;
+    }
 
     if opts.kernels {
         // Exact shrink: rings that are all zero go, with no change to the outputs.
@@ -159,81 +210,126 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
             }
         }
     }
+    let exact_channels = exact_channel_shrink(g)?;
 
-    // Exact shrink of channels: groups whose removal provably changes no output go.
-    let mut groups = channels::ChannelGroups::analyse(g);
-    let zero: Vec<Vec<(usize, usize)>> = groups
-        .free_groups(g)
-        .into_iter()
-        .filter(|grp| channels::group_is_zero(g, grp))
-        .collect();
-    if !zero.is_empty() {
-        let mut drop = vec![std::collections::BTreeSet::new(); g.values.len()];
-        for &(v, c) in zero.iter().flatten() {
-            drop[v].insert(c);
-        }
-        // A value keeps at least one channel.
-        let keeps_one = drop
-            .iter()
-            .enumerate()
-            .all(|(v, d)| d.len() < g.shape(v).get(1).copied().unwrap_or(0) || d.is_empty());
-        if keeps_one {
-            channels::remove_channels(g, &drop)?;
-            for (li, &i) in convs.iter().enumerate() {
-                if let Op::Conv(c) = &g.nodes[i].op {
-                    layers[li].channels_after = c.out_c();
-                    layers[li].flops_after = node_flops(g, i);
+    let calibrated = opts.budget.is_some() && opts.calib.is_some();
+    if let Some(b) = opts.budget {
+        let nodes: Vec<usize> = (0..g.nodes.len())
+            .filter(|&i| stats::layer_kind(g, i).is_some())
+            .collect();
+        let hs = match &opts.calib {
+            Some(samples) => {
+                if samples.samples.is_empty() {
+                    return Err(Error::Options("the calibration set is empty".into()));
                 }
+                let bar = if opts.progress {
+                    indicatif::ProgressBar::new(samples.samples.len() as u64)
+                } else {
+                    indicatif::ProgressBar::hidden()
+                };
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "calibrating {bar:30} {pos}/{len} samples, {elapsed} ({eta} left)",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                let hs = stats::calibrated(g, samples, |k| bar.set_position(k as u64))?;
+                bar.finish_and_clear();
+                hs
+            }
+            None => {
+                let e = stats::estimate_energy(g);
+                (0..g.nodes.len())
+                    .map(|i| stats::data_free(g, i, &e))
+                    .collect()
+            }
+        };
+        let mut state: Vec<budget::Layer> = Vec::new();
+        for (i, h) in hs.into_iter().enumerate() {
+            if nodes.contains(&i) {
+                state.extend(budget::Layer::new(g, i, h));
             }
         }
-    }
-
-    if let Some(Budget::Flops(r)) = opts.budget {
-        let target = (r * flops_before as f64).floor() as u64;
-        let mut total = graph_flops(g);
-        while total > target {
-            // The ring whose removal loses the least weight energy (as a share of its
-            // layer's) per FLOP saved.
-            let best = convs
-                .iter()
-                .enumerate()
-                .filter_map(|(li, &i)| {
-                    let Op::Conv(c) = &g.nodes[i].op else {
-                        return None;
-                    };
-                    ring_removable(c).ok()?;
-                    let (ring, _) = ring_energy(c);
-                    let k = c.kernel()[0] as u64;
-                    let f = node_flops(g, i);
-                    let saved = f - f / (k * k) * ((k - 2) * (k - 2));
-                    let share = if energy_total[li] > 0.0 {
-                        ring / energy_total[li]
-                    } else {
-                        0.0
-                    };
-                    Some((share / saved.max(1) as f64, li, i, share))
-                })
-                .min_by(|a, b| a.0.total_cmp(&b.0));
-            let Some((_, li, i, share)) = best else {
-                return Err(Error::Options(format!(
-                    "--prune flops={r}: kernel-ring pruning alone reaches only {:.3} of the FLOPs",
-                    total as f64 / flops_before as f64
-                )));
-            };
-            if let Op::Conv(c) = &mut g.nodes[i].op {
-                remove_ring(c);
-                layers[li].k_after = c.kernel()[0];
-                layers[li].energy_removed += share;
+        let lut_cost;
+        let cost: budget::CostFn = match (&b, &opts.lut) {
+            (Budget::Latency(_), Some(t)) => {
+                lut_cost = move |g: &Graph, i: usize, s: budget::Geometry| t.predict(g, i, s);
+                &lut_cost
             }
-            total = graph_flops(g);
+            _ => &budget::flops_at,
+        };
+        budget::allocate(
+            g,
+            &mut state,
+            &budget::Allocation {
+                budget: b,
+                kernels: opts.kernels,
+                channels: opts.channels,
+                multiple: opts.channel_multiple,
+                update: calibrated,
+                cost,
+            },
+        )?;
+        for l in &state {
+            if let Some(li) = convs.iter().position(|&i| i == l.node) {
+                layers[li].rel_error = l.err / l.norm.max(f64::MIN_POSITIVE);
+            }
         }
     }
     for (li, &i) in convs.iter().enumerate() {
+        if let Op::Conv(c) = &g.nodes[i].op {
+            layers[li].k_after = c.kernel()[0];
+            layers[li].channels_after = c.out_c();
+        }
         layers[li].flops_after = node_flops(g, i);
+    }
+    let time_after = lut_time(g);
+    if let (Some(b), Some(a)) = (&time_before, &time_after) {
+        for (li, l) in layers.iter_mut().enumerate() {
+            l.time_ms = Some((b[li], a[li]));
+        }
     }
     Ok(PruneReport {
         flops_before,
         flops_after: graph_flops(g),
+        time_ms: time_before
+            .zip(time_after)
+            .map(|(b, a)| (b.iter().sum(), a.iter().sum())),
+        exact_channels,
+        calibrated,
         layers,
     })
+}
+
+/// Removes every channel group whose removal provably changes no output: channels that
+/// are zero, and constant channels once their constant is folded into the biases of the
+/// layers that read them. Returns the number of groups removed.
+pub fn exact_channel_shrink(g: &mut Graph) -> Result<usize> {
+    let producers = g.producers();
+    let mut memo = std::collections::HashMap::new();
+    let groups = channels::ChannelGroups::analyse(g).free_groups(g);
+    let mut drop = vec![std::collections::BTreeSet::new(); g.values.len()];
+    let mut folds = Vec::new();
+    let mut removed = 0;
+    for grp in &groups {
+        if let Some(f) = constant::foldable(g, &producers, grp, &mut memo) {
+            // A value keeps at least one channel.
+            let fits = grp.iter().all(|&(v, _)| {
+                let n = g.shape(v).get(1).copied().unwrap_or(0);
+                drop[v].len() + grp.iter().filter(|m| m.0 == v).count() < n
+            });
+            if fits {
+                for &(v, c) in grp {
+                    drop[v].insert(c);
+                }
+                folds.extend(f);
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        constant::fold(g, &folds);
+        channels::remove_channels(g, &drop)?;
+    }
+    Ok(removed)
 }

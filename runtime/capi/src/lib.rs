@@ -649,6 +649,7 @@ pub unsafe extern "C" fn smof_session_new_with_shape(
         let opts = SessionOptions {
             threads: threads as usize,
             input_shapes: vec![shape],
+            ..SessionOptions::default()
         };
         let s = OwnedSession::new(m, &opts).map_err(|e| match e {
             // The model is fine; the requested shape is what its layers cannot take.

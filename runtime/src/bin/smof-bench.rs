@@ -20,7 +20,11 @@ Times each model single-batch on synthetic input and prints min, median, mean an
   --json        one JSON object per model on stdout
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
   --dump-output FILE  write output 0 of the last run (raw little-endian f32) to FILE, to
-                compare devices: the synthetic input is the same everywhere";
+                compare devices: the synthetic input is the same everywhere
+  --lut-for M.smof -o FILE  measure a latency table for `smof convert --prune latency=R
+                --lut FILE`: every conv of M alone, at each kernel size from K down to 1
+                (by rings) and input/output channel counts at 25/50/75/100% rounded up to
+                the kernel table's channel alignment (median of --loops runs, default 20)";
 
 struct Args {
     models: Vec<PathBuf>,
@@ -32,6 +36,7 @@ struct Args {
     json: bool,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
+    lut_out: Option<PathBuf>,
 }
 
 /// Parses a CPU list such as `4-7` or `0,2,5-6`.
@@ -62,7 +67,9 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
+        lut_out: None,
     };
+    let mut lut_for = false;
     let mut path: Option<PathBuf> = None;
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> Result<usize, String> {
@@ -88,6 +95,14 @@ fn parse_args() -> Result<Args, String> {
             "--dump-output" => {
                 out.dump_output = Some(args.next().ok_or("--dump-output needs a file")?.into());
             }
+            "--lut-for" => {
+                lut_for = true;
+                let v = args.next().ok_or("--lut-for needs a model")?;
+                if path.replace(PathBuf::from(v)).is_some() {
+                    return Err("give one model file or one folder".into());
+                }
+            }
+            "-o" => out.lut_out = Some(args.next().ok_or("-o needs a file")?.into()),
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => {
@@ -98,6 +113,12 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let path = path.ok_or("no model given")?;
+    if lut_for != out.lut_out.is_some() {
+        return Err("--lut-for M.smof and -o FILE go together".into());
+    }
+    if lut_for && path.is_dir() {
+        return Err("--lut-for takes one model file".into());
+    }
     out.models = if path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(&path)
             .map_err(|e| format!("cannot list {}: {e}", path.display()))?
@@ -288,6 +309,227 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Latency tables: each conv of a model timed alone over a grid of geometries.
+mod lut {
+    use smof::graph::{
+        Conv, DType, Graph, IoDesc, Layout, Metadata, Node, Op, Shape4, TensorDesc, WeightDesc,
+    };
+    use smof::{KernelChoice, Model, ModelOptions, Session, SessionOptions};
+    use std::path::Path;
+    use std::time::Instant;
+
+    /// A one-node model: `conv` at input `input` (NHWC), canonical weights.
+    fn one_conv(conv: &Conv, input: Shape4) -> Result<Vec<u8>, String> {
+        let (oh, ow) = conv
+            .output_hw(input.h, input.w)
+            .ok_or("window does not fit")?;
+        let icg = conv.in_c / conv.groups;
+        let wn = (conv.out_c * icg * conv.kernel[0] * conv.kernel[1]) as usize;
+        let w: Vec<u8> = super::synthetic_input(wn, 7)
+            .iter()
+            .flat_map(|v| (v * 0.1).to_le_bytes())
+            .collect();
+        let b: Vec<u8> = vec![0u8; 4 * conv.out_c as usize];
+        let desc = |name: &str, dims: Vec<u32>, len: usize| WeightDesc {
+            name: name.into(),
+            dtype: DType::F32,
+            layout: Layout::Canonical,
+            dims,
+            offset: 0,
+            byte_len: len as u64,
+        };
+        let out = Shape4::new(1, oh, ow, conv.out_c);
+        let g = Graph {
+            meta: Metadata {
+                producer: "smof-bench".into(),
+                producer_version: env!("CARGO_PKG_VERSION").into(),
+                model_name: "lut".into(),
+                description: String::new(),
+            },
+            tensors: vec![
+                TensorDesc {
+                    name: "x".into(),
+                    shape: input,
+                },
+                TensorDesc {
+                    name: "y".into(),
+                    shape: out,
+                },
+            ],
+            weights: vec![
+                desc(
+                    "w",
+                    vec![conv.out_c, icg, conv.kernel[0], conv.kernel[1]],
+                    w.len(),
+                ),
+                desc("b", vec![conv.out_c], b.len()),
+            ],
+            nodes: vec![Node {
+                name: "conv".into(),
+                op: Op::Conv(Conv {
+                    weight: 0,
+                    bias: Some(1),
+                    ..*conv
+                }),
+                inputs: vec![0],
+                outputs: vec![1],
+            }],
+            inputs: vec![IoDesc {
+                name: "x".into(),
+                tensor: 0,
+                dims: vec![1, input.c, input.h, input.w],
+            }],
+            outputs: vec![IoDesc {
+                name: "y".into(),
+                tensor: 1,
+                dims: vec![1, conv.out_c, oh, ow],
+            }],
+        };
+        smof::format::write(&g, &[&w, &b]).map_err(|e| e.to_string())
+    }
+
+    fn time(bytes: &[u8], kernels: KernelChoice, loops: usize) -> Result<f64, String> {
+        let model = Model::from_bytes_with(
+            bytes,
+            &ModelOptions {
+                kernels,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let mut s = Session::new(&model, &SessionOptions::default()).map_err(|e| e.to_string())?;
+        let x = super::synthetic_input(s.input_dims(0).iter().product(), 1);
+        s.run(&[&x]).map_err(|e| e.to_string())?;
+        let mut ms = Vec::with_capacity(loops);
+        for _ in 0..loops {
+            let t = Instant::now();
+            s.run(&[&x]).map_err(|e| e.to_string())?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(super::stats(ms).median)
+    }
+
+    /// Counts at 25, 50, 75 and 100% of `c`, rounded up to `align`, ascending and distinct.
+    fn grid(c: u32, align: u32) -> Vec<u32> {
+        let mut v: Vec<u32> = [1u32, 2, 3, 4]
+            .iter()
+            .map(|q| (c * q).div_ceil(4).div_ceil(align) * align)
+            .map(|x| x.min(c).max(1))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    fn cpu_name() -> String {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name") || l.starts_with("Hardware"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    }
+
+    /// Measures the table of `model` and writes it to `out`; returns the number of timings.
+    pub fn measure(
+        model: &Path,
+        out: &Path,
+        kernels: KernelChoice,
+        loops: usize,
+    ) -> Result<usize, String> {
+        let m = Model::open_with(
+            model,
+            &ModelOptions {
+                kernels,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+        let table = m.kernels();
+        let align = table.channel_align as u32;
+        let g = m.graph();
+        let mut layers = Vec::new();
+        let mut count = 0;
+        for n in &g.nodes {
+            let Op::Conv(c) = n.op else { continue };
+            if c.groups != 1 && !c.is_depthwise() {
+                continue;
+            }
+            let input = g.tensors[n.inputs[0] as usize].shape;
+            let k = c.kernel[0];
+            let mut ks = vec![k];
+            if c.kernel[0] == c.kernel[1] && k % 2 == 1 {
+                let mut kk = k;
+                while kk >= 3 {
+                    kk -= 2;
+                    ks.push(kk);
+                }
+            }
+            let dw = c.is_depthwise();
+            let ic_grid = if dw { vec![1] } else { grid(c.in_c, align) };
+            let oc_grid = grid(c.out_c, align);
+            let mut ms = Vec::new();
+            for &kk in &ks {
+                let r = (k - kk) / 2;
+                let pads = [
+                    c.pads[0].saturating_sub(r * c.dilation[0]),
+                    c.pads[1].saturating_sub(r * c.dilation[1]),
+                    c.pads[2].saturating_sub(r * c.dilation[0]),
+                    c.pads[3].saturating_sub(r * c.dilation[1]),
+                ];
+                let mut by_ic = Vec::new();
+                for &ic in &ic_grid {
+                    let mut by_oc = Vec::new();
+                    for &oc in &oc_grid {
+                        let ic = if dw { oc } else { ic };
+                        let conv = Conv {
+                            in_c: ic,
+                            out_c: oc,
+                            groups: if dw { oc } else { 1 },
+                            kernel: [kk, if kk == k { c.kernel[1] } else { kk }],
+                            pads,
+                            ..c
+                        };
+                        let shape = Shape4::new(1, input.h, input.w, ic);
+                        let bytes =
+                            one_conv(&conv, shape).map_err(|e| format!("layer {}: {e}", n.name))?;
+                        by_oc.push(time(&bytes, kernels, loops)?);
+                        count += 1;
+                    }
+                    by_ic.push(by_oc);
+                }
+                ms.push(by_ic);
+            }
+            // A depthwise layer's input count is its output count: one row serves all.
+            let ic_list = if dw { oc_grid.clone() } else { ic_grid };
+            if dw {
+                for per_k in &mut ms {
+                    let row = per_k[0].clone();
+                    *per_k = vec![row; ic_list.len()];
+                }
+            }
+            layers.push(format!(
+                "{:?}:{{\"dense\":[{},{},{}],\"k\":{:?},\"ic\":{:?},\"oc\":{:?},\"ms\":{:?}}}",
+                n.name, k, c.in_c, c.out_c, ks, ic_list, oc_grid, ms
+            ));
+            eprint!("\r{} layers measured", layers.len());
+        }
+        eprintln!();
+        let json = format!(
+            "{{\"format\":\"smof-lut-1\",\"kernels\":{:?},\"device\":{:?},\"model\":{:?},\"layers\":{{{}}}}}\n",
+            table.name,
+            cpu_name(),
+            g.meta.model_name,
+            layers.join(",")
+        );
+        std::fs::write(out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        Ok(count)
+    }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -319,6 +561,18 @@ fn main() -> ExitCode {
             args.loops,
             smof::kernels::KernelTable::for_choice(args.kernels).map_or("unsupported", |t| t.name)
         );
+    }
+    if let Some(out) = &args.lut_out {
+        return match lut::measure(&args.models[0], out, args.kernels, args.loops) {
+            Ok(n) => {
+                println!("wrote {} ({n} timings)", out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("smof-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let mut failed = false;
     for m in &args.models {

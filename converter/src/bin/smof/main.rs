@@ -2,6 +2,7 @@
 //! compare models.
 
 mod inspect;
+mod plot;
 use smof_converter::npy;
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Convert an ONNX model into a .smof file.
@@ -40,18 +43,42 @@ enum Cmd {
         /// aarch64 (default: this host).
         #[arg(long)]
         target: Option<String>,
-        /// Prune to a budget: `flops=R` keeps at most the fraction R of the FLOPs.
-        #[arg(long, value_name = "flops=R")]
+        /// Prune to a budget: `flops=R` keeps at most the fraction R of the conv and fully
+        /// connected FLOPs, `latency=R` at most R of the latency predicted by --lut.
+        #[arg(long, value_name = "flops=R|latency=R")]
         prune: Option<String>,
         /// Prune kernel rings (KxK to (K-2)x(K-2)).
         #[arg(long, value_name = "on|off", default_value = "on")]
         prune_kernels: String,
-        /// Prune channels (not built yet: `on` is an error with a budget).
-        #[arg(long, value_name = "on|off", default_value = "off")]
+        /// Prune channels.
+        #[arg(long, value_name = "on|off", default_value = "on")]
         prune_channels: String,
+        /// Keep channel counts at multiples of N (default: the target's channel alignment,
+        /// 8 for portable, AVX2 and aarch64, 16 for AVX-512); 1 turns rounding off.
+        #[arg(long, value_name = "N")]
+        channel_multiple: Option<usize>,
+        /// Calibration data: an .npy of N samples (N,C,H,W), or a folder of images.
+        #[arg(long, value_name = "X.npy|DIR")]
+        calib: Option<PathBuf>,
+        /// Per-channel mean of images in --calib DIR (on 0..1 values).
+        #[arg(long, value_name = "M,M,M", default_value = "0.485,0.456,0.406")]
+        mean: String,
+        /// Per-channel std of images in --calib DIR.
+        #[arg(long, value_name = "S,S,S", default_value = "0.229,0.224,0.225")]
+        std: String,
+        /// Latency table from `smof-bench --lut-for`, for --prune latency=R.
+        #[arg(long, value_name = "device.lut")]
+        lut: Option<PathBuf>,
+        /// Use a latency table measured on another model or with other kernels (a warning
+        /// instead of an error).
+        #[arg(long)]
+        lut_allow_mismatch: bool,
         /// Write the pruning report as JSON.
         #[arg(long, value_name = "R.json")]
         report: Option<PathBuf>,
+        /// Write an SVG plot of every layer's FLOPs before and after pruning.
+        #[arg(long, value_name = "R.svg")]
+        plot: Option<PathBuf>,
     },
     /// Print a model's layers, FLOPs, weights and arena size.
     Inspect {
@@ -111,47 +138,83 @@ fn parse_shape(s: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Parses `--prune flops=R`.
+/// Parses `--prune flops=R` or `latency=R`.
 fn parse_budget(s: &str) -> Result<smof_converter::prune::Budget> {
-    match s.split_once('=') {
-        Some(("flops", r)) => {
-            let r: f64 = r
-                .parse()
-                .with_context(|| format!("--prune {s}: '{r}' is not a number"))?;
-            if !(r > 0.0 && r <= 1.0) {
-                bail!("--prune {s}: the ratio must be in (0, 1]");
-            }
-            Ok(smof_converter::prune::Budget::Flops(r))
-        }
-        Some(("latency", _)) => bail!(
-            "--prune latency=R needs a latency table (--lut), which is not built yet; use flops=R"
-        ),
-        _ => bail!("--prune takes flops=R, e.g. --prune flops=0.5"),
+    use smof_converter::prune::Budget;
+    let (kind, r) = s
+        .split_once('=')
+        .context("--prune takes flops=R or latency=R, e.g. --prune flops=0.5")?;
+    let r: f64 = r
+        .parse()
+        .with_context(|| format!("--prune {s}: '{r}' is not a number"))?;
+    if !(r > 0.0 && r <= 1.0) {
+        bail!("--prune {s}: the ratio must be in (0, 1]");
+    }
+    match kind {
+        "flops" => Ok(Budget::Flops(r)),
+        "latency" => Ok(Budget::Latency(r)),
+        _ => bail!("--prune takes flops=R or latency=R, e.g. --prune flops=0.5"),
     }
 }
 
+fn parse_floats(flag: &str, s: &str) -> Result<Vec<f32>> {
+    s.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .with_context(|| format!("--{flag}: '{v}' is not a number"))
+        })
+        .collect()
+}
+
 fn print_prune_table(r: &smof_converter::prune::PruneReport) {
+    let timed = r.time_ms.is_some();
     println!(
-        "{:<36} {:>6} {:>12} {:>12} {:>12} {:>9}  note",
-        "layer", "K", "channels", "MFLOPs", "after", "energy"
+        "{:<34} {:>6} {:>10} {:>9} {:>9} {:>15} {:>9}  note",
+        "layer",
+        "K",
+        "channels",
+        "MFLOPs",
+        "after",
+        if timed { "ms before/after" } else { "" },
+        if r.calibrated { "err(cal)" } else { "err(est)" }
     );
     for l in &r.layers {
         println!(
-            "{:<36} {:>6} {:>12} {:>12.2} {:>12.2} {:>8.2}%  {}",
-            l.name.chars().take(36).collect::<String>(),
+            "{:<34} {:>6} {:>10} {:>9.2} {:>9.2} {:>15} {:>8.4}%  {}",
+            l.name.chars().take(34).collect::<String>(),
             format!("{}->{}", l.k_before, l.k_after),
             format!("{}->{}", l.channels_before, l.channels_after),
             l.flops_before as f64 / 1e6,
             l.flops_after as f64 / 1e6,
-            l.energy_removed * 100.0,
+            l.time_ms
+                .map(|(b, a)| format!("{b:.3}/{a:.3}"))
+                .unwrap_or_default(),
+            l.rel_error * 100.0,
             l.blocked.unwrap_or("")
         );
     }
     println!(
-        "FLOPs {:.3} G -> {:.3} G ({:.3} of the dense model)",
+        "FLOPs {:.3} G -> {:.3} G ({:.3} of the dense model){}{}",
         r.flops_before as f64 / 1e9,
         r.flops_after as f64 / 1e9,
-        r.flops_after as f64 / r.flops_before.max(1) as f64
+        r.flops_after as f64 / r.flops_before.max(1) as f64,
+        r.time_ms
+            .map(|(b, a)| format!(
+                "; predicted {b:.2} ms -> {a:.2} ms ({:.3})",
+                a / b.max(f64::MIN_POSITIVE)
+            ))
+            .unwrap_or_default(),
+        if r.exact_channels > 0 {
+            format!(
+                "; {} zero or constant channel groups removed exactly",
+                r.exact_channels
+            )
+        } else {
+            String::new()
+        }
     );
 }
 
@@ -164,7 +227,8 @@ fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
                 "name": l.name, "k_before": l.k_before, "k_after": l.k_after,
                 "channels_before": l.channels_before, "channels_after": l.channels_after,
                 "flops_before": l.flops_before, "flops_after": l.flops_after,
-                "energy_removed": l.energy_removed, "blocked": l.blocked,
+                "ms_before": l.time_ms.map(|t| t.0), "ms_after": l.time_ms.map(|t| t.1),
+                "rel_error": l.rel_error, "blocked": l.blocked,
             })
         })
         .collect();
@@ -172,6 +236,10 @@ fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
         "flops_before": r.flops_before,
         "flops_after": r.flops_after,
         "flops_ratio": r.flops_after as f64 / r.flops_before.max(1) as f64,
+        "ms_before": r.time_ms.map(|t| t.0),
+        "ms_after": r.time_ms.map(|t| t.1),
+        "calibrated": r.calibrated,
+        "exact_channel_groups": r.exact_channels,
         "layers": layers,
     })
     .to_string()
@@ -185,9 +253,6 @@ fn target_choice(target: Option<&str>) -> Result<KernelChoice> {
             "unknown --target {name}; use host, portable, x86_64-avx2, x86_64-avx512 or aarch64"
         )
     })?;
-    if smof::kernels::KernelTable::for_choice(choice).is_none() {
-        bail!("--target {name}: this build has no {name} kernel table for this machine; use --target portable");
-    }
     Ok(choice)
 }
 
@@ -213,7 +278,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             prune,
             prune_kernels,
             prune_channels,
+            channel_multiple,
+            calib,
+            mean,
+            std,
+            lut,
+            lut_allow_mismatch,
             report,
+            plot,
         } => {
             let on_off = |flag: &str, v: &str| -> Result<bool> {
                 match v {
@@ -222,18 +294,52 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     _ => bail!("--{flag} takes on or off, not '{v}'"),
                 }
             };
+            let input_shapes = match input_shape {
+                Some(s) => vec![parse_shape(&s)?],
+                None => Vec::new(),
+            };
+            let kernels = target_choice(target.as_deref())?;
+            let budget = prune.as_deref().map(parse_budget).transpose()?;
+            if budget.is_none() && (calib.is_some() || lut.is_some()) {
+                bail!("--calib and --lut only apply with a budget (--prune flops=R or latency=R)");
+            }
+            let calib = match &calib {
+                None => None,
+                Some(path) => Some(std::sync::Arc::new(load_calib(
+                    path,
+                    &input,
+                    &input_shapes,
+                    &mean,
+                    &std,
+                )?)),
+            };
+            let lut = match &lut {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    let mut l = smof_converter::prune::lut::Lut::parse(&text)
+                        .with_context(|| format!("{}", path.display()))?;
+                    l.allow_mismatch = lut_allow_mismatch;
+                    Some(std::sync::Arc::new(l))
+                }
+            };
+            if channel_multiple == Some(0) {
+                bail!("--channel-multiple must be at least 1");
+            }
             let opts = smof_converter::ConvertOptions {
-                input_shapes: match input_shape {
-                    Some(s) => vec![parse_shape(&s)?],
-                    None => Vec::new(),
-                },
+                input_shapes,
                 fp16,
-                kernels: target_choice(target.as_deref())?,
+                kernels,
                 model_name: input.file_stem().map(|s| s.to_string_lossy().into_owned()),
                 prune: smof_converter::prune::PruneOptions {
-                    budget: prune.as_deref().map(parse_budget).transpose()?,
+                    budget,
                     kernels: on_off("prune-kernels", &prune_kernels)?,
                     channels: on_off("prune-channels", &prune_channels)?,
+                    channel_multiple: channel_multiple.unwrap_or(kernels.channel_align()),
+                    calib,
+                    lut,
+                    progress: true,
                 },
             };
             let t = std::time::Instant::now();
@@ -247,6 +353,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             if let Some(path) = report {
                 std::fs::write(&path, prune_json(&done.prune))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if let Some(path) = plot {
+                plot::write_svg(&path, &done.prune)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             println!(
@@ -268,6 +378,35 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         } => run(&model, &input, &output),
         Cmd::Eval { model, data, json } => eval(&model, &data, json),
         Cmd::Compare { a, b, inputs, json } => compare(&a, &b, &inputs, json),
+    }
+}
+
+/// Loads `--calib`: an .npy array, or a folder of images sized to the model's input.
+fn load_calib(
+    path: &Path,
+    onnx: &Path,
+    input_shapes: &[Vec<usize>],
+    mean: &str,
+    std: &str,
+) -> Result<smof_converter::prune::calib::Calibration> {
+    use smof_converter::prune::calib::Calibration;
+    if path.is_dir() {
+        let bytes =
+            std::fs::read(onnx).with_context(|| format!("cannot read {}", onnx.display()))?;
+        let imported = smof_converter::onnx::import(&bytes, input_shapes)?;
+        let dims = &imported
+            .graph
+            .inputs
+            .first()
+            .context("the model has no input")?
+            .dims;
+        let [_, c, h, w] = dims[..] else {
+            bail!("--calib DIR needs an NCHW image input; the model takes {dims:?}");
+        };
+        let (mean, std) = (parse_floats("mean", mean)?, parse_floats("std", std)?);
+        Ok(Calibration::from_images(path, [c, h, w], &mean, &std)?)
+    } else {
+        Ok(Calibration::from_npy(path)?)
     }
 }
 

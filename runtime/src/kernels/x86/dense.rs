@@ -91,9 +91,22 @@ unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
     }
 }
 
-/// Scratch of the dense convs: `IC` zeros for taps in the padding.
+/// Pixels per chunk of the im2col path.
+const IM2COL_CHUNK: usize = 240;
+
+/// Whether a conv runs through an explicit im2col of each chunk: few input channels (an RGB
+/// stem) make the per-tap runs of the implicit GEMM too short to pay for their pointers, so
+/// the `KH * KW * IC` inputs of each pixel are gathered into one contiguous row first.
+fn use_im2col(c: &Conv) -> bool {
+    c.in_c <= 4 && c.kernel[0] * c.kernel[1] > 1
+}
+
+/// Scratch of the dense convs: `IC` zeros for taps in the padding, or the im2col rows of a
+/// chunk (plus 4 floats of slack for the 4-wide copies).
 pub(crate) fn conv_scratch(c: &Conv, xs: Act4, _: Act4) -> usize {
-    if c.kernel == [1, 1] && c.pads == [0; 4] {
+    if use_im2col(c) {
+        IM2COL_CHUNK * (c.kernel[0] * c.kernel[1] * c.in_c) as usize + 4
+    } else if c.kernel == [1, 1] && c.pads == [0; 4] {
         0
     } else {
         xs.shape.c as usize
@@ -127,6 +140,9 @@ pub(crate) unsafe fn conv<
     assert!(a.rows.end <= a.ys.rows() && g.xcs >= g.ic && g.ycs >= g.oc);
     assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
     assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
+    if use_im2col(a.conv) {
+        return conv_im2col::<I, MR, NV>(a, g);
+    }
     let zeros = if conv_scratch(a.conv, a.xs, a.ys) > 0 {
         let z = &mut a.scratch[..g.ic];
         z.fill(0.0);
@@ -151,12 +167,91 @@ pub(crate) unsafe fn conv<
         y: a.y.as_mut_ptr(),
         act: a.conv.act,
         pointwise: g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && a.conv.pads == [0; 4],
+        k: g.ic,
+        xcs: g.xcs,
+        pix0: 0,
         b: 0,
         _isa: PhantomData,
     };
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
+        for b in 0..blocks {
+            t.b = b;
+            for_each_tile::<MR>(start, end, &mut t);
+        }
+        start = end;
+    }
+    zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
+}
+
+/// The im2col path of [`conv`] (see [`use_im2col`]): per chunk of pixels, the inputs of
+/// every pixel are gathered into one row of `KH * KW * IC` floats (the order of the
+/// `ConvOcBlock` weights), then every output-channel block runs the pointwise tiles over
+/// those rows.
+///
+/// # Safety
+/// As [`conv`], whose checks have run.
+#[inline(always)]
+unsafe fn conv_im2col<I: Isa, const MR: usize, const NV: usize>(a: &mut ConvArgs, g: Geom) {
+    let nb = NV * I::LANES;
+    let k = g.kh * g.kw * g.ic;
+    let blocks = g.oc.div_ceil(nb);
+    assert!(g.ic <= 4 && a.scratch.len() > IM2COL_CHUNK * k + 3);
+    let rows = a.scratch.as_mut_ptr();
+    let x = a.x.as_ptr();
+    let pixels = a.rows.start * g.ow..a.rows.end * g.ow;
+    let mut t = ConvTile::<I, 1, 1, NV> {
+        g,
+        x: rows,
+        zeros: std::ptr::null(),
+        w: a.w.as_ptr(),
+        bias: a.bias,
+        residual: a.residual.map(|r| r.as_ptr()),
+        y: a.y.as_mut_ptr(),
+        act: a.conv.act,
+        pointwise: true,
+        k,
+        xcs: k,
+        pix0: 0,
+        b: 0,
+        _isa: PhantomData,
+    };
+    // `ConvTile` with KH = KW = 1 reads `g.kh`, `g.kw` only off the pointwise path; its
+    // weight offset is `b * kh * kw * IC * nb`, so the geometry handed to it says 1x1 with
+    // `k` input channels.
+    t.g.kh = 1;
+    t.g.kw = 1;
+    t.g.ic = k;
+    let mut start = pixels.start;
+    while start < pixels.end {
+        let end = (start + IM2COL_CHUNK).min(pixels.end);
+        for p in start..end {
+            let (row, ox) = (p / g.ow, p % g.ow);
+            let (n, oy) = (row / g.oh, row % g.oh);
+            let dst = rows.add((p - start) * k);
+            for ky in 0..g.kh {
+                let iy = g.in_y(oy, ky);
+                for kx in 0..g.kw {
+                    let d = dst.add((ky * g.kw + kx) * g.ic);
+                    match (iy, g.in_x(ox, kx)) {
+                        // Four floats at once when the pixel holds four (`xcs >= 4`):
+                        // the ones past `ic` land in the next tap's slot, which is written
+                        // after, or in the slack past the chunk's rows.
+                        (Some(iy), Some(ix)) => {
+                            let s = x.add(((n * g.ih + iy) * g.iw + ix) * g.xcs);
+                            if g.xcs >= 4 {
+                                std::ptr::copy_nonoverlapping(s, d, 4);
+                            } else {
+                                std::ptr::copy_nonoverlapping(s, d, g.ic);
+                            }
+                        }
+                        _ => std::ptr::write_bytes(d, 0, 4),
+                    }
+                }
+            }
+        }
+        t.pix0 = start;
         for b in 0..blocks {
             t.b = b;
             for_each_tile::<MR>(start, end, &mut t);
@@ -177,8 +272,14 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     residual: Option<*const f32>,
     y: *mut f32,
     act: Activation,
-    /// 1x1, stride 1, no padding: input pixel = output pixel.
+    /// 1x1, stride 1, no padding: input pixel = output pixel (or `x` holds im2col rows).
     pointwise: bool,
+    /// Inputs per pixel of the pointwise path (`IC`, or `KH * KW * IC` for im2col rows).
+    k: usize,
+    /// Distance between two pixels' inputs on the pointwise path.
+    xcs: usize,
+    /// Pixel whose inputs start at `x` on the pointwise path.
+    pix0: usize,
     /// Output channel block.
     b: usize,
     _isa: PhantomData<I>,
@@ -198,8 +299,9 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
         let w = self.w.add(self.b * kh * kw * g.ic * nb);
         if self.pointwise {
             // 1x1, stride 1, no padding: output pixel `q` reads input pixel `q`.
-            let xp: [*const f32; M] = std::array::from_fn(|m| self.x.add((p + m) * g.xcs));
-            mac::<I, M, NV>(&mut acc, &xp, w, g.ic);
+            let xp: [*const f32; M] =
+                std::array::from_fn(|m| self.x.add((p - self.pix0 + m) * self.xcs));
+            mac::<I, M, NV>(&mut acc, &xp, w, self.k);
         } else {
             // Per pixel: first input row and column of its window (before subtracting the
             // padding), and the image's first input row. Coordinates advance pixel by pixel

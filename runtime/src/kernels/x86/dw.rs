@@ -2,8 +2,19 @@
 //! (`[KH][KW][round_up(C, LANES)]`), written once over [`Isa`].
 //!
 //! Loop order: output row, tiles of `MR` pixels along the row, vectors of channels, taps.
-//! Each tap is one multiply-add per pixel with channels as the lanes. Tiles whose windows
-//! touch the left or right padding go pixel by pixel, checking each tap.
+//! Each tap is one multiply-add per pixel with channels as the lanes. For 3x3 and 5x5 each
+//! tile first builds a table of input addresses per tap and pixel, pointing taps in the
+//! padding at zeros in scratch, so that edge tiles (every tile of a 7x7 or 14x14 map) run
+//! at full width too; other kernel sizes check each tap, pixel by pixel at the edges.
+
+/// Scratch of the depthwise kernels: one vector-padded run of zero channels.
+pub(crate) fn scratch<const LANES: usize>(
+    c: &crate::graph::Conv,
+    _: crate::kernels::Act4,
+    _: crate::kernels::Act4,
+) -> usize {
+    (c.out_c as usize).div_ceil(LANES) * LANES
+}
 
 use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
 use super::isa::Isa;
@@ -29,7 +40,11 @@ pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usiz
     assert!(a.rows.end <= a.ys.rows() && g.xcs >= g.ic && g.ycs >= g.oc);
     assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
     assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
+    assert!(a.scratch.len() >= cp);
+    let zeros = &mut a.scratch[..cp];
+    zeros.fill(0.0);
     let mut t = DwTile::<I, KH, KW> {
+        zeros: zeros.as_ptr(),
         g,
         x: a.x.as_ptr(),
         w: a.w.as_ptr(),
@@ -61,6 +76,8 @@ struct DwTile<'a, I: Isa, const KH: usize, const KW: usize> {
     y: *mut f32,
     act: Activation,
     row: usize,
+    /// `cp` zeros, read for taps in the padding.
+    zeros: *const f32,
     _isa: PhantomData<I>,
 }
 
@@ -68,11 +85,94 @@ impl<I: Isa, const KH: usize, const KW: usize> Tile for DwTile<'_, I, KH, KW> {
     #[inline(always)]
     unsafe fn run<const M: usize>(&mut self, ox0: usize) {
         let g = self.g;
+        if KH == 0 || KW == 0 || KH * KW > MAX_TAPS {
+            return self.run_checked::<M>(ox0);
+        }
+        // Per tap and pixel, the input pixel's address, or `cp` zeros in scratch when the
+        // tap falls into the padding: the channel loop below never branches.
+        let (n, oy) = (self.row / g.oh, self.row % g.oh);
+        let mut xp = [[self.zeros; M]; MAX_TAPS];
+        for ky in 0..KH {
+            let Some(iy) = g.in_y(oy, ky) else { continue };
+            let xrow = (n * g.ih + iy) * g.iw;
+            for kx in 0..KW {
+                for (m, p) in xp[ky * KW + kx].iter_mut().enumerate() {
+                    if let Some(ix) = g.in_x(ox0 + m, kx) {
+                        *p = self.x.add((xrow + ix) * g.xcs);
+                    }
+                }
+            }
+        }
+        let ybase = (self.row * g.ow + ox0) * g.ycs;
+        let mut c0 = 0;
+        while c0 + I::LANES <= g.oc {
+            self.channels::<M, true>(&xp, ybase, c0);
+            c0 += I::LANES;
+        }
+        if c0 < g.oc {
+            self.channels::<M, false>(&xp, ybase, c0);
+        }
+    }
+}
+
+/// Taps of the largest kernel the pointer-table path handles (5x5).
+const MAX_TAPS: usize = 25;
+
+impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
+    /// One vector of channels `c0..` of `M` pixels; `FULL`: all `LANES` channels are real
+    /// (else the vector is the channel tail, loaded and stored masked).
+    #[inline(always)]
+    unsafe fn channels<const M: usize, const FULL: bool>(
+        &self,
+        xp: &[[*const f32; M]; MAX_TAPS],
+        ybase: usize,
+        c0: usize,
+    ) {
+        let g = &self.g;
+        let nl = g.oc - c0;
+        let load = |p: *const f32| {
+            if FULL {
+                I::load(p)
+            } else {
+                I::load_n(p, nl)
+            }
+        };
+        let b = match self.bias {
+            Some(b) => load(b.as_ptr().add(c0)),
+            None => I::zero(),
+        };
+        let mut acc = [b; M];
+        for (t, xt) in xp.iter().enumerate().take(KH * KW) {
+            let wv = I::load(self.w.add(t * self.cp + c0));
+            for (acc, &p) in acc.iter_mut().zip(xt) {
+                *acc = I::fmadd(load(p.add(c0)), wv, *acc);
+            }
+        }
+        for (m, acc) in acc.iter().enumerate() {
+            let at = ybase + m * g.ycs + c0;
+            let mut v = *acc;
+            if let Some(r) = self.residual {
+                v = I::add(v, load(r.add(at)));
+            }
+            let v = I::act(self.act, v);
+            if FULL {
+                I::store(self.y.add(at), v)
+            } else {
+                I::store_n(self.y.add(at), nl, v)
+            }
+        }
+    }
+
+    /// Any kernel size: taps checked one by one; tiles whose windows touch the left or right
+    /// padding go pixel by pixel.
+    #[inline(always)]
+    unsafe fn run_checked<const M: usize>(&mut self, ox0: usize) {
+        let g = self.g;
         let kh = if KH == 0 { g.kh } else { KH };
         let kw = if KW == 0 { g.kw } else { KW };
         if M > 1 && (g.in_x(ox0, 0).is_none() || g.in_x(ox0 + M - 1, kw - 1).is_none()) {
             for m in 0..M {
-                self.run::<1>(ox0 + m);
+                self.run_checked::<1>(ox0 + m);
             }
             return;
         }

@@ -123,9 +123,9 @@ static SET: ConvSet = ConvSet {
         dense_pair(ck_32, ck_16),
     ],
     dw: [
-        kernel(Layout::DwBlock(16), |_, _, _| 0, dw3),
-        kernel(Layout::DwBlock(16), |_, _, _| 0, dw5),
-        kernel(Layout::DwBlock(16), |_, _, _| 0, dwk),
+        kernel(Layout::DwBlock(16), dw::scratch::<16>, dw3),
+        kernel(Layout::DwBlock(16), dw::scratch::<16>, dw5),
+        kernel(Layout::DwBlock(16), dw::scratch::<16>, dwk),
     ],
     winograd: [
         kernel(

@@ -158,8 +158,8 @@ pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut Conv
                 let mut tmp = [[I::zero(); A]; A];
                 for c in 0..A {
                     let col = bt::<I>(std::array::from_fn(|r| d[r][c]));
-                    for r in 0..A {
-                        tmp[r][c] = col[r];
+                    for (trow, v) in tmp.iter_mut().zip(col) {
+                        trow[c] = v;
                     }
                 }
                 for (r, trow) in tmp.iter().enumerate() {
@@ -199,9 +199,8 @@ pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut Conv
                 for c in 0..A {
                     let col: [I::V; A] =
                         std::array::from_fn(|r| I::load(m.add(((r * A + c) * tb + t) * ocp + o)));
-                    let out = at::<I>(col);
-                    for r in 0..M {
-                        tmp[r][c] = out[r];
+                    for (trow, o) in tmp.iter_mut().zip(at::<I>(col)) {
+                        trow[c] = o;
                     }
                 }
                 let count = g.oc - o;

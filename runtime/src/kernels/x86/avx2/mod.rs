@@ -142,7 +142,7 @@ const fn dw_kernel(name: &'static str, run: fn(&mut ConvArgs)) -> ConvKernel {
     ConvKernel {
         name,
         layout: Layout::DwBlock(8),
-        scratch_len: |_, _, _| 0,
+        scratch_len: dw::scratch::<8>,
         run,
     }
 }

@@ -1,0 +1,432 @@
+//! Joint greedy allocation of kernel rings and channel groups to a cost budget.
+//!
+//! Each step removes the unit with the least error per saved cost: one kernel ring of one
+//! layer, or the next channels of one channel cluster (groups that span the same values,
+//! e.g. the output channels of one conv with everything tied to them), as many as keep
+//! the cluster's count a multiple of the SIMD multiple. Errors are relative output errors
+//! of the layers that lose weights, from [`obs`]; with calibration statistics each removal
+//! also refits the remaining weights.
+
+use super::channels::ChannelGroups;
+use super::obs::{remove_columns, Hessian};
+use super::ring::{remove_ring, ring_removable};
+use super::stats::{block, channels, layer_kind, rows, set_rows, LayerKind};
+use super::Budget;
+use crate::error::{Error, Result};
+use crate::ir::{Graph, Op, ValueId};
+use faer::Mat;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A prunable layer's state during allocation.
+pub struct Layer {
+    /// Node index.
+    pub node: usize,
+    /// Its kind.
+    pub kind: LayerKind,
+    /// Hessians: one for dense and FC, one per channel for depthwise.
+    pub h: Vec<Hessian>,
+    /// Output energy of the dense layer, the error normaliser.
+    pub norm: f64,
+    /// Output error energy added by pruning so far.
+    pub err: f64,
+    hinv: Vec<Option<Mat<f64>>>,
+    chan_cost: Option<Vec<f64>>,
+    ring_cost: Option<Option<f64>>,
+}
+
+impl Layer {
+    /// A layer with its statistics.
+    pub fn new(g: &Graph, node: usize, h: Vec<Hessian>) -> Option<Layer> {
+        let kind = layer_kind(g, node)?;
+        let norm: f64 = rows(g, node)
+            .iter()
+            .zip(&h)
+            .map(|(rs, h)| rs.iter().map(|r| h.energy(r)).sum::<f64>())
+            .sum();
+        Some(Layer {
+            node,
+            kind,
+            hinv: vec![None; h.len()],
+            h,
+            norm,
+            err: 0.0,
+            chan_cost: None,
+            ring_cost: None,
+        })
+    }
+
+    fn dirty(&mut self) {
+        self.hinv.iter_mut().for_each(|h| *h = None);
+        self.chan_cost = None;
+        self.ring_cost = None;
+    }
+
+    fn hinv(&mut self, k: usize) -> Option<&Mat<f64>> {
+        if self.hinv[k].is_none() {
+            self.hinv[k] = self.h[k].inverse();
+        }
+        self.hinv[k].as_ref()
+    }
+
+    /// Relative cost of removing each input channel (dense conv and FC).
+    fn chan_costs(&mut self, g: &Graph) -> &[f64] {
+        if self.chan_cost.is_none() {
+            let mut costs = Vec::new();
+            if self.kind != LayerKind::Depthwise {
+                let mut rs = rows(g, self.node).remove(0);
+                let blk = block(g, self.node);
+                let ic = (self.h[0].dim() - 1) / blk;
+                self.hinv(0);
+                for c in 0..ic {
+                    let cols: Vec<usize> = (c * blk..(c + 1) * blk).collect();
+                    let cost =
+                        remove_columns(&self.h[0], self.hinv[0].as_ref(), &mut rs, &cols, false);
+                    costs.push(cost / self.norm.max(f64::MIN_POSITIVE));
+                }
+            }
+            self.chan_cost = Some(costs);
+        }
+        self.chan_cost.as_deref().unwrap_or(&[])
+    }
+
+    /// Relative cost of removing the outer kernel ring, if it can be removed.
+    fn ring(&mut self, g: &Graph) -> Option<f64> {
+        if self.ring_cost.is_none() {
+            let c = match &g.nodes[self.node].op {
+                Op::Conv(c) if ring_removable(c).is_ok() => Some(c.kernel()[0]),
+                _ => None,
+            };
+            let cost = c.map(|k| {
+                let mut groups = rows(g, self.node);
+                let cols = ring_columns(k, (self.h[0].dim() - 1) / (k * k));
+                let mut total = 0.0;
+                for (hk, rs) in groups.iter_mut().enumerate() {
+                    self.hinv(hk);
+                    total += remove_columns(&self.h[hk], self.hinv[hk].as_ref(), rs, &cols, false);
+                }
+                total / self.norm.max(f64::MIN_POSITIVE)
+            });
+            self.ring_cost = Some(cost);
+        }
+        self.ring_cost.flatten()
+    }
+}
+
+/// The im2col columns on the outer ring of a `k x k` kernel, over `ic` input channels.
+fn ring_columns(k: usize, ic: usize) -> Vec<usize> {
+    (0..ic * k * k)
+        .filter(|&i| {
+            let (y, x) = ((i / k) % k, i % k);
+            y == 0 || x == 0 || y == k - 1 || x == k - 1
+        })
+        .collect()
+}
+
+/// The columns other than `drop` among `0..n`.
+fn complement(n: usize, drop: &[usize]) -> Vec<usize> {
+    let d: BTreeSet<usize> = drop.iter().copied().collect();
+    (0..n).filter(|i| !d.contains(i)).collect()
+}
+
+/// Removes the outer ring of layer `l`, refitting the weights if `update`.
+fn apply_ring(g: &mut Graph, l: &mut Layer, update: bool) {
+    let Op::Conv(c) = &g.nodes[l.node].op else {
+        return;
+    };
+    let k = c.kernel()[0];
+    let dim = l.h[0].dim();
+    let cols = ring_columns(k, (dim - 1) / (k * k));
+    let mut groups = rows(g, l.node);
+    for (hk, rs) in groups.iter_mut().enumerate() {
+        l.hinv(hk);
+        l.err += remove_columns(&l.h[hk], l.hinv[hk].as_ref(), rs, &cols, update);
+    }
+    set_rows(g, l.node, &groups);
+    if let Op::Conv(c) = &mut g.nodes[l.node].op {
+        remove_ring(c);
+    }
+    let keep = complement(dim, &cols);
+    l.h.iter_mut().for_each(|h| h.retain(&keep));
+    l.dirty();
+}
+
+/// The size of a layer for the cost model: kernel size, input and output channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Kernel size (1 for fully connected).
+    pub k: usize,
+    /// Input channels.
+    pub ic: usize,
+    /// Output channels.
+    pub oc: usize,
+}
+
+/// The geometry of layer `i` as it is now.
+pub fn geometry(g: &Graph, i: usize) -> Geometry {
+    let n = &g.nodes[i];
+    Geometry {
+        k: match &n.op {
+            Op::Conv(c) => c.kernel()[0],
+            _ => 1,
+        },
+        ic: channels(g, n.inputs[0]),
+        oc: channels(g, n.output),
+    }
+}
+
+/// The cost of layer `i` at a geometry: FLOPs, or a predicted time.
+pub type CostFn<'a> = &'a dyn Fn(&Graph, usize, Geometry) -> f64;
+
+/// FLOPs of layer `i` at geometry `s` (2 x multiply-adds; the other dims as they are now).
+pub fn flops_at(g: &Graph, i: usize, s: Geometry) -> f64 {
+    let n = &g.nodes[i];
+    let o = g.shape(n.output);
+    let pixels = (o[0] * o.iter().skip(2).product::<usize>()) as f64;
+    // Non-square kernels are never ring-pruned: at their own size they keep their area.
+    let area = match &n.op {
+        Op::Conv(c) if s.k == c.kernel()[0] => (c.kernel()[0] * c.kernel()[1]) as f64,
+        _ => (s.k * s.k) as f64,
+    };
+    match layer_kind(g, i) {
+        Some(LayerKind::Dense) => 2.0 * pixels * (s.oc * s.ic) as f64 * area,
+        Some(LayerKind::Depthwise) => 2.0 * pixels * s.oc as f64 * area,
+        Some(LayerKind::Fc) => 2.0 * pixels * (s.oc * s.ic * block(g, i)) as f64,
+        None => 0.0,
+    }
+}
+
+/// The smallest fraction of a channel cluster's dense count that pruning keeps.
+pub const MIN_KEEP: f64 = 0.5;
+
+/// Allocation settings.
+pub struct Allocation<'a> {
+    /// The budget.
+    pub budget: Budget,
+    /// Remove kernel rings.
+    pub kernels: bool,
+    /// Remove channels.
+    pub channels: bool,
+    /// Kept channel counts are multiples of this (or unchanged).
+    pub multiple: usize,
+    /// Refit remaining weights (calibrated statistics).
+    pub update: bool,
+    /// The cost model the budget is in.
+    pub cost: CostFn<'a>,
+}
+
+fn graph_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
+    layers
+        .iter()
+        .map(|l| (a.cost)(g, l.node, geometry(g, l.node)))
+        .sum()
+}
+
+/// Prunes `g` until the cost of its layers is at most the budget's fraction of what it was.
+pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<()> {
+    // Layers outside the allocation (grouped convs) still count in a FLOP budget.
+    let fixed = match a.budget {
+        Budget::Flops(_) => (super::graph_flops(g) as f64 - graph_cost(g, layers, a)).max(0.0),
+        Budget::Latency(_) => 0.0,
+    };
+    let before = graph_cost(g, layers, a) + fixed;
+    let ratio = match a.budget {
+        Budget::Flops(r) | Budget::Latency(r) => r,
+    };
+    let target = ratio * before;
+    let mult = a.multiple.max(1);
+    let dense_channels: Vec<usize> = (0..g.values.len()).map(|v| channels(g, v)).collect();
+    let by_node: BTreeMap<usize, usize> = layers
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l.node, k))
+        .collect();
+    loop {
+        let total = graph_cost(g, layers, a) + fixed;
+        if total <= target * (1.0 + 1e-12) {
+            return Ok(());
+        }
+        // Layers that read (mixing channels) and write each value.
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.values.len()];
+        let mut writer: Vec<Option<usize>> = vec![None; g.values.len()];
+        for (k, l) in layers.iter().enumerate() {
+            let n = &g.nodes[l.node];
+            if l.kind != LayerKind::Depthwise {
+                readers[n.inputs[0]].push(k);
+            }
+            writer[n.output] = Some(k);
+        }
+        let mut best: Option<(f64, Step)> = None;
+        let mut consider = |score: f64, s: Step| {
+            if best.as_ref().is_none_or(|b| score < b.0) {
+                best = Some((score, s));
+            }
+        };
+        if a.kernels {
+            for (k, l) in layers.iter_mut().enumerate() {
+                let Some(cost) = l.ring(g) else { continue };
+                let s = geometry(g, l.node);
+                let saved =
+                    (a.cost)(g, l.node, s) - (a.cost)(g, l.node, Geometry { k: s.k - 2, ..s });
+                if saved > 0.0 {
+                    consider(cost / saved, Step::Ring(k));
+                }
+            }
+        }
+        let groups = if a.channels {
+            ChannelGroups::analyse(g).free_groups(g)
+        } else {
+            Vec::new()
+        };
+        let mut clusters: BTreeMap<Vec<ValueId>, Vec<(f64, usize)>> = BTreeMap::new();
+        for (gi, grp) in groups.iter().enumerate() {
+            let mut key: Vec<ValueId> = grp.iter().map(|m| m.0).collect();
+            key.sort_unstable();
+            key.dedup();
+            let mut cost = 0.0;
+            for &(v, c) in grp {
+                for &k in &readers[v] {
+                    cost += layers[k].chan_costs(g).get(c).copied().unwrap_or(0.0);
+                }
+            }
+            clusters.entry(key).or_default().push((cost, gi));
+        }
+        for (key, mut members) in clusters {
+            let count = members.len();
+            let m = if count % mult != 0 {
+                count % mult
+            } else {
+                mult
+            };
+            // Keep at least MIN_KEEP of the dense count: post-training pruning cannot recover
+            // a layer that lost most of its channels.
+            let dense = key
+                .iter()
+                .map(|&v| dense_channels[v])
+                .min()
+                .unwrap_or(count);
+            if count < m + mult || ((count - m) as f64) < MIN_KEEP * dense as f64 {
+                continue;
+            }
+            members.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let take = &members[..m];
+            let cost: f64 = take.iter().map(|t| t.0).sum();
+            // Every member value loses m channels: the layers that read or write them
+            // shrink.
+            let mut drop: BTreeMap<ValueId, usize> = BTreeMap::new();
+            for &(_, gi) in take {
+                for &(v, _) in &groups[gi] {
+                    *drop.entry(v).or_insert(0) += 1;
+                }
+            }
+            let mut affected: BTreeSet<usize> = BTreeSet::new();
+            for &v in &key {
+                affected.extend(readers[v].iter().copied());
+                affected.extend(writer[v]);
+            }
+            let saved: f64 = affected
+                .iter()
+                .map(|&k| {
+                    let i = layers[k].node;
+                    let n = &g.nodes[i];
+                    let s = geometry(g, i);
+                    let dout = drop.get(&n.output).copied().unwrap_or(0);
+                    let din = if layers[k].kind == LayerKind::Depthwise {
+                        dout
+                    } else {
+                        drop.get(&n.inputs[0]).copied().unwrap_or(0)
+                    };
+                    let after = Geometry {
+                        ic: s.ic - din,
+                        oc: s.oc - dout,
+                        ..s
+                    };
+                    (a.cost)(g, i, s) - (a.cost)(g, i, after)
+                })
+                .sum();
+            if saved > 0.0 {
+                consider(
+                    cost / saved,
+                    Step::Channels(take.iter().map(|t| t.1).collect()),
+                );
+            }
+        }
+        let Some((_, step)) = best else {
+            return Err(Error::Options(format!(
+                "{}: pruning reaches only {:.3} of the {}",
+                match a.budget {
+                    Budget::Flops(r) => format!("--prune flops={r}"),
+                    Budget::Latency(r) => format!("--prune latency={r}"),
+                },
+                total / before,
+                match a.budget {
+                    Budget::Flops(_) => "FLOPs",
+                    Budget::Latency(_) => "predicted latency",
+                }
+            )));
+        };
+        match step {
+            Step::Ring(k) => apply_ring(g, &mut layers[k], a.update),
+            Step::Channels(idx) => {
+                let mut drop = vec![BTreeSet::new(); g.values.len()];
+                for &gi in &idx {
+                    for &(v, c) in &groups[gi] {
+                        drop[v].insert(c);
+                    }
+                }
+                apply_channels(g, layers, &by_node, &drop, a.update)?;
+            }
+        }
+    }
+}
+
+enum Step {
+    Ring(usize),
+    Channels(Vec<usize>),
+}
+
+/// Removes the channels `drop` (whole groups), compensating in the layers that read them.
+pub fn apply_channels(
+    g: &mut Graph,
+    layers: &mut [Layer],
+    by_node: &BTreeMap<usize, usize>,
+    drop: &[BTreeSet<usize>],
+    update: bool,
+) -> Result<()> {
+    let nodes: Vec<usize> = by_node.keys().copied().collect();
+    for i in nodes {
+        let l = &mut layers[by_node[&i]];
+        let (x, out) = (g.nodes[i].inputs[0], g.nodes[i].output);
+        match l.kind {
+            LayerKind::Dense | LayerKind::Fc => {
+                if !drop[x].is_empty() {
+                    let blk = block(g, i);
+                    let cols: Vec<usize> = drop[x]
+                        .iter()
+                        .flat_map(|&c| c * blk..(c + 1) * blk)
+                        .collect();
+                    let mut groups = rows(g, i);
+                    l.hinv(0);
+                    l.err +=
+                        remove_columns(&l.h[0], l.hinv[0].as_ref(), &mut groups[0], &cols, update);
+                    set_rows(g, i, &groups);
+                    let keep = complement(l.h[0].dim(), &cols);
+                    l.h[0].retain(&keep);
+                    l.dirty();
+                }
+                if !drop[out].is_empty() {
+                    l.dirty();
+                }
+            }
+            LayerKind::Depthwise => {
+                if !drop[out].is_empty() {
+                    let keep =
+                        complement(l.h.len(), &drop[out].iter().copied().collect::<Vec<_>>());
+                    l.h = keep.iter().map(|&c| l.h[c].clone()).collect();
+                    l.hinv = vec![None; l.h.len()];
+                    l.dirty();
+                }
+            }
+        }
+    }
+    super::channels::remove_channels(g, drop)
+}

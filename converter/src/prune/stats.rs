@@ -1,0 +1,357 @@
+//! The prunable layers of a graph and their input statistics: a data-free estimate of each
+//! channel's mean square, or `H = Σ x xᵀ` measured on calibration inputs.
+
+use super::obs::{accumulate, Hessian};
+use crate::error::{Error, Result};
+use crate::ir::{Activation, Graph, GraphIo, Op, ValueId};
+use faer::Mat;
+
+/// Pixels per image and layer that enter `H` (evenly spaced), which bounds the cost of
+/// calibration on large feature maps.
+pub const MAX_PIXELS: usize = 1024;
+
+/// What kind of prunable layer a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// Conv with one group.
+    Dense,
+    /// Depthwise conv (group = input channels = output channels).
+    Depthwise,
+    /// Fully connected.
+    Fc,
+}
+
+/// The kind of node `i`, if it is a prunable layer.
+pub fn layer_kind(g: &Graph, i: usize) -> Option<LayerKind> {
+    let n = &g.nodes[i];
+    match &n.op {
+        Op::Conv(c) if c.group == 1 => Some(LayerKind::Dense),
+        Op::Conv(c)
+            if c.weight.dims[1] == 1
+                && c.group == c.out_c()
+                && g.shape(n.inputs[0]).get(1) == Some(&c.group) =>
+        {
+            Some(LayerKind::Depthwise)
+        }
+        Op::Fc(_) => Some(LayerKind::Fc),
+        _ => None,
+    }
+}
+
+/// Channels of a value (axis 1).
+pub fn channels(g: &Graph, v: ValueId) -> usize {
+    g.shape(v).get(1).copied().unwrap_or(0)
+}
+
+/// Columns of the input row that belong to each input channel of a dense conv or FC.
+pub fn block(g: &Graph, i: usize) -> usize {
+    let n = &g.nodes[i];
+    match &n.op {
+        Op::Conv(c) => c.kernel()[0] * c.kernel()[1],
+        _ => g
+            .shape(n.inputs[0])
+            .iter()
+            .skip(2)
+            .product::<usize>()
+            .max(1),
+    }
+}
+
+/// The weight rows of layer `i` with the bias appended, grouped as its Hessians are: one
+/// group of all rows for a dense conv or FC, one single-row group per channel for a
+/// depthwise conv.
+pub fn rows(g: &Graph, i: usize) -> Vec<Vec<Vec<f64>>> {
+    let (w, bias, oc, dw) = match &g.nodes[i].op {
+        Op::Conv(c) => (
+            &c.weight.data,
+            &c.bias,
+            c.out_c(),
+            layer_kind(g, i) == Some(LayerKind::Depthwise),
+        ),
+        Op::Fc(f) => (&f.weight.data, &f.bias, f.weight.dims[0], false),
+        _ => return Vec::new(),
+    };
+    let row = w.len() / oc.max(1);
+    let all: Vec<Vec<f64>> = (0..oc)
+        .map(|o| {
+            let mut r: Vec<f64> = w[o * row..(o + 1) * row]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            r.push(bias.as_ref().map_or(0.0, |b| b[o] as f64));
+            r
+        })
+        .collect();
+    if dw {
+        all.into_iter().map(|r| vec![r]).collect()
+    } else {
+        vec![all]
+    }
+}
+
+/// Writes rows back (the inverse of [`rows`]).
+pub fn set_rows(g: &mut Graph, i: usize, groups: &[Vec<Vec<f64>>]) {
+    let flat: Vec<&Vec<f64>> = groups.iter().flatten().collect();
+    let (w, bias) = match &mut g.nodes[i].op {
+        Op::Conv(c) => (&mut c.weight.data, &mut c.bias),
+        Op::Fc(f) => (&mut f.weight.data, &mut f.bias),
+        _ => return,
+    };
+    let row = w.len() / flat.len().max(1);
+    for (o, r) in flat.iter().enumerate() {
+        for (k, &v) in r[..row].iter().enumerate() {
+            w[o * row + k] = v as f32;
+        }
+    }
+    let b: Vec<f32> = flat.iter().map(|r| r[row] as f32).collect();
+    if bias.is_some() || b.iter().any(|&v| v != 0.0) {
+        *bias = Some(b);
+    }
+}
+
+fn act_gain(a: Activation) -> f64 {
+    match a {
+        Activation::None => 1.0,
+        _ => 0.5,
+    }
+}
+
+/// A data-free estimate of every channel's mean square, propagated from unit-variance
+/// inputs through the weights (`E_out = Σ w² E_in + b²`, halved by a rectifier).
+pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
+    let mut e: Vec<Vec<f64>> = g.values.iter().map(|_| Vec::new()).collect();
+    for io in &g.inputs {
+        e[io.value] = vec![1.0; channels(g, io.value)];
+    }
+    for (ni, n) in g.nodes.iter().enumerate() {
+        let oc = channels(g, n.output);
+        let get = |v: ValueId, c: usize| e[v].get(c).copied().unwrap_or(1.0);
+        let x = n.inputs[0];
+        let out: Vec<f64> = match &n.op {
+            Op::Conv(c) => {
+                let row = c.weight.data.len() / c.out_c().max(1);
+                let kk = c.kernel()[0] * c.kernel()[1];
+                let icg = c.weight.dims[1];
+                let ocg = c.out_c() / c.group.max(1);
+                (0..oc)
+                    .map(|o| {
+                        let gi = o / ocg.max(1);
+                        let mut s: f64 = (0..row)
+                            .map(|k| {
+                                let w = c.weight.data[o * row + k] as f64;
+                                w * w * get(x, gi * icg + k / kk)
+                            })
+                            .sum();
+                        s += c.bias.as_ref().map_or(0.0, |b| (b[o] as f64).powi(2));
+                        if let Some(&r) = n.inputs.get(1) {
+                            s += get(r, o);
+                        }
+                        s * act_gain(c.act)
+                    })
+                    .collect()
+            }
+            Op::Fc(f) => {
+                let inf = f.weight.dims[1];
+                let blk = block(g, ni);
+                (0..oc)
+                    .map(|o| {
+                        let s: f64 = (0..inf)
+                            .map(|k| (f.weight.data[o * inf + k] as f64).powi(2) * get(x, k / blk))
+                            .sum::<f64>()
+                            + f.bias.as_ref().map_or(0.0, |b| (b[o] as f64).powi(2));
+                        s * act_gain(f.act)
+                    })
+                    .collect()
+            }
+            Op::Add { act } => (0..oc)
+                .map(|c| (get(x, c) + get(n.inputs[1], c)) * act_gain(*act))
+                .collect(),
+            Op::Mul => (0..oc)
+                .map(|c| get(x, c) * get(n.inputs[1], c).min(1.0))
+                .collect(),
+            Op::Act(a) => (0..oc).map(|c| get(x, c) * act_gain(*a)).collect(),
+            Op::ChannelAffine { scale, shift, act } => (0..oc)
+                .map(|c| {
+                    (get(x, c) * (scale[c] as f64).powi(2) + (shift[c] as f64).powi(2))
+                        * act_gain(*act)
+                })
+                .collect(),
+            Op::Concat => n.inputs.iter().flat_map(|&i| e[i].clone()).collect(),
+            Op::Flatten => {
+                let blk = g.shape(x).iter().skip(2).product::<usize>().max(1);
+                (0..oc).map(|f| get(x, f / blk)).collect()
+            }
+            Op::Softmax => vec![1.0 / oc.max(1) as f64; oc],
+            Op::Pool(_) | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Identity => {
+                (0..oc).map(|c| get(x, c)).collect()
+            }
+        };
+        e[n.output] = out;
+    }
+    e
+}
+
+/// Data-free diagonal Hessians of layer `i`.
+pub fn data_free(g: &Graph, i: usize, energy: &[Vec<f64>]) -> Vec<Hessian> {
+    let n = &g.nodes[i];
+    let x = n.inputs[0];
+    let get = |c: usize| energy[x].get(c).copied().unwrap_or(1.0);
+    let blk = block(g, i);
+    match layer_kind(g, i) {
+        Some(LayerKind::Dense) | Some(LayerKind::Fc) => {
+            let ic = match &n.op {
+                Op::Conv(c) => c.weight.dims[1],
+                Op::Fc(f) => f.weight.dims[1] / blk,
+                _ => 0,
+            };
+            let mut d: Vec<f64> = (0..ic * blk).map(|k| get(k / blk)).collect();
+            d.push(1.0);
+            vec![Hessian::Diag(d)]
+        }
+        Some(LayerKind::Depthwise) => (0..channels(g, n.output))
+            .map(|c| {
+                let mut d = vec![get(c); blk];
+                d.push(1.0);
+                Hessian::Diag(d)
+            })
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Measures `H` of every prunable layer (index = node) on calibration samples, each one
+/// NCHW input of batch 1. `progress` is called after each sample.
+pub fn calibrated(
+    g: &Graph,
+    calib: &super::calib::Calibration,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<Hessian>>> {
+    if g.inputs.len() != 1 {
+        return Err(Error::Options(format!(
+            "calibration feeds one input; the model has {}",
+            g.inputs.len()
+        )));
+    }
+    // A batch-1 copy whose outputs are every layer input.
+    let mut g1 = g.clone();
+    for v in &mut g1.values {
+        if !v.shape.is_empty() {
+            v.shape[0] = 1;
+        }
+    }
+    for io in &mut g1.inputs {
+        io.dims = g1.values[io.value].shape.clone();
+    }
+    let layers: Vec<usize> = (0..g.nodes.len())
+        .filter(|&i| layer_kind(g, i).is_some())
+        .collect();
+    g1.outputs = layers
+        .iter()
+        .map(|&i| {
+            let v = g.nodes[i].inputs[0];
+            GraphIo {
+                name: g.values[v].name.clone(),
+                value: v,
+                dims: g1.values[v].shape.clone(),
+            }
+        })
+        .collect();
+    let want = &g1.values[g1.inputs[0].value].shape;
+    if calib.shape[..] != want[1..] {
+        return Err(Error::Options(format!(
+            "calibration samples have shape {:?}, the model input is {:?} (batch excluded)",
+            calib.shape,
+            &want[1..]
+        )));
+    }
+    let samples = &calib.samples;
+    let per: usize = want.iter().product();
+    let mut hs: Vec<Vec<Hessian>> = vec![Vec::new(); g.nodes.len()];
+    for &i in &layers {
+        let d = rows(g, i)[0][0].len();
+        let groups = match layer_kind(g, i) {
+            Some(LayerKind::Depthwise) => channels(g, g.nodes[i].output),
+            _ => 1,
+        };
+        hs[i] = (0..groups)
+            .map(|_| Hessian::Full(Mat::zeros(d, d)))
+            .collect();
+    }
+    for (si, s) in samples.iter().enumerate() {
+        if s.len() != per {
+            return Err(Error::Options(format!(
+                "a calibration sample has {} values, the model input {:?} needs {per}",
+                s.len(),
+                g1.values[g1.inputs[0].value].shape
+            )));
+        }
+        let outs = crate::ir::eval::eval(&g1, &[s]);
+        for (k, &i) in layers.iter().enumerate() {
+            add_sample(g, i, &outs[k], &mut hs[i]);
+        }
+        progress(si + 1);
+    }
+    Ok(hs)
+}
+
+/// Adds one batch-1 input `x` of layer `i` to its Hessians.
+fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
+    let n = &g.nodes[i];
+    let s = g.shape(n.inputs[0]);
+    let (c, h, w) = (
+        s.get(1).copied().unwrap_or(1),
+        s.get(2).copied().unwrap_or(1),
+        s.get(3).copied().unwrap_or(1),
+    );
+    match &n.op {
+        Op::Fc(_) => {
+            let mut row: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            row.push(1.0);
+            if let Hessian::Full(m) = &mut hs[0] {
+                let d = row.len();
+                accumulate(m, &row, d);
+            }
+        }
+        Op::Conv(cv) => {
+            let o = g.shape(n.output);
+            let (oh, ow) = (o[2], o[3]);
+            let [kh, kw] = cv.kernel();
+            let step = (oh * ow).div_ceil(MAX_PIXELS).max(1);
+            let pixels: Vec<usize> = (0..oh * ow).step_by(step).collect();
+            let tap = |ch: usize, p: usize, ky: usize, kx: usize| -> f64 {
+                let (oy, ox) = (p / ow, p % ow);
+                let iy = (oy * cv.stride[0] + ky * cv.dilation[0]) as isize - cv.pads[0] as isize;
+                let ix = (ox * cv.stride[1] + kx * cv.dilation[1]) as isize - cv.pads[1] as isize;
+                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                    0.0
+                } else {
+                    x[(ch * h + iy as usize) * w + ix as usize] as f64
+                }
+            };
+            let dense = layer_kind(g, i) == Some(LayerKind::Dense);
+            let chans: Vec<Vec<usize>> = if dense {
+                vec![(0..c).collect()]
+            } else {
+                (0..c).map(|ch| vec![ch]).collect()
+            };
+            for (hk, ch_set) in chans.iter().enumerate() {
+                let d = ch_set.len() * kh * kw + 1;
+                let mut xs = Vec::with_capacity(pixels.len() * d);
+                for &p in &pixels {
+                    for &ch in ch_set {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                xs.push(tap(ch, p, ky, kx));
+                            }
+                        }
+                    }
+                    xs.push(1.0);
+                }
+                if let Hessian::Full(m) = &mut hs[hk] {
+                    accumulate(m, &xs, d);
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,370 @@
+//! SMOF pruning to a budget over kernel rings and channels: budgets are met, shapes stay
+//! consistent (the pruned file loads and runs), kept channel counts are SIMD multiples,
+//! constant channels fold exactly (against tract), and calibration with OBS compensation
+//! reconstructs the dense outputs better than plain removal.
+
+use smof::graph::Op;
+use smof_converter::prune::calib::Calibration;
+use smof_converter::prune::{Budget, PruneOptions};
+use smof_converter::{convert, ConvertOptions};
+use smof_tests::{
+    attr, check_with_reference_tol, random_input, tract_run_shaped, OnnxBuilder, Rng,
+};
+use std::sync::Arc;
+
+fn conv(
+    b: &mut OnnxBuilder,
+    x: &str,
+    in_c: usize,
+    out_c: usize,
+    group: usize,
+    k: usize,
+    rng: &mut Rng,
+) -> String {
+    let icg = in_c / group;
+    let scale = 1.0 / ((icg * k * k) as f32).sqrt();
+    let w = rng.vec(out_c * icg * k * k, -scale, scale);
+    let name = b.fresh("w");
+    let wn = b.init(&name, &[out_c, icg, k, k], &w);
+    let bn = b.init(&format!("{wn}_b"), &[out_c], &rng.vec(out_c, -0.1, 0.1));
+    let p = (k / 2) as i64;
+    b.node(
+        "Conv",
+        &[x, &wn, &bn],
+        vec![
+            attr::ints("kernel_shape", &[k as i64, k as i64]),
+            attr::ints("pads", &[p, p, p, p]),
+            attr::int("group", group as i64),
+        ],
+    )
+}
+
+/// A small MobileNetV2-like net: stem, an inverted residual block with a depthwise 3x3,
+/// a 5x5 conv, a concat of two branches, and a 1x1 head. Input 1x3x16x16.
+fn net(seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut b = OnnxBuilder::with_seed(13, seed);
+    let x = b.input("x", &[1, 3, 16, 16]);
+    let s = conv(&mut b, &x, 3, 24, 1, 3, &mut rng);
+    let s = b.node("Relu", &[&s], vec![]);
+    let e = conv(&mut b, &s, 24, 64, 1, 1, &mut rng);
+    let e = b.node("Relu", &[&e], vec![]);
+    let d = conv(&mut b, &e, 64, 64, 64, 3, &mut rng);
+    let d = b.node("Relu", &[&d], vec![]);
+    let p = conv(&mut b, &d, 64, 24, 1, 1, &mut rng);
+    let r = b.node("Add", &[&p, &s], vec![]);
+    let c5 = conv(&mut b, &r, 24, 40, 1, 5, &mut rng);
+    let c5 = b.node("Relu", &[&c5], vec![]);
+    let c1 = conv(&mut b, &r, 24, 20, 1, 1, &mut rng);
+    let c1 = b.node("Relu", &[&c1], vec![]);
+    let cat = b.node("Concat", &[&c5, &c1], vec![attr::int("axis", 1)]);
+    let y = conv(&mut b, &cat, 60, 10, 1, 1, &mut rng);
+    b.output(&y);
+    b.build()
+}
+
+fn conv_channels(bytes: &[u8]) -> Vec<(u32, u32)> {
+    smof::format::read(bytes, &Default::default())
+        .unwrap()
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Conv(c) => Some((c.out_c, c.kernel[0])),
+            _ => None,
+        })
+        .collect()
+}
+
+fn run(bytes: &[u8], x: &[f32]) -> Vec<f32> {
+    let model = smof::Model::from_bytes(bytes).unwrap();
+    let mut s = smof::Session::new(&model, &Default::default()).unwrap();
+    s.run(&[x]).unwrap();
+    s.output(0).to_vec()
+}
+
+fn opts(budget: f64, kernels: bool, channels: bool, multiple: usize) -> ConvertOptions {
+    ConvertOptions {
+        prune: PruneOptions {
+            budget: Some(Budget::Flops(budget)),
+            kernels,
+            channels,
+            channel_multiple: multiple,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn channel_and_joint_budgets_are_met_with_simd_multiples_and_the_model_runs() {
+    let onnx = net(5);
+    let x = random_input(5, &[1, 3, 16, 16]).1;
+    let dense = convert(&onnx, &ConvertOptions::default()).unwrap();
+    let dense_out = run(&dense.bytes, &x);
+    let dense_ch = conv_channels(&dense.bytes);
+    for (kernels, channels, multiple, budget) in [
+        (false, true, 8, 0.5),
+        (true, true, 8, 0.5),
+        (true, true, 4, 0.35),
+        (false, true, 1, 0.6),
+        (true, false, 8, 0.7),
+    ] {
+        let name =
+            format!("kernels {kernels} channels {channels} multiple {multiple} flops={budget}");
+        let c = convert(&onnx, &opts(budget, kernels, channels, multiple)).expect(&name);
+        let r = &c.prune;
+        assert!(
+            r.flops_after as f64 <= budget * r.flops_before as f64,
+            "{name}: {} of {}",
+            r.flops_after,
+            r.flops_before
+        );
+        let ch = conv_channels(&c.bytes);
+        assert_eq!(ch.len(), dense_ch.len(), "{name}");
+        for (i, (&(oc, k), &(doc, dk))) in ch.iter().zip(&dense_ch).enumerate() {
+            // Kept counts: unchanged, or a multiple of the SIMD multiple.
+            assert!(
+                oc == doc || oc % multiple as u32 == 0,
+                "{name}: conv {i} keeps {oc}"
+            );
+            if !channels {
+                assert_eq!(oc, doc, "{name}");
+            }
+            if !kernels {
+                assert_eq!(k, dk, "{name}");
+            }
+        }
+        // The report agrees with the file.
+        let reported: Vec<(u32, u32)> = r
+            .layers
+            .iter()
+            .map(|l| (l.channels_after as u32, l.k_after as u32))
+            .collect();
+        assert_eq!(reported, ch, "{name}");
+        if channels {
+            assert!(ch.iter().zip(&dense_ch).any(|(a, b)| a.0 < b.0), "{name}");
+        }
+        // The network output keeps its shape; the pruned file loads and runs.
+        let out = run(&c.bytes, &x);
+        assert_eq!(out.len(), dense_out.len(), "{name}");
+        assert!(out.iter().all(|v| v.is_finite()), "{name}");
+        assert_eq!(
+            *ch.last().unwrap(),
+            *dense_ch.last().unwrap(),
+            "{name}: output conv"
+        );
+    }
+}
+
+/// Channels whose conv weights are zero but whose bias is not are constant after ReLU:
+/// their constant is folded into the consumers' biases and they are removed, exactly.
+#[test]
+fn constant_channels_fold_into_the_consumers_bias_exactly() {
+    let shape = [1, 5, 9, 9];
+    let mut rng = Rng::new(9);
+    let mut b = OnnxBuilder::with_seed(13, 9);
+    let x = b.input("x", &shape);
+    let (oc, k) = (12, 3);
+    let mut w = rng.vec(oc * 5 * k * k, -0.4, 0.4);
+    let mut bias = rng.vec(oc, -0.3, 0.3);
+    for c in [1usize, 4, 7] {
+        w[c * 5 * k * k..(c + 1) * 5 * k * k].fill(0.0);
+        bias[c] = 0.5 + c as f32 * 0.1; // positive: survives the ReLU
+    }
+    let wn = b.init("w0", &[oc, 5, k, k], &w);
+    let bn = b.init("b0", &[oc], &bias);
+    let a = b.node(
+        "Conv",
+        &[&x, &wn, &bn],
+        vec![
+            attr::ints("kernel_shape", &[3, 3]),
+            attr::ints("pads", &[1, 1, 1, 1]),
+        ],
+    );
+    let a = b.node("Relu", &[&a], vec![]);
+    // Unpadded consumers: a 1x1 conv and a strided 3x3 with no padding.
+    let mut r2 = Rng::new(10);
+    let y1 = conv(&mut b, &a, oc, 6, 1, 1, &mut r2);
+    let w3 = b.init("w3", &[4, oc, 3, 3], &r2.vec(4 * oc * 9, -0.3, 0.3));
+    let y2 = b.node(
+        "Conv",
+        &[&a, &w3],
+        vec![
+            attr::ints("kernel_shape", &[3, 3]),
+            attr::ints("strides", &[2, 2]),
+        ],
+    );
+    b.output(&y1);
+    b.output(&y2);
+    let onnx = b.build();
+    let c = convert(&onnx, &ConvertOptions::default()).unwrap();
+    assert_eq!(c.prune.exact_channels, 3);
+    assert_eq!(conv_channels(&c.bytes)[0].0, 9);
+    let inputs = [random_input(9, &shape)];
+    let want = tract_run_shaped(&onnx, &inputs);
+    let shapes: Vec<Vec<usize>> = want.iter().map(|(s, _)| s.clone()).collect();
+    let onnx_shaped = smof_tests::with_output_shapes(&onnx, &shapes);
+    check_with_reference_tol(
+        "constant channels",
+        &onnx_shaped,
+        &inputs,
+        &want,
+        false,
+        1e-5,
+    );
+
+    // A padded consumer sees the constant meet zeros at the border: not folded.
+    let mut b = OnnxBuilder::with_seed(13, 9);
+    let x = b.input("x", &shape);
+    let wn = b.init("w0", &[oc, 5, k, k], &w);
+    let bn = b.init("b0", &[oc], &bias);
+    let a = b.node(
+        "Conv",
+        &[&x, &wn, &bn],
+        vec![
+            attr::ints("kernel_shape", &[3, 3]),
+            attr::ints("pads", &[1, 1, 1, 1]),
+        ],
+    );
+    let a = b.node("Relu", &[&a], vec![]);
+    let y = conv(&mut b, &a, oc, 6, 1, 3, &mut Rng::new(11));
+    b.output(&y);
+    let onnx = b.build();
+    let c = convert(&onnx, &ConvertOptions::default()).unwrap();
+    assert_eq!(c.prune.exact_channels, 0);
+    assert_eq!(conv_channels(&c.bytes)[0].0, oc as u32);
+}
+
+/// Inputs with structure (smooth in space, correlated channels), as natural images are.
+fn structured(rng: &mut Rng, n: usize, c: usize, hw: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * c * hw * hw);
+    for _ in 0..n {
+        // Three smooth latent maps; each channel mixes them.
+        let lat: Vec<Vec<f32>> = (0..3)
+            .map(|_| {
+                let (a, b, p, q) = (
+                    rng.uniform(-1.0, 1.0),
+                    rng.uniform(-1.0, 1.0),
+                    rng.uniform(0.1, 0.5),
+                    rng.uniform(0.1, 0.5),
+                );
+                (0..hw * hw)
+                    .map(|i| {
+                        let (y, x) = ((i / hw) as f32, (i % hw) as f32);
+                        a * (p * y).sin() + b * (q * x).cos()
+                    })
+                    .collect()
+            })
+            .collect();
+        for ch in 0..c {
+            let m: Vec<f32> = (0..3)
+                .map(|k| ((ch * 7 + k * 3) % 5) as f32 / 4.0 - 0.5)
+                .collect();
+            out.extend(
+                lat[0]
+                    .iter()
+                    .zip(&lat[1])
+                    .zip(&lat[2])
+                    .map(|((a, b), c)| m[0] * a + m[1] * b + m[2] * c + 0.2),
+            );
+        }
+    }
+    out
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum();
+    num / den
+}
+
+/// OBS compensation against plain removal, on held-out samples: a 3x3 conv losing its
+/// ring, and a 1x1 pair losing channels of the middle layer.
+#[test]
+fn calibration_compensation_beats_plain_removal() {
+    let (c, hw) = (8, 12);
+    let mut rng = Rng::new(3);
+    let mut b = OnnxBuilder::with_seed(13, 3);
+    let x = b.input("x", &[1, c, hw, hw]);
+    let a = conv(&mut b, &x, c, 16, 1, 3, &mut rng);
+    let m = conv(&mut b, &a, 16, 32, 1, 1, &mut rng);
+    let y = conv(&mut b, &m, 32, 6, 1, 1, &mut rng);
+    b.output(&y);
+    let onnx = b.build();
+    let per = c * hw * hw;
+    let calib = structured(&mut Rng::new(100), 24, c, hw);
+    let test = structured(&mut Rng::new(200), 8, c, hw);
+    let dense = convert(&onnx, &ConvertOptions::default()).unwrap();
+    for (kernels, channels) in [(true, false), (false, true)] {
+        let mut o = opts(0.55, kernels, channels, 4);
+        let plain = convert(&onnx, &o).unwrap();
+        o.prune.calib = Some(Arc::new(
+            Calibration::from_array(&[24, c, hw, hw], &calib).unwrap(),
+        ));
+        let comp = convert(&onnx, &o).unwrap();
+        assert!(comp.prune.calibrated);
+        assert!(comp.prune.flops_after as f64 <= 0.55 * comp.prune.flops_before as f64);
+        let (mut e_plain, mut e_comp) = (0.0, 0.0);
+        for s in test.chunks(per) {
+            let want = run(&dense.bytes, s);
+            e_plain += rel_err(&want, &run(&plain.bytes, s));
+            e_comp += rel_err(&want, &run(&comp.bytes, s));
+        }
+        println!(
+            "kernels {kernels} channels {channels}: plain {e_plain:.3e} compensated {e_comp:.3e}"
+        );
+        assert!(
+            e_comp < 0.5 * e_plain,
+            "kernels {kernels}: compensated {e_comp} vs plain {e_plain}"
+        );
+    }
+    // Calibration data of the wrong shape is a clear error.
+    let mut o = opts(0.5, true, true, 4);
+    o.prune.calib = Some(Arc::new(
+        Calibration::from_array(&[2, c, hw, hw + 1], &vec![0.0; 2 * per + 2 * c * hw]).unwrap(),
+    ));
+    let e = convert(&onnx, &o).unwrap_err().to_string();
+    assert!(e.contains("calibration samples have shape"), "{e}");
+}
+
+/// A latency table from another model is a clear error; allowed explicitly, it is a
+/// warning and the budget is still met (layers it lacks fall back to FLOPs).
+#[test]
+fn a_latency_table_from_another_model_is_an_error_unless_allowed() {
+    use smof_converter::prune::lut::{LayerTimes, Lut};
+    let onnx = net(5);
+    let mut layers = std::collections::BTreeMap::new();
+    layers.insert(
+        "other".to_string(),
+        LayerTimes {
+            dense: [3, 8, 8],
+            k: vec![3, 1],
+            ic: vec![8],
+            oc: vec![8],
+            ms: vec![vec![vec![1.0]], vec![vec![0.2]]],
+        },
+    );
+    let mut lut = Lut {
+        format: smof_converter::prune::lut::FORMAT.into(),
+        kernels: "portable".into(),
+        device: "test".into(),
+        model: "other".into(),
+        layers,
+        allow_mismatch: false,
+    };
+    let mut o = opts(0.5, true, true, 8);
+    o.prune.budget = Some(Budget::Latency(0.5));
+    o.prune.lut = Some(Arc::new(lut.clone()));
+    let e = convert(&onnx, &o).unwrap_err().to_string();
+    assert!(e.contains("does not fit"), "{e}");
+    lut.allow_mismatch = true;
+    o.prune.lut = Some(Arc::new(lut));
+    let c = convert(&onnx, &o).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("latency table")),
+        "{:?}",
+        c.warnings
+    );
+    let (before, after) = c.prune.time_ms.unwrap();
+    assert!(after <= 0.5 * before + 1e-12, "{before} -> {after}");
+}

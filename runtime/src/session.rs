@@ -380,6 +380,21 @@ impl<'m> Session<'m> {
                     let residual = (step.inputs.len() > 1).then(|| input(1).0);
                     let rows = ys.rows();
                     let parts = pool.threads().min(rows);
+                    // Winograd computes whole 4-row tiles: cut between tile rows, so that
+                    // no tile row is computed by two participants.
+                    let align = match k.layout {
+                        crate::graph::Layout::WinogradF43(_) => 4,
+                        _ => 1,
+                    };
+                    let oh = ys.shape.h as usize;
+                    let cut = |t: usize| {
+                        let r = rows * t / parts;
+                        if t == parts {
+                            r
+                        } else {
+                            r - (r % oh) % align
+                        }
+                    };
                     let yp = SendPtr(y.as_mut_ptr());
                     let ylen = y.len();
                     let part = |t: usize| {
@@ -408,7 +423,7 @@ impl<'m> Session<'m> {
                             y,
                             ys,
                             scratch,
-                            rows: rows * t / parts..rows * (t + 1) / parts,
+                            rows: cut(t)..cut(t + 1),
                         });
                     };
                     if parts > 1 {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--kernels NAME]
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--kernels NAME]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
   --threads N   worker threads (default 1)
@@ -18,6 +18,8 @@ Times each model single-batch on synthetic input and prints min, median, mean an
   --loops N     timed runs (default 20)
   --profile     per-layer time, share of total and GFLOP/s, slowest first
   --json        one JSON object per model on stdout
+  --no-mmap     read the file into memory instead of mapping it (Model::open_copied), for
+                files that may be truncated or replaced while in use
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
   --dump-output FILE  write output 0 of the last run (raw little-endian f32) to FILE, to
                 compare devices: the synthetic input is the same everywhere
@@ -34,6 +36,7 @@ struct Args {
     loops: usize,
     profile: bool,
     json: bool,
+    no_mmap: bool,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
     lut_out: Option<PathBuf>,
@@ -65,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         loops: 20,
         profile: false,
         json: false,
+        no_mmap: false,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
         lut_out: None,
@@ -87,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
             "--loops" => out.loops = num("--loops")?.max(1),
             "--profile" => out.profile = true,
             "--json" => out.json = true,
+            "--no-mmap" => out.no_mmap = true,
             "--kernels" => {
                 let v = args.next().ok_or("--kernels needs a value")?;
                 out.kernels = smof::KernelChoice::from_name(&v)
@@ -192,7 +197,12 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         kernels: a.kernels,
         ..Default::default()
     };
-    let model = Model::open_with(path, &opts).map_err(|e| e.to_string())?;
+    let model = if a.no_mmap {
+        Model::open_copied(path, &opts)
+    } else {
+        Model::open_with(path, &opts)
+    }
+    .map_err(|e| e.to_string())?;
     let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
     let t_sess = Instant::now();
     let mut session = Session::new(

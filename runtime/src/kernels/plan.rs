@@ -143,3 +143,41 @@ impl KernelChoice {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Conv;
+
+    /// The rule restates two facts each table also holds (its channel alignment and its
+    /// fully connected layout); they must agree, or the converter packs for the wrong one.
+    #[test]
+    fn the_rule_agrees_with_every_table() {
+        let conv = Conv {
+            in_c: 32,
+            out_c: 48,
+            groups: 1,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [1; 4],
+            weight: 0,
+            bias: None,
+            act: Default::default(),
+        };
+        let input = Shape4::new(1, 56, 56, 32);
+        for t in KernelTable::all_supported() {
+            assert_eq!(t.choice.channel_align(), t.channel_align, "{}", t.name);
+            assert_eq!(
+                t.choice.layout_for(WeightRole::Fc, input),
+                t.fc.layout,
+                "{}",
+                t.name
+            );
+            assert_eq!(
+                t.conv_kernel(&conv, input).layout,
+                t.choice.conv_plan(&conv, input).layout()
+            );
+        }
+    }
+}

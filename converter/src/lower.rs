@@ -290,6 +290,96 @@ impl Lowerer<'_> {
                 }
             }
             Op::Identity => return Err(Error::model("an identity reached the lowering of ops")),
+            Op::Slice {
+                starts,
+                ends,
+                steps,
+            } => {
+                // NCHW [n, c, h, w] to NHWC [n, h, w, c].
+                let nhwc = |v: &[usize; 4], what| -> Result<[u32; 4]> {
+                    Ok([
+                        u32_of(v[0], what)?,
+                        u32_of(v[2], what)?,
+                        u32_of(v[3], what)?,
+                        u32_of(v[1], what)?,
+                    ])
+                };
+                ROp::Slice {
+                    start: nhwc(starts, "slice start")?,
+                    end: nhwc(ends, "slice end")?,
+                    step: nhwc(steps, "slice step")?,
+                }
+            }
+            Op::Resize(r) => ROp::Resize(smof::graph::Resize {
+                mode: r.mode,
+                coord: r.coord,
+                scale: r.scale,
+                size: match r.size {
+                    Some(s) => u32x2(s, "resize size")?,
+                    None => [0, 0],
+                },
+            }),
+            Op::Deconv(d) => {
+                let [ic, ocg, kh, kw] = <[usize; 4]>::try_from(d.weight.dims.as_slice())
+                    .map_err(|_| Error::model("transposed conv weight is not 4-D"))?;
+                // [IC][OCg][KH][KW] -> [KH][KW][IC][OCg].
+                let mut data = vec![0.0f32; d.weight.data.len()];
+                for i in 0..ic {
+                    for o in 0..ocg {
+                        for y in 0..kh {
+                            for x in 0..kw {
+                                data[((y * kw + x) * ic + i) * ocg + o] =
+                                    d.weight.data[((i * ocg + o) * kh + y) * kw + x];
+                            }
+                        }
+                    }
+                }
+                let weight = self.weight(
+                    format!("{}.weight", node.name),
+                    &[kh, kw, ic, ocg],
+                    &data,
+                    WeightRole::Vector,
+                )?;
+                let bias = match &d.bias {
+                    Some(b) => Some(self.weight(
+                        format!("{}.bias", node.name),
+                        &[b.len()],
+                        b,
+                        WeightRole::Vector,
+                    )?),
+                    None => None,
+                };
+                ROp::Deconv(smof::graph::Deconv {
+                    in_c: u32_of(ic, "channels")?,
+                    out_c: u32_of(d.out_c(), "channels")?,
+                    groups: u32_of(d.group, "groups")?,
+                    kernel: u32x2([kh, kw], "kernel")?,
+                    stride: u32x2(d.stride, "stride")?,
+                    dilation: u32x2(d.dilation, "dilation")?,
+                    pads: u32x4(d.pads, "pad")?,
+                    out_pad: u32x2(d.out_pad, "output padding")?,
+                    weight,
+                    bias,
+                    act: d.act,
+                })
+            }
+            Op::ChannelShuffle { groups } => ROp::ChannelShuffle {
+                groups: u32_of(*groups, "groups")?,
+            },
+            Op::Transpose { perm } => ROp::Transpose {
+                perm: perm.map(|p| p as u32),
+            },
+            Op::Reduce { kind, axes } => ROp::Reduce {
+                kind: *kind,
+                axes: [
+                    (axes[1], smof::graph::REDUCE_C),
+                    (axes[2], smof::graph::REDUCE_H),
+                    (axes[3], smof::graph::REDUCE_W),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .fold(0, |m, (_, bit)| m | bit),
+            },
         })
     }
 }

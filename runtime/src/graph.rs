@@ -314,6 +314,142 @@ pub struct Pool {
     pub ceil_pads: [u32; 2],
 }
 
+/// Transposed convolution (ONNX `ConvTranspose`): every input pixel scatters `kh x kw`
+/// output patches, `stride` apart; `pads` crop the full result, `out_pad` extends it at the
+/// bottom and right.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Deconv {
+    /// Input channels.
+    pub in_c: u32,
+    /// Output channels.
+    pub out_c: u32,
+    /// Groups; `in_c` and `out_c` are multiples of it.
+    pub groups: u32,
+    /// Kernel `[kh, kw]`.
+    pub kernel: [u32; 2],
+    /// Stride `[sh, sw]`.
+    pub stride: [u32; 2],
+    /// Dilation `[dh, dw]`.
+    pub dilation: [u32; 2],
+    /// Cropping `[top, left, bottom, right]` of the full output.
+    pub pads: [u32; 4],
+    /// Extra output rows and columns `[bottom, right]` (ONNX `output_padding`).
+    pub out_pad: [u32; 2],
+    /// Weights, logical dims `[kh, kw, in_c, out_c/groups]`: input channel `i` of group
+    /// `i / (in_c/groups)` feeds that group's `out_c/groups` outputs.
+    pub weight: WeightId,
+    /// Optional bias, logical dims `[out_c]`.
+    pub bias: Option<WeightId>,
+    /// Fused activation.
+    pub act: Activation,
+}
+
+impl Deconv {
+    /// Output spatial size for an input of `h x w`, or `None` when the cropping leaves
+    /// nothing.
+    pub fn output_hw(&self, h: u32, w: u32) -> Option<(u32, u32)> {
+        let one = |size: u32, i: usize| -> Option<u32> {
+            let full = (size as u64 - 1) * self.stride[i] as u64
+                + (self.kernel[i] as u64 - 1) * self.dilation[i] as u64
+                + 1
+                + self.out_pad[i] as u64;
+            let crop = self.pads[i] as u64 + self.pads[i + 2] as u64;
+            u32::try_from(full.checked_sub(crop)?)
+                .ok()
+                .filter(|&o| o > 0)
+        };
+        if h == 0 || w == 0 {
+            return None;
+        }
+        one(h, 0).zip(one(w, 1))
+    }
+}
+
+/// How [`Op::Resize`] maps an output coordinate to an input coordinate (ONNX
+/// `coordinate_transformation_mode`), per axis, with `scale = out / in` unless given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoordMode {
+    /// `(o + 0.5) / scale - 0.5`.
+    HalfPixel,
+    /// Like `HalfPixel`, but `0` when the output extent is 1.
+    PytorchHalfPixel,
+    /// `o * (in - 1) / (out - 1)`, `0` when the output extent is 1.
+    AlignCorners,
+    /// `o / scale`.
+    Asymmetric,
+    /// `(o + 0.5) / scale`.
+    TfHalfPixelForNn,
+    /// `HalfPixel` shifted so that the sampling grid is centred (ONNX opset 19).
+    HalfPixelSymmetric,
+}
+
+/// How [`Op::Resize`] in nearest mode rounds a coordinate (ONNX `nearest_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NearestRound {
+    /// Round to nearest, halves down.
+    RoundPreferFloor,
+    /// Round to nearest, halves up.
+    RoundPreferCeil,
+    /// Round down.
+    Floor,
+    /// Round up.
+    Ceil,
+}
+
+/// Interpolation of [`Op::Resize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeMode {
+    /// Nearest neighbour with the given rounding.
+    Nearest(NearestRound),
+    /// Bilinear (ONNX `linear` over H and W); coordinates are clamped to the input.
+    Linear,
+}
+
+/// Spatial resize over H and W.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Resize {
+    /// Interpolation.
+    pub mode: ResizeMode,
+    /// Coordinate transformation.
+    pub coord: CoordMode,
+    /// Scale `[sh, sw]` (output / input), finite and positive.
+    pub scale: [f32; 2],
+    /// Output size `[oh, ow]`; `0` means `floor(input * scale)` for that axis.
+    pub size: [u32; 2],
+}
+
+impl Resize {
+    /// Output spatial size for an input of `h x w`.
+    pub fn output_hw(&self, h: u32, w: u32) -> Option<(u32, u32)> {
+        let one = |size: u32, i: usize| -> Option<u32> {
+            if self.size[i] != 0 {
+                return Some(self.size[i]);
+            }
+            let o = (size as f64 * self.scale[i] as f64).floor();
+            (o >= 1.0 && o <= MAX_DIM as f64).then_some(o as u32)
+        };
+        one(h, 0).zip(one(w, 1))
+    }
+}
+
+/// Reduction of [`Op::Reduce`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceKind {
+    /// Mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Sum.
+    Sum,
+}
+
+/// Bit of [`Op::Reduce`]'s axes mask for H.
+pub const REDUCE_H: u32 = 1;
+/// Bit of [`Op::Reduce`]'s axes mask for W.
+pub const REDUCE_W: u32 = 2;
+/// Bit of [`Op::Reduce`]'s axes mask for C.
+pub const REDUCE_C: u32 = 4;
+
 /// The operation of a node.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
@@ -350,6 +486,40 @@ pub enum Op {
         /// Fused activation.
         act: Activation,
     },
+    /// Strided window of the input: element `o` of axis `a` (NHWC) is input element
+    /// `start[a] + o * step[a]`, for `o` below `ceil((min(end[a], dim) - start[a]) / step[a])`.
+    Slice {
+        /// First element per axis `[n, h, w, c]`.
+        start: [u32; 4],
+        /// End (exclusive) per axis; clamped to the input's extent.
+        end: [u32; 4],
+        /// Step per axis, at least 1.
+        step: [u32; 4],
+    },
+    /// Spatial resize (ONNX `Resize` over H and W).
+    Resize(Resize),
+    /// Transposed convolution.
+    Deconv(Deconv),
+    /// Channel shuffle: output channel `i * groups + j` is input channel `j * (C / groups) + i`
+    /// (ShuffleNet's reshape, transpose, reshape).
+    ChannelShuffle {
+        /// Groups; divides C.
+        groups: u32,
+    },
+    /// Permutation of the four ONNX (NCHW) axes: output axis `k` is input axis `perm[k]`.
+    /// The output is held, like every tensor, as NHWC of its own ONNX dims.
+    Transpose {
+        /// The ONNX permutation of `[0, 1, 2, 3]`.
+        perm: [u32; 4],
+    },
+    /// Reduction over some of H, W and C (a mask of [`REDUCE_H`], [`REDUCE_W`],
+    /// [`REDUCE_C`]); reduced axes keep extent 1.
+    Reduce {
+        /// Mean, max or sum.
+        kind: ReduceKind,
+        /// Axes mask, non-zero.
+        axes: u32,
+    },
 }
 
 impl Op {
@@ -372,6 +542,12 @@ impl Op {
             Op::Softmax => "Softmax",
             Op::Flatten => "Flatten",
             Op::ChannelAffine { .. } => "ChannelAffine",
+            Op::Slice { .. } => "Slice",
+            Op::Resize(_) => "Resize",
+            Op::Deconv(_) => "Deconv",
+            Op::ChannelShuffle { .. } => "ChannelShuffle",
+            Op::Transpose { .. } => "Transpose",
+            Op::Reduce { .. } => "Reduce",
         }
     }
 
@@ -381,6 +557,7 @@ impl Op {
             Op::Conv(c) => std::iter::once(c.weight).chain(c.bias).collect(),
             Op::Fc(f) => std::iter::once(f.weight).chain(f.bias).collect(),
             Op::ChannelAffine { scale, shift, .. } => vec![*scale, *shift],
+            Op::Deconv(d) => std::iter::once(d.weight).chain(d.bias).collect(),
             _ => Vec::new(),
         }
     }
@@ -396,7 +573,13 @@ impl Op {
             }
             Op::Fc(f) => output.n as u64 * f.in_features as u64 * f.out_features as u64,
             Op::Pool(p) => output.elems() * p.kernel[0] as u64 * p.kernel[1] as u64,
-            Op::GlobalAvgPool => inputs.first().map_or(0, |s| s.elems()),
+            Op::GlobalAvgPool | Op::Reduce { .. } => inputs.first().map_or(0, |s| s.elems()),
+            Op::Deconv(d) => {
+                inputs.first().map_or(0, |s| s.elems())
+                    * (d.out_c / d.groups.max(1)) as u64
+                    * d.kernel[0] as u64
+                    * d.kernel[1] as u64
+            }
             _ => output.elems(),
         }
     }
@@ -692,6 +875,114 @@ impl Graph {
                 weight(*scale, &[x.c])?;
                 weight(*shift, &[x.c])?;
                 Ok(x)
+            }
+            Op::Slice { start, end, step } => {
+                arity(1, 1)?;
+                let dims = [x.n, x.h, x.w, x.c];
+                let mut out = [0u32; 4];
+                for a in 0..4 {
+                    let e = end[a].min(dims[a]);
+                    if step[a] == 0 || start[a] >= e {
+                        return Err(bad(
+                            node,
+                            index,
+                            format!(
+                                "axis {a}: start {} end {} step {} select nothing of {}",
+                                start[a], end[a], step[a], dims[a]
+                            ),
+                        ));
+                    }
+                    out[a] = (e - start[a]).div_ceil(step[a]);
+                }
+                Ok(Shape4::new(out[0], out[1], out[2], out[3]))
+            }
+            Op::Resize(r) => {
+                arity(1, 1)?;
+                if !r.scale.iter().all(|s| s.is_finite() && *s > 0.0) {
+                    return Err(bad(node, index, "scales must be finite and positive"));
+                }
+                let (oh, ow) = r
+                    .output_hw(x.h, x.w)
+                    .filter(|&(h, w)| h <= MAX_DIM && w <= MAX_DIM)
+                    .ok_or_else(|| bad(node, index, "output size is zero or too large"))?;
+                Ok(Shape4::new(x.n, oh, ow, x.c))
+            }
+            Op::Deconv(d) => {
+                arity(1, 1)?;
+                act_ok(d.act)?;
+                if d.groups == 0
+                    || d.in_c % d.groups != 0
+                    || d.out_c % d.groups != 0
+                    || d.out_c == 0
+                {
+                    return Err(bad(node, index, "groups must divide in_c and out_c"));
+                }
+                if d.in_c != x.c {
+                    return Err(bad(
+                        node,
+                        index,
+                        format!("in_c {} but input has {} channels", d.in_c, x.c),
+                    ));
+                }
+                let small = |v: &[u32], lo: u32| v.iter().all(|&e| (lo..=1024).contains(&e));
+                if !small(&d.kernel, 1)
+                    || !small(&d.stride, 1)
+                    || !small(&d.dilation, 1)
+                    || !small(&d.pads, 0)
+                    || (0..2).any(|i| d.out_pad[i] >= d.stride[i].max(d.dilation[i]))
+                {
+                    return Err(bad(
+                        node,
+                        index,
+                        "kernel, stride or dilation outside 1..=1024, padding above 1024, or \
+                         output padding not below the stride or dilation",
+                    ));
+                }
+                let (oh, ow) = d
+                    .output_hw(x.h, x.w)
+                    .filter(|&(h, w)| h <= MAX_DIM && w <= MAX_DIM)
+                    .ok_or_else(|| bad(node, index, "output size is zero or too large"))?;
+                weight(
+                    d.weight,
+                    &[d.kernel[0], d.kernel[1], d.in_c, d.out_c / d.groups],
+                )?;
+                if let Some(b) = d.bias {
+                    weight(b, &[d.out_c])?;
+                }
+                Ok(Shape4::new(x.n, oh, ow, d.out_c))
+            }
+            Op::ChannelShuffle { groups } => {
+                arity(1, 1)?;
+                if *groups == 0 || x.c % groups != 0 {
+                    return Err(bad(node, index, "groups must divide the channels"));
+                }
+                Ok(x)
+            }
+            Op::Transpose { perm } => {
+                arity(1, 1)?;
+                let mut seen = [false; 4];
+                for &p in perm {
+                    match seen.get_mut(p as usize) {
+                        Some(s) if !*s => *s = true,
+                        _ => return Err(bad(node, index, format!("{perm:?} is no permutation"))),
+                    }
+                }
+                let nchw = [x.n, x.c, x.h, x.w];
+                let o = perm.map(|p| nchw[p as usize]);
+                Ok(Shape4::new(o[0], o[2], o[3], o[1]))
+            }
+            Op::Reduce { axes, .. } => {
+                arity(1, 1)?;
+                if *axes == 0 || *axes & !(REDUCE_H | REDUCE_W | REDUCE_C) != 0 {
+                    return Err(bad(node, index, format!("axes mask {axes} is invalid")));
+                }
+                let keep = |bit: u32, d: u32| if axes & bit != 0 { 1 } else { d };
+                Ok(Shape4::new(
+                    x.n,
+                    keep(REDUCE_H, x.h),
+                    keep(REDUCE_W, x.w),
+                    keep(REDUCE_C, x.c),
+                ))
             }
         }
     }

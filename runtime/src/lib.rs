@@ -20,6 +20,7 @@ pub mod format;
 pub mod graph;
 pub mod kernels;
 pub mod model;
+pub mod ops;
 pub mod plan;
 mod pool;
 pub mod session;

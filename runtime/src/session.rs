@@ -2,7 +2,7 @@
 //! creation; [`Session::run`] allocates nothing and takes no lock.
 
 use crate::error::{Error, Result};
-use crate::graph::{Activation, Conv, Fc, Op, Pool};
+use crate::graph::{Activation, Conv, Deconv, Fc, Op, Pool, ReduceKind, Resize};
 use crate::kernels::{Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable};
 use crate::model::Model;
 use crate::plan::{self, Interval};
@@ -64,6 +64,19 @@ enum Kernel<'m> {
         shift: &'m [f32],
         act: Activation,
     },
+    Slice {
+        start: [u32; 4],
+        step: [u32; 4],
+    },
+    Resize(Resize),
+    Deconv {
+        d: Deconv,
+        w: &'m [f32],
+        bias: Option<&'m [f32]>,
+    },
+    ChannelShuffle(usize),
+    Transpose([u32; 4]),
+    Reduce(ReduceKind, u32),
 }
 
 /// One node, ready to run: its kernel and the buffers it reads and writes.
@@ -246,6 +259,16 @@ impl<'m> Session<'m> {
                     shift: model.weight(shift),
                     act,
                 },
+                Op::Slice { start, step, .. } => Kernel::Slice { start, step },
+                Op::Resize(r) => Kernel::Resize(r),
+                Op::Deconv(d) => Kernel::Deconv {
+                    d,
+                    w: model.weight(d.weight),
+                    bias: d.bias.map(|b| model.weight(b)),
+                },
+                Op::ChannelShuffle { groups } => Kernel::ChannelShuffle(groups as usize),
+                Op::Transpose { perm } => Kernel::Transpose(perm),
+                Op::Reduce { kind, axes } => Kernel::Reduce(kind, axes),
             };
             steps.push(Step {
                 kernel,
@@ -477,6 +500,30 @@ impl<'m> Session<'m> {
                 Kernel::Affine { scale, shift, act } => {
                     (table.channel_affine)(input(0).0, scale, shift, y, ys, *act)
                 }
+                Kernel::Slice { start, step } => {
+                    let (x, xs) = input(0);
+                    crate::ops::slice(start, step, x, xs, y, ys);
+                }
+                Kernel::Resize(r) => {
+                    let (x, xs) = input(0);
+                    crate::ops::resize(r, x, xs, y, ys);
+                }
+                Kernel::Deconv { d, w, bias } => {
+                    let (x, xs) = input(0);
+                    crate::ops::deconv(d, x, xs, w, *bias, y, ys);
+                }
+                Kernel::ChannelShuffle(g) => {
+                    let (x, xs) = input(0);
+                    crate::ops::channel_shuffle(*g, x, xs, y, ys);
+                }
+                Kernel::Transpose(perm) => {
+                    let (x, xs) = input(0);
+                    crate::ops::transpose(perm, x, xs, y, ys);
+                }
+                Kernel::Reduce(kind, axes) => {
+                    let (x, xs) = input(0);
+                    crate::ops::reduce(*kind, *axes, x, xs, y, ys);
+                }
             }
             if let (Some(t), Some(t0)) = (timing.as_deref_mut(), t0) {
                 t[i] += t0.elapsed().as_secs_f64();
@@ -560,6 +607,12 @@ impl<'m> Session<'m> {
                 Kernel::Softmax => "softmax",
                 Kernel::Flatten => "flatten",
                 Kernel::Affine { .. } => "channel_affine",
+                Kernel::Slice { .. } => "slice",
+                Kernel::Resize(_) => "resize",
+                Kernel::Deconv { .. } => "deconv",
+                Kernel::ChannelShuffle(_) => "channel_shuffle",
+                Kernel::Transpose(_) => "transpose",
+                Kernel::Reduce(..) => "reduce",
             })
             .collect()
     }

@@ -496,6 +496,18 @@ impl OnnxBuilder {
         name.to_string()
     }
 
+    /// Adds a 1-D int64 initializer with a fresh name from `prefix` and returns the name.
+    pub fn i64s(&mut self, prefix: &str, data: &[i64]) -> String {
+        let name = self.fresh(prefix);
+        self.init_i64(&name, &[data.len()], data)
+    }
+
+    /// Adds a 1-D float initializer with a fresh name from `prefix` and returns the name.
+    pub fn f32s(&mut self, prefix: &str, data: &[f32]) -> String {
+        let name = self.fresh(prefix);
+        self.init(&name, &[data.len()], data)
+    }
+
     /// Adds a `Constant` node holding an int64 tensor (as PyTorch exports shape arithmetic)
     /// and returns its output. Empty `dims` make a scalar.
     pub fn constant_i64(&mut self, dims: &[usize], data: &[i64]) -> String {

@@ -1807,3 +1807,627 @@ fn two_worker_threads() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Split, Slice, Resize, ConvTranspose, channel shuffle, Transpose, reductions
+// ---------------------------------------------------------------------------------------
+
+/// A one-input model whose body returns several outputs, all of them graph outputs.
+fn case_multi(
+    cases: &mut Cases,
+    name: &str,
+    opset: i64,
+    shape: &[usize],
+    f: impl FnOnce(&mut OnnxBuilder, &str) -> Vec<String>,
+) {
+    let mut b = OnnxBuilder::with_seed(opset, seed_of(name));
+    let x = b.input("x", shape);
+    for y in f(&mut b, &x) {
+        b.output(&y);
+    }
+    cases.check(
+        name,
+        &b.build(),
+        &[random_input(seed_of(name), shape)],
+        false,
+    );
+}
+
+/// A Split node with `outs` outputs; returns their names.
+fn split(
+    b: &mut OnnxBuilder,
+    inputs: &[&str],
+    outs: usize,
+    attrs: Vec<AttributeProto>,
+) -> Vec<String> {
+    let names: Vec<String> = (0..outs).map(|_| b.fresh("split")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let node = b.fresh("Split");
+    b.node_full(&node, "Split", inputs, &refs, attrs);
+    names
+}
+
+#[test]
+fn split_every_form() {
+    let mut c = Cases::new();
+    case_multi(
+        &mut c,
+        "Split axis 1 sizes [16, 16] (input, opset 13)",
+        13,
+        &[1, 32, 5, 6],
+        |b, x| {
+            let s = b.init_i64("sizes", &[2], &[16, 16]);
+            split(b, &[x, &s], 2, vec![attr::int("axis", 1)])
+        },
+    );
+    case_multi(
+        &mut c,
+        "Split axis 1 sizes [5, 3, 9] (attribute, opset 11)",
+        11,
+        &[1, 17, 4, 3],
+        |b, x| {
+            split(
+                b,
+                &[x],
+                3,
+                vec![attr::int("axis", 1), attr::ints("split", &[5, 3, 9])],
+            )
+        },
+    );
+    case_multi(
+        &mut c,
+        "Split axis 1 equal, no sizes",
+        13,
+        &[1, 24, 3, 5],
+        |b, x| split(b, &[x], 3, vec![attr::int("axis", 1)]),
+    );
+    case_multi(
+        &mut c,
+        "Split num_outputs 3 of 10 (opset 18)",
+        18,
+        &[1, 10, 4, 4],
+        |b, x| {
+            split(
+                b,
+                &[x],
+                3,
+                vec![attr::int("axis", 1), attr::int("num_outputs", 3)],
+            )
+        },
+    );
+    case_multi(
+        &mut c,
+        "Split axis 2 (rows) sizes [2, 5]",
+        13,
+        &[1, 6, 7, 5],
+        |b, x| {
+            let s = b.init_i64("sizes", &[2], &[2, 5]);
+            split(b, &[x, &s], 2, vec![attr::int("axis", 2)])
+        },
+    );
+    case_multi(
+        &mut c,
+        "Split axis -1 (columns) equal",
+        13,
+        &[1, 6, 3, 8],
+        |b, x| split(b, &[x], 2, vec![attr::int("axis", -1)]),
+    );
+    // YOLOv8's C2f: split in two, a bottleneck on the second half, concat all three.
+    case(
+        &mut c,
+        "C2f: Split -> conv -> Concat",
+        13,
+        &[1, 32, 8, 8],
+        |b, x| {
+            let x = b.conv(x, &ConvSpec::new(32, 32, [1, 1]));
+            let s = b.init_i64("sizes", &[2], &[16, 16]);
+            let parts = split(b, &[&x, &s], 2, vec![attr::int("axis", 1)]);
+            let m = b.conv(&parts[1], &ConvSpec::new(16, 16, [3, 3]).same());
+            let m = b.conv(&m, &ConvSpec::new(16, 16, [3, 3]).same());
+            let m = b.node("Add", &[&m, &parts[1]], vec![]);
+            let cat = b.node(
+                "Concat",
+                &[&parts[0], &parts[1], &m],
+                vec![attr::int("axis", 1)],
+            );
+            b.conv(&cat, &ConvSpec::new(48, 32, [1, 1]))
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn slice_on_activations() {
+    let mut c = Cases::new();
+    let slice =
+        |b: &mut OnnxBuilder, x: &str, st: &[i64], en: &[i64], ax: &[i64], sp: Option<&[i64]>| {
+            let st = b.i64s("starts", st);
+            let en = b.i64s("ends", en);
+            let ax = b.i64s("axes", ax);
+            match sp {
+                Some(sp) => {
+                    let sp = b.i64s("steps", sp);
+                    b.node("Slice", &[x, &st, &en, &ax, &sp], vec![])
+                }
+                None => b.node("Slice", &[x, &st, &en, &ax], vec![]),
+            }
+        };
+    case(
+        &mut c,
+        "Slice channels [2, 9)",
+        13,
+        &[1, 12, 7, 9],
+        |b, x| slice(b, x, &[2], &[9], &[1], None),
+    );
+    case(
+        &mut c,
+        "Slice channels [-5, max) (ShuffleNet's chunk)",
+        13,
+        &[1, 12, 7, 9],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(12, 12, [1, 1]));
+            let s = slice(b, &y, &[-5], &[i64::MAX], &[1], None);
+            b.conv(&s, &ConvSpec::new(5, 8, [3, 3]).same())
+        },
+    );
+    case(
+        &mut c,
+        "Slice H and W step 2",
+        13,
+        &[1, 5, 9, 11],
+        |b, x| slice(b, x, &[1, 0], &[9, 11], &[2, 3], Some(&[2, 3])),
+    );
+    case(
+        &mut c,
+        "Slice channels step 3",
+        13,
+        &[1, 20, 3, 4],
+        |b, x| slice(b, x, &[1], &[20], &[1], Some(&[3])),
+    );
+    case(
+        &mut c,
+        "Slice of a 2-D [2, 40] tensor",
+        13,
+        &[2, 40],
+        |b, x| slice(b, x, &[3], &[-7], &[1], None),
+    );
+    case(&mut c, "Slice all four axes", 13, &[2, 6, 5, 7], |b, x| {
+        slice(
+            b,
+            x,
+            &[1, 1, 1, 2],
+            &[2, 5, 4, 7],
+            &[0, 1, 2, 3],
+            Some(&[1, 2, 1, 2]),
+        )
+    });
+    c.finish();
+}
+
+/// A Resize node with constant scales (`sizes` empty) or sizes.
+fn resize(
+    b: &mut OnnxBuilder,
+    x: &str,
+    scales: &[f32],
+    sizes: &[i64],
+    attrs: Vec<AttributeProto>,
+) -> String {
+    let roi = b.f32s("roi", &[]);
+    if sizes.is_empty() {
+        let s = b.f32s("scales", scales);
+        b.node("Resize", &[x, &roi, &s], attrs)
+    } else {
+        let s = b.i64s("sizes", sizes);
+        b.node("Resize", &[x, &roi, "", &s], attrs)
+    }
+}
+
+#[test]
+fn resize_nearest_and_linear() {
+    let mut c = Cases::new();
+    let s = |k: &str, v: &str| attr::string(k, v);
+    // YOLOv8 and DBNet: nearest, asymmetric, floor, integer scales.
+    for k in [2.0f32, 4.0] {
+        case(
+            &mut c,
+            &format!("Resize nearest asymmetric floor x{k}"),
+            13,
+            &[1, 6, 5, 7],
+            |b, x| {
+                resize(
+                    b,
+                    x,
+                    &[1.0, 1.0, k, k],
+                    &[],
+                    vec![
+                        s("mode", "nearest"),
+                        s("coordinate_transformation_mode", "asymmetric"),
+                        s("nearest_mode", "floor"),
+                    ],
+                )
+            },
+        );
+    }
+    for (coord, round) in [
+        ("half_pixel", "round_prefer_floor"),
+        ("half_pixel", "round_prefer_ceil"),
+        ("asymmetric", "round_prefer_floor"),
+        ("align_corners", "round_prefer_floor"),
+        ("pytorch_half_pixel", "floor"),
+        ("half_pixel", "ceil"),
+    ] {
+        case(
+            &mut c,
+            &format!("Resize nearest {coord} {round} 5x7 -> 8x13"),
+            13,
+            &[1, 3, 5, 7],
+            |b, x| {
+                resize(
+                    b,
+                    x,
+                    &[],
+                    &[1, 3, 8, 13],
+                    vec![
+                        s("mode", "nearest"),
+                        s("coordinate_transformation_mode", coord),
+                        s("nearest_mode", round),
+                    ],
+                )
+            },
+        );
+    }
+    for coord in [
+        "half_pixel",
+        "pytorch_half_pixel",
+        "align_corners",
+        "asymmetric",
+    ] {
+        case(
+            &mut c,
+            &format!("Resize linear {coord} x2"),
+            13,
+            &[1, 5, 6, 4],
+            |b, x| {
+                resize(
+                    b,
+                    x,
+                    &[1.0, 1.0, 2.0, 2.0],
+                    &[],
+                    vec![
+                        s("mode", "linear"),
+                        s("coordinate_transformation_mode", coord),
+                    ],
+                )
+            },
+        );
+        case(
+            &mut c,
+            &format!("Resize linear {coord} 9x11 -> 4x5"),
+            13,
+            &[1, 5, 9, 11],
+            |b, x| {
+                resize(
+                    b,
+                    x,
+                    &[],
+                    &[1, 5, 4, 5],
+                    vec![
+                        s("mode", "linear"),
+                        s("coordinate_transformation_mode", coord),
+                    ],
+                )
+            },
+        );
+    }
+    case(
+        &mut c,
+        "Resize nearest default attributes x3 (opset 11)",
+        11,
+        &[1, 4, 3, 5],
+        |b, x| resize(b, x, &[1.0, 1.0, 3.0, 3.0], &[], vec![]),
+    );
+    case(
+        &mut c,
+        "Resize linear then conv (FPN)",
+        13,
+        &[1, 8, 6, 6],
+        |b, x| {
+            let y = resize(b, x, &[1.0, 1.0, 2.0, 2.0], &[], vec![s("mode", "linear")]);
+            b.conv(&y, &ConvSpec::new(8, 8, [3, 3]).same())
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn conv_transpose() {
+    let mut c = Cases::new();
+    let deconv = |b: &mut OnnxBuilder,
+                  x: &str,
+                  ic: usize,
+                  ocg: usize,
+                  k: [usize; 2],
+                  group: usize,
+                  attrs: Vec<AttributeProto>,
+                  bias: bool| {
+        let w = b.weight("w", &[ic, ocg, k[0], k[1]], Some(ic / group * k[0] * k[1]));
+        let mut attrs = attrs;
+        attrs.push(attr::int("group", group as i64));
+        if bias {
+            let bb = b.random_init("b", &[ocg * group], -0.5, 0.5);
+            b.node("ConvTranspose", &[x, &w, &bb], attrs)
+        } else {
+            b.node("ConvTranspose", &[x, &w], attrs)
+        }
+    };
+    case(
+        &mut c,
+        "ConvTranspose 2x2 s2 (DBNet)",
+        13,
+        &[1, 16, 5, 6],
+        |b, x| {
+            deconv(
+                b,
+                x,
+                16,
+                8,
+                [2, 2],
+                1,
+                vec![attr::ints("strides", &[2, 2])],
+                true,
+            )
+        },
+    );
+    case(
+        &mut c,
+        "ConvTranspose 3x3 s2 p1 output_padding 1",
+        13,
+        &[1, 6, 5, 4],
+        |b, x| {
+            deconv(
+                b,
+                x,
+                6,
+                7,
+                [3, 3],
+                1,
+                vec![
+                    attr::ints("strides", &[2, 2]),
+                    attr::ints("pads", &[1, 1, 1, 1]),
+                    attr::ints("output_padding", &[1, 1]),
+                ],
+                true,
+            )
+        },
+    );
+    case(
+        &mut c,
+        "ConvTranspose 4x4 s2 p1, no bias",
+        13,
+        &[1, 5, 4, 6],
+        |b, x| {
+            deconv(
+                b,
+                x,
+                5,
+                3,
+                [4, 4],
+                1,
+                vec![
+                    attr::ints("strides", &[2, 2]),
+                    attr::ints("pads", &[1, 1, 1, 1]),
+                ],
+                false,
+            )
+        },
+    );
+    case(
+        &mut c,
+        "ConvTranspose 3x3 s1 p1 groups 2",
+        13,
+        &[1, 8, 5, 5],
+        |b, x| {
+            deconv(
+                b,
+                x,
+                8,
+                3,
+                [3, 3],
+                2,
+                vec![attr::ints("pads", &[1, 1, 1, 1])],
+                true,
+            )
+        },
+    );
+    case(
+        &mut c,
+        "ConvTranspose depthwise 4x4 s2 p1",
+        13,
+        &[1, 6, 4, 4],
+        |b, x| {
+            deconv(
+                b,
+                x,
+                6,
+                1,
+                [4, 4],
+                6,
+                vec![
+                    attr::ints("strides", &[2, 2]),
+                    attr::ints("pads", &[1, 1, 1, 1]),
+                ],
+                true,
+            )
+        },
+    );
+    case(
+        &mut c,
+        "ConvTranspose 3x2 dilation 2 asymmetric pads",
+        13,
+        &[1, 4, 5, 6],
+        |b, x| {
+            deconv(
+                b,
+                x,
+                4,
+                5,
+                [3, 2],
+                1,
+                vec![
+                    attr::ints("dilations", &[2, 2]),
+                    attr::ints("strides", &[1, 2]),
+                    attr::ints("pads", &[1, 0, 2, 1]),
+                ],
+                true,
+            )
+        },
+    );
+    case(
+        &mut c,
+        "ConvTranspose -> BatchNorm -> Relu",
+        13,
+        &[1, 8, 4, 4],
+        |b, x| {
+            let y = deconv(
+                b,
+                x,
+                8,
+                4,
+                [2, 2],
+                1,
+                vec![attr::ints("strides", &[2, 2])],
+                true,
+            );
+            let y = b.batchnorm(&y, 4, None);
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn channel_shuffle_and_transpose() {
+    let mut c = Cases::new();
+    for (ch, g) in [(24usize, 2usize), (24, 3), (32, 4)] {
+        case(
+            &mut c,
+            &format!("channel shuffle {ch} channels, {g} groups"),
+            13,
+            &[1, ch, 5, 6],
+            |b, x| {
+                let x = b.conv(x, &ConvSpec::new(ch, ch, [1, 1]));
+                let to5 = b.i64s("shape", &[1, g as i64, (ch / g) as i64, 5, 6]);
+                let r = b.node("Reshape", &[&x, &to5], vec![]);
+                let t = b.node(
+                    "Transpose",
+                    &[&r],
+                    vec![attr::ints("perm", &[0, 2, 1, 3, 4])],
+                );
+                let to4 = b.i64s("shape", &[1, -1, 5, 6]);
+                let y = b.node("Reshape", &[&t, &to4], vec![]);
+                b.conv(&y, &ConvSpec::new(ch, 8, [3, 3]).same())
+            },
+        );
+    }
+    for perm in [[0i64, 2, 3, 1], [0, 1, 3, 2], [0, 3, 1, 2], [1, 0, 2, 3]] {
+        case(
+            &mut c,
+            &format!("Transpose {perm:?}"),
+            13,
+            &[2, 5, 3, 4],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(5, 6, [1, 1]));
+                b.node("Transpose", &[&y], vec![attr::ints("perm", &perm)])
+            },
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn reductions() {
+    let mut c = Cases::new();
+    let reduce = |b: &mut OnnxBuilder, x: &str, op: &str, axes: &[i64], keep: i64| {
+        b.node(
+            op,
+            &[x],
+            vec![attr::ints("axes", axes), attr::int("keepdims", keep)],
+        )
+    };
+    case(
+        &mut c,
+        "ReduceMean [2, 3] keepdims 0 -> Gemm (MnasNet)",
+        13,
+        &[1, 16, 5, 6],
+        |b, x| {
+            let r = reduce(b, x, "ReduceMean", &[2, 3], 0);
+            b.gemm(&r, &GemmSpec::new(16, 10))
+        },
+    );
+    case(
+        &mut c,
+        "ReduceMean [2, 3] keepdims 1",
+        13,
+        &[1, 7, 5, 6],
+        |b, x| reduce(b, x, "ReduceMean", &[2, 3], 1),
+    );
+    case(
+        &mut c,
+        "ReduceMean [1] keepdims 1",
+        13,
+        &[1, 7, 5, 6],
+        |b, x| reduce(b, x, "ReduceMean", &[1], 1),
+    );
+    case(
+        &mut c,
+        "ReduceMax [-1, -2] keepdims 1",
+        13,
+        &[2, 7, 5, 6],
+        |b, x| reduce(b, x, "ReduceMax", &[-1, -2], 1),
+    );
+    case(
+        &mut c,
+        "ReduceMax [1] keepdims 1",
+        13,
+        &[1, 9, 4, 3],
+        |b, x| reduce(b, x, "ReduceMax", &[1], 1),
+    );
+    case(
+        &mut c,
+        "ReduceMean [3] keepdims 1",
+        13,
+        &[1, 4, 5, 6],
+        |b, x| reduce(b, x, "ReduceMean", &[3], 1),
+    );
+    case(
+        &mut c,
+        "ReduceSum axes [1, 2, 3] as input (opset 13)",
+        13,
+        &[1, 4, 5, 6],
+        |b, x| {
+            let ax = b.init_i64("axes", &[3], &[1, 2, 3]);
+            b.node("ReduceSum", &[x, &ax], vec![attr::int("keepdims", 1)])
+        },
+    );
+    case(
+        &mut c,
+        "ReduceMean axes [2, 3] as input (opset 18), keepdims 0",
+        18,
+        &[1, 6, 4, 4],
+        |b, x| {
+            let ax = b.init_i64("axes", &[2], &[2, 3]);
+            b.node("ReduceMean", &[x, &ax], vec![attr::int("keepdims", 0)])
+        },
+    );
+    case(
+        &mut c,
+        "ReduceSum over the features of [3, 20], keepdims 1",
+        13,
+        &[3, 20],
+        |b, x| {
+            let ax = b.init_i64("axes", &[1], &[1]);
+            b.node("ReduceSum", &[x, &ax], vec![attr::int("keepdims", 1)])
+        },
+    );
+    c.finish();
+}

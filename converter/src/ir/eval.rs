@@ -3,13 +3,8 @@
 
 use super::{Graph, Op, PoolKind};
 
-fn dims4(s: &[usize]) -> [usize; 4] {
-    match s {
-        [n, c, h, w] => [*n, *c, *h, *w],
-        [n, f] => [*n, *f, 1, 1],
-        _ => [0; 4],
-    }
-}
+use super::shape::dims4;
+use super::{CoordMode, NearestRound, ReduceKind, ResizeMode};
 
 /// Runs `g` on `inputs` (NCHW, one slice per graph input) and returns every graph output.
 ///
@@ -197,6 +192,197 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
                     act.apply(x[i] * scale[ch] + shift[ch])
                 })
                 .collect(),
+            Op::Slice { starts, steps, .. } => {
+                let mut y = Vec::with_capacity(ys.iter().product());
+                for b in 0..ys[0] {
+                    for ch in 0..oc {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let i = [b, ch, oy, ox];
+                                let s: [usize; 4] =
+                                    std::array::from_fn(|a| starts[a] + i[a] * steps[a]);
+                                y.push(x[((s[0] * c + s[1]) * h + s[2]) * w + s[3]]);
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Op::Resize(r) => {
+                // ONNX's definitions, written out per output element in f64.
+                let coord = |o: usize, scale: f32, len_in: usize, len_out: usize| -> f64 {
+                    let (o, s) = (o as f64, scale as f64);
+                    match r.coord {
+                        CoordMode::HalfPixel => (o + 0.5) / s - 0.5,
+                        CoordMode::PytorchHalfPixel if len_out > 1 => (o + 0.5) / s - 0.5,
+                        CoordMode::PytorchHalfPixel => 0.0,
+                        CoordMode::AlignCorners if len_out > 1 => {
+                            o * (len_in as f64 - 1.0) / (len_out as f64 - 1.0)
+                        }
+                        CoordMode::AlignCorners => 0.0,
+                        CoordMode::Asymmetric => o / s,
+                        CoordMode::TfHalfPixelForNn => (o + 0.5) / s,
+                        CoordMode::HalfPixelSymmetric => {
+                            let adj = len_out as f64 / (s * len_in as f64);
+                            len_in as f64 / 2.0 * (1.0 - adj) + (o + 0.5) / s - 0.5
+                        }
+                    }
+                };
+                let pick = |v: f64, len: usize, round: NearestRound| -> usize {
+                    let r = match round {
+                        NearestRound::RoundPreferFloor => {
+                            if v - v.floor() == 0.5 {
+                                v.floor()
+                            } else {
+                                v.round()
+                            }
+                        }
+                        NearestRound::RoundPreferCeil => {
+                            if v - v.floor() == 0.5 {
+                                v.ceil()
+                            } else {
+                                v.round()
+                            }
+                        }
+                        NearestRound::Floor => v.floor(),
+                        NearestRound::Ceil => v.ceil(),
+                    };
+                    r.clamp(0.0, (len - 1) as f64) as usize
+                };
+                let mut y = Vec::with_capacity(ys.iter().product());
+                for b in 0..n {
+                    for ch in 0..c {
+                        let at = |iy: usize, ix: usize| x[((b * c + ch) * h + iy) * w + ix] as f64;
+                        for oy in 0..oh {
+                            let vy = coord(oy, r.scale[0], h, oh);
+                            for ox in 0..ow {
+                                let vx = coord(ox, r.scale[1], w, ow);
+                                let v = match r.mode {
+                                    ResizeMode::Nearest(round) => {
+                                        at(pick(vy, h, round), pick(vx, w, round))
+                                    }
+                                    ResizeMode::Linear => {
+                                        let vy = vy.clamp(0.0, (h - 1) as f64);
+                                        let vx = vx.clamp(0.0, (w - 1) as f64);
+                                        let (y0, x0) = (vy.floor() as usize, vx.floor() as usize);
+                                        let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                                        let (ly, lx) = (vy - y0 as f64, vx - x0 as f64);
+                                        (at(y0, x0) * (1.0 - lx) + at(y0, x1) * lx) * (1.0 - ly)
+                                            + (at(y1, x0) * (1.0 - lx) + at(y1, x1) * lx) * ly
+                                    }
+                                };
+                                y.push(v as f32);
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Op::Deconv(d) => {
+                let [kh, kw] = d.kernel();
+                let icg = c / d.group;
+                let ocg = oc / d.group;
+                let mut y = vec![0.0f32; n * oc * oh * ow];
+                for b in 0..n {
+                    for o in 0..oc {
+                        let bias = d.bias.as_ref().map_or(0.0, |bb| bb[o]);
+                        y[(b * oc + o) * oh * ow..(b * oc + o + 1) * oh * ow].fill(bias);
+                    }
+                    for ci in 0..c {
+                        let gi = ci / icg;
+                        for iy in 0..h {
+                            for ix in 0..w {
+                                let xv = x[((b * c + ci) * h + iy) * w + ix];
+                                for o in 0..ocg {
+                                    for ky in 0..kh {
+                                        let oy = (iy * d.stride[0] + ky * d.dilation[0]) as isize
+                                            - d.pads[0] as isize;
+                                        if oy < 0 || oy >= oh as isize {
+                                            continue;
+                                        }
+                                        for kx in 0..kw {
+                                            let ox = (ix * d.stride[1] + kx * d.dilation[1])
+                                                as isize
+                                                - d.pads[1] as isize;
+                                            if ox < 0 || ox >= ow as isize {
+                                                continue;
+                                            }
+                                            let wv =
+                                                d.weight.data[((ci * ocg + o) * kh + ky) * kw + kx];
+                                            let oc_i = gi * ocg + o;
+                                            y[((b * oc + oc_i) * oh + oy as usize) * ow
+                                                + ox as usize] += xv * wv;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                y.iter().map(|&v| d.act.apply(v)).collect()
+            }
+            Op::ChannelShuffle { groups } => {
+                let per = c / groups;
+                let hw = h * w;
+                let mut y = vec![0.0f32; x.len()];
+                for b in 0..n {
+                    for i in 0..per {
+                        for j in 0..*groups {
+                            let (dst, src) = (i * groups + j, j * per + i);
+                            y[(b * c + dst) * hw..(b * c + dst + 1) * hw]
+                                .copy_from_slice(&x[(b * c + src) * hw..(b * c + src + 1) * hw]);
+                        }
+                    }
+                }
+                y
+            }
+            Op::Transpose { perm } => {
+                let strides = [c * h * w, h * w, w, 1];
+                let mut y = Vec::with_capacity(x.len());
+                for i0 in 0..ys[0] {
+                    for i1 in 0..ys[1] {
+                        for i2 in 0..ys[2] {
+                            for i3 in 0..ys[3] {
+                                let i = [i0, i1, i2, i3];
+                                let at: usize = (0..4).map(|k| i[k] * strides[perm[k]]).sum();
+                                y.push(x[at]);
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Op::Reduce { kind, axes } => {
+                let mut y = vec![
+                    match kind {
+                        ReduceKind::Max => f32::NEG_INFINITY,
+                        _ => 0.0,
+                    };
+                    ys.iter().product()
+                ];
+                for b in 0..n {
+                    for ch in 0..c {
+                        for iy in 0..h {
+                            for ix in 0..w {
+                                let o = [b, ch, iy, ix];
+                                let o: [usize; 4] =
+                                    std::array::from_fn(|a| if axes[a] { 0 } else { o[a] });
+                                let k = ((o[0] * oc + o[1]) * oh + o[2]) * ow + o[3];
+                                let v = x[((b * c + ch) * h + iy) * w + ix];
+                                y[k] = match kind {
+                                    ReduceKind::Max => y[k].max(v),
+                                    _ => y[k] + v,
+                                };
+                            }
+                        }
+                    }
+                }
+                if *kind == ReduceKind::Mean {
+                    let count = (x.len() / y.len()) as f32;
+                    y.iter_mut().for_each(|v| *v /= count);
+                }
+                y
+            }
         };
         vals[node.output] = Some(out);
     }

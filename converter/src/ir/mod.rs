@@ -9,7 +9,7 @@ pub mod eval;
 pub mod shape;
 pub mod tensor;
 
-pub use smof::graph::{Activation, PoolKind};
+pub use smof::graph::{Activation, CoordMode, NearestRound, PoolKind, ReduceKind, ResizeMode};
 pub use tensor::ConstTensor;
 
 /// Index into [`Graph::values`].
@@ -93,6 +93,51 @@ pub struct PoolOp {
     pub ceil_pads: [usize; 2],
 }
 
+/// Transposed convolution (ONNX `ConvTranspose`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeconvOp {
+    /// Weights `[IC, OC/group, KH, KW]` (the ONNX order).
+    pub weight: Weight,
+    /// Bias `[OC]`.
+    pub bias: Option<Vec<f32>>,
+    /// Groups.
+    pub group: usize,
+    /// Stride `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// Dilation `[dh, dw]`.
+    pub dilation: [usize; 2],
+    /// Cropping of the full output `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// Extra output `[bottom, right]` (ONNX `output_padding`).
+    pub out_pad: [usize; 2],
+    /// Fused activation.
+    pub act: Activation,
+}
+
+impl DeconvOp {
+    /// Output channels.
+    pub fn out_c(&self) -> usize {
+        self.weight.dims[1] * self.group
+    }
+    /// Kernel `[kh, kw]`.
+    pub fn kernel(&self) -> [usize; 2] {
+        [self.weight.dims[2], self.weight.dims[3]]
+    }
+}
+
+/// Spatial resize over H and W.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResizeOp {
+    /// Interpolation.
+    pub mode: ResizeMode,
+    /// Coordinate transformation.
+    pub coord: CoordMode,
+    /// Scale `[sh, sw]` (output / input).
+    pub scale: [f32; 2],
+    /// Output size `[oh, ow]` when the model gives sizes rather than scales.
+    pub size: Option<[usize; 2]>,
+}
+
 /// The operation of a node.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -133,6 +178,38 @@ pub enum Op {
     /// The output is the input: same elements in the same order, possibly viewed with
     /// another rank (`[N, F]` and `[N, F, 1, 1]`). Identity, Dropout and no-op Reshapes.
     Identity,
+    /// Strided window, per axis of the 4-D view (`[N, F]` is `[N, F, 1, 1]`): element `o`
+    /// is input element `starts[a] + o * steps[a]`, below `ends[a]`.
+    Slice {
+        /// First element per axis.
+        starts: [usize; 4],
+        /// End (exclusive) per axis, at most the extent.
+        ends: [usize; 4],
+        /// Step per axis, at least 1.
+        steps: [usize; 4],
+    },
+    /// Spatial resize.
+    Resize(ResizeOp),
+    /// Transposed convolution.
+    Deconv(DeconvOp),
+    /// Channel shuffle: `[N, g, C/g, H, W]` transposed to `[N, C/g, g, H, W]`, as 4-D.
+    ChannelShuffle {
+        /// Groups `g`.
+        groups: usize,
+    },
+    /// Permutation of the four axes of a 4-D tensor: output axis `k` is input axis `perm[k]`.
+    Transpose {
+        /// The permutation.
+        perm: [usize; 4],
+    },
+    /// Reduction over the axes marked in `axes` (never axis 0) of a 4-D tensor; reduced
+    /// axes keep extent 1.
+    Reduce {
+        /// Mean, max or sum.
+        kind: ReduceKind,
+        /// Which of the axes `[N, C, H, W]` are reduced.
+        axes: [bool; 4],
+    },
 }
 
 impl Op {
@@ -153,6 +230,12 @@ impl Op {
             Op::Flatten => "Flatten",
             Op::ChannelAffine { .. } => "ChannelAffine",
             Op::Identity => "Identity",
+            Op::Slice { .. } => "Slice",
+            Op::Resize(_) => "Resize",
+            Op::Deconv(_) => "ConvTranspose",
+            Op::ChannelShuffle { .. } => "ChannelShuffle",
+            Op::Transpose { .. } => "Transpose",
+            Op::Reduce { .. } => "Reduce",
         }
     }
     /// The fused activation slot of ops that have one.
@@ -160,6 +243,7 @@ impl Op {
         match self {
             Op::Conv(c) => Some(&mut c.act),
             Op::Fc(f) => Some(&mut f.act),
+            Op::Deconv(d) => Some(&mut d.act),
             Op::Add { act } | Op::ChannelAffine { act, .. } => Some(act),
             _ => None,
         }

@@ -202,6 +202,121 @@ pub fn infer(op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
             arity(1, 1)?;
             Ok(ins[0].to_vec())
         }
+        Op::Slice {
+            starts,
+            ends,
+            steps,
+        } => {
+            arity(1, 1)?;
+            rank24(ins[0])?;
+            let d = dims4(ins[0]);
+            let mut out = [0usize; 4];
+            for a in 0..4 {
+                if steps[a] == 0 || ends[a] > d[a] || starts[a] >= ends[a] {
+                    return Err(format!(
+                        "axis {a}: [{}, {}) step {} selects nothing of {}",
+                        starts[a], ends[a], steps[a], d[a]
+                    ));
+                }
+                out[a] = (ends[a] - starts[a]).div_ceil(steps[a]);
+            }
+            Ok(if ins[0].len() == 2 {
+                vec![out[0], out[1]]
+            } else {
+                out.to_vec()
+            })
+        }
+        Op::Resize(r) => {
+            arity(1, 1)?;
+            let [n, c, h, w] = rank4(ins[0])?;
+            if !r.scale.iter().all(|s| s.is_finite() && *s > 0.0) {
+                return Err(format!("scales {:?} must be finite and positive", r.scale));
+            }
+            let (oh, ow) = match r.size {
+                Some([oh, ow]) => (oh, ow),
+                None => (
+                    (h as f64 * r.scale[0] as f64).floor() as usize,
+                    (w as f64 * r.scale[1] as f64).floor() as usize,
+                ),
+            };
+            if oh == 0 || ow == 0 {
+                return Err(format!("output size {oh}x{ow} is empty"));
+            }
+            Ok(vec![n, c, oh, ow])
+        }
+        Op::Deconv(d) => {
+            arity(1, 1)?;
+            let [n, ch, h, w] = rank4(ins[0])?;
+            let wd = &d.weight.dims;
+            if wd.len() != 4 || wd.contains(&0) {
+                return Err(format!("weight has dims {wd:?}"));
+            }
+            if d.group == 0 || wd[0] != ch || ch % d.group != 0 {
+                return Err(format!(
+                    "weight {wd:?} with group {} does not match {ch} input channels",
+                    d.group
+                ));
+            }
+            if d.weight.data.len() != wd.iter().product::<usize>() {
+                return Err("weight data does not match its dims".into());
+            }
+            if d.bias.as_ref().is_some_and(|b| b.len() != d.out_c()) {
+                return Err("bias length differs from the output channels".into());
+            }
+            if d.stride.contains(&0) || d.dilation.contains(&0) {
+                return Err("stride and dilation must be at least 1".into());
+            }
+            if (0..2).any(|i| d.out_pad[i] >= d.stride[i].max(d.dilation[i])) {
+                return Err("output_padding must be below the stride or the dilation".into());
+            }
+            let one = |size: usize, i: usize| -> Option<usize> {
+                let full =
+                    (size - 1) * d.stride[i] + (wd[2 + i] - 1) * d.dilation[i] + 1 + d.out_pad[i];
+                full.checked_sub(d.pads[i] + d.pads[i + 2])
+                    .filter(|&o| o > 0)
+            };
+            let (oh, ow) = one(h, 0)
+                .zip(one(w, 1))
+                .ok_or("the padding crops the whole output")?;
+            Ok(vec![n, d.out_c(), oh, ow])
+        }
+        Op::ChannelShuffle { groups } => {
+            arity(1, 1)?;
+            let [_, c, _, _] = rank4(ins[0])?;
+            if *groups == 0 || c % groups != 0 {
+                return Err(format!("{groups} groups do not divide {c} channels"));
+            }
+            Ok(ins[0].to_vec())
+        }
+        Op::Transpose { perm } => {
+            arity(1, 1)?;
+            let x = rank4(ins[0])?;
+            let mut sorted = *perm;
+            sorted.sort_unstable();
+            if sorted != [0, 1, 2, 3] {
+                return Err(format!("{perm:?} is no permutation"));
+            }
+            Ok(perm.iter().map(|&p| x[p]).collect())
+        }
+        Op::Reduce { axes, .. } => {
+            arity(1, 1)?;
+            let x = rank4(ins[0])?;
+            if axes[0] || !axes.contains(&true) {
+                return Err(format!(
+                    "reduced axes {axes:?}: only C, H and W can be reduced"
+                ));
+            }
+            Ok((0..4).map(|a| if axes[a] { 1 } else { x[a] }).collect())
+        }
+    }
+}
+
+/// The 4-D view of a 2-D or 4-D shape (`[N, F]` is `[N, F, 1, 1]`).
+pub fn dims4(s: &[usize]) -> [usize; 4] {
+    match s {
+        [n, c, h, w] => [*n, *c, *h, *w],
+        [n, f] => [*n, *f, 1, 1],
+        _ => [0; 4],
     }
 }
 

@@ -127,7 +127,21 @@ pub fn reshape_target(
     Ok(out)
 }
 
-fn ints_of(c: &ConstTensor, what: &str) -> Result<Vec<i64>, String> {
+/// The ONNX Slice start and end on an axis of extent `d`, with negative values counted from
+/// the end and both clamped: to `[0, d]` for a positive step, to `[0, d-1]` and `[-1, d-1]`
+/// for a negative one. The selected elements are `s, s+step, ...` while before `e`.
+pub fn slice_bounds(d: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+    let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    if d == 0 {
+        (0, 0)
+    } else if step > 0 {
+        (fix(start).clamp(0, d), fix(end).clamp(0, d))
+    } else {
+        (fix(start).clamp(0, d - 1), fix(end).clamp(-1, d - 1))
+    }
+}
+
+pub(super) fn ints_of(c: &ConstTensor, what: &str) -> Result<Vec<i64>, String> {
     c.ints()
         .map(<[i64]>::to_vec)
         .ok_or_else(|| format!("{what} must be an integer tensor"))
@@ -348,17 +362,7 @@ pub fn fold(
                 if step == 0 {
                     return Err("Slice step 0".into());
                 }
-                let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
-                let (s, e) = if d == 0 {
-                    (0, 0)
-                } else if step > 0 {
-                    (fix(starts[k]).clamp(0, d), fix(ends[k]).clamp(0, d))
-                } else {
-                    (
-                        fix(starts[k]).clamp(0, d - 1),
-                        fix(ends[k]).clamp(-1, d - 1),
-                    )
-                };
+                let (s, e) = slice_bounds(d, starts[k], ends[k], step);
                 let mut v = Vec::new();
                 let mut i = s;
                 while (step > 0 && i < e) || (step < 0 && i > e) {

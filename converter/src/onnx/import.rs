@@ -70,6 +70,19 @@ pub(super) enum Val {
     Const(ConstTensor),
     /// The output of an unsupported node.
     Poison,
+    /// The 5-D view `[N, g, C/g, H, W]` of the activation `src` (`[N, C, H, W]`) in the middle
+    /// of a channel shuffle, with axes 1 and 2 swapped when `transposed`: only a Transpose
+    /// swapping them or a Reshape back to 4-D may read it.
+    Shuffle {
+        /// The 4-D activation.
+        src: ValueId,
+        /// Groups `g`.
+        groups: usize,
+        /// True after the transpose.
+        transposed: bool,
+        /// The 5-D shape as ONNX sees it.
+        shape: Vec<usize>,
+    },
 }
 
 /// Why a node was not imported.
@@ -460,6 +473,7 @@ impl Importer {
         {
             Some(Val::Const(c)) => Input::Const(c),
             Some(Val::Act(v)) => Input::Act(self.g.shape(*v)),
+            Some(Val::Shuffle { shape, .. }) => Input::Act(shape),
             _ => Input::Missing,
         }
     }
@@ -471,6 +485,11 @@ impl Importer {
             Some(Val::Act(v)) => Ok(*v),
             Some(Val::Const(_)) => unsup(format!(
                 "input {i} ('{name}') is a constant; only computed tensors are supported there"
+            )),
+            Some(Val::Shuffle { shape, .. }) => unsup(format!(
+                "input {i} ('{name}') is a {}-D view of a channel shuffle; only the shuffle's \
+                 Transpose and its Reshape back to 4-D may read it",
+                shape.len()
             )),
             _ => unsup(format!("input {i} is missing")),
         }
@@ -497,15 +516,7 @@ impl Importer {
         op: Op,
         inputs: Vec<ValueId>,
     ) -> NResult<()> {
-        let out = node.output.first().cloned().unwrap_or_default();
-        let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
-        let shape = ir::shape::infer(&op, &ins).map_err(|e| {
-            Error::shape(
-                &out,
-                format!("{} node {name}: {e}", node.op_type.as_deref().unwrap_or("")),
-            )
-        })?;
-        self.emit_shaped(node, name, op, inputs, shape)
+        self.emit_output(node, 0, name, op, inputs)
     }
 
     /// Like [`Importer::emit`] with the output shape given (for aliases that change rank).
@@ -518,6 +529,43 @@ impl Importer {
         shape: Vec<usize>,
     ) -> NResult<()> {
         let out = node.output.first().cloned().unwrap_or_default();
+        let v = self.add_node(&out, name, op, inputs, shape)?;
+        self.vals.insert(out, Val::Act(v));
+        Ok(())
+    }
+
+    /// Like [`Importer::emit`], into output `k` of the node (Split).
+    pub fn emit_output(
+        &mut self,
+        node: &NodeProto,
+        k: usize,
+        name: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+    ) -> NResult<()> {
+        let out = node.output.get(k).cloned().unwrap_or_default();
+        let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
+        let shape = ir::shape::infer(&op, &ins).map_err(|e| {
+            Error::shape(
+                &out,
+                format!("{} node {name}: {e}", node.op_type.as_deref().unwrap_or("")),
+            )
+        })?;
+        let v = self.add_node(&out, name, op, inputs, shape)?;
+        self.vals.insert(out, Val::Act(v));
+        Ok(())
+    }
+
+    /// Adds an IR node writing a new value `value_name` of `shape`; returns the value.
+    pub fn add_node(
+        &mut self,
+        value_name: &str,
+        name: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+        shape: Vec<usize>,
+    ) -> NResult<ValueId> {
+        let out = value_name.to_string();
         if shape.len() != 2 && shape.len() != 4 {
             return unsup(format!(
                 "output shape {shape:?}: only 2-D and 4-D tensors are supported"
@@ -536,13 +584,12 @@ impl Importer {
             inputs,
             output: v,
         });
-        self.vals.insert(out, Val::Act(v));
-        Ok(())
+        Ok(v)
     }
 
     fn import_node(&mut self, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
         for (k, o) in node.output.iter().enumerate().skip(1) {
-            if !o.is_empty() && self.used.contains(o) {
+            if op != "Split" && !o.is_empty() && self.used.contains(o) {
                 return unsup(format!(
                     "output {k} ('{o}') is used; only the first output is supported"
                 ));

@@ -1,12 +1,17 @@
 //! Translation of each supported ONNX op into IR nodes.
 
 use super::attrs::Attrs;
+use super::import::Val;
 use super::import::{unsup, Importer, NResult, NodeErr};
 use super::proto::NodeProto;
 use crate::error::Error;
 use crate::ir::shape::alias_compatible;
+use crate::ir::shape::dims4;
 use crate::ir::tensor::broadcast_shape;
-use crate::ir::{Activation, ConstTensor, ConvOp, FcOp, Op, PoolKind, PoolOp, Weight};
+use crate::ir::{
+    Activation, ConstTensor, ConvOp, CoordMode, DeconvOp, FcOp, NearestRound, Op, PoolKind, PoolOp,
+    ReduceKind, ResizeMode, ResizeOp, Weight,
+};
 
 /// Every op type the importer handles (with or without folding).
 pub const SUPPORTED_OPS: &[&str] = &[
@@ -45,6 +50,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Slice",
     "ConstantOfShape",
     "Neg",
+    "Split",
+    "Resize",
+    "ConvTranspose",
+    "Transpose",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceSum",
 ];
 
 /// Why a node cannot be imported, judged from its op type and attributes alone (no shapes
@@ -76,13 +88,75 @@ pub fn static_reason(op: &str, node: &NodeProto) -> Option<String> {
             Some("attribute training_mode=1 not supported (inference only)".into())
         }
         "Gemm" if a.int_or("transA", 0) != 0 => Some("attribute transA=1 not supported".into()),
-        "MaxPool" | "AveragePool" | "Conv"
+        "MaxPool" | "AveragePool" | "Conv" | "ConvTranspose"
             if a.ints("kernel_shape").is_some_and(|k| k.len() != 2) =>
         {
             Some("only 2-D windows (4-D tensors) are supported".into())
         }
+        "ConvTranspose" if a.has("output_shape") => Some(
+            "attribute output_shape not supported; export with explicit pads and output_padding"
+                .into(),
+        ),
+        "ConvTranspose" if a.string("auto_pad").is_some_and(|p| p.starts_with("SAME")) => {
+            Some("attribute auto_pad=SAME_* not supported for ConvTranspose".into())
+        }
+        "Resize" => {
+            let mode = a.string("mode").unwrap_or_else(|| "nearest".into());
+            let coord = a
+                .string("coordinate_transformation_mode")
+                .unwrap_or_else(|| "half_pixel".into());
+            let nearest = a
+                .string("nearest_mode")
+                .unwrap_or_else(|| "round_prefer_floor".into());
+            let policy = a
+                .string("keep_aspect_ratio_policy")
+                .unwrap_or_else(|| "stretch".into());
+            if mode != "nearest" && mode != "linear" {
+                Some(format!(
+                    "attribute mode='{mode}' not supported (nearest and linear are)"
+                ))
+            } else if resize_coord(&coord).is_none() {
+                Some(format!(
+                    "attribute coordinate_transformation_mode='{coord}' not supported"
+                ))
+            } else if mode == "nearest" && resize_round(&nearest).is_none() {
+                Some(format!("attribute nearest_mode='{nearest}' not supported"))
+            } else if a.int_or("antialias", 0) != 0 {
+                Some("attribute antialias=1 not supported".into())
+            } else if policy != "stretch" {
+                Some(format!(
+                    "attribute keep_aspect_ratio_policy='{policy}' not supported (only stretch)"
+                ))
+            } else {
+                None
+            }
+        }
         _ => None,
     }
+}
+
+/// The coordinate mode named by a Resize attribute.
+fn resize_coord(name: &str) -> Option<CoordMode> {
+    Some(match name {
+        "half_pixel" => CoordMode::HalfPixel,
+        "pytorch_half_pixel" => CoordMode::PytorchHalfPixel,
+        "align_corners" => CoordMode::AlignCorners,
+        "asymmetric" => CoordMode::Asymmetric,
+        "tf_half_pixel_for_nn" => CoordMode::TfHalfPixelForNn,
+        "half_pixel_symmetric" => CoordMode::HalfPixelSymmetric,
+        _ => return None,
+    })
+}
+
+/// The nearest rounding named by a Resize attribute.
+fn resize_round(name: &str) -> Option<NearestRound> {
+    Some(match name {
+        "round_prefer_floor" => NearestRound::RoundPreferFloor,
+        "round_prefer_ceil" => NearestRound::RoundPreferCeil,
+        "floor" => NearestRound::Floor,
+        "ceil" => NearestRound::Ceil,
+        _ => return None,
+    })
 }
 
 fn model_err<T>(name: &str, what: impl std::fmt::Display) -> NResult<T> {
@@ -479,17 +553,468 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             }
         }
         "Reshape" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
             let Some(target) = imp
                 .konst(node, 1)
                 .and_then(|t| t.ints().map(<[i64]>::to_vec))
             else {
                 return unsup("the target shape is not a constant");
             };
-            let to = super::fold::reshape_target(&xs, &target, a.int_or("allowzero", 0) != 0)
+            let allowzero = a.int_or("allowzero", 0) != 0;
+            if let Some(Val::Shuffle {
+                src,
+                groups,
+                transposed,
+                shape,
+            }) = imp.vals.get(&node.input[0])
+            {
+                let (src, groups, transposed) = (*src, *groups, *transposed);
+                let to = super::fold::reshape_target(shape, &target, allowzero)
+                    .map_err(|e| NodeErr::Fatal(Error::shape(&node.output[0], e)))?;
+                if to != imp.g.shape(src) {
+                    return unsup(format!(
+                        "reshape of a channel-shuffle view {shape:?} to {to:?} not supported \
+                         (only back to {:?})",
+                        imp.g.shape(src)
+                    ));
+                }
+                let op = if transposed {
+                    Op::ChannelShuffle { groups }
+                } else {
+                    Op::Identity
+                };
+                return imp.emit(node, name, op, vec![src]);
+            }
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let to = super::fold::reshape_target(&xs, &target, allowzero)
                 .map_err(|e| NodeErr::Fatal(Error::shape(&node.output[0], e)))?;
+            // [N, C, H, W] -> [N, g, C/g, H, W]: the first step of a channel shuffle.
+            if let ([n, c, h, w], [n2, g, cg, h2, w2]) = (xs.as_slice(), to.as_slice()) {
+                if (n, h, w) == (n2, h2, w2) && g * cg == *c && *g > 1 {
+                    imp.vals.insert(
+                        node.output[0].clone(),
+                        Val::Shuffle {
+                            src: x,
+                            groups: *g,
+                            transposed: false,
+                            shape: to.clone(),
+                        },
+                    );
+                    return Ok(());
+                }
+            }
             alias_or_flatten(imp, node, name, x, &xs, to)
+        }
+        "Transpose" => {
+            let perm: Option<Vec<i64>> = a.ints("perm").map(<[i64]>::to_vec);
+            if let Some(Val::Shuffle {
+                src,
+                groups,
+                transposed,
+                shape,
+            }) = imp.vals.get(&node.input[0])
+            {
+                if perm.as_deref() != Some(&[0, 2, 1, 3, 4]) {
+                    return unsup(format!(
+                        "transpose {perm:?} of a channel-shuffle view {shape:?} not supported \
+                         (only [0, 2, 1, 3, 4])"
+                    ));
+                }
+                let mut shape = shape.clone();
+                shape.swap(1, 2);
+                let v = Val::Shuffle {
+                    src: *src,
+                    groups: *groups,
+                    transposed: !transposed,
+                    shape,
+                };
+                imp.vals.insert(node.output[0].clone(), v);
+                return Ok(());
+            }
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let r = xs.len();
+            let perm: Vec<usize> = match perm {
+                None => (0..r).rev().collect(),
+                Some(p) => p
+                    .iter()
+                    .map(|&v| norm_axis(v, r))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        NodeErr::Fatal(Error::model(format!(
+                            "node {name}: perm {p:?} out of range for rank {r}"
+                        )))
+                    })?,
+            };
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..r).collect::<Vec<_>>() {
+                return model_err(name, format!("perm {perm:?} is no permutation"));
+            }
+            let to: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+            // A permutation that moves only extent-1 axes keeps the element order.
+            let moved: Vec<usize> = perm.iter().copied().filter(|&p| xs[p] != 1).collect();
+            if moved.windows(2).all(|w| w[0] < w[1]) && alias_compatible(&xs, &to) {
+                return imp.emit_shaped(node, name, Op::Identity, vec![x], to);
+            }
+            match <[usize; 4]>::try_from(perm.as_slice()) {
+                Ok(perm) => imp.emit(node, name, Op::Transpose { perm }, vec![x]),
+                Err(_) => unsup(format!(
+                    "transpose of a {xs:?} tensor not supported (4-D only)"
+                )),
+            }
+        }
+        "Split" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let r = xs.len();
+            let axis = a.int_or("axis", 0);
+            let ax = norm_axis(axis, r).ok_or_else(|| {
+                NodeErr::Fatal(Error::model(format!(
+                    "node {name}: axis {axis} out of range for rank {r}"
+                )))
+            })?;
+            let d = xs[ax];
+            let outs = node.output.len();
+            let sizes: Vec<usize> = if imp.opset >= 13 && !imp.missing(node, 1) {
+                match imp
+                    .konst(node, 1)
+                    .and_then(|t| t.ints().map(<[i64]>::to_vec))
+                {
+                    Some(v) => v.iter().map(|&s| s.max(0) as usize).collect(),
+                    None => return unsup("split sizes are not a constant"),
+                }
+            } else if let (true, Some(v)) = (imp.opset < 13, a.ints("split")) {
+                v.iter().map(|&s| s.max(0) as usize).collect()
+            } else {
+                let parts = if a.has("num_outputs") {
+                    a.int_or("num_outputs", 0).max(0) as usize
+                } else {
+                    outs
+                };
+                if parts == 0 {
+                    return model_err(name, "Split into no outputs");
+                }
+                let each = d.div_ceil(parts);
+                (0..parts)
+                    .map(|k| each.min(d.saturating_sub(k * each)))
+                    .collect()
+            };
+            if sizes.len() != outs || sizes.iter().sum::<usize>() != d {
+                return model_err(
+                    name,
+                    format!(
+                        "split sizes {sizes:?} do not cut an extent of {d} into {outs} outputs"
+                    ),
+                );
+            }
+            let mut off = 0;
+            for (k, &len) in sizes.iter().enumerate() {
+                if len == 0 {
+                    return unsup("an empty output of Split not supported");
+                }
+                let mut starts = [0usize; 4];
+                let mut ends = dims4(&xs);
+                starts[ax] = off;
+                ends[ax] = off + len;
+                off += len;
+                if node.output[k].is_empty() {
+                    continue;
+                }
+                let op = Op::Slice {
+                    starts,
+                    ends,
+                    steps: [1; 4],
+                };
+                imp.emit_output(node, k, name, op, vec![x])?;
+            }
+            Ok(())
+        }
+        "Slice" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let r = xs.len();
+            let ints = |i: usize, what: &str| -> NResult<Option<Vec<i64>>> {
+                if imp.missing(node, i) {
+                    return Ok(None);
+                }
+                match imp
+                    .konst(node, i)
+                    .and_then(|t| t.ints().map(<[i64]>::to_vec))
+                {
+                    Some(v) => Ok(Some(v)),
+                    None => unsup(format!("{what} is not a constant")),
+                }
+            };
+            let (Some(st), Some(en)) = (ints(1, "starts")?, ints(2, "ends")?) else {
+                return model_err(name, "Slice needs starts and ends");
+            };
+            let axes = ints(3, "axes")?.unwrap_or_else(|| (0..st.len() as i64).collect());
+            let steps = ints(4, "steps")?.unwrap_or_else(|| vec![1; st.len()]);
+            if en.len() != st.len() || axes.len() != st.len() || steps.len() != st.len() {
+                return model_err(name, "starts, ends, axes and steps differ in length");
+            }
+            let mut starts = [0usize; 4];
+            let mut ends = dims4(&xs);
+            let mut step4 = [1usize; 4];
+            for k in 0..st.len() {
+                let ax = norm_axis(axes[k], r).ok_or_else(|| {
+                    NodeErr::Fatal(Error::model(format!(
+                        "node {name}: axis {} out of range for rank {r}",
+                        axes[k]
+                    )))
+                })?;
+                if steps[k] <= 0 {
+                    return unsup(format!(
+                        "step {} not supported (only positive steps)",
+                        steps[k]
+                    ));
+                }
+                let (s, e) = super::fold::slice_bounds(xs[ax] as i64, st[k], en[k], steps[k]);
+                if s >= e {
+                    return unsup("a Slice that selects nothing is not supported");
+                }
+                starts[ax] = s as usize;
+                ends[ax] = e as usize;
+                step4[ax] = steps[k] as usize;
+            }
+            if r != 2 && r != 4 {
+                return unsup(format!(
+                    "Slice of a {xs:?} tensor not supported (2-D and 4-D)"
+                ));
+            }
+            let op = Op::Slice {
+                starts,
+                ends,
+                steps: step4,
+            };
+            imp.emit(node, name, op, vec![x])
+        }
+        "Resize" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let [n, c, h, w] = match xs.as_slice() {
+                [n, c, h, w] => [*n, *c, *h, *w],
+                _ => {
+                    return unsup(format!(
+                        "Resize of a {xs:?} tensor not supported (4-D only)"
+                    ))
+                }
+            };
+            let mode = a.string("mode").unwrap_or_else(|| "nearest".into());
+            let coord = resize_coord(
+                &a.string("coordinate_transformation_mode")
+                    .unwrap_or_else(|| "half_pixel".into()),
+            )
+            .unwrap_or(CoordMode::HalfPixel);
+            let mode = if mode == "linear" {
+                ResizeMode::Linear
+            } else {
+                ResizeMode::Nearest(
+                    resize_round(
+                        &a.string("nearest_mode")
+                            .unwrap_or_else(|| "round_prefer_floor".into()),
+                    )
+                    .unwrap_or(NearestRound::RoundPreferFloor),
+                )
+            };
+            // Axes the scales or sizes list (opset 18); all four before.
+            let axes: Vec<usize> = match a.ints("axes") {
+                Some(v) => v
+                    .iter()
+                    .map(|&ax| norm_axis(ax, 4))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        NodeErr::Fatal(Error::model(format!(
+                            "node {name}: axes {v:?} out of range"
+                        )))
+                    })?,
+                None => vec![0, 1, 2, 3],
+            };
+            let present =
+                |i: usize| !imp.missing(node, i) && imp.konst(node, i).is_none_or(|t| !t.is_empty());
+            let mut scale = [1.0f64; 4];
+            let mut size = None;
+            if present(3) {
+                let Some(v) = imp
+                    .konst(node, 3)
+                    .and_then(|t| t.ints().map(<[i64]>::to_vec))
+                else {
+                    return unsup("sizes is not a constant");
+                };
+                if v.len() != axes.len() || v.iter().any(|&s| s <= 0) {
+                    return model_err(name, format!("sizes {v:?} do not match axes {axes:?}"));
+                }
+                let mut full = [n, c, h, w];
+                for (k, &ax) in axes.iter().enumerate() {
+                    full[ax] = v[k] as usize;
+                }
+                for ax in 0..4 {
+                    scale[ax] = full[ax] as f64 / xs[ax] as f64;
+                }
+                size = Some([full[2], full[3]]);
+            } else if present(2) {
+                let Some(t) = imp.konst(node, 2).filter(|t| t.is_float()) else {
+                    return unsup("scales is not a float constant");
+                };
+                let v = t.to_f32();
+                if v.len() != axes.len() {
+                    return model_err(name, format!("scales {v:?} do not match axes {axes:?}"));
+                }
+                for (k, &ax) in axes.iter().enumerate() {
+                    scale[ax] = v[k] as f64;
+                }
+            } else {
+                return model_err(name, "Resize needs scales or sizes");
+            }
+            if scale[0] != 1.0 || scale[1] != 1.0 {
+                return unsup(format!(
+                    "resizing the batch or channel axis (scales {:?}) not supported",
+                    &scale[..2]
+                ));
+            }
+            let op = Op::Resize(ResizeOp {
+                mode,
+                coord,
+                scale: [scale[2] as f32, scale[3] as f32],
+                size,
+            });
+            imp.emit(node, name, op, vec![x])
+        }
+        "ConvTranspose" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let w = float_weight(imp, node, 1, "weight")?;
+            if w.dims.len() != 4 || xs.len() != 4 {
+                return unsup(format!(
+                    "only 2-D transposed convolution is supported (input {xs:?}, weight {:?})",
+                    w.dims
+                ));
+            }
+            let bias = if imp.missing(node, 2) {
+                None
+            } else {
+                Some(float_weight(imp, node, 2, "bias")?.to_f32())
+            };
+            let kernel = [w.dims[2], w.dims[3]];
+            if kernel.contains(&0) {
+                return model_err(name, "empty kernel");
+            }
+            let (stride, dilation, pads) = window(&a, name, [xs[2], xs[3]], kernel)?;
+            let out_pad = match a.ints("output_padding") {
+                None => [0, 0],
+                Some([p, q]) if *p >= 0 && *q >= 0 => [*p as usize, *q as usize],
+                Some(v) => return model_err(name, format!("output_padding {v:?} is invalid")),
+            };
+            let group = pos(a.int_or("group", 1), "group", name)?;
+            let d = DeconvOp {
+                weight: Weight {
+                    dims: w.dims.clone(),
+                    data: w.to_f32(),
+                },
+                bias,
+                group,
+                stride,
+                dilation,
+                pads,
+                out_pad,
+                act: Activation::None,
+            };
+            imp.emit(node, name, Op::Deconv(d), vec![x])
+        }
+        "ReduceMean" | "ReduceMax" | "ReduceSum" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let r = xs.len();
+            let from_input = imp.opset >= 18 || (op == "ReduceSum" && imp.opset >= 13);
+            let axes: Option<Vec<i64>> = if from_input {
+                if imp.missing(node, 1) {
+                    None
+                } else {
+                    match imp
+                        .konst(node, 1)
+                        .and_then(|t| t.ints().map(<[i64]>::to_vec))
+                    {
+                        Some(v) => Some(v),
+                        None => return unsup("axes is not a constant"),
+                    }
+                }
+            } else {
+                a.ints("axes").map(<[i64]>::to_vec)
+            };
+            let axes: Vec<usize> = match axes {
+                Some(v) if !v.is_empty() => v
+                    .iter()
+                    .map(|&ax| norm_axis(ax, r))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        NodeErr::Fatal(Error::model(format!(
+                            "node {name}: axes {v:?} out of range"
+                        )))
+                    })?,
+                _ if from_input && a.int_or("noop_with_empty_axes", 0) != 0 => {
+                    return imp.emit(node, name, Op::Identity, vec![x]);
+                }
+                _ => (0..r).collect(),
+            };
+            let keepdims = a.int_or("keepdims", 1) != 0;
+            let out: Vec<usize> = (0..r)
+                .filter(|i| keepdims || !axes.contains(i))
+                .map(|i| if axes.contains(&i) { 1 } else { xs[i] })
+                .collect();
+            if r != 2 && r != 4 {
+                return unsup(format!(
+                    "{op} of a {xs:?} tensor not supported (2-D and 4-D)"
+                ));
+            }
+            // The 4-D view ([N, F] is [N, F, 1, 1]); reducing an extent-1 axis changes nothing.
+            let x4 = dims4(&xs);
+            let mut red = [false; 4];
+            for &i in &axes {
+                red[i] = x4[i] != 1;
+            }
+            if red[0] {
+                return unsup(format!("{op} over the batch axis not supported"));
+            }
+            let kind = match op {
+                "ReduceMean" => ReduceKind::Mean,
+                "ReduceMax" => ReduceKind::Max,
+                _ => ReduceKind::Sum,
+            };
+            let full: Vec<usize> = (0..4).map(|i| if red[i] { 1 } else { x4[i] }).collect();
+            if !alias_compatible(&full, &out) && full != out {
+                return unsup(format!(
+                    "{op} with keepdims=0 to a {out:?} tensor not supported (2-D and 4-D)"
+                ));
+            }
+            let rop = if !red.contains(&true) {
+                return imp.emit_shaped(node, name, Op::Identity, vec![x], out);
+            } else if red == [false, false, true, true] && kind != ReduceKind::Sum {
+                if kind == ReduceKind::Mean {
+                    Op::GlobalAvgPool
+                } else {
+                    Op::GlobalMaxPool
+                }
+            } else {
+                Op::Reduce { kind, axes: red }
+            };
+            if out == full {
+                return imp.emit(node, name, rop, vec![x]);
+            }
+            let out0 = node.output[0].clone();
+            let x = if r == 2 {
+                imp.add_node(
+                    &format!("{out0}/4d"),
+                    name,
+                    Op::Identity,
+                    vec![x],
+                    x4.to_vec(),
+                )?
+            } else {
+                x
+            };
+            let src = imp.add_node(&format!("{out0}/reduced"), name, rop, vec![x], full)?;
+            imp.emit_shaped(node, name, Op::Identity, vec![src], out)
         }
         "Unsqueeze" | "Squeeze" => {
             let x = imp.act(node, 0)?;

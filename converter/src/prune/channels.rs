@@ -135,7 +135,23 @@ impl ChannelGroups {
                         off += channels(g, i);
                     }
                 }
-                Op::Softmax | Op::Flatten => {
+                Op::Resize(_)
+                | Op::Reduce {
+                    axes: [_, false, _, _],
+                    ..
+                } => {
+                    if let Some(x) = x {
+                        cg.tie(g, out, 0, x);
+                    }
+                }
+                // Not analysed yet: the channels on both sides stay as they are.
+                Op::Softmax
+                | Op::Flatten
+                | Op::Slice { .. }
+                | Op::Deconv(_)
+                | Op::ChannelShuffle { .. }
+                | Op::Transpose { .. }
+                | Op::Reduce { .. } => {
                     cg.fix(g, out);
                     for &i in &n.inputs {
                         cg.fix(g, i);

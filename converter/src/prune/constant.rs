@@ -83,7 +83,15 @@ pub fn constant(
                 }
                 None
             }
-            Op::Fc(_) | Op::Softmax | Op::Flatten => None,
+            Op::Resize(_) => input(0, c),
+            Op::Fc(_)
+            | Op::Softmax
+            | Op::Flatten
+            | Op::Slice { .. }
+            | Op::Deconv(_)
+            | Op::ChannelShuffle { .. }
+            | Op::Transpose { .. }
+            | Op::Reduce { .. } => None,
         }
     })();
     memo.insert((v, c), z);

@@ -182,8 +182,46 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
                 (0..oc).map(|f| get(x, f / blk)).collect()
             }
             Op::Softmax => vec![1.0 / oc.max(1) as f64; oc],
-            Op::Pool(_) | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Identity => {
-                (0..oc).map(|c| get(x, c)).collect()
+            Op::Pool(_)
+            | Op::GlobalAvgPool
+            | Op::GlobalMaxPool
+            | Op::Identity
+            | Op::Resize(_)
+            | Op::Reduce {
+                axes: [_, false, _, _],
+                ..
+            } => (0..oc).map(|c| get(x, c)).collect(),
+            Op::Slice { starts, steps, .. } if g.shape(x).len() == 4 || oc == channels(g, x) => {
+                (0..oc).map(|c| get(x, starts[1] + c * steps[1])).collect()
+            }
+            Op::ChannelShuffle { groups } => {
+                let per = oc / groups;
+                (0..oc)
+                    .map(|c| get(x, (c % groups) * per + c / groups))
+                    .collect()
+            }
+            Op::Deconv(d) => {
+                let ic = channels(g, x);
+                let icg = ic / d.group.max(1);
+                let ocg = d.out_c() / d.group.max(1);
+                let kk = d.kernel()[0] * d.kernel()[1];
+                (0..oc)
+                    .map(|o| {
+                        let gi = o / ocg.max(1);
+                        let s: f64 = (gi * icg..(gi + 1) * icg)
+                            .map(|i| {
+                                let w = &d.weight.data[(i * ocg + o % ocg) * kk..][..kk];
+                                w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() * get(x, i)
+                            })
+                            .sum();
+                        (s + d.bias.as_ref().map_or(0.0, |b| (b[o] as f64).powi(2)))
+                            * act_gain(d.act)
+                    })
+                    .collect()
+            }
+            Op::Slice { .. } | Op::Transpose { .. } | Op::Reduce { .. } => {
+                let mean = e[x].iter().sum::<f64>() / e[x].len().max(1) as f64;
+                vec![mean; oc]
             }
         };
         e[n.output] = out;

@@ -26,9 +26,11 @@ pub const MAGIC: [u8; 8] = *b"\x89SMOF\r\n\x1a";
 /// Major format version written and accepted. A file with another major version is refused
 /// with [`crate::Error::UnsupportedVersion`].
 pub const VERSION_MAJOR: u16 = 1;
-/// Minor format version written. Files with any minor version of major 1 are read; sections
-/// of kinds this reader does not know are skipped.
-pub const VERSION_MINOR: u16 = 0;
+/// Newest minor format version written: 1.1 adds the op codes from
+/// [`records::op::FIRST_OF_1_1`] on. A writer writes the lowest minor version whose features
+/// the file uses. Files with any minor version of major 1 are read; sections of kinds this
+/// reader does not know are skipped.
+pub const VERSION_MINOR: u16 = 1;
 
 /// Alignment of every section's offset.
 pub const SECTION_ALIGN: u64 = 8;
@@ -187,6 +189,10 @@ fn weight_uses(op: &crate::graph::Op) -> [Option<Use>; 2] {
             Some((*scale, WeightRole::Vector)),
             Some((*shift, WeightRole::Vector)),
         ],
+        Op::Deconv(d) => [
+            Some((d.weight, WeightRole::Vector)),
+            d.bias.map(|b| (b, WeightRole::Vector)),
+        ],
         _ => [None, None],
     }
 }
@@ -199,7 +205,7 @@ fn role_name(role: &crate::kernels::WeightRole) -> String {
         WeightRole::Conv(c) if c.groups == 1 => "the weights of an ungrouped conv".into(),
         WeightRole::Conv(c) => format!("the weights of a grouped conv ({} groups)", c.groups),
         WeightRole::Fc => "fully connected weights".into(),
-        WeightRole::Vector => "a per-channel vector".into(),
+        WeightRole::Vector => "a per-channel vector or transposed-conv weights".into(),
     }
 }
 

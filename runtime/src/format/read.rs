@@ -2,9 +2,9 @@
 //! anything is trusted or allocated, then builds and validates the [`Graph`].
 
 use super::records::{
-    act, dtype, layout, op, pool, FileHeader, IoRecord, MetaRecord, NodeRecord, SectionEntry,
-    StrRef, TableHeader, TensorRecord, WeightRecord, HEADER_CRC_OFFSET, HEADER_SIZE,
-    NODE_PARAM_WORDS, NO_WEIGHT, SECTION_ENTRY_SIZE, TABLE_HEADER_SIZE,
+    act, coord, dtype, layout, op, pool, reduce, resize, FileHeader, IoRecord, MetaRecord,
+    NodeRecord, SectionEntry, StrRef, TableHeader, TensorRecord, WeightRecord, HEADER_CRC_OFFSET,
+    HEADER_SIZE, NODE_PARAM_WORDS, NO_WEIGHT, SECTION_ENTRY_SIZE, TABLE_HEADER_SIZE,
 };
 use super::{
     ReadOptions, SectionInfo, SectionKind, MAGIC, MAX_HEADER_SIZE, MAX_MODEL_IOS, MAX_NODES,
@@ -13,8 +13,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, Conv, DType, Fc, Graph, IoDesc, Layout, Metadata, Node, Op, Pool, PoolKind, Shape4,
-    TensorDesc, TensorId, WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
+    Activation, Conv, CoordMode, DType, Deconv, Fc, Graph, IoDesc, Layout, Metadata, NearestRound,
+    Node, Op, Pool, PoolKind, ReduceKind, Resize, ResizeMode, Shape4, TensorDesc, TensorId,
+    WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
 };
 use crate::kernels::pack;
 use bytemuck::{pod_read_unaligned, Pod};
@@ -1139,6 +1140,93 @@ impl Params<'_> {
                 },
                 5,
             ),
+            op::SLICE => (
+                Op::Slice {
+                    start: self.get(0),
+                    end: self.get(4),
+                    step: self.get(8),
+                },
+                12,
+            ),
+            op::RESIZE => {
+                let [mode, round, coord] = self.get(0);
+                let bad_code = |at: usize, what: &str, v: u32| {
+                    Err(corrupt(
+                        self.pos(at),
+                        format!("{}: unknown {what} code {v}", (self.ctx)()),
+                    ))
+                };
+                let mode = match (mode, round) {
+                    (resize::NEAREST, resize::ROUND_PREFER_FLOOR) => {
+                        ResizeMode::Nearest(NearestRound::RoundPreferFloor)
+                    }
+                    (resize::NEAREST, resize::ROUND_PREFER_CEIL) => {
+                        ResizeMode::Nearest(NearestRound::RoundPreferCeil)
+                    }
+                    (resize::NEAREST, resize::FLOOR) => ResizeMode::Nearest(NearestRound::Floor),
+                    (resize::NEAREST, resize::CEIL) => ResizeMode::Nearest(NearestRound::Ceil),
+                    (resize::LINEAR, 0) => ResizeMode::Linear,
+                    (resize::NEAREST | resize::LINEAR, r) => {
+                        return bad_code(1, "nearest rounding (0 for linear)", r)
+                    }
+                    (m, _) => return bad_code(0, "resize mode", m),
+                };
+                let coord = match coord {
+                    coord::HALF_PIXEL => CoordMode::HalfPixel,
+                    coord::PYTORCH_HALF_PIXEL => CoordMode::PytorchHalfPixel,
+                    coord::ALIGN_CORNERS => CoordMode::AlignCorners,
+                    coord::ASYMMETRIC => CoordMode::Asymmetric,
+                    coord::TF_HALF_PIXEL_FOR_NN => CoordMode::TfHalfPixelForNn,
+                    coord::HALF_PIXEL_SYMMETRIC => CoordMode::HalfPixelSymmetric,
+                    c => return bad_code(2, "coordinate mode", c),
+                };
+                let r = Resize {
+                    mode,
+                    coord,
+                    scale: self.get::<2>(3).map(f32::from_bits),
+                    size: self.get(5),
+                };
+                (Op::Resize(r), 7)
+            }
+            op::DECONV => {
+                let [in_c, out_c, groups] = self.get(0);
+                let d = Deconv {
+                    in_c,
+                    out_c,
+                    groups,
+                    kernel: self.get(3),
+                    stride: self.get(5),
+                    dilation: self.get(7),
+                    pads: self.get(9),
+                    out_pad: self.get(13),
+                    weight: self.weight(15)?,
+                    bias: self.opt_weight(16)?,
+                    act: self.act(17)?,
+                };
+                (Op::Deconv(d), 20)
+            }
+            op::CHANNEL_SHUFFLE => (
+                Op::ChannelShuffle {
+                    groups: self.get::<1>(0)[0],
+                },
+                1,
+            ),
+            op::TRANSPOSE => (Op::Transpose { perm: self.get(0) }, 4),
+            op::REDUCE => {
+                let [kind, axes] = self.get(0);
+                let kind = match kind {
+                    reduce::MEAN => ReduceKind::Mean,
+                    reduce::MAX => ReduceKind::Max,
+                    reduce::SUM => ReduceKind::Sum,
+                    k => {
+                        return Err(corrupt(
+                            self.pos(0),
+                            format!("{}: unknown reduction code {k}", (self.ctx)()),
+                        ))
+                    }
+                };
+                (Op::Reduce { kind, axes }, 2)
+            }
             c => {
                 return Err(corrupt(
                     pos,

@@ -219,6 +219,62 @@ pub mod op {
     pub const FLATTEN: u32 = 9;
     /// [`crate::graph::Op::ChannelAffine`].
     pub const CHANNEL_AFFINE: u32 = 10;
+    /// [`crate::graph::Op::Slice`] (format 1.1).
+    pub const SLICE: u32 = 11;
+    /// [`crate::graph::Op::Resize`] (format 1.1).
+    pub const RESIZE: u32 = 12;
+    /// [`crate::graph::Op::Deconv`] (format 1.1).
+    pub const DECONV: u32 = 13;
+    /// [`crate::graph::Op::ChannelShuffle`] (format 1.1).
+    pub const CHANNEL_SHUFFLE: u32 = 14;
+    /// [`crate::graph::Op::Transpose`] (format 1.1).
+    pub const TRANSPOSE: u32 = 15;
+    /// [`crate::graph::Op::Reduce`] (format 1.1).
+    pub const REDUCE: u32 = 16;
+    /// The first code of format 1.1; a file using a code from here on is written as 1.1.
+    pub const FIRST_OF_1_1: u32 = SLICE;
+}
+
+/// Codes of [`crate::graph::ResizeMode`] and [`crate::graph::NearestRound`].
+pub mod resize {
+    /// Nearest neighbour.
+    pub const NEAREST: u32 = 0;
+    /// Bilinear.
+    pub const LINEAR: u32 = 1;
+    /// Nearest rounding: halves down.
+    pub const ROUND_PREFER_FLOOR: u32 = 0;
+    /// Nearest rounding: halves up.
+    pub const ROUND_PREFER_CEIL: u32 = 1;
+    /// Nearest rounding: down.
+    pub const FLOOR: u32 = 2;
+    /// Nearest rounding: up.
+    pub const CEIL: u32 = 3;
+}
+
+/// Codes of [`crate::graph::CoordMode`].
+pub mod coord {
+    /// [`crate::graph::CoordMode::HalfPixel`].
+    pub const HALF_PIXEL: u32 = 0;
+    /// [`crate::graph::CoordMode::PytorchHalfPixel`].
+    pub const PYTORCH_HALF_PIXEL: u32 = 1;
+    /// [`crate::graph::CoordMode::AlignCorners`].
+    pub const ALIGN_CORNERS: u32 = 2;
+    /// [`crate::graph::CoordMode::Asymmetric`].
+    pub const ASYMMETRIC: u32 = 3;
+    /// [`crate::graph::CoordMode::TfHalfPixelForNn`].
+    pub const TF_HALF_PIXEL_FOR_NN: u32 = 4;
+    /// [`crate::graph::CoordMode::HalfPixelSymmetric`].
+    pub const HALF_PIXEL_SYMMETRIC: u32 = 5;
+}
+
+/// Codes of [`crate::graph::ReduceKind`].
+pub mod reduce {
+    /// Mean.
+    pub const MEAN: u32 = 0;
+    /// Maximum.
+    pub const MAX: u32 = 1;
+    /// Sum.
+    pub const SUM: u32 = 2;
 }
 
 /// Codes of [`crate::graph::Activation`]; the two parameter words follow the code.

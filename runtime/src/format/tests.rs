@@ -412,6 +412,22 @@ fn fix_header_crc(bytes: &mut [u8]) {
     bytes[HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// `bytes` with every section checksum and the header checksum recomputed, so that an edit
+/// inside a section reaches the record decoding.
+fn with_fixed_crcs(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let h: FileHeader = bytemuck::pod_read_unaligned(&bytes[..HEADER_SIZE]);
+    let table = h.section_table_offset as usize;
+    for i in 0..h.section_count as usize {
+        let at = table + i * SECTION_ENTRY_SIZE;
+        let mut e: SectionEntry = bytemuck::pod_read_unaligned(&out[at..at + SECTION_ENTRY_SIZE]);
+        e.crc32 = crc32(&out[e.offset as usize..(e.offset + e.length) as usize]);
+        out[at..at + SECTION_ENTRY_SIZE].copy_from_slice(bytemuck::bytes_of(&e));
+    }
+    fix_header_crc(&mut out);
+    out
+}
+
 /// Appends a section of unknown kind 1000, moving the section table to the end of the file.
 fn with_unknown_section(bytes: &[u8]) -> Vec<u8> {
     let mut h: FileHeader = bytemuck::pod_read_unaligned(&bytes[..HEADER_SIZE]);
@@ -557,4 +573,179 @@ fn layout_roles_are_checked_over_every_use() {
     let e = read(&b2, &ReadOptions::default()).unwrap_err();
     assert_eq!(corrupt_offset(&e), layout_at as u64, "{e}");
     assert!(e.to_string().contains("ungrouped conv"), "{e}");
+}
+
+/// A graph using every op of format 1.1, every resize mode and every reduction.
+fn ops_of_1_1() -> (Graph, Vec<Vec<u8>>) {
+    let mut b = Builder::new(Shape4::new(1, 6, 5, 8));
+    let sl = b.node(
+        "slice",
+        Op::Slice {
+            start: [0, 1, 0, 2],
+            end: [1, 6, 5, 8],
+            step: [1, 2, 1, 1],
+        },
+        &[0],
+    );
+    let mut last = sl;
+    for (i, (mode, coord)) in [
+        (
+            ResizeMode::Nearest(NearestRound::RoundPreferFloor),
+            CoordMode::HalfPixel,
+        ),
+        (
+            ResizeMode::Nearest(NearestRound::RoundPreferCeil),
+            CoordMode::PytorchHalfPixel,
+        ),
+        (
+            ResizeMode::Nearest(NearestRound::Floor),
+            CoordMode::Asymmetric,
+        ),
+        (
+            ResizeMode::Nearest(NearestRound::Ceil),
+            CoordMode::TfHalfPixelForNn,
+        ),
+        (ResizeMode::Linear, CoordMode::AlignCorners),
+        (ResizeMode::Linear, CoordMode::HalfPixelSymmetric),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = Resize {
+            mode,
+            coord,
+            scale: [2.0, 0.5],
+            size: if i % 2 == 0 { [0, 0] } else { [7, 9] },
+        };
+        last = b.node(&format!("resize{i}"), Op::Resize(r), &[last]);
+    }
+    let c = b.g.tensors[last as usize].shape.c;
+    let w = b.weight("de.w", DType::F16, Layout::Canonical, &[3, 2, c, 4 / 2]);
+    let bias = b.weight("de.b", DType::F32, Layout::Canonical, &[4]);
+    let de = Deconv {
+        in_c: c,
+        out_c: 4,
+        groups: 2,
+        kernel: [3, 2],
+        stride: [2, 1],
+        dilation: [1, 2],
+        pads: [1, 0, 0, 1],
+        out_pad: [1, 0],
+        weight: w,
+        bias: Some(bias),
+        act: Activation::LeakyRelu { alpha: 0.25 },
+    };
+    let t = b.node("deconv", Op::Deconv(de), &[last]);
+    let t = b.node("shuffle", Op::ChannelShuffle { groups: 2 }, &[t]);
+    let t = b.node(
+        "transpose",
+        Op::Transpose {
+            perm: [0, 2, 3, 1],
+        },
+        &[t],
+    );
+    let t = b.node(
+        "mean",
+        Op::Reduce {
+            kind: ReduceKind::Mean,
+            axes: REDUCE_C,
+        },
+        &[t],
+    );
+    let t = b.node(
+        "max",
+        Op::Reduce {
+            kind: ReduceKind::Max,
+            axes: REDUCE_H,
+        },
+        &[t],
+    );
+    let t = b.node(
+        "sum",
+        Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: REDUCE_W | REDUCE_H,
+        },
+        &[t],
+    );
+    b.finish(t)
+}
+
+#[test]
+fn ops_of_format_1_1_round_trip_and_older_files_stay_1_0() {
+    let (g, data) = ops_of_1_1();
+    let bytes = write(&g, &refs(&data)).unwrap();
+    assert_eq!(version(&bytes).unwrap(), (1, 1));
+    let back = read(&bytes, &ReadOptions::default()).unwrap();
+    assert_eq!(without_offsets(&back), without_offsets(&g));
+    assert_eq!(write(&back, &refs(&data)).unwrap(), bytes);
+    // A file without them is still written as 1.0, readable by 1.0 readers.
+    let (_, _, old) = write_every_op();
+    assert_eq!(version(&old).unwrap(), (1, 0));
+}
+
+#[test]
+fn bad_codes_and_parameters_of_1_1_ops_are_refused() {
+    let (g, data) = ops_of_1_1();
+    let bad = |f: &dyn Fn(&mut Graph)| {
+        let mut g = g.clone();
+        f(&mut g);
+        write(&g, &refs(&data)).expect_err("writer must refuse an invalid graph");
+    };
+    // Invalid parameters are refused by the graph rules.
+    bad(&|g| {
+        if let Op::Slice { step, .. } = &mut g.nodes[0].op {
+            step[1] = 0;
+        }
+    });
+    bad(&|g| {
+        if let Op::Resize(r) = &mut g.nodes[1].op {
+            r.scale[0] = f32::NAN;
+        }
+    });
+    bad(&|g| {
+        let n = g.nodes.iter_mut().find(|n| n.name == "deconv").unwrap();
+        if let Op::Deconv(d) = &mut n.op {
+            d.out_pad = [2, 0];
+        }
+    });
+    bad(&|g| {
+        let n = g.nodes.iter_mut().find(|n| n.name == "shuffle").unwrap();
+        n.op = Op::ChannelShuffle { groups: 3 };
+    });
+    bad(&|g| {
+        let n = g.nodes.iter_mut().find(|n| n.name == "transpose").unwrap();
+        n.op = Op::Transpose { perm: [0, 2, 2, 1] };
+    });
+    bad(&|g| {
+        let n = g.nodes.iter_mut().find(|n| n.name == "mean").unwrap();
+        n.op = Op::Reduce {
+            kind: ReduceKind::Mean,
+            axes: 8,
+        };
+    });
+    // Unknown enumeration codes in the file are refused by the reader, with the offset.
+    let bytes = write(&g, &refs(&data)).unwrap();
+    let nodes = sections(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.kind == Some(SectionKind::Nodes))
+        .unwrap();
+    let params = |node: usize| {
+        nodes.offset as usize
+            + records::TABLE_HEADER_SIZE
+            + node * std::mem::size_of::<records::NodeRecord>()
+            + std::mem::offset_of!(records::NodeRecord, params)
+    };
+    for (node, word, value) in [(1usize, 0usize, 7u32), (1, 1, 9), (1, 2, 6), (3, 1, 4)] {
+        let mut b = bytes.clone();
+        let at = params(node) + 4 * word;
+        b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        let err = read(&with_fixed_crcs(&b), &ReadOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("unknown") || msg.contains("code"),
+            "node {node} word {word} = {value}: {msg}"
+        );
+    }
 }

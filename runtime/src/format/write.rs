@@ -2,9 +2,9 @@
 //! the section table and every section with their checksums.
 
 use super::records::{
-    act, dtype, layout, op, pool, FileHeader, IoRecord, MetaRecord, NodeRecord, SectionEntry,
-    StrRef, TableHeader, TensorRecord, WeightRecord, HEADER_SIZE, NODE_PARAM_WORDS, NO_WEIGHT,
-    SECTION_ENTRY_SIZE,
+    act, coord, dtype, layout, op, pool, reduce, resize, FileHeader, IoRecord, MetaRecord,
+    NodeRecord, SectionEntry, StrRef, TableHeader, TensorRecord, WeightRecord, HEADER_SIZE,
+    NODE_PARAM_WORDS, NO_WEIGHT, SECTION_ENTRY_SIZE,
 };
 use super::{
     SectionKind, MAGIC, MAX_MODEL_IOS, MAX_NODES, MAX_NODE_INPUTS, MAX_NODE_IO, MAX_NODE_OUTPUTS,
@@ -12,7 +12,10 @@ use super::{
     VERSION_MAJOR, VERSION_MINOR, WEIGHT_ALIGN,
 };
 use crate::error::{Error, Result};
-use crate::graph::{Activation, DType, Graph, IoDesc, Layout, Op, PoolKind, WeightId};
+use crate::graph::{
+    Activation, CoordMode, DType, Graph, IoDesc, Layout, NearestRound, Op, PoolKind, ReduceKind,
+    ResizeMode, WeightId,
+};
 use crate::kernels::pack;
 use bytemuck::{bytes_of, Pod};
 
@@ -198,7 +201,15 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
     let mut header = FileHeader {
         magic: MAGIC,
         version_major: VERSION_MAJOR,
-        version_minor: VERSION_MINOR,
+        version_minor: if graph
+            .nodes
+            .iter()
+            .any(|n| encode_op(&n.op).0 >= op::FIRST_OF_1_1)
+        {
+            VERSION_MINOR
+        } else {
+            0
+        },
         header_size: HEADER_SIZE as u32,
         file_len,
         section_table_offset: table_offset,
@@ -436,6 +447,66 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
             put(0, &[*scale, *shift]);
             put(2, &act_words(*act));
             op::CHANNEL_AFFINE
+        }
+        Op::Slice { start, end, step } => {
+            put(0, start);
+            put(4, end);
+            put(8, step);
+            op::SLICE
+        }
+        Op::Resize(r) => {
+            let (mode, round) = match r.mode {
+                ResizeMode::Nearest(n) => (
+                    resize::NEAREST,
+                    match n {
+                        NearestRound::RoundPreferFloor => resize::ROUND_PREFER_FLOOR,
+                        NearestRound::RoundPreferCeil => resize::ROUND_PREFER_CEIL,
+                        NearestRound::Floor => resize::FLOOR,
+                        NearestRound::Ceil => resize::CEIL,
+                    },
+                ),
+                ResizeMode::Linear => (resize::LINEAR, 0),
+            };
+            let coord = match r.coord {
+                CoordMode::HalfPixel => coord::HALF_PIXEL,
+                CoordMode::PytorchHalfPixel => coord::PYTORCH_HALF_PIXEL,
+                CoordMode::AlignCorners => coord::ALIGN_CORNERS,
+                CoordMode::Asymmetric => coord::ASYMMETRIC,
+                CoordMode::TfHalfPixelForNn => coord::TF_HALF_PIXEL_FOR_NN,
+                CoordMode::HalfPixelSymmetric => coord::HALF_PIXEL_SYMMETRIC,
+            };
+            put(0, &[mode, round, coord]);
+            put(3, &r.scale.map(f32::to_bits));
+            put(5, &r.size);
+            op::RESIZE
+        }
+        Op::Deconv(d) => {
+            put(0, &[d.in_c, d.out_c, d.groups]);
+            put(3, &d.kernel);
+            put(5, &d.stride);
+            put(7, &d.dilation);
+            put(9, &d.pads);
+            put(13, &d.out_pad);
+            put(15, &[d.weight, opt_weight(d.bias)]);
+            put(17, &act_words(d.act));
+            op::DECONV
+        }
+        Op::ChannelShuffle { groups } => {
+            put(0, &[*groups]);
+            op::CHANNEL_SHUFFLE
+        }
+        Op::Transpose { perm } => {
+            put(0, perm);
+            op::TRANSPOSE
+        }
+        Op::Reduce { kind, axes } => {
+            let k = match kind {
+                ReduceKind::Mean => reduce::MEAN,
+                ReduceKind::Max => reduce::MAX,
+                ReduceKind::Sum => reduce::SUM,
+            };
+            put(0, &[k, *axes]);
+            op::REDUCE
         }
     };
     (code, p)

@@ -274,6 +274,7 @@ pub enum WeightRole {
     Conv(Conv),
     /// The weights of a fully connected layer.
     Fc,
-    /// A per-channel vector (bias, scale, shift).
+    /// A weight read in its canonical order: a per-channel vector (bias, scale, shift) or the
+    /// weights of a transposed conv.
     Vector,
 }

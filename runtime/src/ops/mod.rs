@@ -1,0 +1,276 @@
+//! Data-movement and resampling ops that every kernel table shares: slicing, resizing,
+//! transposed convolution, channel shuffle, axis permutation and reductions.
+//!
+//! They are memory-bound or rare, so one portable implementation serves every instruction
+//! set: the loops run over the contiguous channel axis of the NHWC buffers, which the
+//! compiler vectorises. Every function writes every element of its output, pad lanes
+//! (channels `c..cs`) included, as zero.
+
+use crate::graph::{
+    Activation, CoordMode, Deconv, NearestRound, ReduceKind, Resize, ResizeMode, REDUCE_C,
+    REDUCE_H, REDUCE_W,
+};
+use crate::kernels::Act4;
+
+/// Dims `[n, h, w, c]` of a geometry, as `usize`.
+fn dims(g: Act4) -> [usize; 4] {
+    let s = g.shape;
+    [s.n as usize, s.h as usize, s.w as usize, s.c as usize]
+}
+
+/// [`crate::graph::Op::Slice`]: `y` is the window `start + o * step` of `x` on every axis.
+pub fn slice(start: &[u32; 4], step: &[u32; 4], x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [_, xh, xw, _] = dims(xs);
+    let [n, h, w, c] = dims(ys);
+    let [s0, s1, s2, s3] = start.map(|v| v as usize);
+    let [t0, t1, t2, t3] = step.map(|v| v as usize);
+    let mut p = 0;
+    for b in 0..n {
+        for r in 0..h {
+            for q in 0..w {
+                let src = (((s0 + b * t0) * xh + s1 + r * t1) * xw + s2 + q * t2) * xs.cs + s3;
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                if t3 == 1 {
+                    dst[..c].copy_from_slice(&x[src..src + c]);
+                } else {
+                    for (k, v) in dst[..c].iter_mut().enumerate() {
+                        *v = x[src + k * t3];
+                    }
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// Input coordinate of output coordinate `o` on one axis of a resize.
+fn source_coord(mode: CoordMode, o: usize, scale: f32, len_in: usize, len_out: usize) -> f32 {
+    let o = o as f32;
+    match mode {
+        CoordMode::HalfPixel => (o + 0.5) / scale - 0.5,
+        CoordMode::PytorchHalfPixel => {
+            if len_out > 1 {
+                (o + 0.5) / scale - 0.5
+            } else {
+                0.0
+            }
+        }
+        CoordMode::AlignCorners => {
+            if len_out > 1 {
+                o * (len_in as f32 - 1.0) / (len_out as f32 - 1.0)
+            } else {
+                0.0
+            }
+        }
+        CoordMode::Asymmetric => o / scale,
+        CoordMode::TfHalfPixelForNn => (o + 0.5) / scale,
+        CoordMode::HalfPixelSymmetric => {
+            let adjustment = len_out as f32 / (scale * len_in as f32);
+            let center = len_in as f32 / 2.0;
+            let offset = center * (1.0 - adjustment);
+            offset + (o + 0.5) / scale - 0.5
+        }
+    }
+}
+
+/// Nearest input index of coordinate `v` on an axis of `len` elements.
+fn nearest(v: f32, round: NearestRound, len: usize) -> usize {
+    let r = match round {
+        NearestRound::RoundPreferFloor => (v - 0.5).ceil(),
+        NearestRound::RoundPreferCeil => (v + 0.5).floor(),
+        NearestRound::Floor => v.floor(),
+        NearestRound::Ceil => v.ceil(),
+    };
+    // `as` saturates (NaN gives 0), so the clamp keeps every index in range.
+    (r.max(0.0) as usize).min(len - 1)
+}
+
+/// The two input indices and the weight of the second for linear interpolation at `v`.
+fn linear(v: f32, len: usize) -> (usize, usize, f32) {
+    let v = v.clamp(0.0, (len - 1) as f32);
+    let i0 = (v.floor() as usize).min(len - 1);
+    let i1 = (i0 + 1).min(len - 1);
+    let l = if v.is_finite() { v - i0 as f32 } else { 0.0 };
+    (i0, i1, l)
+}
+
+/// [`crate::graph::Op::Resize`] over H and W.
+pub fn resize(r: &Resize, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [_, xh, xw, _] = dims(xs);
+    let [n, h, w, c] = dims(ys);
+    let row = |b: usize, i: usize, j: usize| ((b * xh + i) * xw + j) * xs.cs;
+    let mut p = 0;
+    for b in 0..n {
+        for oy in 0..h {
+            let vy = source_coord(r.coord, oy, r.scale[0], xh, h);
+            for ox in 0..w {
+                let vx = source_coord(r.coord, ox, r.scale[1], xw, w);
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                match r.mode {
+                    ResizeMode::Nearest(round) => {
+                        let s = row(b, nearest(vy, round, xh), nearest(vx, round, xw));
+                        dst[..c].copy_from_slice(&x[s..s + c]);
+                    }
+                    ResizeMode::Linear => {
+                        let (y0, y1, ly) = linear(vy, xh);
+                        let (x0, x1, lx) = linear(vx, xw);
+                        let (a, bb) = (&x[row(b, y0, x0)..], &x[row(b, y0, x1)..]);
+                        let (cc, d) = (&x[row(b, y1, x0)..], &x[row(b, y1, x1)..]);
+                        for k in 0..c {
+                            let top = a[k] + (bb[k] - a[k]) * lx;
+                            let bot = cc[k] + (d[k] - cc[k]) * lx;
+                            dst[k] = top + (bot - top) * ly;
+                        }
+                    }
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::Deconv`]: every input pixel adds its `kh x kw` patch of
+/// `x[ic] * w[kh][kw][ic][..]` into the output, then the activation is applied.
+pub fn deconv(
+    d: &Deconv,
+    x: &[f32],
+    xs: Act4,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ys: Act4,
+) {
+    let [n, ih, iw, ic] = dims(xs);
+    let [_, oh, ow, oc] = dims(ys);
+    let icg = ic / d.groups as usize;
+    let ocg = oc / d.groups as usize;
+    let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
+    for px in y.chunks_exact_mut(ys.cs) {
+        match bias {
+            Some(b) => px[..oc].copy_from_slice(&b[..oc]),
+            None => px[..oc].fill(0.0),
+        }
+        px[oc..].fill(0.0);
+    }
+    for b in 0..n {
+        for iy in 0..ih {
+            for ix in 0..iw {
+                let xrow = &x[((b * ih + iy) * iw + ix) * xs.cs..][..ic];
+                for ky in 0..kh {
+                    let oy = (iy * d.stride[0] as usize + ky * d.dilation[0] as usize) as isize
+                        - d.pads[0] as isize;
+                    if oy < 0 || oy >= oh as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ox = (ix * d.stride[1] as usize + kx * d.dilation[1] as usize) as isize
+                            - d.pads[1] as isize;
+                        if ox < 0 || ox >= ow as isize {
+                            continue;
+                        }
+                        let yrow =
+                            &mut y[((b * oh + oy as usize) * ow + ox as usize) * ys.cs..][..oc];
+                        let taps = &w[(ky * kw + kx) * ic * ocg..][..ic * ocg];
+                        for (i, &xv) in xrow.iter().enumerate() {
+                            let g = i / icg;
+                            let wrow = &taps[i * ocg..(i + 1) * ocg];
+                            for (yv, &wv) in yrow[g * ocg..(g + 1) * ocg].iter_mut().zip(wrow) {
+                                *yv += xv * wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if d.act != Activation::None {
+        for px in y.chunks_exact_mut(ys.cs) {
+            for v in &mut px[..oc] {
+                *v = d.act.apply(*v);
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::ChannelShuffle`].
+pub fn channel_shuffle(groups: usize, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let c = ys.shape.c as usize;
+    let per = c / groups;
+    for (src, dst) in x.chunks_exact(xs.cs).zip(y.chunks_exact_mut(ys.cs)) {
+        for j in 0..groups {
+            for i in 0..per {
+                dst[i * groups + j] = src[j * per + i];
+            }
+        }
+        dst[c..].fill(0.0);
+    }
+}
+
+/// [`crate::graph::Op::Transpose`] of the ONNX (NCHW) axes.
+pub fn transpose(perm: &[u32; 4], x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [_, xh, xw, _] = dims(xs);
+    // Distance in `x` between neighbours along each ONNX axis [n, c, h, w].
+    let stride = [xh * xw * xs.cs, 1, xw * xs.cs, xs.cs];
+    let st = perm.map(|p| stride[p as usize]);
+    let [n, h, w, c] = dims(ys);
+    let mut p = 0;
+    for a in 0..n {
+        for r in 0..h {
+            for q in 0..w {
+                let base = a * st[0] + r * st[2] + q * st[3];
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                for (k, v) in dst[..c].iter_mut().enumerate() {
+                    *v = x[base + k * st[1]];
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::Reduce`] over the axes in `axes` (reduced axes keep extent 1).
+pub fn reduce(kind: ReduceKind, axes: u32, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [n, h, w, c] = dims(xs);
+    let [_, oh, ow, oc] = dims(ys);
+    let init = match kind {
+        ReduceKind::Max => f32::NEG_INFINITY,
+        ReduceKind::Mean | ReduceKind::Sum => 0.0,
+    };
+    for px in y.chunks_exact_mut(ys.cs) {
+        px[..oc].fill(init);
+        px[oc..].fill(0.0);
+    }
+    let fold = |acc: f32, v: f32| match kind {
+        ReduceKind::Max => acc.max(v),
+        ReduceKind::Mean | ReduceKind::Sum => acc + v,
+    };
+    for b in 0..n {
+        for r in 0..h {
+            let orow = if axes & REDUCE_H != 0 { 0 } else { r };
+            for q in 0..w {
+                let ocol = if axes & REDUCE_W != 0 { 0 } else { q };
+                let src = &x[((b * h + r) * w + q) * xs.cs..][..c];
+                let dst = &mut y[((b * oh + orow) * ow + ocol) * ys.cs..][..oc];
+                if axes & REDUCE_C != 0 {
+                    dst[0] = src.iter().fold(dst[0], |a, &v| fold(a, v));
+                } else {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = fold(*d, v);
+                    }
+                }
+            }
+        }
+    }
+    if kind == ReduceKind::Mean {
+        let count = (h * w * c) / (oh * ow * oc);
+        let inv = 1.0 / count as f32;
+        for px in y.chunks_exact_mut(ys.cs) {
+            for v in &mut px[..oc] {
+                *v *= inv;
+            }
+        }
+    }
+}

@@ -94,6 +94,24 @@ fn convert_inspect_run() {
     assert!(bytes.starts_with(b"\x93NUMPY"));
     // 1 x 1280 f32 after the header.
     assert_eq!((bytes.len() - 128) / 4, 1280, "output size");
+
+    // --no-mmap reads the file into memory: the same result.
+    let y2 = tmp("y_copied.npy");
+    let o = smof(&[
+        "--no-mmap",
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&y2).unwrap(),
+        bytes,
+        "--no-mmap output differs"
+    );
 }
 
 #[test]

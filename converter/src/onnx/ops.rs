@@ -831,8 +831,9 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                     })?,
                 None => vec![0, 1, 2, 3],
             };
-            let present =
-                |i: usize| !imp.missing(node, i) && imp.konst(node, i).is_none_or(|t| !t.is_empty());
+            let present = |i: usize| {
+                !imp.missing(node, i) && imp.konst(node, i).is_none_or(|t| !t.is_empty())
+            };
             let mut scale = [1.0f64; 4];
             let mut size = None;
             if present(3) {

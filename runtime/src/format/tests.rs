@@ -637,13 +637,7 @@ fn ops_of_1_1() -> (Graph, Vec<Vec<u8>>) {
     };
     let t = b.node("deconv", Op::Deconv(de), &[last]);
     let t = b.node("shuffle", Op::ChannelShuffle { groups: 2 }, &[t]);
-    let t = b.node(
-        "transpose",
-        Op::Transpose {
-            perm: [0, 2, 3, 1],
-        },
-        &[t],
-    );
+    let t = b.node("transpose", Op::Transpose { perm: [0, 2, 3, 1] }, &[t]);
     let t = b.node(
         "mean",
         Op::Reduce {

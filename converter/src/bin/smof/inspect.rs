@@ -1,8 +1,8 @@
 //! `smof inspect`: the layer table of a `.smof` model, its totals and its arena size.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use smof::graph::{Graph, Op};
-use smof::{Model, Session, SessionOptions};
+use smof::{Session, SessionOptions};
 use std::path::Path;
 
 /// Multiply-accumulates of each node.
@@ -88,7 +88,7 @@ fn rows(g: &Graph, kernels: &[&'static str]) -> Vec<Row> {
 
 /// Prints the layer table (or JSON) of the model at `path`.
 pub fn inspect(path: &Path, json: bool) -> Result<()> {
-    let model = Model::open(path).with_context(|| format!("cannot load {}", path.display()))?;
+    let model = crate::open(path)?;
     let session = Session::new(&model, &SessionOptions::default())?;
     let g = model.graph();
     let rows = rows(g, &session.kernel_names());

@@ -18,9 +18,16 @@ use std::process::ExitCode;
     about = "SMOF: convert, prune, inspect and run CNN models"
 )]
 struct Cli {
+    /// Read model files into memory instead of mapping them (`Model::open_copied`): for a
+    /// file that something may truncate or rewrite in place while it is open.
+    #[arg(long, global = true)]
+    no_mmap: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+/// Set once from `--no-mmap` before any model is opened.
+static NO_MMAP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 // Parsed once at start-up: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -258,6 +265,7 @@ fn target_choice(target: Option<&str>) -> Result<KernelChoice> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    NO_MMAP.store(cli.no_mmap, std::sync::atomic::Ordering::Relaxed);
     match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -410,8 +418,14 @@ fn load_calib(
     }
 }
 
+/// Opens a model file, mapped unless `--no-mmap` was given.
 fn open(path: &Path) -> Result<Model> {
-    Model::open(path).with_context(|| format!("cannot load {}", path.display()))
+    if NO_MMAP.load(std::sync::atomic::Ordering::Relaxed) {
+        Model::open_copied(path, &smof::ModelOptions::default())
+    } else {
+        Model::open(path)
+    }
+    .with_context(|| format!("cannot load {}", path.display()))
 }
 
 fn run(model_path: &Path, input: &Path, output: &Path) -> Result<()> {

@@ -55,6 +55,48 @@ impl V8 {
         // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
         unsafe { V8(vminq_f32(self.0, b.0), vminq_f32(self.1, b.1)) }
     }
+    /// `self / b`.
+    #[inline(always)]
+    pub fn div(self, b: V8) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vdivq_f32(self.0, b.0), vdivq_f32(self.1, b.1)) }
+    }
+    /// `e^x` on every lane, within 2 ulp of `f32::exp` for `x` in `[-87, 88]`; the input is
+    /// clamped to that range (Cephes' `expf`, as the x86 kernels' `Isa::exp`).
+    #[inline(always)]
+    pub fn exp(self) -> V8 {
+        let x = self.max(V8::splat(-87.0)).min(V8::splat(88.0));
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        let n = unsafe {
+            let t = x.mul(V8::splat(std::f32::consts::LOG2_E));
+            V8(vrndnq_f32(t.0), vrndnq_f32(t.1))
+        };
+        let r = x.fma(n, V8::splat(-0.693_359_4));
+        let r = r.fma(n, V8::splat(2.121_944_4e-4));
+        let mut p = V8::splat(1.987_569_1e-4);
+        for c in [
+            1.398_2e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            p = V8::splat(c).fma(p, r);
+        }
+        let p = r.add(V8::splat(1.0)).fma(p, r.mul(r));
+        // SAFETY: as above; `n` holds integers in -126..=127, so `n + 127` is a valid
+        // exponent field.
+        let pow2 = unsafe {
+            let e = |v: float32x4_t| {
+                vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(
+                    vcvtq_s32_f32(v),
+                    vdupq_n_s32(127),
+                )))
+            };
+            V8(e(n.0), e(n.1))
+        };
+        p.mul(pow2)
+    }
     /// The lanes as an array.
     #[inline(always)]
     pub fn to_array(self) -> [f32; LANES] {
@@ -112,8 +154,8 @@ pub(crate) fn store_upto(s: &mut [f32], at: usize, end: usize, v: V8) {
     }
 }
 
-/// `act` applied to every lane; matches [`Activation::apply`] (the transcendental activations
-/// go through the scalar definition lane by lane).
+/// `act` applied to every lane; matches [`Activation::apply`] to a few ulp (the
+/// transcendental activations use [`V8::exp`]).
 #[inline(always)]
 pub(crate) fn act8(act: Activation, v: V8) -> V8 {
     let zero = V8::zero();
@@ -133,9 +175,12 @@ pub(crate) fn act8(act: Activation, v: V8) -> V8 {
                 .max(zero)
                 .min(one),
         ),
-        Activation::Sigmoid | Activation::Silu | Activation::Tanh => {
-            V8::from_array(v.to_array().map(|e| act.apply(e)))
-        }
+        Activation::Sigmoid => one.div(one.add(v.mul(V8::splat(-1.0)).exp())),
+        Activation::Silu => v.div(one.add(v.mul(V8::splat(-1.0)).exp())),
+        // tanh(x) = 2 / (1 + e^(-2x)) - 1.
+        Activation::Tanh => V8::splat(2.0)
+            .div(one.add(v.mul(V8::splat(-2.0)).exp()))
+            .add(V8::splat(-1.0)),
     }
 }
 
@@ -146,6 +191,47 @@ pub(crate) fn zero_pad_lanes(y: &mut [f32], at: usize, pixels: usize, c: usize, 
     if cs > c {
         for px in y[at..at + pixels * cs].chunks_exact_mut(cs) {
             px[c..].fill(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{act8, V8};
+    use crate::graph::Activation;
+
+    /// `exp` and the activations built on it against the scalar definitions, lane by lane.
+    #[test]
+    fn exp_and_transcendental_activations_match_the_scalar_definitions() {
+        let mut xs: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 0.005).collect();
+        xs.extend((-300..=300).map(|i| i as f32 * 1e-6));
+        xs.extend([-100.0, -90.0, -87.5, 88.5, 90.0, 100.0, 0.0, -0.0]);
+        for chunk in xs.chunks(8) {
+            let mut lanes = [0.0f32; 8];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let v = V8::from_array(lanes);
+            let e = v.exp().to_array();
+            for (&x, &got) in chunk.iter().zip(&e) {
+                if (-87.0..=88.0).contains(&x) {
+                    let want = x.exp();
+                    assert!(
+                        (got - want).abs() <= want.abs() * 2.5e-7,
+                        "exp({x}) = {got}, want {want}"
+                    );
+                } else {
+                    assert!(got.is_finite() && got >= 0.0, "exp({x}) = {got}");
+                }
+            }
+            for act in [Activation::Sigmoid, Activation::Silu, Activation::Tanh] {
+                let y = act8(act, v).to_array();
+                for (&x, &got) in chunk.iter().zip(&y) {
+                    let want = act.apply(x);
+                    assert!(
+                        (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                        "{act:?}({x}) = {got}, want {want}"
+                    );
+                }
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::kernels::{
 use proptest::prelude::*;
 
 /// 16 lanes in plain arrays.
-struct Emu16;
+pub(crate) struct Emu16;
 
 impl Isa for Emu16 {
     type V = [f32; 16];
@@ -64,6 +64,15 @@ impl Isa for Emu16 {
     }
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V {
         std::array::from_fn(|i| a[i].min(b[i]))
+    }
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|i| a[i] / b[i])
+    }
+    unsafe fn round(v: Self::V) -> Self::V {
+        v.map(f32::round_ties_even)
+    }
+    unsafe fn pow2i(n: Self::V) -> Self::V {
+        n.map(|e| f32::from_bits(((e as i32 + 127) as u32) << 23))
     }
 }
 

@@ -38,6 +38,35 @@ pub(crate) trait Isa {
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise minimum.
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b`.
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    /// Each lane rounded to the nearest integer (halves to even).
+    unsafe fn round(v: Self::V) -> Self::V;
+    /// `2^n` for lanes `n` holding integers in `-126..=127`.
+    unsafe fn pow2i(n: Self::V) -> Self::V;
+
+    /// `e^x` on every lane, within 2 ulp of `f32::exp` for `x` in `[-87, 88]`; the input is
+    /// clamped to that range (Cephes' `expf`: `x = n ln2 + r`, a degree-5 polynomial in `r`).
+    #[inline(always)]
+    unsafe fn exp(x: Self::V) -> Self::V {
+        let x = Self::min(Self::max(x, Self::splat(-87.0)), Self::splat(88.0));
+        let n = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
+        // r = x - n ln2, with ln2 split in two so that n * ln2_hi is exact.
+        let r = Self::fmadd(n, Self::splat(-0.693_359_4), x);
+        let r = Self::fmadd(n, Self::splat(2.121_944_4e-4), r);
+        let mut p = Self::splat(1.987_569_1e-4);
+        for c in [
+            1.398_2e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            p = Self::fmadd(p, r, Self::splat(c));
+        }
+        let p = Self::fmadd(p, Self::mul(r, r), Self::add(r, Self::splat(1.0)));
+        Self::mul(p, Self::pow2i(n))
+    }
 
     /// `a - b` (exact: `b * -1` is exact, so the fused form rounds once).
     #[inline(always)]
@@ -65,8 +94,8 @@ pub(crate) trait Isa {
         }
     }
 
-    /// `act` on every lane; matches [`Activation::apply`] (the transcendental activations go
-    /// through the scalar definition lane by lane).
+    /// `act` on every lane; matches [`Activation::apply`] to a few ulp (the transcendental
+    /// activations use [`Isa::exp`]).
     #[inline(always)]
     unsafe fn act(act: Activation, v: Self::V) -> Self::V {
         let zero = Self::zero();
@@ -87,15 +116,85 @@ pub(crate) trait Isa {
                 let g = Self::fmadd(v, Self::splat(1.0 / 6.0), Self::splat(0.5));
                 Self::mul(v, Self::min(Self::max(g, zero), Self::splat(1.0)))
             }
-            Activation::Sigmoid | Activation::Silu | Activation::Tanh => {
-                let mut buf = [0.0f32; 16];
-                debug_assert!(Self::LANES <= buf.len());
-                Self::store(buf.as_mut_ptr(), v);
-                for e in &mut buf[..Self::LANES] {
-                    *e = act.apply(*e);
-                }
-                Self::load(buf.as_ptr())
+            Activation::Sigmoid => {
+                let one = Self::splat(1.0);
+                Self::div(
+                    one,
+                    Self::add(one, Self::exp(Self::mul(v, Self::splat(-1.0)))),
+                )
             }
+            Activation::Silu => Self::div(
+                v,
+                Self::add(Self::splat(1.0), Self::exp(Self::mul(v, Self::splat(-1.0)))),
+            ),
+            Activation::Tanh => {
+                // tanh(x) = 2 / (1 + e^(-2x)) - 1.
+                let one = Self::splat(1.0);
+                let s = Self::div(
+                    Self::splat(2.0),
+                    Self::add(one, Self::exp(Self::mul(v, Self::splat(-2.0)))),
+                );
+                Self::sub(s, one)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Isa;
+    use crate::graph::Activation;
+
+    /// `exp` and the activations built on it against the scalar definitions, lane by lane,
+    /// over `[-100, 100]` (beyond the clamp) and the small values where cancellation bites.
+    fn check<I: Isa>() {
+        let mut xs: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 0.005).collect();
+        xs.extend((-300..=300).map(|i| i as f32 * 1e-6));
+        xs.extend([-100.0, -90.0, -87.5, 88.5, 90.0, 100.0, 0.0, -0.0]);
+        for chunk in xs.chunks(I::LANES) {
+            let mut buf = vec![0.0f32; I::LANES];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            // SAFETY: the caller checked the CPU features; `buf` holds LANES floats.
+            let v = unsafe { I::load(buf.as_ptr()) };
+            let ulp = |want: f32| want.abs() * 2.5e-7;
+            let e = unsafe { lanes::<I>(I::exp(v)) };
+            for (&x, &got) in chunk.iter().zip(&e) {
+                if (-87.0..=88.0).contains(&x) {
+                    let want = x.exp();
+                    assert!(
+                        (got - want).abs() <= ulp(want),
+                        "exp({x}) = {got}, want {want}"
+                    );
+                } else {
+                    assert!(got.is_finite() && got >= 0.0, "exp({x}) = {got}");
+                }
+            }
+            for act in [Activation::Sigmoid, Activation::Silu, Activation::Tanh] {
+                let y = unsafe { lanes::<I>(I::act(act, v)) };
+                for (&x, &got) in chunk.iter().zip(&y) {
+                    let want = act.apply(x);
+                    assert!(
+                        (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                        "{act:?}({x}) = {got}, want {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    unsafe fn lanes<I: Isa>(v: I::V) -> Vec<f32> {
+        let mut out = vec![0.0f32; I::LANES];
+        I::store(out.as_mut_ptr(), v);
+        out
+    }
+
+    #[test]
+    fn exp_and_transcendental_activations_match_the_scalar_definitions() {
+        check::<super::super::emu::Emu16>();
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // The AVX2 methods are inlined into this non-`target_feature` function; they are
+            // correct there as long as the CPU has the features, which was just checked.
+            check::<super::super::avx2::Avx2>();
         }
     }
 }

@@ -81,6 +81,19 @@ impl Isa for Avx2 {
     unsafe fn min(a: __m256, b: __m256) -> __m256 {
         _mm256_min_ps(a, b)
     }
+    #[inline(always)]
+    unsafe fn div(a: __m256, b: __m256) -> __m256 {
+        _mm256_div_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn round(v: __m256) -> __m256 {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v)
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: __m256) -> __m256 {
+        let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+    }
 }
 
 /// Lanes `0..n` all ones, the others zero: the mask of `vmaskmovps`.

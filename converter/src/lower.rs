@@ -179,7 +179,11 @@ impl Lowerer<'_> {
     }
 
     fn op(&mut self, g: &ir::Graph, node: &ir::Node) -> Result<ROp> {
-        let xs = g.shape(node.inputs[0]).to_vec();
+        let xs = node
+            .inputs
+            .first()
+            .map(|&i| g.shape(i).to_vec())
+            .unwrap_or_default();
         Ok(match &node.op {
             Op::Conv(c) => {
                 let weight = self.next_weight_id(0)?;
@@ -369,6 +373,33 @@ impl Lowerer<'_> {
             Op::Transpose { perm } => ROp::Transpose {
                 perm: perm.map(|p| p as u32),
             },
+            Op::Binary { kind, act } => ROp::Binary {
+                kind: *kind,
+                act: *act,
+            },
+            Op::Unary { kind } => ROp::Unary { kind: *kind },
+            Op::Constant(w) => {
+                let [n, c, h, wd] = crate::ir::shape::dims4(&w.dims);
+                // NCHW -> NHWC.
+                let mut data = vec![0.0f32; w.data.len()];
+                for b in 0..n {
+                    for ch in 0..c {
+                        for y in 0..h {
+                            for x in 0..wd {
+                                data[((b * h + y) * wd + x) * c + ch] =
+                                    w.data[((b * c + ch) * h + y) * wd + x];
+                            }
+                        }
+                    }
+                }
+                let weight = self.weight(
+                    format!("{}.value", node.name),
+                    &[n, h, wd, c],
+                    &data,
+                    WeightRole::Vector,
+                )?;
+                ROp::Constant { weight }
+            }
             Op::Reduce { kind, axes } => ROp::Reduce {
                 kind: *kind,
                 axes: [

@@ -443,6 +443,176 @@ pub enum ReduceKind {
     Sum,
 }
 
+/// Elementwise function of two tensors, [`Op::Binary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryKind {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b`.
+    Div,
+    /// `min(a, b)`.
+    Min,
+    /// `max(a, b)`.
+    Max,
+    /// `a^b` (`powf`).
+    Pow,
+    /// `a` where `a >= 0`, else `a * b` (ONNX `PRelu` with slope `b`).
+    PRelu,
+}
+
+impl BinaryKind {
+    /// Every kind, in the order of their format codes (code = index).
+    pub const ALL: [BinaryKind; 8] = [
+        BinaryKind::Add,
+        BinaryKind::Sub,
+        BinaryKind::Mul,
+        BinaryKind::Div,
+        BinaryKind::Min,
+        BinaryKind::Max,
+        BinaryKind::Pow,
+        BinaryKind::PRelu,
+    ];
+
+    /// The function on one pair of values: the scalar reference of the kernels.
+    #[inline(always)]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryKind::Add => a + b,
+            BinaryKind::Sub => a - b,
+            BinaryKind::Mul => a * b,
+            BinaryKind::Div => a / b,
+            BinaryKind::Min => a.min(b),
+            BinaryKind::Max => a.max(b),
+            BinaryKind::Pow => a.powf(b),
+            BinaryKind::PRelu => {
+                if a >= 0.0 {
+                    a
+                } else {
+                    a * b
+                }
+            }
+        }
+    }
+}
+
+/// Elementwise function of one tensor, [`Op::Unary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryKind {
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+    /// `sqrt(x)`.
+    Sqrt,
+    /// `e^x`.
+    Exp,
+    /// `ln(x)`.
+    Log,
+    /// `1 / x`.
+    Reciprocal,
+    /// The error function.
+    Erf,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x · Φ(x) = x/2 · (1 + erf(x/√2))`.
+    Gelu,
+    /// `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
+    GeluTanh,
+    /// `x · tanh(softplus(x))`.
+    Mish,
+    /// Round down.
+    Floor,
+    /// Round up.
+    Ceil,
+}
+
+impl UnaryKind {
+    /// Every kind, in the order of their format codes (code = index).
+    pub const ALL: [UnaryKind; 13] = [
+        UnaryKind::Neg,
+        UnaryKind::Abs,
+        UnaryKind::Sqrt,
+        UnaryKind::Exp,
+        UnaryKind::Log,
+        UnaryKind::Reciprocal,
+        UnaryKind::Erf,
+        UnaryKind::Softplus,
+        UnaryKind::Gelu,
+        UnaryKind::GeluTanh,
+        UnaryKind::Mish,
+        UnaryKind::Floor,
+        UnaryKind::Ceil,
+    ];
+
+    /// The function on one value: the scalar reference of the kernels.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryKind::Neg => -x,
+            UnaryKind::Abs => x.abs(),
+            UnaryKind::Sqrt => x.sqrt(),
+            UnaryKind::Exp => x.exp(),
+            UnaryKind::Log => x.ln(),
+            UnaryKind::Reciprocal => 1.0 / x,
+            UnaryKind::Erf => erf(x),
+            UnaryKind::Softplus => softplus(x),
+            UnaryKind::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            UnaryKind::GeluTanh => {
+                let k = (2.0 / std::f32::consts::PI).sqrt();
+                0.5 * x * (1.0 + (k * (x + 0.044_715 * x * x * x)).tanh())
+            }
+            UnaryKind::Mish => x * softplus(x).tanh(),
+            UnaryKind::Floor => x.floor(),
+            UnaryKind::Ceil => x.ceil(),
+        }
+    }
+}
+
+/// `ln(1 + e^x)` without overflow.
+fn softplus(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// The error function, in f64 (Abramowitz and Stegun 7.1.26 is too coarse near 0; this is
+/// the series below 2.5 and the continued fraction of erfc above, both exact to f32).
+pub fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    let a = x.abs();
+    let r = if a < 2.5 {
+        // erf(a) = 2/√π Σ (-1)^n a^(2n+1) / (n! (2n+1)).
+        let mut term = a;
+        let mut sum = a;
+        let a2 = a * a;
+        for n in 1..60 {
+            term *= -a2 / n as f64;
+            let t = term / (2 * n + 1) as f64;
+            sum += t;
+            if t.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else if a < 6.0 {
+        // erfc(a) = e^(-a²)/√π · 1/(a + 1/2/(a + 1/(a + 3/2/(a + ...)))).
+        let mut f = a;
+        for k in (1..60).rev() {
+            f = a + (k as f64 / 2.0) / f;
+        }
+        1.0 - (-a * a).exp() / (f * std::f64::consts::PI.sqrt())
+    } else {
+        1.0
+    };
+    (if x < 0.0 { -r } else { r }) as f32
+}
+
 /// Bit of [`Op::Reduce`]'s axes mask for H.
 pub const REDUCE_H: u32 = 1;
 /// Bit of [`Op::Reduce`]'s axes mask for W.
@@ -520,6 +690,25 @@ pub enum Op {
         /// Axes mask, non-zero.
         axes: u32,
     },
+    /// `kind(a, b)` elementwise, then `act`. Each axis of each input has the output's extent
+    /// or 1 (broadcast, as in NumPy).
+    Binary {
+        /// The function.
+        kind: BinaryKind,
+        /// Fused activation.
+        act: Activation,
+    },
+    /// `kind(x)` elementwise.
+    Unary {
+        /// The function.
+        kind: UnaryKind,
+    },
+    /// A constant tensor: no input; the output holds the weight, whose dims are the output's
+    /// `[n, h, w, c]`.
+    Constant {
+        /// The values, canonical layout, dims `[n, h, w, c]`.
+        weight: WeightId,
+    },
 }
 
 impl Op {
@@ -548,6 +737,9 @@ impl Op {
             Op::ChannelShuffle { .. } => "ChannelShuffle",
             Op::Transpose { .. } => "Transpose",
             Op::Reduce { .. } => "Reduce",
+            Op::Binary { .. } => "Binary",
+            Op::Unary { .. } => "Unary",
+            Op::Constant { .. } => "Constant",
         }
     }
 
@@ -558,6 +750,7 @@ impl Op {
             Op::Fc(f) => std::iter::once(f.weight).chain(f.bias).collect(),
             Op::ChannelAffine { scale, shift, .. } => vec![*scale, *shift],
             Op::Deconv(d) => std::iter::once(d.weight).chain(d.bias).collect(),
+            Op::Constant { weight } => vec![*weight],
             _ => Vec::new(),
         }
     }
@@ -983,6 +1176,46 @@ impl Graph {
                     keep(REDUCE_W, x.w),
                     keep(REDUCE_C, x.c),
                 ))
+            }
+            Op::Binary { act, .. } => {
+                arity(2, 2)?;
+                act_ok(*act)?;
+                let (a, b) = (ins[0], ins[1]);
+                let one = |p: u32, q: u32| -> Result<u32> {
+                    if p == q || q == 1 {
+                        Ok(p)
+                    } else if p == 1 {
+                        Ok(q)
+                    } else {
+                        Err(bad(
+                            node,
+                            index,
+                            format!("cannot broadcast {a:?} and {b:?}"),
+                        ))
+                    }
+                };
+                Ok(Shape4::new(
+                    one(a.n, b.n)?,
+                    one(a.h, b.h)?,
+                    one(a.w, b.w)?,
+                    one(a.c, b.c)?,
+                ))
+            }
+            Op::Unary { .. } => {
+                arity(1, 1)?;
+                Ok(x)
+            }
+            Op::Constant { weight: w } => {
+                arity(0, 0)?;
+                let d = self
+                    .weights
+                    .get(*w as usize)
+                    .map(|d| d.dims.clone())
+                    .ok_or_else(|| bad(node, index, format!("weight {w} out of range")))?;
+                match d.as_slice() {
+                    [n, h, w, c] => Ok(Shape4::new(*n, *h, *w, *c)),
+                    _ => Err(bad(node, index, format!("constant dims {d:?} are not 4-D"))),
+                }
             }
         }
     }

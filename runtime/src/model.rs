@@ -373,6 +373,7 @@ pub fn weight_roles(graph: &Graph) -> Vec<Option<(WeightRole, Shape4)>> {
                 set(*scale, WeightRole::Vector);
                 set(*shift, WeightRole::Vector);
             }
+            Op::Constant { weight } => set(*weight, WeightRole::Vector),
             Op::Deconv(d) => {
                 set(d.weight, WeightRole::Vector);
                 if let Some(b) = d.bias {

@@ -2,7 +2,9 @@
 //! creation; [`Session::run`] allocates nothing and takes no lock.
 
 use crate::error::{Error, Result};
-use crate::graph::{Activation, Conv, Deconv, Fc, Op, Pool, ReduceKind, Resize};
+use crate::graph::{
+    Activation, BinaryKind, Conv, Deconv, Fc, Op, Pool, ReduceKind, Resize, UnaryKind,
+};
 use crate::kernels::{Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable};
 use crate::model::Model;
 use crate::plan::{self, Interval};
@@ -77,6 +79,9 @@ enum Kernel<'m> {
     ChannelShuffle(usize),
     Transpose([u32; 4]),
     Reduce(ReduceKind, u32),
+    Binary(BinaryKind, Activation),
+    Unary(UnaryKind),
+    Constant(&'m [f32]),
 }
 
 /// One node, ready to run: its kernel and the buffers it reads and writes.
@@ -269,6 +274,9 @@ impl<'m> Session<'m> {
                 Op::ChannelShuffle { groups } => Kernel::ChannelShuffle(groups as usize),
                 Op::Transpose { perm } => Kernel::Transpose(perm),
                 Op::Reduce { kind, axes } => Kernel::Reduce(kind, axes),
+                Op::Binary { kind, act } => Kernel::Binary(kind, act),
+                Op::Unary { kind } => Kernel::Unary(kind),
+                Op::Constant { weight } => Kernel::Constant(model.weight(weight)),
             };
             steps.push(Step {
                 kernel,
@@ -524,6 +532,15 @@ impl<'m> Session<'m> {
                     let (x, xs) = input(0);
                     crate::ops::reduce(*kind, *axes, x, xs, y, ys);
                 }
+                Kernel::Binary(kind, act) => {
+                    let ((a, a_s), (b, bs)) = (input(0), input(1));
+                    crate::ops::binary(*kind, *act, a, a_s, b, bs, y, ys);
+                }
+                Kernel::Unary(kind) => {
+                    let (x, xs) = input(0);
+                    crate::ops::unary(*kind, x, xs, y, ys);
+                }
+                Kernel::Constant(w) => crate::ops::constant(w, y, ys),
             }
             if let (Some(t), Some(t0)) = (timing.as_deref_mut(), t0) {
                 t[i] += t0.elapsed().as_secs_f64();
@@ -613,6 +630,9 @@ impl<'m> Session<'m> {
                 Kernel::ChannelShuffle(_) => "channel_shuffle",
                 Kernel::Transpose(_) => "transpose",
                 Kernel::Reduce(..) => "reduce",
+                Kernel::Binary(..) => "binary",
+                Kernel::Unary(_) => "unary",
+                Kernel::Constant(_) => "constant",
             })
             .collect()
     }

@@ -2431,3 +2431,272 @@ fn reductions() {
     );
     c.finish();
 }
+
+#[test]
+fn unary_functions() {
+    let mut c = Cases::new();
+    // Positive inputs for the functions defined on them: |x| + 0.25.
+    let positive = |b: &mut OnnxBuilder, x: &str| {
+        let a = b.node("Abs", &[x], vec![]);
+        let q = b.f32s("quarter", &[0.25]);
+        b.node("Add", &[&a, &q], vec![])
+    };
+    for op in ["Abs", "Neg", "Exp", "Erf", "Softplus", "Floor", "Ceil"] {
+        case(
+            &mut c,
+            &format!("{op} after a conv"),
+            13,
+            &[1, 5, 6, 7],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(5, 9, [3, 3]).same());
+                b.node(op, &[&y], vec![])
+            },
+        );
+    }
+    for op in ["Sqrt", "Log", "Reciprocal"] {
+        case(
+            &mut c,
+            &format!("{op} of positive values"),
+            13,
+            &[1, 6, 5, 4],
+            |b, x| {
+                let p = positive(b, x);
+                b.node(op, &[&p], vec![])
+            },
+        );
+    }
+    case(&mut c, "Mish (opset 18)", 18, &[1, 6, 5, 4], |b, x| {
+        b.node("Mish", &[x], vec![])
+    });
+    case(
+        &mut c,
+        "Mish written out: x * tanh(softplus(x))",
+        13,
+        &[1, 6, 5, 4],
+        |b, x| {
+            let sp = b.node("Softplus", &[x], vec![]);
+            let t = b.node("Tanh", &[&sp], vec![]);
+            b.node("Mul", &[x, &t], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "Gelu written out: x * 0.5 * (1 + erf(x / sqrt 2))",
+        13,
+        &[1, 6, 5, 4],
+        |b, x| {
+            let r2 = b.f32s("sqrt2", &[std::f32::consts::SQRT_2]);
+            let d = b.node("Div", &[x, &r2], vec![]);
+            let e = b.node("Erf", &[&d], vec![]);
+            let one = b.f32s("one", &[1.0]);
+            let p = b.node("Add", &[&e, &one], vec![]);
+            let m = b.node("Mul", &[x, &p], vec![]);
+            let half = b.f32s("half", &[0.5]);
+            b.node("Mul", &[&m, &half], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "HardSwish written out: x * clip(x + 3, 0, 6) / 6",
+        13,
+        &[1, 6, 5, 4],
+        |b, x| {
+            let three = b.f32s("three", &[3.0]);
+            let s = b.node("Add", &[x, &three], vec![]);
+            let lo = b.f32s("lo", &[0.0]);
+            let hi = b.f32s("hi", &[6.0]);
+            let cl = b.node("Clip", &[&s, &lo, &hi], vec![]);
+            let m = b.node("Mul", &[x, &cl], vec![]);
+            let six = b.f32s("six", &[6.0]);
+            b.node("Div", &[&m, &six], vec![])
+        },
+    );
+    c.finish();
+}
+
+#[test]
+fn binary_broadcasting() {
+    let mut c = Cases::new();
+    let two = |c: &mut Cases, name: &str, xs: &[usize], ys: &[usize], op: &'static str| {
+        let mut b = OnnxBuilder::with_seed(13, seed_of(name));
+        let x = b.input("x", xs);
+        let y = b.input("y", ys);
+        let out = b.node(op, &[&x, &y], vec![]);
+        b.output(&out);
+        let inputs = [
+            random_input(seed_of(name), xs),
+            random_input(seed_of(name) ^ 1, ys),
+        ];
+        c.check(name, &b.build(), &inputs, false);
+    };
+    two(
+        &mut c,
+        "Add [1,8,5,6] + [1,1,5,6]",
+        &[1, 8, 5, 6],
+        &[1, 1, 5, 6],
+        "Add",
+    );
+    two(
+        &mut c,
+        "Sub [1,8,5,6] - [1,8,1,1]",
+        &[1, 8, 5, 6],
+        &[1, 8, 1, 1],
+        "Sub",
+    );
+    two(
+        &mut c,
+        "Sub [1,8,1,6] - [1,1,5,1]",
+        &[1, 8, 1, 6],
+        &[1, 1, 5, 1],
+        "Sub",
+    );
+    two(
+        &mut c,
+        "Max [1,8,5,6], [1,8,5,6]",
+        &[1, 8, 5, 6],
+        &[1, 8, 5, 6],
+        "Max",
+    );
+    two(
+        &mut c,
+        "Min [1,8,5,6], [1,1,1,6]",
+        &[1, 8, 5, 6],
+        &[1, 1, 1, 6],
+        "Min",
+    );
+    two(
+        &mut c,
+        "Mul [2,8,5,6] * [1,8,5,6]",
+        &[2, 8, 5, 6],
+        &[1, 8, 5, 6],
+        "Mul",
+    );
+    two(&mut c, "Add 2-D [3,10] + [1,10]", &[3, 10], &[1, 10], "Add");
+    case(
+        &mut c,
+        "Div by |y| + 1 over channels",
+        13,
+        &[1, 8, 5, 6],
+        |b, x| {
+            let gap = b.node("GlobalAveragePool", &[x], vec![]);
+            let a = b.node("Abs", &[&gap], vec![]);
+            let one = b.f32s("one", &[1.0]);
+            let d = b.node("Add", &[&a, &one], vec![]);
+            b.node("Div", &[x, &d], vec![])
+        },
+    );
+    let with_const = |c: &mut Cases,
+                      name: &str,
+                      shape: &[usize],
+                      cdims: &[usize],
+                      op: &'static str,
+                      first: bool| {
+        case(c, name, 13, shape, |b, x| {
+            let k = b.random_init("k", cdims, 0.5, 1.5);
+            if first {
+                b.node(op, &[&k, x], vec![])
+            } else {
+                b.node(op, &[x, &k], vec![])
+            }
+        });
+    };
+    with_const(
+        &mut c,
+        "Mul by a [1,1,5,6] constant",
+        &[1, 8, 5, 6],
+        &[1, 1, 5, 6],
+        "Mul",
+        false,
+    );
+    with_const(
+        &mut c,
+        "Add a full-shape constant",
+        &[1, 8, 5, 6],
+        &[1, 8, 5, 6],
+        "Add",
+        false,
+    );
+    with_const(
+        &mut c,
+        "Sub from a [5,6] constant (aligned right)",
+        &[1, 8, 5, 6],
+        &[5, 6],
+        "Sub",
+        true,
+    );
+    with_const(
+        &mut c,
+        "Div a [6] constant by x",
+        &[1, 8, 5, 6],
+        &[6],
+        "Div",
+        true,
+    );
+    with_const(
+        &mut c,
+        "Div a per-channel constant by x",
+        &[1, 8, 5, 6],
+        &[8, 1, 1],
+        "Div",
+        true,
+    );
+    with_const(
+        &mut c,
+        "Max with a [1,8,1,1] constant",
+        &[1, 8, 5, 6],
+        &[1, 8, 1, 1],
+        "Max",
+        false,
+    );
+    with_const(
+        &mut c,
+        "2-D [2,10] * [10] constant",
+        &[2, 10],
+        &[10],
+        "Mul",
+        false,
+    );
+    with_const(
+        &mut c,
+        "PRelu per-channel slope [8,1,1]",
+        &[1, 8, 5, 6],
+        &[8, 1, 1],
+        "PRelu",
+        false,
+    );
+    case(&mut c, "PRelu scalar slope", 13, &[1, 8, 5, 6], |b, x| {
+        let k = b.f32s("slope", &[0.2]);
+        b.node("PRelu", &[x, &k], vec![])
+    });
+    for e in [2.0f32, 3.0, 0.5, 1.0] {
+        case(
+            &mut c,
+            &format!("Pow(|x| + 0.1, {e})"),
+            13,
+            &[1, 4, 5, 6],
+            |b, x| {
+                let a = b.node("Abs", &[x], vec![]);
+                let t = b.f32s("tenth", &[0.1]);
+                let p = b.node("Add", &[&a, &t], vec![]);
+                let k = b.f32s("exponent", &[e]);
+                b.node("Pow", &[&p, &k], vec![])
+            },
+        );
+    }
+    c.finish();
+}
+
+#[test]
+fn gelu_opset_20() {
+    let mut c = Cases::new();
+    for approx in ["none", "tanh"] {
+        case(
+            &mut c,
+            &format!("Gelu approximate={approx} (opset 20)"),
+            20,
+            &[1, 6, 5, 4],
+            |b, x| b.node("Gelu", &[x], vec![attr::string("approximate", approx)]),
+        );
+    }
+    c.finish();
+}

@@ -5,6 +5,7 @@ use super::{Graph, Op, PoolKind};
 
 use super::shape::dims4;
 use super::{CoordMode, NearestRound, ReduceKind, ResizeMode};
+use std::array::from_fn;
 
 /// Runs `g` on `inputs` (NCHW, one slice per graph input) and returns every graph output.
 ///
@@ -22,11 +23,11 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
             .iter()
             .map(|&i| vals[i].as_deref().expect("computed"))
             .collect();
-        let xs = dims4(g.shape(node.inputs[0]));
+        let xs = node.inputs.first().map_or([0; 4], |&i| dims4(g.shape(i)));
         let [n, c, h, w] = xs;
         let ys = dims4(g.shape(node.output));
         let [_, oc, oh, ow] = ys;
-        let x = ins[0];
+        let x = ins.first().copied().unwrap_or(&[]);
         let out: Vec<f32> = match &node.op {
             Op::Conv(cv) => {
                 let [kh, kw] = cv.kernel();
@@ -383,6 +384,28 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
                 }
                 y
             }
+            Op::Binary { kind, act } => {
+                let (a4, b4) = (xs, dims4(g.shape(node.inputs[1])));
+                let mut y = Vec::with_capacity(ys.iter().product());
+                for i0 in 0..ys[0] {
+                    for i1 in 0..ys[1] {
+                        for i2 in 0..ys[2] {
+                            for i3 in 0..ys[3] {
+                                let i = [i0, i1, i2, i3];
+                                let at = |d: [usize; 4]| -> usize {
+                                    let j: [usize; 4] = from_fn(|k| i[k].min(d[k] - 1));
+                                    ((j[0] * d[1] + j[1]) * d[2] + j[2]) * d[3] + j[3]
+                                };
+                                let v = kind.apply(ins[0][at(a4)], ins[1][at(b4)]);
+                                y.push(act.apply(v));
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Op::Unary { kind } => x.iter().map(|&v| kind.apply(v)).collect(),
+            Op::Constant(w) => w.data.clone(),
         };
         vals[node.output] = Some(out);
     }

@@ -9,7 +9,9 @@ pub mod eval;
 pub mod shape;
 pub mod tensor;
 
-pub use smof::graph::{Activation, CoordMode, NearestRound, PoolKind, ReduceKind, ResizeMode};
+pub use smof::graph::{
+    Activation, BinaryKind, CoordMode, NearestRound, PoolKind, ReduceKind, ResizeMode, UnaryKind,
+};
 pub use tensor::ConstTensor;
 
 /// Index into [`Graph::values`].
@@ -210,6 +212,21 @@ pub enum Op {
         /// Which of the axes `[N, C, H, W]` are reduced.
         axes: [bool; 4],
     },
+    /// `act(kind(a, b))` elementwise with NumPy broadcasting; both inputs have the same rank
+    /// and each axis of each has the output's extent or 1.
+    Binary {
+        /// The function.
+        kind: BinaryKind,
+        /// Fused activation.
+        act: Activation,
+    },
+    /// `kind(x)` elementwise.
+    Unary {
+        /// The function.
+        kind: UnaryKind,
+    },
+    /// A constant tensor (no input) of the weight's dims (`[N, C, H, W]` or `[N, F]`).
+    Constant(Weight),
 }
 
 impl Op {
@@ -236,6 +253,9 @@ impl Op {
             Op::ChannelShuffle { .. } => "ChannelShuffle",
             Op::Transpose { .. } => "Transpose",
             Op::Reduce { .. } => "Reduce",
+            Op::Binary { .. } => "Binary",
+            Op::Unary { .. } => "Unary",
+            Op::Constant(_) => "Constant",
         }
     }
     /// The fused activation slot of ops that have one.
@@ -244,6 +264,7 @@ impl Op {
             Op::Conv(c) => Some(&mut c.act),
             Op::Fc(f) => Some(&mut f.act),
             Op::Deconv(d) => Some(&mut d.act),
+            Op::Binary { act, .. } => Some(act),
             Op::Add { act } | Op::ChannelAffine { act, .. } => Some(act),
             _ => None,
         }

@@ -308,6 +308,36 @@ pub fn infer(op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
             }
             Ok((0..4).map(|a| if axes[a] { 1 } else { x[a] }).collect())
         }
+        Op::Binary { .. } => {
+            arity(2, 2)?;
+            let (a, b) = (ins[0], ins[1]);
+            rank24(a)?;
+            if a.len() != b.len() {
+                return Err(format!("inputs {a:?} and {b:?} differ in rank"));
+            }
+            a.iter()
+                .zip(b)
+                .map(|(&p, &q)| match (p, q) {
+                    _ if p == q => Ok(p),
+                    (1, q) => Ok(q),
+                    (p, 1) => Ok(p),
+                    _ => Err(format!("cannot broadcast {a:?} and {b:?}")),
+                })
+                .collect()
+        }
+        Op::Unary { .. } => {
+            arity(1, 1)?;
+            rank24(ins[0])?;
+            Ok(ins[0].to_vec())
+        }
+        Op::Constant(w) => {
+            arity(0, 0)?;
+            rank24(&w.dims)?;
+            if w.data.len() != w.dims.iter().product::<usize>() || w.dims.contains(&0) {
+                return Err(format!("constant data does not match dims {:?}", w.dims));
+            }
+            Ok(w.dims.clone())
+        }
     }
 }
 

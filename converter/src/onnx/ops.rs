@@ -9,8 +9,8 @@ use crate::ir::shape::alias_compatible;
 use crate::ir::shape::dims4;
 use crate::ir::tensor::broadcast_shape;
 use crate::ir::{
-    Activation, ConstTensor, ConvOp, CoordMode, DeconvOp, FcOp, NearestRound, Op, PoolKind, PoolOp,
-    ReduceKind, ResizeMode, ResizeOp, Weight,
+    Activation, BinaryKind, ConstTensor, ConvOp, CoordMode, DeconvOp, FcOp, NearestRound, Op,
+    PoolKind, PoolOp, ReduceKind, ResizeMode, ResizeOp, UnaryKind, Weight,
 };
 
 /// Every op type the importer handles (with or without folding).
@@ -57,6 +57,21 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceMean",
     "ReduceMax",
     "ReduceSum",
+    "Pow",
+    "Min",
+    "Max",
+    "PRelu",
+    "Abs",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Reciprocal",
+    "Erf",
+    "Softplus",
+    "Gelu",
+    "Mish",
+    "Floor",
+    "Ceil",
 ];
 
 /// Why a node cannot be imported, judged from its op type and attributes alone (no shapes
@@ -92,6 +107,14 @@ pub fn static_reason(op: &str, node: &NodeProto) -> Option<String> {
             if a.ints("kernel_shape").is_some_and(|k| k.len() != 2) =>
         {
             Some("only 2-D windows (4-D tensors) are supported".into())
+        }
+        "Gelu"
+            if !matches!(
+                a.string("approximate").as_deref(),
+                None | Some("none") | Some("tanh")
+            ) =>
+        {
+            Some("attribute approximate must be 'none' or 'tanh'".into())
         }
         "ConvTranspose" if a.has("output_shape") => Some(
             "attribute output_shape not supported; export with explicit pads and output_padding"
@@ -470,7 +493,45 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             };
             imp.emit(node, name, op, vec![x])
         }
-        "Add" | "Sub" | "Mul" | "Div" => binary(imp, node, op, name),
+        "Add" | "Sub" | "Mul" | "Div" | "Min" | "Max" | "PRelu" => binary(imp, node, op, name),
+        "Pow" => {
+            let x = imp.act(node, 0)?;
+            let Some(e) = imp.konst(node, 1).and_then(ConstTensor::scalar_f32) else {
+                return unsup("only a constant scalar exponent is supported");
+            };
+            if e == 1.0 {
+                imp.emit(node, name, Op::Identity, vec![x])
+            } else if e == 0.5 {
+                unary(imp, node, name, UnaryKind::Sqrt)
+            } else if e == 2.0 {
+                let op = Op::Binary {
+                    kind: BinaryKind::Mul,
+                    act: Activation::None,
+                };
+                imp.emit(node, name, op, vec![x, x])
+            } else {
+                binary(imp, node, op, name)
+            }
+        }
+        "Neg" => unary(imp, node, name, UnaryKind::Neg),
+        "Abs" => unary(imp, node, name, UnaryKind::Abs),
+        "Sqrt" => unary(imp, node, name, UnaryKind::Sqrt),
+        "Exp" => unary(imp, node, name, UnaryKind::Exp),
+        "Log" => unary(imp, node, name, UnaryKind::Log),
+        "Reciprocal" => unary(imp, node, name, UnaryKind::Reciprocal),
+        "Erf" => unary(imp, node, name, UnaryKind::Erf),
+        "Softplus" => unary(imp, node, name, UnaryKind::Softplus),
+        "Mish" => unary(imp, node, name, UnaryKind::Mish),
+        "Floor" => unary(imp, node, name, UnaryKind::Floor),
+        "Ceil" => unary(imp, node, name, UnaryKind::Ceil),
+        "Gelu" => {
+            let kind = if a.string("approximate").as_deref() == Some("tanh") {
+                UnaryKind::GeluTanh
+            } else {
+                UnaryKind::Gelu
+            };
+            unary(imp, node, name, kind)
+        }
         "Concat" => {
             let mut ins = Vec::new();
             for i in 0..node.input.len() {
@@ -1134,7 +1195,51 @@ fn alias_or_flatten(
     }
 }
 
+/// An elementwise function of one activation.
+fn unary(imp: &mut Importer, node: &NodeProto, name: &str, kind: UnaryKind) -> NResult<()> {
+    let x = imp.act(node, 0)?;
+    let xs = imp.g.shape(x).to_vec();
+    if xs.len() != 2 && xs.len() != 4 {
+        return unsup(format!("input {xs:?} not supported (2-D and 4-D)"));
+    }
+    imp.emit(node, name, Op::Unary { kind }, vec![x])
+}
+
+/// The function of a binary ONNX op.
+fn binary_kind(op: &str) -> BinaryKind {
+    match op {
+        "Add" => BinaryKind::Add,
+        "Sub" => BinaryKind::Sub,
+        "Mul" => BinaryKind::Mul,
+        "Div" => BinaryKind::Div,
+        "Min" => BinaryKind::Min,
+        "Max" => BinaryKind::Max,
+        "Pow" => BinaryKind::Pow,
+        _ => BinaryKind::PRelu,
+    }
+}
+
+/// True when `a` and `b` (same rank) broadcast, NumPy style.
+fn broadcastable(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(&p, &q)| p == q || p == 1 || q == 1)
+}
+
 fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
+    if matches!(op, "Min" | "Max") && node.input.len() != 2 {
+        if node.input.len() == 1 {
+            let x = imp.act(node, 0)?;
+            return imp.emit(node, name, Op::Identity, vec![x]);
+        }
+        return unsup(format!(
+            "{op} of {} inputs not supported (1 or 2)",
+            node.input.len()
+        ));
+    }
+    let kind = binary_kind(op);
+    let general = Op::Binary {
+        kind,
+        act: Activation::None,
+    };
     let ca = imp.konst(node, 0).cloned();
     let cb = imp.konst(node, 1).cloned();
     match (ca, cb) {
@@ -1155,8 +1260,12 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
                 ),
                 "Mul" if xs == ys || per_ch(&xs, &ys) => imp.emit(node, name, Op::Mul, vec![x, y]),
                 "Mul" if per_ch(&ys, &xs) => imp.emit(node, name, Op::Mul, vec![y, x]),
+                _ if broadcastable(&xs, &ys) && (xs.len() == 2 || xs.len() == 4) => {
+                    imp.emit(node, name, general, vec![x, y])
+                }
                 _ => unsup(format!(
-                    "{op} of computed tensors {xs:?} and {ys:?} not supported (broadcast)"
+                    "{op} of computed tensors {xs:?} and {ys:?} not supported (they must \
+                     have the same rank, 2 or 4, and broadcast)"
                 )),
             }
         }
@@ -1164,28 +1273,62 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
             let const_first = imp.konst(node, 0).is_some();
             let x = imp.act(node, if const_first { 1 } else { 0 })?;
             let xs = imp.g.shape(x).to_vec();
-            let Some(v) = per_channel(&xs, &c) else {
+            if let Some(v) = per_channel(&xs, &c) {
+                if op == "PRelu" && !const_first && v.iter().all(|&s| s == v[0]) {
+                    let op = Op::Act(Activation::LeakyRelu { alpha: v[0] });
+                    return imp.emit(node, name, op, vec![x]);
+                }
+                let ones = vec![1.0f32; v.len()];
+                let zeros = vec![0.0f32; v.len()];
+                let affine = match (op, const_first) {
+                    ("Add", _) => Some((ones, v)),
+                    ("Sub", false) => Some((ones, v.iter().map(|s| -s).collect())),
+                    ("Sub", true) => Some((vec![-1.0; v.len()], v)),
+                    ("Mul", _) => Some((v, zeros)),
+                    ("Div", false) => Some((v.iter().map(|s| 1.0 / s).collect(), zeros)),
+                    _ => None,
+                };
+                if let Some((scale, shift)) = affine {
+                    let op = Op::ChannelAffine {
+                        scale,
+                        shift,
+                        act: Activation::None,
+                    };
+                    return imp.emit(node, name, op, vec![x]);
+                }
+            }
+            // Any other constant: a Constant node of the activation's rank (dims aligned
+            // right, as ONNX broadcasts), then the general elementwise op.
+            if !c.is_float() || c.dims.len() > xs.len() || (xs.len() != 2 && xs.len() != 4) {
                 return unsup(format!(
-                    "{op} with a constant of shape {:?} over {xs:?} not supported (only per-channel or scalar)",
+                    "{op} of a {xs:?} tensor with a constant of shape {:?} not supported",
                     c.dims
                 ));
+            }
+            let mut dims = vec![1usize; xs.len() - c.dims.len()];
+            dims.extend(&c.dims);
+            if !broadcastable(&xs, &dims) {
+                return Err(NodeErr::Fatal(Error::shape(
+                    &node.output[0],
+                    format!("cannot broadcast {xs:?} and {dims:?}"),
+                )));
+            }
+            let cv = imp.add_node(
+                &format!("{}/constant", node.output[0]),
+                name,
+                Op::Constant(Weight {
+                    dims: dims.clone(),
+                    data: c.to_f32(),
+                }),
+                vec![],
+                dims,
+            )?;
+            let ins = if const_first {
+                vec![cv, x]
+            } else {
+                vec![x, cv]
             };
-            let ones = vec![1.0f32; v.len()];
-            let zeros = vec![0.0f32; v.len()];
-            let (scale, shift) = match (op, const_first) {
-                ("Add", _) => (ones, v),
-                ("Sub", false) => (ones, v.iter().map(|s| -s).collect()),
-                ("Sub", true) => (vec![-1.0; v.len()], v),
-                ("Mul", _) => (v, zeros),
-                ("Div", false) => (v.iter().map(|s| 1.0 / s).collect(), zeros),
-                _ => return unsup("division of a constant by a computed tensor not supported"),
-            };
-            let op = Op::ChannelAffine {
-                scale,
-                shift,
-                act: Activation::None,
-            };
-            imp.emit(node, name, op, vec![x])
+            imp.emit(node, name, general, ins)
         }
         (Some(_), Some(_)) => unsup("both inputs are constant but could not be folded"),
     }

@@ -101,6 +101,8 @@ impl ChannelGroups {
                 | Op::Act(_)
                 | Op::ChannelAffine { .. }
                 | Op::Add { .. }
+                | Op::Binary { .. }
+                | Op::Unary { .. }
                 | Op::Mul => {
                     for &i in &n.inputs {
                         if channels(g, i) == channels(g, out) {
@@ -145,6 +147,7 @@ impl ChannelGroups {
                     }
                 }
                 // Not analysed yet: the channels on both sides stay as they are.
+                Op::Constant(_) => cg.fix(g, out),
                 Op::Softmax
                 | Op::Flatten
                 | Op::Slice { .. }

@@ -84,6 +84,11 @@ pub fn constant(
                 None
             }
             Op::Resize(_) => input(0, c),
+            Op::Unary { kind } => Some(kind.apply(input(0, c)?)),
+            Op::Binary { kind, act } => {
+                let b = input(1, c)?;
+                Some(act.apply(kind.apply(input(0, c)?, b)))
+            }
             Op::Fc(_)
             | Op::Softmax
             | Op::Flatten
@@ -91,7 +96,8 @@ pub fn constant(
             | Op::Deconv(_)
             | Op::ChannelShuffle { .. }
             | Op::Transpose { .. }
-            | Op::Reduce { .. } => None,
+            | Op::Reduce { .. }
+            | Op::Constant(_) => None,
         }
     })();
     memo.insert((v, c), z);

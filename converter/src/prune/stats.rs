@@ -126,7 +126,7 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
     for (ni, n) in g.nodes.iter().enumerate() {
         let oc = channels(g, n.output);
         let get = |v: ValueId, c: usize| e[v].get(c).copied().unwrap_or(1.0);
-        let x = n.inputs[0];
+        let x = n.inputs.first().copied().unwrap_or(n.output);
         let out: Vec<f64> = match &n.op {
             Op::Conv(c) => {
                 let row = c.weight.data.len() / c.out_c().max(1);
@@ -219,6 +219,11 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
                     })
                     .collect()
             }
+            Op::Unary { .. } => (0..oc).map(|c| get(x, c)).collect(),
+            Op::Binary { .. } => (0..oc)
+                .map(|c| get(x, c.min(channels(g, x) - 1)) + get(n.inputs[1], c))
+                .collect(),
+            Op::Constant(_) => vec![1.0; oc],
             Op::Slice { .. } | Op::Transpose { .. } | Op::Reduce { .. } => {
                 let mean = e[x].iter().sum::<f64>() / e[x].len().max(1) as f64;
                 vec![mean; oc]

@@ -193,6 +193,7 @@ fn weight_uses(op: &crate::graph::Op) -> [Option<Use>; 2] {
             Some((d.weight, WeightRole::Vector)),
             d.bias.map(|b| (b, WeightRole::Vector)),
         ],
+        Op::Constant { weight } => [Some((*weight, WeightRole::Vector)), None],
         _ => [None, None],
     }
 }

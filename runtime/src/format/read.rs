@@ -13,9 +13,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, Conv, CoordMode, DType, Deconv, Fc, Graph, IoDesc, Layout, Metadata, NearestRound,
-    Node, Op, Pool, PoolKind, ReduceKind, Resize, ResizeMode, Shape4, TensorDesc, TensorId,
-    WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
+    Activation, BinaryKind, Conv, CoordMode, DType, Deconv, Fc, Graph, IoDesc, Layout, Metadata,
+    NearestRound, Node, Op, Pool, PoolKind, ReduceKind, Resize, ResizeMode, Shape4, TensorDesc,
+    TensorId, UnaryKind, WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
 };
 use crate::kernels::pack;
 use bytemuck::{pod_read_unaligned, Pod};
@@ -1227,6 +1227,38 @@ impl Params<'_> {
                 };
                 (Op::Reduce { kind, axes }, 2)
             }
+            op::BINARY => {
+                let code = self.get::<1>(0)[0];
+                let kind = *BinaryKind::ALL.get(code as usize).ok_or_else(|| {
+                    corrupt(
+                        self.pos(0),
+                        format!("{}: unknown binary function code {code}", (self.ctx)()),
+                    )
+                })?;
+                (
+                    Op::Binary {
+                        kind,
+                        act: self.act(1)?,
+                    },
+                    4,
+                )
+            }
+            op::UNARY => {
+                let code = self.get::<1>(0)[0];
+                let kind = *UnaryKind::ALL.get(code as usize).ok_or_else(|| {
+                    corrupt(
+                        self.pos(0),
+                        format!("{}: unknown unary function code {code}", (self.ctx)()),
+                    )
+                })?;
+                (Op::Unary { kind }, 1)
+            }
+            op::CONSTANT => (
+                Op::Constant {
+                    weight: self.weight(0)?,
+                },
+                1,
+            ),
             c => {
                 return Err(corrupt(
                     pos,

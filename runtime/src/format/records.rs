@@ -231,6 +231,12 @@ pub mod op {
     pub const TRANSPOSE: u32 = 15;
     /// [`crate::graph::Op::Reduce`] (format 1.1).
     pub const REDUCE: u32 = 16;
+    /// [`crate::graph::Op::Binary`] (format 1.1).
+    pub const BINARY: u32 = 17;
+    /// [`crate::graph::Op::Unary`] (format 1.1).
+    pub const UNARY: u32 = 18;
+    /// [`crate::graph::Op::Constant`] (format 1.1).
+    pub const CONSTANT: u32 = 19;
     /// The first code of format 1.1; a file using a code from here on is written as 1.1.
     pub const FIRST_OF_1_1: u32 = SLICE;
 }

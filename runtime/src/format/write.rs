@@ -13,8 +13,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, CoordMode, DType, Graph, IoDesc, Layout, NearestRound, Op, PoolKind, ReduceKind,
-    ResizeMode, WeightId,
+    Activation, BinaryKind, CoordMode, DType, Graph, IoDesc, Layout, NearestRound, Op, PoolKind,
+    ReduceKind, ResizeMode, UnaryKind, WeightId,
 };
 use crate::kernels::pack;
 use bytemuck::{bytes_of, Pod};
@@ -394,6 +394,11 @@ fn opt_weight(w: Option<WeightId>) -> u32 {
     w.unwrap_or(NO_WEIGHT)
 }
 
+/// The code of `v`: its index in `all`.
+fn code_of<T: PartialEq>(all: &[T], v: &T) -> u32 {
+    all.iter().position(|k| k == v).unwrap_or(0) as u32
+}
+
 /// An op's code and parameter area.
 fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
     let mut p = [0u32; NODE_PARAM_WORDS];
@@ -507,6 +512,19 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
             };
             put(0, &[k, *axes]);
             op::REDUCE
+        }
+        Op::Binary { kind, act } => {
+            put(0, &[code_of(&BinaryKind::ALL, kind)]);
+            put(1, &act_words(*act));
+            op::BINARY
+        }
+        Op::Unary { kind } => {
+            put(0, &[code_of(&UnaryKind::ALL, kind)]);
+            op::UNARY
+        }
+        Op::Constant { weight } => {
+            put(0, &[*weight]);
+            op::CONSTANT
         }
     };
     (code, p)

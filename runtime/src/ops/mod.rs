@@ -1,5 +1,6 @@
 //! Data-movement and resampling ops that every kernel table shares: slicing, resizing,
-//! transposed convolution, channel shuffle, axis permutation and reductions.
+//! transposed convolution, channel shuffle, axis permutation, reductions, broadcasting
+//! elementwise functions and constants.
 //!
 //! They are memory-bound or rare, so one portable implementation serves every instruction
 //! set: the loops run over the contiguous channel axis of the NHWC buffers, which the
@@ -7,8 +8,8 @@
 //! (channels `c..cs`) included, as zero.
 
 use crate::graph::{
-    Activation, CoordMode, Deconv, NearestRound, ReduceKind, Resize, ResizeMode, REDUCE_C,
-    REDUCE_H, REDUCE_W,
+    Activation, BinaryKind, CoordMode, Deconv, NearestRound, ReduceKind, Resize, ResizeMode,
+    UnaryKind, REDUCE_C, REDUCE_H, REDUCE_W,
 };
 use crate::kernels::Act4;
 
@@ -272,5 +273,91 @@ pub fn reduce(kind: ReduceKind, axes: u32, x: &[f32], xs: Act4, y: &mut [f32], y
                 *v *= inv;
             }
         }
+    }
+}
+
+/// `y = act(f(a, b))` over the channels of one pixel; `a` or `b` of one element broadcasts.
+#[inline(always)]
+fn binary_row(f: impl Fn(f32, f32) -> f32, act: Activation, a: &[f32], b: &[f32], y: &mut [f32]) {
+    match (a.len(), b.len()) {
+        (1, _) if y.len() > 1 => {
+            let a = a[0];
+            for (o, &b) in y.iter_mut().zip(b) {
+                *o = act.apply(f(a, b));
+            }
+        }
+        (_, 1) if y.len() > 1 => {
+            let b = b[0];
+            for (o, &a) in y.iter_mut().zip(a) {
+                *o = act.apply(f(a, b));
+            }
+        }
+        _ => {
+            for ((o, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                *o = act.apply(f(a, b));
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::Binary`]: `y = act(kind(a, b))` with NumPy broadcasting (an axis of
+/// extent 1 in `a` or `b` repeats).
+#[allow(clippy::too_many_arguments)]
+pub fn binary(
+    kind: BinaryKind,
+    act: Activation,
+    a: &[f32],
+    a_s: Act4,
+    b: &[f32],
+    bs: Act4,
+    y: &mut [f32],
+    ys: Act4,
+) {
+    let [n, h, w, c] = dims(ys);
+    let at = |g: Act4, b: usize, r: usize, q: usize| {
+        let [gn, gh, gw, _] = dims(g);
+        ((b.min(gn - 1) * gh + r.min(gh - 1)) * gw + q.min(gw - 1)) * g.cs
+    };
+    let (ac, bc) = (a_s.shape.c as usize, bs.shape.c as usize);
+    let mut p = 0;
+    for i in 0..n {
+        for r in 0..h {
+            for q in 0..w {
+                let pa = &a[at(a_s, i, r, q)..][..ac];
+                let pb = &b[at(bs, i, r, q)..][..bc];
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                let out = &mut dst[..c];
+                // One instantiation per kind, so that the inner loop vectorises.
+                match kind {
+                    BinaryKind::Add => binary_row(|a, b| a + b, act, pa, pb, out),
+                    BinaryKind::Sub => binary_row(|a, b| a - b, act, pa, pb, out),
+                    BinaryKind::Mul => binary_row(|a, b| a * b, act, pa, pb, out),
+                    BinaryKind::Div => binary_row(|a, b| a / b, act, pa, pb, out),
+                    k => binary_row(|a, b| k.apply(a, b), act, pa, pb, out),
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::Unary`]: `y = kind(x)`.
+pub fn unary(kind: UnaryKind, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let c = ys.shape.c as usize;
+    for (src, dst) in x.chunks_exact(xs.cs).zip(y.chunks_exact_mut(ys.cs)) {
+        for (o, &v) in dst[..c].iter_mut().zip(&src[..c]) {
+            *o = kind.apply(v);
+        }
+        dst[c..].fill(0.0);
+    }
+}
+
+/// [`crate::graph::Op::Constant`]: `y` holds `w` (dims `[n, h, w, c]`, canonical).
+pub fn constant(w: &[f32], y: &mut [f32], ys: Act4) {
+    let c = ys.shape.c as usize;
+    for (src, dst) in w.chunks_exact(c).zip(y.chunks_exact_mut(ys.cs)) {
+        dst[..c].copy_from_slice(src);
+        dst[c..].fill(0.0);
     }
 }

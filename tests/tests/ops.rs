@@ -2700,3 +2700,47 @@ fn gelu_opset_20() {
     }
     c.finish();
 }
+
+/// The activations written out as several ops are fused into one: Mish into a unary op,
+/// HardSwish into the conv before it.
+#[test]
+fn written_out_activations_are_fused() {
+    use smof::graph::{Activation, Op, UnaryKind};
+    let conv_then = |f: &dyn Fn(&mut OnnxBuilder, &str) -> String| {
+        let onnx = build(13, &[1, 4, 6, 6], |b, x| {
+            let y = b.conv(x, &ConvSpec::new(4, 8, [3, 3]).same());
+            f(b, &y)
+        });
+        smof_tests::smof_convert(&onnx, &[], smof::KernelChoice::Portable, false)
+            .expect("converts")
+            .graph
+    };
+    let g = conv_then(&|b, x| {
+        let sp = b.node("Softplus", &[x], vec![]);
+        let t = b.node("Tanh", &[&sp], vec![]);
+        b.node("Mul", &[x, &t], vec![])
+    });
+    let ops: Vec<Op> = g.nodes.iter().map(|n| n.op).collect();
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!(
+        ops[1],
+        Op::Unary {
+            kind: UnaryKind::Mish
+        }
+    );
+    let g = conv_then(&|b, x| {
+        let three = b.f32s("three", &[3.0]);
+        let s = b.node("Add", &[x, &three], vec![]);
+        let lo = b.f32s("lo", &[0.0]);
+        let hi = b.f32s("hi", &[6.0]);
+        let cl = b.node("Clip", &[&s, &lo, &hi], vec![]);
+        let m = b.node("Mul", &[x, &cl], vec![]);
+        let six = b.f32s("six", &[6.0]);
+        b.node("Div", &[&m, &six], vec![])
+    });
+    assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+    match g.nodes[0].op {
+        Op::Conv(c) => assert_eq!(c.act, Activation::HardSwish),
+        ref other => panic!("expected a conv with HardSwish, got {other:?}"),
+    }
+}

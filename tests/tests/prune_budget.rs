@@ -368,3 +368,58 @@ fn a_latency_table_from_another_model_is_an_error_unless_allowed() {
     let (before, after) = c.prune.time_ms.unwrap();
     assert!(after <= 0.5 * before + 1e-12, "{before} -> {after}");
 }
+
+/// A YOLOv8-style C2f block with a resize: Split, a bottleneck, Concat, an upsampling
+/// Resize. The channels around the Split are not analysed: they are kept and reported, the
+/// other convs are pruned to the budget, and the pruned model runs with consistent shapes.
+#[test]
+fn split_and_resize_graphs_prune_around_what_is_not_analysed() {
+    let mut rng = Rng::new(11);
+    let mut b = OnnxBuilder::with_seed(13, 11);
+    let x = b.input("x", &[1, 3, 16, 16]);
+    let s = conv(&mut b, &x, 3, 32, 1, 3, &mut rng);
+    let s = b.node("Relu", &[&s], vec![]);
+    let sizes = b.i64s("sizes", &[16, 16]);
+    let (p0, p1) = (b.fresh("part"), b.fresh("part"));
+    b.node_full(
+        "split",
+        "Split",
+        &[&s, &sizes],
+        &[&p0, &p1],
+        vec![attr::int("axis", 1)],
+    );
+    let m = conv(&mut b, &p1, 16, 24, 1, 3, &mut rng);
+    let m = b.node("Relu", &[&m], vec![]);
+    let m = conv(&mut b, &m, 24, 16, 1, 3, &mut rng);
+    let cat = b.node("Concat", &[&p0, &p1, &m], vec![attr::int("axis", 1)]);
+    let h = conv(&mut b, &cat, 48, 40, 1, 3, &mut rng);
+    let h = b.node("Relu", &[&h], vec![]);
+    let roi = b.f32s("roi", &[]);
+    let sc = b.f32s("scales", &[1.0, 1.0, 2.0, 2.0]);
+    let up = b.node(
+        "Resize",
+        &[&h, &roi, &sc],
+        vec![attr::string("mode", "nearest")],
+    );
+    let y = conv(&mut b, &up, 40, 8, 1, 1, &mut rng);
+    b.output(&y);
+    let onnx = b.build();
+
+    let done = convert(&onnx, &opts(0.6, true, true, 8)).expect("prunes");
+    let r = &done.prune;
+    assert!(
+        r.flops_after as f64 <= 0.6 * r.flops_before as f64,
+        "{} of {}",
+        r.flops_after,
+        r.flops_before
+    );
+    assert_eq!(r.unanalysed, vec!["split (Slice)".to_string()], "{r:?}");
+    // The stem's channels feed the Split: kept. The bottleneck's hidden conv and the head
+    // before the Resize are free to shrink.
+    let ch = conv_channels(&done.bytes);
+    assert_eq!(ch[0].0, 32, "stem channels must be kept: {ch:?}");
+    let x = random_input(3, &[1, 3, 16, 16]).1;
+    let out = run(&done.bytes, &x);
+    assert_eq!(out.len(), 8 * 32 * 32);
+    assert!(out.iter().all(|v| v.is_finite()));
+}

@@ -3,10 +3,13 @@
 //! First, `Mul(x, Sigmoid(x))` (SiLU / Swish, as exported) becomes one `Act(Silu)` when the
 //! sigmoid output has no other reader. Then every `Act` whose input is produced by a Conv,
 //! Fc, Add or ChannelAffine without an activation, has no other reader and is not a model
-//! output, is moved into that producer.
+//! output, is moved into that producer. Then two activations written out as several ops
+//! become one: Mish, `x * tanh(softplus(x))`, and HardSwish, `x * clip(x + 3, 0, 6) / 6`
+//! (as older exporters write `x * relu6(x + 3) / 6`); the intermediate results must have no
+//! other reader. The new activations are fused into their producers like the others.
 
 use super::{absorb, sweep};
-use crate::ir::{Activation, Graph, Op};
+use crate::ir::{Activation, BinaryKind, Graph, Op, UnaryKind};
 
 /// Runs the pass; returns the number of rewrites.
 pub fn run(g: &mut Graph) -> usize {
@@ -28,7 +31,105 @@ pub fn run(g: &mut Graph) -> usize {
         }
         false
     });
-    let fused = sweep(g, |g, uses, i| {
+    let fused = fuse_into_producers(g);
+    let mish = sweep(g, |g, uses, i| {
+        let ins = g.nodes[i].inputs.clone();
+        if !is_mul(&g.nodes[i].op) || ins.len() != 2 {
+            return false;
+        }
+        for k in 0..2 {
+            let (x, t) = (ins[k], ins[1 - k]);
+            let Some(pt) = uses.producer[t] else { continue };
+            if g.nodes[pt].op != Op::Act(Activation::Tanh) || !uses.single(t) {
+                continue;
+            }
+            let s = g.nodes[pt].inputs[0];
+            let Some(ps) = uses.producer[s] else { continue };
+            let softplus = Op::Unary {
+                kind: UnaryKind::Softplus,
+            };
+            if g.nodes[ps].op != softplus || g.nodes[ps].inputs[0] != x || !uses.single(s) {
+                continue;
+            }
+            g.nodes[i].op = Op::Unary {
+                kind: UnaryKind::Mish,
+            };
+            g.nodes[i].inputs = vec![x];
+            g.nodes.remove(pt.max(ps));
+            g.nodes.remove(pt.min(ps));
+            return true;
+        }
+        false
+    });
+    let hard_swish = sweep(g, |g, uses, i| {
+        let Op::ChannelAffine {
+            scale,
+            shift,
+            act: Activation::None,
+        } = &g.nodes[i].op
+        else {
+            return false;
+        };
+        if !scale.iter().all(|&s| (s - 1.0 / 6.0).abs() <= 1e-7) || shift.iter().any(|&t| t != 0.0)
+        {
+            return false;
+        }
+        let m = g.nodes[i].inputs[0];
+        let Some(pm) = uses.producer[m] else {
+            return false;
+        };
+        let ins = g.nodes[pm].inputs.clone();
+        if !is_mul(&g.nodes[pm].op) || !uses.single(m) || ins.len() != 2 {
+            return false;
+        }
+        for k in 0..2 {
+            let (x, c) = (ins[k], ins[1 - k]);
+            let Some(pc) = uses.producer[c] else { continue };
+            let relu6_of_x_plus_3 = matches!(
+                &g.nodes[pc].op,
+                Op::ChannelAffine {
+                    scale,
+                    shift,
+                    act: Activation::Clip { min, max },
+                } if scale.iter().all(|&s| s == 1.0)
+                    && shift.iter().all(|&t| t == 3.0)
+                    && *min == 0.0
+                    && *max == 6.0
+            );
+            if !relu6_of_x_plus_3 || g.nodes[pc].inputs[0] != x || !uses.single(c) {
+                continue;
+            }
+            g.nodes[i].op = Op::Act(Activation::HardSwish);
+            g.nodes[i].inputs = vec![x];
+            g.nodes.remove(pm.max(pc));
+            g.nodes.remove(pm.min(pc));
+            return true;
+        }
+        false
+    });
+    let refused = if mish + hard_swish > 0 {
+        fuse_into_producers(g)
+    } else {
+        0
+    };
+    silu + fused + mish + hard_swish + refused
+}
+
+/// An elementwise product of two tensors of one shape.
+fn is_mul(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Mul
+            | Op::Binary {
+                kind: BinaryKind::Mul,
+                act: Activation::None,
+            }
+    )
+}
+
+/// Moves every standalone activation into the producer of its input, where it can.
+fn fuse_into_producers(g: &mut Graph) -> usize {
+    sweep(g, |g, uses, i| {
         let Op::Act(a) = g.nodes[i].op else {
             return false;
         };
@@ -45,8 +146,7 @@ pub fn run(g: &mut Graph) -> usize {
         }
         absorb(g, p, i);
         true
-    });
-    silu + fused
+    })
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub struct ChannelGroups {
     parent: Vec<usize>,
     /// Whether the group rooted at a slot is fixed (only meaningful at roots).
     fixed: Vec<bool>,
+    /// Nodes whose channel mapping is not analysed (`name (op)`): the channels on both of
+    /// their sides are fixed.
+    pub unanalysed: Vec<String>,
 }
 
 fn channels(g: &Graph, v: ValueId) -> usize {
@@ -69,6 +72,7 @@ impl ChannelGroups {
             base,
             parent: (0..total).collect(),
             fixed: vec![false; total],
+            unanalysed: Vec::new(),
         };
         for io in g.inputs.iter().chain(&g.outputs) {
             cg.fix(g, io.value);
@@ -155,6 +159,9 @@ impl ChannelGroups {
                 | Op::ChannelShuffle { .. }
                 | Op::Transpose { .. }
                 | Op::Reduce { .. } => {
+                    if !matches!(n.op, Op::Softmax | Op::Flatten) {
+                        cg.unanalysed.push(format!("{} ({})", n.name, n.op.name()));
+                    }
                     cg.fix(g, out);
                     for &i in &n.inputs {
                         cg.fix(g, i);
@@ -162,6 +169,7 @@ impl ChannelGroups {
                 }
             }
         }
+        cg.unanalysed.dedup();
         cg
     }
 

@@ -110,6 +110,9 @@ pub struct PruneReport {
     pub calibrated: bool,
     /// Every conv layer.
     pub layers: Vec<LayerReport>,
+    /// Nodes whose channel mapping the analysis does not follow (`name (op)`); the channels
+    /// on both of their sides were kept.
+    pub unanalysed: Vec<String>,
 }
 
 /// FLOPs (2 x multiply-adds) of a conv or fully connected node; 0 for other ops.
@@ -298,6 +301,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         exact_channels,
         calibrated,
         layers,
+        unanalysed: channels::ChannelGroups::analyse(g).unanalysed,
     })
 }
 

@@ -223,6 +223,13 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
             String::new()
         }
     );
+    if !r.unanalysed.is_empty() {
+        println!(
+            "channels kept on both sides of {} node(s) the channel analysis does not follow: {}",
+            r.unanalysed.len(),
+            r.unanalysed.join(", ")
+        );
+    }
 }
 
 fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
@@ -247,6 +254,7 @@ fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
         "ms_after": r.time_ms.map(|t| t.1),
         "calibrated": r.calibrated,
         "exact_channel_groups": r.exact_channels,
+        "unanalysed_nodes": r.unanalysed,
         "layers": layers,
     })
     .to_string()

@@ -33,6 +33,12 @@ DEFAULT_MODELS = [
     os.path.join(ROOT, "..", "shared", "models", "squeezenet1_1.onnx"),
     os.path.join(ROOT, "models", "mobilenet_v2_imagenet_backbone.onnx"),
 ]
+# The detector and efficient backbones of models/zoo, when they have been exported there
+# (models/zoo/README.md): added to the default list if present.
+ZOO_MODELS = [
+    os.path.join(ROOT, "models", "zoo", "out", n + ".onnx")
+    for n in ("mobilenet_v3_small", "efficientnet_b0", "yolov8n")
+]
 RUNTIMES = ["smof", "ort", "ncnn", "mnn", "tract"]
 TITLES = {
     "smof": "smof",
@@ -221,13 +227,32 @@ def last_json(stdout):
     raise Fail("no JSON result in the output")
 
 
+def declared_shape(path):
+    """The fixed input shape the ONNX model declares (1x3x224x224 where it is symbolic)."""
+    import onnxruntime as ort
+
+    dims = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    if len(dims) != 4 or not all(isinstance(d, int) and d > 0 for d in dims):
+        return (1, 3, 224, 224)
+    return tuple(dims)
+
+
 class Model:
     def __init__(self, path, work):
+        import numpy as np
+
         self.path = os.path.abspath(path)
         self.name = os.path.splitext(os.path.basename(path))[0]
         self.dir = os.path.join(work, self.name)
         os.makedirs(self.dir, exist_ok=True)
         self.prepared = {}  # runtime -> converted model path(s), or Fail
+        self.shape = declared_shape(self.path)
+        self.shape_arg = ",".join(str(d) for d in self.shape)
+        self.label = self.name if self.shape == (1, 3, 224, 224) else \
+            f"{self.name} ({'x'.join(str(d) for d in self.shape)})"
+        # The input smof-bench and tract-bench synthesise, saved for the Python workers.
+        self.xfile = os.path.join(self.dir, "input.npy")
+        np.save(self.xfile, synthetic_input(self.shape))
 
 
 def prepare(rt, m, tools):
@@ -239,13 +264,13 @@ def prepare(rt, m, tools):
     try:
         if rt == "smof":
             out = os.path.join(m.dir, m.name + ".smof")
-            sh([tools["smof"], "convert", m.path, "-o", out, "--input-shape", "1,3,224,224"],
+            sh([tools["smof"], "convert", m.path, "-o", out, "--input-shape", m.shape_arg],
                what="smof convert")
         elif rt == "ncnn":
             # pnnx writes its outputs next to the model it reads: give it a copy in the work dir.
             src = os.path.join(m.dir, m.name + ".onnx")
             shutil.copyfile(m.path, src)
-            sh([tools["pnnx"], src, "inputshape=[1,3,224,224]", "fp16=0"], cwd=m.dir,
+            sh([tools["pnnx"], src, f"inputshape=[{m.shape_arg}]", "fp16=0"], cwd=m.dir,
                what="pnnx")
             out = (os.path.join(m.dir, m.name + ".ncnn.param"),
                    os.path.join(m.dir, m.name + ".ncnn.bin"))
@@ -268,7 +293,7 @@ def prepare(rt, m, tools):
     return out
 
 
-def run_once(rt, m, a, tools, xfile):
+def run_once(rt, m, a, tools):
     """One round of runtime `rt` on model `m`: returns (result dict, output dump path)."""
     import numpy as np
 
@@ -280,12 +305,12 @@ def run_once(rt, m, a, tools, xfile):
         r = last_json(sh([tools["smof-bench"], target, "--json", "--threads", "1"] + common,
                          what="smof-bench", usage=usage))
     elif rt == "tract":
-        r = last_json(sh([tools["tract-bench"], target, "--shape", "1,3,224,224"] + common,
+        r = last_json(sh([tools["tract-bench"], target, "--shape", m.shape_arg] + common,
                          what="tract-bench", usage=usage))
     else:
         models = list(target) if isinstance(target, tuple) else [target]
         r = last_json(sh([sys.executable, os.path.abspath(__file__), "--worker", rt,
-                          "--input", xfile] + common + models, what=TITLES[rt],
+                          "--input", m.xfile] + common + models, what=TITLES[rt],
                           usage=usage))
     r["cpu_per_wall"] = usage["cpu"] / usage["wall"]
     return r, np.fromfile(dump, dtype="<f4")
@@ -402,7 +427,8 @@ def render(a, results, errors, diffs, info, runtimes, models, started, load):
         "- Versions: " + ", ".join(
             [f"smof {ver['smof']}"] + [f"{TITLES[r]} {ver[r]}" for r in peers]
             + [f"rustc {ver['rustc']}", f"Python {ver['python']}"]) + ".",
-        f"- Single thread, batch 1, f32, input 1x3x224x224; per runtime and model "
+        f"- Single thread, batch 1, f32, input 1x3x224x224 unless the model name says "
+        "otherwise (the shape the model declares); per runtime and model "
         f"{a.rounds} round(s) of {a.warmup} warm-up and {a.loops} timed runs, runtimes "
         "back-to-back with the order rotated each round. Figures: median over the rounds "
         "of each round's median, in ms; ratio = smof / peer (below 1: smof is faster).",
@@ -415,7 +441,7 @@ def render(a, results, errors, diffs, info, runtimes, models, started, load):
     lines.append("|" + "---|" * len(head))
     notes = []
     for m in models:
-        row = [m.name]
+        row = [m.label]
         for r in runtimes:
             if (m.name, r) in results:
                 row.append(fmt_ms(results[(m.name, r)]))
@@ -470,7 +496,7 @@ def driver_main(a, argv):
     for r in runtimes:
         if r not in RUNTIMES:
             sys.exit(f"compare: unknown runtime '{r}' (known: {', '.join(RUNTIMES)})")
-    model_paths = a.models or DEFAULT_MODELS
+    model_paths = a.models or DEFAULT_MODELS + [p for p in ZOO_MODELS if os.path.isfile(p)]
     for p in model_paths:
         if not os.path.isfile(p):
             sys.exit(f"compare: no model at {p}")
@@ -485,9 +511,6 @@ def driver_main(a, argv):
     except Fail as e:
         sys.exit(f"compare: {e}")
     models = [Model(p, work) for p in model_paths]
-    x = synthetic_input((1, 3, 224, 224))
-    xfile = os.path.join(work, "input.npy")
-    np.save(xfile, x)
 
     rounds = {}  # (model, runtime) -> [median per round]
     mins = {}
@@ -503,7 +526,7 @@ def driver_main(a, argv):
                 if (m.name, rt) in errors:
                     continue
                 try:
-                    r, out = run_once(rt, m, a, tools, xfile)
+                    r, out = run_once(rt, m, a, tools)
                 except Fail as e:
                     errors[(m.name, rt)] = str(e)
                     print(f"{m.name:>36} {TITLES[rt]:>13}: {e}", file=sys.stderr)

@@ -373,6 +373,36 @@ impl Lowerer<'_> {
             Op::Transpose { perm } => ROp::Transpose {
                 perm: perm.map(|p| p as u32),
             },
+            Op::Pad { begin, end, mode } => {
+                let nhwc = |v: &[usize; 4]| -> Result<[u32; 4]> {
+                    Ok([
+                        u32_of(v[0], "pad")?,
+                        u32_of(v[2], "pad")?,
+                        u32_of(v[3], "pad")?,
+                        u32_of(v[1], "pad")?,
+                    ])
+                };
+                ROp::Pad {
+                    begin: nhwc(begin)?,
+                    end: nhwc(end)?,
+                    mode: *mode,
+                }
+            }
+            Op::DepthToSpace { block, crd } => ROp::DepthToSpace {
+                block: u32_of(*block, "block size")?,
+                crd: *crd,
+            },
+            Op::SpaceToDepth { block } => ROp::SpaceToDepth {
+                block: u32_of(*block, "block size")?,
+            },
+            Op::Tile { reps } => ROp::Tile {
+                reps: [
+                    u32_of(reps[0], "repetitions")?,
+                    u32_of(reps[2], "repetitions")?,
+                    u32_of(reps[3], "repetitions")?,
+                    u32_of(reps[1], "repetitions")?,
+                ],
+            },
             Op::Binary { kind, act } => ROp::Binary {
                 kind: *kind,
                 act: *act,

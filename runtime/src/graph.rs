@@ -613,6 +613,17 @@ pub fn erf(x: f32) -> f32 {
     (if x < 0.0 { -r } else { r }) as f32
 }
 
+/// How [`Op::Pad`] fills the new elements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// With a constant.
+    Constant(f32),
+    /// Mirrored without repeating the edge (`[a, b, c]` padded by 2: `c, b, a, b, c, b, a`).
+    Reflect,
+    /// Repeating the edge element.
+    Edge,
+}
+
 /// Bit of [`Op::Reduce`]'s axes mask for H.
 pub const REDUCE_H: u32 = 1;
 /// Bit of [`Op::Reduce`]'s axes mask for W.
@@ -709,6 +720,34 @@ pub enum Op {
         /// The values, canonical layout, dims `[n, h, w, c]`.
         weight: WeightId,
     },
+    /// Padding of every axis (NHWC): `begin[a]` elements before and `end[a]` after, filled
+    /// by `mode`.
+    Pad {
+        /// Elements before, per axis `[n, h, w, c]`.
+        begin: [u32; 4],
+        /// Elements after, per axis.
+        end: [u32; 4],
+        /// How the new elements are filled.
+        mode: PadMode,
+    },
+    /// Rearranges blocks of `block x block` channels into space (ONNX `DepthToSpace`):
+    /// `(N, H, W, C)` to `(N, H·b, W·b, C/b²)`.
+    DepthToSpace {
+        /// Block size `b`.
+        block: u32,
+        /// ONNX mode CRD (column-row-depth) instead of the default DCR.
+        crd: bool,
+    },
+    /// The inverse (ONNX `SpaceToDepth`): `(N, H, W, C)` to `(N, H/b, W/b, C·b²)`.
+    SpaceToDepth {
+        /// Block size `b`.
+        block: u32,
+    },
+    /// Repeats the input `reps[a]` times along each axis (NHWC).
+    Tile {
+        /// Repetitions per axis `[n, h, w, c]`, at least 1.
+        reps: [u32; 4],
+    },
 }
 
 impl Op {
@@ -740,6 +779,10 @@ impl Op {
             Op::Binary { .. } => "Binary",
             Op::Unary { .. } => "Unary",
             Op::Constant { .. } => "Constant",
+            Op::Pad { .. } => "Pad",
+            Op::DepthToSpace { .. } => "DepthToSpace",
+            Op::SpaceToDepth { .. } => "SpaceToDepth",
+            Op::Tile { .. } => "Tile",
         }
     }
 
@@ -1216,6 +1259,62 @@ impl Graph {
                     [n, h, w, c] => Ok(Shape4::new(*n, *h, *w, *c)),
                     _ => Err(bad(node, index, format!("constant dims {d:?} are not 4-D"))),
                 }
+            }
+            Op::Pad { begin, end, mode } => {
+                arity(1, 1)?;
+                let dims = [x.n, x.h, x.w, x.c];
+                if let PadMode::Constant(v) = mode {
+                    if v.is_nan() {
+                        return Err(bad(node, index, "the pad value is NaN"));
+                    }
+                }
+                let mut out = [0u32; 4];
+                for a in 0..4 {
+                    if *mode == PadMode::Reflect && (begin[a] >= dims[a] || end[a] >= dims[a]) {
+                        return Err(bad(node, index, "reflect padding must be below the extent"));
+                    }
+                    out[a] = u32::try_from(dims[a] as u64 + begin[a] as u64 + end[a] as u64)
+                        .ok()
+                        .filter(|&o| o <= MAX_DIM)
+                        .ok_or_else(|| bad(node, index, "padded extent too large"))?;
+                }
+                Ok(Shape4::new(out[0], out[1], out[2], out[3]))
+            }
+            Op::DepthToSpace { block, .. } => {
+                arity(1, 1)?;
+                let b = *block;
+                if b == 0 || b > 64 || x.c % (b * b) != 0 {
+                    return Err(bad(node, index, "block² must divide the channels"));
+                }
+                let (h, w) = (x.h as u64 * b as u64, x.w as u64 * b as u64);
+                if h > MAX_DIM as u64 || w > MAX_DIM as u64 {
+                    return Err(bad(node, index, "output too large"));
+                }
+                Ok(Shape4::new(x.n, h as u32, w as u32, x.c / (b * b)))
+            }
+            Op::SpaceToDepth { block } => {
+                arity(1, 1)?;
+                let b = *block;
+                if b == 0 || b > 64 || x.h % b != 0 || x.w % b != 0 {
+                    return Err(bad(node, index, "block must divide H and W"));
+                }
+                let c = x.c as u64 * (b * b) as u64;
+                if c > MAX_DIM as u64 {
+                    return Err(bad(node, index, "output too large"));
+                }
+                Ok(Shape4::new(x.n, x.h / b, x.w / b, c as u32))
+            }
+            Op::Tile { reps } => {
+                arity(1, 1)?;
+                let dims = [x.n, x.h, x.w, x.c];
+                let mut out = [0u32; 4];
+                for a in 0..4 {
+                    out[a] = u32::try_from(dims[a] as u64 * reps[a] as u64)
+                        .ok()
+                        .filter(|o| (1..=MAX_DIM).contains(o))
+                        .ok_or_else(|| bad(node, index, "repetitions zero or too many"))?;
+                }
+                Ok(Shape4::new(out[0], out[1], out[2], out[3]))
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, BinaryKind, Conv, Deconv, Fc, Op, Pool, ReduceKind, Resize, UnaryKind,
+    Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, ReduceKind, Resize, UnaryKind,
 };
 use crate::kernels::{Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable};
 use crate::model::Model;
@@ -82,6 +82,10 @@ enum Kernel<'m> {
     Binary(BinaryKind, Activation),
     Unary(UnaryKind),
     Constant(&'m [f32]),
+    Pad([u32; 4], PadMode),
+    DepthToSpace(usize, bool),
+    SpaceToDepth(usize),
+    Tile,
 }
 
 /// One node, ready to run: its kernel and the buffers it reads and writes.
@@ -277,6 +281,10 @@ impl<'m> Session<'m> {
                 Op::Binary { kind, act } => Kernel::Binary(kind, act),
                 Op::Unary { kind } => Kernel::Unary(kind),
                 Op::Constant { weight } => Kernel::Constant(model.weight(weight)),
+                Op::Pad { begin, mode, .. } => Kernel::Pad(begin, mode),
+                Op::DepthToSpace { block, crd } => Kernel::DepthToSpace(block as usize, crd),
+                Op::SpaceToDepth { block } => Kernel::SpaceToDepth(block as usize),
+                Op::Tile { .. } => Kernel::Tile,
             };
             steps.push(Step {
                 kernel,
@@ -541,6 +549,22 @@ impl<'m> Session<'m> {
                     crate::ops::unary(*kind, x, xs, y, ys);
                 }
                 Kernel::Constant(w) => crate::ops::constant(w, y, ys),
+                Kernel::Pad(begin, mode) => {
+                    let (x, xs) = input(0);
+                    crate::ops::pad(begin, *mode, x, xs, y, ys);
+                }
+                Kernel::DepthToSpace(b, crd) => {
+                    let (x, xs) = input(0);
+                    crate::ops::depth_to_space(*b, *crd, x, xs, y, ys);
+                }
+                Kernel::SpaceToDepth(b) => {
+                    let (x, xs) = input(0);
+                    crate::ops::space_to_depth(*b, x, xs, y, ys);
+                }
+                Kernel::Tile => {
+                    let (x, xs) = input(0);
+                    crate::ops::tile(x, xs, y, ys);
+                }
             }
             if let (Some(t), Some(t0)) = (timing.as_deref_mut(), t0) {
                 t[i] += t0.elapsed().as_secs_f64();
@@ -633,6 +657,10 @@ impl<'m> Session<'m> {
                 Kernel::Binary(..) => "binary",
                 Kernel::Unary(_) => "unary",
                 Kernel::Constant(_) => "constant",
+                Kernel::Pad(..) => "pad",
+                Kernel::DepthToSpace(..) => "depth_to_space",
+                Kernel::SpaceToDepth(_) => "space_to_depth",
+                Kernel::Tile => "tile",
             })
             .collect()
     }

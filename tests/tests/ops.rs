@@ -2744,3 +2744,86 @@ fn written_out_activations_are_fused() {
         ref other => panic!("expected a conv with HardSwish, got {other:?}"),
     }
 }
+
+#[test]
+fn pad_depth_space_tile_expand() {
+    let mut c = Cases::new();
+    let pad = |b: &mut OnnxBuilder, x: &str, pads: &[i64], mode: &str, value: Option<f32>| {
+        let p = b.i64s("pads", pads);
+        let mut ins = vec![x.to_string(), p];
+        if let Some(v) = value {
+            let name = b.fresh("value");
+            ins.push(b.init(&name, &[], &[v]));
+        }
+        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+        b.node("Pad", &refs, vec![attr::string("mode", mode)])
+    };
+    case(
+        &mut c,
+        "Pad constant 0, spatial",
+        13,
+        &[1, 5, 6, 7],
+        |b, x| pad(b, x, &[0, 0, 1, 2, 0, 0, 3, 1], "constant", None),
+    );
+    case(
+        &mut c,
+        "Pad constant -1.5, channels and space",
+        13,
+        &[1, 5, 6, 7],
+        |b, x| pad(b, x, &[0, 2, 1, 0, 0, 1, 0, 2], "constant", Some(-1.5)),
+    );
+    case(
+        &mut c,
+        "Pad reflect then conv",
+        13,
+        &[1, 4, 6, 7],
+        |b, x| {
+            let p = pad(b, x, &[0, 0, 2, 1, 0, 0, 1, 2], "reflect", None);
+            b.conv(&p, &ConvSpec::new(4, 6, [3, 3]))
+        },
+    );
+    case(&mut c, "Pad edge", 13, &[1, 3, 4, 5], |b, x| {
+        pad(b, x, &[0, 1, 3, 2, 0, 2, 1, 3], "edge", None)
+    });
+    for (op, mode) in [("DepthToSpace", "DCR"), ("DepthToSpace", "CRD")] {
+        case(
+            &mut c,
+            &format!("{op} {mode} block 2"),
+            13,
+            &[1, 12, 3, 4],
+            |b, x| {
+                b.node(
+                    op,
+                    &[x],
+                    vec![attr::int("blocksize", 2), attr::string("mode", mode)],
+                )
+            },
+        );
+    }
+    case(
+        &mut c,
+        "SpaceToDepth block 2 then conv",
+        13,
+        &[1, 3, 8, 6],
+        |b, x| {
+            let s = b.node("SpaceToDepth", &[x], vec![attr::int("blocksize", 2)]);
+            b.conv(&s, &ConvSpec::new(12, 8, [1, 1]))
+        },
+    );
+    case(&mut c, "Tile [1, 2, 3, 1]", 13, &[1, 3, 4, 5], |b, x| {
+        let r = b.i64s("repeats", &[1, 2, 3, 1]);
+        b.node("Tile", &[x, &r], vec![])
+    });
+    case(
+        &mut c,
+        "Expand [1, 6, 1, 1] to [1, 6, 4, 5]",
+        13,
+        &[1, 6, 5, 4],
+        |b, x| {
+            let g = b.node("GlobalAveragePool", &[x], vec![]);
+            let s = b.i64s("shape", &[1, 6, 4, 5]);
+            b.node("Expand", &[&g, &s], vec![])
+        },
+    );
+    c.finish();
+}

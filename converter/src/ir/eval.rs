@@ -4,7 +4,7 @@
 use super::{Graph, Op, PoolKind};
 
 use super::shape::dims4;
-use super::{CoordMode, NearestRound, ReduceKind, ResizeMode};
+use super::{CoordMode, NearestRound, PadMode, ReduceKind, ResizeMode};
 use std::array::from_fn;
 
 /// Runs `g` on `inputs` (NCHW, one slice per graph input) and returns every graph output.
@@ -406,6 +406,87 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
             }
             Op::Unary { kind } => x.iter().map(|&v| kind.apply(v)).collect(),
             Op::Constant(w) => w.data.clone(),
+            Op::Pad { begin, mode, .. } => {
+                let mut y = Vec::with_capacity(ys.iter().product());
+                let src = |o: usize, a: usize| -> Option<usize> {
+                    let i = o as isize - begin[a] as isize;
+                    let d = xs[a] as isize;
+                    match mode {
+                        _ if (0..d).contains(&i) => Some(i as usize),
+                        PadMode::Constant(_) => None,
+                        PadMode::Edge => Some(i.clamp(0, d - 1) as usize),
+                        PadMode::Reflect if i < 0 => Some((-i) as usize),
+                        PadMode::Reflect => Some((2 * (d - 1) - i) as usize),
+                    }
+                };
+                let fill = match mode {
+                    PadMode::Constant(v) => *v,
+                    _ => 0.0,
+                };
+                for i0 in 0..ys[0] {
+                    for i1 in 0..ys[1] {
+                        for i2 in 0..ys[2] {
+                            for i3 in 0..ys[3] {
+                                let s = [src(i0, 0), src(i1, 1), src(i2, 2), src(i3, 3)];
+                                y.push(match s {
+                                    [Some(a), Some(b), Some(cc), Some(d)] => {
+                                        x[((a * c + b) * h + cc) * w + d]
+                                    }
+                                    _ => fill,
+                                });
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Op::DepthToSpace { block: b, crd } => {
+                let mut y = Vec::with_capacity(ys.iter().product());
+                for i0 in 0..n {
+                    for k in 0..oc {
+                        for r in 0..oh {
+                            for q in 0..ow {
+                                let (i, j) = (r % b, q % b);
+                                let ch = if *crd {
+                                    k * b * b + i * b + j
+                                } else {
+                                    (i * b + j) * oc + k
+                                };
+                                y.push(x[((i0 * c + ch) * h + r / b) * w + q / b]);
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Op::SpaceToDepth { block: b } => {
+                let mut y = Vec::with_capacity(ys.iter().product());
+                for i0 in 0..n {
+                    for k in 0..oc {
+                        let (blk, ch) = (k / c, k % c);
+                        let (i, j) = (blk / b, blk % b);
+                        for r in 0..oh {
+                            for q in 0..ow {
+                                y.push(x[((i0 * c + ch) * h + r * b + i) * w + q * b + j]);
+                            }
+                        }
+                    }
+                }
+                y
+            }
+            Op::Tile { .. } => {
+                let mut y = Vec::with_capacity(ys.iter().product());
+                for i0 in 0..ys[0] {
+                    for i1 in 0..oc {
+                        for i2 in 0..oh {
+                            for i3 in 0..ow {
+                                y.push(x[(((i0 % n) * c + i1 % c) * h + i2 % h) * w + i3 % w]);
+                            }
+                        }
+                    }
+                }
+                y
+            }
         };
         vals[node.output] = Some(out);
     }

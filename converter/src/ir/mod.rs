@@ -10,7 +10,8 @@ pub mod shape;
 pub mod tensor;
 
 pub use smof::graph::{
-    Activation, BinaryKind, CoordMode, NearestRound, PoolKind, ReduceKind, ResizeMode, UnaryKind,
+    Activation, BinaryKind, CoordMode, NearestRound, PadMode, PoolKind, ReduceKind, ResizeMode,
+    UnaryKind,
 };
 pub use tensor::ConstTensor;
 
@@ -227,6 +228,32 @@ pub enum Op {
     },
     /// A constant tensor (no input) of the weight's dims (`[N, C, H, W]` or `[N, F]`).
     Constant(Weight),
+    /// Padding of a 4-D tensor: `begin[a]` elements before and `end[a]` after axis `a`.
+    Pad {
+        /// Before, per axis `[N, C, H, W]`.
+        begin: [usize; 4],
+        /// After, per axis.
+        end: [usize; 4],
+        /// Fill.
+        mode: PadMode,
+    },
+    /// ONNX `DepthToSpace` of a 4-D tensor.
+    DepthToSpace {
+        /// Block size.
+        block: usize,
+        /// CRD mode (else DCR).
+        crd: bool,
+    },
+    /// ONNX `SpaceToDepth` of a 4-D tensor.
+    SpaceToDepth {
+        /// Block size.
+        block: usize,
+    },
+    /// ONNX `Tile` of a 4-D tensor.
+    Tile {
+        /// Repetitions per axis `[N, C, H, W]`.
+        reps: [usize; 4],
+    },
 }
 
 impl Op {
@@ -256,6 +283,10 @@ impl Op {
             Op::Binary { .. } => "Binary",
             Op::Unary { .. } => "Unary",
             Op::Constant(_) => "Constant",
+            Op::Pad { .. } => "Pad",
+            Op::DepthToSpace { .. } => "DepthToSpace",
+            Op::SpaceToDepth { .. } => "SpaceToDepth",
+            Op::Tile { .. } => "Tile",
         }
     }
     /// The fused activation slot of ops that have one.

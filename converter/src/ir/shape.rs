@@ -338,6 +338,42 @@ pub fn infer(op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
             }
             Ok(w.dims.clone())
         }
+        Op::Pad { begin, end, mode } => {
+            arity(1, 1)?;
+            let x = rank4(ins[0])?;
+            if *mode == super::PadMode::Reflect && (0..4).any(|a| begin[a].max(end[a]) >= x[a]) {
+                return Err(format!(
+                    "reflect padding of {x:?} must be below each extent"
+                ));
+            }
+            Ok((0..4).map(|a| x[a] + begin[a] + end[a]).collect())
+        }
+        Op::DepthToSpace { block, .. } => {
+            arity(1, 1)?;
+            let [n, c, h, w] = rank4(ins[0])?;
+            let b = *block;
+            if b == 0 || c % (b * b) != 0 {
+                return Err(format!("block {b}: block² must divide {c} channels"));
+            }
+            Ok(vec![n, c / (b * b), h * b, w * b])
+        }
+        Op::SpaceToDepth { block } => {
+            arity(1, 1)?;
+            let [n, c, h, w] = rank4(ins[0])?;
+            let b = *block;
+            if b == 0 || h % b != 0 || w % b != 0 {
+                return Err(format!("block {b} must divide {h}x{w}"));
+            }
+            Ok(vec![n, c * b * b, h / b, w / b])
+        }
+        Op::Tile { reps } => {
+            arity(1, 1)?;
+            let x = rank4(ins[0])?;
+            if reps.contains(&0) {
+                return Err("zero repetitions".into());
+            }
+            Ok((0..4).map(|a| x[a] * reps[a]).collect())
+        }
     }
 }
 

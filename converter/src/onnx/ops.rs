@@ -10,7 +10,7 @@ use crate::ir::shape::dims4;
 use crate::ir::tensor::broadcast_shape;
 use crate::ir::{
     Activation, BinaryKind, ConstTensor, ConvOp, CoordMode, DeconvOp, FcOp, NearestRound, Op,
-    PoolKind, PoolOp, ReduceKind, ResizeMode, ResizeOp, UnaryKind, Weight,
+    PadMode, PoolKind, PoolOp, ReduceKind, ResizeMode, ResizeOp, UnaryKind, Weight,
 };
 
 /// Every op type the importer handles (with or without folding).
@@ -72,6 +72,11 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mish",
     "Floor",
     "Ceil",
+    "Pad",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Tile",
+    "Expand",
 ];
 
 /// Why a node cannot be imported, judged from its op type and attributes alone (no shapes
@@ -512,6 +517,152 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             } else {
                 binary(imp, node, op, name)
             }
+        }
+        "Pad" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let r = xs.len();
+            if r != 4 {
+                return unsup(format!("Pad of a {xs:?} tensor not supported (4-D only)"));
+            }
+            let mode = a.string("mode").unwrap_or_else(|| "constant".into());
+            let value = match imp.konst(node, 2) {
+                Some(c) if !c.is_float() => return unsup("a non-float pad value not supported"),
+                Some(c) => c.to_f32().first().copied().unwrap_or(0.0),
+                None if imp.missing(node, 2) => 0.0,
+                None => return unsup("the pad value is not a constant"),
+            };
+            let mode = match mode.as_str() {
+                "constant" => PadMode::Constant(value),
+                "reflect" => PadMode::Reflect,
+                "edge" => PadMode::Edge,
+                m => {
+                    return unsup(format!(
+                        "mode '{m}' not supported (constant, reflect, edge)"
+                    ))
+                }
+            };
+            let pads: Vec<i64> = if imp.opset >= 11 {
+                match imp
+                    .konst(node, 1)
+                    .and_then(|t| t.ints().map(<[i64]>::to_vec))
+                {
+                    Some(p) => p,
+                    None => return unsup("pads is not a constant"),
+                }
+            } else {
+                a.ints("pads").map(<[i64]>::to_vec).unwrap_or_default()
+            };
+            let axes: Vec<usize> = match imp
+                .konst(node, 3)
+                .and_then(|t| t.ints().map(<[i64]>::to_vec))
+            {
+                Some(ax) => ax
+                    .iter()
+                    .map(|&v| norm_axis(v, r))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        NodeErr::Fatal(Error::model(format!("node {name}: axes out of range")))
+                    })?,
+                None => (0..r).collect(),
+            };
+            if pads.len() != 2 * axes.len() {
+                return model_err(
+                    name,
+                    format!("pads {pads:?} do not match {} axes", axes.len()),
+                );
+            }
+            if pads.iter().any(|&p| p < 0) {
+                return unsup(format!("negative pads (cropping) {pads:?} not supported"));
+            }
+            let (mut begin, mut end) = ([0usize; 4], [0usize; 4]);
+            for (k, &ax) in axes.iter().enumerate() {
+                begin[ax] = pads[k] as usize;
+                end[ax] = pads[k + axes.len()] as usize;
+            }
+            if begin == [0; 4] && end == [0; 4] {
+                return imp.emit(node, name, Op::Identity, vec![x]);
+            }
+            imp.emit(node, name, Op::Pad { begin, end, mode }, vec![x])
+        }
+        "DepthToSpace" | "SpaceToDepth" => {
+            let x = imp.act(node, 0)?;
+            let block = pos(a.int_or("blocksize", 0), "blocksize", name)?;
+            let op = if op == "DepthToSpace" {
+                let crd = match a.string("mode").as_deref() {
+                    None | Some("DCR") => false,
+                    Some("CRD") => true,
+                    Some(m) => return model_err(name, format!("mode '{m}' is not DCR or CRD")),
+                };
+                Op::DepthToSpace { block, crd }
+            } else {
+                Op::SpaceToDepth { block }
+            };
+            imp.emit(node, name, op, vec![x])
+        }
+        "Tile" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let Some(reps) = imp
+                .konst(node, 1)
+                .and_then(|t| t.ints().map(<[i64]>::to_vec))
+            else {
+                return unsup("repeats is not a constant");
+            };
+            if reps.len() != xs.len() || reps.iter().any(|&v| v < 1) {
+                return model_err(name, format!("repeats {reps:?} do not fit {xs:?}"));
+            }
+            if xs.len() != 4 {
+                return unsup(format!("Tile of a {xs:?} tensor not supported (4-D only)"));
+            }
+            let reps = [reps[0], reps[1], reps[2], reps[3]].map(|v| v as usize);
+            imp.emit(node, name, Op::Tile { reps }, vec![x])
+        }
+        "Expand" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let Some(shape) = imp
+                .konst(node, 1)
+                .and_then(|t| t.ints().map(<[i64]>::to_vec))
+            else {
+                return unsup("the target shape is not a constant");
+            };
+            if shape.len() != xs.len() || shape.iter().any(|&d| d < 1) {
+                return unsup(format!(
+                    "Expand of {xs:?} to {shape:?} not supported (same rank, positive dims)"
+                ));
+            }
+            // NumPy broadcast of the input and the shape; the input repeats along the axes
+            // where it has extent 1, which a broadcasting add of zeros does.
+            let mut zeros = Vec::with_capacity(xs.len());
+            for (&d, &t) in xs.iter().zip(&shape) {
+                let t = t as usize;
+                if d != t && d != 1 && t != 1 {
+                    return Err(NodeErr::Fatal(Error::shape(
+                        &node.output[0],
+                        format!("cannot expand {xs:?} to {shape:?}"),
+                    )));
+                }
+                zeros.push(if d == 1 { t } else { 1 });
+            }
+            if zeros.iter().all(|&d| d == 1) {
+                return imp.emit(node, name, Op::Identity, vec![x]);
+            }
+            let z = imp.add_node(
+                &format!("{}/zeros", node.output[0]),
+                name,
+                Op::Constant(Weight {
+                    data: vec![0.0; zeros.iter().product()],
+                    dims: zeros.clone(),
+                }),
+                vec![],
+                zeros,
+            )?;
+            let add = Op::Binary {
+                kind: BinaryKind::Add,
+                act: Activation::None,
+            };
+            imp.emit(node, name, add, vec![x, z])
         }
         "Neg" => unary(imp, node, name, UnaryKind::Neg),
         "Abs" => unary(imp, node, name, UnaryKind::Abs),

@@ -152,12 +152,21 @@ impl ChannelGroups {
                 }
                 // Not analysed yet: the channels on both sides stay as they are.
                 Op::Constant(_) => cg.fix(g, out),
+                Op::Pad { begin, end, .. } if begin[1] == 0 && end[1] == 0 => {
+                    if let Some(x) = x {
+                        cg.tie(g, out, 0, x);
+                    }
+                }
                 Op::Softmax
                 | Op::Flatten
                 | Op::Slice { .. }
                 | Op::Deconv(_)
                 | Op::ChannelShuffle { .. }
                 | Op::Transpose { .. }
+                | Op::Pad { .. }
+                | Op::DepthToSpace { .. }
+                | Op::SpaceToDepth { .. }
+                | Op::Tile { .. }
                 | Op::Reduce { .. } => {
                     if !matches!(n.op, Op::Softmax | Op::Flatten) {
                         cg.unanalysed.push(format!("{} ({})", n.name, n.op.name()));

@@ -97,6 +97,10 @@ pub fn constant(
             | Op::ChannelShuffle { .. }
             | Op::Transpose { .. }
             | Op::Reduce { .. }
+            | Op::Pad { .. }
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::Tile { .. }
             | Op::Constant(_) => None,
         }
     })();

@@ -224,7 +224,13 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
                 .map(|c| get(x, c.min(channels(g, x) - 1)) + get(n.inputs[1], c))
                 .collect(),
             Op::Constant(_) => vec![1.0; oc],
-            Op::Slice { .. } | Op::Transpose { .. } | Op::Reduce { .. } => {
+            Op::Slice { .. }
+            | Op::Transpose { .. }
+            | Op::Reduce { .. }
+            | Op::Pad { .. }
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::Tile { .. } => {
                 let mean = e[x].iter().sum::<f64>() / e[x].len().max(1) as f64;
                 vec![mean; oc]
             }

@@ -14,8 +14,8 @@ use super::{
 use crate::error::{Error, Result};
 use crate::graph::{
     Activation, BinaryKind, Conv, CoordMode, DType, Deconv, Fc, Graph, IoDesc, Layout, Metadata,
-    NearestRound, Node, Op, Pool, PoolKind, ReduceKind, Resize, ResizeMode, Shape4, TensorDesc,
-    TensorId, UnaryKind, WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
+    NearestRound, Node, Op, PadMode, Pool, PoolKind, ReduceKind, Resize, ResizeMode, Shape4,
+    TensorDesc, TensorId, UnaryKind, WeightDesc, WeightId, MAX_DIM, MAX_TENSOR_ELEMS,
 };
 use crate::kernels::pack;
 use bytemuck::{pod_read_unaligned, Pod};
@@ -1259,6 +1259,60 @@ impl Params<'_> {
                 },
                 1,
             ),
+            op::PAD => {
+                let [m, v] = self.get(8);
+                let mode = match (m, v) {
+                    (0, v) => PadMode::Constant(f32::from_bits(v)),
+                    (1, 0) => PadMode::Reflect,
+                    (2, 0) => PadMode::Edge,
+                    (1 | 2, _) => {
+                        return Err(corrupt(
+                            self.pos(9),
+                            format!(
+                                "{}: pad value of a non-constant mode is not zero",
+                                (self.ctx)()
+                            ),
+                        ))
+                    }
+                    (m, _) => {
+                        return Err(corrupt(
+                            self.pos(8),
+                            format!("{}: unknown pad mode code {m}", (self.ctx)()),
+                        ))
+                    }
+                };
+                (
+                    Op::Pad {
+                        begin: self.get(0),
+                        end: self.get(4),
+                        mode,
+                    },
+                    10,
+                )
+            }
+            op::DEPTH_TO_SPACE => {
+                let [block, crd] = self.get(0);
+                if crd > 1 {
+                    return Err(corrupt(
+                        self.pos(1),
+                        format!("{}: unknown depth-to-space mode code {crd}", (self.ctx)()),
+                    ));
+                }
+                (
+                    Op::DepthToSpace {
+                        block,
+                        crd: crd == 1,
+                    },
+                    2,
+                )
+            }
+            op::SPACE_TO_DEPTH => (
+                Op::SpaceToDepth {
+                    block: self.get::<1>(0)[0],
+                },
+                1,
+            ),
+            op::TILE => (Op::Tile { reps: self.get(0) }, 4),
             c => {
                 return Err(corrupt(
                     pos,

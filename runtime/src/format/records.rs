@@ -237,6 +237,14 @@ pub mod op {
     pub const UNARY: u32 = 18;
     /// [`crate::graph::Op::Constant`] (format 1.1).
     pub const CONSTANT: u32 = 19;
+    /// [`crate::graph::Op::Pad`] (format 1.1).
+    pub const PAD: u32 = 20;
+    /// [`crate::graph::Op::DepthToSpace`] (format 1.1).
+    pub const DEPTH_TO_SPACE: u32 = 21;
+    /// [`crate::graph::Op::SpaceToDepth`] (format 1.1).
+    pub const SPACE_TO_DEPTH: u32 = 22;
+    /// [`crate::graph::Op::Tile`] (format 1.1).
+    pub const TILE: u32 = 23;
     /// The first code of format 1.1; a file using a code from here on is written as 1.1.
     pub const FIRST_OF_1_1: u32 = SLICE;
 }

@@ -662,6 +662,67 @@ fn ops_of_1_1() -> (Graph, Vec<Vec<u8>>) {
         },
         &[t],
     );
+    let c = b.g.tensors[t as usize].shape.c;
+    let k = b.weight("k", DType::F32, Layout::Canonical, &[1, 1, 1, c]);
+    let k = b.node("const", Op::Constant { weight: k }, &[]);
+    let mut t = b.node(
+        "binary",
+        Op::Binary {
+            kind: BinaryKind::PRelu,
+            act: Activation::Relu,
+        },
+        &[t, k],
+    );
+    for kind in UnaryKind::ALL {
+        t = b.node(&format!("{kind:?}"), Op::Unary { kind }, &[t]);
+    }
+    for kind in BinaryKind::ALL {
+        t = b.node(
+            &format!("{kind:?}"),
+            Op::Binary {
+                kind,
+                act: Activation::None,
+            },
+            &[t, t],
+        );
+    }
+    let t = b.node("tile", Op::Tile { reps: [1, 2, 3, 1] }, &[t]);
+    let t = b.node(
+        "pad_edge",
+        Op::Pad {
+            begin: [0, 1, 1, 0],
+            end: [0, 1, 0, 2],
+            mode: PadMode::Edge,
+        },
+        &[t],
+    );
+    let t = b.node(
+        "pad_const",
+        Op::Pad {
+            begin: [0, 0, 1, 0],
+            end: [0, 0, 0, 0],
+            mode: PadMode::Constant(2.5),
+        },
+        &[t],
+    );
+    let t = b.node(
+        "pad_reflect",
+        Op::Pad {
+            begin: [0, 1, 0, 0],
+            end: [0, 1, 1, 0],
+            mode: PadMode::Reflect,
+        },
+        &[t],
+    );
+    let t = b.node("s2d", Op::SpaceToDepth { block: 2 }, &[t]);
+    let t = b.node(
+        "d2s",
+        Op::DepthToSpace {
+            block: 2,
+            crd: true,
+        },
+        &[t],
+    );
     b.finish(t)
 }
 

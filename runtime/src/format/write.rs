@@ -13,8 +13,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::graph::{
-    Activation, BinaryKind, CoordMode, DType, Graph, IoDesc, Layout, NearestRound, Op, PoolKind,
-    ReduceKind, ResizeMode, UnaryKind, WeightId,
+    Activation, BinaryKind, CoordMode, DType, Graph, IoDesc, Layout, NearestRound, Op, PadMode,
+    PoolKind, ReduceKind, ResizeMode, UnaryKind, WeightId,
 };
 use crate::kernels::pack;
 use bytemuck::{bytes_of, Pod};
@@ -525,6 +525,29 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
         Op::Constant { weight } => {
             put(0, &[*weight]);
             op::CONSTANT
+        }
+        Op::Pad { begin, end, mode } => {
+            put(0, begin);
+            put(4, end);
+            let (m, v) = match mode {
+                PadMode::Constant(v) => (0, v.to_bits()),
+                PadMode::Reflect => (1, 0),
+                PadMode::Edge => (2, 0),
+            };
+            put(8, &[m, v]);
+            op::PAD
+        }
+        Op::DepthToSpace { block, crd } => {
+            put(0, &[*block, *crd as u32]);
+            op::DEPTH_TO_SPACE
+        }
+        Op::SpaceToDepth { block } => {
+            put(0, &[*block]);
+            op::SPACE_TO_DEPTH
+        }
+        Op::Tile { reps } => {
+            put(0, reps);
+            op::TILE
         }
     };
     (code, p)

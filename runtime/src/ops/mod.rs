@@ -1,6 +1,6 @@
 //! Data-movement and resampling ops that every kernel table shares: slicing, resizing,
 //! transposed convolution, channel shuffle, axis permutation, reductions, broadcasting
-//! elementwise functions and constants.
+//! elementwise functions, constants, padding, depth/space rearrangement and tiling.
 //!
 //! They are memory-bound or rare, so one portable implementation serves every instruction
 //! set: the loops run over the contiguous channel axis of the NHWC buffers, which the
@@ -8,8 +8,8 @@
 //! (channels `c..cs`) included, as zero.
 
 use crate::graph::{
-    Activation, BinaryKind, CoordMode, Deconv, NearestRound, ReduceKind, Resize, ResizeMode,
-    UnaryKind, REDUCE_C, REDUCE_H, REDUCE_W,
+    Activation, BinaryKind, CoordMode, Deconv, NearestRound, PadMode, ReduceKind, Resize,
+    ResizeMode, UnaryKind, REDUCE_C, REDUCE_H, REDUCE_W,
 };
 use crate::kernels::Act4;
 
@@ -359,5 +359,128 @@ pub fn constant(w: &[f32], y: &mut [f32], ys: Act4) {
     for (src, dst) in w.chunks_exact(c).zip(y.chunks_exact_mut(ys.cs)) {
         dst[..c].copy_from_slice(src);
         dst[c..].fill(0.0);
+    }
+}
+
+/// The input index that padded index `o` of an axis of `len` elements reads, with `begin`
+/// elements of padding before; `None` for a constant pad element.
+#[inline(always)]
+fn pad_source(o: usize, begin: usize, len: usize, mode: PadMode) -> Option<usize> {
+    let i = o as isize - begin as isize;
+    let n = len as isize;
+    if (0..n).contains(&i) {
+        return Some(i as usize);
+    }
+    match mode {
+        PadMode::Constant(_) => None,
+        PadMode::Edge => Some(i.clamp(0, n - 1) as usize),
+        // Validation keeps the padding below the extent, so one reflection lands inside.
+        PadMode::Reflect => Some(if i < 0 { -i } else { 2 * (n - 1) - i } as usize),
+    }
+}
+
+/// [`crate::graph::Op::Pad`].
+pub fn pad(begin: &[u32; 4], mode: PadMode, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [xn, xh, xw, xc] = dims(xs);
+    let [n, h, w, c] = dims(ys);
+    let [b0, b1, b2, b3] = begin.map(|v| v as usize);
+    let fill = match mode {
+        PadMode::Constant(v) => v,
+        _ => 0.0,
+    };
+    let mut p = 0;
+    for i in 0..n {
+        let si = pad_source(i, b0, xn, mode);
+        for r in 0..h {
+            let sr = pad_source(r, b1, xh, mode);
+            for q in 0..w {
+                let sq = pad_source(q, b2, xw, mode);
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                match (si, sr, sq) {
+                    (Some(si), Some(sr), Some(sq)) => {
+                        let src = &x[((si * xh + sr) * xw + sq) * xs.cs..][..xc];
+                        for (k, v) in dst[..c].iter_mut().enumerate() {
+                            *v = match pad_source(k, b3, xc, mode) {
+                                Some(sk) => src[sk],
+                                None => fill,
+                            };
+                        }
+                    }
+                    _ => dst[..c].fill(fill),
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::DepthToSpace`]: output `(h·b + i, w·b + j, c)` is input channel
+/// `(i·b + j)·C' + c` (DCR) or `c·b² + i·b + j` (CRD) of pixel `(h, w)`.
+pub fn depth_to_space(b: usize, crd: bool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [n, h, w, c] = dims(ys);
+    let (xh, xw) = (h / b, w / b);
+    let mut p = 0;
+    for i0 in 0..n {
+        for r in 0..h {
+            for q in 0..w {
+                let src = &x[((i0 * xh + r / b) * xw + q / b) * xs.cs..];
+                let (i, j) = (r % b, q % b);
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                for (k, v) in dst[..c].iter_mut().enumerate() {
+                    *v = if crd {
+                        src[k * b * b + i * b + j]
+                    } else {
+                        src[(i * b + j) * c + k]
+                    };
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::SpaceToDepth`]: output channel `(i·b + j)·C + c` of pixel `(h, w)` is
+/// input `(h·b + i, w·b + j, c)`.
+pub fn space_to_depth(b: usize, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [_, xh, xw, xc] = dims(xs);
+    let [n, h, w, c] = dims(ys);
+    let mut p = 0;
+    for i0 in 0..n {
+        for r in 0..h {
+            for q in 0..w {
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                for i in 0..b {
+                    for j in 0..b {
+                        let src = &x[((i0 * xh + r * b + i) * xw + q * b + j) * xs.cs..][..xc];
+                        dst[(i * b + j) * xc..][..xc].copy_from_slice(src);
+                    }
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// [`crate::graph::Op::Tile`]: output element `o` of each axis is input element
+/// `o mod extent`.
+pub fn tile(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [xn, xh, xw, xc] = dims(xs);
+    let [n, h, w, c] = dims(ys);
+    let mut p = 0;
+    for i in 0..n {
+        for r in 0..h {
+            for q in 0..w {
+                let src = &x[(((i % xn) * xh + r % xh) * xw + q % xw) * xs.cs..][..xc];
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                for (k, v) in dst[..c].iter_mut().enumerate() {
+                    *v = src[k % xc];
+                }
+                dst[c..].fill(0.0);
+                p += 1;
+            }
+        }
     }
 }

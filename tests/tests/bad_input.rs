@@ -191,6 +191,59 @@ fn unsupported_ops_are_listed_in_one_error() {
     assert!(missing.is_empty(), "the error must name both nodes, both op types and the opset; missing {missing:?} in: {err}");
 }
 
+/// Unsupported attribute values of supported ops are reported like unsupported ops: every
+/// node at once, each with its name and what is missing.
+#[test]
+fn unsupported_attribute_values_are_listed_in_one_error() {
+    use smof_tests::attr;
+    let mut b = OnnxBuilder::new(13);
+    let x = b.input("x", &[1, 4, 6, 6]);
+    let roi = b.f32s("roi", &[]);
+    let scales = b.f32s("scales", &[1.0, 1.0, 2.0, 2.0]);
+    b.node_full(
+        "cubic_resize",
+        "Resize",
+        &[&x, &roi, &scales],
+        &["r"],
+        vec![attr::string("mode", "cubic")],
+    );
+    let pads = b.i64s("pads", &[0, 0, 1, 1, 0, 0, 1, 1]);
+    b.node_full(
+        "wrap_pad",
+        "Pad",
+        &["r", &pads],
+        &["p"],
+        vec![attr::string("mode", "wrap")],
+    );
+    let w = b.weight("w", &[4, 2, 3, 3], None);
+    b.node_full(
+        "shaped_deconv",
+        "ConvTranspose",
+        &["p", &w],
+        &["d"],
+        vec![attr::ints("output_shape", &[20, 20])],
+    );
+    b.output("d");
+    let onnx = b.build();
+    let err = match convert_outcome(&onnx, &[]) {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => panic!("unsupported attribute values converted without error"),
+        Err(p) => panic!("converter PANIC on unsupported attributes: {p}"),
+    };
+    let missing: Vec<&str> = [
+        "cubic_resize",
+        "mode='cubic'",
+        "wrap_pad",
+        "wrap",
+        "shaped_deconv",
+        "output_shape",
+    ]
+    .into_iter()
+    .filter(|s| !err.contains(s))
+    .collect();
+    assert!(missing.is_empty(), "missing {missing:?} in: {err}");
+}
+
 #[test]
 fn dynamic_input_dim_without_shape_names_the_tensor() {
     let mut b = OnnxBuilder::new(13);

@@ -121,6 +121,25 @@ pub fn static_reason(op: &str, node: &NodeProto) -> Option<String> {
         {
             Some("attribute approximate must be 'none' or 'tanh'".into())
         }
+        "Pad"
+            if !matches!(
+                a.string("mode").as_deref(),
+                None | Some("constant") | Some("reflect") | Some("edge")
+            ) =>
+        {
+            Some(format!(
+                "attribute mode='{}' not supported (constant, reflect, edge)",
+                a.string("mode").unwrap_or_default()
+            ))
+        }
+        "DepthToSpace"
+            if !matches!(
+                a.string("mode").as_deref(),
+                None | Some("DCR") | Some("CRD")
+            ) =>
+        {
+            Some("attribute mode must be DCR or CRD".into())
+        }
         "ConvTranspose" if a.has("output_shape") => Some(
             "attribute output_shape not supported; export with explicit pads and output_padding"
                 .into(),

@@ -395,6 +395,15 @@ impl Lowerer<'_> {
             Op::SpaceToDepth { block } => ROp::SpaceToDepth {
                 block: u32_of(*block, "block size")?,
             },
+            Op::SoftmaxAxis { axis, log } => ROp::SoftmaxAxis {
+                // NCHW axis 1 (or F of [N, F]) is C, 2 is H, 3 is W.
+                axis: match axis {
+                    1 => 3,
+                    2 => 1,
+                    _ => 2,
+                },
+                log: *log,
+            },
             Op::Tile { reps } => ROp::Tile {
                 reps: [
                     u32_of(reps[0], "repetitions")?,

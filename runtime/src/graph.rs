@@ -748,6 +748,13 @@ pub enum Op {
         /// Repetitions per axis `[n, h, w, c]`, at least 1.
         reps: [u32; 4],
     },
+    /// Softmax, or its logarithm, along one axis (`1` H, `2` W, `3` C of NHWC).
+    SoftmaxAxis {
+        /// The axis, 1 to 3.
+        axis: u32,
+        /// LogSoftmax.
+        log: bool,
+    },
 }
 
 impl Op {
@@ -783,6 +790,8 @@ impl Op {
             Op::DepthToSpace { .. } => "DepthToSpace",
             Op::SpaceToDepth { .. } => "SpaceToDepth",
             Op::Tile { .. } => "Tile",
+            Op::SoftmaxAxis { log: false, .. } => "Softmax",
+            Op::SoftmaxAxis { log: true, .. } => "LogSoftmax",
         }
     }
 
@@ -1303,6 +1312,13 @@ impl Graph {
                     return Err(bad(node, index, "output too large"));
                 }
                 Ok(Shape4::new(x.n, x.h / b, x.w / b, c as u32))
+            }
+            Op::SoftmaxAxis { axis, .. } => {
+                arity(1, 1)?;
+                if !(1..=3).contains(axis) {
+                    return Err(bad(node, index, format!("axis {axis} is not 1, 2 or 3")));
+                }
+                Ok(x)
             }
             Op::Tile { reps } => {
                 arity(1, 1)?;

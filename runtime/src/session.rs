@@ -86,6 +86,7 @@ enum Kernel<'m> {
     DepthToSpace(usize, bool),
     SpaceToDepth(usize),
     Tile,
+    SoftmaxAxis(usize, bool),
 }
 
 /// One node, ready to run: its kernel and the buffers it reads and writes.
@@ -285,6 +286,7 @@ impl<'m> Session<'m> {
                 Op::DepthToSpace { block, crd } => Kernel::DepthToSpace(block as usize, crd),
                 Op::SpaceToDepth { block } => Kernel::SpaceToDepth(block as usize),
                 Op::Tile { .. } => Kernel::Tile,
+                Op::SoftmaxAxis { axis, log } => Kernel::SoftmaxAxis(axis as usize, log),
             };
             steps.push(Step {
                 kernel,
@@ -565,6 +567,10 @@ impl<'m> Session<'m> {
                     let (x, xs) = input(0);
                     crate::ops::tile(x, xs, y, ys);
                 }
+                Kernel::SoftmaxAxis(axis, log) => {
+                    let (x, xs) = input(0);
+                    crate::ops::softmax_axis(*axis, *log, x, xs, y, ys);
+                }
             }
             if let (Some(t), Some(t0)) = (timing.as_deref_mut(), t0) {
                 t[i] += t0.elapsed().as_secs_f64();
@@ -661,6 +667,7 @@ impl<'m> Session<'m> {
                 Kernel::DepthToSpace(..) => "depth_to_space",
                 Kernel::SpaceToDepth(_) => "space_to_depth",
                 Kernel::Tile => "tile",
+                Kernel::SoftmaxAxis(..) => "softmax_axis",
             })
             .collect()
     }

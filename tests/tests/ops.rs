@@ -2827,3 +2827,37 @@ fn pad_depth_space_tile_expand() {
     );
     c.finish();
 }
+
+#[test]
+fn softmax_and_log_softmax_on_any_axis() {
+    let mut c = Cases::new();
+    for op in ["Softmax", "LogSoftmax"] {
+        for axis in [1i64, 2, 3, -1] {
+            case(
+                &mut c,
+                &format!("{op} axis {axis} (opset 13)"),
+                13,
+                &[2, 5, 4, 6],
+                |b, x| {
+                    let y = b.conv(x, &ConvSpec::new(5, 7, [3, 3]).same());
+                    b.node(op, &[&y], vec![attr::int("axis", axis)])
+                },
+            );
+        }
+        case(
+            &mut c,
+            &format!("{op} 2-D (opset 11)"),
+            11,
+            &[3, 10],
+            |b, x| b.node(op, &[x], vec![attr::int("axis", 1)]),
+        );
+        case(
+            &mut c,
+            &format!("{op} axis 3 (opset 11, the last axis)"),
+            11,
+            &[1, 5, 4, 6],
+            |b, x| b.node(op, &[x], vec![attr::int("axis", 3)]),
+        );
+    }
+    c.finish();
+}

@@ -474,6 +474,24 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
                 }
                 y
             }
+            Op::SoftmaxAxis { axis, log } => {
+                let strides = [c * h * w, h * w, w, 1];
+                let mut y = x.to_vec();
+                let len = xs[*axis];
+                for i in 0..x.len() {
+                    if (i / strides[*axis]) % len != 0 {
+                        continue;
+                    }
+                    let at = |k: usize| i + k * strides[*axis];
+                    let m = (0..len).map(|k| x[at(k)]).fold(f32::NEG_INFINITY, f32::max);
+                    let s: f64 = (0..len).map(|k| ((x[at(k)] - m) as f64).exp()).sum();
+                    for k in 0..len {
+                        let d = (x[at(k)] - m) as f64;
+                        y[at(k)] = if *log { d - s.ln() } else { d.exp() / s } as f32;
+                    }
+                }
+                y
+            }
             Op::Tile { .. } => {
                 let mut y = Vec::with_capacity(ys.iter().product());
                 for i0 in 0..ys[0] {

@@ -254,6 +254,13 @@ pub enum Op {
         /// Repetitions per axis `[N, C, H, W]`.
         reps: [usize; 4],
     },
+    /// Softmax or LogSoftmax along axis 1, 2 or 3 of a 4-D tensor (or 1 of a 2-D one).
+    SoftmaxAxis {
+        /// The axis.
+        axis: usize,
+        /// LogSoftmax.
+        log: bool,
+    },
 }
 
 impl Op {
@@ -287,6 +294,7 @@ impl Op {
             Op::DepthToSpace { .. } => "DepthToSpace",
             Op::SpaceToDepth { .. } => "SpaceToDepth",
             Op::Tile { .. } => "Tile",
+            Op::SoftmaxAxis { .. } => "SoftmaxAxis",
         }
     }
     /// The fused activation slot of ops that have one.

@@ -366,6 +366,14 @@ pub fn infer(op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
             }
             Ok(vec![n, c * b * b, h / b, w / b])
         }
+        Op::SoftmaxAxis { axis, .. } => {
+            arity(1, 1)?;
+            rank24(ins[0])?;
+            if *axis == 0 || *axis >= ins[0].len() {
+                return Err(format!("axis {axis} of {:?}", ins[0]));
+            }
+            Ok(ins[0].to_vec())
+        }
         Op::Tile { reps } => {
             arity(1, 1)?;
             let x = rank4(ins[0])?;

@@ -35,6 +35,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "HardSwish",
     "Tanh",
     "Softmax",
+    "LogSoftmax",
     "Flatten",
     "Reshape",
     "BatchNormalization",
@@ -752,24 +753,37 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             }
             act(Activation::Clip { min, max }, imp)
         }
-        "Softmax" => {
+        "Softmax" | "LogSoftmax" => {
             let x = imp.act(node, 0)?;
             let xs = imp.g.shape(x).to_vec();
             let default = if imp.opset < 13 { 1 } else { -1 };
             let axis = a.int_or("axis", default);
             let ax = norm_axis(axis, xs.len());
-            let ok = match (xs.len(), ax) {
-                (2, Some(1)) => true,
-                // Before opset 13, Softmax reduces over all dims from `axis` on.
-                (4, Some(1)) => imp.opset >= 13 || xs[2] * xs[3] == 1,
-                _ => false,
+            // Before opset 13 the function runs over all dims from `axis` on, flattened: one
+            // axis when the others of them have extent 1.
+            let ax = match ax {
+                Some(k) if imp.opset < 13 => {
+                    let big: Vec<usize> = (k..xs.len()).filter(|&i| xs[i] != 1).collect();
+                    match big.as_slice() {
+                        [] => Some(k),
+                        [one] => Some(*one),
+                        _ => None,
+                    }
+                }
+                other => other,
             };
-            if !ok {
-                return unsup(format!(
-                    "Softmax with axis={axis} over a {xs:?} tensor not supported (only over channels)"
-                ));
+            let log = op == "LogSoftmax";
+            match (xs.len(), ax) {
+                (2 | 4, Some(1)) if !log => imp.emit(node, name, Op::Softmax, vec![x]),
+                (2, Some(1)) | (4, Some(1..=3)) => {
+                    let axis = ax.unwrap_or(1);
+                    imp.emit(node, name, Op::SoftmaxAxis { axis, log }, vec![x])
+                }
+                _ => unsup(format!(
+                    "{op} with axis={axis} over a {xs:?} tensor not supported (opset {})",
+                    imp.opset
+                )),
             }
-            imp.emit(node, name, Op::Softmax, vec![x])
         }
         "Flatten" => {
             let x = imp.act(node, 0)?;

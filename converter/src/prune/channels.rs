@@ -167,6 +167,7 @@ impl ChannelGroups {
                 | Op::DepthToSpace { .. }
                 | Op::SpaceToDepth { .. }
                 | Op::Tile { .. }
+                | Op::SoftmaxAxis { .. }
                 | Op::Reduce { .. } => {
                     if !matches!(n.op, Op::Softmax | Op::Flatten) {
                         cg.unanalysed.push(format!("{} ({})", n.name, n.op.name()));

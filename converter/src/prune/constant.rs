@@ -101,6 +101,7 @@ pub fn constant(
             | Op::DepthToSpace { .. }
             | Op::SpaceToDepth { .. }
             | Op::Tile { .. }
+            | Op::SoftmaxAxis { .. }
             | Op::Constant(_) => None,
         }
     })();

@@ -230,7 +230,8 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
             | Op::Pad { .. }
             | Op::DepthToSpace { .. }
             | Op::SpaceToDepth { .. }
-            | Op::Tile { .. } => {
+            | Op::Tile { .. }
+            | Op::SoftmaxAxis { .. } => {
                 let mean = e[x].iter().sum::<f64>() / e[x].len().max(1) as f64;
                 vec![mean; oc]
             }

@@ -1313,6 +1313,22 @@ impl Params<'_> {
                 1,
             ),
             op::TILE => (Op::Tile { reps: self.get(0) }, 4),
+            op::SOFTMAX_AXIS => {
+                let [axis, log] = self.get(0);
+                if log > 1 {
+                    return Err(corrupt(
+                        self.pos(1),
+                        format!("{}: log flag {log} is not 0 or 1", (self.ctx)()),
+                    ));
+                }
+                (
+                    Op::SoftmaxAxis {
+                        axis,
+                        log: log == 1,
+                    },
+                    2,
+                )
+            }
             c => {
                 return Err(corrupt(
                     pos,

@@ -245,6 +245,8 @@ pub mod op {
     pub const SPACE_TO_DEPTH: u32 = 22;
     /// [`crate::graph::Op::Tile`] (format 1.1).
     pub const TILE: u32 = 23;
+    /// [`crate::graph::Op::SoftmaxAxis`] (format 1.1).
+    pub const SOFTMAX_AXIS: u32 = 24;
     /// The first code of format 1.1; a file using a code from here on is written as 1.1.
     pub const FIRST_OF_1_1: u32 = SLICE;
 }

@@ -715,6 +715,7 @@ fn ops_of_1_1() -> (Graph, Vec<Vec<u8>>) {
         &[t],
     );
     let t = b.node("s2d", Op::SpaceToDepth { block: 2 }, &[t]);
+    let t = b.node("lsm", Op::SoftmaxAxis { axis: 1, log: true }, &[t]);
     let t = b.node(
         "d2s",
         Op::DepthToSpace {

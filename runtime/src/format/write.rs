@@ -549,6 +549,10 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
             put(0, reps);
             op::TILE
         }
+        Op::SoftmaxAxis { axis, log } => {
+            put(0, &[*axis, *log as u32]);
+            op::SOFTMAX_AXIS
+        }
     };
     (code, p)
 }

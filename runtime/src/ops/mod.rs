@@ -484,3 +484,38 @@ pub fn tile(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
         }
     }
 }
+
+/// [`crate::graph::Op::SoftmaxAxis`]: softmax (or log-softmax) of every line of `x` along
+/// `axis` (1 H, 2 W, 3 C), the maximum subtracted first.
+pub fn softmax_axis(axis: usize, log: bool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [n, h, w, c] = dims(ys);
+    // Distance between neighbours along the axis, the axis' extent, and the lines.
+    let (step, len) = match axis {
+        1 => (w * ys.cs, h),
+        2 => (ys.cs, w),
+        _ => (1, c),
+    };
+    debug_assert_eq!(xs.cs, ys.cs);
+    for px in y.chunks_exact_mut(ys.cs) {
+        px[c..].fill(0.0);
+    }
+    for b in 0..n {
+        for r in 0..if axis == 1 { 1 } else { h } {
+            for q in 0..if axis == 2 { 1 } else { w } {
+                for k in 0..if axis == 3 { 1 } else { c } {
+                    let base = ((b * h + r) * w + q) * ys.cs + k;
+                    let at = |i: usize| base + i * step;
+                    let max = (0..len).fold(f32::NEG_INFINITY, |m, i| m.max(x[at(i)]));
+                    let sum: f32 = (0..len).map(|i| (x[at(i)] - max).exp()).sum();
+                    for i in 0..len {
+                        y[at(i)] = if log {
+                            x[at(i)] - max - sum.ln()
+                        } else {
+                            (x[at(i)] - max).exp() / sum
+                        };
+                    }
+                }
+            }
+        }
+    }
+}

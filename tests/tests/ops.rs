@@ -2861,3 +2861,44 @@ fn softmax_and_log_softmax_on_any_axis() {
     }
     c.finish();
 }
+
+#[test]
+fn gather_with_constant_indices() {
+    let mut c = Cases::new();
+    let gather = |b: &mut OnnxBuilder, x: &str, idx: &[i64], axis: i64| {
+        let i = b.i64s("indices", idx);
+        b.node("Gather", &[x, &i], vec![attr::int("axis", axis)])
+    };
+    case(
+        &mut c,
+        "Gather channels [0, 2, 3, 7, 1, -1]",
+        13,
+        &[1, 9, 4, 5],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(9, 9, [1, 1]));
+            gather(b, &y, &[0, 2, 3, 7, 1, -1], 1)
+        },
+    );
+    case(
+        &mut c,
+        "Gather rows [1, 2, 3]",
+        13,
+        &[1, 4, 6, 5],
+        |b, x| gather(b, x, &[1, 2, 3], 2),
+    );
+    case(
+        &mut c,
+        "Gather columns [-2, -1]",
+        13,
+        &[1, 4, 6, 5],
+        |b, x| gather(b, x, &[-2, -1], 3),
+    );
+    case(
+        &mut c,
+        "Gather features [5, 6, 4] of [2, 10]",
+        13,
+        &[2, 10],
+        |b, x| gather(b, x, &[5, 6, 4], 1),
+    );
+    c.finish();
+}

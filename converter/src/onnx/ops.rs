@@ -684,6 +684,79 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             };
             imp.emit(node, name, add, vec![x, z])
         }
+        "Gather" => {
+            let x = imp.act(node, 0)?;
+            let xs = imp.g.shape(x).to_vec();
+            let r = xs.len();
+            let Some(ind) = imp.konst(node, 1).cloned() else {
+                return unsup("indices that are not constant are not supported");
+            };
+            let Some(vals) = ind.ints().map(<[i64]>::to_vec) else {
+                return model_err(name, "indices must be integers");
+            };
+            let axis = a.int_or("axis", 0);
+            let Some(ax) = norm_axis(axis, r) else {
+                return model_err(name, format!("axis {axis} out of range for rank {r}"));
+            };
+            if ind.dims.len() != 1 || (r != 2 && r != 4) || ax == 0 {
+                return unsup(format!(
+                    "Gather of {:?} indices along axis {axis} of a {xs:?} tensor not supported \
+                     (1-D constant indices along axis 1, 2 or 3 of a 2-D or 4-D tensor)",
+                    ind.dims
+                ));
+            }
+            let d = xs[ax] as i64;
+            let mut idx = Vec::with_capacity(vals.len());
+            for &k in &vals {
+                let k = if k < 0 { k + d } else { k };
+                if !(0..d).contains(&k) {
+                    return model_err(name, format!("index {k} out of range for {d}"));
+                }
+                idx.push(k as usize);
+            }
+            // Runs of consecutive indices, each one Slice; channel runs are concatenated.
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            for &k in &idx {
+                match runs.last_mut() {
+                    Some((s, e)) if *e == k => *e = k + 1,
+                    _ => runs.push((k, k + 1)),
+                }
+            }
+            if runs.len() > 1 && ax != 1 {
+                return unsup(format!(
+                    "Gather of non-consecutive indices along axis {ax} not supported (only along \
+                     channels)"
+                ));
+            }
+            let slice = |(s, e): (usize, usize)| {
+                let mut starts = [0usize; 4];
+                let mut ends = dims4(&xs);
+                starts[ax] = s;
+                ends[ax] = e;
+                Op::Slice {
+                    starts,
+                    ends,
+                    steps: [1; 4],
+                }
+            };
+            if runs.len() == 1 {
+                return imp.emit(node, name, slice(runs[0]), vec![x]);
+            }
+            let mut parts = Vec::with_capacity(runs.len());
+            for (k, &run) in runs.iter().enumerate() {
+                let mut shape = xs.clone();
+                shape[1] = run.1 - run.0;
+                let v = imp.add_node(
+                    &format!("{}/part{k}", node.output[0]),
+                    name,
+                    slice(run),
+                    vec![x],
+                    shape,
+                )?;
+                parts.push(v);
+            }
+            imp.emit(node, name, Op::Concat, parts)
+        }
         "Neg" => unary(imp, node, name, UnaryKind::Neg),
         "Abs" => unary(imp, node, name, UnaryKind::Abs),
         "Sqrt" => unary(imp, node, name, UnaryKind::Sqrt),

@@ -350,6 +350,70 @@ fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     (0..rank as i64).contains(&a).then_some(a as usize)
 }
 
+/// What Conv and ConvTranspose share: the weight, bias, groups and window.
+struct Windowed {
+    weight: Weight,
+    bias: Option<Vec<f32>>,
+    group: usize,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pads: [usize; 4],
+}
+
+/// Reads the data input, the 4-D constant weight, the optional bias, `kernel_shape` (which
+/// must agree with the weight), `group` and the window of a Conv or ConvTranspose.
+fn windowed(
+    imp: &Importer,
+    node: &NodeProto,
+    name: &str,
+    a: &Attrs,
+    what: &str,
+) -> NResult<(usize, Windowed)> {
+    let x = imp.act(node, 0)?;
+    let xs = imp.g.shape(x).to_vec();
+    let w = float_weight(imp, node, 1, "weight")?;
+    if w.dims.len() != 4 || xs.len() != 4 {
+        return unsup(format!(
+            "only 2-D {what} is supported (input {xs:?}, weight {:?})",
+            w.dims
+        ));
+    }
+    let bias = if imp.missing(node, 2) {
+        None
+    } else {
+        Some(float_weight(imp, node, 2, "bias")?.to_f32())
+    };
+    let kernel = [w.dims[2], w.dims[3]];
+    if let Some(ks) = a.ints("kernel_shape") {
+        if ks.iter().map(|&k| k as usize).ne(kernel) {
+            return model_err(
+                name,
+                format!("kernel_shape {ks:?} differs from the weight {:?}", w.dims),
+            );
+        }
+    }
+    if kernel.contains(&0) {
+        return model_err(name, "empty kernel");
+    }
+    let (stride, dilation, pads) = window(a, name, [xs[2], xs[3]], kernel)?;
+    let group = pos(a.int_or("group", 1), "group", name)?;
+    let weight = Weight {
+        dims: w.dims.clone(),
+        data: w.to_f32(),
+    };
+    Ok((
+        x,
+        Windowed {
+            weight,
+            bias,
+            group,
+            stride,
+            dilation,
+            pads,
+        },
+    ))
+}
+
 /// Imports one node whose inputs are not all constant.
 pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
     let a = Attrs::new(node);
@@ -359,44 +423,14 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
     };
     match op {
         "Conv" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
-            let w = float_weight(imp, node, 1, "weight")?;
-            if w.dims.len() != 4 || xs.len() != 4 {
-                return unsup(format!(
-                    "only 2-D convolution is supported (input {xs:?}, weight {:?})",
-                    w.dims
-                ));
-            }
-            let bias = if imp.missing(node, 2) {
-                None
-            } else {
-                Some(float_weight(imp, node, 2, "bias")?.to_f32())
-            };
-            let kernel = [w.dims[2], w.dims[3]];
-            if let Some(ks) = a.ints("kernel_shape") {
-                if ks.iter().map(|&k| k as usize).ne(kernel) {
-                    return model_err(
-                        name,
-                        format!("kernel_shape {ks:?} differs from the weight {:?}", w.dims),
-                    );
-                }
-            }
-            if kernel.contains(&0) {
-                return model_err(name, "empty kernel");
-            }
-            let (stride, dilation, pads) = window(&a, name, [xs[2], xs[3]], kernel)?;
-            let group = pos(a.int_or("group", 1), "group", name)?;
+            let (x, w) = windowed(imp, node, name, &a, "convolution")?;
             let conv = ConvOp {
-                weight: Weight {
-                    dims: w.dims.clone(),
-                    data: w.to_f32(),
-                },
-                bias,
-                group,
-                stride,
-                dilation,
-                pads,
+                weight: w.weight,
+                bias: w.bias,
+                group: w.group,
+                stride: w.stride,
+                dilation: w.dilation,
+                pads: w.pads,
                 act: Activation::None,
             };
             imp.emit(node, name, Op::Conv(conv), vec![x])
@@ -1201,41 +1235,19 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             imp.emit(node, name, op, vec![x])
         }
         "ConvTranspose" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
-            let w = float_weight(imp, node, 1, "weight")?;
-            if w.dims.len() != 4 || xs.len() != 4 {
-                return unsup(format!(
-                    "only 2-D transposed convolution is supported (input {xs:?}, weight {:?})",
-                    w.dims
-                ));
-            }
-            let bias = if imp.missing(node, 2) {
-                None
-            } else {
-                Some(float_weight(imp, node, 2, "bias")?.to_f32())
-            };
-            let kernel = [w.dims[2], w.dims[3]];
-            if kernel.contains(&0) {
-                return model_err(name, "empty kernel");
-            }
-            let (stride, dilation, pads) = window(&a, name, [xs[2], xs[3]], kernel)?;
+            let (x, w) = windowed(imp, node, name, &a, "transposed convolution")?;
             let out_pad = match a.ints("output_padding") {
                 None => [0, 0],
                 Some([p, q]) if *p >= 0 && *q >= 0 => [*p as usize, *q as usize],
                 Some(v) => return model_err(name, format!("output_padding {v:?} is invalid")),
             };
-            let group = pos(a.int_or("group", 1), "group", name)?;
             let d = DeconvOp {
-                weight: Weight {
-                    dims: w.dims.clone(),
-                    data: w.to_f32(),
-                },
-                bias,
-                group,
-                stride,
-                dilation,
-                pads,
+                weight: w.weight,
+                bias: w.bias,
+                group: w.group,
+                stride: w.stride,
+                dilation: w.dilation,
+                pads: w.pads,
                 out_pad,
                 act: Activation::None,
             };

@@ -65,23 +65,18 @@ impl V8 {
     /// clamped to that range (Cephes' `expf`, as the x86 kernels' `Isa::exp`).
     #[inline(always)]
     pub fn exp(self) -> V8 {
-        let x = self.max(V8::splat(-87.0)).min(V8::splat(88.0));
+        use crate::kernels::expf::{LN2_HI, LN2_LO, MAX, MIN, POLY};
+        let x = self.max(V8::splat(MIN)).min(V8::splat(MAX));
         // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
         let n = unsafe {
             let t = x.mul(V8::splat(std::f32::consts::LOG2_E));
             V8(vrndnq_f32(t.0), vrndnq_f32(t.1))
         };
-        let r = x.fma(n, V8::splat(-0.693_359_4));
-        let r = r.fma(n, V8::splat(2.121_944_4e-4));
-        let mut p = V8::splat(1.987_569_1e-4);
-        for c in [
-            1.398_2e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
-            p = V8::splat(c).fma(p, r);
+        let r = x.fma(n, V8::splat(-LN2_HI));
+        let r = r.fma(n, V8::splat(-LN2_LO));
+        let mut p = V8::splat(POLY[0]);
+        for c in &POLY[1..] {
+            p = V8::splat(*c).fma(p, r);
         }
         let p = r.add(V8::splat(1.0)).fma(p, r.mul(r));
         // SAFETY: as above; `n` holds integers in -126..=127, so `n + 127` is a valid

@@ -49,20 +49,15 @@ pub(crate) trait Isa {
     /// clamped to that range (Cephes' `expf`: `x = n ln2 + r`, a degree-5 polynomial in `r`).
     #[inline(always)]
     unsafe fn exp(x: Self::V) -> Self::V {
-        let x = Self::min(Self::max(x, Self::splat(-87.0)), Self::splat(88.0));
+        use crate::kernels::expf::{LN2_HI, LN2_LO, MAX, MIN, POLY};
+        let x = Self::min(Self::max(x, Self::splat(MIN)), Self::splat(MAX));
         let n = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
         // r = x - n ln2, with ln2 split in two so that n * ln2_hi is exact.
-        let r = Self::fmadd(n, Self::splat(-0.693_359_4), x);
-        let r = Self::fmadd(n, Self::splat(2.121_944_4e-4), r);
-        let mut p = Self::splat(1.987_569_1e-4);
-        for c in [
-            1.398_2e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
-            p = Self::fmadd(p, r, Self::splat(c));
+        let r = Self::fmadd(n, Self::splat(-LN2_HI), x);
+        let r = Self::fmadd(n, Self::splat(-LN2_LO), r);
+        let mut p = Self::splat(POLY[0]);
+        for c in &POLY[1..] {
+            p = Self::fmadd(p, r, Self::splat(*c));
         }
         let p = Self::fmadd(p, Self::mul(r, r), Self::add(r, Self::splat(1.0)));
         Self::mul(p, Self::pow2i(n))

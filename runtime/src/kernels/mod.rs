@@ -14,6 +14,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod expf;
 pub mod pack;
 mod plan;

@@ -414,6 +414,29 @@ fn windowed(
     ))
 }
 
+/// The `axes` of Squeeze, Unsqueeze and the reductions: input 1 (a constant) when
+/// `from_input` (the newer opsets), else the attribute; `None` when absent.
+fn axes_of(
+    imp: &Importer,
+    node: &NodeProto,
+    a: &Attrs,
+    from_input: bool,
+) -> NResult<Option<Vec<i64>>> {
+    if !from_input {
+        return Ok(a.ints("axes").map(<[i64]>::to_vec));
+    }
+    if imp.missing(node, 1) {
+        return Ok(None);
+    }
+    match imp
+        .konst(node, 1)
+        .and_then(|t| t.ints().map(<[i64]>::to_vec))
+    {
+        Some(v) => Ok(Some(v)),
+        None => unsup("axes is not a constant"),
+    }
+}
+
 /// Imports one node whose inputs are not all constant.
 pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
     let a = Attrs::new(node);
@@ -1258,21 +1281,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             let xs = imp.g.shape(x).to_vec();
             let r = xs.len();
             let from_input = imp.opset >= 18 || (op == "ReduceSum" && imp.opset >= 13);
-            let axes: Option<Vec<i64>> = if from_input {
-                if imp.missing(node, 1) {
-                    None
-                } else {
-                    match imp
-                        .konst(node, 1)
-                        .and_then(|t| t.ints().map(<[i64]>::to_vec))
-                    {
-                        Some(v) => Some(v),
-                        None => return unsup("axes is not a constant"),
-                    }
-                }
-            } else {
-                a.ints("axes").map(<[i64]>::to_vec)
-            };
+            let axes = axes_of(imp, node, &a, from_input)?;
             let axes: Vec<usize> = match axes {
                 Some(v) if !v.is_empty() => v
                     .iter()
@@ -1350,21 +1359,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
         "Unsqueeze" | "Squeeze" => {
             let x = imp.act(node, 0)?;
             let xs = imp.g.shape(x).to_vec();
-            let axes: Option<Vec<i64>> = if imp.opset >= 13 {
-                if imp.missing(node, 1) {
-                    None
-                } else {
-                    match imp
-                        .konst(node, 1)
-                        .and_then(|t| t.ints().map(<[i64]>::to_vec))
-                    {
-                        Some(v) => Some(v),
-                        None => return unsup("axes is not a constant"),
-                    }
-                }
-            } else {
-                a.ints("axes").map(<[i64]>::to_vec)
-            };
+            let axes = axes_of(imp, node, &a, imp.opset >= 13)?;
             let to = if op == "Squeeze" {
                 let ax: Vec<usize> = match axes {
                     Some(ax) => ax.iter().filter_map(|&v| norm_axis(v, xs.len())).collect(),

@@ -163,6 +163,13 @@ impl Lowerer<'_> {
         u32_of(self.graph.weights.len() - 1, "weight count")
     }
 
+    /// Writes the bias of node `name`, if it has one, and returns its id.
+    fn bias(&mut self, name: &str, bias: &Option<Vec<f32>>) -> Result<Option<WeightId>> {
+        bias.as_ref()
+            .map(|b| self.weight(format!("{name}.bias"), &[b.len()], b, WeightRole::Vector))
+            .transpose()
+    }
+
     fn next_weight_id(&self, k: usize) -> Result<WeightId> {
         u32_of(self.graph.weights.len() + k, "weight count")
     }
@@ -217,14 +224,7 @@ impl Lowerer<'_> {
                     WeightRole::Conv(conv),
                     input,
                 )?;
-                if let Some(b) = &c.bias {
-                    self.weight(
-                        format!("{}.bias", node.name),
-                        &[b.len()],
-                        b,
-                        WeightRole::Vector,
-                    )?;
-                }
+                self.bias(&node.name, &c.bias)?;
                 ROp::Conv(conv)
             }
             Op::Fc(f) => {
@@ -241,15 +241,7 @@ impl Lowerer<'_> {
                     &data,
                     WeightRole::Fc,
                 )?;
-                let bias = match &f.bias {
-                    Some(b) => Some(self.weight(
-                        format!("{}.bias", node.name),
-                        &[b.len()],
-                        b,
-                        WeightRole::Vector,
-                    )?),
-                    None => None,
-                };
+                let bias = self.bias(&node.name, &f.bias)?;
                 ROp::Fc(Fc {
                     in_features: u32_of(in_f, "features")?,
                     out_features: u32_of(out_f, "features")?,
@@ -344,15 +336,7 @@ impl Lowerer<'_> {
                     &data,
                     WeightRole::Vector,
                 )?;
-                let bias = match &d.bias {
-                    Some(b) => Some(self.weight(
-                        format!("{}.bias", node.name),
-                        &[b.len()],
-                        b,
-                        WeightRole::Vector,
-                    )?),
-                    None => None,
-                };
+                let bias = self.bias(&node.name, &d.bias)?;
                 ROp::Deconv(smof::graph::Deconv {
                     in_c: u32_of(ic, "channels")?,
                     out_c: u32_of(d.out_c(), "channels")?,

@@ -388,6 +388,21 @@ impl Lowerer<'_> {
                 },
                 log: *log,
             },
+            Op::Reshape { shape } => {
+                let [n, c, h, w] = crate::ir::shape::dims4(shape);
+                ROp::Reshape {
+                    shape: [
+                        u32_of(n, "dim")?,
+                        u32_of(h, "dim")?,
+                        u32_of(w, "dim")?,
+                        u32_of(c, "dim")?,
+                    ],
+                }
+            }
+            Op::ConcatAxis { axis } => ROp::ConcatAxis {
+                // NCHW axis 2 (H) is NHWC axis 1, 3 (W) is 2.
+                axis: *axis as u32 - 1,
+            },
             Op::Tile { reps } => ROp::Tile {
                 reps: [
                     u32_of(reps[0], "repetitions")?,

@@ -23,98 +23,195 @@ pub fn read(path: &Path) -> Result<Array> {
 /// Longest header accepted, in bytes: numpy's own limit (`max_header_size` of `numpy.load`).
 const MAX_HEADER_LEN: u64 = 10_000;
 
-/// Deepest bracket nesting accepted in the header. A header numpy writes for a plain array
-/// nests 2 deep (the dict and the shape tuple); the header parser takes time exponential in
-/// the nesting, so a hostile header must not reach it.
-const MAX_HEADER_NESTING: usize = 4;
-
 /// Parses `.npy` bytes as f32.
+///
+/// The header is read by a strict, linear-time parser of the one dict numpy writes
+/// (`{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`, keys in any order): a
+/// general Python-literal parser takes time exponential in the bracket nesting, which
+/// fuzzing turned into timeouts with headers of about a hundred bytes.
 pub fn parse(bytes: &[u8]) -> Result<Array> {
-    let header_len = bytes.len() as u64 - remaining_after_header(bytes)?;
-    check_header_text(&bytes[..header_len as usize])?;
-    let npy = npyz::NpyFile::new(bytes).context("bad .npy header")?;
-    let shape: Vec<usize> = npy
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d).context("dimension too large"))
-        .collect::<Result<_>>()?;
-    let count = shape
+    let data_len = remaining_after_header(bytes)?;
+    let header_len = bytes.len() - data_len as usize;
+    if header_len as u64 > MAX_HEADER_LEN {
+        bail!("the .npy header is {header_len} bytes, more than numpy's limit of {MAX_HEADER_LEN}");
+    }
+    let text_start = if bytes[6] == 1 { 10 } else { 12 };
+    let h = Header::parse(&bytes[text_start..header_len])?;
+    if h.fortran_order {
+        bail!("Fortran-order arrays are not supported; save with numpy.ascontiguousarray");
+    }
+    let count = h
+        .shape
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
         .context("element count overflows")?;
-    let elem = npy.dtype().num_bytes().unwrap_or(0) as u64;
-    if elem == 0 {
-        bail!("unsupported dtype {:?}", npy.dtype().descr());
-    }
-    if npy.order() != npyz::Order::C {
-        bail!("Fortran-order arrays are not supported; save with numpy.ascontiguousarray");
-    }
+    let (elem, decode): (usize, fn(&[u8]) -> f32) = match h.descr.as_str() {
+        "<f4" | "=f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        "<f8" | "=f8" => (8, |b| {
+            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
+        "<i8" | "=i8" => (8, |b| {
+            i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
+        "<i4" | "=i4" => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32),
+        "|u1" | "<u1" | "=u1" => (1, |b| b[0] as f32),
+        other => bail!("unsupported dtype '{other}'; use float32 (little-endian '<f4')"),
+    };
     // The data follows the header; refuse counts the file cannot hold before allocating.
-    if count.saturating_mul(elem) > bytes.len() as u64 - header_len {
+    if count.saturating_mul(elem as u64) > data_len {
         bail!("header claims {count} elements, the file holds fewer");
     }
-    let descr = npy.dtype().descr();
-    let data: Vec<f32> = match descr.trim_matches('\'').trim_start_matches(['<', '|', '=']) {
-        "f4" => npy.into_vec::<f32>()?,
-        "f8" => npy
-            .into_vec::<f64>()?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        "i8" => npy
-            .into_vec::<i64>()?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        "i4" => npy
-            .into_vec::<i32>()?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        "u1" => npy.into_vec::<u8>()?.into_iter().map(f32::from).collect(),
-        other => bail!("unsupported dtype {other}; use float32"),
-    };
-    Ok(Array { shape, data })
+    let data = bytes[header_len..]
+        .chunks_exact(elem)
+        .take(count as usize)
+        .map(decode)
+        .collect();
+    Ok(Array {
+        shape: h.shape,
+        data,
+    })
 }
 
-/// Checks the size, characters and bracket nesting of the header (`header` is the file up
-/// to the data, magic and length field included), so that the header parser only sees what a
-/// numpy header of a plain array can be. Non-ASCII text slows that parser down badly (a
-/// 136-byte header found by fuzzing took 44 ms), and numpy writes the header of a plain
-/// array in ASCII.
-fn check_header_text(header: &[u8]) -> Result<()> {
-    if header.len() as u64 > MAX_HEADER_LEN {
-        bail!(
-            "the .npy header is {} bytes, more than numpy's limit of {MAX_HEADER_LEN}",
-            header.len()
-        );
-    }
-    let text = &header[if header.get(6) == Some(&1) { 10 } else { 12 }.min(header.len())..];
-    if let Some(at) = text
-        .iter()
-        .position(|&b| !(b.is_ascii_graphic() || b == b' ' || b == b'\n'))
-    {
-        bail!(
-            "the .npy header has a byte 0x{:02x} that is not printable ASCII (at offset {}); \
-             plain arrays have ASCII headers",
-            text[at],
-            header.len() - text.len() + at
-        );
-    }
-    let mut depth = 0usize;
-    for &b in header {
-        match b {
-            b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_HEADER_NESTING {
-                    bail!("the .npy header nests brackets more than {MAX_HEADER_NESTING} deep");
-                }
+/// The fields of a `.npy` header.
+#[derive(Debug, PartialEq)]
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+impl Header {
+    /// Parses the header dict (the text after the length field, padding included).
+    fn parse(text: &[u8]) -> Result<Header> {
+        let mut p = Cursor { s: text, i: 0 };
+        let (mut descr, mut fortran, mut shape) = (None, None, None);
+        p.expect(b'{')?;
+        while !p.eat(b'}') {
+            let key = p.string()?;
+            p.expect(b':')?;
+            let repeated = match key.as_str() {
+                "descr" => descr.replace(p.string()?).is_some(),
+                "fortran_order" => fortran.replace(p.boolean()?).is_some(),
+                "shape" => shape.replace(p.tuple()?).is_some(),
+                other => bail!("the .npy header has an unknown key '{other}'"),
+            };
+            if repeated {
+                bail!("the .npy header repeats the key '{key}'");
             }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+            if !p.eat(b',') {
+                p.expect(b'}')?;
+                break;
+            }
+        }
+        p.skip_ws();
+        if p.i != text.len() {
+            bail!("the .npy header has text after its dict (offset {})", p.i);
+        }
+        Ok(Header {
+            descr: descr.context("the .npy header has no 'descr'")?,
+            fortran_order: fortran.context("the .npy header has no 'fortran_order'")?,
+            shape: shape.context("the .npy header has no 'shape'")?,
+        })
+    }
+}
+
+/// A position in the header text.
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn skip_ws(&mut self) {
+        while self.s.get(self.i).is_some_and(|b| b" \t\r\n".contains(b)) {
+            self.i += 1;
         }
     }
-    Ok(())
+
+    /// Skips white space, then consumes `b` if it comes next.
+    fn eat(&mut self, b: u8) -> bool {
+        self.skip_ws();
+        let hit = self.s.get(self.i) == Some(&b);
+        self.i += hit as usize;
+        hit
+    }
+
+    fn expect(&mut self, b: u8) -> Result<()> {
+        if !self.eat(b) {
+            bail!(
+                "the .npy header is malformed: expected '{}' at offset {}",
+                b as char,
+                self.i
+            );
+        }
+        Ok(())
+    }
+
+    /// A quoted string of printable ASCII without escapes.
+    fn string(&mut self) -> Result<String> {
+        self.skip_ws();
+        let q = match self.s.get(self.i) {
+            Some(&q) if q == b'\'' || q == b'"' => q,
+            _ => bail!(
+                "the .npy header is malformed: expected a string at offset {}",
+                self.i
+            ),
+        };
+        let body = &self.s[self.i + 1..];
+        let len = body
+            .iter()
+            .position(|&b| b == q)
+            .context("the .npy header has an unterminated string")?;
+        let body = &body[..len];
+        if body
+            .iter()
+            .any(|&b| b == b'\\' || !(b.is_ascii_graphic() || b == b' '))
+        {
+            bail!("the .npy header has a string with escapes or non-printable bytes");
+        }
+        self.i += len + 2;
+        Ok(String::from_utf8_lossy(body).into_owned())
+    }
+
+    fn boolean(&mut self) -> Result<bool> {
+        self.skip_ws();
+        for (word, v) in [(&b"True"[..], true), (&b"False"[..], false)] {
+            if self.s[self.i..].starts_with(word) {
+                self.i += word.len();
+                return Ok(v);
+            }
+        }
+        bail!(
+            "the .npy header is malformed: expected True or False at offset {}",
+            self.i
+        )
+    }
+
+    /// A tuple of non-negative integers: `()`, `(3,)`, `(2, 3)`.
+    fn tuple(&mut self) -> Result<Vec<usize>> {
+        self.expect(b'(')?;
+        let mut v = Vec::new();
+        while !self.eat(b')') {
+            let start = self.i;
+            while self.s.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+            if start == self.i {
+                bail!("the .npy header is malformed: expected a dimension at offset {start}");
+            }
+            let digits = String::from_utf8_lossy(&self.s[start..self.i]);
+            v.push(digits.parse::<usize>().context("dimension too large")?);
+            self.eat(b'L'); // Python 2 numpy wrote long integers as `3L`.
+            if v.len() > 32 {
+                bail!("the .npy shape has more than 32 dimensions");
+            }
+            if !self.eat(b',') {
+                self.expect(b')')?;
+                break;
+            }
+        }
+        Ok(v)
+    }
 }
 
 /// Bytes after the `.npy` header (the data size), from the header-length field.

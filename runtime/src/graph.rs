@@ -755,6 +755,18 @@ pub enum Op {
         /// LogSoftmax.
         log: bool,
     },
+    /// The same elements in the ONNX (NCHW) order, in another shape (an ONNX `Reshape` that
+    /// moves data in NHWC, such as `[N, 64, L]` to `[N, 4, 16, L]`). The element counts agree.
+    Reshape {
+        /// The output shape `[n, h, w, c]`, each at least 1.
+        shape: [u32; 4],
+    },
+    /// Concatenation along H (`axis` 1) or W (`axis` 2) of NHWC; the inputs agree on the
+    /// other axes. (Concatenation along C is [`Op::Concat`].)
+    ConcatAxis {
+        /// 1 (H) or 2 (W).
+        axis: u32,
+    },
 }
 
 impl Op {
@@ -792,6 +804,8 @@ impl Op {
             Op::Tile { .. } => "Tile",
             Op::SoftmaxAxis { log: false, .. } => "Softmax",
             Op::SoftmaxAxis { log: true, .. } => "LogSoftmax",
+            Op::Reshape { .. } => "Reshape",
+            Op::ConcatAxis { .. } => "ConcatAxis",
         }
     }
 
@@ -1332,6 +1346,42 @@ impl Graph {
                 }
                 Ok(Shape4::new(out[0], out[1], out[2], out[3]))
             }
+            Op::Reshape { shape } => {
+                arity(1, 1)?;
+                let [n, h, w, c] = *shape;
+                let o = Shape4::new(n, h, w, c);
+                if shape.iter().any(|&d| d == 0 || d > MAX_DIM)
+                    || o.elems() > MAX_TENSOR_ELEMS
+                    || o.elems() != x.elems()
+                {
+                    return Err(bad(node, index, format!("cannot reshape {x:?} to {o:?}")));
+                }
+                Ok(o)
+            }
+            Op::ConcatAxis { axis } => {
+                arity(1, 4096)?;
+                if !(1..=2).contains(axis) {
+                    return Err(bad(node, index, format!("axis {axis} is not 1 or 2")));
+                }
+                let mut total = 0u64;
+                for s in &ins {
+                    let other = if *axis == 1 { s.w } else { s.h };
+                    let first = if *axis == 1 { x.w } else { x.h };
+                    if (s.n, s.c, other) != (x.n, x.c, first) {
+                        return Err(bad(node, index, "inputs differ off the concatenation axis"));
+                    }
+                    total += if *axis == 1 { s.h } else { s.w } as u64;
+                }
+                let t = u32::try_from(total)
+                    .ok()
+                    .filter(|&t| t <= MAX_DIM)
+                    .ok_or_else(|| bad(node, index, "concatenation too long"))?;
+                Ok(if *axis == 1 {
+                    Shape4::new(x.n, t, x.w, x.c)
+                } else {
+                    Shape4::new(x.n, x.h, t, x.c)
+                })
+            }
         }
     }
 
@@ -1472,6 +1522,7 @@ impl Graph {
             let shape = match d.as_slice() {
                 [n, c, h, w] if g.inputs[i].dims.len() == 4 => Shape4::new(*n, *h, *w, *c),
                 [n, f] if g.inputs[i].dims.len() == 2 => Shape4::new(*n, 1, 1, *f),
+                [n, c, l] if g.inputs[i].dims.len() == 3 => Shape4::new(*n, 1, *l, *c),
                 _ => {
                     return Err(bad_input(
                         i,
@@ -1492,10 +1543,10 @@ impl Graph {
         }
         for o in &mut g.outputs {
             let s = g.tensors[o.tensor as usize].shape;
-            o.dims = if o.dims.len() == 4 {
-                vec![s.n, s.c, s.h, s.w]
-            } else {
-                vec![s.n, s.h * s.w * s.c]
+            o.dims = match o.dims.len() {
+                4 => vec![s.n, s.c, s.h, s.w],
+                3 => vec![s.n, s.c, s.h * s.w],
+                _ => vec![s.n, s.h * s.w * s.c],
             };
         }
         g.validate()?;
@@ -1508,6 +1559,8 @@ fn check_io_dims(io: &IoDesc, s: Shape4) -> std::result::Result<(), String> {
     let ok = match io.dims.as_slice() {
         [n, c, h, w] => (*n, *c, *h, *w) == (s.n, s.c, s.h, s.w),
         [n, f] => (*n, 1, 1, *f) == (s.n, s.h, s.w, s.c),
+        // `[N, C, L]`: the NCHW order of `[N, C, H, W]` with `L = H·W`.
+        [n, c, l] => (*n, *c) == (s.n, s.c) && *l as u64 == s.h as u64 * s.w as u64,
         _ => false,
     };
     if ok {

@@ -87,6 +87,8 @@ enum Kernel<'m> {
     SpaceToDepth(usize),
     Tile,
     SoftmaxAxis(usize, bool),
+    Reshape,
+    ConcatAxis(usize),
 }
 
 /// One node, ready to run: its kernel and the buffers it reads and writes.
@@ -287,6 +289,8 @@ impl<'m> Session<'m> {
                 Op::SpaceToDepth { block } => Kernel::SpaceToDepth(block as usize),
                 Op::Tile { .. } => Kernel::Tile,
                 Op::SoftmaxAxis { axis, log } => Kernel::SoftmaxAxis(axis as usize, log),
+                Op::Reshape { .. } => Kernel::Reshape,
+                Op::ConcatAxis { axis } => Kernel::ConcatAxis(axis as usize),
             };
             steps.push(Step {
                 kernel,
@@ -571,6 +575,18 @@ impl<'m> Session<'m> {
                     let (x, xs) = input(0);
                     crate::ops::softmax_axis(*axis, *log, x, xs, y, ys);
                 }
+                Kernel::Reshape => {
+                    let (x, xs) = input(0);
+                    crate::ops::reshape(x, xs, y, ys);
+                }
+                Kernel::ConcatAxis(axis) => {
+                    let mut off = 0;
+                    for k in 0..step.inputs.len() {
+                        let (x, xs) = input(k);
+                        crate::ops::concat_axis_part(*axis, off, x, xs, y, ys);
+                        off += if *axis == 1 { xs.shape.h } else { xs.shape.w } as usize;
+                    }
+                }
             }
             if let (Some(t), Some(t0)) = (timing.as_deref_mut(), t0) {
                 t[i] += t0.elapsed().as_secs_f64();
@@ -668,6 +684,8 @@ impl<'m> Session<'m> {
                 Kernel::SpaceToDepth(_) => "space_to_depth",
                 Kernel::Tile => "tile",
                 Kernel::SoftmaxAxis(..) => "softmax_axis",
+                Kernel::Reshape => "reshape",
+                Kernel::ConcatAxis(_) => "concat_axis",
             })
             .collect()
     }

@@ -2902,3 +2902,161 @@ fn gather_with_constant_indices() {
     );
     c.finish();
 }
+
+#[test]
+fn rank3_tensors_and_a_yolo_decoding_head() {
+    let mut c = Cases::new();
+    let shape = |b: &mut OnnxBuilder, x: &str, dims: &[i64]| {
+        let s = b.i64s("shape", dims);
+        b.node("Reshape", &[x, &s], vec![])
+    };
+    case(
+        &mut c,
+        "Reshape to [N, C, L], rank-3 output",
+        13,
+        &[2, 3, 4, 5],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(3, 10, [3, 3]).same());
+            let r = shape(b, &y, &[2, 10, 20]);
+            b.node("Sigmoid", &[&r], vec![])
+        },
+    );
+    // The YOLOv8 decoding head: two levels flattened and joined along L, split into box
+    // distributions and classes, DFL (reshape, transpose, softmax, 1x1 conv), then the boxes
+    // from anchors, strides and the class probabilities.
+    case(
+        &mut c,
+        "YOLOv8-style decoding head",
+        17,
+        &[1, 3, 16, 16],
+        |b, x| {
+            let p3 = b.conv(x, &ConvSpec::new(3, 72, [3, 3]).same().stride(2, 2));
+            let p4 = b.conv(&p3, &ConvSpec::new(72, 72, [3, 3]).same().stride(2, 2));
+            let f3 = shape(b, &p3, &[1, 72, 64]);
+            let f4 = shape(b, &p4, &[1, 72, 16]);
+            let cat = b.node("Concat", &[&f3, &f4], vec![attr::int("axis", 2)]);
+            let sizes = b.i64s("split", &[64, 8]);
+            let (dist, cls) = (b.fresh("dist"), b.fresh("cls"));
+            b.node_full(
+                "split",
+                "Split",
+                &[&cat, &sizes],
+                &[&dist, &cls],
+                vec![attr::int("axis", 1)],
+            );
+            let (dist, cls) = (&dist, &cls);
+            let d = shape(b, dist, &[1, 4, 16, 80]);
+            let d = b.node("Transpose", &[&d], vec![attr::ints("perm", &[0, 2, 1, 3])]);
+            let d = b.node("Softmax", &[&d], vec![attr::int("axis", 1)]);
+            let arange: Vec<f32> = (0..16).map(|v| v as f32).collect();
+            let w = b.init("dfl.weight", &[1, 16, 1, 1], &arange);
+            let d = b.node("Conv", &[&d, &w], vec![]);
+            let d = shape(b, &d, &[1, 4, 80]);
+            let st = b.i64s("starts", &[0]);
+            let mid = b.i64s("mid", &[2]);
+            let en = b.i64s("ends", &[4]);
+            let ax = b.i64s("axes", &[1]);
+            let lt = b.node("Slice", &[&d, &st, &mid, &ax], vec![]);
+            let rb = b.node("Slice", &[&d, &mid, &en, &ax], vec![]);
+            let anchors: Vec<f32> = (0..160).map(|i| (i % 80) as f32 * 0.5 + 0.25).collect();
+            let anc = b.init("anchors", &[1, 2, 80], &anchors);
+            let x1y1 = b.node("Sub", &[&anc, &lt], vec![]);
+            let x2y2 = b.node("Add", &[&anc, &rb], vec![]);
+            let sum = b.node("Add", &[&x1y1, &x2y2], vec![]);
+            let two = b.init("two", &[], &[2.0]);
+            let cxy = b.node("Div", &[&sum, &two], vec![]);
+            let wh = b.node("Sub", &[&x2y2, &x1y1], vec![]);
+            let boxes = b.node("Concat", &[&cxy, &wh], vec![attr::int("axis", 1)]);
+            let strides: Vec<f32> = (0..80).map(|i| if i < 64 { 8.0 } else { 16.0 }).collect();
+            let s = b.init("strides", &[1, 80], &strides);
+            let boxes = b.node("Mul", &[&boxes, &s], vec![]);
+            let probs = b.node("Sigmoid", &[cls], vec![]);
+            b.node("Concat", &[&boxes, &probs], vec![attr::int("axis", 1)])
+        },
+    );
+    case(
+        &mut c,
+        "Transpose [0, 2, 1] of [N, C, L]",
+        13,
+        &[1, 6, 3, 4],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(6, 9, [1, 1]));
+            let r = shape(b, &y, &[1, 9, 12]);
+            b.node("Transpose", &[&r], vec![attr::ints("perm", &[0, 2, 1])])
+        },
+    );
+    for (op, axis) in [("Softmax", -1i64), ("LogSoftmax", 1)] {
+        case(
+            &mut c,
+            &format!("{op} axis {axis} of [N, C, L]"),
+            13,
+            &[2, 5, 3, 3],
+            |b, x| {
+                let r = shape(b, x, &[2, 5, 9]);
+                b.node(op, &[&r], vec![attr::int("axis", axis)])
+            },
+        );
+    }
+    case(
+        &mut c,
+        "rank-3 input, reshaped to 4-D for a conv",
+        13,
+        &[2, 6, 10],
+        |b, x| {
+            let y = b.node("Relu", &[x], vec![]);
+            let y = shape(b, &y, &[2, 6, 2, 5]);
+            b.conv(&y, &ConvSpec::new(6, 4, [3, 3]).same())
+        },
+    );
+    case(
+        &mut c,
+        "Unsqueeze and Squeeze around a rank-3 Mul",
+        13,
+        &[1, 4, 12],
+        |b, x| {
+            let g = b.random_init("gate", &[4, 1], -1.0, 1.0);
+            let y = b.node("Mul", &[x, &g], vec![]);
+            let ax = b.i64s("axes", &[2]);
+            let y = b.node("Unsqueeze", &[&y, &ax], vec![]);
+            let y = b.conv(&y, &ConvSpec::new(4, 5, [1, 1]));
+            b.node("Squeeze", &[&y, &ax], vec![])
+        },
+    );
+    case(
+        &mut c,
+        "Flatten axis 2 and Reshape to [N·C, H, W]",
+        13,
+        &[2, 3, 4, 5],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(3, 7, [3, 3]).same());
+            let f = b.node("Flatten", &[&y], vec![attr::int("axis", 2)]);
+            shape(b, &f, &[2, 7, 4, 5])
+        },
+    );
+    case(
+        &mut c,
+        "Concat of 4-D tensors along H and W",
+        13,
+        &[1, 3, 6, 6],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).same());
+            let z = b.conv(x, &ConvSpec::new(3, 5, [3, 3]).stride(2, 2).same());
+            let zz = b.node("Concat", &[&z, &z], vec![attr::int("axis", 3)]);
+            b.node("Concat", &[&y, &zz], vec![attr::int("axis", 2)])
+        },
+    );
+    c.finish();
+
+    // An operator that does not take rank-3 tensors says so, naming the tensor's dims.
+    let onnx = build(13, &[1, 4, 12], |b, x| {
+        let w = b.random_init("w", &[5, 4, 3], -1.0, 1.0);
+        b.node("Conv", &[x, &w], vec![])
+    });
+    let err = smof_converter::convert(&onnx, &Default::default())
+        .expect_err("a Conv over a rank-3 tensor must be refused")
+        .to_string();
+    assert!(
+        err.contains("[1, 4, 12]") && err.contains("only 2-D and 4-D"),
+        "unexpected error: {err}"
+    );
+}

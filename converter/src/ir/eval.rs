@@ -492,6 +492,21 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
                 }
                 y
             }
+            // The NCHW order of the elements is the order of `x`.
+            Op::Reshape { .. } => x.to_vec(),
+            Op::ConcatAxis { axis } => {
+                // Blocks of `inner` elements, `outer` times, from each input in turn.
+                let outer: usize = ys[..*axis].iter().product();
+                let mut y = Vec::with_capacity(ys.iter().product());
+                for o in 0..outer {
+                    for &i in &node.inputs {
+                        let v = vals[i].as_deref().expect("computed");
+                        let inner: usize = g.shape(i)[*axis..].iter().product();
+                        y.extend_from_slice(&v[o * inner..(o + 1) * inner]);
+                    }
+                }
+                y
+            }
             Op::Tile { .. } => {
                 let mut y = Vec::with_capacity(ys.iter().product());
                 for i0 in 0..ys[0] {

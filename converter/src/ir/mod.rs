@@ -261,6 +261,16 @@ pub enum Op {
         /// LogSoftmax.
         log: bool,
     },
+    /// The same elements in NCHW order, in another shape (a Reshape that is no view).
+    Reshape {
+        /// The output shape (2-D or 4-D), of the input's element count.
+        shape: Vec<usize>,
+    },
+    /// Concatenation of 4-D tensors along axis 2 (H) or 3 (W). (Axis 1 is [`Op::Concat`].)
+    ConcatAxis {
+        /// 2 or 3.
+        axis: usize,
+    },
 }
 
 impl Op {
@@ -295,6 +305,8 @@ impl Op {
             Op::SpaceToDepth { .. } => "SpaceToDepth",
             Op::Tile { .. } => "Tile",
             Op::SoftmaxAxis { .. } => "SoftmaxAxis",
+            Op::Reshape { .. } => "Reshape",
+            Op::ConcatAxis { .. } => "ConcatAxis",
         }
     }
     /// The fused activation slot of ops that have one.

@@ -31,6 +31,15 @@ pub fn alias_compatible(a: &[usize], b: &[usize]) -> bool {
     a == b || (flat(a).is_some() && flat(a) == flat(b))
 }
 
+/// True when user-facing dims `io` describe the elements of a value of shape `v` in the same
+/// order: an alias, or `[N, C, L]` for `[N, C, H, W]` with `L = H·W`.
+pub fn io_compatible(io: &[usize], v: &[usize]) -> bool {
+    match (io, v) {
+        ([n, c, l], [n2, c2, h, w]) => (n, c) == (n2, c2) && *l == h * w,
+        _ => alias_compatible(io, v),
+    }
+}
+
 fn rank24(x: &[usize]) -> Result<(), String> {
     if x.len() == 2 || x.len() == 4 {
         Ok(())
@@ -382,6 +391,35 @@ pub fn infer(op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
             }
             Ok((0..4).map(|a| x[a] * reps[a]).collect())
         }
+        Op::Reshape { shape } => {
+            arity(1, 1)?;
+            rank24(ins[0])?;
+            rank24(shape)?;
+            if shape.contains(&0)
+                || shape.iter().product::<usize>() != ins[0].iter().product::<usize>()
+            {
+                return Err(format!("cannot reshape {:?} to {shape:?}", ins[0]));
+            }
+            Ok(shape.clone())
+        }
+        Op::ConcatAxis { axis } => {
+            if ins.is_empty() || !(2..=3).contains(axis) {
+                return Err(format!(
+                    "concatenation of {} inputs on axis {axis}",
+                    ins.len()
+                ));
+            }
+            let mut out = rank4(ins[0])?;
+            out[*axis] = 0;
+            for s in ins {
+                let s = rank4(s)?;
+                if (0..4).any(|a| a != *axis && s[a] != out[a]) {
+                    return Err(format!("{:?} differ off axis {axis}", ins));
+                }
+                out[*axis] += s[*axis];
+            }
+            Ok(out.to_vec())
+        }
     }
 }
 
@@ -454,7 +492,7 @@ impl Graph {
                     io.name
                 )));
             }
-            if !alias_compatible(&io.dims, self.shape(io.value)) {
+            if !io_compatible(&io.dims, self.shape(io.value)) {
                 return Err(Error::shape(
                     &io.name,
                     format!(

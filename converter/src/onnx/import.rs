@@ -85,6 +85,24 @@ pub(super) enum Val {
     },
 }
 
+/// The IR shape that holds a tensor of ONNX dims `d`: `[N, C, L]` is `[N, C, 1, L]`; 2-D and
+/// 4-D dims are their own.
+pub(super) fn ir_dims(d: &[usize]) -> Vec<usize> {
+    match d {
+        [n, c, l] => vec![*n, *c, 1, *l],
+        _ => d.to_vec(),
+    }
+}
+
+/// The IR axis of ONNX axis `a` of a tensor of rank `r` (axis 2 of `[N, C, L]` is W).
+pub(super) fn ir_axis(r: usize, a: usize) -> usize {
+    if r == 3 && a == 2 {
+        3
+    } else {
+        a
+    }
+}
+
 /// Why a node was not imported.
 pub(super) enum NodeErr {
     /// The node is valid ONNX but not supported: reported with all the others.
@@ -112,6 +130,10 @@ pub(super) struct Importer {
     pub opset: i64,
     /// Names read by some node or listed as a graph output.
     pub used: HashSet<String>,
+    /// The ONNX dims of activations whose ONNX rank is not the IR's: a 3-D `[N, C, L]`
+    /// tensor is held as the IR value `[N, C, 1, L]` (the same elements in NCHW order).
+    /// Only the operators that know this read such a value (through [`Importer::act_nd`]).
+    pub views: HashMap<ValueId, Vec<usize>>,
 }
 
 fn normalize_domain(d: Option<&str>) -> &str {
@@ -248,6 +270,7 @@ pub fn import(bytes: &[u8], input_shapes: &[Vec<usize>]) -> Result<Imported> {
         vals: HashMap::new(),
         opset,
         used: HashSet::new(),
+        views: HashMap::new(),
     };
     for t in &graph.initializer {
         let name = t.name.clone().unwrap_or_default();
@@ -337,15 +360,19 @@ pub fn import(bytes: &[u8], input_shapes: &[Vec<usize>]) -> Result<Imported> {
                 format!("input shape {shape:?} is too large"),
             ));
         }
-        if shape.len() != 4 && shape.len() != 2 {
+        if !(2..=4).contains(&shape.len()) {
             return Err(Error::shape(
                 &name,
                 format!(
-                    "input shape {shape:?}: only 4-D (NCHW) and 2-D (N, F) inputs are supported"
+                    "input shape {shape:?}: only 4-D (NCHW), 3-D (N, C, L) and 2-D (N, F) \
+                     inputs are supported"
                 ),
             ));
         }
-        let v = imp.g.add_value(&name, shape.clone());
+        let v = imp.g.add_value(&name, ir_dims(&shape));
+        if shape.len() == 3 {
+            imp.views.insert(v, shape.clone());
+        }
         imp.g.inputs.push(GraphIo {
             name: name.clone(),
             value: v,
@@ -434,7 +461,7 @@ pub fn import(bytes: &[u8], input_shapes: &[Vec<usize>]) -> Result<Imported> {
                 )))
             }
         };
-        let shape = imp.g.shape(v).to_vec();
+        let shape = imp.onnx_dims(v).to_vec();
         if input_shapes.is_empty() {
             if let Some((_, dims)) = declared_dims(o) {
                 let fixed: std::result::Result<Vec<usize>, _> = dims.into_iter().collect();
@@ -472,16 +499,35 @@ impl Importer {
             .and_then(|s| self.vals.get(s))
         {
             Some(Val::Const(c)) => Input::Const(c),
-            Some(Val::Act(v)) => Input::Act(self.g.shape(*v)),
+            Some(Val::Act(v)) => Input::Act(self.onnx_dims(*v)),
             Some(Val::Shuffle { shape, .. }) => Input::Act(shape),
             _ => Input::Missing,
         }
     }
 
-    /// Input `i`, which must be an activation.
+    /// The ONNX dims of activation `v` (its IR shape unless it is a 3-D view).
+    pub fn onnx_dims(&self, v: ValueId) -> &[usize] {
+        self.views.get(&v).map_or(self.g.shape(v), Vec::as_slice)
+    }
+
+    /// Input `i`, an activation of any rank the importer holds, with its ONNX dims.
+    pub fn act_nd(&self, node: &NodeProto, i: usize) -> NResult<(ValueId, Vec<usize>)> {
+        let name = node.input.get(i).map_or("", String::as_str);
+        match self.vals.get(name) {
+            Some(Val::Act(v)) => Ok((*v, self.onnx_dims(*v).to_vec())),
+            _ => self.act(node, i).map(|v| (v, self.g.shape(v).to_vec())),
+        }
+    }
+
+    /// Input `i`, which must be a 2-D or 4-D activation.
     pub fn act(&self, node: &NodeProto, i: usize) -> NResult<ValueId> {
         let name = node.input.get(i).map_or("", String::as_str);
         match self.vals.get(name) {
+            Some(Val::Act(v)) if self.views.contains_key(v) => unsup(format!(
+                "input {i} ('{name}') is a {:?} tensor; {} takes only 2-D and 4-D inputs",
+                self.views[v],
+                node.op_type.as_deref().unwrap_or("")
+            )),
             Some(Val::Act(v)) => Ok(*v),
             Some(Val::Const(_)) => unsup(format!(
                 "input {i} ('{name}') is a constant; only computed tensors are supported there"
@@ -553,6 +599,43 @@ impl Importer {
         })?;
         let v = self.add_node(&out, name, op, inputs, shape)?;
         self.vals.insert(out, Val::Act(v));
+        Ok(())
+    }
+
+    /// Like [`Importer::emit_output`] for an output whose ONNX dims are `dims`: a 3-D
+    /// `[N, C, L]` output is the IR value `[N, C, 1, L]`, recorded as a view.
+    pub fn emit_nd(
+        &mut self,
+        node: &NodeProto,
+        k: usize,
+        name: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+        dims: Vec<usize>,
+    ) -> NResult<()> {
+        let out = node.output.get(k).cloned().unwrap_or_default();
+        let v = if op == Op::Identity {
+            // A view: the IR shape is the one of the ONNX dims (the graph check confirms that
+            // it describes the input's elements).
+            let v = self.add_node(&out, name, op, inputs, ir_dims(&dims))?;
+            self.vals.insert(out, Val::Act(v));
+            v
+        } else {
+            self.emit_output(node, k, name, op, inputs)?;
+            match self.vals.get(&out) {
+                Some(Val::Act(v)) => *v,
+                _ => return super::ops::model_err(name, "an output was not recorded"),
+            }
+        };
+        if ir_dims(&dims) != self.g.shape(v) {
+            return super::ops::model_err(
+                name,
+                format!("the output computes to {:?}, not {dims:?}", self.g.shape(v)),
+            );
+        }
+        if dims.len() == 3 {
+            self.views.insert(v, dims);
+        }
         Ok(())
     }
 

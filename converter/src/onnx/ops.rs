@@ -2,7 +2,7 @@
 
 use super::attrs::Attrs;
 use super::import::Val;
-use super::import::{unsup, Importer, NResult, NodeErr};
+use super::import::{ir_axis, ir_dims, unsup, Importer, NResult, NodeErr};
 use super::proto::NodeProto;
 use crate::error::Error;
 use crate::ir::shape::alias_compatible;
@@ -207,7 +207,7 @@ fn resize_round(name: &str) -> Option<NearestRound> {
     })
 }
 
-fn model_err<T>(name: &str, what: impl std::fmt::Display) -> NResult<T> {
+pub(super) fn model_err<T>(name: &str, what: impl std::fmt::Display) -> NResult<T> {
     Err(NodeErr::Fatal(Error::model(format!("node {name}: {what}"))))
 }
 
@@ -284,7 +284,7 @@ fn ceil_pad(size: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> 
 /// The per-channel (axis 1) values of constant `c` broadcast over an activation of shape
 /// `xs`, or `None` when it broadcasts otherwise.
 fn per_channel(xs: &[usize], c: &ConstTensor) -> Option<Vec<f32>> {
-    if xs.len() != 2 && xs.len() != 4 {
+    if xs.len() < 2 {
         return None;
     }
     if broadcast_shape(xs, &c.dims)? != xs {
@@ -441,8 +441,8 @@ fn axes_of(
 pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
     let a = Attrs::new(node);
     let act = |kind: Activation, imp: &mut Importer| -> NResult<()> {
-        let x = imp.act(node, 0)?;
-        imp.emit(node, name, Op::Act(kind), vec![x])
+        let (x, xs) = imp.act_nd(node, 0)?;
+        imp.emit_nd(node, 0, name, Op::Act(kind), vec![x], xs)
     };
     match op {
         "Conv" => {
@@ -577,12 +577,12 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
         }
         "Add" | "Sub" | "Mul" | "Div" | "Min" | "Max" | "PRelu" => binary(imp, node, op, name),
         "Pow" => {
-            let x = imp.act(node, 0)?;
+            let (x, xs) = imp.act_nd(node, 0)?;
             let Some(e) = imp.konst(node, 1).and_then(ConstTensor::scalar_f32) else {
                 return unsup("only a constant scalar exponent is supported");
             };
             if e == 1.0 {
-                imp.emit(node, name, Op::Identity, vec![x])
+                imp.emit_nd(node, 0, name, Op::Identity, vec![x], xs)
             } else if e == 0.5 {
                 unary(imp, node, name, UnaryKind::Sqrt)
             } else if e == 2.0 {
@@ -590,7 +590,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                     kind: BinaryKind::Mul,
                     act: Activation::None,
                 };
-                imp.emit(node, name, op, vec![x, x])
+                imp.emit_nd(node, 0, name, op, vec![x, x], xs)
             } else {
                 binary(imp, node, op, name)
             }
@@ -835,22 +835,39 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
         }
         "Concat" => {
             let mut ins = Vec::new();
+            let mut dims: Vec<Vec<usize>> = Vec::new();
             for i in 0..node.input.len() {
                 if !imp.missing(node, i) {
-                    ins.push(imp.act(node, i)?);
+                    let (v, d) = imp.act_nd(node, i)?;
+                    ins.push(v);
+                    dims.push(d);
                 }
             }
-            let Some(&first) = ins.first() else {
+            let Some(first) = dims.first() else {
                 return model_err(name, "Concat without inputs");
             };
-            let rank = imp.g.shape(first).len();
+            let rank = first.len();
             let axis = a.int("axis").ok_or_else(|| {
                 NodeErr::Fatal(Error::model(format!("node {name}: Concat needs an axis")))
             })?;
-            if norm_axis(axis, rank) != Some(1) {
-                return unsup(format!("attribute axis={axis} on a {rank}-D tensor not supported (only the channel axis 1)"));
+            let Some(ax) = norm_axis(axis, rank) else {
+                return model_err(name, format!("axis {axis} out of range for rank {rank}"));
+            };
+            if dims.iter().any(|d| d.len() != rank) {
+                return model_err(name, format!("inputs of different ranks {dims:?}"));
             }
-            imp.emit(node, name, Op::Concat, ins)
+            let mut out = first.clone();
+            out[ax] = dims.iter().map(|d| d[ax]).sum();
+            let op = match (rank, ir_axis(rank, ax)) {
+                (_, 1) => Op::Concat,
+                (3 | 4, axis @ 2..=3) => Op::ConcatAxis { axis },
+                _ => {
+                    return unsup(format!(
+                        "concatenation along axis {axis} of {rank}-D tensors not supported"
+                    ))
+                }
+            };
+            imp.emit_nd(node, 0, name, op, ins, out)
         }
         "Relu" => act(Activation::Relu, imp),
         "Sigmoid" => act(Activation::Sigmoid, imp),
@@ -884,8 +901,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             act(Activation::Clip { min, max }, imp)
         }
         "Softmax" | "LogSoftmax" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, 0)?;
             let default = if imp.opset < 13 { 1 } else { -1 };
             let axis = a.int_or("axis", default);
             let ax = norm_axis(axis, xs.len());
@@ -903,11 +919,12 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                 other => other,
             };
             let log = op == "LogSoftmax";
-            match (xs.len(), ax) {
+            let r = xs.len();
+            match (r, ax) {
                 (2 | 4, Some(1)) if !log => imp.emit(node, name, Op::Softmax, vec![x]),
-                (2, Some(1)) | (4, Some(1..=3)) => {
-                    let axis = ax.unwrap_or(1);
-                    imp.emit(node, name, Op::SoftmaxAxis { axis, log }, vec![x])
+                (2, Some(1)) | (3, Some(1..=2)) | (4, Some(1..=3)) => {
+                    let axis = ir_axis(r, ax.unwrap_or(1));
+                    imp.emit_nd(node, 0, name, Op::SoftmaxAxis { axis, log }, vec![x], xs)
                 }
                 _ => unsup(format!(
                     "{op} with axis={axis} over a {xs:?} tensor not supported (opset {})",
@@ -916,16 +933,14 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             }
         }
         "Flatten" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, 0)?;
             let axis = a.int_or("axis", 1);
-            match (xs.len(), norm_axis(axis, xs.len())) {
-                (4, Some(1)) => imp.emit(node, name, Op::Flatten, vec![x]),
-                (2, Some(1)) => imp.emit(node, name, Op::Identity, vec![x]),
-                _ => unsup(format!(
-                    "Flatten with axis={axis} of a {xs:?} tensor not supported (only axis 1)"
-                )),
-            }
+            // Axis r is allowed: everything goes to the first dim.
+            let Some(ax) = norm_axis(axis, xs.len() + 1) else {
+                return model_err(name, format!("axis {axis} out of range for {xs:?}"));
+            };
+            let to = vec![xs[..ax].iter().product(), xs[ax..].iter().product()];
+            reshape_nd(imp, node, name, x, &xs, to)
         }
         "Reshape" => {
             let Some(target) = imp
@@ -959,8 +974,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                 };
                 return imp.emit(node, name, op, vec![src]);
             }
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, 0)?;
             let to = super::fold::reshape_target(&xs, &target, allowzero)
                 .map_err(|e| NodeErr::Fatal(Error::shape(&node.output[0], e)))?;
             // [N, C, H, W] -> [N, g, C/g, H, W]: the first step of a channel shuffle.
@@ -978,7 +992,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                     return Ok(());
                 }
             }
-            alias_or_flatten(imp, node, name, x, &xs, to)
+            reshape_nd(imp, node, name, x, &xs, to)
         }
         "Transpose" => {
             let perm: Option<Vec<i64>> = a.ints("perm").map(<[i64]>::to_vec);
@@ -1006,8 +1020,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                 imp.vals.insert(node.output[0].clone(), v);
                 return Ok(());
             }
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, 0)?;
             let r = xs.len();
             let perm: Vec<usize> = match perm {
                 None => (0..r).rev().collect(),
@@ -1029,19 +1042,25 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             let to: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
             // A permutation that moves only extent-1 axes keeps the element order.
             let moved: Vec<usize> = perm.iter().copied().filter(|&p| xs[p] != 1).collect();
-            if moved.windows(2).all(|w| w[0] < w[1]) && alias_compatible(&xs, &to) {
-                return imp.emit_shaped(node, name, Op::Identity, vec![x], to);
+            if moved.windows(2).all(|w| w[0] < w[1])
+                && alias_compatible(&ir_dims(&xs), &ir_dims(&to))
+            {
+                return imp.emit_nd(node, 0, name, Op::Identity, vec![x], to);
             }
-            match <[usize; 4]>::try_from(perm.as_slice()) {
-                Ok(perm) => imp.emit(node, name, Op::Transpose { perm }, vec![x]),
-                Err(_) => unsup(format!(
-                    "transpose of a {xs:?} tensor not supported (4-D only)"
-                )),
-            }
+            // `[N, C, L]` is `[N, C, 1, L]`: its unit axis 2 stays in place.
+            let perm = match *perm.as_slice() {
+                [a, b, c, d] => [a, b, c, d],
+                [a, b, c] => [ir_axis(3, a), ir_axis(3, b), 2, ir_axis(3, c)],
+                _ => {
+                    return unsup(format!(
+                        "transpose of a {xs:?} tensor not supported (3-D and 4-D only)"
+                    ))
+                }
+            };
+            imp.emit_nd(node, 0, name, Op::Transpose { perm }, vec![x], to)
         }
         "Split" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, 0)?;
             let r = xs.len();
             let axis = a.int_or("axis", 0);
             let ax = norm_axis(axis, r).ok_or_else(|| {
@@ -1089,9 +1108,9 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                     return unsup("an empty output of Split not supported");
                 }
                 let mut starts = [0usize; 4];
-                let mut ends = dims4(&xs);
-                starts[ax] = off;
-                ends[ax] = off + len;
+                let mut ends = dims4(&ir_dims(&xs));
+                starts[ir_axis(r, ax)] = off;
+                ends[ir_axis(r, ax)] = off + len;
                 off += len;
                 if node.output[k].is_empty() {
                     continue;
@@ -1101,13 +1120,14 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                     ends,
                     steps: [1; 4],
                 };
-                imp.emit_output(node, k, name, op, vec![x])?;
+                let mut to = xs.clone();
+                to[ax] = len;
+                imp.emit_nd(node, k, name, op, vec![x], to)?;
             }
             Ok(())
         }
         "Slice" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, 0)?;
             let r = xs.len();
             let ints = |i: usize, what: &str| -> NResult<Option<Vec<i64>>> {
                 if imp.missing(node, i) {
@@ -1130,8 +1150,9 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                 return model_err(name, "starts, ends, axes and steps differ in length");
             }
             let mut starts = [0usize; 4];
-            let mut ends = dims4(&xs);
+            let mut ends = dims4(&ir_dims(&xs));
             let mut step4 = [1usize; 4];
+            let mut to = xs.clone();
             for k in 0..st.len() {
                 let ax = norm_axis(axes[k], r).ok_or_else(|| {
                     NodeErr::Fatal(Error::model(format!(
@@ -1149,21 +1170,18 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                 if s >= e {
                     return unsup("a Slice that selects nothing is not supported");
                 }
-                starts[ax] = s as usize;
-                ends[ax] = e as usize;
-                step4[ax] = steps[k] as usize;
-            }
-            if r != 2 && r != 4 {
-                return unsup(format!(
-                    "Slice of a {xs:?} tensor not supported (2-D and 4-D)"
-                ));
+                to[ax] = ((e - s) as usize).div_ceil(steps[k] as usize);
+                let ia = ir_axis(r, ax);
+                starts[ia] = s as usize;
+                ends[ia] = e as usize;
+                step4[ia] = steps[k] as usize;
             }
             let op = Op::Slice {
                 starts,
                 ends,
                 steps: step4,
             };
-            imp.emit(node, name, op, vec![x])
+            imp.emit_nd(node, 0, name, op, vec![x], to)
         }
         "Resize" => {
             let x = imp.act(node, 0)?;
@@ -1357,8 +1375,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             imp.emit_shaped(node, name, Op::Identity, vec![src], out)
         }
         "Unsqueeze" | "Squeeze" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, 0)?;
             let axes = axes_of(imp, node, &a, imp.opset >= 13)?;
             let to = if op == "Squeeze" {
                 let ax: Vec<usize> = match axes {
@@ -1387,7 +1404,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                     })
                     .collect()
             };
-            alias_or_flatten(imp, node, name, x, &xs, to)
+            reshape_nd(imp, node, name, x, &xs, to)
         }
         "BatchNormalization" => {
             let x = imp.act(node, 0)?;
@@ -1423,7 +1440,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             imp.emit(node, name, op, vec![x])
         }
         "Identity" | "Dropout" => {
-            let x = imp.act(node, 0)?;
+            let (x, xs) = imp.act_nd(node, 0)?;
             if op == "Dropout" {
                 if let Some(t) = imp.konst(node, 2) {
                     if t.to_f32().iter().any(|&v| v != 0.0) {
@@ -1433,7 +1450,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                     return unsup("training_mode is not a constant");
                 }
             }
-            imp.emit(node, name, Op::Identity, vec![x])
+            imp.emit_nd(node, 0, name, Op::Identity, vec![x], xs)
         }
         _ => unsup(format!(
             "{op} of a computed tensor not supported (only constant shape arithmetic is folded)"
@@ -1441,8 +1458,9 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
     }
 }
 
-/// A reshape of an activation: a no-op view, a flatten, or unsupported.
-fn alias_or_flatten(
+/// A reshape of activation `x` from ONNX dims `xs` to `to`: a view (no node at run time),
+/// a flatten, or a reshape that moves the elements.
+fn reshape_nd(
     imp: &mut Importer,
     node: &NodeProto,
     name: &str,
@@ -1450,23 +1468,25 @@ fn alias_or_flatten(
     xs: &[usize],
     to: Vec<usize>,
 ) -> NResult<()> {
-    if alias_compatible(xs, &to) {
-        imp.emit_shaped(node, name, Op::Identity, vec![x], to)
+    if !(2..=4).contains(&to.len()) {
+        return unsup(format!(
+            "reshape from {xs:?} to {to:?} not supported (ranks 2 to 4)"
+        ));
+    }
+    let (xi, ti) = (ir_dims(xs), ir_dims(&to));
+    if alias_compatible(&xi, &ti) {
+        imp.emit_nd(node, 0, name, Op::Identity, vec![x], to)
     } else if xs.len() == 4 && to.len() == 2 && to[0] == xs[0] {
         imp.emit(node, name, Op::Flatten, vec![x])
     } else {
-        unsup(format!("reshape from {xs:?} to {to:?} not supported"))
+        imp.emit_nd(node, 0, name, Op::Reshape { shape: ti }, vec![x], to)
     }
 }
 
 /// An elementwise function of one activation.
 fn unary(imp: &mut Importer, node: &NodeProto, name: &str, kind: UnaryKind) -> NResult<()> {
-    let x = imp.act(node, 0)?;
-    let xs = imp.g.shape(x).to_vec();
-    if xs.len() != 2 && xs.len() != 4 {
-        return unsup(format!("input {xs:?} not supported (2-D and 4-D)"));
-    }
-    imp.emit(node, name, Op::Unary { kind }, vec![x])
+    let (x, xs) = imp.act_nd(node, 0)?;
+    imp.emit_nd(node, 0, name, Op::Unary { kind }, vec![x], xs)
 }
 
 /// The function of a binary ONNX op.
@@ -1491,8 +1511,8 @@ fn broadcastable(a: &[usize], b: &[usize]) -> bool {
 fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
     if matches!(op, "Min" | "Max") && node.input.len() != 2 {
         if node.input.len() == 1 {
-            let x = imp.act(node, 0)?;
-            return imp.emit(node, name, Op::Identity, vec![x]);
+            let (x, xs) = imp.act_nd(node, 0)?;
+            return imp.emit_nd(node, 0, name, Op::Identity, vec![x], xs);
         }
         return unsup(format!(
             "{op} of {} inputs not supported (1 or 2)",
@@ -1508,39 +1528,43 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
     let cb = imp.konst(node, 1).cloned();
     match (ca, cb) {
         (None, None) => {
-            let (x, y) = (imp.act(node, 0)?, imp.act(node, 1)?);
-            let (xs, ys) = (imp.g.shape(x).to_vec(), imp.g.shape(y).to_vec());
+            let ((x, xd), (y, yd)) = (imp.act_nd(node, 0)?, imp.act_nd(node, 1)?);
+            let (xs, ys) = (ir_dims(&xd), ir_dims(&yd));
+            let out = broadcast_shape(&xd, &yd);
             let per_ch = |a: &[usize], b: &[usize]| {
                 a.len() == 4 && b.len() == 4 && b[0] == a[0] && b[1] == a[1] && b[2] * b[3] == 1
             };
-            match op {
-                "Add" if xs == ys => imp.emit(
-                    node,
-                    name,
-                    Op::Add {
-                        act: Activation::None,
-                    },
-                    vec![x, y],
-                ),
-                "Mul" if xs == ys || per_ch(&xs, &ys) => imp.emit(node, name, Op::Mul, vec![x, y]),
-                "Mul" if per_ch(&ys, &xs) => imp.emit(node, name, Op::Mul, vec![y, x]),
-                _ if broadcastable(&xs, &ys) && (xs.len() == 2 || xs.len() == 4) => {
-                    imp.emit(node, name, general, vec![x, y])
+            let op = match op {
+                "Add" if xs == ys => Op::Add {
+                    act: Activation::None,
+                },
+                "Mul" if xs == ys || per_ch(&xs, &ys) => Op::Mul,
+                "Mul" if per_ch(&ys, &xs) => {
+                    return imp.emit_nd(node, 0, name, Op::Mul, vec![y, x], xd);
                 }
-                _ => unsup(format!(
-                    "{op} of computed tensors {xs:?} and {ys:?} not supported (they must \
-                     have the same rank, 2 or 4, and broadcast)"
-                )),
-            }
+                _ if xd.len() == yd.len() && broadcastable(&xs, &ys) => general,
+                _ => {
+                    return unsup(format!(
+                        "{op} of computed tensors {xd:?} and {yd:?} not supported (they must \
+                         have the same rank and broadcast)"
+                    ))
+                }
+            };
+            let out = out.ok_or_else(|| {
+                NodeErr::Fatal(Error::shape(
+                    &node.output[0],
+                    format!("cannot broadcast {xd:?} and {yd:?}"),
+                ))
+            })?;
+            imp.emit_nd(node, 0, name, op, vec![x, y], out)
         }
         (Some(c), None) | (None, Some(c)) => {
             let const_first = imp.konst(node, 0).is_some();
-            let x = imp.act(node, if const_first { 1 } else { 0 })?;
-            let xs = imp.g.shape(x).to_vec();
+            let (x, xs) = imp.act_nd(node, if const_first { 1 } else { 0 })?;
             if let Some(v) = per_channel(&xs, &c) {
                 if op == "PRelu" && !const_first && v.iter().all(|&s| s == v[0]) {
                     let op = Op::Act(Activation::LeakyRelu { alpha: v[0] });
-                    return imp.emit(node, name, op, vec![x]);
+                    return imp.emit_nd(node, 0, name, op, vec![x], xs);
                 }
                 let ones = vec![1.0f32; v.len()];
                 let zeros = vec![0.0f32; v.len()];
@@ -1558,12 +1582,12 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
                         shift,
                         act: Activation::None,
                     };
-                    return imp.emit(node, name, op, vec![x]);
+                    return imp.emit_nd(node, 0, name, op, vec![x], xs);
                 }
             }
             // Any other constant: a Constant node of the activation's rank (dims aligned
             // right, as ONNX broadcasts), then the general elementwise op.
-            if !c.is_float() || c.dims.len() > xs.len() || (xs.len() != 2 && xs.len() != 4) {
+            if !c.is_float() || c.dims.len() > xs.len() {
                 return unsup(format!(
                     "{op} of a {xs:?} tensor with a constant of shape {:?} not supported",
                     c.dims
@@ -1577,22 +1601,24 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
                     format!("cannot broadcast {xs:?} and {dims:?}"),
                 )));
             }
+            let out = broadcast_shape(&xs, &dims).unwrap_or_default();
+            let cd = ir_dims(&dims);
             let cv = imp.add_node(
                 &format!("{}/constant", node.output[0]),
                 name,
                 Op::Constant(Weight {
-                    dims: dims.clone(),
+                    dims: cd.clone(),
                     data: c.to_f32(),
                 }),
                 vec![],
-                dims,
+                cd,
             )?;
             let ins = if const_first {
                 vec![cv, x]
             } else {
                 vec![x, cv]
             };
-            imp.emit(node, name, general, ins)
+            imp.emit_nd(node, 0, name, general, ins, out)
         }
         (Some(_), Some(_)) => unsup("both inputs are constant but could not be folded"),
     }

@@ -105,6 +105,7 @@ impl ChannelGroups {
                 | Op::Act(_)
                 | Op::ChannelAffine { .. }
                 | Op::Add { .. }
+                | Op::ConcatAxis { .. }
                 | Op::Binary { .. }
                 | Op::Unary { .. }
                 | Op::Mul => {
@@ -168,6 +169,7 @@ impl ChannelGroups {
                 | Op::SpaceToDepth { .. }
                 | Op::Tile { .. }
                 | Op::SoftmaxAxis { .. }
+                | Op::Reshape { .. }
                 | Op::Reduce { .. } => {
                     if !matches!(n.op, Op::Softmax | Op::Flatten) {
                         cg.unanalysed.push(format!("{} ({})", n.name, n.op.name()));

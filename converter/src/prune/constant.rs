@@ -102,6 +102,8 @@ pub fn constant(
             | Op::SpaceToDepth { .. }
             | Op::Tile { .. }
             | Op::SoftmaxAxis { .. }
+            | Op::Reshape { .. }
+            | Op::ConcatAxis { .. }
             | Op::Constant(_) => None,
         }
     })();

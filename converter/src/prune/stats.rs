@@ -177,6 +177,9 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
                 })
                 .collect(),
             Op::Concat => n.inputs.iter().flat_map(|&i| e[i].clone()).collect(),
+            Op::ConcatAxis { .. } => (0..oc)
+                .map(|c| n.inputs.iter().map(|&i| get(i, c)).sum::<f64>() / n.inputs.len() as f64)
+                .collect(),
             Op::Flatten => {
                 let blk = g.shape(x).iter().skip(2).product::<usize>().max(1);
                 (0..oc).map(|f| get(x, f / blk)).collect()
@@ -231,6 +234,7 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
             | Op::DepthToSpace { .. }
             | Op::SpaceToDepth { .. }
             | Op::Tile { .. }
+            | Op::Reshape { .. }
             | Op::SoftmaxAxis { .. } => {
                 let mean = e[x].iter().sum::<f64>() / e[x].len().max(1) as f64;
                 vec![mean; oc]

@@ -1329,10 +1329,20 @@ impl Params<'_> {
                     2,
                 )
             }
+            op::RESHAPE => (Op::Reshape { shape: self.get(0) }, 4),
+            op::CONCAT_AXIS => (
+                Op::ConcatAxis {
+                    axis: self.get::<1>(0)[0],
+                },
+                1,
+            ),
             c => {
                 return Err(corrupt(
                     pos,
-                    format!("{}: unknown op code {c}", (self.ctx)()),
+                    format!(
+                        "{}: unknown op code {c} (a newer format version may define it)",
+                        (self.ctx)()
+                    ),
                 ))
             }
         };

@@ -247,8 +247,25 @@ pub mod op {
     pub const TILE: u32 = 23;
     /// [`crate::graph::Op::SoftmaxAxis`] (format 1.1).
     pub const SOFTMAX_AXIS: u32 = 24;
+    /// [`crate::graph::Op::Reshape`] (format 1.2).
+    pub const RESHAPE: u32 = 25;
+    /// [`crate::graph::Op::ConcatAxis`] (format 1.2).
+    pub const CONCAT_AXIS: u32 = 26;
     /// The first code of format 1.1; a file using a code from here on is written as 1.1.
     pub const FIRST_OF_1_1: u32 = SLICE;
+    /// The first code of format 1.2; a file using a code from here on is written as 1.2.
+    pub const FIRST_OF_1_2: u32 = RESHAPE;
+
+    /// The lowest minor version of format 1 that defines op code `code`.
+    pub fn minor_version_of(code: u32) -> u16 {
+        if code >= FIRST_OF_1_2 {
+            2
+        } else if code >= FIRST_OF_1_1 {
+            1
+        } else {
+            0
+        }
+    }
 }
 
 /// Codes of [`crate::graph::ResizeMode`] and [`crate::graph::NearestRound`].

@@ -805,3 +805,47 @@ fn bad_codes_and_parameters_of_1_1_ops_are_refused() {
         );
     }
 }
+
+#[test]
+fn ops_of_format_1_2_round_trip_and_are_checked() {
+    let mut b = Builder::new(Shape4::new(1, 4, 5, 6));
+    // [1, 6, 4, 5] in NCHW: reshaped to [1, 3, 8, 5], joined with itself along H and W.
+    let r = b.node(
+        "reshape",
+        Op::Reshape {
+            shape: [1, 8, 5, 3],
+        },
+        &[0],
+    );
+    let h = b.node("cat_h", Op::ConcatAxis { axis: 1 }, &[r, r]);
+    let w = b.node("cat_w", Op::ConcatAxis { axis: 2 }, &[h, h, h]);
+    let (g, data) = b.finish(w);
+    assert_eq!(g.tensors[w as usize].shape, Shape4::new(1, 16, 15, 3));
+    let bytes = write(&g, &refs(&data)).unwrap();
+    assert_eq!(version(&bytes).unwrap(), (1, 2));
+    let back = read(&bytes, &ReadOptions::default()).unwrap();
+    assert_eq!(without_offsets(&back), without_offsets(&g));
+    assert_eq!(write(&back, &refs(&data)).unwrap(), bytes);
+    // The graph rules refuse a reshape that changes the element count, a concatenation on
+    // another axis and inputs that differ off the axis.
+    for op in [
+        Op::Reshape {
+            shape: [1, 8, 5, 4],
+        },
+        Op::Reshape {
+            shape: [0, 8, 5, 3],
+        },
+    ] {
+        let mut g = g.clone();
+        g.nodes[0].op = op;
+        write(&g, &refs(&data)).expect_err("writer must refuse a bad reshape");
+    }
+    for axis in [0, 3] {
+        let mut g = g.clone();
+        g.nodes[1].op = Op::ConcatAxis { axis };
+        write(&g, &refs(&data)).expect_err("writer must refuse the axis");
+    }
+    let mut g2 = g.clone();
+    g2.nodes[2].inputs = vec![h, r];
+    write(&g2, &refs(&data)).expect_err("writer must refuse mismatched inputs");
+}

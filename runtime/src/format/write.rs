@@ -9,7 +9,7 @@ use super::records::{
 use super::{
     SectionKind, MAGIC, MAX_MODEL_IOS, MAX_NODES, MAX_NODE_INPUTS, MAX_NODE_IO, MAX_NODE_OUTPUTS,
     MAX_RANK, MAX_STRING_BYTES, MAX_STRING_LEN, MAX_TENSORS, MAX_WEIGHTS, SECTION_ALIGN,
-    VERSION_MAJOR, VERSION_MINOR, WEIGHT_ALIGN,
+    VERSION_MAJOR, WEIGHT_ALIGN,
 };
 use crate::error::{Error, Result};
 use crate::graph::{
@@ -201,15 +201,21 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
     let mut header = FileHeader {
         magic: MAGIC,
         version_major: VERSION_MAJOR,
-        version_minor: if graph
+        // Rank-3 model inputs and outputs came with format 1.2.
+        version_minor: graph
             .nodes
             .iter()
-            .any(|n| encode_op(&n.op).0 >= op::FIRST_OF_1_1)
-        {
-            VERSION_MINOR
-        } else {
-            0
-        },
+            .map(|n| op::minor_version_of(encode_op(&n.op).0))
+            .chain(
+                graph
+                    .inputs
+                    .iter()
+                    .chain(&graph.outputs)
+                    .filter(|io| io.dims.len() == 3)
+                    .map(|_| 2),
+            )
+            .max()
+            .unwrap_or(0),
         header_size: HEADER_SIZE as u32,
         file_len,
         section_table_offset: table_offset,
@@ -552,6 +558,14 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
         Op::SoftmaxAxis { axis, log } => {
             put(0, &[*axis, *log as u32]);
             op::SOFTMAX_AXIS
+        }
+        Op::Reshape { shape } => {
+            put(0, shape);
+            op::RESHAPE
+        }
+        Op::ConcatAxis { axis } => {
+            put(0, &[*axis]);
+            op::CONCAT_AXIS
         }
     };
     (code, p)

@@ -519,3 +519,70 @@ pub fn softmax_axis(axis: usize, log: bool, x: &[f32], xs: Act4, y: &mut [f32], 
         }
     }
 }
+
+/// [`crate::graph::Op::Reshape`]: the elements of `x` in NCHW order, laid out in the shape of
+/// `y`.
+pub fn reshape(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [xn, xh, xw, xc] = dims(xs);
+    let [yn, yh, yw, yc] = dims(ys);
+    let (xp, yp) = (xh * xw, yh * yw);
+    if (xn, xc) == (yn, yc) {
+        // The same pixels in the same order: only the spatial dims change.
+        for (d, s) in y.chunks_exact_mut(ys.cs).zip(x.chunks_exact(xs.cs)) {
+            d[..yc].copy_from_slice(&s[..yc]);
+            d[yc..].fill(0.0);
+        }
+        return;
+    }
+    for px in y.chunks_exact_mut(ys.cs) {
+        px[yc..].fill(0.0);
+    }
+    // Walk the output in NCHW order, keeping the input's NCHW coordinates (b, c, p) in step:
+    // runs of pixels along which both sides move by one pixel.
+    let (mut b, mut c, mut p) = (0usize, 0usize, 0usize);
+    for ob in 0..yn {
+        for oc in 0..yc {
+            let mut op = 0;
+            while op < yp {
+                let run = (yp - op).min(xp - p);
+                let dst = y[(ob * yp + op) * ys.cs + oc..].iter_mut().step_by(ys.cs);
+                let src = x[(b * xp + p) * xs.cs + c..].iter().step_by(xs.cs);
+                for (d, s) in dst.zip(src).take(run) {
+                    *d = *s;
+                }
+                op += run;
+                p += run;
+                if p == xp {
+                    p = 0;
+                    c += 1;
+                    if c == xc {
+                        c = 0;
+                        b += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One input of [`crate::graph::Op::ConcatAxis`]: copies `x` into `y` at offset `off` along
+/// H (`axis` 1) or W (`axis` 2).
+pub fn concat_axis_part(axis: usize, off: usize, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [n, h, w, c] = dims(xs);
+    let [_, yh, yw, _] = dims(ys);
+    for b in 0..n {
+        for r in 0..h {
+            for q in 0..w {
+                let (or, oq) = if axis == 1 {
+                    (off + r, q)
+                } else {
+                    (r, off + q)
+                };
+                let src = &x[((b * h + r) * w + q) * xs.cs..][..c];
+                let dst = &mut y[((b * yh + or) * yw + oq) * ys.cs..][..ys.cs];
+                dst[..c].copy_from_slice(src);
+                dst[c..].fill(0.0);
+            }
+        }
+    }
+}

@@ -441,6 +441,9 @@ pub enum ReduceKind {
     Max,
     /// Sum.
     Sum,
+    /// Index of the first maximum along the one reduced axis, as an f32 (exact below 2^24);
+    /// a NaN counts as the maximum (format 1.2).
+    ArgMax,
 }
 
 /// Elementwise function of two tensors, [`Op::Binary`].
@@ -1230,10 +1233,13 @@ impl Graph {
                 let o = perm.map(|p| nchw[p as usize]);
                 Ok(Shape4::new(o[0], o[2], o[3], o[1]))
             }
-            Op::Reduce { axes, .. } => {
+            Op::Reduce { kind, axes } => {
                 arity(1, 1)?;
                 if *axes == 0 || *axes & !(REDUCE_H | REDUCE_W | REDUCE_C) != 0 {
                     return Err(bad(node, index, format!("axes mask {axes} is invalid")));
+                }
+                if *kind == ReduceKind::ArgMax && axes.count_ones() != 1 {
+                    return Err(bad(node, index, "ArgMax reduces exactly one axis"));
                 }
                 let keep = |bit: u32, d: u32| if axes & bit != 0 { 1 } else { d };
                 Ok(Shape4::new(

@@ -780,6 +780,10 @@ pub fn tract_run_shaped(
         .unwrap_or_else(|e| panic!("tract cannot run the model: {e:?}"));
     outs.iter()
         .map(|t| {
+            // Integer outputs (ArgMax's indices) are compared as the f32 values SMOF gives.
+            let t = t
+                .cast_to::<f32>()
+                .expect("tract: output cannot be read as f32");
             let v = t
                 .to_plain_array_view::<f32>()
                 .expect("tract: output is not f32");

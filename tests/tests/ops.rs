@@ -3060,3 +3060,56 @@ fn rank3_tensors_and_a_yolo_decoding_head() {
         "unexpected error: {err}"
     );
 }
+
+#[test]
+fn arg_max_on_every_axis() {
+    let mut c = Cases::new();
+    for (axis, keepdims) in [(1i64, 1i64), (2, 1), (3, 0), (-1, 1), (1, 0)] {
+        case(
+            &mut c,
+            &format!("ArgMax axis {axis} keepdims {keepdims}"),
+            13,
+            &[2, 6, 5, 7],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(6, 11, [3, 3]).same());
+                b.node(
+                    "ArgMax",
+                    &[&y],
+                    vec![attr::int("axis", axis), attr::int("keepdims", keepdims)],
+                )
+            },
+        );
+    }
+    case(
+        &mut c,
+        "ArgMax of [N, C, L] axis 1, then Cast to float",
+        13,
+        &[1, 9, 4, 4],
+        |b, x| {
+            let s = b.i64s("shape", &[1, 9, 16]);
+            let r = b.node("Reshape", &[x, &s], vec![]);
+            let a = b.node("ArgMax", &[&r], vec![attr::int("axis", 1)]);
+            b.node("Cast", &[&a], vec![attr::int("to", 1)])
+        },
+    );
+    case(
+        &mut c,
+        "ArgMax of [N, F] (top-1 class)",
+        13,
+        &[3, 10],
+        |b, x| b.node("ArgMax", &[x], vec![attr::int("axis", 1)]),
+    );
+    // Ties: the first maximum wins, as in ONNX with select_last_index=0.
+    case(
+        &mut c,
+        "ArgMax with ties (ReLU zeros)",
+        13,
+        &[1, 8, 3, 3],
+        |b, x| {
+            let y = b.node("Relu", &[x], vec![]);
+            let y = b.node("Neg", &[&y], vec![]);
+            b.node("ArgMax", &[&y], vec![attr::int("axis", 1)])
+        },
+    );
+    c.finish();
+}

@@ -353,6 +353,29 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
                 }
                 y
             }
+            Op::Reduce {
+                kind: ReduceKind::ArgMax,
+                axes,
+            } => {
+                let a = axes.iter().position(|&r| r).unwrap_or(1);
+                let strides = [c * h * w, h * w, w, 1];
+                let mut y = vec![0.0f32; ys.iter().product()];
+                for (k, v) in y.iter_mut().enumerate() {
+                    // Output coordinates, then the input line along axis `a`.
+                    let o = [k / (oc * oh * ow), k / (oh * ow) % oc, k / ow % oh, k % ow];
+                    let base: usize = (0..4).map(|i| o[i] * strides[i]).sum();
+                    let line: Vec<f32> = (0..xs[a]).map(|i| x[base + i * strides[a]]).collect();
+                    let mut best = 0;
+                    for (i, &t) in line.iter().enumerate() {
+                        let b = line[best];
+                        if t > b || (t.is_nan() && !b.is_nan()) {
+                            best = i;
+                        }
+                    }
+                    *v = best as f32;
+                }
+                y
+            }
             Op::Reduce { kind, axes } => {
                 let mut y = vec![
                     match kind {

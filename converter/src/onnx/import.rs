@@ -565,21 +565,6 @@ impl Importer {
         self.emit_output(node, 0, name, op, inputs)
     }
 
-    /// Like [`Importer::emit`] with the output shape given (for aliases that change rank).
-    pub fn emit_shaped(
-        &mut self,
-        node: &NodeProto,
-        name: &str,
-        op: Op,
-        inputs: Vec<ValueId>,
-        shape: Vec<usize>,
-    ) -> NResult<()> {
-        let out = node.output.first().cloned().unwrap_or_default();
-        let v = self.add_node(&out, name, op, inputs, shape)?;
-        self.vals.insert(out, Val::Act(v));
-        Ok(())
-    }
-
     /// Like [`Importer::emit`], into output `k` of the node (Split).
     pub fn emit_output(
         &mut self,

@@ -78,6 +78,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "SpaceToDepth",
     "Tile",
     "Expand",
+    "ArgMax",
 ];
 
 /// Why a node cannot be imported, judged from its op type and attributes alone (no shapes
@@ -96,6 +97,9 @@ pub fn static_reason(op: &str, node: &NodeProto) -> Option<String> {
         }
     }
     match op {
+        "ArgMax" if a.int_or("select_last_index", 0) != 0 => {
+            Some("select_last_index=1 not supported (the first maximum is taken)".into())
+        }
         "MaxPool" if a.int_or("storage_order", 0) != 0 => {
             Some("attribute storage_order=1 not supported".into())
         }
@@ -1294,71 +1298,72 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             };
             imp.emit(node, name, Op::Deconv(d), vec![x])
         }
-        "ReduceMean" | "ReduceMax" | "ReduceSum" => {
-            let x = imp.act(node, 0)?;
-            let xs = imp.g.shape(x).to_vec();
+        "ReduceMean" | "ReduceMax" | "ReduceSum" | "ArgMax" => {
+            let (x, xs) = imp.act_nd(node, 0)?;
             let r = xs.len();
-            let from_input = imp.opset >= 18 || (op == "ReduceSum" && imp.opset >= 13);
-            let axes = axes_of(imp, node, &a, from_input)?;
-            let axes: Vec<usize> = match axes {
-                Some(v) if !v.is_empty() => v
-                    .iter()
-                    .map(|&ax| norm_axis(ax, r))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| {
-                        NodeErr::Fatal(Error::model(format!(
-                            "node {name}: axes {v:?} out of range"
-                        )))
-                    })?,
-                _ if from_input && a.int_or("noop_with_empty_axes", 0) != 0 => {
-                    return imp.emit(node, name, Op::Identity, vec![x]);
+            let out_of_range = |v: &[i64]| {
+                NodeErr::Fatal(Error::model(format!(
+                    "node {name}: axes {v:?} out of range for rank {r}"
+                )))
+            };
+            let axes: Vec<usize> = if op == "ArgMax" {
+                let axis = a.int_or("axis", 0);
+                vec![norm_axis(axis, r).ok_or_else(|| out_of_range(&[axis]))?]
+            } else {
+                let from_input = imp.opset >= 18 || (op == "ReduceSum" && imp.opset >= 13);
+                match axes_of(imp, node, &a, from_input)? {
+                    Some(v) if !v.is_empty() => v
+                        .iter()
+                        .map(|&ax| norm_axis(ax, r))
+                        .collect::<Option<_>>()
+                        .ok_or_else(|| out_of_range(&v))?,
+                    _ if from_input && a.int_or("noop_with_empty_axes", 0) != 0 => {
+                        return imp.emit_nd(node, 0, name, Op::Identity, vec![x], xs);
+                    }
+                    _ => (0..r).collect(),
                 }
-                _ => (0..r).collect(),
+            };
+            let kind = match op {
+                "ReduceMean" => ReduceKind::Mean,
+                "ReduceMax" => ReduceKind::Max,
+                "ReduceSum" => ReduceKind::Sum,
+                _ => ReduceKind::ArgMax,
             };
             let keepdims = a.int_or("keepdims", 1) != 0;
-            let out: Vec<usize> = (0..r)
-                .filter(|i| keepdims || !axes.contains(i))
+            let kept: Vec<usize> = (0..r)
                 .map(|i| if axes.contains(&i) { 1 } else { xs[i] })
                 .collect();
-            if r != 2 && r != 4 {
-                return unsup(format!(
-                    "{op} of a {xs:?} tensor not supported (2-D and 4-D)"
-                ));
-            }
-            // The 4-D view ([N, F] is [N, F, 1, 1]); reducing an extent-1 axis changes nothing.
-            let x4 = dims4(&xs);
+            let out: Vec<usize> = (0..r)
+                .filter(|i| keepdims || !axes.contains(i))
+                .map(|i| kept[i])
+                .collect();
+            // The 4-D view ([N, F] is [N, F, 1, 1], [N, C, L] is [N, C, 1, L]); reducing an
+            // extent-1 axis changes nothing, except for ArgMax, whose result is then 0.
+            let x4 = dims4(&ir_dims(&xs));
             let mut red = [false; 4];
             for &i in &axes {
-                red[i] = x4[i] != 1;
+                let ia = ir_axis(r, i);
+                red[ia] = x4[ia] != 1 || kind == ReduceKind::ArgMax;
             }
             if red[0] {
                 return unsup(format!("{op} over the batch axis not supported"));
             }
-            let kind = match op {
-                "ReduceMean" => ReduceKind::Mean,
-                "ReduceMax" => ReduceKind::Max,
-                _ => ReduceKind::Sum,
-            };
-            let full: Vec<usize> = (0..4).map(|i| if red[i] { 1 } else { x4[i] }).collect();
-            if !alias_compatible(&full, &out) && full != out {
-                return unsup(format!(
-                    "{op} with keepdims=0 to a {out:?} tensor not supported (2-D and 4-D)"
-                ));
+            if !red.contains(&true) {
+                return reshape_nd(imp, node, name, x, &xs, out);
             }
-            let rop = if !red.contains(&true) {
-                return imp.emit_shaped(node, name, Op::Identity, vec![x], out);
-            } else if red == [false, false, true, true] && kind != ReduceKind::Sum {
-                if kind == ReduceKind::Mean {
-                    Op::GlobalAvgPool
-                } else {
-                    Op::GlobalMaxPool
-                }
+            let rop = if red == [false, false, true, true] && kind == ReduceKind::Mean {
+                Op::GlobalAvgPool
+            } else if red == [false, false, true, true] && kind == ReduceKind::Max {
+                Op::GlobalMaxPool
             } else {
                 Op::Reduce { kind, axes: red }
             };
-            if out == full {
-                return imp.emit(node, name, rop, vec![x]);
+            let full: Vec<usize> = (0..4).map(|i| if red[i] { 1 } else { x4[i] }).collect();
+            if keepdims && r != 2 {
+                return imp.emit_nd(node, 0, name, rop, vec![x], kept);
             }
+            // A 2-D input is reduced as its 4-D view; the result is then reshaped to the
+            // ONNX dims.
             let out0 = node.output[0].clone();
             let x = if r == 2 {
                 imp.add_node(
@@ -1371,8 +1376,22 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             } else {
                 x
             };
-            let src = imp.add_node(&format!("{out0}/reduced"), name, rop, vec![x], full)?;
-            imp.emit_shaped(node, name, Op::Identity, vec![src], out)
+            let src = imp.add_node(&format!("{out0}/reduced"), name, rop, vec![x], full.clone())?;
+            let src_dims = if r == 3 { kept } else { full };
+            reshape_nd(imp, node, name, src, &src_dims, out)
+        }
+        "Cast" => {
+            // Only a cast to float of a computed tensor (for example of ArgMax's indices,
+            // which the runtime holds as exact f32 values) is an identity.
+            let (x, xs) = imp.act_nd(node, 0)?;
+            match a.int("to") {
+                Some(1) => imp.emit_nd(node, 0, name, Op::Identity, vec![x], xs),
+                to => unsup(format!(
+                    "Cast of a computed tensor to type {} not supported (only to float)",
+                    to.map_or("?".into(), |t| super::tensor::dtype_name(t as i32)
+                        .to_string())
+                )),
+            }
         }
         "Unsqueeze" | "Squeeze" => {
             let (x, xs) = imp.act_nd(node, 0)?;

@@ -1218,6 +1218,7 @@ impl Params<'_> {
                     reduce::MEAN => ReduceKind::Mean,
                     reduce::MAX => ReduceKind::Max,
                     reduce::SUM => ReduceKind::Sum,
+                    reduce::ARGMAX => ReduceKind::ArgMax,
                     k => {
                         return Err(corrupt(
                             self.pos(0),

@@ -308,6 +308,8 @@ pub mod reduce {
     pub const MAX: u32 = 1;
     /// Sum.
     pub const SUM: u32 = 2;
+    /// Index of the maximum (format 1.2).
+    pub const ARGMAX: u32 = 3;
 }
 
 /// Codes of [`crate::graph::Activation`]; the two parameter words follow the code.

@@ -819,8 +819,17 @@ fn ops_of_format_1_2_round_trip_and_are_checked() {
     );
     let h = b.node("cat_h", Op::ConcatAxis { axis: 1 }, &[r, r]);
     let w = b.node("cat_w", Op::ConcatAxis { axis: 2 }, &[h, h, h]);
-    let (g, data) = b.finish(w);
+    let am = b.node(
+        "argmax",
+        Op::Reduce {
+            kind: ReduceKind::ArgMax,
+            axes: crate::graph::REDUCE_W,
+        },
+        &[w],
+    );
+    let (g, data) = b.finish(am);
     assert_eq!(g.tensors[w as usize].shape, Shape4::new(1, 16, 15, 3));
+    assert_eq!(g.tensors[am as usize].shape, Shape4::new(1, 16, 1, 3));
     let bytes = write(&g, &refs(&data)).unwrap();
     assert_eq!(version(&bytes).unwrap(), (1, 2));
     let back = read(&bytes, &ReadOptions::default()).unwrap();
@@ -848,4 +857,22 @@ fn ops_of_format_1_2_round_trip_and_are_checked() {
     let mut g2 = g.clone();
     g2.nodes[2].inputs = vec![h, r];
     write(&g2, &refs(&data)).expect_err("writer must refuse mismatched inputs");
+    let mut g2 = g.clone();
+    g2.nodes[3].op = Op::Reduce {
+        kind: ReduceKind::ArgMax,
+        axes: crate::graph::REDUCE_W | crate::graph::REDUCE_C,
+    };
+    write(&g2, &refs(&data)).expect_err("ArgMax reduces one axis");
+    // ArgMax alone makes a file 1.2: a 1.1 reader would not know the reduction code.
+    let mut b = Builder::new(Shape4::new(1, 2, 2, 5));
+    let am = b.node(
+        "argmax",
+        Op::Reduce {
+            kind: ReduceKind::ArgMax,
+            axes: crate::graph::REDUCE_C,
+        },
+        &[0],
+    );
+    let (g, data) = b.finish(am);
+    assert_eq!(version(&write(&g, &refs(&data)).unwrap()).unwrap(), (1, 2));
 }

@@ -205,7 +205,13 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
         version_minor: graph
             .nodes
             .iter()
-            .map(|n| op::minor_version_of(encode_op(&n.op).0))
+            .map(|n| match n.op {
+                Op::Reduce {
+                    kind: ReduceKind::ArgMax,
+                    ..
+                } => 2,
+                _ => op::minor_version_of(encode_op(&n.op).0),
+            })
             .chain(
                 graph
                     .inputs
@@ -515,6 +521,7 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
                 ReduceKind::Mean => reduce::MEAN,
                 ReduceKind::Max => reduce::MAX,
                 ReduceKind::Sum => reduce::SUM,
+                ReduceKind::ArgMax => reduce::ARGMAX,
             };
             put(0, &[k, *axes]);
             op::REDUCE

@@ -45,6 +45,41 @@ pub fn slice(start: &[u32; 4], step: &[u32; 4], x: &[f32], xs: Act4, y: &mut [f3
     }
 }
 
+/// [`ReduceKind::ArgMax`] along the one axis in `axes`: the index of the first maximum, a NaN
+/// being the maximum (as NumPy's `argmax`).
+fn arg_max(axes: u32, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let [_, _, w, c] = dims(xs);
+    let [n, oh, ow, oc] = dims(ys);
+    // Extent and distance in `x` of the reduced axis.
+    let (len, step) = match axes {
+        REDUCE_H => (xs.shape.h as usize, w * xs.cs),
+        REDUCE_W => (w, xs.cs),
+        _ => (c, 1),
+    };
+    let xh = xs.shape.h as usize;
+    let mut p = 0;
+    for b in 0..n {
+        for r in 0..oh {
+            for q in 0..ow {
+                let base = ((b * xh + r) * w + q) * xs.cs;
+                let dst = &mut y[p * ys.cs..(p + 1) * ys.cs];
+                for (ch, d) in dst[..oc].iter_mut().enumerate() {
+                    let line = x[base + ch..].iter().step_by(step).take(len);
+                    let mut best = (0usize, f32::NEG_INFINITY);
+                    for (i, &v) in line.enumerate() {
+                        if (v > best.1 || (v.is_nan() && !best.1.is_nan())) || i == 0 {
+                            best = (i, v);
+                        }
+                    }
+                    *d = best.0 as f32;
+                }
+                dst[oc..].fill(0.0);
+                p += 1;
+            }
+        }
+    }
+}
+
 /// Input coordinate of output coordinate `o` on one axis of a resize.
 fn source_coord(mode: CoordMode, o: usize, scale: f32, len_in: usize, len_out: usize) -> f32 {
     let o = o as f32;
@@ -234,11 +269,14 @@ pub fn transpose(perm: &[u32; 4], x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) 
 
 /// [`crate::graph::Op::Reduce`] over the axes in `axes` (reduced axes keep extent 1).
 pub fn reduce(kind: ReduceKind, axes: u32, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    if kind == ReduceKind::ArgMax {
+        return arg_max(axes, x, xs, y, ys);
+    }
     let [n, h, w, c] = dims(xs);
     let [_, oh, ow, oc] = dims(ys);
     let init = match kind {
         ReduceKind::Max => f32::NEG_INFINITY,
-        ReduceKind::Mean | ReduceKind::Sum => 0.0,
+        _ => 0.0,
     };
     for px in y.chunks_exact_mut(ys.cs) {
         px[..oc].fill(init);
@@ -246,7 +284,7 @@ pub fn reduce(kind: ReduceKind, axes: u32, x: &[f32], xs: Act4, y: &mut [f32], y
     }
     let fold = |acc: f32, v: f32| match kind {
         ReduceKind::Max => acc.max(v),
-        ReduceKind::Mean | ReduceKind::Sum => acc + v,
+        _ => acc + v,
     };
     for b in 0..n {
         for r in 0..h {

@@ -3,8 +3,11 @@
 
 - onnx_import: small ONNX graphs made with onnx.helper (conv 1x1/3x3/5x5/7x7, strides, pads,
   groups and depthwise, BatchNormalization, Relu/Clip/Sigmoid, Add and Concat branches, max
-  and average pooling, global pooling, Flatten + Gemm, Reshape with a constant shape), plus
-  the first blocks of the bundled MobileNetV2 backbone (real exported weights) at 32x32.
+  and average pooling, global pooling, Flatten + Gemm, Reshape with a constant shape; the
+  operators of formats 1.1 and 1.2: Resize, Split, channel shuffle, Pad, DepthToSpace,
+  SpaceToDepth, ReduceMean, ConvTranspose, broadcasting Mul, unary functions, Tile,
+  LogSoftmax, and a YOLO-style decoding head on rank-3 tensors ending in ArgMax and Cast), plus the
+  first blocks of the bundled MobileNetV2 backbone (real exported weights) at 32x32.
 - smof_open: every onnx_import seed converted with the `smof` CLI (f32 for the host's kernel
   table, --fp16, and f32 packed for the portable table so that loading repacks it).
 - npy_parse: arrays saved by numpy (f4, f8, i8, i4, u1; 0-d to 4-d; format versions 1 and 2)
@@ -112,6 +115,71 @@ def graphs():
     w = g.name("fc")
     g.inits.append(init(w, rng.standard_normal((144, 5)) * 0.1))
     out["reshape_matmul"] = g.model(g.op("MatMul", [r, w]), opset=13)
+
+    # Format 1.1 and 1.2 operators: a detector neck (Resize, Split, MaxPool chain, Concat), a
+    # channel shuffle with padding, depth/space moves and reductions, a transposed conv with
+    # broadcasting and unary functions, and a YOLO-style decoding head on rank-3 tensors.
+    g = G([1, 4, 8, 8])
+    c = g.conv("x", 4, 8, 3)
+    scales = g.name("scales")
+    g.inits.append(init(scales, [1.0, 1.0, 2.0, 2.0]))
+    u = g.op("Resize", [c, "", scales], mode="nearest")
+    sizes = g.name("split")
+    g.inits.append(numpy_helper.from_array(np.array([3, 5], dtype=np.int64), sizes))
+    a, b = g.name("part"), g.name("part")
+    g.nodes.append(helper.make_node("Split", [u, sizes], [a, b], axis=1))
+    m1 = g.op("MaxPool", [b], kernel_shape=[5, 5], pads=[2, 2, 2, 2])
+    m2 = g.op("MaxPool", [m1], kernel_shape=[5, 5], pads=[2, 2, 2, 2])
+    out["neck_resize_split_sppf"] = g.model(g.op("Concat", [a, m1, m2], axis=1))
+    g = G([1, 4, 6, 6])
+    c = g.conv("x", 4, 8, 1)
+    s5 = g.name("s5")
+    g.inits.append(numpy_helper.from_array(np.array([1, 2, 4, 6, 6], dtype=np.int64), s5))
+    s4 = g.name("s4")
+    g.inits.append(numpy_helper.from_array(np.array([1, 8, 6, 6], dtype=np.int64), s4))
+    t = g.op("Transpose", [g.op("Reshape", [c, s5])], perm=[0, 2, 1, 3, 4])
+    r = g.op("Reshape", [t, s4])
+    pads = g.name("pads")
+    g.inits.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), pads))
+    p = g.op("Pad", [r, pads], mode="reflect")
+    d = g.op("DepthToSpace", [p], blocksize=2, mode="CRD")
+    e = g.op("SpaceToDepth", [d], blocksize=2)
+    out["shuffle_pad_depth_space"] = g.model(g.op("ReduceMean", [e], axes=[2, 3], keepdims=1))
+    g = G([1, 4, 5, 5])
+    w = g.name("dw")
+    g.inits.append(init(w, rng.standard_normal((4, 3, 3, 3)) * 0.2))
+    dc = g.op("ConvTranspose", ["x", w], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
+    mask = g.name("mask")
+    g.inits.append(init(mask, rng.standard_normal((1, 1, 10, 10))))
+    mm = g.op("Mul", [dc, mask])
+    un = g.op("Sqrt", [g.op("Abs", [g.op("Erf", [mm])])])
+    reps = g.name("reps")
+    g.inits.append(numpy_helper.from_array(np.array([1, 2, 1, 1], dtype=np.int64), reps))
+    out["deconv_broadcast_unary"] = g.model(g.op("LogSoftmax", [g.op("Tile", [un, reps])], axis=1))
+    g = G([1, 3, 8, 8])
+    p3 = g.conv("x", 3, 36, 3, stride=2)
+    p4 = g.conv(p3, 36, 36, 3, stride=2)
+    shapes = {}
+    for k, v in {"f3": [1, 36, 16], "f4": [1, 36, 4], "dfl": [1, 4, 8, 20], "box": [1, 4, 20]}.items():
+        shapes[k] = g.name(k)
+        g.inits.append(numpy_helper.from_array(np.array(v, dtype=np.int64), shapes[k]))
+    cat = g.op("Concat", [g.op("Reshape", [p3, shapes["f3"]]), g.op("Reshape", [p4, shapes["f4"]])], axis=2)
+    sizes = g.name("split")
+    g.inits.append(numpy_helper.from_array(np.array([32, 4], dtype=np.int64), sizes))
+    dist, cls = g.name("dist"), g.name("cls")
+    g.nodes.append(helper.make_node("Split", [cat, sizes], [dist, cls], axis=1))
+    d = g.op("Transpose", [g.op("Reshape", [dist, shapes["dfl"]])], perm=[0, 2, 1, 3])
+    d = g.op("Softmax", [d], axis=1)
+    w = g.name("dflw")
+    g.inits.append(init(w, np.arange(8, dtype=np.float32).reshape(1, 8, 1, 1)))
+    d = g.op("Reshape", [g.op("Conv", [d, w]), shapes["box"]])
+    anchors = g.name("anchors")
+    g.inits.append(init(anchors, rng.uniform(0, 8, (1, 4, 20))))
+    boxes = g.op("Sub", [anchors, d])
+    probs = g.op("Sigmoid", [cls])
+    y = g.op("Concat", [boxes, probs], axis=1)
+    am = g.op("ArgMax", [y], axis=1, keepdims=1)
+    out["yolo_decode_rank3"] = g.model(g.op("Cast", [am], to=TensorProto.FLOAT))
 
     # The first blocks of the bundled MobileNetV2 (real weights), with a 32x32 input.
     src = os.path.join(ROOT, "models", "mobilenet_v2_imagenet_backbone.onnx")

@@ -208,3 +208,63 @@ fn bad_inputs_exit_non_zero_with_a_message() {
         "input untouched"
     );
 }
+
+/// A detector-like model with two named outputs (a 4-D map and a rank-3 `[N, C, L]` head):
+/// `smof run` writes the first to `--output` and the other beside it as `STEM.NAME.npy`, each
+/// with its ONNX dims and values that agree with each other.
+#[test]
+fn run_writes_every_output() {
+    use smof_converter::onnx::builder::ModelBuilder;
+    let mut b = ModelBuilder::new(17);
+    b.input("x", &[1, 2, 3, 4]);
+    let w: Vec<f32> = (0..2 * 2).map(|i| i as f32 * 0.5 - 0.5).collect();
+    b.init("w", &[2, 2, 1, 1], &w);
+    b.node("Conv", &["x", "w"], &["feat"], vec![]);
+    b.node("Relu", &["feat"], &["map"], vec![]);
+    b.init_i64("shape", &[3], &[1, 2, 12]);
+    b.node("Reshape", &["feat", "shape"], &["flat"], vec![]);
+    b.node("Sigmoid", &["flat"], &["head/scores"], vec![]);
+    b.output("map").output("head/scores");
+    let onnx = tmp("two_outputs.onnx");
+    std::fs::write(&onnx, b.bytes()).unwrap();
+    let model = tmp("two_outputs.smof");
+    let o = smof(&[
+        "convert",
+        onnx.to_str().unwrap(),
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let x = tmp("two_outputs_x.npy");
+    let data: Vec<f32> = (0..24).map(|i| (i as f32 - 11.5) / 6.0).collect();
+    write_npy(&x, &[1, 2, 3, 4], &data);
+    let y = tmp("two_outputs_y.npy");
+    let o = smof(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let map = smof_converter::npy::read(&y).unwrap();
+    let scores = smof_converter::npy::read(&y.with_file_name("two_outputs_y.head_scores.npy"))
+        .expect("the second output is written beside the first");
+    assert_eq!(map.shape, vec![1, 2, 3, 4]);
+    assert_eq!(scores.shape, vec![1, 2, 12]);
+    // The conv, computed here: feat[o] = sum_i w[o][i] * x[i].
+    for o in 0..2 {
+        for p in 0..12 {
+            let feat: f32 = (0..2).map(|i| w[o * 2 + i] * data[i * 12 + p]).sum();
+            let (m, s) = (map.data[o * 12 + p], scores.data[o * 12 + p]);
+            assert!(
+                (m - feat.max(0.0)).abs() < 1e-6,
+                "map[{o},{p}] {m} vs {feat}"
+            );
+            let want = 1.0 / (1.0 + (-feat).exp());
+            assert!((s - want).abs() < 1e-6, "scores[{o},{p}] {s} vs {want}");
+        }
+    }
+}

@@ -265,3 +265,60 @@ fn zero_channels_shrink_exactly_through_residual_depthwise_concat_and_se() {
     );
     check_against_tract("zero channels", &onnx, &[random_input(21, &shape)], false);
 }
+
+/// Zero channels on both sides of a Split (YOLOv8's C2f, ShuffleNet's channel split) and
+/// through a channel shuffle are removed with their groups: the Split's ranges shift, the
+/// shuffle loses the same channel of each of its groups, and the outputs do not change.
+#[test]
+fn zero_channels_shrink_exactly_through_split_and_channel_shuffle() {
+    let shape = [1, 3, 8, 8];
+    let mut b = OnnxBuilder::with_seed(13, 31);
+    let x = b.input("x", &shape);
+    // Stem channel 1 falls in the first half of the Split, channel 9 in the second.
+    let s = conv_zero_channels(&mut b, &x, 3, 16, 1, 3, &[1, 9], 11);
+    let s = b.node("Relu", &[&s], vec![]);
+    let sizes = b.i64s("sizes", &[8, 8]);
+    let (p0, p1) = (b.fresh("part"), b.fresh("part"));
+    b.node_full(
+        "split",
+        "Split",
+        &[&s, &sizes],
+        &[&p0, &p1],
+        vec![attr::int("axis", 1)],
+    );
+    // Channel 1 of this conv is zero too: it is shuffled next to the stem's channel 1.
+    let q = conv_zero_channels(&mut b, &p1, 8, 8, 1, 3, &[1], 12);
+    let q = b.node("Relu", &[&q], vec![]);
+    let cat = b.node("Concat", &[&p0, &q], vec![attr::int("axis", 1)]);
+    let v5 = b.i64s("view", &[1, 2, 8, 8, 8]);
+    let v4 = b.i64s("back", &[1, 16, 8, 8]);
+    let r = b.node("Reshape", &[&cat, &v5], vec![]);
+    let t = b.node(
+        "Transpose",
+        &[&r],
+        vec![attr::ints("perm", &[0, 2, 1, 3, 4])],
+    );
+    let sh = b.node("Reshape", &[&t, &v4], vec![]);
+    let y = conv_zero_channels(&mut b, &sh, 16, 10, 1, 1, &[], 13);
+    b.output(&y);
+    let onnx = b.build();
+
+    let conv = convert(&onnx, &ConvertOptions::default()).unwrap();
+    assert_eq!(
+        out_channels(&conv.bytes),
+        vec![14, 7, 10],
+        "{:?}",
+        conv.prune.layers
+    );
+    assert!(
+        conv.prune.unanalysed.is_empty(),
+        "{:?}",
+        conv.prune.unanalysed
+    );
+    check_against_tract(
+        "split and shuffle",
+        &onnx,
+        &[random_input(31, &shape)],
+        false,
+    );
+}

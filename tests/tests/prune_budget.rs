@@ -370,10 +370,11 @@ fn a_latency_table_from_another_model_is_an_error_unless_allowed() {
 }
 
 /// A YOLOv8-style C2f block with a resize: Split, a bottleneck, Concat, an upsampling
-/// Resize. The channels around the Split are not analysed: they are kept and reported, the
-/// other convs are pruned to the budget, and the pruned model runs with consistent shapes.
+/// Resize. Every conv's channels are analysed (the Split's ranges follow the stem's
+/// channels), the model is pruned to the budget and runs with consistent shapes; with
+/// channel pruning alone the stem, whose channels feed both halves of the Split, shrinks.
 #[test]
-fn split_and_resize_graphs_prune_around_what_is_not_analysed() {
+fn c2f_split_and_resize_graphs_prune_every_conv() {
     let mut rng = Rng::new(11);
     let mut b = OnnxBuilder::with_seed(13, 11);
     let x = b.input("x", &[1, 3, 16, 16]);
@@ -413,13 +414,17 @@ fn split_and_resize_graphs_prune_around_what_is_not_analysed() {
         r.flops_after,
         r.flops_before
     );
-    assert_eq!(r.unanalysed, vec!["split (Slice)".to_string()], "{r:?}");
-    // The stem's channels feed the Split: kept. The bottleneck's hidden conv and the head
-    // before the Resize are free to shrink.
-    let ch = conv_channels(&done.bytes);
-    assert_eq!(ch[0].0, 32, "stem channels must be kept: {ch:?}");
+    assert!(r.unanalysed.is_empty(), "{r:?}");
     let x = random_input(3, &[1, 3, 16, 16]).1;
     let out = run(&done.bytes, &x);
+    assert_eq!(out.len(), 8 * 32 * 32);
+    assert!(out.iter().all(|v| v.is_finite()));
+
+    // With channels alone, 0.5 of the FLOPs needs channels of the Split's input.
+    let channels_only = convert(&onnx, &opts(0.5, false, true, 8)).expect("prunes");
+    let ch = conv_channels(&channels_only.bytes);
+    assert!(ch[0].0 < 32, "the stem's channels must shrink too: {ch:?}");
+    let out = run(&channels_only.bytes, &x);
     assert_eq!(out.len(), 8 * 32 * 32);
     assert!(out.iter().all(|v| v.is_finite()));
 }

@@ -562,10 +562,10 @@ impl Importer {
         op: Op,
         inputs: Vec<ValueId>,
     ) -> NResult<()> {
-        self.emit_output(node, 0, name, op, inputs)
+        self.emit_output(node, 0, name, op, inputs).map(|_| ())
     }
 
-    /// Like [`Importer::emit`], into output `k` of the node (Split).
+    /// Like [`Importer::emit`], into output `k` of the node (Split); returns the new value.
     pub fn emit_output(
         &mut self,
         node: &NodeProto,
@@ -573,7 +573,7 @@ impl Importer {
         name: &str,
         op: Op,
         inputs: Vec<ValueId>,
-    ) -> NResult<()> {
+    ) -> NResult<ValueId> {
         let out = node.output.get(k).cloned().unwrap_or_default();
         let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
         let shape = ir::shape::infer(&op, &ins).map_err(|e| {
@@ -584,7 +584,7 @@ impl Importer {
         })?;
         let v = self.add_node(&out, name, op, inputs, shape)?;
         self.vals.insert(out, Val::Act(v));
-        Ok(())
+        Ok(v)
     }
 
     /// Like [`Importer::emit_output`] for an output whose ONNX dims are `dims`: a 3-D
@@ -606,11 +606,7 @@ impl Importer {
             self.vals.insert(out, Val::Act(v));
             v
         } else {
-            self.emit_output(node, k, name, op, inputs)?;
-            match self.vals.get(&out) {
-                Some(Val::Act(v)) => *v,
-                _ => return super::ops::model_err(name, "an output was not recorded"),
-            }
+            self.emit_output(node, k, name, op, inputs)?
         };
         if ir_dims(&dims) != self.g.shape(v) {
             return super::ops::model_err(

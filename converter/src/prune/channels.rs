@@ -1,8 +1,9 @@
 //! Channel dependency analysis and channel removal.
 //!
 //! Every channel of every activation is a slot; ops that tie channels together (residual
-//! Add, depthwise convs, elementwise ops, Concat ranges, squeeze-excite Mul) join their
-//! slots into one group, which can only be removed as a whole. Slots that cannot be
+//! Add, depthwise convs, elementwise ops, Concat ranges, Split/Slice ranges, channel
+//! shuffles, squeeze-excite Mul) join their slots into one group, which can only be removed
+//! as a whole. Slots that cannot be
 //! analysed (model inputs and outputs, Softmax, grouped convs, a Flatten that stays a real
 //! op, fully connected outputs) mark their group as fixed: it is never pruned.
 
@@ -47,8 +48,12 @@ impl ChannelGroups {
         self.base[v] + c
     }
     fn tie(&mut self, g: &Graph, a: ValueId, a0: usize, b: ValueId) {
-        for c in 0..channels(g, b) {
-            let (sa, sb) = (self.slot(a, a0 + c), self.slot(b, c));
+        self.tie_range(a, a0, b, 0, channels(g, b));
+    }
+    /// Ties channels `a0..a0 + n` of `a` to channels `b0..b0 + n` of `b`.
+    fn tie_range(&mut self, a: ValueId, a0: usize, b: ValueId, b0: usize, n: usize) {
+        for c in 0..n {
+            let (sa, sb) = (self.slot(a, a0 + c), self.slot(b, b0 + c));
             self.union(sa, sb);
         }
     }
@@ -151,6 +156,28 @@ impl ChannelGroups {
                         cg.tie(g, out, 0, x);
                     }
                 }
+                // A channel range (Split, Slice, Gather of channels): output channel `c` is
+                // input channel `starts[1] + c`; the input's other channels are free, and
+                // the removal shifts the range.
+                Op::Slice { starts, steps, .. } if steps[1] == 1 => {
+                    if let Some(x) = x {
+                        cg.tie_range(out, 0, x, starts[1], channels(g, out));
+                    }
+                }
+                // Output channel `i·g + j` is input channel `j·C/g + i`. Removing channels
+                // keeps the shuffle only if every group loses the same `i`s: the `i`-th
+                // channels of all groups are tied.
+                Op::ChannelShuffle { groups } => {
+                    if let Some(x) = x {
+                        let per = channels(g, x) / groups;
+                        for i in 0..per {
+                            for j in 0..*groups {
+                                cg.tie_range(x, i, x, j * per + i, 1);
+                                cg.tie_range(out, i * groups + j, x, j * per + i, 1);
+                            }
+                        }
+                    }
+                }
                 // Not analysed yet: the channels on both sides stay as they are.
                 Op::Constant(_) => cg.fix(g, out),
                 Op::Pad { begin, end, .. } if begin[1] == 0 && end[1] == 0 => {
@@ -162,7 +189,6 @@ impl ChannelGroups {
                 | Op::Flatten
                 | Op::Slice { .. }
                 | Op::Deconv(_)
-                | Op::ChannelShuffle { .. }
                 | Op::Transpose { .. }
                 | Op::Pad { .. }
                 | Op::DepthToSpace { .. }
@@ -269,6 +295,11 @@ pub fn remove_channels(g: &mut Graph, drop: &[BTreeSet<usize>]) -> Result<()> {
             Op::ChannelAffine { scale, shift, .. } => {
                 *scale = keep(scale, 1, out_drop);
                 *shift = keep(shift, 1, out_drop);
+            }
+            Op::Slice { starts, ends, .. } => {
+                let before = |p: usize| in_drop.range(..p).count();
+                starts[1] -= before(starts[1]);
+                ends[1] -= before(ends[1]);
             }
             _ => {}
         }

@@ -84,6 +84,11 @@ pub fn constant(
                 None
             }
             Op::Resize(_) => input(0, c),
+            Op::Slice { starts, steps, .. } => input(0, starts[1] + c * steps[1]),
+            Op::ChannelShuffle { groups } => {
+                let per = g.shape(v).get(1).copied().unwrap_or(0) / groups;
+                input(0, (c % groups) * per + c / groups)
+            }
             Op::Unary { kind } => Some(kind.apply(input(0, c)?)),
             Op::Binary { kind, act } => {
                 let b = input(1, c)?;
@@ -92,9 +97,7 @@ pub fn constant(
             Op::Fc(_)
             | Op::Softmax
             | Op::Flatten
-            | Op::Slice { .. }
             | Op::Deconv(_)
-            | Op::ChannelShuffle { .. }
             | Op::Transpose { .. }
             | Op::Reduce { .. }
             | Op::Pad { .. }

@@ -1549,7 +1549,12 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
         (None, None) => {
             let ((x, xd), (y, yd)) = (imp.act_nd(node, 0)?, imp.act_nd(node, 1)?);
             let (xs, ys) = (ir_dims(&xd), ir_dims(&yd));
-            let out = broadcast_shape(&xd, &yd);
+            let out = broadcast_shape(&xd, &yd).ok_or_else(|| {
+                NodeErr::Fatal(Error::shape(
+                    &node.output[0],
+                    format!("cannot broadcast {xd:?} and {yd:?}"),
+                ))
+            });
             let per_ch = |a: &[usize], b: &[usize]| {
                 a.len() == 4 && b.len() == 4 && b[0] == a[0] && b[1] == a[1] && b[2] * b[3] == 1
             };
@@ -1559,7 +1564,7 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
                 },
                 "Mul" if xs == ys || per_ch(&xs, &ys) => Op::Mul,
                 "Mul" if per_ch(&ys, &xs) => {
-                    return imp.emit_nd(node, 0, name, Op::Mul, vec![y, x], xd);
+                    return imp.emit_nd(node, 0, name, Op::Mul, vec![y, x], out?);
                 }
                 _ if xd.len() == yd.len() && broadcastable(&xs, &ys) => general,
                 _ => {
@@ -1569,13 +1574,7 @@ fn binary(imp: &mut Importer, node: &NodeProto, op: &str, name: &str) -> NResult
                     ))
                 }
             };
-            let out = out.ok_or_else(|| {
-                NodeErr::Fatal(Error::shape(
-                    &node.output[0],
-                    format!("cannot broadcast {xd:?} and {yd:?}"),
-                ))
-            })?;
-            imp.emit_nd(node, 0, name, op, vec![x, y], out)
+            imp.emit_nd(node, 0, name, op, vec![x, y], out?)
         }
         (Some(c), None) | (None, Some(c)) => {
             let const_first = imp.konst(node, 0).is_some();

@@ -530,7 +530,7 @@ fn every_unsupported_node_is_listed() {
     let mut b = ModelBuilder::new(13);
     b.input("x", &[1, 3, 8, 8]).output("y").output("z");
     b.node("Softmax", &["x"], &["y"], vec![attr_i("axis", 0)]);
-    b.node("Concat", &["x", "x"], &["z"], vec![attr_i("axis", 2)]);
+    b.node("Concat", &["x", "x"], &["z"], vec![attr_i("axis", 0)]);
     let Err(Error::Unsupported { nodes }) = convert_to_graph(&b.bytes(), &opts()) else {
         panic!()
     };

@@ -44,7 +44,7 @@ done
 
 echo "== smof-bench for aarch64-unknown-linux-musl (static)"
 cargo build --release --target aarch64-unknown-linux-musl -p smof --bin smof-bench
-cargo build --release -p smof --bin smof-bench -p smof-converter
+scripts/build-host.sh
 bench_arm=target/aarch64-unknown-linux-musl/release/smof-bench
 kind=$(file "$bench_arm" 2>/dev/null || true)
 grep -q "statically linked" <<<"$kind" \

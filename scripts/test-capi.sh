@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 
-cargo build --release -p smof-capi -p smof-converter
-cargo test --release -p smof-capi
+# The C API's Rust unit tests run with the workspace's (`cargo test --workspace`).
+scripts/build-host.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/smof-capi.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 
-cargo build --release -p smof-android -p smof-converter
+scripts/build-host.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/smof-jni.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -3113,3 +3113,44 @@ fn arg_max_on_every_axis() {
     );
     c.finish();
 }
+
+#[test]
+fn shape_arithmetic_folds_range_equal_where() {
+    let mut c = Cases::new();
+    // A mask along W made from the input's shape: Shape -> Gather -> Range -> Equal/Less ->
+    // Not -> Where, then applied to the activation; and a Reshape whose target comes from
+    // Shape, Gather and Concat.
+    case(
+        &mut c,
+        "Range, Equal, Less, Not, Where on shapes",
+        13,
+        &[2, 5, 4, 6],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(5, 7, [3, 3]).same());
+            let s = b.node("Shape", &[&y], vec![]);
+            let i3 = b.i64s("i3", &[3]);
+            let w = b.node("Gather", &[&s, &i3], vec![attr::int("axis", 0)]);
+            let zero = b.init_i64("zero", &[], &[0]);
+            let one = b.init_i64("one", &[], &[1]);
+            let w = b.node("Squeeze", &[&w], vec![]);
+            let r = b.node("Range", &[&zero, &w, &one], vec![]);
+            let two = b.init_i64("two", &[], &[2]);
+            let four = b.init_i64("four", &[], &[4]);
+            let eq = b.node("Equal", &[&r, &two], vec![]);
+            let lt = b.node("Less", &[&r, &four], vec![]);
+            let nlt = b.node("Not", &[&lt], vec![]);
+            let hi = b.init("hi", &[], &[3.0]);
+            let lo = b.init("lo", &[], &[0.5]);
+            let one_f = b.init("one_f", &[], &[1.0]);
+            let m1 = b.node("Where", &[&eq, &hi, &one_f], vec![]);
+            let m2 = b.node("Where", &[&nlt, &lo, &m1], vec![]);
+            let z = b.node("Mul", &[&y, &m2], vec![]);
+            let i0 = b.i64s("i0", &[0]);
+            let n = b.node("Gather", &[&s, &i0], vec![attr::int("axis", 0)]);
+            let rest = b.i64s("rest", &[-1]);
+            let target = b.node("Concat", &[&n, &rest], vec![attr::int("axis", 0)]);
+            b.node("Reshape", &[&z, &target], vec![])
+        },
+    );
+    c.finish();
+}

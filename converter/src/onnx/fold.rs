@@ -3,7 +3,9 @@
 
 use super::attrs::Attrs;
 use super::tensor::read_tensor;
-use crate::ir::tensor::{binary, checked_elems, strides, BinOp, ConstTensor, Data};
+use crate::ir::tensor::{
+    binary, broadcast_index, broadcast_shape, checked_elems, strides, BinOp, ConstTensor, Data,
+};
 
 /// What is known about one node input during folding.
 #[derive(Clone, Copy)]
@@ -48,7 +50,117 @@ pub fn foldable(op: &str) -> bool {
             | "Mul"
             | "Div"
             | "Neg"
+            | "Range"
+            | "Equal"
+            | "Less"
+            | "Greater"
+            | "Not"
+            | "Where"
     )
+}
+
+/// The broadcast output dims of `ts` and, per tensor, the element read at each output index.
+fn broadcast_all(ts: &[&ConstTensor]) -> Result<(Vec<usize>, Vec<Vec<usize>>), String> {
+    let mut out: Vec<usize> = Vec::new();
+    for t in ts {
+        out = broadcast_shape(&out, &t.dims)
+            .ok_or_else(|| format!("cannot broadcast {out:?} with {:?}", t.dims))?;
+    }
+    checked_elems(&out).ok_or("result too large")?;
+    let idx = ts.iter().map(|t| broadcast_index(&t.dims, &out)).collect();
+    Ok((out, idx))
+}
+
+/// `Equal`, `Less` or `Greater` with broadcasting, as a boolean (0/1) tensor.
+fn compare(op: &str, a: &ConstTensor, b: &ConstTensor) -> Result<ConstTensor, String> {
+    let (out, idx) = broadcast_all(&[a, b])?;
+    let v: Vec<i64> = if let (Data::I64(x), Data::I64(y)) = (&a.data, &b.data) {
+        idx[0]
+            .iter()
+            .zip(&idx[1])
+            .map(|(&i, &j)| match op {
+                "Equal" => x[i] == y[j],
+                "Less" => x[i] < y[j],
+                _ => x[i] > y[j],
+            } as i64)
+            .collect()
+    } else {
+        let (x, y) = (a.to_f32(), b.to_f32());
+        idx[0]
+            .iter()
+            .zip(&idx[1])
+            .map(|(&i, &j)| match op {
+                "Equal" => x[i] == y[j],
+                "Less" => x[i] < y[j],
+                _ => x[i] > y[j],
+            } as i64)
+            .collect()
+    };
+    Ok(ConstTensor::i64(out, v))
+}
+
+/// `Where(cond, a, b)` with broadcasting; integer when both branches are.
+fn select_where(
+    cond: &ConstTensor,
+    a: &ConstTensor,
+    b: &ConstTensor,
+) -> Result<ConstTensor, String> {
+    let (out, idx) = broadcast_all(&[cond, a, b])?;
+    let cv = cond.to_i64();
+    let pick = |k: usize| cv[idx[0][k]] != 0;
+    Ok(match (&a.data, &b.data) {
+        (Data::I64(x), Data::I64(y)) => ConstTensor::i64(
+            out,
+            (0..idx[0].len())
+                .map(|k| if pick(k) { x[idx[1][k]] } else { y[idx[2][k]] })
+                .collect(),
+        ),
+        _ => {
+            let (x, y) = (a.to_f32(), b.to_f32());
+            ConstTensor::f32(
+                out,
+                (0..idx[0].len())
+                    .map(|k| if pick(k) { x[idx[1][k]] } else { y[idx[2][k]] })
+                    .collect(),
+            )
+        }
+    })
+}
+
+/// `Range(start, limit, delta)` of scalars; integer when all three are.
+fn range(
+    start: &ConstTensor,
+    limit: &ConstTensor,
+    delta: &ConstTensor,
+) -> Result<ConstTensor, String> {
+    if [start, limit, delta].iter().any(|t| t.len() != 1) {
+        return Err("Range takes scalars".into());
+    }
+    if let (Data::I64(s), Data::I64(l), Data::I64(d)) = (&start.data, &limit.data, &delta.data) {
+        let (s, l, d) = (s[0], l[0], d[0]);
+        if d == 0 {
+            return Err("Range with delta 0".into());
+        }
+        let n = ((l as i128 - s as i128 + d as i128 - d.signum() as i128) / d as i128).max(0);
+        let n = usize::try_from(n)
+            .ok()
+            .and_then(|n| checked_elems(&[n]))
+            .ok_or("Range result too large")?;
+        return Ok(ConstTensor::i64(
+            vec![n],
+            (0..n as i64).map(|k| s + k * d).collect(),
+        ));
+    }
+    let (s, l, d) = (start.to_f32()[0], limit.to_f32()[0], delta.to_f32()[0]);
+    let n = ((l - s) / d).ceil();
+    if d == 0.0 || !n.is_finite() {
+        return Err("Range with delta 0 or a non-finite bound".into());
+    }
+    let n = checked_elems(&[n.max(0.0) as usize]).ok_or("Range result too large")?;
+    Ok(ConstTensor::f32(
+        vec![n],
+        (0..n).map(|k| s + k as f32 * d).collect(),
+    ))
 }
 
 fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
@@ -210,6 +322,26 @@ pub fn fold(
     };
     let out = match op {
         "Identity" | "Dropout" => x.clone(),
+        "Range" => {
+            let (Some(l), Some(d)) = (c(1), c(2)) else {
+                return Ok(None);
+            };
+            range(x, l, d)?
+        }
+        "Equal" | "Less" | "Greater" => {
+            let Some(y) = c(1) else { return Ok(None) };
+            compare(op, x, y)?
+        }
+        "Not" => ConstTensor::i64(
+            x.dims.clone(),
+            x.to_i64().iter().map(|&v| (v == 0) as i64).collect(),
+        ),
+        "Where" => {
+            let (Some(a), Some(b)) = (c(1), c(2)) else {
+                return Ok(None);
+            };
+            select_where(x, a, b)?
+        }
         "Neg" => match &x.data {
             Data::F32(v) => ConstTensor::f32(x.dims.clone(), v.iter().map(|a| -a).collect()),
             Data::I64(v) => {
@@ -618,5 +750,44 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(sq.dims, vec![2]);
+    }
+
+    #[test]
+    fn range_compare_and_where() {
+        let n = node(vec![]);
+        let a = Attrs::new(&n);
+        let sc = |v: i64| ConstTensor::i64(vec![], vec![v]);
+        let scf = |v: f32| ConstTensor::f32(vec![], vec![v]);
+        let run = |op: &str, ins: &[&ConstTensor]| {
+            let ins: Vec<Input> = ins.iter().map(|t| Input::Const(t)).collect();
+            fold(op, &a, &ins, 17)
+        };
+        let r = run("Range", &[&sc(10), &sc(1), &sc(-3)]).unwrap().unwrap();
+        assert_eq!(r, ints(&[10, 7, 4]));
+        let r = run("Range", &[&sc(0), &sc(0), &sc(1)]).unwrap().unwrap();
+        assert_eq!(r.dims, vec![0]);
+        let r = run("Range", &[&scf(0.5), &scf(2.0), &scf(0.5)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, ConstTensor::f32(vec![3], vec![0.5, 1.0, 1.5]));
+        assert!(run("Range", &[&sc(0), &sc(5), &sc(0)]).is_err());
+        assert!(run("Range", &[&sc(0), &sc(i64::MAX), &sc(1)]).is_err());
+
+        let x = ints(&[1, 2, 3, 4]);
+        let e = run("Equal", &[&x, &sc(3)]).unwrap().unwrap();
+        assert_eq!(e, ints(&[0, 0, 1, 0]));
+        let l = run("Less", &[&x, &sc(3)]).unwrap().unwrap();
+        assert_eq!(l, ints(&[1, 1, 0, 0]));
+        let g = run("Greater", &[&x, &sc(3)]).unwrap().unwrap();
+        assert_eq!(g, ints(&[0, 0, 0, 1]));
+        assert_eq!(run("Not", &[&g]).unwrap().unwrap(), ints(&[1, 1, 1, 0]));
+        // Integer branches stay integers; a float branch makes the result float.
+        let w = run("Where", &[&e, &x, &sc(-1)]).unwrap().unwrap();
+        assert_eq!(w, ints(&[-1, -1, 3, -1]));
+        let w = run("Where", &[&e, &scf(0.5), &x]).unwrap().unwrap();
+        assert_eq!(w, ConstTensor::f32(vec![4], vec![1.0, 2.0, 0.5, 4.0]));
+        // A computed branch leaves the node to the importer.
+        let ins = [Input::Const(&e), Input::Act(&[1, 4]), Input::Const(&x)];
+        assert!(fold("Where", &a, &ins, 17).unwrap().is_none());
     }
 }

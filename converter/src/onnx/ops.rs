@@ -79,6 +79,12 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tile",
     "Expand",
     "ArgMax",
+    "Range",
+    "Equal",
+    "Less",
+    "Greater",
+    "Not",
+    "Where",
 ];
 
 /// Why a node cannot be imported, judged from its op type and attributes alone (no shapes

@@ -428,3 +428,26 @@ fn c2f_split_and_resize_graphs_prune_every_conv() {
     assert_eq!(out.len(), 8 * 32 * 32);
     assert!(out.iter().all(|v| v.is_finite()));
 }
+
+/// A broadcast constant becomes a Constant node, which has no input: the budget pass (which
+/// visits every node for its statistics) must step over it. Found on the decoded YOLOv8 head,
+/// whose anchors are such a constant.
+#[test]
+fn graphs_with_constant_nodes_prune() {
+    let mut rng = Rng::new(5);
+    let mut b = OnnxBuilder::with_seed(13, 5);
+    let x = b.input("x", &[1, 3, 8, 8]);
+    let s = conv(&mut b, &x, 3, 32, 1, 3, &mut rng);
+    let s = b.node("Relu", &[&s], vec![]);
+    let mask = b.random_init("mask", &[1, 1, 8, 8], 0.5, 1.5);
+    let s = b.node("Mul", &[&s, &mask], vec![]);
+    let y = conv(&mut b, &s, 32, 16, 1, 3, &mut rng);
+    b.output(&y);
+    let onnx = b.build();
+    let done = convert(&onnx, &opts(0.6, true, true, 8)).expect("prunes");
+    let r = &done.prune;
+    assert!(r.flops_after as f64 <= 0.6 * r.flops_before as f64, "{r:?}");
+    let out = run(&done.bytes, &random_input(5, &[1, 3, 8, 8]).1);
+    assert_eq!(out.len(), 16 * 8 * 8);
+    assert!(out.iter().all(|v| v.is_finite()));
+}

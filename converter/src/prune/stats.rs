@@ -248,7 +248,10 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
 /// Data-free diagonal Hessians of layer `i`.
 pub fn data_free(g: &Graph, i: usize, energy: &[Vec<f64>]) -> Vec<Hessian> {
     let n = &g.nodes[i];
-    let x = n.inputs[0];
+    // Only layers have Hessians; other nodes (a Constant has no input at all) have none.
+    let (Some(&x), Some(_)) = (n.inputs.first(), layer_kind(g, i)) else {
+        return Vec::new();
+    };
     let get = |c: usize| energy[x].get(c).copied().unwrap_or(1.0);
     let blk = block(g, i);
     match layer_kind(g, i) {

@@ -46,6 +46,20 @@ fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// `smof [global...] run MODEL --input X --output Y`.
+fn smof_run(global: &[&str], model: &Path, x: &Path, y: &Path) -> Output {
+    let mut args = global.to_vec();
+    args.extend([
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+    ]);
+    smof(&args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -81,14 +95,7 @@ fn convert_inspect_run() {
         .collect();
     write_npy(&x, &[1, 3, 224, 224], &data);
     let y = tmp("y.npy");
-    let o = smof(&[
-        "run",
-        model.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
+    let o = smof_run(&[], &model, &x, &y);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&y).unwrap();
     assert!(bytes.starts_with(b"\x93NUMPY"));
@@ -97,15 +104,7 @@ fn convert_inspect_run() {
 
     // --no-mmap reads the file into memory: the same result.
     let y2 = tmp("y_copied.npy");
-    let o = smof(&[
-        "--no-mmap",
-        "run",
-        model.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        y2.to_str().unwrap(),
-    ]);
+    let o = smof_run(&["--no-mmap"], &model, &x, &y2);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read(&y2).unwrap(),
@@ -117,7 +116,6 @@ fn convert_inspect_run() {
 #[test]
 fn bad_inputs_exit_non_zero_with_a_message() {
     let model = converted();
-    let m = model.to_str().unwrap();
 
     // Not ONNX.
     let junk = tmp("junk.onnx");
@@ -148,26 +146,12 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     // Wrong input shape.
     let x = tmp("wrong.npy");
     write_npy(&x, &[1, 3, 32, 32], &vec![0.0; 3 * 32 * 32]);
-    let o = smof(&[
-        "run",
-        m,
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        tmp("o.npy").to_str().unwrap(),
-    ]);
+    let o = smof_run(&[], &model, &x, &tmp("o.npy"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("[1, 3, 224, 224]"), "{}", stderr(&o));
 
     // Not an .npy.
-    let o = smof(&[
-        "run",
-        m,
-        "--input",
-        junk.to_str().unwrap(),
-        "--output",
-        tmp("o.npy").to_str().unwrap(),
-    ]);
+    let o = smof_run(&[], &model, &junk, &tmp("o.npy"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("npy"), "{}", stderr(&o));
 
@@ -240,14 +224,7 @@ fn run_writes_every_output() {
     let data: Vec<f32> = (0..24).map(|i| (i as f32 - 11.5) / 6.0).collect();
     write_npy(&x, &[1, 2, 3, 4], &data);
     let y = tmp("two_outputs_y.npy");
-    let o = smof(&[
-        "run",
-        model.to_str().unwrap(),
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-    ]);
+    let o = smof_run(&[], &model, &x, &y);
     assert!(o.status.success(), "{}", stderr(&o));
     let map = smof_converter::npy::read(&y).unwrap();
     let scores = smof_converter::npy::read(&y.with_file_name("two_outputs_y.head_scores.npy"))

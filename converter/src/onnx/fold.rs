@@ -73,28 +73,21 @@ fn broadcast_all(ts: &[&ConstTensor]) -> Result<(Vec<usize>, Vec<Vec<usize>>), S
 
 /// `Equal`, `Less` or `Greater` with broadcasting, as a boolean (0/1) tensor.
 fn compare(op: &str, a: &ConstTensor, b: &ConstTensor) -> Result<ConstTensor, String> {
+    fn each<T: PartialOrd>(op: &str, x: &[T], y: &[T], idx: &[Vec<usize>]) -> Vec<i64> {
+        idx[0]
+            .iter()
+            .zip(&idx[1])
+            .map(|(&i, &j)| match op {
+                "Equal" => x[i] == y[j],
+                "Less" => x[i] < y[j],
+                _ => x[i] > y[j],
+            } as i64)
+            .collect()
+    }
     let (out, idx) = broadcast_all(&[a, b])?;
-    let v: Vec<i64> = if let (Data::I64(x), Data::I64(y)) = (&a.data, &b.data) {
-        idx[0]
-            .iter()
-            .zip(&idx[1])
-            .map(|(&i, &j)| match op {
-                "Equal" => x[i] == y[j],
-                "Less" => x[i] < y[j],
-                _ => x[i] > y[j],
-            } as i64)
-            .collect()
-    } else {
-        let (x, y) = (a.to_f32(), b.to_f32());
-        idx[0]
-            .iter()
-            .zip(&idx[1])
-            .map(|(&i, &j)| match op {
-                "Equal" => x[i] == y[j],
-                "Less" => x[i] < y[j],
-                _ => x[i] > y[j],
-            } as i64)
-            .collect()
+    let v = match (&a.data, &b.data) {
+        (Data::I64(x), Data::I64(y)) => each(op, x, y, &idx),
+        _ => each(op, &a.to_f32(), &b.to_f32(), &idx),
     };
     Ok(ConstTensor::i64(out, v))
 }

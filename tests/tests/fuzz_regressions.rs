@@ -183,6 +183,21 @@ fn onnx_import_inputs_never_panic() {
     assert!(replay("onnx_import", onnx_import) > 0);
 }
 
+/// `onnx_import` crash (tests/data/fuzz/onnx_import/crash-008f…): a Transpose node with no
+/// inputs after a Reshape made the channel-shuffle pattern index its missing first input.
+#[test]
+fn a_node_without_its_inputs_is_a_clear_error() {
+    let data = std::fs::read(
+        root().join("tests/data/fuzz/onnx_import/crash-008f482eafd9ca0d226a15c6eb46b12994433c61"),
+    )
+    .unwrap();
+    let err = smof_converter::convert(&data, &smof_converter::ConvertOptions::default())
+        .err()
+        .expect("a Transpose without inputs must not convert")
+        .to_string();
+    assert!(err.contains("transpose7"), "{err}");
+}
+
 #[test]
 fn npy_parse_inputs_never_panic() {
     assert!(replay("npy_parse", npy_parse) > 0);

@@ -1011,7 +1011,7 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                 groups,
                 transposed,
                 shape,
-            }) = imp.vals.get(&node.input[0])
+            }) = node.input.first().and_then(|i| imp.vals.get(i))
             {
                 if perm.as_deref() != Some(&[0, 2, 1, 3, 4]) {
                     return unsup(format!(

@@ -15,6 +15,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod chain;
 pub mod error;
 pub mod format;
 pub mod graph;

@@ -1,6 +1,7 @@
 //! A session: one thread's planned execution of a model. All buffers are allocated at
 //! creation; [`Session::run`] allocates nothing and takes no lock.
 
+use crate::chain::{self, Chain};
 use crate::error::{Error, Result};
 use crate::graph::{
     Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, ReduceKind, Resize, UnaryKind,
@@ -23,6 +24,11 @@ pub struct SessionOptions {
     /// CPUs to pin the session's threads to (the calling thread is not pinned; worker `i`
     /// goes to `cpus[i % len]`). Empty: no pinning. On a phone, name the big cores.
     pub cpus: Vec<usize>,
+    /// Runs every conv on its own, never as part of a conv chain (chains compute the wide
+    /// activations between consecutive convs a band of rows at a time, in cache; see
+    /// `docs/decisions.md`, "Conv chains"). The results are the same bit for bit; this
+    /// exists for measurements and tests.
+    pub layer_by_layer: bool,
 }
 
 impl SessionOptions {
@@ -35,6 +41,12 @@ impl SessionOptions {
     /// Pins worker threads to `cpus` (see [`SessionOptions::cpus`]).
     pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
         self.cpus = cpus;
+        self
+    }
+
+    /// Turns conv chains off (see [`SessionOptions::layer_by_layer`]).
+    pub fn layer_by_layer(mut self, on: bool) -> Self {
+        self.layer_by_layer = on;
         self
     }
 }
@@ -96,6 +108,19 @@ struct Step<'m> {
     kernel: Kernel<'m>,
     inputs: Vec<usize>,
     output: usize,
+    /// Where the step stands in a conv chain.
+    link: Link,
+}
+
+/// A step's part in a conv chain.
+enum Link {
+    /// Not in a chain.
+    None,
+    /// The first conv of a chain of `chain.members` steps, which it runs as a whole, with
+    /// the input and output geometry of every member.
+    Head(Chain, Vec<(Act4, Act4)>),
+    /// A later member: run by its chain's head.
+    Member,
 }
 
 /// Where an activation lives in the arena.
@@ -190,6 +215,53 @@ impl<'m> Session<'m> {
         for io in &graph.outputs {
             last[io.tensor as usize] = end;
         }
+
+        // Conv chains; their intermediate tensors live in windows in scratch, not the arena.
+        let chains = if opts.layer_by_layer {
+            Vec::new()
+        } else {
+            let mut readers = vec![0usize; geoms.len()];
+            for &t in graph.nodes.iter().flat_map(|n| &n.inputs) {
+                readers[t as usize] += 1;
+            }
+            for io in &graph.outputs {
+                readers[io.tensor as usize] += 1;
+            }
+            let members: Vec<Option<chain::Member>> = graph
+                .nodes
+                .iter()
+                .map(|node| match node.op {
+                    Op::Conv(conv) => Some(chain::Member {
+                        conv,
+                        xs: geoms[node.inputs[0] as usize],
+                        ys: geoms[node.outputs[0] as usize],
+                        input: node.inputs[0] as usize,
+                        output: node.outputs[0] as usize,
+                        residual: node.inputs.len() > 1,
+                        layout: model.weight_layout(conv.weight),
+                        weight_len: model.weight(conv.weight).len(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            chain::find(&members, &readers)
+                .into_iter()
+                .map(|r| {
+                    let ms: Vec<chain::Member> =
+                        members[r.clone()].iter().map(|m| m.unwrap()).collect();
+                    (r, Chain::plan(&ms), ms)
+                })
+                .collect()
+        };
+        for (r, _, _) in &chains {
+            for node in &graph.nodes[r.start..r.end - 1] {
+                first[node.outputs[0] as usize] = usize::MAX;
+            }
+            // The head's input is read until the last member has run (node `r.end - 1` is
+            // step `r.end`).
+            let input = graph.nodes[r.start].inputs[0] as usize;
+            last[input] = last[input].max(r.end);
+        }
         // Tensors never written (cannot happen after validation) or never read get no memory.
         let used: Vec<usize> = (0..geoms.len())
             .filter(|&t| first[t] != usize::MAX)
@@ -227,7 +299,7 @@ impl<'m> Session<'m> {
         }
 
         let mut steps = Vec::with_capacity(graph.nodes.len());
-        let mut scratch_len = 0usize;
+        let mut kernel_scratch = 0usize;
         for node in &graph.nodes {
             let out = node.outputs[0] as usize;
             let kernel = match node.op {
@@ -244,7 +316,7 @@ impl<'m> Session<'m> {
                             ))
                         })?;
                     let xs = geoms[node.inputs[0] as usize];
-                    scratch_len = scratch_len.max((k.scratch_len)(&conv, xs, geoms[out]));
+                    kernel_scratch = kernel_scratch.max((k.scratch_len)(&conv, xs, geoms[out]));
                     Kernel::Conv {
                         conv,
                         k,
@@ -296,8 +368,19 @@ impl<'m> Session<'m> {
                 kernel,
                 inputs: node.inputs.iter().map(|&t| t as usize).collect(),
                 output: out,
+                link: Link::None,
             });
         }
+        // Chains: windows first in each participant's scratch, the kernels' scratch after.
+        let mut windows_len = 0usize;
+        for (r, c, ms) in chains {
+            windows_len = windows_len.max(c.windows_len);
+            for s in &mut steps[r.start + 1..r.end] {
+                s.link = Link::Member;
+            }
+            steps[r.start].link = Link::Head(c, ms.iter().map(|m| (m.xs, m.ys)).collect());
+        }
+        let scratch_len = windows_len + kernel_scratch;
 
         let inputs = graph
             .inputs
@@ -403,7 +486,11 @@ impl<'m> Session<'m> {
         let scratch = SendPtr(self.scratch.as_mut_ptr());
         let scratch_len = self.scratch_len;
         let pool = &self.pool;
-        for (i, step) in self.steps.iter().enumerate() {
+        let steps = &self.steps;
+        for (i, step) in steps.iter().enumerate() {
+            if matches!(step.link, Link::Member) {
+                continue;
+            }
             let t0 = timing.as_ref().map(|_| Instant::now());
             let input = |k: usize| -> (&[f32], Act4) {
                 let b = buffers[step.inputs[k]];
@@ -420,6 +507,62 @@ impl<'m> Session<'m> {
             let y = unsafe { std::slice::from_raw_parts_mut(base.add(ob.offset), ob.geom.len()) };
             let ys = ob.geom;
             match &step.kernel {
+                Kernel::Conv { .. } if matches!(step.link, Link::Head(..)) => {
+                    let Link::Head(c, geoms) = &step.link else {
+                        unreachable!()
+                    };
+                    let (x, _) = input(0);
+                    let tail = &steps[i + c.members - 1];
+                    let buffer = |t: usize| {
+                        let b = buffers[t];
+                        // SAFETY: as above: the chain's input, residual and output are live
+                        // together (the input's lifetime was extended to the chain's end),
+                        // so the plan keeps them apart.
+                        unsafe { std::slice::from_raw_parts_mut(base.add(b.offset), b.geom.len()) }
+                    };
+                    let residual = (tail.inputs.len() > 1).then(|| &*buffer(tail.inputs[1]));
+                    let y = buffer(tail.output);
+                    let link = |j: usize| {
+                        let Kernel::Conv { conv, k, w, bias } = &steps[i + j].kernel else {
+                            unreachable!("chains hold convs only")
+                        };
+                        chain::Link {
+                            conv,
+                            k,
+                            w,
+                            bias: *bias,
+                            xs: geoms[j].0,
+                            ys: geoms[j].1,
+                        }
+                    };
+                    let rows = geoms[c.members - 1].1.rows();
+                    let parts = pool.threads().min(rows);
+                    let yp = SendPtr(y.as_mut_ptr());
+                    let ylen = y.len();
+                    let part = |t: usize| {
+                        if t >= parts {
+                            return;
+                        }
+                        // SAFETY: participant `t` writes only the final output rows of its
+                        // range (disjoint from the others') and its own scratch area.
+                        let (y, scratch) = unsafe {
+                            (
+                                std::slice::from_raw_parts_mut(yp.get(), ylen),
+                                std::slice::from_raw_parts_mut(
+                                    scratch.get().add(t * scratch_len),
+                                    scratch_len,
+                                ),
+                            )
+                        };
+                        let r = rows * t / parts..rows * (t + 1) / parts;
+                        chain::run(c, link, x, y, residual, r, scratch);
+                    };
+                    if parts > 1 {
+                        pool.run(&part);
+                    } else {
+                        part(0);
+                    }
+                }
                 Kernel::Conv { conv, k, w, bias } => {
                     let (x, xs) = input(0);
                     let residual = (step.inputs.len() > 1).then(|| input(1).0);
@@ -686,6 +829,20 @@ impl<'m> Session<'m> {
                 Kernel::SoftmaxAxis(..) => "softmax_axis",
                 Kernel::Reshape => "reshape",
                 Kernel::ConcatAxis(_) => "concat_axis",
+            })
+            .collect()
+    }
+
+    /// The node ranges that run as conv chains (see [`SessionOptions::layer_by_layer`]): the
+    /// first node of each runs the whole range, so per-node timings put the chain's time on
+    /// it.
+    pub fn conv_chains(&self) -> Vec<std::ops::Range<usize>> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.link {
+                Link::Head(c, _) => Some(i..i + c.members),
+                _ => None,
             })
             .collect()
     }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--kernels NAME]
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--layer-by-layer] [--kernels NAME]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
   --threads N   worker threads (default 1)
@@ -20,6 +20,8 @@ Times each model single-batch on synthetic input and prints min, median, mean an
   --json        one JSON object per model on stdout
   --no-mmap     read the file into memory instead of mapping it (Model::open_copied), for
                 files that may be truncated or replaced while in use
+  --layer-by-layer  run every conv on its own, without conv chains (to measure what the
+                chains give)
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
   --dump-output FILE  write output 0 of the last run (raw little-endian f32) to FILE, to
                 compare devices: the synthetic input is the same everywhere
@@ -37,6 +39,7 @@ struct Args {
     profile: bool,
     json: bool,
     no_mmap: bool,
+    layer_by_layer: bool,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
     lut_out: Option<PathBuf>,
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         profile: false,
         json: false,
         no_mmap: false,
+        layer_by_layer: false,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
         lut_out: None,
@@ -92,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
             "--profile" => out.profile = true,
             "--json" => out.json = true,
             "--no-mmap" => out.no_mmap = true,
+            "--layer-by-layer" => out.layer_by_layer = true,
             "--kernels" => {
                 let v = args.next().ok_or("--kernels needs a value")?;
                 out.kernels = smof::KernelChoice::from_name(&v)
@@ -209,7 +214,8 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         &model,
         &SessionOptions::default()
             .threads(a.threads)
-            .cpus(a.cpus.clone()),
+            .cpus(a.cpus.clone())
+            .layer_by_layer(a.layer_by_layer),
     )
     .map_err(|e| e.to_string())?;
     let session_ms = t_sess.elapsed().as_secs_f64() * 1e3;
@@ -252,23 +258,28 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         }
         let kernels = session.kernel_names();
         let total: f64 = secs.iter().sum();
+        // A conv chain's time is on its first node: show it once, with the chain's FLOPs.
+        let chains = session.conv_chains();
         for (i, node) in g.nodes.iter().enumerate() {
+            let chain = chains.iter().find(|r| r.contains(&i));
+            if chain.is_some_and(|r| r.start != i) {
+                continue;
+            }
+            let (op, macs) = match chain {
+                Some(r) => (
+                    format!("ConvChain({})", r.len()),
+                    macs[r.clone()].iter().sum(),
+                ),
+                None => (node.op.name().to_string(), macs[i]),
+            };
             let ms = secs[i] * 1e3 / a.loops as f64;
             let share = if total > 0.0 { secs[i] / total } else { 0.0 };
             let gf = if secs[i] > 0.0 {
-                2.0 * macs[i] as f64 * a.loops as f64 / secs[i] / 1e9
+                2.0 * macs as f64 * a.loops as f64 / secs[i] / 1e9
             } else {
                 0.0
             };
-            profile.push((
-                i,
-                node.name.clone(),
-                node.op.name(),
-                kernels[i],
-                ms,
-                share,
-                gf,
-            ));
+            profile.push((i, node.name.clone(), op, kernels[i], ms, share, gf));
         }
         profile.sort_by(|x, y| y.4.total_cmp(&x.4));
     }

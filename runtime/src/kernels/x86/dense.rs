@@ -74,6 +74,29 @@ unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
     oc: usize,
     act: Activation,
 ) {
+    // A whole block of clamp-like activation: unrolled, no per-vector tail or activation
+    // dispatch (at IC 16 the generic store costs as much as the multiply-adds).
+    if o0 + NV * I::LANES <= oc {
+        if let Some((lo, hi)) = super::dw::clamp_of::<I>(act) {
+            for (accm, &ym) in acc.iter().zip(yoff) {
+                for (j, &v) in accm.iter().enumerate() {
+                    let at = ym + o0 + j * I::LANES;
+                    let mut v = v;
+                    if let Some(r) = residual {
+                        v = I::add(v, I::load(r.add(at)));
+                    }
+                    if let Some(lo) = lo {
+                        v = I::max(v, lo);
+                    }
+                    if let Some(hi) = hi {
+                        v = I::min(v, hi);
+                    }
+                    I::store(y.add(at), v);
+                }
+            }
+            return;
+        }
+    }
     for (accm, &ym) in acc.iter().zip(yoff) {
         for (j, &v) in accm.iter().enumerate() {
             let o = o0 + j * I::LANES;
@@ -223,32 +246,35 @@ unsafe fn conv_im2col<I: Isa, const MR: usize, const NV: usize>(a: &mut ConvArgs
     t.g.kh = 1;
     t.g.kw = 1;
     t.g.ic = k;
+    let (span_y, span_x) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + IM2COL_CHUNK).min(pixels.end);
+        let (mut row, mut ox) = (start / g.ow, start % g.ow);
+        let (mut n, mut oy) = (row / g.oh, row % g.oh);
+        // Whether every tap row of output row `oy` is inside the input.
+        let rows_inside = |oy: usize| oy * g.sh >= g.pt && oy * g.sh - g.pt + span_y < g.ih;
+        let mut inside_y = rows_inside(oy);
         for p in start..end {
-            let (row, ox) = (p / g.ow, p % g.ow);
-            let (n, oy) = (row / g.oh, row % g.oh);
             let dst = rows.add((p - start) * k);
-            for ky in 0..g.kh {
-                let iy = g.in_y(oy, ky);
-                for kx in 0..g.kw {
-                    let d = dst.add((ky * g.kw + kx) * g.ic);
-                    match (iy, g.in_x(ox, kx)) {
-                        // Four floats at once when the pixel holds four (`xcs >= 4`):
-                        // the ones past `ic` land in the next tap's slot, which is written
-                        // after, or in the slack past the chunk's rows.
-                        (Some(iy), Some(ix)) => {
-                            let s = x.add(((n * g.ih + iy) * g.iw + ix) * g.xcs);
-                            if g.xcs >= 4 {
-                                std::ptr::copy_nonoverlapping(s, d, 4);
-                            } else {
-                                std::ptr::copy_nonoverlapping(s, d, g.ic);
-                            }
-                        }
-                        _ => std::ptr::write_bytes(d, 0, 4),
+            if inside_y && g.xcs >= 4 && ox * g.sw >= g.pl && ox * g.sw - g.pl + span_x < g.iw {
+                // Every tap inside: no checks, four floats per tap (see below).
+                let s = x.add(((n * g.ih + oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.xcs);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let from = s.add((ky * g.dh * g.iw + kx * g.dw) * g.xcs);
+                        std::ptr::copy_nonoverlapping(from, dst.add((ky * g.kw + kx) * g.ic), 4);
                     }
                 }
+            } else {
+                im2col_pixel(x, dst, &g, n, oy, ox);
+            }
+            ox += 1;
+            if ox == g.ow {
+                ox = 0;
+                row += 1;
+                (n, oy) = (row / g.oh, row % g.oh);
+                inside_y = rows_inside(oy);
             }
         }
         t.pix0 = start;
@@ -259,6 +285,34 @@ unsafe fn conv_im2col<I: Isa, const MR: usize, const NV: usize>(a: &mut ConvArgs
         start = end;
     }
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
+}
+
+/// The im2col row of output pixel `(n, oy, ox)` at `dst`, checking every tap.
+///
+/// # Safety
+/// As [`conv_im2col`]; `dst` has room for `KH * KW * IC + 3` floats.
+#[inline(always)]
+unsafe fn im2col_pixel(x: *const f32, dst: *mut f32, g: &Geom, n: usize, oy: usize, ox: usize) {
+    for ky in 0..g.kh {
+        let iy = g.in_y(oy, ky);
+        for kx in 0..g.kw {
+            let d = dst.add((ky * g.kw + kx) * g.ic);
+            match (iy, g.in_x(ox, kx)) {
+                // Four floats at once when the pixel holds four (`xcs >= 4`): the ones past
+                // `ic` land in the next tap's slot, which is written after, or in the slack
+                // past the chunk's rows.
+                (Some(iy), Some(ix)) => {
+                    let s = x.add(((n * g.ih + iy) * g.iw + ix) * g.xcs);
+                    if g.xcs >= 4 {
+                        std::ptr::copy_nonoverlapping(s, d, 4);
+                    } else {
+                        std::ptr::copy_nonoverlapping(s, d, g.ic);
+                    }
+                }
+                _ => std::ptr::write_bytes(d, 0, 4),
+            }
+        }
+    }
 }
 
 /// One block of output channels of a dense conv.

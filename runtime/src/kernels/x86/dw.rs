@@ -1,11 +1,17 @@
 //! Depthwise conv (`groups == C`, multiplier 1) over `DwBlock(LANES)` weights
 //! (`[KH][KW][round_up(C, LANES)]`), written once over [`Isa`].
 //!
-//! Loop order: output row, tiles of `MR` pixels along the row, vectors of channels, taps.
-//! Each tap is one multiply-add per pixel with channels as the lanes. For 3x3 and 5x5 each
-//! tile first builds a table of input addresses per tap and pixel, pointing taps in the
-//! padding at zeros in scratch, so that edge tiles (every tile of a 7x7 or 14x14 map) run
-//! at full width too; other kernel sizes check each tap, pixel by pixel at the edges.
+//! 3x3 and 5x5 ([`DwTile::row_sliding`]): per output row and vector of channels, the window
+//! slides along the row with the taps' weights held in registers; each of the `K` input
+//! rows is a pointer and a step, and a row in the padding is a run of zeros with step 0,
+//! so the loop never branches. Four pixels are computed together (independent
+//! accumulators). The pixels whose window crosses the left or right padding go through the
+//! table path below, one at a time.
+//!
+//! Other sizes, and those edge pixels: tiles of `MR` pixels along the row, vectors of
+//! channels, taps. For 3x3 and 5x5 each tile first builds a table of input addresses per tap
+//! and pixel, pointing taps in the padding at zeros in scratch; other kernel sizes check
+//! each tap, pixel by pixel at the edges.
 
 /// Scratch of the depthwise kernels: one vector-padded run of zero channels.
 pub(crate) fn scratch<const LANES: usize>(
@@ -58,7 +64,11 @@ pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usiz
     };
     for row in a.rows.clone() {
         t.row = row;
-        for_each_tile::<MR>(0, g.ow, &mut t);
+        if KH == KW && (KH == 3 || KH == 5) && g.dh == 1 && g.dw == 1 && g.sw <= 2 {
+            t.row_sliding();
+        } else {
+            for_each_tile::<MR>(0, g.ow, &mut t);
+        }
     }
     let pixels = a.rows.len() * g.ow;
     zero_pad_lanes(a.y, a.rows.start * g.ow * g.ycs, pixels, g.oc, g.ycs);
@@ -115,10 +125,173 @@ impl<I: Isa, const KH: usize, const KW: usize> Tile for DwTile<'_, I, KH, KW> {
     }
 }
 
+/// An activation that is a clamp (none, ReLU, Clip) as its bounds, applied without the
+/// per-store dispatch of [`Isa::act`]; `None` for the others.
+type Clamp<I> = Option<(Option<<I as Isa>::V>, Option<<I as Isa>::V>)>;
+
+/// The [`Clamp`] of `act`.
+///
+/// # Safety
+/// The ISA is available.
+#[inline(always)]
+pub(crate) unsafe fn clamp_of<I: Isa>(act: Activation) -> Clamp<I> {
+    match act {
+        Activation::None => Some((None, None)),
+        Activation::Relu => Some((Some(I::zero()), None)),
+        Activation::Clip { min, max } => Some((Some(I::splat(min)), Some(I::splat(max)))),
+        _ => None,
+    }
+}
+
 /// Taps of the largest kernel the pointer-table path handles (5x5).
 const MAX_TAPS: usize = 25;
 
 impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
+    /// One output row of a `KH x KW` (3x3 or 5x5) depthwise conv: see the module docs.
+    #[inline(always)]
+    unsafe fn row_sliding(&mut self) {
+        let g = self.g;
+        let (n, oy) = (self.row / g.oh, self.row % g.oh);
+        // Pixels whose taps all fall inside the row: `lo..hi`.
+        let lo = g.pl.div_ceil(g.sw).min(g.ow);
+        let span = (KW - 1) * g.dw;
+        let hi = if g.iw + g.pl > span {
+            ((g.iw + g.pl - span - 1) / g.sw + 1).clamp(lo, g.ow)
+        } else {
+            lo
+        };
+        for ox in (0..lo).chain(hi..g.ow) {
+            self.run::<1>(ox);
+        }
+        if lo == hi {
+            return;
+        }
+        // Per tap row: the input of pixel `lo` at tap column 0, and the step from one input
+        // column to the next (zeros and 0 for a row in the padding).
+        let mut rows = [(self.zeros, 0usize); KH];
+        for (ky, r) in rows.iter_mut().enumerate() {
+            if let Some(iy) = g.in_y(oy, ky) {
+                let col = lo * g.sw - g.pl;
+                *r = (self.x.add(((n * g.ih + iy) * g.iw + col) * g.xcs), g.xcs);
+            }
+        }
+        let ybase = (self.row * g.ow + lo) * g.ycs;
+        let count = hi - lo;
+        let mut c0 = 0;
+        while c0 + I::LANES <= g.oc {
+            match g.sw {
+                1 => self.slide::<true, 1>(&rows, ybase, count, c0),
+                _ => self.slide::<true, 2>(&rows, ybase, count, c0),
+            }
+            c0 += I::LANES;
+        }
+        if c0 < g.oc {
+            match g.sw {
+                1 => self.slide::<false, 1>(&rows, ybase, count, c0),
+                _ => self.slide::<false, 2>(&rows, ybase, count, c0),
+            }
+        }
+    }
+
+    /// `LANES` floats at `p`, or the first `nl` of them (the rest zero) when not `FULL`.
+    #[inline(always)]
+    unsafe fn load_c<const FULL: bool>(p: *const f32, nl: usize) -> I::V {
+        if FULL {
+            I::load(p)
+        } else {
+            I::load_n(p, nl)
+        }
+    }
+
+    /// Stores `v` (plus the residual, through the activation) at output element `at`: all
+    /// `LANES` channels, or the first `nl` when not `FULL`. `clamp` is [`clamp_of`] the
+    /// activation, worked out once per row.
+    #[inline(always)]
+    unsafe fn store_c<const FULL: bool>(&self, at: usize, nl: usize, v: I::V, clamp: Clamp<I>) {
+        let mut v = v;
+        if let Some(r) = self.residual {
+            v = I::add(v, Self::load_c::<FULL>(r.add(at), nl));
+        }
+        let v = match clamp {
+            Some((lo, hi)) => {
+                if let Some(lo) = lo {
+                    v = I::max(v, lo);
+                }
+                if let Some(hi) = hi {
+                    v = I::min(v, hi);
+                }
+                v
+            }
+            None => I::act(self.act, v),
+        };
+        if FULL {
+            I::store(self.y.add(at), v)
+        } else {
+            I::store_n(self.y.add(at), nl, v)
+        }
+    }
+
+    /// Channels `c0..` of `count` consecutive interior pixels of a row at stride `S` (see
+    /// [`DwTile::row_sliding`]); `FULL` as in [`DwTile::channels`]. Each group of `PX`
+    /// pixels loads each input column of a tap row once and uses it for every pixel whose
+    /// window covers it.
+    #[inline(always)]
+    unsafe fn slide<const FULL: bool, const S: usize>(
+        &self,
+        rows: &[(*const f32, usize); KH],
+        ybase: usize,
+        count: usize,
+        c0: usize,
+    ) {
+        // No closures here: they would not inherit the caller's target features, and the
+        // intrinsics in them would become calls.
+        const PX: usize = 4;
+        let g = &self.g;
+        let nl = g.oc - c0;
+        let mut wv = [[I::zero(); KW]; KH];
+        for (ky, row) in wv.iter_mut().enumerate() {
+            for (kx, w) in row.iter_mut().enumerate() {
+                *w = I::load(self.w.add((ky * KW + kx) * self.cp + c0));
+            }
+        }
+        let b = match self.bias {
+            Some(b) => Self::load_c::<FULL>(b.as_ptr().add(c0), nl),
+            None => I::zero(),
+        };
+        let clamp = clamp_of::<I>(self.act);
+        let mut m = 0;
+        while m + PX <= count {
+            let mut acc = [b; PX];
+            for (ky, &(p, xs)) in rows.iter().enumerate() {
+                let p = p.add(m * S * xs + c0);
+                // Input column `c` feeds pixel `j` at tap `c - j * S`.
+                for c in 0..(PX - 1) * S + KW {
+                    let x = Self::load_c::<FULL>(p.add(c * xs), nl);
+                    for (j, acc) in acc.iter_mut().enumerate() {
+                        if c >= j * S && c - j * S < KW {
+                            *acc = I::fmadd(x, wv[ky][c - j * S], *acc);
+                        }
+                    }
+                }
+            }
+            for (j, &v) in acc.iter().enumerate() {
+                self.store_c::<FULL>(ybase + (m + j) * g.ycs + c0, nl, v, clamp);
+            }
+            m += PX;
+        }
+        while m < count {
+            let mut acc = b;
+            for (ky, &(p, xs)) in rows.iter().enumerate() {
+                let p = p.add(m * S * xs + c0);
+                for (kx, &w) in wv[ky].iter().enumerate() {
+                    acc = I::fmadd(Self::load_c::<FULL>(p.add(kx * xs), nl), w, acc);
+                }
+            }
+            self.store_c::<FULL>(ybase + m * g.ycs + c0, nl, acc, clamp);
+            m += 1;
+        }
+    }
+
     /// One vector of channels `c0..` of `M` pixels; `FULL`: all `LANES` channels are real
     /// (else the vector is the channel tail, loaded and stored masked).
     #[inline(always)]

@@ -1,0 +1,366 @@
+//! Conv chains: consecutive convs whose intermediate activations are computed a band of rows
+//! at a time into small sliding windows instead of whole tensors in the arena.
+//!
+//! The inverted residual blocks of MobileNet-style models (1x1 expand, depthwise, 1x1
+//! project) widen the activations six-fold between two narrow ones. Run layer by layer, the
+//! wide tensors (4.8 MB for MobileNetV2's first expand) leave the caches between the
+//! layers, and the convs wait on memory. Run as a chain, each band of the final output rows
+//! pulls just the rows it needs through the chain, and the wide rows live in windows of a
+//! few hundred KiB that stay in L2 (`docs/decisions.md`, "Conv chains").
+//!
+//! Every member runs its usual kernel on a band: the window is handed to the kernel as a
+//! tensor of a few rows with the top padding adjusted, so the results are bit-identical to
+//! the unchained run. Rows are never computed twice: the rows a band still needs stay in the
+//! window, and slide to its front when it fills.
+
+use crate::graph::{Conv, Layout};
+use crate::kernels::{Act4, ConvArgs, ConvKernel};
+use std::ops::Range;
+
+/// Window bytes the band size aims at (all windows of a chain together).
+const WINDOW_BUDGET_BYTES: usize = 512 << 10;
+
+/// Window rows per row a band needs: rows slide to the front of a window only when it is
+/// full, so the copying is spread over `SLACK - 1` bands.
+const SLACK: usize = 2;
+
+/// Smallest intermediate tensor worth chaining: smaller ones stay in cache anyway.
+const MIN_INTERMEDIATE_BYTES: usize = 256 << 10;
+
+/// Largest member weight (floats) a chain takes: every band reads all of its weights again.
+const MAX_MEMBER_WEIGHTS: usize = 32 << 10;
+
+/// One conv of a chain as the planner sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Member {
+    /// The conv's parameters.
+    pub conv: Conv,
+    /// Its input geometry.
+    pub xs: Act4,
+    /// Its output geometry.
+    pub ys: Act4,
+    /// Its input tensor.
+    pub input: usize,
+    /// Its output tensor.
+    pub output: usize,
+    /// Whether it adds a residual input.
+    pub residual: bool,
+    /// Its weights' stored layout.
+    pub layout: Layout,
+    /// Floats in its weights.
+    pub weight_len: usize,
+}
+
+/// Whether `m` may be a member of a chain at all.
+fn eligible(m: &Member) -> bool {
+    let (ext, s, pt) = vertical(&m.conv);
+    let (ih, oh) = (m.xs.shape.h as usize, m.ys.shape.h as usize);
+    // Every output row reads at least one input row (a band never starts in the padding).
+    let sane = pt < ext && oh >= 1 && (oh - 1) * s < ih + pt;
+    sane && !matches!(m.layout, Layout::WinogradF43(_))
+        && m.weight_len <= MAX_MEMBER_WEIGHTS
+        && m.xs.shape.n == m.ys.shape.n
+}
+
+/// Groups `nodes` (every node of the graph in order: `Some` for convs) into chains of at
+/// least two consecutive convs, each feeding the next through a tensor that nothing else
+/// reads (`readers[t]` counts the readers of tensor `t`, graph outputs included) and that is
+/// big enough to be worth it. Returns each chain's node range.
+pub(crate) fn find(nodes: &[Option<Member>], readers: &[usize]) -> Vec<Range<usize>> {
+    let mut chains = Vec::new();
+    let mut i = 0;
+    while i < nodes.len() {
+        let mut end = i + 1;
+        if let Some(first) = nodes[i].as_ref().filter(|m| eligible(m) && !m.residual) {
+            let mut prev = first;
+            while let Some(next) = nodes
+                .get(end)
+                .and_then(|n| n.as_ref())
+                .filter(|_| end - i < MAX_LINKS)
+            {
+                let joins = eligible(next)
+                    && next.input == prev.output
+                    && readers[prev.output] == 1
+                    && prev.ys.len() * 4 >= MIN_INTERMEDIATE_BYTES
+                    && next.xs.shape.n == prev.ys.shape.n;
+                if !joins {
+                    break;
+                }
+                prev = next;
+                end += 1;
+                // A residual is read at the final output's rows only: it ends the chain.
+                if next.residual {
+                    break;
+                }
+            }
+        }
+        if end - i >= 2 {
+            chains.push(i..end);
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    chains
+}
+
+/// The dilated kernel extent, the stride and the top padding of `conv` along the height.
+fn vertical(conv: &Conv) -> (usize, usize, usize) {
+    let ext = (conv.kernel[0].max(1) as usize - 1) * conv.dilation[0] as usize + 1;
+    (ext, conv.stride[0] as usize, conv.pads[0] as usize)
+}
+
+/// Input rows (of one image of height `ih`) that output rows `o` of `conv` read.
+fn input_rows(conv: &Conv, ih: usize, o: &Range<usize>) -> Range<usize> {
+    if o.is_empty() {
+        return 0..0;
+    }
+    let (ext, s, pt) = vertical(conv);
+    let start = (o.start * s).saturating_sub(pt).min(ih);
+    let end = ((o.end - 1) * s + ext).saturating_sub(pt).min(ih);
+    start..end.max(start)
+}
+
+/// The most input rows `rows` output rows of `conv` can read (unclipped).
+fn input_rows_max(conv: &Conv, ih: usize, rows: usize) -> usize {
+    let (ext, s, _) = vertical(conv);
+    ((rows.max(1) - 1) * s + ext).min(ih)
+}
+
+/// A sliding window over one intermediate tensor: up to `cap` consecutive rows of one image.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// Offset in the chain's scratch, in floats.
+    pub offset: usize,
+    /// Rows it holds at most (`SLACK` times the most one band needs).
+    pub cap: usize,
+    /// Floats per row (`w * cs`).
+    pub row_len: usize,
+}
+
+/// A planned chain: its members and windows.
+#[derive(Clone, Debug)]
+pub(crate) struct Chain {
+    /// Members.
+    pub members: usize,
+    /// Final output rows computed per band.
+    pub band: usize,
+    /// One window per intermediate tensor (the output of every member but the last).
+    pub windows: Vec<Window>,
+    /// Floats of all windows: the chain's share of a participant's scratch.
+    pub windows_len: usize,
+}
+
+impl Chain {
+    /// Plans the windows of the chain `members` (each feeding the next).
+    pub(crate) fn plan(members: &[Member]) -> Chain {
+        let m = members.len();
+        let last = &members[m - 1];
+        let oh = last.ys.shape.h as usize;
+        // Window rows for a band of `b` final rows, last intermediate first.
+        let caps = |b: usize| {
+            let mut caps = vec![0usize; m - 1];
+            let mut rows = b;
+            for j in (0..m - 1).rev() {
+                let consumer = &members[j + 1];
+                rows = input_rows_max(&consumer.conv, consumer.xs.shape.h as usize, rows);
+                caps[j] = rows;
+            }
+            caps
+        };
+        let bytes = |caps: &[usize]| -> usize {
+            caps.iter()
+                .zip(members)
+                .map(|(&c, mb)| c * SLACK * mb.ys.shape.w as usize * mb.ys.cs * 4)
+                .sum()
+        };
+        let mut band = 1;
+        while band < oh && bytes(&caps(band + 1)) <= WINDOW_BUDGET_BYTES {
+            band += 1;
+        }
+        let mut windows = Vec::with_capacity(m - 1);
+        let mut offset = 0;
+        for (j, cap) in caps(band).into_iter().enumerate() {
+            let cap = cap * SLACK;
+            let mb = &members[j];
+            let row_len = mb.ys.shape.w as usize * mb.ys.cs;
+            windows.push(Window {
+                offset,
+                cap,
+                row_len,
+            });
+            offset += cap * row_len;
+        }
+        Chain {
+            members: m,
+            band,
+            windows,
+            windows_len: offset,
+        }
+    }
+}
+
+/// One member, ready to run: what [`ConvArgs`] needs besides the activations.
+pub(crate) struct Link<'a> {
+    /// The conv.
+    pub conv: &'a Conv,
+    /// Its kernel.
+    pub k: &'a ConvKernel,
+    /// Its weights.
+    pub w: &'a [f32],
+    /// Its bias.
+    pub bias: Option<&'a [f32]>,
+    /// Its input geometry (of the whole tensor).
+    pub xs: Act4,
+    /// Its output geometry (of the whole tensor).
+    pub ys: Act4,
+}
+
+/// Rows `rows` (of one image) of a tensor with geometry `g`, as a one-image geometry.
+fn band_geom(g: Act4, rows: usize) -> Act4 {
+    let mut shape = g.shape;
+    shape.n = 1;
+    shape.h = rows as u32;
+    Act4 { shape, cs: g.cs }
+}
+
+/// Runs `link` for output rows `o` of one image. `x` holds input rows `x_rows` of that image
+/// (a window, or the image itself), `y` output rows from `y0` on; `residual` (rows from `y0`)
+/// is added at the store.
+#[allow(clippy::too_many_arguments)]
+fn run_band(
+    link: &Link,
+    x: &[f32],
+    x_rows: Range<usize>,
+    y: &mut [f32],
+    y0: usize,
+    residual: Option<&[f32]>,
+    o: Range<usize>,
+    scratch: &mut [f32],
+) {
+    let ih = link.xs.shape.h as usize;
+    let need = input_rows(link.conv, ih, &o);
+    debug_assert!(x_rows.start <= need.start && need.end <= x_rows.end);
+    let xrow = link.xs.shape.w as usize * link.xs.cs;
+    let yrow = link.ys.shape.w as usize * link.ys.cs;
+    let x = &x[(need.start - x_rows.start) * xrow..(need.end - x_rows.start) * xrow];
+    let y = &mut y[(o.start - y0) * yrow..(o.end - y0) * yrow];
+    let residual = residual.map(|r| &r[(o.start - y0) * yrow..(o.end - y0) * yrow]);
+    // The band's first output row reads input row `o.start * s - pt + ky`: relative to the
+    // band's first input row, the top padding is what remains of `pt` above it.
+    let (_, s, pt) = vertical(link.conv);
+    let mut conv = *link.conv;
+    conv.pads[0] = (pt + need.start - o.start * s) as u32;
+    (link.k.run)(&mut ConvArgs {
+        conv: &conv,
+        x,
+        xs: band_geom(link.xs, need.len()),
+        w: link.w,
+        bias: link.bias,
+        residual,
+        y,
+        ys: band_geom(link.ys, o.len()),
+        scratch,
+        rows: 0..o.len(),
+    });
+}
+
+/// Runs the chain whose member `j` is `link(j)` for the final output rows `rows` (over
+/// `n * oh`): `x` is the first
+/// member's whole input, `y` the last member's whole output (plus `residual`, the same
+/// geometry). `scratch` holds the windows (`chain.windows_len` floats) and then the
+/// members' own scratch.
+pub(crate) fn run<'a>(
+    chain: &Chain,
+    link: impl Fn(usize) -> Link<'a>,
+    x: &[f32],
+    y: &mut [f32],
+    residual: Option<&[f32]>,
+    rows: Range<usize>,
+    scratch: &mut [f32],
+) {
+    let m = chain.members;
+    let (windows, kscratch) = scratch.split_at_mut(chain.windows_len);
+    let (first, last) = (link(0), link(m - 1));
+    let (ih, oh) = (first.xs.shape.h as usize, last.ys.shape.h as usize);
+    let ximage = ih * first.xs.shape.w as usize * first.xs.cs;
+    let yimage = oh * last.ys.shape.w as usize * last.ys.cs;
+    let mut r = rows.start;
+    while r < rows.end {
+        let n = r / oh;
+        let local = r % oh..(rows.end - n * oh).min(oh);
+        r = n * oh + local.end;
+        let x = &x[n * ximage..(n + 1) * ximage];
+        let y = &mut y[n * yimage..(n + 1) * yimage];
+        let residual = residual.map(|res| &res[n * yimage..(n + 1) * yimage]);
+        // Rows each window holds.
+        let mut have: [Range<usize>; MAX_LINKS] = std::array::from_fn(|_| 0..0);
+        let mut o0 = local.start;
+        while o0 < local.end {
+            let o = o0..(o0 + chain.band).min(local.end);
+            o0 = o.end;
+            // Rows of every intermediate this band needs, last first.
+            let mut need: [Range<usize>; MAX_LINKS] = std::array::from_fn(|_| 0..0);
+            let mut want = o.clone();
+            for j in (0..m - 1).rev() {
+                let consumer = link(j + 1);
+                need[j] = input_rows(consumer.conv, consumer.xs.shape.h as usize, &want);
+                // Only rows the window lacks are computed.
+                want = need[j].start.max(have[j].end)..need[j].end;
+            }
+            for j in 0..m - 1 {
+                let win = chain.windows[j];
+                if need[j].start >= have[j].end {
+                    // Nothing to keep: the window starts again at the first row needed.
+                    have[j] = need[j].start..need[j].start;
+                } else if need[j].end - have[j].start > win.cap {
+                    // Full: the rows still needed slide to the front.
+                    let from = (need[j].start - have[j].start) * win.row_len;
+                    let keep = (have[j].end - need[j].start) * win.row_len;
+                    windows[win.offset..win.offset + win.cap * win.row_len]
+                        .copy_within(from..from + keep, 0);
+                    have[j].start = need[j].start;
+                }
+                let new = have[j].end..need[j].end;
+                if !new.is_empty() {
+                    // The window of the previous member (or the image) is read while this
+                    // one is written: split the windows apart.
+                    let (before, after) = windows.split_at_mut(win.offset);
+                    let out = &mut after[..win.cap * win.row_len];
+                    if j == 0 {
+                        run_band(&first, x, 0..ih, out, have[j].start, None, new, kscratch);
+                    } else {
+                        let pw = chain.windows[j - 1];
+                        let prev = &before[pw.offset..pw.offset + pw.cap * pw.row_len];
+                        run_band(
+                            &link(j),
+                            prev,
+                            have[j - 1].clone(),
+                            out,
+                            have[j].start,
+                            None,
+                            new,
+                            kscratch,
+                        );
+                    }
+                }
+                have[j].end = need[j].end;
+            }
+            let pw = chain.windows[m - 2];
+            let prev = &windows[pw.offset..pw.offset + pw.cap * pw.row_len];
+            run_band(
+                &last,
+                prev,
+                have[m - 2].clone(),
+                y,
+                0,
+                residual,
+                o,
+                kscratch,
+            );
+        }
+    }
+}
+
+/// Most members of one chain.
+pub(crate) const MAX_LINKS: usize = 8;

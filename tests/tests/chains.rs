@@ -1,0 +1,172 @@
+//! Conv chains (runtime/src/chain.rs): consecutive convs whose wide intermediate tensors are
+//! computed a band of rows at a time. Each graph here has such a sequence (intermediates
+//! of at least 256 KiB): inverted residual blocks at stride 1 and 2, 3x3 and 5x5, dilation,
+//! asymmetric padding, odd sizes, batch 2, an RGB stem (the im2col path) and a residual Add.
+//!
+//! Every graph must match tract on every kernel table, form at least one chain, and give
+//! the same outputs bit for bit as the layer-by-layer run, with 1, 2 and 3 threads.
+
+use smof::{Session, SessionOptions};
+use smof_tests::{attr, check_against_tract, kernel_choices, random_input, smof_load, ConvSpec};
+use smof_tests::{Cases, OnnxBuilder};
+
+/// One inverted residual block: 1x1 expand (ReLU6), `k x k` depthwise at `stride` and
+/// `dilation` with `pads` (ReLU6), 1x1 project; plus the input when the shapes allow and
+/// `residual` is set.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    b: &mut OnnxBuilder,
+    x: &str,
+    c: usize,
+    wide: usize,
+    out: usize,
+    k: usize,
+    stride: i64,
+    dilation: i64,
+    pads: [i64; 4],
+    residual: bool,
+) -> String {
+    let relu6 = |b: &mut OnnxBuilder, v: &str| {
+        let lo = b.f32s("lo", &[0.0]);
+        let hi = b.f32s("hi", &[6.0]);
+        b.node("Clip", &[v, &lo, &hi], vec![])
+    };
+    let e = b.conv(x, &ConvSpec::new(c, wide, [1, 1]));
+    let e = relu6(b, &e);
+    let d = b.conv(
+        &e,
+        &ConvSpec::new(wide, wide, [k, k])
+            .group(wide)
+            .stride(stride, stride)
+            .dilation(dilation, dilation)
+            .pads(pads),
+    );
+    let d = relu6(b, &d);
+    let p = b.conv(&d, &ConvSpec::new(wide, out, [1, 1]));
+    if residual {
+        b.node("Add", &[&p, x], vec![])
+    } else {
+        p
+    }
+}
+
+/// The test graphs: name, ONNX, input shape.
+fn graphs() -> Vec<(&'static str, Vec<u8>, Vec<usize>)> {
+    let mut out = Vec::new();
+    let mut add = |name: &'static str, shape: &[usize], f: &dyn Fn(&mut OnnxBuilder, &str)| {
+        let mut b = OnnxBuilder::with_seed(13, name.len() as u64);
+        let x = b.input("x", shape);
+        f(&mut b, &x);
+        out.push((name, b.build(), shape.to_vec()));
+    };
+    add(
+        "expand_dw3x3_project_residual",
+        &[1, 16, 40, 44],
+        &|b, x| {
+            let y = block(b, x, 16, 96, 16, 3, 1, 1, [1; 4], true);
+            b.output(&y);
+        },
+    );
+    add("dw3x3_stride2_odd_size", &[1, 12, 57, 61], &|b, x| {
+        let y = block(b, x, 12, 72, 20, 3, 2, 1, [1; 4], false);
+        b.output(&y);
+    });
+    add("dw5x5_stride2_two_blocks", &[1, 8, 48, 48], &|b, x| {
+        let y = block(b, x, 8, 48, 24, 5, 2, 1, [2; 4], false);
+        let y = block(b, &y, 24, 144, 24, 5, 1, 1, [2; 4], true);
+        b.output(&y);
+    });
+    add("dilated_asymmetric_pads", &[1, 8, 50, 46], &|b, x| {
+        let y = block(b, x, 8, 64, 8, 3, 1, 2, [2, 1, 1, 2], false);
+        b.output(&y);
+    });
+    add("batch_two", &[2, 8, 36, 36], &|b, x| {
+        let y = block(b, x, 8, 64, 8, 3, 1, 1, [1; 4], true);
+        b.output(&y);
+    });
+    add("rgb_stem_dw_project", &[1, 3, 96, 96], &|b, x| {
+        let s = b.conv(x, &ConvSpec::new(3, 32, [3, 3]).stride(2, 2).pads([1; 4]));
+        let s = b.node("Relu", &[&s], vec![]);
+        let d = b.conv(&s, &ConvSpec::new(32, 32, [3, 3]).group(32).pads([1; 4]));
+        let d = b.node("Relu", &[&d], vec![]);
+        let p = b.conv(&d, &ConvSpec::new(32, 16, [1, 1]));
+        // A second reader of the projection ends the chain there.
+        let g = b.node("GlobalAveragePool", &[&p], vec![]);
+        let m = b.node("Mul", &[&p, &g], vec![]);
+        b.output(&m);
+    });
+    add("stride2_top_padding_only", &[1, 16, 33, 40], &|b, x| {
+        let y = block(b, x, 16, 64, 16, 3, 2, 1, [1, 1, 0, 0], false);
+        let y = b.node("Softmax", &[&y], vec![attr::int("axis", 1)]);
+        b.output(&y);
+    });
+    out
+}
+
+#[test]
+fn chained_convs_match_tract_and_the_layer_by_layer_run_bit_for_bit() {
+    let mut cases = Cases::new();
+    for (name, onnx, shape) in graphs() {
+        let input = random_input(7, &shape);
+        cases.check(name, &onnx, std::slice::from_ref(&input), false);
+        cases.run(&format!("{name}: chains vs layer by layer"), || {
+            for (table, choice) in kernel_choices() {
+                let model = smof_load(&onnx, &[], choice, false);
+                let run = |opts: SessionOptions| {
+                    let mut s = Session::new(&model, &opts).expect("session");
+                    s.run(&[&input.1]).expect("run");
+                    (s.output(0).to_vec(), s.conv_chains())
+                };
+                let (want, none) = run(SessionOptions::default().layer_by_layer(true));
+                assert!(none.is_empty(), "{name} [{table}]: layer_by_layer chained");
+                for threads in 1..=3 {
+                    let (got, chains) = run(SessionOptions::default().threads(threads));
+                    assert!(!chains.is_empty(), "{name} [{table}]: no conv chain formed");
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{name} [{table}, {threads} threads]: chained outputs differ from \
+                         the layer-by-layer run"
+                    );
+                }
+            }
+        });
+    }
+    cases.finish();
+}
+
+#[test]
+fn chains_shrink_the_arena() {
+    let (_, onnx, shape) = graphs().remove(0);
+    let model = smof_load(&onnx, &[], smof::KernelChoice::Auto, false);
+    let chained = Session::new(&model, &SessionOptions::default()).expect("session");
+    let plain =
+        Session::new(&model, &SessionOptions::default().layer_by_layer(true)).expect("session");
+    assert_eq!(chained.conv_chains(), vec![0..3], "{shape:?}");
+    // The two 96-channel intermediates (40x44 pixels) are not in the arena.
+    assert!(
+        chained.arena_bytes() + 40 * 44 * 96 * 4 <= plain.arena_bytes(),
+        "arena {} (chained) vs {} (layer by layer)",
+        chained.arena_bytes(),
+        plain.arena_bytes()
+    );
+}
+
+#[test]
+fn small_intermediates_are_not_chained() {
+    // 16x16x96 floats (96 KiB) stay in cache anyway: no chain.
+    let mut b = OnnxBuilder::with_seed(13, 3);
+    let x = b.input("x", &[1, 16, 16, 16]);
+    let y = block(&mut b, &x, 16, 96, 16, 3, 1, 1, [1; 4], true);
+    b.output(&y);
+    let model = smof_load(&b.build(), &[], smof::KernelChoice::Auto, false);
+    let s = Session::new(&model, &SessionOptions::default()).expect("session");
+    assert!(s.conv_chains().is_empty());
+    check_against_tract(
+        "small",
+        &b.build(),
+        &[random_input(3, &[1, 16, 16, 16])],
+        false,
+    );
+}

@@ -876,14 +876,42 @@ fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {
         g.shape.c as usize,
     );
     let hw = h * w;
-    for b in 0..n {
-        for p in 0..hw {
-            let row = &mut dst[(b * hw + p) * g.cs..(b * hw + p + 1) * g.cs];
-            for (ch, v) in row[..c].iter_mut().enumerate() {
-                *v = src[(b * c + ch) * hw + p];
+    if hw == 0 || c == 0 {
+        dst[..n * hw * g.cs].fill(0.0);
+        return;
+    }
+    for (image, out) in src
+        .chunks_exact(c * hw)
+        .zip(dst.chunks_exact_mut(hw * g.cs))
+        .take(n)
+    {
+        match g.cs {
+            4 => pixels_to_nhwc::<4>(image, c, out),
+            8 => pixels_to_nhwc::<8>(image, c, out),
+            16 => pixels_to_nhwc::<16>(image, c, out),
+            _ => {
+                for (p, px) in out.chunks_exact_mut(g.cs).enumerate() {
+                    for (ch, v) in px[..c].iter_mut().enumerate() {
+                        *v = image[ch * hw + p];
+                    }
+                    px[c..].fill(0.0);
+                }
             }
-            row[c..].fill(0.0);
         }
+    }
+}
+
+/// One image of [`nchw_to_nhwc`] with channel stride `CS`: each pixel is assembled in a
+/// fixed-size array, pad lanes zero, and written whole (no per-pixel `fill`, which is a call
+/// to memset for a few floats).
+fn pixels_to_nhwc<const CS: usize>(image: &[f32], c: usize, out: &mut [f32]) {
+    let hw = out.len() / CS;
+    for (p, px) in out.chunks_exact_mut(CS).enumerate() {
+        let mut v = [0.0f32; CS];
+        for (ch, v) in v.iter_mut().enumerate().take(c) {
+            *v = image[ch * hw + p];
+        }
+        px.copy_from_slice(&v);
     }
 }
 

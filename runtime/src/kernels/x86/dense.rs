@@ -58,6 +58,56 @@ unsafe fn bias_init<I: Isa, const NV: usize>(
     })
 }
 
+/// Activations [`store_full`] is compiled for.
+const CLAMP: u8 = 0;
+const HARD_SWISH: u8 = 1;
+const SILU: u8 = 2;
+const SIGMOID: u8 = 3;
+
+/// A whole tile of [`store_tile`] (`(acc, y, residual, yoff, o0)`), every vector a full
+/// block of channels, through activation `KIND`: for [`CLAMP`] the `clamp` bounds (none,
+/// ReLU, Clip), else the activation named.
+///
+/// # Safety
+/// As [`store_tile`], with `o0 + NV * LANES <= oc`.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+unsafe fn store_full<I: Isa, const M: usize, const NV: usize, const KIND: u8>(
+    (acc, y, residual, yoff, o0): (
+        &[[I::V; NV]; M],
+        *mut f32,
+        Option<*const f32>,
+        &[usize; M],
+        usize,
+    ),
+    clamp: (Option<I::V>, Option<I::V>),
+) {
+    for (accm, &ym) in acc.iter().zip(yoff) {
+        for (j, &v) in accm.iter().enumerate() {
+            let at = ym + o0 + j * I::LANES;
+            let mut v = v;
+            if let Some(r) = residual {
+                v = I::add(v, I::load(r.add(at)));
+            }
+            v = match KIND {
+                HARD_SWISH => I::act(Activation::HardSwish, v),
+                SILU => I::act(Activation::Silu, v),
+                SIGMOID => I::act(Activation::Sigmoid, v),
+                _ => {
+                    if let Some(lo) = clamp.0 {
+                        v = I::max(v, lo);
+                    }
+                    if let Some(hi) = clamp.1 {
+                        v = I::min(v, hi);
+                    }
+                    v
+                }
+            };
+            I::store(y.add(at), v);
+        }
+    }
+}
+
 /// Stores one tile: `acc[m]` goes to the output element `yoff[m] + o0` (pixel start plus first
 /// channel), plus the residual at the same place, through the activation. Only channels
 /// below `oc` are written.
@@ -74,27 +124,19 @@ unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
     oc: usize,
     act: Activation,
 ) {
-    // A whole block of clamp-like activation: unrolled, no per-vector tail or activation
-    // dispatch (at IC 16 the generic store costs as much as the multiply-adds).
+    // A whole block: unrolled, with the activation chosen once per tile rather than per
+    // vector (at IC 16 the generic store below costs as much as the multiply-adds).
     if o0 + NV * I::LANES <= oc {
-        if let Some((lo, hi)) = super::dw::clamp_of::<I>(act) {
-            for (accm, &ym) in acc.iter().zip(yoff) {
-                for (j, &v) in accm.iter().enumerate() {
-                    let at = ym + o0 + j * I::LANES;
-                    let mut v = v;
-                    if let Some(r) = residual {
-                        v = I::add(v, I::load(r.add(at)));
-                    }
-                    if let Some(lo) = lo {
-                        v = I::max(v, lo);
-                    }
-                    if let Some(hi) = hi {
-                        v = I::min(v, hi);
-                    }
-                    I::store(y.add(at), v);
+        let full = (acc, y, residual, yoff, o0);
+        match act {
+            Activation::HardSwish => return store_full::<I, M, NV, HARD_SWISH>(full, (None, None)),
+            Activation::Silu => return store_full::<I, M, NV, SILU>(full, (None, None)),
+            Activation::Sigmoid => return store_full::<I, M, NV, SIGMOID>(full, (None, None)),
+            _ => {
+                if let Some(bounds) = super::dw::clamp_of::<I>(act) {
+                    return store_full::<I, M, NV, CLAMP>(full, bounds);
                 }
             }
-            return;
         }
     }
     for (accm, &ym) in acc.iter().zip(yoff) {

@@ -12,7 +12,9 @@ use std::path::Path;
 pub struct ModelOptions {
     /// Which kernel table the model's sessions use; weights are packed for it at load.
     pub kernels: KernelChoice,
-    /// Verify the weight section's checksum at open. The graph sections are always verified.
+    /// Verify the weight section's checksum at open (the default). The graph sections are
+    /// always verified. Off, a ResNet-18 opens in about 0.15 ms instead of 10 ms (the
+    /// checksum reads all 46 MB); [`Model::verify_weights`] checks later.
     pub verify_weights: bool,
 }
 
@@ -266,6 +268,15 @@ impl Model {
             table,
             file_len,
         })
+    }
+
+    /// Checks the checksum of every section of the file, the weight data's included.
+    /// [`Model::open`] checks the weight data only when [`ModelOptions::verify_weights`] is
+    /// set (the default); an app that opens with it off for speed (the weight checksum is
+    /// most of the open time of a large model) can call this once, for example after a
+    /// download, and open trusted afterwards.
+    pub fn verify_weights(&self) -> Result<()> {
+        crate::format::verify(&self.storage.bytes()[..self.file_len])
     }
 
     /// The validated graph.

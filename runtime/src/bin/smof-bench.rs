@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--layer-by-layer] [--kernels NAME]
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--kernels NAME]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
   --threads N   worker threads (default 1)
@@ -20,6 +20,8 @@ Times each model single-batch on synthetic input and prints min, median, mean an
   --json        one JSON object per model on stdout
   --no-mmap     read the file into memory instead of mapping it (Model::open_copied), for
                 files that may be truncated or replaced while in use
+  --no-verify   skip the weight checksum at open (ModelOptions::verify_weights = false), for
+                files already verified once, e.g. after download: open_ms without it
   --layer-by-layer  run every conv on its own, without conv chains (to measure what the
                 chains give)
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
@@ -39,6 +41,7 @@ struct Args {
     profile: bool,
     json: bool,
     no_mmap: bool,
+    no_verify: bool,
     layer_by_layer: bool,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
@@ -72,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         profile: false,
         json: false,
         no_mmap: false,
+        no_verify: false,
         layer_by_layer: false,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
@@ -97,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
             "--json" => out.json = true,
             "--no-mmap" => out.no_mmap = true,
             "--layer-by-layer" => out.layer_by_layer = true,
+            "--no-verify" => out.no_verify = true,
             "--kernels" => {
                 let v = args.next().ok_or("--kernels needs a value")?;
                 out.kernels = smof::KernelChoice::from_name(&v)
@@ -200,7 +205,7 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     let t_open = Instant::now();
     let opts = smof::ModelOptions {
         kernels: a.kernels,
-        ..Default::default()
+        verify_weights: !a.no_verify,
     };
     let model = if a.no_mmap {
         Model::open_copied(path, &opts)

@@ -18,7 +18,7 @@ compile_error!("the .smof format and the runtime's in-place weights assume a lit
 
 use crate::error::Result;
 
-pub use read::{read, sections};
+pub use read::{read, sections, verify};
 pub use write::write;
 
 /// The 8 bytes every `.smof` file starts with.

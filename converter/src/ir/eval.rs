@@ -1,7 +1,7 @@
 //! A naive reference evaluator of the IR in NCHW, for tests: it defines what each op
 //! computes, independently of the runtime's layouts and kernels.
 
-use super::{Graph, Op, PoolKind};
+use super::{Graph, Node, Op, PoolKind};
 
 use super::shape::dims4;
 use super::{CoordMode, NearestRound, PadMode, ReduceKind, ResizeMode};
@@ -18,6 +18,22 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
         vals[io.value] = Some(x.to_vec());
     }
     for node in &g.nodes {
+        let out = eval_node(g, node, &vals);
+        vals[node.output] = Some(out);
+    }
+    g.outputs
+        .iter()
+        .map(|o| vals[o.value].clone().expect("computed"))
+        .collect()
+}
+
+/// Computes one node's output from the values computed so far (indexed by value id; the
+/// node's inputs must be `Some`).
+///
+/// # Panics
+/// If an input of the node has not been computed.
+pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> {
+    {
         let ins: Vec<&[f32]> = node
             .inputs
             .iter()
@@ -34,41 +50,46 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
                 let icg = c / cv.group;
                 let ocg = oc / cv.group;
                 let mut y = vec![0.0f32; n * oc * oh * ow];
+                // Each output plane accumulates tap by tap (input channel, then ky, then kx),
+                // which is the order of a per-element sum, so the result does not depend on
+                // the loop order; taps in the padding are skipped.
+                let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
                 for b in 0..n {
                     for o in 0..oc {
                         let gi = o / ocg;
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let mut acc = cv.bias.as_ref().map_or(0.0, |bb| bb[o]);
-                                for i in 0..icg {
-                                    let ci = gi * icg + i;
-                                    for ky in 0..kh {
-                                        let iy = (oy * cv.stride[0] + ky * cv.dilation[0]) as isize
-                                            - cv.pads[0] as isize;
+                        let base = (b * oc + o) * oh * ow;
+                        let plane = &mut y[base..base + oh * ow];
+                        plane.fill(cv.bias.as_ref().map_or(0.0, |bb| bb[o]));
+                        for i in 0..icg {
+                            let ci = gi * icg + i;
+                            let xc = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let wv = cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
+                                    // ox with 0 <= ox*s + kx*d - p < w.
+                                    let off = kx * d[1];
+                                    let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
+                                    let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
+                                    for oy in 0..oh {
+                                        let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
                                         if iy < 0 || iy >= h as isize {
                                             continue;
                                         }
-                                        for kx in 0..kw {
-                                            let ix = (ox * cv.stride[1] + kx * cv.dilation[1])
-                                                as isize
-                                                - cv.pads[1] as isize;
-                                            if ix < 0 || ix >= w as isize {
-                                                continue;
-                                            }
-                                            let wv =
-                                                cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
-                                            acc += wv
-                                                * x[((b * c + ci) * h + iy as usize) * w
-                                                    + ix as usize];
+                                        let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
+                                        let yr = &mut plane[oy * ow..(oy + 1) * ow];
+                                        for ox in ox0..ox1 {
+                                            yr[ox] += wv * xr[ox * s[1] + off - p[1]];
                                         }
                                     }
                                 }
-                                let k = ((b * oc + o) * oh + oy) * ow + ox;
-                                if let Some(r) = ins.get(1) {
-                                    acc += r[k];
-                                }
-                                y[k] = cv.act.apply(acc);
                             }
+                        }
+                        for (k, v) in plane.iter_mut().enumerate() {
+                            let mut acc = *v;
+                            if let Some(r) = ins.get(1) {
+                                acc += r[base + k];
+                            }
+                            *v = cv.act.apply(acc);
                         }
                     }
                 }
@@ -544,10 +565,6 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
                 y
             }
         };
-        vals[node.output] = Some(out);
+        out
     }
-    g.outputs
-        .iter()
-        .map(|o| vals[o.value].clone().expect("computed"))
-        .collect()
 }

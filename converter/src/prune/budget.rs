@@ -212,6 +212,20 @@ pub struct Allocation<'a> {
     pub update: bool,
     /// The cost model the budget is in.
     pub cost: CostFn<'a>,
+    /// The cost the budget's ratio applies to; `None`: the graph's cost now.
+    pub base: Option<f64>,
+    /// Channel count of every value in the dense model (indexed by value): a cluster keeps
+    /// at least [`MIN_KEEP`] of it.
+    pub dense_channels: &'a [usize],
+}
+
+/// The cost of the graph in `a`'s cost model, the budget's base when `a.base` is `None`.
+pub fn base_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
+    let fixed = match a.budget {
+        Budget::Flops(_) => (super::graph_flops(g) as f64 - graph_cost(g, layers, a)).max(0.0),
+        Budget::Latency(_) => 0.0,
+    };
+    graph_cost(g, layers, a) + fixed
 }
 
 fn graph_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
@@ -222,19 +236,23 @@ fn graph_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
 }
 
 /// Prunes `g` until the cost of its layers is at most the budget's fraction of what it was.
-pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<()> {
+/// Returns, for every value, the index in `g` before the allocation of each channel kept.
+pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<Vec<Vec<usize>>> {
     // Layers outside the allocation (grouped convs) still count in a FLOP budget.
     let fixed = match a.budget {
         Budget::Flops(_) => (super::graph_flops(g) as f64 - graph_cost(g, layers, a)).max(0.0),
         Budget::Latency(_) => 0.0,
     };
-    let before = graph_cost(g, layers, a) + fixed;
+    let before = a.base.unwrap_or(graph_cost(g, layers, a) + fixed);
     let ratio = match a.budget {
         Budget::Flops(r) | Budget::Latency(r) => r,
     };
     let target = ratio * before;
     let mult = a.multiple.max(1);
-    let dense_channels: Vec<usize> = (0..g.values.len()).map(|v| channels(g, v)).collect();
+    let mut kept: Vec<Vec<usize>> = (0..g.values.len())
+        .map(|v| (0..channels(g, v)).collect())
+        .collect();
+    let dense_channels = a.dense_channels;
     let by_node: BTreeMap<usize, usize> = layers
         .iter()
         .enumerate()
@@ -243,7 +261,7 @@ pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<(
     loop {
         let total = graph_cost(g, layers, a) + fixed;
         if total <= target * (1.0 + 1e-12) {
-            return Ok(());
+            return Ok(kept);
         }
         // Layers that read (mixing channels) and write each value.
         let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.values.len()];
@@ -301,7 +319,7 @@ pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<(
             // a layer that lost most of its channels.
             let dense = key
                 .iter()
-                .map(|&v| dense_channels[v])
+                .map(|&v| dense_channels.get(v).copied().unwrap_or(count))
                 .min()
                 .unwrap_or(count);
             if count < m + mult || ((count - m) as f64) < MIN_KEEP * dense as f64 {
@@ -374,6 +392,13 @@ pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<(
                     }
                 }
                 apply_channels(g, layers, &by_node, &drop, a.update)?;
+                for (k, d) in kept.iter_mut().zip(&drop) {
+                    for &c in d.iter().rev() {
+                        if c < k.len() {
+                            k.remove(c);
+                        }
+                    }
+                }
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod channels;
 pub mod constant;
 pub mod lut;
 pub mod obs;
+pub mod refit;
 pub mod ring;
 pub mod stats;
 
@@ -48,6 +49,9 @@ pub struct PruneOptions {
     pub channel_multiple: usize,
     /// Calibration inputs; `None` prunes data-free.
     pub calib: Option<Arc<calib::Calibration>>,
+    /// With calibration: refit every layer in graph order on the pruned model's own
+    /// activations after the allocation ([`refit::sequential`]).
+    pub refit: bool,
     /// Latency table for [`Budget::Latency`].
     pub lut: Option<Arc<lut::Lut>>,
     /// Show a progress bar during calibration.
@@ -62,6 +66,7 @@ impl Default for PruneOptions {
             channels: true,
             channel_multiple: 1,
             calib: None,
+            refit: true,
             lut: None,
             progress: false,
         }
@@ -87,9 +92,10 @@ pub struct LayerReport {
     pub flops_after: u64,
     /// Predicted time before and after in ms, with a latency table.
     pub time_ms: Option<(f64, f64)>,
-    /// Output error energy that pruning added to this layer, relative to its output energy
-    /// (on the calibration set when there is one, else the data-free estimate; 0 for an
-    /// exact shrink).
+    /// Output error energy relative to the layer's output energy: with calibration and
+    /// refit, measured at the layer's output on the calibration set (the error of every
+    /// layer before it included); with calibration alone, what pruning added to this layer
+    /// on the dense model's inputs; data-free, the estimate of that; 0 for an exact shrink.
     pub rel_error: f64,
     /// Why the kernel was not prunable, if it was not.
     pub blocked: Option<&'static str>,
@@ -127,6 +133,25 @@ pub fn node_flops(g: &Graph, node: usize) -> u64 {
         Op::Fc(f) => 2 * out[0] as u64 * f.weight.data.len() as u64,
         _ => 0,
     }
+}
+
+/// With calibration and refit, the budget is reached in this many stages (each prunes to
+/// `ratio^(k/STAGES)` of the dense cost, then refits on the calibration set, and the next
+/// stage measures its statistics on the refit model).
+pub const STAGES: usize = 3;
+
+/// A progress bar of `len` steps with the template `style`, hidden unless `show`.
+fn progress_bar(show: bool, len: usize, style: &str) -> indicatif::ProgressBar {
+    let bar = if show {
+        indicatif::ProgressBar::new(len as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(style)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// Total conv and fully connected FLOPs.
@@ -220,62 +245,98 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         let nodes: Vec<usize> = (0..g.nodes.len())
             .filter(|&i| stats::layer_kind(g, i).is_some())
             .collect();
-        let hs = match &opts.calib {
-            Some(samples) => {
-                if samples.samples.is_empty() {
-                    return Err(Error::Options("the calibration set is empty".into()));
+        let refit = calibrated && opts.refit;
+        // The model before the allocation: the refit's target and the channel counts the
+        // allocation keeps a share of.
+        let dense = g.clone();
+        let dense_channels: Vec<usize> =
+            (0..g.values.len()).map(|v| stats::channels(g, v)).collect();
+        let mut kept: Vec<Vec<usize>> = dense_channels.iter().map(|&c| (0..c).collect()).collect();
+        let stages = if refit { STAGES } else { 1 };
+        let ratio = match b {
+            Budget::Flops(r) | Budget::Latency(r) => r,
+        };
+        let mut base = None;
+        for stage in 1..=stages {
+            let hs = match &opts.calib {
+                Some(samples) => {
+                    if samples.samples.is_empty() {
+                        return Err(Error::Options("the calibration set is empty".into()));
+                    }
+                    let bar = progress_bar(
+                        opts.progress,
+                        samples.samples.len(),
+                        &format!(
+                            "calibrating {{bar:30}} {{pos}}/{{len}} samples, stage {stage}/{stages}, {{elapsed}} ({{eta}} left)"
+                        ),
+                    );
+                    let hs = stats::calibrated(g, samples, |k| bar.set_position(k as u64))?;
+                    bar.finish_and_clear();
+                    hs
                 }
-                let bar = if opts.progress {
-                    indicatif::ProgressBar::new(samples.samples.len() as u64)
-                } else {
-                    indicatif::ProgressBar::hidden()
-                };
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "calibrating {bar:30} {pos}/{len} samples, {elapsed} ({eta} left)",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                let hs = stats::calibrated(g, samples, |k| bar.set_position(k as u64))?;
-                bar.finish_and_clear();
-                hs
+                None => {
+                    let e = stats::estimate_energy(g);
+                    (0..g.nodes.len())
+                        .map(|i| stats::data_free(g, i, &e))
+                        .collect()
+                }
+            };
+            let mut state: Vec<budget::Layer> = Vec::new();
+            for (i, h) in hs.into_iter().enumerate() {
+                if nodes.contains(&i) {
+                    state.extend(budget::Layer::new(g, i, h));
+                }
             }
-            None => {
-                let e = stats::estimate_energy(g);
-                (0..g.nodes.len())
-                    .map(|i| stats::data_free(g, i, &e))
-                    .collect()
-            }
-        };
-        let mut state: Vec<budget::Layer> = Vec::new();
-        for (i, h) in hs.into_iter().enumerate() {
-            if nodes.contains(&i) {
-                state.extend(budget::Layer::new(g, i, h));
-            }
-        }
-        let lut_cost;
-        let cost: budget::CostFn = match (&b, &opts.lut) {
-            (Budget::Latency(_), Some(t)) => {
-                lut_cost = move |g: &Graph, i: usize, s: budget::Geometry| t.predict(g, i, s);
-                &lut_cost
-            }
-            _ => &budget::flops_at,
-        };
-        budget::allocate(
-            g,
-            &mut state,
-            &budget::Allocation {
-                budget: b,
+            let lut_cost;
+            let cost: budget::CostFn = match (&b, &opts.lut) {
+                (Budget::Latency(_), Some(t)) => {
+                    lut_cost = move |g: &Graph, i: usize, s: budget::Geometry| t.predict(g, i, s);
+                    &lut_cost
+                }
+                _ => &budget::flops_at,
+            };
+            // Stage k of S prunes to ratio^(k/S) of the dense cost.
+            let r = ratio.powf(stage as f64 / stages as f64);
+            let mut alloc = budget::Allocation {
+                budget: match b {
+                    Budget::Flops(_) => Budget::Flops(r),
+                    Budget::Latency(_) => Budget::Latency(r),
+                },
                 kernels: opts.kernels,
                 channels: opts.channels,
                 multiple: opts.channel_multiple,
                 update: calibrated,
                 cost,
-            },
-        )?;
-        for l in &state {
-            if let Some(li) = convs.iter().position(|&i| i == l.node) {
-                layers[li].rel_error = l.err / l.norm.max(f64::MIN_POSITIVE);
+                base: None,
+                dense_channels: &dense_channels,
+            };
+            alloc.base = Some(*base.get_or_insert_with(|| budget::base_cost(g, &state, &alloc)));
+            let step = budget::allocate(g, &mut state, &alloc)?;
+            for (k, s) in kept.iter_mut().zip(&step) {
+                *k = s.iter().filter_map(|&i| k.get(i).copied()).collect();
+            }
+            for l in &state {
+                if let Some(li) = convs.iter().position(|&i| i == l.node) {
+                    layers[li].rel_error = l.err / l.norm.max(f64::MIN_POSITIVE);
+                }
+            }
+            if let (true, Some(samples)) = (refit, &opts.calib) {
+                let bar = progress_bar(
+                    opts.progress,
+                    g.nodes.len(),
+                    &format!(
+                        "refitting {{bar:30}} {{pos}}/{{len}} nodes, stage {stage}/{stages}, {{elapsed}} ({{eta}} left)"
+                    ),
+                );
+                let errors = refit::sequential(&dense, g, &kept, samples, |k, _| {
+                    bar.set_position(k as u64)
+                })?;
+                bar.finish_and_clear();
+                for (j, e) in errors {
+                    if let Some(li) = convs.iter().position(|&i| i == j) {
+                        layers[li].rel_error = e;
+                    }
+                }
             }
         }
     }

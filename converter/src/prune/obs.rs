@@ -76,16 +76,22 @@ impl Hessian {
 /// `(M + λI)⁻¹` with `λ = DAMPING · mean(diag M)`, increasing λ until the Cholesky
 /// factorisation succeeds.
 pub fn damped_inverse(m: &Mat<f64>) -> Mat<f64> {
+    damped_inverse_by(m, DAMPING).0
+}
+
+/// `(M + λI)⁻¹` with `λ = rel · mean(diag M)`, increasing λ until the Cholesky
+/// factorisation succeeds; returns the inverse and the λ used.
+pub fn damped_inverse_by(m: &Mat<f64>, rel: f64) -> (Mat<f64>, f64) {
     let n = m.nrows();
     if n == 0 {
-        return Mat::zeros(0, 0);
+        return (Mat::zeros(0, 0), 0.0);
     }
     let mean = (0..n).map(|i| m[(i, i)]).sum::<f64>() / n as f64;
-    let mut lambda = DAMPING * if mean > 0.0 { mean } else { 1.0 };
+    let mut lambda = rel * if mean > 0.0 { mean } else { 1.0 };
     loop {
         let a = Mat::from_fn(n, n, |i, j| m[(i, j)] + if i == j { lambda } else { 0.0 });
         if let Ok(llt) = a.llt(Side::Lower) {
-            return llt.inverse();
+            return (llt.inverse(), lambda);
         }
         lambda *= 10.0;
     }
@@ -166,6 +172,36 @@ pub fn accumulate(h: &mut Mat<f64>, x: &[f64], d: usize) {
     let xm = Mat::from_fn(p, d, |i, j| x[i * d + j]);
     let xt = xm.transpose();
     *h += xt * &xm;
+}
+
+/// Shrinks `H`, accumulated over `n` rows, towards its diagonal: the off-diagonal entries
+/// are scaled by `1 − α` with `α = d / (d + n)` (`d` the dimension), a simple form of
+/// covariance shrinkage that leaves a well-sampled `H` almost as it is.
+pub fn shrink(h: &mut Mat<f64>, n: usize) {
+    let d = h.nrows();
+    if d == 0 {
+        return;
+    }
+    let keep = n as f64 / (d + n) as f64;
+    for j in 0..d {
+        for i in 0..d {
+            if i != j {
+                h[(i, j)] *= keep;
+            }
+        }
+    }
+}
+
+/// Accumulates `C += Aᵀ B` for rows of `A` (`p x da`) and `B` (`p x db`), both flat
+/// row-major with the same number of rows.
+pub fn accumulate_cross(c: &mut Mat<f64>, a: &[f64], da: usize, b: &[f64], db: usize) {
+    let p = a.len() / da.max(1);
+    if p == 0 || b.len() != p * db {
+        return;
+    }
+    let am = Mat::from_fn(p, da, |i, j| a[i * da + j]);
+    let bm = Mat::from_fn(p, db, |i, j| b[i * db + j]);
+    *c += am.transpose() * &bm;
 }
 
 #[cfg(test)]

@@ -290,15 +290,7 @@ pub fn calibrated(
         )));
     }
     // A batch-1 copy whose outputs are every layer input.
-    let mut g1 = g.clone();
-    for v in &mut g1.values {
-        if !v.shape.is_empty() {
-            v.shape[0] = 1;
-        }
-    }
-    for io in &mut g1.inputs {
-        io.dims = g1.values[io.value].shape.clone();
-    }
+    let mut g1 = batch1(g);
     let layers: Vec<usize> = (0..g.nodes.len())
         .filter(|&i| layer_kind(g, i).is_some())
         .collect();
@@ -348,18 +340,27 @@ pub fn calibrated(
         }
         progress(si + 1);
     }
+    // Shrink each H towards its diagonal by the share d / (d + n) (n rows of dimension d):
+    // a layer on a small map (7x7 at the end of an ImageNet model) sees few rows per image,
+    // and its raw H would let any column be rebuilt from the others on the calibration set
+    // alone, so removals would look free.
+    for &i in &layers {
+        let n = match &g.nodes[i].op {
+            Op::Conv(_) => sample_pixels(g, i).len() * samples.len(),
+            _ => samples.len(),
+        };
+        for h in &mut hs[i] {
+            if let Hessian::Full(m) = h {
+                super::obs::shrink(m, n);
+            }
+        }
+    }
     Ok(hs)
 }
 
 /// Adds one batch-1 input `x` of layer `i` to its Hessians.
 fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
     let n = &g.nodes[i];
-    let s = g.shape(n.inputs[0]);
-    let (c, h, w) = (
-        s.get(1).copied().unwrap_or(1),
-        s.get(2).copied().unwrap_or(1),
-        s.get(3).copied().unwrap_or(1),
-    );
     match &n.op {
         Op::Fc(_) => {
             let mut row: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -369,22 +370,9 @@ fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
                 accumulate(m, &row, d);
             }
         }
-        Op::Conv(cv) => {
-            let o = g.shape(n.output);
-            let (oh, ow) = (o[2], o[3]);
-            let [kh, kw] = cv.kernel();
-            let step = (oh * ow).div_ceil(MAX_PIXELS).max(1);
-            let pixels: Vec<usize> = (0..oh * ow).step_by(step).collect();
-            let tap = |ch: usize, p: usize, ky: usize, kx: usize| -> f64 {
-                let (oy, ox) = (p / ow, p % ow);
-                let iy = (oy * cv.stride[0] + ky * cv.dilation[0]) as isize - cv.pads[0] as isize;
-                let ix = (ox * cv.stride[1] + kx * cv.dilation[1]) as isize - cv.pads[1] as isize;
-                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                    0.0
-                } else {
-                    x[(ch * h + iy as usize) * w + ix as usize] as f64
-                }
-            };
+        Op::Conv(_) => {
+            let pixels = sample_pixels(g, i);
+            let c = channels(g, n.inputs[0]);
             let dense = layer_kind(g, i) == Some(LayerKind::Dense);
             let chans: Vec<Vec<usize>> = if dense {
                 vec![(0..c).collect()]
@@ -392,18 +380,7 @@ fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
                 (0..c).map(|ch| vec![ch]).collect()
             };
             for (hk, ch_set) in chans.iter().enumerate() {
-                let d = ch_set.len() * kh * kw + 1;
-                let mut xs = Vec::with_capacity(pixels.len() * d);
-                for &p in &pixels {
-                    for &ch in ch_set {
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                xs.push(tap(ch, p, ky, kx));
-                            }
-                        }
-                    }
-                    xs.push(1.0);
-                }
+                let (xs, d) = patches(g, i, x, ch_set, &pixels);
                 if let Hessian::Full(m) = &mut hs[hk] {
                     accumulate(m, &xs, d);
                 }
@@ -411,4 +388,79 @@ fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
         }
         _ => {}
     }
+}
+
+/// The output pixels of conv `i` that enter its statistics: all of them, or at most
+/// [`MAX_PIXELS`] evenly spaced.
+pub fn sample_pixels(g: &Graph, i: usize) -> Vec<usize> {
+    let o = g.shape(g.nodes[i].output);
+    let (oh, ow) = (
+        o.get(2).copied().unwrap_or(1),
+        o.get(3).copied().unwrap_or(1),
+    );
+    let step = (oh * ow).div_ceil(MAX_PIXELS).max(1);
+    (0..oh * ow).step_by(step).collect()
+}
+
+/// The im2col rows of conv `i` on its batch-1 NCHW input `x` at the output `pixels`, over
+/// the input channels `chans`, each row ending in the bias column's 1: a flat row-major
+/// matrix and its row length.
+pub fn patches(
+    g: &Graph,
+    i: usize,
+    x: &[f32],
+    chans: &[usize],
+    pixels: &[usize],
+) -> (Vec<f64>, usize) {
+    let n = &g.nodes[i];
+    let Op::Conv(cv) = &n.op else {
+        return (Vec::new(), 1);
+    };
+    let s = g.shape(n.inputs[0]);
+    let (h, w) = (
+        s.get(2).copied().unwrap_or(1),
+        s.get(3).copied().unwrap_or(1),
+    );
+    let ow = g.shape(n.output).get(3).copied().unwrap_or(1);
+    let [kh, kw] = cv.kernel();
+    let d = chans.len() * kh * kw + 1;
+    let mut xs = Vec::with_capacity(pixels.len() * d);
+    for &p in pixels {
+        let (oy, ox) = (p / ow, p % ow);
+        for &ch in chans {
+            for ky in 0..kh {
+                let iy = (oy * cv.stride[0] + ky * cv.dilation[0]) as isize - cv.pads[0] as isize;
+                for kx in 0..kw {
+                    let ix =
+                        (ox * cv.stride[1] + kx * cv.dilation[1]) as isize - cv.pads[1] as isize;
+                    xs.push(
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            0.0
+                        } else {
+                            x[(ch * h + iy as usize) * w + ix as usize] as f64
+                        },
+                    );
+                }
+            }
+        }
+        xs.push(1.0);
+    }
+    (xs, d)
+}
+
+/// A copy of `g` at batch 1 (calibration runs one sample at a time).
+pub fn batch1(g: &Graph) -> Graph {
+    let mut g1 = g.clone();
+    for v in &mut g1.values {
+        if !v.shape.is_empty() {
+            v.shape[0] = 1;
+        }
+    }
+    for io in &mut g1.inputs {
+        io.dims = g1.values[io.value].shape.clone();
+    }
+    for io in &mut g1.outputs {
+        io.dims = g1.values[io.value].shape.clone();
+    }
+    g1
 }

@@ -67,6 +67,10 @@ enum Cmd {
         /// Calibration data: an .npy of N samples (N,C,H,W), or a folder of images.
         #[arg(long, value_name = "X.npy|DIR")]
         calib: Option<PathBuf>,
+        /// With --calib: after the allocation, refit every layer in graph order on the
+        /// pruned model's own calibration activations (sequential reconstruction).
+        #[arg(long, value_name = "on|off", default_value = "on")]
+        refit: String,
         /// Per-channel mean of images in --calib DIR (on 0..1 values).
         #[arg(long, value_name = "M,M,M", default_value = "0.485,0.456,0.406")]
         mean: String,
@@ -296,6 +300,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             prune_channels,
             channel_multiple,
             calib,
+            refit,
             mean,
             std,
             lut,
@@ -354,6 +359,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     channels: on_off("prune-channels", &prune_channels)?,
                     channel_multiple: channel_multiple.unwrap_or(kernels.channel_align()),
                     calib,
+                    refit: on_off("refit", &refit)?,
                     lut,
                     progress: true,
                 },

@@ -9,113 +9,13 @@
 //! - `onnx_import`: `smof_converter::convert`, and the result must load;
 //! - `npy_parse`: `smof_converter::npy::parse`, and the shape must match the data.
 
-use smof::graph::Shape4;
-use smof::{Model, Session, SessionOptions};
+use smof::Model;
+use smof_open_harness::{open_and_run, smof_open};
 use std::path::{Path, PathBuf};
 
-/// Same bounds as `fuzz/fuzz_targets/smof_open.rs`.
-const MAX_ARENA_FLOATS: u64 = 16 << 20;
-const MAX_MACS: u64 = 20_000_000;
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// `file_len`, section checksums and header checksum recomputed (as the fuzz target does).
-fn repair(data: &[u8]) -> Option<Vec<u8>> {
-    let mut b = data.to_vec();
-    if b.len() < 64 {
-        return None;
-    }
-    let len = b.len() as u64;
-    b[16..24].copy_from_slice(&len.to_le_bytes());
-    let header_size = u32_at(&b, 12)? as usize;
-    let table = usize::try_from(u64_at(&b, 24)?).ok()?;
-    let count = u32_at(&b, 32)? as usize;
-    if header_size < 44 || header_size > b.len() || count > 64 {
-        return None;
-    }
-    let table_end = table.checked_add(count * 32)?;
-    if table_end > b.len() {
-        return None;
-    }
-    for i in 0..count {
-        let e = table + i * 32;
-        let off = u64_at(&b, e + 8)?;
-        let slen = u64_at(&b, e + 16)?;
-        if let Some(end) = off.checked_add(slen).filter(|&end| end <= len) {
-            let crc = smof::format::crc32(&b[off as usize..end as usize]);
-            b[e + 24..e + 28].copy_from_slice(&crc.to_le_bytes());
-        }
-    }
-    let mut h = b[..header_size].to_vec();
-    h[40..44].fill(0);
-    h.extend_from_slice(&b[table..table_end]);
-    let crc = smof::format::crc32(&h);
-    b[40..44].copy_from_slice(&crc.to_le_bytes());
-    Some(b)
-}
-
-/// Opens, plans and runs `bytes`; returns whether the model opened.
-fn open_and_run(bytes: &[u8]) -> bool {
-    let Ok(model) = Model::from_bytes(bytes) else {
-        return false;
-    };
-    let g = model.graph();
-    let shape = |t: u32| g.tensors[t as usize].shape;
-    let arena: u64 = g
-        .tensors
-        .iter()
-        .map(|t| t.shape.pixels() * u64::from(t.shape.c.div_ceil(16) * 16))
-        .sum();
-    if arena > MAX_ARENA_FLOATS {
-        return true;
-    }
-    let macs: u64 = g
-        .nodes
-        .iter()
-        .map(|n| {
-            let ins: Vec<Shape4> = n.inputs.iter().map(|&t| shape(t)).collect();
-            n.op.macs(&ins, shape(n.outputs[0]))
-        })
-        .fold(0u64, u64::saturating_add);
-    let Ok(mut session) = Session::new(&model, &SessionOptions::default().threads(1)) else {
-        return true;
-    };
-    if macs > MAX_MACS {
-        return true;
-    }
-    let inputs: Vec<Vec<f32>> = g
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, io)| {
-            (0..io.elems())
-                .map(|k| ((k * 31 + i as u64) % 17) as f32 / 8.0 - 1.0)
-                .collect()
-        })
-        .collect();
-    let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    session
-        .run(&refs)
-        .expect("a validated model runs on inputs of its declared sizes");
-    for i in 0..session.output_count() {
-        let n: usize = session.output_dims(i).iter().product();
-        assert_eq!(session.output(i).len(), n);
-    }
-    true
-}
-
-fn smof_open(data: &[u8]) {
-    open_and_run(data);
-    if let Some(fixed) = repair(data) {
-        open_and_run(&fixed);
-    }
-}
+/// The fuzz target's own harness.
+#[path = "../../fuzz/harness/smof_open.rs"]
+mod smof_open_harness;
 
 fn onnx_import(data: &[u8]) {
     if let Ok(c) = smof_converter::convert(data, &smof_converter::ConvertOptions::default()) {

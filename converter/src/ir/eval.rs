@@ -33,538 +33,533 @@ pub fn eval(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
 /// # Panics
 /// If an input of the node has not been computed.
 pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> {
-    {
-        let ins: Vec<&[f32]> = node
-            .inputs
+    let ins: Vec<&[f32]> = node
+        .inputs
+        .iter()
+        .map(|&i| vals[i].as_deref().expect("computed"))
+        .collect();
+    let xs = node.inputs.first().map_or([0; 4], |&i| dims4(g.shape(i)));
+    let [n, c, h, w] = xs;
+    let ys = dims4(g.shape(node.output));
+    let [_, oc, oh, ow] = ys;
+    let x = ins.first().copied().unwrap_or(&[]);
+    let out: Vec<f32> = match &node.op {
+        Op::Conv(cv) => {
+            let [kh, kw] = cv.kernel();
+            let icg = c / cv.group;
+            let ocg = oc / cv.group;
+            let mut y = vec![0.0f32; n * oc * oh * ow];
+            // Each output plane accumulates tap by tap (input channel, then ky, then kx),
+            // which is the order of a per-element sum, so the result does not depend on
+            // the loop order; taps in the padding are skipped.
+            let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
+            for b in 0..n {
+                for o in 0..oc {
+                    let gi = o / ocg;
+                    let base = (b * oc + o) * oh * ow;
+                    let plane = &mut y[base..base + oh * ow];
+                    plane.fill(cv.bias.as_ref().map_or(0.0, |bb| bb[o]));
+                    for i in 0..icg {
+                        let ci = gi * icg + i;
+                        let xc = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let wv = cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
+                                // ox with 0 <= ox*s + kx*d - p < w.
+                                let off = kx * d[1];
+                                let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
+                                let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
+                                for oy in 0..oh {
+                                    let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
+                                    if iy < 0 || iy >= h as isize {
+                                        continue;
+                                    }
+                                    let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
+                                    let yr = &mut plane[oy * ow..(oy + 1) * ow];
+                                    for ox in ox0..ox1 {
+                                        yr[ox] += wv * xr[ox * s[1] + off - p[1]];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for (k, v) in plane.iter_mut().enumerate() {
+                        let mut acc = *v;
+                        if let Some(r) = ins.get(1) {
+                            acc += r[base + k];
+                        }
+                        *v = cv.act.apply(acc);
+                    }
+                }
+            }
+            y
+        }
+        Op::Fc(f) => {
+            let (of, inf) = (f.weight.dims[0], f.weight.dims[1]);
+            let mut y = vec![0.0; n * of];
+            for b in 0..n {
+                for o in 0..of {
+                    let mut acc = f.bias.as_ref().map_or(0.0, |bb| bb[o]);
+                    for i in 0..inf {
+                        acc += f.weight.data[o * inf + i] * x[b * inf + i];
+                    }
+                    y[b * of + o] = f.act.apply(acc);
+                }
+            }
+            y
+        }
+        Op::Pool(p) => {
+            let mut y = vec![0.0; n * c * oh * ow];
+            for b in 0..n {
+                for ch in 0..c {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let (mut mx, mut sum, mut cnt, mut cnt_pad) =
+                                (f32::NEG_INFINITY, 0.0, 0usize, 0usize);
+                            for ky in 0..p.kernel[0] {
+                                let iy = (oy * p.stride[0] + ky * p.dilation[0]) as isize
+                                    - p.pads[0] as isize;
+                                for kx in 0..p.kernel[1] {
+                                    let ix = (ox * p.stride[1] + kx * p.dilation[1]) as isize
+                                        - p.pads[1] as isize;
+                                    let in_pad = iy < (h + p.pads[2]) as isize
+                                        && ix < (w + p.pads[3]) as isize;
+                                    if in_pad {
+                                        cnt_pad += 1;
+                                    }
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                        continue;
+                                    }
+                                    let v = x[((b * c + ch) * h + iy as usize) * w + ix as usize];
+                                    mx = mx.max(v);
+                                    sum += v;
+                                    cnt += 1;
+                                }
+                            }
+                            y[((b * c + ch) * oh + oy) * ow + ox] = match p.kind {
+                                PoolKind::Max => mx,
+                                PoolKind::Avg {
+                                    count_include_pad: true,
+                                } => sum / cnt_pad as f32,
+                                PoolKind::Avg { .. } => sum / cnt as f32,
+                            };
+                        }
+                    }
+                }
+            }
+            y
+        }
+        Op::GlobalAvgPool | Op::GlobalMaxPool => x
+            .chunks(h * w)
+            .map(|pl| {
+                if node.op == Op::GlobalAvgPool {
+                    pl.iter().sum::<f32>() / (h * w) as f32
+                } else {
+                    pl.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                }
+            })
+            .collect(),
+        Op::Add { act } => x
             .iter()
-            .map(|&i| vals[i].as_deref().expect("computed"))
-            .collect();
-        let xs = node.inputs.first().map_or([0; 4], |&i| dims4(g.shape(i)));
-        let [n, c, h, w] = xs;
-        let ys = dims4(g.shape(node.output));
-        let [_, oc, oh, ow] = ys;
-        let x = ins.first().copied().unwrap_or(&[]);
-        let out: Vec<f32> = match &node.op {
-            Op::Conv(cv) => {
-                let [kh, kw] = cv.kernel();
-                let icg = c / cv.group;
-                let ocg = oc / cv.group;
-                let mut y = vec![0.0f32; n * oc * oh * ow];
-                // Each output plane accumulates tap by tap (input channel, then ky, then kx),
-                // which is the order of a per-element sum, so the result does not depend on
-                // the loop order; taps in the padding are skipped.
-                let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
-                for b in 0..n {
-                    for o in 0..oc {
-                        let gi = o / ocg;
-                        let base = (b * oc + o) * oh * ow;
-                        let plane = &mut y[base..base + oh * ow];
-                        plane.fill(cv.bias.as_ref().map_or(0.0, |bb| bb[o]));
-                        for i in 0..icg {
-                            let ci = gi * icg + i;
-                            let xc = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let wv = cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
-                                    // ox with 0 <= ox*s + kx*d - p < w.
-                                    let off = kx * d[1];
-                                    let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
-                                    let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
-                                    for oy in 0..oh {
-                                        let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
-                                        if iy < 0 || iy >= h as isize {
-                                            continue;
-                                        }
-                                        let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
-                                        let yr = &mut plane[oy * ow..(oy + 1) * ow];
-                                        for ox in ox0..ox1 {
-                                            yr[ox] += wv * xr[ox * s[1] + off - p[1]];
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        for (k, v) in plane.iter_mut().enumerate() {
-                            let mut acc = *v;
-                            if let Some(r) = ins.get(1) {
-                                acc += r[base + k];
-                            }
-                            *v = cv.act.apply(acc);
-                        }
-                    }
-                }
-                y
-            }
-            Op::Fc(f) => {
-                let (of, inf) = (f.weight.dims[0], f.weight.dims[1]);
-                let mut y = vec![0.0; n * of];
-                for b in 0..n {
-                    for o in 0..of {
-                        let mut acc = f.bias.as_ref().map_or(0.0, |bb| bb[o]);
-                        for i in 0..inf {
-                            acc += f.weight.data[o * inf + i] * x[b * inf + i];
-                        }
-                        y[b * of + o] = f.act.apply(acc);
-                    }
-                }
-                y
-            }
-            Op::Pool(p) => {
-                let mut y = vec![0.0; n * c * oh * ow];
-                for b in 0..n {
-                    for ch in 0..c {
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let (mut mx, mut sum, mut cnt, mut cnt_pad) =
-                                    (f32::NEG_INFINITY, 0.0, 0usize, 0usize);
-                                for ky in 0..p.kernel[0] {
-                                    let iy = (oy * p.stride[0] + ky * p.dilation[0]) as isize
-                                        - p.pads[0] as isize;
-                                    for kx in 0..p.kernel[1] {
-                                        let ix = (ox * p.stride[1] + kx * p.dilation[1]) as isize
-                                            - p.pads[1] as isize;
-                                        let in_pad = iy < (h + p.pads[2]) as isize
-                                            && ix < (w + p.pads[3]) as isize;
-                                        if in_pad {
-                                            cnt_pad += 1;
-                                        }
-                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
-                                        {
-                                            continue;
-                                        }
-                                        let v =
-                                            x[((b * c + ch) * h + iy as usize) * w + ix as usize];
-                                        mx = mx.max(v);
-                                        sum += v;
-                                        cnt += 1;
-                                    }
-                                }
-                                y[((b * c + ch) * oh + oy) * ow + ox] = match p.kind {
-                                    PoolKind::Max => mx,
-                                    PoolKind::Avg {
-                                        count_include_pad: true,
-                                    } => sum / cnt_pad as f32,
-                                    PoolKind::Avg { .. } => sum / cnt as f32,
-                                };
-                            }
-                        }
-                    }
-                }
-                y
-            }
-            Op::GlobalAvgPool | Op::GlobalMaxPool => x
-                .chunks(h * w)
-                .map(|pl| {
-                    if node.op == Op::GlobalAvgPool {
-                        pl.iter().sum::<f32>() / (h * w) as f32
-                    } else {
-                        pl.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-                    }
-                })
-                .collect(),
-            Op::Add { act } => x
-                .iter()
-                .zip(ins[1])
-                .map(|(a, b)| act.apply(a + b))
-                .collect(),
-            Op::Mul => {
-                let per_ch = ins[1].len() != x.len();
-                (0..x.len())
-                    .map(|i| {
-                        x[i] * if per_ch {
-                            ins[1][i / (h * w)]
-                        } else {
-                            ins[1][i]
-                        }
-                    })
-                    .collect()
-            }
-            Op::Concat => {
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for b in 0..n {
-                    for (k, t) in ins.iter().enumerate() {
-                        let per = dims4(g.shape(node.inputs[k]))[1..]
-                            .iter()
-                            .product::<usize>();
-                        y.extend_from_slice(&t[b * per..(b + 1) * per]);
-                    }
-                }
-                y
-            }
-            Op::Act(a) => x.iter().map(|&v| a.apply(v)).collect(),
-            Op::Softmax => {
-                let mut y = x.to_vec();
-                let hw = h * w;
-                for b in 0..n {
-                    for p in 0..hw {
-                        let at = |ch: usize| (b * c + ch) * hw + p;
-                        let m = (0..c).map(|ch| x[at(ch)]).fold(f32::NEG_INFINITY, f32::max);
-                        let s: f32 = (0..c).map(|ch| (x[at(ch)] - m).exp()).sum();
-                        for ch in 0..c {
-                            y[at(ch)] = (x[at(ch)] - m).exp() / s;
-                        }
-                    }
-                }
-                y
-            }
-            Op::Flatten | Op::Identity => x.to_vec(),
-            Op::ChannelAffine { scale, shift, act } => (0..x.len())
+            .zip(ins[1])
+            .map(|(a, b)| act.apply(a + b))
+            .collect(),
+        Op::Mul => {
+            let per_ch = ins[1].len() != x.len();
+            (0..x.len())
                 .map(|i| {
-                    let ch = (i / (h * w)) % c;
-                    act.apply(x[i] * scale[ch] + shift[ch])
+                    x[i] * if per_ch {
+                        ins[1][i / (h * w)]
+                    } else {
+                        ins[1][i]
+                    }
                 })
-                .collect(),
-            Op::Slice { starts, steps, .. } => {
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for b in 0..ys[0] {
-                    for ch in 0..oc {
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let i = [b, ch, oy, ox];
-                                let s: [usize; 4] =
-                                    std::array::from_fn(|a| starts[a] + i[a] * steps[a]);
-                                y.push(x[((s[0] * c + s[1]) * h + s[2]) * w + s[3]]);
-                            }
-                        }
-                    }
+                .collect()
+        }
+        Op::Concat => {
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for b in 0..n {
+                for (k, t) in ins.iter().enumerate() {
+                    let per = dims4(g.shape(node.inputs[k]))[1..]
+                        .iter()
+                        .product::<usize>();
+                    y.extend_from_slice(&t[b * per..(b + 1) * per]);
                 }
-                y
             }
-            Op::Resize(r) => {
-                // ONNX's definitions, written out per output element in f64.
-                let coord = |o: usize, scale: f32, len_in: usize, len_out: usize| -> f64 {
-                    let (o, s) = (o as f64, scale as f64);
-                    match r.coord {
-                        CoordMode::HalfPixel => (o + 0.5) / s - 0.5,
-                        CoordMode::PytorchHalfPixel if len_out > 1 => (o + 0.5) / s - 0.5,
-                        CoordMode::PytorchHalfPixel => 0.0,
-                        CoordMode::AlignCorners if len_out > 1 => {
-                            o * (len_in as f64 - 1.0) / (len_out as f64 - 1.0)
-                        }
-                        CoordMode::AlignCorners => 0.0,
-                        CoordMode::Asymmetric => o / s,
-                        CoordMode::TfHalfPixelForNn => (o + 0.5) / s,
-                        CoordMode::HalfPixelSymmetric => {
-                            let adj = len_out as f64 / (s * len_in as f64);
-                            len_in as f64 / 2.0 * (1.0 - adj) + (o + 0.5) / s - 0.5
-                        }
-                    }
-                };
-                let pick = |v: f64, len: usize, round: NearestRound| -> usize {
-                    let r = match round {
-                        NearestRound::RoundPreferFloor => {
-                            if v - v.floor() == 0.5 {
-                                v.floor()
-                            } else {
-                                v.round()
-                            }
-                        }
-                        NearestRound::RoundPreferCeil => {
-                            if v - v.floor() == 0.5 {
-                                v.ceil()
-                            } else {
-                                v.round()
-                            }
-                        }
-                        NearestRound::Floor => v.floor(),
-                        NearestRound::Ceil => v.ceil(),
-                    };
-                    r.clamp(0.0, (len - 1) as f64) as usize
-                };
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for b in 0..n {
+            y
+        }
+        Op::Act(a) => x.iter().map(|&v| a.apply(v)).collect(),
+        Op::Softmax => {
+            let mut y = x.to_vec();
+            let hw = h * w;
+            for b in 0..n {
+                for p in 0..hw {
+                    let at = |ch: usize| (b * c + ch) * hw + p;
+                    let m = (0..c).map(|ch| x[at(ch)]).fold(f32::NEG_INFINITY, f32::max);
+                    let s: f32 = (0..c).map(|ch| (x[at(ch)] - m).exp()).sum();
                     for ch in 0..c {
-                        let at = |iy: usize, ix: usize| x[((b * c + ch) * h + iy) * w + ix] as f64;
-                        for oy in 0..oh {
-                            let vy = coord(oy, r.scale[0], h, oh);
-                            for ox in 0..ow {
-                                let vx = coord(ox, r.scale[1], w, ow);
-                                let v = match r.mode {
-                                    ResizeMode::Nearest(round) => {
-                                        at(pick(vy, h, round), pick(vx, w, round))
-                                    }
-                                    ResizeMode::Linear => {
-                                        let vy = vy.clamp(0.0, (h - 1) as f64);
-                                        let vx = vx.clamp(0.0, (w - 1) as f64);
-                                        let (y0, x0) = (vy.floor() as usize, vx.floor() as usize);
-                                        let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
-                                        let (ly, lx) = (vy - y0 as f64, vx - x0 as f64);
-                                        (at(y0, x0) * (1.0 - lx) + at(y0, x1) * lx) * (1.0 - ly)
-                                            + (at(y1, x0) * (1.0 - lx) + at(y1, x1) * lx) * ly
-                                    }
-                                };
-                                y.push(v as f32);
-                            }
+                        y[at(ch)] = (x[at(ch)] - m).exp() / s;
+                    }
+                }
+            }
+            y
+        }
+        Op::Flatten | Op::Identity => x.to_vec(),
+        Op::ChannelAffine { scale, shift, act } => (0..x.len())
+            .map(|i| {
+                let ch = (i / (h * w)) % c;
+                act.apply(x[i] * scale[ch] + shift[ch])
+            })
+            .collect(),
+        Op::Slice { starts, steps, .. } => {
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for b in 0..ys[0] {
+                for ch in 0..oc {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let i = [b, ch, oy, ox];
+                            let s: [usize; 4] =
+                                std::array::from_fn(|a| starts[a] + i[a] * steps[a]);
+                            y.push(x[((s[0] * c + s[1]) * h + s[2]) * w + s[3]]);
                         }
                     }
                 }
-                y
             }
-            Op::Deconv(d) => {
-                let [kh, kw] = d.kernel();
-                let icg = c / d.group;
-                let ocg = oc / d.group;
-                let mut y = vec![0.0f32; n * oc * oh * ow];
-                for b in 0..n {
-                    for o in 0..oc {
-                        let bias = d.bias.as_ref().map_or(0.0, |bb| bb[o]);
-                        y[(b * oc + o) * oh * ow..(b * oc + o + 1) * oh * ow].fill(bias);
+            y
+        }
+        Op::Resize(r) => {
+            // ONNX's definitions, written out per output element in f64.
+            let coord = |o: usize, scale: f32, len_in: usize, len_out: usize| -> f64 {
+                let (o, s) = (o as f64, scale as f64);
+                match r.coord {
+                    CoordMode::HalfPixel => (o + 0.5) / s - 0.5,
+                    CoordMode::PytorchHalfPixel if len_out > 1 => (o + 0.5) / s - 0.5,
+                    CoordMode::PytorchHalfPixel => 0.0,
+                    CoordMode::AlignCorners if len_out > 1 => {
+                        o * (len_in as f64 - 1.0) / (len_out as f64 - 1.0)
                     }
-                    for ci in 0..c {
-                        let gi = ci / icg;
-                        for iy in 0..h {
-                            for ix in 0..w {
-                                let xv = x[((b * c + ci) * h + iy) * w + ix];
-                                for o in 0..ocg {
-                                    for ky in 0..kh {
-                                        let oy = (iy * d.stride[0] + ky * d.dilation[0]) as isize
-                                            - d.pads[0] as isize;
-                                        if oy < 0 || oy >= oh as isize {
+                    CoordMode::AlignCorners => 0.0,
+                    CoordMode::Asymmetric => o / s,
+                    CoordMode::TfHalfPixelForNn => (o + 0.5) / s,
+                    CoordMode::HalfPixelSymmetric => {
+                        let adj = len_out as f64 / (s * len_in as f64);
+                        len_in as f64 / 2.0 * (1.0 - adj) + (o + 0.5) / s - 0.5
+                    }
+                }
+            };
+            let pick = |v: f64, len: usize, round: NearestRound| -> usize {
+                let r = match round {
+                    NearestRound::RoundPreferFloor => {
+                        if v - v.floor() == 0.5 {
+                            v.floor()
+                        } else {
+                            v.round()
+                        }
+                    }
+                    NearestRound::RoundPreferCeil => {
+                        if v - v.floor() == 0.5 {
+                            v.ceil()
+                        } else {
+                            v.round()
+                        }
+                    }
+                    NearestRound::Floor => v.floor(),
+                    NearestRound::Ceil => v.ceil(),
+                };
+                r.clamp(0.0, (len - 1) as f64) as usize
+            };
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for b in 0..n {
+                for ch in 0..c {
+                    let at = |iy: usize, ix: usize| x[((b * c + ch) * h + iy) * w + ix] as f64;
+                    for oy in 0..oh {
+                        let vy = coord(oy, r.scale[0], h, oh);
+                        for ox in 0..ow {
+                            let vx = coord(ox, r.scale[1], w, ow);
+                            let v = match r.mode {
+                                ResizeMode::Nearest(round) => {
+                                    at(pick(vy, h, round), pick(vx, w, round))
+                                }
+                                ResizeMode::Linear => {
+                                    let vy = vy.clamp(0.0, (h - 1) as f64);
+                                    let vx = vx.clamp(0.0, (w - 1) as f64);
+                                    let (y0, x0) = (vy.floor() as usize, vx.floor() as usize);
+                                    let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                                    let (ly, lx) = (vy - y0 as f64, vx - x0 as f64);
+                                    (at(y0, x0) * (1.0 - lx) + at(y0, x1) * lx) * (1.0 - ly)
+                                        + (at(y1, x0) * (1.0 - lx) + at(y1, x1) * lx) * ly
+                                }
+                            };
+                            y.push(v as f32);
+                        }
+                    }
+                }
+            }
+            y
+        }
+        Op::Deconv(d) => {
+            let [kh, kw] = d.kernel();
+            let icg = c / d.group;
+            let ocg = oc / d.group;
+            let mut y = vec![0.0f32; n * oc * oh * ow];
+            for b in 0..n {
+                for o in 0..oc {
+                    let bias = d.bias.as_ref().map_or(0.0, |bb| bb[o]);
+                    y[(b * oc + o) * oh * ow..(b * oc + o + 1) * oh * ow].fill(bias);
+                }
+                for ci in 0..c {
+                    let gi = ci / icg;
+                    for iy in 0..h {
+                        for ix in 0..w {
+                            let xv = x[((b * c + ci) * h + iy) * w + ix];
+                            for o in 0..ocg {
+                                for ky in 0..kh {
+                                    let oy = (iy * d.stride[0] + ky * d.dilation[0]) as isize
+                                        - d.pads[0] as isize;
+                                    if oy < 0 || oy >= oh as isize {
+                                        continue;
+                                    }
+                                    for kx in 0..kw {
+                                        let ox = (ix * d.stride[1] + kx * d.dilation[1]) as isize
+                                            - d.pads[1] as isize;
+                                        if ox < 0 || ox >= ow as isize {
                                             continue;
                                         }
-                                        for kx in 0..kw {
-                                            let ox = (ix * d.stride[1] + kx * d.dilation[1])
-                                                as isize
-                                                - d.pads[1] as isize;
-                                            if ox < 0 || ox >= ow as isize {
-                                                continue;
-                                            }
-                                            let wv =
-                                                d.weight.data[((ci * ocg + o) * kh + ky) * kw + kx];
-                                            let oc_i = gi * ocg + o;
-                                            y[((b * oc + oc_i) * oh + oy as usize) * ow
-                                                + ox as usize] += xv * wv;
-                                        }
+                                        let wv =
+                                            d.weight.data[((ci * ocg + o) * kh + ky) * kw + kx];
+                                        let oc_i = gi * ocg + o;
+                                        y[((b * oc + oc_i) * oh + oy as usize) * ow
+                                            + ox as usize] += xv * wv;
                                     }
                                 }
                             }
                         }
                     }
                 }
-                y.iter().map(|&v| d.act.apply(v)).collect()
             }
-            Op::ChannelShuffle { groups } => {
-                let per = c / groups;
-                let hw = h * w;
-                let mut y = vec![0.0f32; x.len()];
-                for b in 0..n {
-                    for i in 0..per {
-                        for j in 0..*groups {
-                            let (dst, src) = (i * groups + j, j * per + i);
-                            y[(b * c + dst) * hw..(b * c + dst + 1) * hw]
-                                .copy_from_slice(&x[(b * c + src) * hw..(b * c + src + 1) * hw]);
+            y.iter().map(|&v| d.act.apply(v)).collect()
+        }
+        Op::ChannelShuffle { groups } => {
+            let per = c / groups;
+            let hw = h * w;
+            let mut y = vec![0.0f32; x.len()];
+            for b in 0..n {
+                for i in 0..per {
+                    for j in 0..*groups {
+                        let (dst, src) = (i * groups + j, j * per + i);
+                        y[(b * c + dst) * hw..(b * c + dst + 1) * hw]
+                            .copy_from_slice(&x[(b * c + src) * hw..(b * c + src + 1) * hw]);
+                    }
+                }
+            }
+            y
+        }
+        Op::Transpose { perm } => {
+            let strides = [c * h * w, h * w, w, 1];
+            let mut y = Vec::with_capacity(x.len());
+            for i0 in 0..ys[0] {
+                for i1 in 0..ys[1] {
+                    for i2 in 0..ys[2] {
+                        for i3 in 0..ys[3] {
+                            let i = [i0, i1, i2, i3];
+                            let at: usize = (0..4).map(|k| i[k] * strides[perm[k]]).sum();
+                            y.push(x[at]);
                         }
                     }
                 }
-                y
             }
-            Op::Transpose { perm } => {
-                let strides = [c * h * w, h * w, w, 1];
-                let mut y = Vec::with_capacity(x.len());
-                for i0 in 0..ys[0] {
-                    for i1 in 0..ys[1] {
-                        for i2 in 0..ys[2] {
-                            for i3 in 0..ys[3] {
-                                let i = [i0, i1, i2, i3];
-                                let at: usize = (0..4).map(|k| i[k] * strides[perm[k]]).sum();
-                                y.push(x[at]);
-                            }
-                        }
+            y
+        }
+        Op::Reduce {
+            kind: ReduceKind::ArgMax,
+            axes,
+        } => {
+            let a = axes.iter().position(|&r| r).unwrap_or(1);
+            let strides = [c * h * w, h * w, w, 1];
+            let mut y = vec![0.0f32; ys.iter().product()];
+            for (k, v) in y.iter_mut().enumerate() {
+                // Output coordinates, then the input line along axis `a`.
+                let o = [k / (oc * oh * ow), k / (oh * ow) % oc, k / ow % oh, k % ow];
+                let base: usize = (0..4).map(|i| o[i] * strides[i]).sum();
+                let line: Vec<f32> = (0..xs[a]).map(|i| x[base + i * strides[a]]).collect();
+                let mut best = 0;
+                for (i, &t) in line.iter().enumerate() {
+                    let b = line[best];
+                    if t > b || (t.is_nan() && !b.is_nan()) {
+                        best = i;
                     }
                 }
-                y
+                *v = best as f32;
             }
-            Op::Reduce {
-                kind: ReduceKind::ArgMax,
-                axes,
-            } => {
-                let a = axes.iter().position(|&r| r).unwrap_or(1);
-                let strides = [c * h * w, h * w, w, 1];
-                let mut y = vec![0.0f32; ys.iter().product()];
-                for (k, v) in y.iter_mut().enumerate() {
-                    // Output coordinates, then the input line along axis `a`.
-                    let o = [k / (oc * oh * ow), k / (oh * ow) % oc, k / ow % oh, k % ow];
-                    let base: usize = (0..4).map(|i| o[i] * strides[i]).sum();
-                    let line: Vec<f32> = (0..xs[a]).map(|i| x[base + i * strides[a]]).collect();
-                    let mut best = 0;
-                    for (i, &t) in line.iter().enumerate() {
-                        let b = line[best];
-                        if t > b || (t.is_nan() && !b.is_nan()) {
-                            best = i;
-                        }
-                    }
-                    *v = best as f32;
-                }
-                y
-            }
-            Op::Reduce { kind, axes } => {
-                let mut y = vec![
-                    match kind {
-                        ReduceKind::Max => f32::NEG_INFINITY,
-                        _ => 0.0,
-                    };
-                    ys.iter().product()
-                ];
-                for b in 0..n {
-                    for ch in 0..c {
-                        for iy in 0..h {
-                            for ix in 0..w {
-                                let o = [b, ch, iy, ix];
-                                let o: [usize; 4] =
-                                    std::array::from_fn(|a| if axes[a] { 0 } else { o[a] });
-                                let k = ((o[0] * oc + o[1]) * oh + o[2]) * ow + o[3];
-                                let v = x[((b * c + ch) * h + iy) * w + ix];
-                                y[k] = match kind {
-                                    ReduceKind::Max => y[k].max(v),
-                                    _ => y[k] + v,
-                                };
-                            }
-                        }
-                    }
-                }
-                if *kind == ReduceKind::Mean {
-                    let count = (x.len() / y.len()) as f32;
-                    y.iter_mut().for_each(|v| *v /= count);
-                }
-                y
-            }
-            Op::Binary { kind, act } => {
-                let (a4, b4) = (xs, dims4(g.shape(node.inputs[1])));
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for i0 in 0..ys[0] {
-                    for i1 in 0..ys[1] {
-                        for i2 in 0..ys[2] {
-                            for i3 in 0..ys[3] {
-                                let i = [i0, i1, i2, i3];
-                                let at = |d: [usize; 4]| -> usize {
-                                    let j: [usize; 4] = from_fn(|k| i[k].min(d[k] - 1));
-                                    ((j[0] * d[1] + j[1]) * d[2] + j[2]) * d[3] + j[3]
-                                };
-                                let v = kind.apply(ins[0][at(a4)], ins[1][at(b4)]);
-                                y.push(act.apply(v));
-                            }
-                        }
-                    }
-                }
-                y
-            }
-            Op::Unary { kind } => x.iter().map(|&v| kind.apply(v)).collect(),
-            Op::Constant(w) => w.data.clone(),
-            Op::Pad { begin, mode, .. } => {
-                let mut y = Vec::with_capacity(ys.iter().product());
-                let src = |o: usize, a: usize| -> Option<usize> {
-                    let i = o as isize - begin[a] as isize;
-                    let d = xs[a] as isize;
-                    match mode {
-                        _ if (0..d).contains(&i) => Some(i as usize),
-                        PadMode::Constant(_) => None,
-                        PadMode::Edge => Some(i.clamp(0, d - 1) as usize),
-                        PadMode::Reflect if i < 0 => Some((-i) as usize),
-                        PadMode::Reflect => Some((2 * (d - 1) - i) as usize),
-                    }
-                };
-                let fill = match mode {
-                    PadMode::Constant(v) => *v,
+            y
+        }
+        Op::Reduce { kind, axes } => {
+            let mut y = vec![
+                match kind {
+                    ReduceKind::Max => f32::NEG_INFINITY,
                     _ => 0.0,
                 };
-                for i0 in 0..ys[0] {
-                    for i1 in 0..ys[1] {
-                        for i2 in 0..ys[2] {
-                            for i3 in 0..ys[3] {
-                                let s = [src(i0, 0), src(i1, 1), src(i2, 2), src(i3, 3)];
-                                y.push(match s {
-                                    [Some(a), Some(b), Some(cc), Some(d)] => {
-                                        x[((a * c + b) * h + cc) * w + d]
-                                    }
-                                    _ => fill,
-                                });
-                            }
+                ys.iter().product()
+            ];
+            for b in 0..n {
+                for ch in 0..c {
+                    for iy in 0..h {
+                        for ix in 0..w {
+                            let o = [b, ch, iy, ix];
+                            let o: [usize; 4] =
+                                std::array::from_fn(|a| if axes[a] { 0 } else { o[a] });
+                            let k = ((o[0] * oc + o[1]) * oh + o[2]) * ow + o[3];
+                            let v = x[((b * c + ch) * h + iy) * w + ix];
+                            y[k] = match kind {
+                                ReduceKind::Max => y[k].max(v),
+                                _ => y[k] + v,
+                            };
                         }
                     }
                 }
-                y
             }
-            Op::DepthToSpace { block: b, crd } => {
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for i0 in 0..n {
-                    for k in 0..oc {
-                        for r in 0..oh {
-                            for q in 0..ow {
-                                let (i, j) = (r % b, q % b);
-                                let ch = if *crd {
-                                    k * b * b + i * b + j
-                                } else {
-                                    (i * b + j) * oc + k
-                                };
-                                y.push(x[((i0 * c + ch) * h + r / b) * w + q / b]);
-                            }
+            if *kind == ReduceKind::Mean {
+                let count = (x.len() / y.len()) as f32;
+                y.iter_mut().for_each(|v| *v /= count);
+            }
+            y
+        }
+        Op::Binary { kind, act } => {
+            let (a4, b4) = (xs, dims4(g.shape(node.inputs[1])));
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for i0 in 0..ys[0] {
+                for i1 in 0..ys[1] {
+                    for i2 in 0..ys[2] {
+                        for i3 in 0..ys[3] {
+                            let i = [i0, i1, i2, i3];
+                            let at = |d: [usize; 4]| -> usize {
+                                let j: [usize; 4] = from_fn(|k| i[k].min(d[k] - 1));
+                                ((j[0] * d[1] + j[1]) * d[2] + j[2]) * d[3] + j[3]
+                            };
+                            let v = kind.apply(ins[0][at(a4)], ins[1][at(b4)]);
+                            y.push(act.apply(v));
                         }
                     }
                 }
-                y
             }
-            Op::SpaceToDepth { block: b } => {
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for i0 in 0..n {
-                    for k in 0..oc {
-                        let (blk, ch) = (k / c, k % c);
-                        let (i, j) = (blk / b, blk % b);
-                        for r in 0..oh {
-                            for q in 0..ow {
-                                y.push(x[((i0 * c + ch) * h + r * b + i) * w + q * b + j]);
-                            }
+            y
+        }
+        Op::Unary { kind } => x.iter().map(|&v| kind.apply(v)).collect(),
+        Op::Constant(w) => w.data.clone(),
+        Op::Pad { begin, mode, .. } => {
+            let mut y = Vec::with_capacity(ys.iter().product());
+            let src = |o: usize, a: usize| -> Option<usize> {
+                let i = o as isize - begin[a] as isize;
+                let d = xs[a] as isize;
+                match mode {
+                    _ if (0..d).contains(&i) => Some(i as usize),
+                    PadMode::Constant(_) => None,
+                    PadMode::Edge => Some(i.clamp(0, d - 1) as usize),
+                    PadMode::Reflect if i < 0 => Some((-i) as usize),
+                    PadMode::Reflect => Some((2 * (d - 1) - i) as usize),
+                }
+            };
+            let fill = match mode {
+                PadMode::Constant(v) => *v,
+                _ => 0.0,
+            };
+            for i0 in 0..ys[0] {
+                for i1 in 0..ys[1] {
+                    for i2 in 0..ys[2] {
+                        for i3 in 0..ys[3] {
+                            let s = [src(i0, 0), src(i1, 1), src(i2, 2), src(i3, 3)];
+                            y.push(match s {
+                                [Some(a), Some(b), Some(cc), Some(d)] => {
+                                    x[((a * c + b) * h + cc) * w + d]
+                                }
+                                _ => fill,
+                            });
                         }
                     }
                 }
-                y
             }
-            Op::SoftmaxAxis { axis, log } => {
-                let strides = [c * h * w, h * w, w, 1];
-                let mut y = x.to_vec();
-                let len = xs[*axis];
-                for i in 0..x.len() {
-                    if (i / strides[*axis]) % len != 0 {
-                        continue;
-                    }
-                    let at = |k: usize| i + k * strides[*axis];
-                    let m = (0..len).map(|k| x[at(k)]).fold(f32::NEG_INFINITY, f32::max);
-                    let s: f64 = (0..len).map(|k| ((x[at(k)] - m) as f64).exp()).sum();
-                    for k in 0..len {
-                        let d = (x[at(k)] - m) as f64;
-                        y[at(k)] = if *log { d - s.ln() } else { d.exp() / s } as f32;
-                    }
-                }
-                y
-            }
-            // The NCHW order of the elements is the order of `x`.
-            Op::Reshape { .. } => x.to_vec(),
-            Op::ConcatAxis { axis } => {
-                // Blocks of `inner` elements, `outer` times, from each input in turn.
-                let outer: usize = ys[..*axis].iter().product();
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for o in 0..outer {
-                    for &i in &node.inputs {
-                        let v = vals[i].as_deref().expect("computed");
-                        let inner: usize = g.shape(i)[*axis..].iter().product();
-                        y.extend_from_slice(&v[o * inner..(o + 1) * inner]);
-                    }
-                }
-                y
-            }
-            Op::Tile { .. } => {
-                let mut y = Vec::with_capacity(ys.iter().product());
-                for i0 in 0..ys[0] {
-                    for i1 in 0..oc {
-                        for i2 in 0..oh {
-                            for i3 in 0..ow {
-                                y.push(x[(((i0 % n) * c + i1 % c) * h + i2 % h) * w + i3 % w]);
-                            }
+            y
+        }
+        Op::DepthToSpace { block: b, crd } => {
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for i0 in 0..n {
+                for k in 0..oc {
+                    for r in 0..oh {
+                        for q in 0..ow {
+                            let (i, j) = (r % b, q % b);
+                            let ch = if *crd {
+                                k * b * b + i * b + j
+                            } else {
+                                (i * b + j) * oc + k
+                            };
+                            y.push(x[((i0 * c + ch) * h + r / b) * w + q / b]);
                         }
                     }
                 }
-                y
             }
-        };
-        out
-    }
+            y
+        }
+        Op::SpaceToDepth { block: b } => {
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for i0 in 0..n {
+                for k in 0..oc {
+                    let (blk, ch) = (k / c, k % c);
+                    let (i, j) = (blk / b, blk % b);
+                    for r in 0..oh {
+                        for q in 0..ow {
+                            y.push(x[((i0 * c + ch) * h + r * b + i) * w + q * b + j]);
+                        }
+                    }
+                }
+            }
+            y
+        }
+        Op::SoftmaxAxis { axis, log } => {
+            let strides = [c * h * w, h * w, w, 1];
+            let mut y = x.to_vec();
+            let len = xs[*axis];
+            for i in 0..x.len() {
+                if (i / strides[*axis]) % len != 0 {
+                    continue;
+                }
+                let at = |k: usize| i + k * strides[*axis];
+                let m = (0..len).map(|k| x[at(k)]).fold(f32::NEG_INFINITY, f32::max);
+                let s: f64 = (0..len).map(|k| ((x[at(k)] - m) as f64).exp()).sum();
+                for k in 0..len {
+                    let d = (x[at(k)] - m) as f64;
+                    y[at(k)] = if *log { d - s.ln() } else { d.exp() / s } as f32;
+                }
+            }
+            y
+        }
+        // The NCHW order of the elements is the order of `x`.
+        Op::Reshape { .. } => x.to_vec(),
+        Op::ConcatAxis { axis } => {
+            // Blocks of `inner` elements, `outer` times, from each input in turn.
+            let outer: usize = ys[..*axis].iter().product();
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for o in 0..outer {
+                for &i in &node.inputs {
+                    let v = vals[i].as_deref().expect("computed");
+                    let inner: usize = g.shape(i)[*axis..].iter().product();
+                    y.extend_from_slice(&v[o * inner..(o + 1) * inner]);
+                }
+            }
+            y
+        }
+        Op::Tile { .. } => {
+            let mut y = Vec::with_capacity(ys.iter().product());
+            for i0 in 0..ys[0] {
+                for i1 in 0..oc {
+                    for i2 in 0..oh {
+                        for i3 in 0..ow {
+                            y.push(x[(((i0 % n) * c + i1 % c) * h + i2 % h) * w + i3 % w]);
+                        }
+                    }
+                }
+            }
+            y
+        }
+    };
+    out
 }

@@ -221,11 +221,16 @@ pub struct Allocation<'a> {
 
 /// The cost of the graph in `a`'s cost model, the budget's base when `a.base` is `None`.
 pub fn base_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
-    let fixed = match a.budget {
+    graph_cost(g, layers, a) + fixed_cost(g, layers, a)
+}
+
+/// The cost of what the allocation does not prune: layers outside it (grouped convs) still
+/// count in a FLOP budget.
+fn fixed_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
+    match a.budget {
         Budget::Flops(_) => (super::graph_flops(g) as f64 - graph_cost(g, layers, a)).max(0.0),
         Budget::Latency(_) => 0.0,
-    };
-    graph_cost(g, layers, a) + fixed
+    }
 }
 
 fn graph_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
@@ -238,11 +243,7 @@ fn graph_cost(g: &Graph, layers: &[Layer], a: &Allocation) -> f64 {
 /// Prunes `g` until the cost of its layers is at most the budget's fraction of what it was.
 /// Returns, for every value, the index in `g` before the allocation of each channel kept.
 pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<Vec<Vec<usize>>> {
-    // Layers outside the allocation (grouped convs) still count in a FLOP budget.
-    let fixed = match a.budget {
-        Budget::Flops(_) => (super::graph_flops(g) as f64 - graph_cost(g, layers, a)).max(0.0),
-        Budget::Latency(_) => 0.0,
-    };
+    let fixed = fixed_cost(g, layers, a);
     let before = a.base.unwrap_or(graph_cost(g, layers, a) + fixed);
     let ratio = match a.budget {
         Budget::Flops(r) | Budget::Latency(r) => r,

@@ -246,9 +246,9 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
             .filter(|&i| stats::layer_kind(g, i).is_some())
             .collect();
         let refit = calibrated && opts.refit;
-        // The model before the allocation: the refit's target and the channel counts the
-        // allocation keeps a share of.
-        let dense = g.clone();
+        // The model before the allocation (the refit's target) and its channel counts (the
+        // allocation keeps a share of them).
+        let dense = refit.then(|| g.clone());
         let dense_channels: Vec<usize> =
             (0..g.values.len()).map(|v| stats::channels(g, v)).collect();
         let mut kept: Vec<Vec<usize>> = dense_channels.iter().map(|&c| (0..c).collect()).collect();
@@ -320,7 +320,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                     layers[li].rel_error = l.err / l.norm.max(f64::MIN_POSITIVE);
                 }
             }
-            if let (true, Some(samples)) = (refit, &opts.calib) {
+            if let (Some(dense), Some(samples)) = (&dense, &opts.calib) {
                 let bar = progress_bar(
                     opts.progress,
                     g.nodes.len(),
@@ -328,9 +328,8 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                         "refitting {{bar:30}} {{pos}}/{{len}} nodes, stage {stage}/{stages}, {{elapsed}} ({{eta}} left)"
                     ),
                 );
-                let errors = refit::sequential(&dense, g, &kept, samples, |k, _| {
-                    bar.set_position(k as u64)
-                })?;
+                let errors =
+                    refit::sequential(dense, g, &kept, samples, |k, _| bar.set_position(k as u64))?;
                 bar.finish_and_clear();
                 for (j, e) in errors {
                     if let Some(li) = convs.iter().position(|&i| i == j) {

@@ -19,7 +19,7 @@
 use super::calib::Calibration;
 use super::obs::{accumulate, accumulate_cross, damped_inverse_by};
 use super::stats::{
-    batch1, channels, layer_kind, patches, rows, sample_pixels, set_rows, LayerKind,
+    batch1, channels, fc_row, layer_kind, patches, rows, sample_pixels, set_rows, LayerKind,
 };
 use crate::error::{Error, Result};
 use crate::ir::eval::eval_node;
@@ -231,14 +231,6 @@ fn refit_layer(
     }
     set_rows(p1, j, &wp);
     Some(())
-}
-
-/// An FC input as one row with the bias column.
-fn fc_row(x: &[f32]) -> (Vec<f64>, usize) {
-    let mut r: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    r.push(1.0);
-    let d = r.len();
-    (r, d)
 }
 
 /// `(H + λI)⁻¹ (B + λ W_0)` with `λ = RIDGE · mean(diag H)`.

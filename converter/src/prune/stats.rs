@@ -363,10 +363,8 @@ fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
     let n = &g.nodes[i];
     match &n.op {
         Op::Fc(_) => {
-            let mut row: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-            row.push(1.0);
+            let (row, d) = fc_row(x);
             if let Hessian::Full(m) = &mut hs[0] {
-                let d = row.len();
                 accumulate(m, &row, d);
             }
         }
@@ -463,4 +461,12 @@ pub fn batch1(g: &Graph) -> Graph {
         io.dims = g1.values[io.value].shape.clone();
     }
     g1
+}
+
+/// A fully connected layer's input `x` as one row with the bias column's 1, and its length.
+pub fn fc_row(x: &[f32]) -> (Vec<f64>, usize) {
+    let mut r: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    r.push(1.0);
+    let d = r.len();
+    (r, d)
 }

@@ -191,11 +191,24 @@ impl<'m> Session<'m> {
             &reshaped
         };
         let table = model.kernels();
-        let geoms: Vec<Act4> = graph
+        let mut geoms: Vec<Act4> = graph
             .tensors
             .iter()
             .map(|t| Act4::new(t.shape, table.channel_align))
             .collect();
+        // An image input (at most 4 channels) that only dense convs read keeps channel
+        // stride 4 instead of the table's alignment: the NCHW-to-NHWC copy of each run
+        // writes a quarter of the floats on AVX-512 (the dense kernels take any stride).
+        for io in &graph.inputs {
+            let only_convs = graph.nodes.iter().all(|n| match n.op {
+                Op::Conv(c) if c.groups == 1 => !n.inputs[1..].contains(&io.tensor),
+                _ => !n.inputs.contains(&io.tensor),
+            }) && graph.outputs.iter().all(|o| o.tensor != io.tensor);
+            let g = &mut geoms[io.tensor as usize];
+            if only_convs && g.shape.c <= 4 && g.cs > 4 {
+                *g = Act4::new(g.shape, 4);
+            }
+        }
 
         // Lifetimes: step 0 writes the inputs, node i is step i + 1, outputs are read after
         // the last node.

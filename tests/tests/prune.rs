@@ -322,3 +322,75 @@ fn zero_channels_shrink_exactly_through_split_and_channel_shuffle() {
         false,
     );
 }
+
+/// A transposed conv whose output channels in `zero` have all-zero weights and bias.
+fn deconv_zero_channels(
+    b: &mut OnnxBuilder,
+    x: &str,
+    (in_c, out_c): (usize, usize),
+    zero: &[usize],
+    seed: u64,
+) -> String {
+    let mut rng = Rng::new(seed);
+    let k = 2;
+    let mut w = rng.vec(in_c * out_c * k * k, -0.5, 0.5);
+    let mut bias = rng.vec(out_c, -0.2, 0.2);
+    for row in w.chunks_mut(out_c * k * k) {
+        for &c in zero {
+            row[c * k * k..(c + 1) * k * k].fill(0.0);
+        }
+    }
+    for &c in zero {
+        bias[c] = 0.0;
+    }
+    let wn = b.init(&format!("dw{seed}"), &[in_c, out_c, k, k], &w);
+    let bn = b.init(&format!("db{seed}"), &[out_c], &bias);
+    b.node(
+        "ConvTranspose",
+        &[x, &wn, &bn],
+        vec![
+            attr::ints("kernel_shape", &[2, 2]),
+            attr::ints("strides", &[2, 2]),
+        ],
+    )
+}
+
+/// Zero channels on both sides of a transposed conv (the input side a conv's zero outputs,
+/// the output side its own zero weights) are removed exactly: the outputs do not change.
+#[test]
+fn zero_channels_shrink_exactly_through_transposed_convs() {
+    let shape = [1, 3, 6, 6];
+    let mut b = OnnxBuilder::with_seed(13, 41);
+    let x = b.input("x", &shape);
+    let s = conv_zero_channels(&mut b, &x, 3, 16, 1, 3, &[2, 7], 21);
+    let s = b.node("Relu", &[&s], vec![]);
+    let u = deconv_zero_channels(&mut b, &s, (16, 12), &[0, 5, 6], 22);
+    let u = b.node("Relu", &[&u], vec![]);
+    let y = conv_zero_channels(&mut b, &u, 12, 4, 1, 3, &[], 23);
+    b.output(&y);
+    let onnx = b.build();
+
+    let conv = convert(&onnx, &ConvertOptions::default()).unwrap();
+    let deconvs: Vec<(u32, u32)> = smof::format::read(&conv.bytes, &Default::default())
+        .unwrap()
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            Op::Deconv(d) => Some((d.in_c, d.out_c)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deconvs, vec![(14, 9)], "{:?}", conv.prune.layers);
+    assert_eq!(out_channels(&conv.bytes), vec![14, 4]);
+    assert!(
+        conv.prune.unanalysed.is_empty(),
+        "{:?}",
+        conv.prune.unanalysed
+    );
+    check_against_tract(
+        "transposed conv zero channels",
+        &onnx,
+        &[random_input(41, &shape)],
+        false,
+    );
+}

@@ -167,6 +167,7 @@ pub fn geometry(g: &Graph, i: usize) -> Geometry {
     Geometry {
         k: match &n.op {
             Op::Conv(c) => c.kernel()[0],
+            Op::Deconv(d) => d.kernel()[0],
             _ => 1,
         },
         ic: channels(g, n.inputs[0]),
@@ -180,15 +181,22 @@ pub type CostFn<'a> = &'a dyn Fn(&Graph, usize, Geometry) -> f64;
 /// FLOPs of layer `i` at geometry `s` (2 x multiply-adds; the other dims as they are now).
 pub fn flops_at(g: &Graph, i: usize, s: Geometry) -> f64 {
     let n = &g.nodes[i];
-    let o = g.shape(n.output);
+    // A transposed conv does its multiply-adds per input pixel.
+    let o = g.shape(match n.op {
+        Op::Deconv(_) => n.inputs[0],
+        _ => n.output,
+    });
     let pixels = (o[0] * o.iter().skip(2).product::<usize>()) as f64;
     // Non-square kernels are never ring-pruned: at their own size they keep their area.
     let area = match &n.op {
         Op::Conv(c) if s.k == c.kernel()[0] => (c.kernel()[0] * c.kernel()[1]) as f64,
+        Op::Deconv(d) => (d.kernel()[0] * d.kernel()[1]) as f64,
         _ => (s.k * s.k) as f64,
     };
     match layer_kind(g, i) {
-        Some(LayerKind::Dense) => 2.0 * pixels * (s.oc * s.ic) as f64 * area,
+        Some(LayerKind::Dense) | Some(LayerKind::Deconv) => {
+            2.0 * pixels * (s.oc * s.ic) as f64 * area
+        }
         Some(LayerKind::Depthwise) => 2.0 * pixels * s.oc as f64 * area,
         Some(LayerKind::Fc) => 2.0 * pixels * (s.oc * s.ic * block(g, i)) as f64,
         None => 0.0,
@@ -423,7 +431,7 @@ pub fn apply_channels(
         let l = &mut layers[by_node[&i]];
         let (x, out) = (g.nodes[i].inputs[0], g.nodes[i].output);
         match l.kind {
-            LayerKind::Dense | LayerKind::Fc => {
+            LayerKind::Dense | LayerKind::Fc | LayerKind::Deconv => {
                 if !drop[x].is_empty() {
                     let blk = block(g, i);
                     let cols: Vec<usize> = drop[x]

@@ -1,11 +1,12 @@
 //! Channel dependency analysis and channel removal.
 //!
 //! Every channel of every activation is a slot; ops that tie channels together (residual
-//! Add, depthwise convs, elementwise ops, Concat ranges, Split/Slice ranges, channel
-//! shuffles, squeeze-excite Mul) join their slots into one group, which can only be removed
-//! as a whole. Slots that cannot be
-//! analysed (model inputs and outputs, Softmax, grouped convs, a Flatten that stays a real
-//! op, fully connected outputs) mark their group as fixed: it is never pruned.
+//! Add, depthwise convs and transposed convs, elementwise ops, Concat ranges, Split/Slice
+//! ranges, channel shuffles, squeeze-excite Mul, Resize) join their slots into one group,
+//! which can only be removed as a whole; a conv or transposed conv with one group leaves
+//! its two sides free. Slots that cannot be analysed (model inputs and outputs, Softmax,
+//! grouped convs, a Flatten that stays a real op, fully connected outputs) mark their
+//! group as fixed: it is never pruned.
 
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Op, ValueId};
@@ -103,6 +104,22 @@ impl ChannelGroups {
                         }
                     }
                 }
+                // One group: input and output channels are free on their own (weight rows
+                // and columns); depthwise: tied; other groups: fixed.
+                Op::Deconv(d) if d.group != 1 => {
+                    let ic = x.map_or(0, |x| channels(g, x));
+                    if d.group == ic && d.group == d.out_c() {
+                        if let Some(x) = x {
+                            cg.tie(g, out, 0, x);
+                        }
+                    } else {
+                        cg.fix(g, out);
+                        if let Some(x) = x {
+                            cg.fix(g, x);
+                        }
+                    }
+                }
+                Op::Deconv(_) => {}
                 Op::Fc(_) => cg.fix(g, out),
                 Op::Pool(_)
                 | Op::GlobalAvgPool
@@ -188,7 +205,6 @@ impl ChannelGroups {
                 Op::Softmax
                 | Op::Flatten
                 | Op::Slice { .. }
-                | Op::Deconv(_)
                 | Op::Transpose { .. }
                 | Op::Pad { .. }
                 | Op::DepthToSpace { .. }
@@ -276,6 +292,37 @@ pub fn remove_channels(g: &mut Graph, drop: &[BTreeSet<usize>]) -> Result<()> {
                     c.group -= out_drop.len();
                 }
                 if let Some(b) = &mut c.bias {
+                    *b = keep(b, 1, out_drop);
+                }
+            }
+            Op::Deconv(d) => {
+                // Weights [IC, OC/group, KH, KW]: an input channel is a block of
+                // OC/group x KH x KW, an output channel a block of KH x KW in each.
+                let [kh, kw] = d.kernel();
+                let per = d.weight.dims[1] * kh * kw;
+                if d.group == 1 {
+                    let rows = keep(&d.weight.data, per, in_drop);
+                    d.weight.data = if out_drop.is_empty() {
+                        rows
+                    } else {
+                        rows.chunks(per)
+                            .flat_map(|r| keep(r, kh * kw, out_drop))
+                            .collect()
+                    };
+                    d.weight.dims[0] -= in_drop.len();
+                    d.weight.dims[1] -= out_drop.len();
+                } else {
+                    if out_drop != in_drop {
+                        return Err(Error::Model(format!(
+                            "channel pruning would untie the depthwise transposed conv {}",
+                            n.name
+                        )));
+                    }
+                    d.weight.data = keep(&d.weight.data, per, in_drop);
+                    d.weight.dims[0] -= in_drop.len();
+                    d.group -= in_drop.len();
+                }
+                if let Some(b) = &mut d.bias {
                     *b = keep(b, 1, out_drop);
                 }
             }

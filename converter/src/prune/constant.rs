@@ -46,6 +46,18 @@ pub fn constant(
                 }
                 Some(conv.act.apply(acc))
             }
+            // A transposed conv whose weights into channel `c` are all zero writes its bias
+            // everywhere.
+            Op::Deconv(d) if d.group == 1 => {
+                let [kh, kw] = d.kernel();
+                let (kk, per) = (kh * kw, d.weight.data.len() / d.weight.dims[0].max(1));
+                let zero = d
+                    .weight
+                    .data
+                    .chunks(per)
+                    .all(|r| r[c * kk..(c + 1) * kk].iter().all(|&x| x == 0.0));
+                zero.then(|| d.act.apply(d.bias.as_ref().map_or(0.0, |b| b[c])))
+            }
             Op::ChannelAffine { scale, shift, act } => {
                 let a = if scale[c] == 0.0 { 0.0 } else { input(0, c)? };
                 Some(act.apply(a * scale[c] + shift[c]))
@@ -118,9 +130,10 @@ pub fn constant(
 pub type Fold = (ValueId, usize, f32);
 
 /// If removing `group` can be made exact by folding constants into biases, the constants
-/// to fold: every member read by a dense conv or fully connected layer must be constant,
-/// and a non-zero constant may only feed convs without padding (at a padded border the
-/// constant would meet zeros).
+/// to fold: every member read by a dense conv, transposed conv or fully connected layer
+/// must be constant, and a non-zero constant may only feed convs without padding (at a
+/// padded border the constant would meet zeros), never a transposed conv (whose taps
+/// overlap unevenly).
 pub fn foldable(
     g: &Graph,
     producers: &[Option<usize>],
@@ -141,6 +154,10 @@ pub fn foldable(
                     padded |= cv.pads.iter().any(|&p| p > 0);
                 }
                 Op::Fc(_) => mixed = true,
+                Op::Deconv(_) => {
+                    mixed = true;
+                    padded = true;
+                }
                 _ => {}
             }
         }

@@ -131,6 +131,11 @@ pub fn node_flops(g: &Graph, node: usize) -> u64 {
             2 * out.iter().map(|&d| d as u64).product::<u64>() * (w[1] * w[2] * w[3]) as u64
         }
         Op::Fc(f) => 2 * out[0] as u64 * f.weight.data.len() as u64,
+        // Every input value meets OC/group x KH x KW weights.
+        Op::Deconv(d) => {
+            let x: u64 = g.shape(n.inputs[0]).iter().map(|&v| v as u64).product();
+            2 * x * (d.weight.data.len() / d.weight.dims[0].max(1)) as u64
+        }
         _ => 0,
     }
 }
@@ -183,31 +188,44 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
     let convs: Vec<usize> = (0..g.nodes.len())
-        .filter(|&i| matches!(g.nodes[i].op, Op::Conv(_)))
+        .filter(|&i| matches!(g.nodes[i].op, Op::Conv(_) | Op::Deconv(_)))
         .collect();
     let mut layers: Vec<LayerReport> = convs
         .iter()
         .map(|&i| {
-            let Op::Conv(c) = &g.nodes[i].op else {
-                unreachable!("filtered to convs")
+            let grouped = stats::layer_kind(g, i).is_none();
+            let (k, oc, blocked) = match &g.nodes[i].op {
+                Op::Conv(c) => (
+                    c.kernel()[0],
+                    c.out_c(),
+                    ring_removable(c)
+                        .err()
+                        .map(|b| b.reason())
+                        .or(grouped.then_some("grouped conv")),
+                ),
+                Op::Deconv(d) => (
+                    d.kernel()[0],
+                    d.out_c(),
+                    Some(if grouped {
+                        "grouped transposed conv"
+                    } else {
+                        "transposed conv: channels only"
+                    }),
+                ),
+                _ => unreachable!("filtered to convs"),
             };
             let f = node_flops(g, i);
             LayerReport {
                 name: g.nodes[i].name.clone(),
-                k_before: c.kernel()[0],
-                k_after: c.kernel()[0],
-                channels_before: c.out_c(),
-                channels_after: c.out_c(),
+                k_before: k,
+                k_after: k,
+                channels_before: oc,
+                channels_after: oc,
                 flops_before: f,
                 flops_after: f,
                 time_ms: None,
                 rel_error: 0.0,
-                blocked: ring_removable(c).err().map(|b| b.reason()).or(
-                    match stats::layer_kind(g, i) {
-                        None => Some("grouped conv"),
-                        Some(_) => None,
-                    },
-                ),
+                blocked,
             }
         })
         .collect();
@@ -340,9 +358,13 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
     for (li, &i) in convs.iter().enumerate() {
-        if let Op::Conv(c) = &g.nodes[i].op {
-            layers[li].k_after = c.kernel()[0];
-            layers[li].channels_after = c.out_c();
+        match &g.nodes[i].op {
+            Op::Conv(c) => {
+                layers[li].k_after = c.kernel()[0];
+                layers[li].channels_after = c.out_c();
+            }
+            Op::Deconv(d) => layers[li].channels_after = d.out_c(),
+            _ => {}
         }
         layers[li].flops_after = node_flops(g, i);
     }

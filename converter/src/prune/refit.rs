@@ -165,8 +165,15 @@ fn refit_layer(
     let pixels = sample_pixels(p1, j);
     let inputs = |s: usize| Some((vp[s][xin].as_deref()?, vd[s][xin].as_deref()?));
     match kind {
-        LayerKind::Dense | LayerKind::Fc => {
-            if wp[0].len() != keep_out.len() {
+        LayerKind::Dense | LayerKind::Fc | LayerKind::Deconv => {
+            // The dense row of each pruned row: a transposed conv has one row per output
+            // channel and tap (see `LayerKind::Deconv`).
+            let taps = wd[0].len() / channels(d1, out).max(1);
+            let row_map: Vec<usize> = keep_out
+                .iter()
+                .flat_map(|&o| o * taps..(o + 1) * taps)
+                .collect();
+            if wp[0].len() != row_map.len() {
                 return None;
             }
             let (dp, dd) = (wp[0].first()?.len(), wd[0].first()?.len());
@@ -193,8 +200,8 @@ fn refit_layer(
                 accumulate(&mut h, &ap, dp);
                 accumulate_cross(&mut c, &ap, dp, &bd, dd);
             }
-            let target = Mat::from_fn(dd, keep_out.len(), |r, o| wd[0][keep_out[o]][r]);
-            let w0 = Mat::from_fn(dp, keep_out.len(), |r, o| wp[0][o][r]);
+            let target = Mat::from_fn(dd, row_map.len(), |r, o| wd[0][row_map[o]][r]);
+            let w0 = Mat::from_fn(dp, row_map.len(), |r, o| wp[0][o][r]);
             let w = solve(&h, &(&c * &target), &w0);
             for (o, row) in wp[0].iter_mut().enumerate() {
                 for (r, v) in row.iter_mut().enumerate() {

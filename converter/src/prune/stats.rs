@@ -19,6 +19,11 @@ pub enum LayerKind {
     Depthwise,
     /// Fully connected.
     Fc,
+    /// Transposed conv with one group. Each input pixel is a 1x1 conv to `OC x KH x KW`
+    /// outputs that are then scattered: its rows are the `(output channel, tap)` pairs over
+    /// the input channels, and its statistics are those of the input pixels. The bias is
+    /// outside the rows (a refit leaves it as it is).
+    Deconv,
 }
 
 /// The kind of node `i`, if it is a prunable layer.
@@ -34,6 +39,7 @@ pub fn layer_kind(g: &Graph, i: usize) -> Option<LayerKind> {
             Some(LayerKind::Depthwise)
         }
         Op::Fc(_) => Some(LayerKind::Fc),
+        Op::Deconv(d) if d.group == 1 => Some(LayerKind::Deconv),
         _ => None,
     }
 }
@@ -48,6 +54,7 @@ pub fn block(g: &Graph, i: usize) -> usize {
     let n = &g.nodes[i];
     match &n.op {
         Op::Conv(c) => c.kernel()[0] * c.kernel()[1],
+        Op::Deconv(_) => 1,
         _ => g
             .shape(n.inputs[0])
             .iter()
@@ -69,6 +76,23 @@ pub fn rows(g: &Graph, i: usize) -> Vec<Vec<Vec<f64>>> {
             layer_kind(g, i) == Some(LayerKind::Depthwise),
         ),
         Op::Fc(f) => (&f.weight.data, &f.bias, f.weight.dims[0], false),
+        Op::Deconv(d) => {
+            // Weights [IC, OC, KH, KW]: row (o, t) holds W[i, o, t] over i, then 0 for the
+            // bias column.
+            let (ic, per) = (
+                d.weight.dims[0],
+                d.weight.data.len() / d.weight.dims[0].max(1),
+            );
+            let rows = (0..per)
+                .map(|r| {
+                    let mut row: Vec<f64> =
+                        (0..ic).map(|i| d.weight.data[i * per + r] as f64).collect();
+                    row.push(0.0);
+                    row
+                })
+                .collect();
+            return vec![rows];
+        }
         _ => return Vec::new(),
     };
     let row = w.len() / oc.max(1);
@@ -92,6 +116,15 @@ pub fn rows(g: &Graph, i: usize) -> Vec<Vec<Vec<f64>>> {
 /// Writes rows back (the inverse of [`rows`]).
 pub fn set_rows(g: &mut Graph, i: usize, groups: &[Vec<Vec<f64>>]) {
     let flat: Vec<&Vec<f64>> = groups.iter().flatten().collect();
+    if let Op::Deconv(d) = &mut g.nodes[i].op {
+        let per = flat.len();
+        for (r, row) in flat.iter().enumerate() {
+            for (k, &v) in row[..row.len() - 1].iter().enumerate() {
+                d.weight.data[k * per + r] = v as f32;
+            }
+        }
+        return;
+    }
     let (w, bias) = match &mut g.nodes[i].op {
         Op::Conv(c) => (&mut c.weight.data, &mut c.bias),
         Op::Fc(f) => (&mut f.weight.data, &mut f.bias),
@@ -255,10 +288,11 @@ pub fn data_free(g: &Graph, i: usize, energy: &[Vec<f64>]) -> Vec<Hessian> {
     let get = |c: usize| energy[x].get(c).copied().unwrap_or(1.0);
     let blk = block(g, i);
     match layer_kind(g, i) {
-        Some(LayerKind::Dense) | Some(LayerKind::Fc) => {
+        Some(LayerKind::Dense) | Some(LayerKind::Fc) | Some(LayerKind::Deconv) => {
             let ic = match &n.op {
                 Op::Conv(c) => c.weight.dims[1],
                 Op::Fc(f) => f.weight.dims[1] / blk,
+                Op::Deconv(d) => d.weight.dims[0],
                 _ => 0,
             };
             let mut d: Vec<f64> = (0..ic * blk).map(|k| get(k / blk)).collect();
@@ -346,7 +380,7 @@ pub fn calibrated(
     // alone, so removals would look free.
     for &i in &layers {
         let n = match &g.nodes[i].op {
-            Op::Conv(_) => sample_pixels(g, i).len() * samples.len(),
+            Op::Conv(_) | Op::Deconv(_) => sample_pixels(g, i).len() * samples.len(),
             _ => samples.len(),
         };
         for h in &mut hs[i] {
@@ -366,6 +400,14 @@ fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
             let (row, d) = fc_row(x);
             if let Hessian::Full(m) = &mut hs[0] {
                 accumulate(m, &row, d);
+            }
+        }
+        Op::Deconv(_) => {
+            let c = channels(g, n.inputs[0]);
+            let all: Vec<usize> = (0..c).collect();
+            let (xs, d) = patches(g, i, x, &all, &sample_pixels(g, i));
+            if let Hessian::Full(m) = &mut hs[0] {
+                accumulate(m, &xs, d);
             }
         }
         Op::Conv(_) => {
@@ -388,10 +430,14 @@ fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
     }
 }
 
-/// The output pixels of conv `i` that enter its statistics: all of them, or at most
-/// [`MAX_PIXELS`] evenly spaced.
+/// The output pixels of conv `i` (input pixels of a transposed conv) that enter its
+/// statistics: all of them, or at most [`MAX_PIXELS`] evenly spaced.
 pub fn sample_pixels(g: &Graph, i: usize) -> Vec<usize> {
-    let o = g.shape(g.nodes[i].output);
+    let n = &g.nodes[i];
+    let o = g.shape(match n.op {
+        Op::Deconv(_) => n.inputs[0],
+        _ => n.output,
+    });
     let (oh, ow) = (
         o.get(2).copied().unwrap_or(1),
         o.get(3).copied().unwrap_or(1),
@@ -402,7 +448,8 @@ pub fn sample_pixels(g: &Graph, i: usize) -> Vec<usize> {
 
 /// The im2col rows of conv `i` on its batch-1 NCHW input `x` at the output `pixels`, over
 /// the input channels `chans`, each row ending in the bias column's 1: a flat row-major
-/// matrix and its row length.
+/// matrix and its row length. For a transposed conv the rows are the input pixels'
+/// channels (see [`LayerKind::Deconv`]).
 pub fn patches(
     g: &Graph,
     i: usize,
@@ -411,14 +458,24 @@ pub fn patches(
     pixels: &[usize],
 ) -> (Vec<f64>, usize) {
     let n = &g.nodes[i];
-    let Op::Conv(cv) = &n.op else {
-        return (Vec::new(), 1);
-    };
     let s = g.shape(n.inputs[0]);
     let (h, w) = (
         s.get(2).copied().unwrap_or(1),
         s.get(3).copied().unwrap_or(1),
     );
+    let cv = match &n.op {
+        Op::Conv(cv) => cv,
+        Op::Deconv(_) => {
+            let d = chans.len() + 1;
+            let mut xs = Vec::with_capacity(pixels.len() * d);
+            for &p in pixels {
+                xs.extend(chans.iter().map(|&ch| x[ch * h * w + p] as f64));
+                xs.push(1.0);
+            }
+            return (xs, d);
+        }
+        _ => return (Vec::new(), 1),
+    };
     let ow = g.shape(n.output).get(3).copied().unwrap_or(1);
     let [kh, kw] = cv.kernel();
     let d = chans.len() * kh * kw + 1;

@@ -45,22 +45,31 @@ pub(crate) trait Isa {
     /// `2^n` for lanes `n` holding integers in `-126..=127`.
     unsafe fn pow2i(n: Self::V) -> Self::V;
 
-    /// `e^x` on every lane, within 2 ulp of `f32::exp` for `x` in `[-87, 88]`; the input is
-    /// clamped to that range (Cephes' `expf`: `x = n ln2 + r`, a degree-5 polynomial in `r`).
+    /// `p * 2^n` for lanes `n` holding integers in `-126..=127`.
     #[inline(always)]
-    unsafe fn exp(x: Self::V) -> Self::V {
-        use crate::kernels::expf::{LN2_HI, LN2_LO, MAX, MIN, POLY};
-        let x = Self::min(Self::max(x, Self::splat(MIN)), Self::splat(MAX));
-        let n = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
-        // r = x - n ln2, with ln2 split in two so that n * ln2_hi is exact.
-        let r = Self::fmadd(n, Self::splat(-LN2_HI), x);
-        let r = Self::fmadd(n, Self::splat(-LN2_LO), r);
-        let mut p = Self::splat(POLY[0]);
-        for c in &POLY[1..] {
-            p = Self::fmadd(p, r, Self::splat(*c));
-        }
-        let p = Self::fmadd(p, Self::mul(r, r), Self::add(r, Self::splat(1.0)));
+    unsafe fn scale_pow2(p: Self::V, n: Self::V) -> Self::V {
         Self::mul(p, Self::pow2i(n))
+    }
+
+    /// `1 / d` for finite `d >= 1` (the sigmoid family's denominators), within 2 ulp.
+    #[inline(always)]
+    unsafe fn recip(d: Self::V) -> Self::V {
+        Self::div(Self::splat(1.0), d)
+    }
+
+    /// `2^y` on every lane, within 3e-7 relative of the exact value for `y` in
+    /// `[-126, 126]`; the input is clamped to that range (see [`crate::kernels::expf`]).
+    #[inline(always)]
+    unsafe fn exp2(y: Self::V) -> Self::V {
+        use crate::kernels::expf::EXP2_POLY;
+        let y = Self::min(Self::max(y, Self::splat(-126.0)), Self::splat(126.0));
+        let n = Self::round(y);
+        let f = Self::sub(y, n);
+        let mut p = Self::splat(EXP2_POLY[0]);
+        for c in &EXP2_POLY[1..] {
+            p = Self::fmadd(p, f, Self::splat(*c));
+        }
+        Self::scale_pow2(p, n)
     }
 
     /// `a - b` (exact: `b * -1` is exact, so the fused form rounds once).
@@ -111,25 +120,27 @@ pub(crate) trait Isa {
                 let g = Self::fmadd(v, Self::splat(1.0 / 6.0), Self::splat(0.5));
                 Self::mul(v, Self::min(Self::max(g, zero), Self::splat(1.0)))
             }
-            Activation::Sigmoid => {
-                let one = Self::splat(1.0);
-                Self::div(
-                    one,
-                    Self::add(one, Self::exp(Self::mul(v, Self::splat(-1.0)))),
-                )
-            }
-            Activation::Silu => Self::div(
+            // e^(-x) = 2^(-x log2 e). The denominators `1 + e^(-x)` are finite and at least
+            // 1: `exp2` clamps.
+            Activation::Sigmoid => Self::recip(Self::add(
+                Self::splat(1.0),
+                Self::exp2(Self::mul(v, Self::splat(-std::f32::consts::LOG2_E))),
+            )),
+            Activation::Silu => Self::mul(
                 v,
-                Self::add(Self::splat(1.0), Self::exp(Self::mul(v, Self::splat(-1.0)))),
+                Self::recip(Self::add(
+                    Self::splat(1.0),
+                    Self::exp2(Self::mul(v, Self::splat(-std::f32::consts::LOG2_E))),
+                )),
             ),
             Activation::Tanh => {
                 // tanh(x) = 2 / (1 + e^(-2x)) - 1.
                 let one = Self::splat(1.0);
-                let s = Self::div(
-                    Self::splat(2.0),
-                    Self::add(one, Self::exp(Self::mul(v, Self::splat(-2.0)))),
-                );
-                Self::sub(s, one)
+                let s = Self::recip(Self::add(
+                    one,
+                    Self::exp2(Self::mul(v, Self::splat(-2.0 * std::f32::consts::LOG2_E))),
+                ));
+                Self::fmadd(s, Self::splat(2.0), Self::splat(-1.0))
             }
         }
     }
@@ -140,8 +151,9 @@ mod tests {
     use super::Isa;
     use crate::graph::Activation;
 
-    /// `exp` and the activations built on it against the scalar definitions, lane by lane,
-    /// over `[-100, 100]` (beyond the clamp) and the small values where cancellation bites.
+    /// `exp2` and the activations built on it against the scalar definitions, lane by lane,
+    /// over `[-100, 100]` (beyond the clamp for the activations; `2^y` is checked up to
+    /// `|y| = 126` and clamped past it) and the small values where cancellation bites.
     fn check<I: Isa>() {
         let mut xs: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 0.005).collect();
         xs.extend((-300..=300).map(|i| i as f32 * 1e-6));
@@ -151,18 +163,15 @@ mod tests {
             buf[..chunk.len()].copy_from_slice(chunk);
             // SAFETY: the caller checked the CPU features; `buf` holds LANES floats.
             let v = unsafe { I::load(buf.as_ptr()) };
-            let ulp = |want: f32| want.abs() * 2.5e-7;
-            let e = unsafe { lanes::<I>(I::exp(v)) };
-            for (&x, &got) in chunk.iter().zip(&e) {
-                if (-87.0..=88.0).contains(&x) {
-                    let want = x.exp();
-                    assert!(
-                        (got - want).abs() <= ulp(want),
-                        "exp({x}) = {got}, want {want}"
-                    );
-                } else {
-                    assert!(got.is_finite() && got >= 0.0, "exp({x}) = {got}");
-                }
+            let y = unsafe { I::mul(v, I::splat(1.26)) };
+            let e = unsafe { lanes::<I>(I::exp2(y)) };
+            let ys = unsafe { lanes::<I>(y) };
+            for (&y, &got) in ys.iter().zip(&e) {
+                let want = (y as f64).clamp(-126.0, 126.0).exp2();
+                assert!(
+                    ((got as f64) - want).abs() <= 3e-7 * want,
+                    "exp2({y}) = {got}, want {want}"
+                );
             }
             for act in [Activation::Sigmoid, Activation::Silu, Activation::Tanh] {
                 let y = unsafe { lanes::<I>(I::act(act, v)) };
@@ -184,12 +193,16 @@ mod tests {
     }
 
     #[test]
-    fn exp_and_transcendental_activations_match_the_scalar_definitions() {
+    fn exp2_and_transcendental_activations_match_the_scalar_definitions() {
         check::<super::super::emu::Emu16>();
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // The AVX2 methods are inlined into this non-`target_feature` function; they are
             // correct there as long as the CPU has the features, which was just checked.
             check::<super::super::avx2::Avx2>();
+        }
+        if std::is_x86_feature_detected!("avx512f") {
+            // As above, for the AVX-512 methods.
+            check::<super::super::avx512::Avx512>();
         }
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! Both tables share their drivers, written once over the vector contract [`isa::Isa`]:
 //! [`dense`] (implicit-GEMM convs of any kernel size and the fully connected layer) and
-//! [`dw`] (depthwise convs). Each ISA module instantiates them with its vector type, tile
-//! sizes and kernel sizes, behind `#[target_feature]` entry points. Pools, elementwise ops and
-//! grouped convs come from the portable table.
+//! [`dw`] (depthwise convs), and [`eltwise`] (add, mul, activations, per-channel affine,
+//! global average pool). Each ISA module instantiates them with its vector type, tile sizes
+//! and kernel sizes, behind `#[target_feature]` entry points. Max/average pools, the other
+//! data-movement ops and grouped convs come from the portable table.
 
 mod avx2;
 mod avx512;
 mod dense;
 mod dw;
+mod eltwise;
 #[cfg(test)]
 mod emu;
 mod geom;

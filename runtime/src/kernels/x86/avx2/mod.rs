@@ -20,12 +20,13 @@
 
 use super::dense;
 use super::dw;
+use super::eltwise;
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::winograd;
-use crate::graph::{Conv, Layout};
+use crate::graph::{Activation, Conv, Layout};
 use crate::kernels::{
-    portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
+    portable, Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
 };
 use std::arch::x86_64::*;
 
@@ -94,6 +95,14 @@ impl Isa for Avx2 {
         let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
         _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
     }
+    #[inline(always)]
+    unsafe fn recip(d: __m256) -> __m256 {
+        // 12-bit estimate and two Newton steps: r (2 - d r) (one leaves 4 ulp).
+        let one = _mm256_set1_ps(1.0);
+        let r = _mm256_rcp_ps(d);
+        let r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, one), r);
+        _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, one), r)
+    }
 }
 
 /// Lanes `0..n` all ones, the others zero: the mask of `vmaskmovps`.
@@ -110,8 +119,20 @@ const MR: usize = 6;
 /// Pixels per depthwise tile.
 const DW_MR: usize = 8;
 
-/// Defines a safe kernel entry `$name` that runs `$body` compiled for AVX2+FMA.
+/// Defines a safe kernel entry `$name` that runs `$body` compiled for AVX2+FMA: a conv or FC entry
+/// taking its argument struct, or one with the argument list given as `fn(..)`.
 macro_rules! entry {
+    ($name:ident, fn($($arg:ident: $ty:ty),*), $body:path) => {
+        fn $name($($arg: $ty),*) {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn inner($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            // SAFETY: this function is only reachable through `TABLE`, which `table()` returns
+            // only when is_x86_feature_detected!("avx2") and ("fma") hold.
+            unsafe { inner($($arg),*) }
+        }
+    };
     ($name:ident, $args:ty, $body:path) => {
         fn $name(a: &mut $args) {
             #[target_feature(enable = "avx2,fma")]
@@ -141,6 +162,31 @@ entry!(dw_kxk, ConvArgs, dw::dw::<Avx2, 0, 0, DW_MR>);
 entry!(fc_4x8, FcArgs, dense::fc::<Avx2, 4, 1>);
 entry!(wino_6x16, ConvArgs, winograd::conv::<Avx2, MR, 2>);
 entry!(wino_12x8, ConvArgs, winograd::conv::<Avx2, 12, 1>);
+entry!(
+    add,
+    fn(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    eltwise::add::<Avx2>
+);
+entry!(
+    mul,
+    fn(a: &[f32], b: &[f32], bs: Act4, y: &mut [f32], ys: Act4),
+    eltwise::mul::<Avx2>
+);
+entry!(
+    act,
+    fn(x: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    eltwise::act::<Avx2>
+);
+entry!(
+    channel_affine,
+    fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    eltwise::channel_affine::<Avx2>
+);
+entry!(
+    global_avg_pool,
+    fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
+    eltwise::global_avg_pool::<Avx2>
+);
 
 const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> ConvKernel {
     ConvKernel {
@@ -231,6 +277,11 @@ static TABLE: KernelTable = KernelTable {
         layout: Layout::FcOcBlock(8),
         run: fc_4x8,
     },
+    global_avg_pool,
+    add,
+    mul,
+    act,
+    channel_affine,
     ..portable::TABLE
 };
 

@@ -20,12 +20,13 @@
 
 use super::dense;
 use super::dw;
+use super::eltwise;
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::winograd;
-use crate::graph::{Conv, Layout};
+use crate::graph::{Activation, Conv, Layout};
 use crate::kernels::{
-    portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
+    portable, Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
 };
 use std::arch::x86_64::*;
 
@@ -94,6 +95,16 @@ impl Isa for Avx512 {
         let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
         _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
     }
+    #[inline(always)]
+    unsafe fn scale_pow2(p: __m512, n: __m512) -> __m512 {
+        _mm512_scalef_ps(p, n)
+    }
+    #[inline(always)]
+    unsafe fn recip(d: __m512) -> __m512 {
+        // 14-bit estimate and one Newton step: r (2 - d r).
+        let r = _mm512_rcp14_ps(d);
+        _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0)), r)
+    }
 }
 
 /// Pixels per dense register tile.
@@ -101,8 +112,20 @@ pub(crate) const MR: usize = 12;
 /// Pixels per depthwise tile.
 pub(crate) const DW_MR: usize = 8;
 
-/// Defines a safe kernel entry `$name` that runs `$body` compiled for AVX-512F.
+/// Defines a safe kernel entry `$name` that runs `$body` compiled for AVX-512F: a conv or FC entry
+/// taking its argument struct, or one with the argument list given as `fn(..)`.
 macro_rules! entry {
+    ($name:ident, fn($($arg:ident: $ty:ty),*), $body:path) => {
+        fn $name($($arg: $ty),*) {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn inner($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            // SAFETY: this function is only reachable through `TABLE`, which `table()` returns
+            // only when is_x86_feature_detected!("avx512f") (and "avx2", "fma") hold.
+            unsafe { inner($($arg),*) }
+        }
+    };
     ($name:ident, $args:ty, $body:path) => {
         fn $name(a: &mut $args) {
             #[target_feature(enable = "avx512f,avx2,fma")]
@@ -132,6 +155,31 @@ entry!(dw_kxk, ConvArgs, dw::dw::<Avx512, 0, 0, DW_MR>);
 entry!(fc_4x16, FcArgs, dense::fc::<Avx512, 4, 1>);
 entry!(wino_12x32, ConvArgs, winograd::conv::<Avx512, MR, 2>);
 entry!(wino_12x16, ConvArgs, winograd::conv::<Avx512, MR, 1>);
+entry!(
+    add,
+    fn(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    eltwise::add::<Avx512>
+);
+entry!(
+    mul,
+    fn(a: &[f32], b: &[f32], bs: Act4, y: &mut [f32], ys: Act4),
+    eltwise::mul::<Avx512>
+);
+entry!(
+    act,
+    fn(x: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    eltwise::act::<Avx512>
+);
+entry!(
+    channel_affine,
+    fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation),
+    eltwise::channel_affine::<Avx512>
+);
+entry!(
+    global_avg_pool,
+    fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
+    eltwise::global_avg_pool::<Avx512>
+);
 
 const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> ConvKernel {
     ConvKernel {
@@ -213,6 +261,11 @@ static TABLE: KernelTable = KernelTable {
         layout: Layout::FcOcBlock(16),
         run: fc_4x16,
     },
+    global_avg_pool,
+    add,
+    mul,
+    act,
+    channel_affine,
     ..portable::TABLE
 };
 

@@ -1,0 +1,203 @@
+//! Elementwise and per-pixel kernels of the x86 tables, over [`Isa`]: `add`, `mul` (also
+//! the squeeze-excite gate, one scale per channel), `act`, `channel_affine` and
+//! `global_avg_pool`. They are memory-bound; written once over full vectors, with masked
+//! loads and stores only at the channel tail, they run at the ISA's width instead of the
+//! portable table's baseline SSE2.
+//!
+//! Contracts as in [`crate::kernels::KernelTable`]: every lane of every pixel of the output
+//! is written, the pad lanes (channels `c..cs`) as zero.
+
+use super::isa::Isa;
+use crate::graph::Activation;
+use crate::kernels::Act4;
+
+/// Runs `f(j, n)` for each vector of a pixel's `cs` lanes: `j` the first channel, `n` the
+/// lanes of it that hold channels (`LANES`, fewer at the tail, 0 for pad vectors), then
+/// `pad(j, m)` to store `m` zero lanes, where the vector is all pad.
+#[inline(always)]
+unsafe fn lanes<I: Isa>(c: usize, cs: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let mut j = 0;
+    while j < cs {
+        let m = (cs - j).min(I::LANES);
+        f(j, c.saturating_sub(j).min(I::LANES), m);
+        j += I::LANES;
+    }
+}
+
+/// `y = act(a + b)`; all three have geometry `ys`.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn add<I: Isa>(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation) {
+    let (c, cs, len) = (ys.shape.c as usize, ys.cs, ys.len());
+    assert!(a.len() >= len && b.len() >= len && y.len() >= len);
+    let (a, b, y) = (a.as_ptr(), b.as_ptr(), y.as_mut_ptr());
+    for p in (0..len).step_by(cs.max(1)) {
+        lanes::<I>(c, cs, |j, n, m| {
+            let at = p + j;
+            let v = if n == 0 {
+                I::zero()
+            } else {
+                I::act(
+                    act,
+                    I::add(I::load_upto(a.add(at), n), I::load_upto(b.add(at), n)),
+                )
+            };
+            // Pad lanes: `n` lanes were loaded (the others zero); act(0) need not be 0.
+            let v = if n < I::LANES && n > 0 {
+                keep::<I>(v, n)
+            } else {
+                v
+            };
+            I::store_upto(y.add(at), m, v);
+        });
+    }
+}
+
+/// `v` with lanes `n..` set to zero (`0 < n < LANES`).
+#[inline(always)]
+unsafe fn keep<I: Isa>(v: I::V, n: usize) -> I::V {
+    let mut buf = [0f32; 16];
+    I::store_n(buf.as_mut_ptr(), n, v);
+    I::load_n(buf.as_ptr(), n)
+}
+
+/// `y = a * b`, `b` of geometry `bs`: equal to `ys`, or `(N, 1, 1, C)` (one scale per
+/// channel of each image).
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn mul<I: Isa>(a: &[f32], b: &[f32], bs: Act4, y: &mut [f32], ys: Act4) {
+    let (c, cs, len) = (ys.shape.c as usize, ys.cs, ys.len());
+    let pixels = ys.shape.h as usize * ys.shape.w as usize;
+    let per_channel = bs.shape.h == 1 && bs.shape.w == 1;
+    assert!(a.len() >= len && y.len() >= len && b.len() >= bs.len());
+    assert!(if per_channel {
+        bs.shape.n == ys.shape.n && bs.shape.c == ys.shape.c
+    } else {
+        bs.shape == ys.shape
+    });
+    assert!(bs.cs >= c);
+    let (a, b, y) = (a.as_ptr(), b.as_ptr(), y.as_mut_ptr());
+    for (q, p) in (0..len).step_by(cs.max(1)).enumerate() {
+        let bp = b.add(if per_channel { q / pixels.max(1) } else { q } * bs.cs);
+        lanes::<I>(c, cs, |j, n, m| {
+            let v = if n == 0 {
+                I::zero()
+            } else {
+                I::mul(I::load_upto(a.add(p + j), n), I::load_upto(bp.add(j), n))
+            };
+            I::store_upto(y.add(p + j), m, v);
+        });
+    }
+}
+
+/// `y = act(x)`, both of geometry `ys`.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn act<I: Isa>(x: &[f32], y: &mut [f32], ys: Act4, act: Activation) {
+    let (c, cs, len) = (ys.shape.c as usize, ys.cs, ys.len());
+    assert!(x.len() >= len && y.len() >= len);
+    let (x, y) = (x.as_ptr(), y.as_mut_ptr());
+    for p in (0..len).step_by(cs.max(1)) {
+        lanes::<I>(c, cs, |j, n, m| {
+            let v = if n == 0 {
+                I::zero()
+            } else {
+                let v = I::act(act, I::load_upto(x.add(p + j), n));
+                if n < I::LANES {
+                    keep::<I>(v, n)
+                } else {
+                    v
+                }
+            };
+            I::store_upto(y.add(p + j), m, v);
+        });
+    }
+}
+
+/// `y = act(x * scale[c] + shift[c])`, both of geometry `ys`.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn channel_affine<I: Isa>(
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    y: &mut [f32],
+    ys: Act4,
+    act: Activation,
+) {
+    let (c, cs, len) = (ys.shape.c as usize, ys.cs, ys.len());
+    assert!(x.len() >= len && y.len() >= len && scale.len() >= c && shift.len() >= c);
+    let (x, y, sc, sh) = (x.as_ptr(), y.as_mut_ptr(), scale.as_ptr(), shift.as_ptr());
+    for p in (0..len).step_by(cs.max(1)) {
+        lanes::<I>(c, cs, |j, n, m| {
+            let v = if n == 0 {
+                I::zero()
+            } else {
+                let v = I::fmadd(
+                    I::load_upto(x.add(p + j), n),
+                    I::load_upto(sc.add(j), n),
+                    I::load_upto(sh.add(j), n),
+                );
+                let v = I::act(act, v);
+                if n < I::LANES {
+                    keep::<I>(v, n)
+                } else {
+                    v
+                }
+            };
+            I::store_upto(y.add(p + j), m, v);
+        });
+    }
+}
+
+/// Mean over H and W: `(N, H, W, C)` to `(N, 1, 1, C)`.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn global_avg_pool<I: Isa>(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let (n, c) = (xs.shape.n as usize, xs.shape.c as usize);
+    let pixels = xs.shape.h as usize * xs.shape.w as usize;
+    assert!(x.len() >= xs.len() && y.len() >= ys.len() && ys.shape.n as usize == n);
+    assert!(ys.shape.c as usize == c && xs.cs >= c && ys.cs >= c);
+    let scale = I::splat(1.0 / pixels.max(1) as f32);
+    let (x, y) = (x.as_ptr(), y.as_mut_ptr());
+    for b in 0..n {
+        let xb = x.add(b * pixels * xs.cs);
+        let yb = y.add(b * ys.cs);
+        // Four vectors of channels at a time, with two accumulators each (even and odd
+        // pixels) so that the adds do not wait on one another.
+        let mut j = 0;
+        while j < c {
+            let mut acc = [[I::zero(); 4]; 2];
+            let w = c - j;
+            for p in 0..pixels {
+                let s = &mut acc[p & 1];
+                let px = xb.add(p * xs.cs + j);
+                for (k, a) in s.iter_mut().enumerate() {
+                    let at = k * I::LANES;
+                    if at < w {
+                        *a = I::add(*a, I::load_upto(px.add(at), w - at));
+                    }
+                }
+            }
+            for (k, (&a0, &a1)) in acc[0].iter().zip(&acc[1]).enumerate() {
+                let at = k * I::LANES;
+                if at < w {
+                    let v = I::mul(I::add(a0, a1), scale);
+                    I::store_upto(yb.add(j + at), w - at, v);
+                }
+            }
+            j += 4 * I::LANES;
+        }
+        std::ptr::write_bytes(yb.add(c), 0, ys.cs - c);
+    }
+}

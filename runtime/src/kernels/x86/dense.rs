@@ -206,7 +206,7 @@ pub(crate) unsafe fn conv<
     assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
     assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
     if use_im2col(a.conv) {
-        return conv_im2col::<I, MR, NV>(a, g);
+        return conv_im2col::<I, KH, KW, MR, NV>(a, g);
     }
     let zeros = if conv_scratch(a.conv, a.xs, a.ys) > 0 {
         let z = &mut a.scratch[..g.ic];
@@ -253,12 +253,24 @@ pub(crate) unsafe fn conv<
 /// The im2col path of [`conv`] (see [`use_im2col`]): per chunk of pixels, the inputs of
 /// every pixel are gathered into one row of `KH * KW * IC` floats (the order of the
 /// `ConvOcBlock` weights), then every output-channel block runs the pointwise tiles over
-/// those rows.
+/// those rows. `KH`/`KW` as in [`conv`]: with them known, the gather of an interior pixel
+/// is unrolled.
 ///
 /// # Safety
 /// As [`conv`], whose checks have run.
 #[inline(always)]
-unsafe fn conv_im2col<I: Isa, const MR: usize, const NV: usize>(a: &mut ConvArgs, g: Geom) {
+unsafe fn conv_im2col<
+    I: Isa,
+    const KH: usize,
+    const KW: usize,
+    const MR: usize,
+    const NV: usize,
+>(
+    a: &mut ConvArgs,
+    g: Geom,
+) {
+    let kh = if KH == 0 { g.kh } else { KH };
+    let kw = if KW == 0 { g.kw } else { KW };
     let nb = NV * I::LANES;
     let k = g.kh * g.kw * g.ic;
     let blocks = g.oc.div_ceil(nb);
@@ -302,10 +314,10 @@ unsafe fn conv_im2col<I: Isa, const MR: usize, const NV: usize>(a: &mut ConvArgs
             if inside_y && g.xcs >= 4 && ox * g.sw >= g.pl && ox * g.sw - g.pl + span_x < g.iw {
                 // Every tap inside: no checks, four floats per tap (see below).
                 let s = x.add(((n * g.ih + oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.xcs);
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
+                for ky in 0..kh {
+                    for kx in 0..kw {
                         let from = s.add((ky * g.dh * g.iw + kx * g.dw) * g.xcs);
-                        std::ptr::copy_nonoverlapping(from, dst.add((ky * g.kw + kx) * g.ic), 4);
+                        std::ptr::copy_nonoverlapping(from, dst.add((ky * kw + kx) * g.ic), 4);
                     }
                 }
             } else {

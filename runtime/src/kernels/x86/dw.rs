@@ -5,22 +5,36 @@
 //! slides along the row with the taps' weights held in registers; each of the `K` input
 //! rows is a pointer and a step, and a row in the padding is a run of zeros with step 0,
 //! so the loop never branches. Four pixels are computed together (independent
-//! accumulators). The pixels whose window crosses the left or right padding go through the
-//! table path below, one at a time.
+//! accumulators). When the input rows of the output rows to compute fit in scratch as a
+//! zero-padded plane of one channel vector ([`DwTile::plane_rows`], maps up to about 28x28),
+//! they are copied there first and every pixel slides; otherwise the pixels whose window
+//! crosses the left or right padding go through the table path below, one at a time.
 //!
 //! Other sizes, and those edge pixels: tiles of `MR` pixels along the row, vectors of
 //! channels, taps. For 3x3 and 5x5 each tile first builds a table of input addresses per tap
 //! and pixel, pointing taps in the padding at zeros in scratch; other kernel sizes check
 //! each tap, pixel by pixel at the edges.
 
-/// Scratch of the depthwise kernels: one vector-padded run of zero channels.
+/// Scratch of the depthwise kernels: one vector-padded run of zero channels, then room for
+/// the padded input plane of [`DwTile::plane_rows`] when one image's plane fits
+/// [`PLANE_MAX`].
 pub(crate) fn scratch<const LANES: usize>(
     c: &crate::graph::Conv,
     _: crate::kernels::Act4,
-    _: crate::kernels::Act4,
+    ys: crate::kernels::Act4,
 ) -> usize {
-    (c.out_c as usize).div_ceil(LANES) * LANES
+    let zeros = (c.out_c as usize).div_ceil(LANES) * LANES;
+    let (oh, ow) = (ys.shape.h as usize, ys.shape.w as usize);
+    let [kh, kw] = c.kernel.map(|k| k as usize);
+    let [sh, sw] = c.stride.map(|s| s as usize);
+    let plane = (oh.max(1) - 1) * sh + kh;
+    let plane = plane * ((ow.max(1) - 1) * sw + kw) * LANES;
+    zeros + if plane <= PLANE_MAX { plane } else { 0 }
 }
+
+/// Largest padded input plane (floats) of one channel vector that [`DwTile::plane_rows`]
+/// builds: 64 KiB, about one image of 28x28 at 5x5 stride 1 with 16 lanes.
+const PLANE_MAX: usize = 16384;
 
 use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
 use super::isa::Isa;
@@ -47,7 +61,7 @@ pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usiz
     assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
     assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
     assert!(a.scratch.len() >= cp);
-    let zeros = &mut a.scratch[..cp];
+    let (zeros, plane) = a.scratch.split_at_mut(cp);
     zeros.fill(0.0);
     let mut t = DwTile::<I, KH, KW> {
         zeros: zeros.as_ptr(),
@@ -62,12 +76,15 @@ pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usiz
         row: 0,
         _isa: PhantomData,
     };
-    for row in a.rows.clone() {
-        t.row = row;
-        if KH == KW && (KH == 3 || KH == 5) && g.dh == 1 && g.dw == 1 && g.sw <= 2 {
-            t.row_sliding();
-        } else {
-            for_each_tile::<MR>(0, g.ow, &mut t);
+    let sliding = KH == KW && (KH == 3 || KH == 5) && g.dh == 1 && g.dw == 1 && g.sw <= 2;
+    if !(sliding && t.plane_rows(a.rows.clone(), plane)) {
+        for row in a.rows.clone() {
+            t.row = row;
+            if sliding {
+                t.row_sliding();
+            } else {
+                for_each_tile::<MR>(0, g.ow, &mut t);
+            }
         }
     }
     let pixels = a.rows.len() * g.ow;
@@ -147,6 +164,77 @@ pub(crate) unsafe fn clamp_of<I: Isa>(act: Activation) -> Clamp<I> {
 const MAX_TAPS: usize = 25;
 
 impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
+    /// Output rows `rows` of a `KH x KW` (3x3 or 5x5) depthwise conv, one vector of channels
+    /// at a time: the input rows they read are first copied into `buf` as a plane of
+    /// `LANES`-wide pixels with zeros for the padding all around, so that every output pixel
+    /// is interior and runs [`DwTile::slide`] (on small maps, 7x7 or 14x14, most pixels
+    /// would otherwise be at an edge), and the pixels of the plane are adjacent in memory.
+    /// Returns false, doing nothing, when `buf` is too small for the plane.
+    #[inline(always)]
+    unsafe fn plane_rows(&mut self, rows: std::ops::Range<usize>, buf: &mut [f32]) -> bool {
+        let g = self.g;
+        let l = I::LANES;
+        let pw = (g.ow - 1) * g.sw + KW;
+        let most = rows.len().min(g.oh);
+        // Worth it for 5x5 stride 1 (4 edge pixels a row) where edge pixels are a large share
+        // (narrow maps), or when whole images run (no band of a few rows re-copying 4 rows);
+        // 3x3, and 5x5 at stride 2 (a plane 4 times the output), measured slower this way
+        // on 7x7 and 14x14 maps.
+        if KH != 5
+            || g.sw != 1
+            || rows.is_empty()
+            || ((most - 1) * g.sh + KH) * pw * l > buf.len()
+            || (g.ow > 32 && most < g.oh)
+        {
+            return false;
+        }
+        let buf = buf.as_mut_ptr();
+        let mut r = rows.start;
+        while r < rows.end {
+            let (n, oy0) = (r / g.oh, r % g.oh);
+            let oy1 = (oy0 + rows.end - r).min(g.oh);
+            let ph = (oy1 - oy0 - 1) * g.sh + KH;
+            let mut c0 = 0;
+            while c0 < g.oc {
+                let nl = (g.oc - c0).min(l);
+                for py in 0..ph {
+                    let dst = buf.add(py * pw * l);
+                    let iy = (oy0 * g.sh + py).checked_sub(g.pt).filter(|&iy| iy < g.ih);
+                    let Some(iy) = iy else {
+                        for px in 0..pw {
+                            I::store(dst.add(px * l), I::zero());
+                        }
+                        continue;
+                    };
+                    let src = self.x.add((n * g.ih + iy) * g.iw * g.xcs + c0);
+                    for px in 0..pw {
+                        let v = match px.checked_sub(g.pl).filter(|&ix| ix < g.iw) {
+                            Some(ix) => I::load_upto(src.add(ix * g.xcs), nl),
+                            None => I::zero(),
+                        };
+                        I::store(dst.add(px * l), v);
+                    }
+                }
+                for oy in oy0..oy1 {
+                    let mut taps = [(buf as *const f32, l); KH];
+                    for (ky, t) in taps.iter_mut().enumerate() {
+                        t.0 = buf.add(((oy - oy0) * g.sh + ky) * pw * l);
+                    }
+                    let ybase = (n * g.oh + oy) * g.ow * g.ycs;
+                    match (nl == l, g.sw) {
+                        (true, 1) => self.slide::<true, 1>(&taps, ybase, g.ow, c0, 0),
+                        (true, _) => self.slide::<true, 2>(&taps, ybase, g.ow, c0, 0),
+                        (false, 1) => self.slide::<false, 1>(&taps, ybase, g.ow, c0, 0),
+                        (false, _) => self.slide::<false, 2>(&taps, ybase, g.ow, c0, 0),
+                    }
+                }
+                c0 += l;
+            }
+            r += oy1 - oy0;
+        }
+        true
+    }
+
     /// One output row of a `KH x KW` (3x3 or 5x5) depthwise conv: see the module docs.
     #[inline(always)]
     unsafe fn row_sliding(&mut self) {
@@ -180,15 +268,15 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         let mut c0 = 0;
         while c0 + I::LANES <= g.oc {
             match g.sw {
-                1 => self.slide::<true, 1>(&rows, ybase, count, c0),
-                _ => self.slide::<true, 2>(&rows, ybase, count, c0),
+                1 => self.slide::<true, 1>(&rows, ybase, count, c0, c0),
+                _ => self.slide::<true, 2>(&rows, ybase, count, c0, c0),
             }
             c0 += I::LANES;
         }
         if c0 < g.oc {
             match g.sw {
-                1 => self.slide::<false, 1>(&rows, ybase, count, c0),
-                _ => self.slide::<false, 2>(&rows, ybase, count, c0),
+                1 => self.slide::<false, 1>(&rows, ybase, count, c0, c0),
+                _ => self.slide::<false, 2>(&rows, ybase, count, c0, c0),
             }
         }
     }
@@ -234,7 +322,7 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
     /// Channels `c0..` of `count` consecutive interior pixels of a row at stride `S` (see
     /// [`DwTile::row_sliding`]); `FULL` as in [`DwTile::channels`]. Each group of `PX`
     /// pixels loads each input column of a tap row once and uses it for every pixel whose
-    /// window covers it.
+    /// window covers it. The inputs of the channels are at `xc0` from the row pointers.
     #[inline(always)]
     unsafe fn slide<const FULL: bool, const S: usize>(
         &self,
@@ -242,6 +330,7 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         ybase: usize,
         count: usize,
         c0: usize,
+        xc0: usize,
     ) {
         // No closures here: they would not inherit the caller's target features, and the
         // intrinsics in them would become calls.
@@ -263,7 +352,7 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         while m + PX <= count {
             let mut acc = [b; PX];
             for (ky, &(p, xs)) in rows.iter().enumerate() {
-                let p = p.add(m * S * xs + c0);
+                let p = p.add(m * S * xs + xc0);
                 // Input column `c` feeds pixel `j` at tap `c - j * S`.
                 for c in 0..(PX - 1) * S + KW {
                     let x = Self::load_c::<FULL>(p.add(c * xs), nl);
@@ -282,7 +371,7 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         while m < count {
             let mut acc = b;
             for (ky, &(p, xs)) in rows.iter().enumerate() {
-                let p = p.add(m * S * xs + c0);
+                let p = p.add(m * S * xs + xc0);
                 for (kx, &w) in wv[ky].iter().enumerate() {
                     acc = I::fmadd(Self::load_c::<FULL>(p.add(kx * xs), nl), w, acc);
                 }

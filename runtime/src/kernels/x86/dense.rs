@@ -38,6 +38,47 @@ pub(crate) unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
     }
 }
 
+/// [`mac`] for one row (`M = 1`, a batch of one through a fully connected layer): the `k`
+/// products go to `P` accumulators in turn, summed at the end, so that `P` multiply-adds
+/// are in flight instead of one chain that waits on each add's latency.
+///
+/// # Safety
+/// As [`mac`].
+#[inline(always)]
+unsafe fn mac_one_row<I: Isa, const NV: usize, const P: usize>(
+    acc: &mut [I::V; NV],
+    x: *const f32,
+    w: *const f32,
+    k: usize,
+) {
+    let nb = NV * I::LANES;
+    let mut part = [[I::zero(); NV]; P];
+    let mut i = 0;
+    while i + P <= k {
+        for (p, part) in part.iter_mut().enumerate() {
+            let xb = I::splat(*x.add(i + p));
+            let wp = w.add((i + p) * nb);
+            for (j, a) in part.iter_mut().enumerate() {
+                *a = I::fmadd(xb, I::load(wp.add(j * I::LANES)), *a);
+            }
+        }
+        i += P;
+    }
+    while i < k {
+        let xb = I::splat(*x.add(i));
+        let wp = w.add(i * nb);
+        for (j, a) in part[0].iter_mut().enumerate() {
+            *a = I::fmadd(xb, I::load(wp.add(j * I::LANES)), *a);
+        }
+        i += 1;
+    }
+    for part in &part {
+        for (a, &p) in acc.iter_mut().zip(part) {
+            *a = I::add(*a, p);
+        }
+    }
+}
+
 /// The initial accumulators of output channels `o0 .. o0 + NV * LANES`: the bias, zero for
 /// channels at or past `oc`.
 ///
@@ -301,6 +342,8 @@ unsafe fn conv_im2col<
     t.g.kw = 1;
     t.g.ic = k;
     let (span_y, span_x) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
+    let rgb4 = g.ic == 3 && g.xcs == 4 && g.dw == 1;
+    let row_step = g.dh * g.iw * g.xcs;
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + IM2COL_CHUNK).min(pixels.end);
@@ -314,10 +357,22 @@ unsafe fn conv_im2col<
             if inside_y && g.xcs >= 4 && ox * g.sw >= g.pl && ox * g.sw - g.pl + span_x < g.iw {
                 // Every tap inside: no checks, four floats per tap (see below).
                 let s = x.add(((n * g.ih + oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.xcs);
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let from = s.add((ky * g.dh * g.iw + kx * g.dw) * g.xcs);
-                        std::ptr::copy_nonoverlapping(from, dst.add((ky * kw + kx) * g.ic), 4);
+                if rgb4 {
+                    // Three channels in pixels of four, dilation 1: the taps of a kernel row
+                    // are adjacent pixels, so only the row pointer varies.
+                    for ky in 0..kh {
+                        let from = s.add(ky * row_step);
+                        let to = dst.add(ky * kw * 3);
+                        for kx in 0..kw {
+                            std::ptr::copy_nonoverlapping(from.add(kx * 4), to.add(kx * 3), 4);
+                        }
+                    }
+                } else {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let from = s.add((ky * g.dh * g.iw + kx * g.dw) * g.xcs);
+                            std::ptr::copy_nonoverlapping(from, dst.add((ky * kw + kx) * g.ic), 4);
+                        }
                     }
                 }
             } else {
@@ -481,6 +536,7 @@ pub(crate) unsafe fn fc<I: Isa, const MR: usize, const NV: usize>(a: &mut FcArgs
         pixels,
         c,
         act: a.fc.act,
+        one_row: batch == 1,
         b: 0,
         _isa: PhantomData,
     };
@@ -503,6 +559,9 @@ struct FcTile<'a, I: Isa, const NV: usize> {
     pixels: usize,
     c: usize,
     act: Activation,
+    /// A batch of one: [`mac_one_row`]. Only then, so that an item's sums are formed the
+    /// same way whatever tile it falls in.
+    one_row: bool,
     b: usize,
     _isa: PhantomData<I>,
 }
@@ -517,7 +576,12 @@ impl<I: Isa, const NV: usize> Tile for FcTile<'_, I, NV> {
         for px in 0..self.pixels {
             let xp: [*const f32; M] =
                 std::array::from_fn(|m| self.x.add(((n0 + m) * self.pixels + px) * self.xcs));
-            mac::<I, M, NV>(&mut acc, &xp, w.add(px * self.c * nb), self.c);
+            let wp = w.add(px * self.c * nb);
+            if M == 1 && self.one_row {
+                mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], wp, self.c);
+            } else {
+                mac::<I, M, NV>(&mut acc, &xp, wp, self.c);
+            }
         }
         let yoff: [usize; M] = std::array::from_fn(|m| (n0 + m) * self.ycs);
         store_tile::<I, M, NV>(&acc, self.y, None, &yoff, o0, self.of, self.act);

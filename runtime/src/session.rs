@@ -899,6 +899,7 @@ fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {
         .take(n)
     {
         match g.cs {
+            4 if c == 3 => rgb_to_nhwc4(image, out),
             4 => pixels_to_nhwc::<4>(image, c, out),
             8 => pixels_to_nhwc::<8>(image, c, out),
             16 => pixels_to_nhwc::<16>(image, c, out),
@@ -911,6 +912,17 @@ fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+/// One RGB image of [`nchw_to_nhwc`] with channel stride 4 (an image input, see
+/// `Session::new`): the three planes are zipped, without index checks, into whole pixels.
+fn rgb_to_nhwc4(image: &[f32], out: &mut [f32]) {
+    let hw = out.len() / 4;
+    let (r, rest) = image.split_at(hw);
+    let (g, b) = rest.split_at(hw);
+    for (((px, &r), &g), &b) in out.chunks_exact_mut(4).zip(r).zip(g).zip(b) {
+        px.copy_from_slice(&[r, g, b, 0.0]);
     }
 }
 

@@ -6,7 +6,7 @@
 use smof::graph::Op;
 use smof_converter::prune::{Budget, PruneOptions};
 use smof_converter::{convert, ConvertOptions};
-use smof_tests::{attr, check_against_tract, random_input, OnnxBuilder, Rng};
+use smof_tests::{attr, check_against_tract, deconv_channels, random_input, OnnxBuilder, Rng};
 
 /// A conv whose weights are random inside and exactly zero on the outer `zero_rings` rings.
 #[allow(clippy::too_many_arguments)]
@@ -371,16 +371,12 @@ fn zero_channels_shrink_exactly_through_transposed_convs() {
     let onnx = b.build();
 
     let conv = convert(&onnx, &ConvertOptions::default()).unwrap();
-    let deconvs: Vec<(u32, u32)> = smof::format::read(&conv.bytes, &Default::default())
-        .unwrap()
-        .nodes
-        .iter()
-        .filter_map(|n| match n.op {
-            Op::Deconv(d) => Some((d.in_c, d.out_c)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(deconvs, vec![(14, 9)], "{:?}", conv.prune.layers);
+    assert_eq!(
+        deconv_channels(&conv.bytes),
+        vec![(14, 9)],
+        "{:?}",
+        conv.prune.layers
+    );
     assert_eq!(out_channels(&conv.bytes), vec![14, 4]);
     assert!(
         conv.prune.unanalysed.is_empty(),

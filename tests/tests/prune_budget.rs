@@ -8,7 +8,8 @@ use smof_converter::prune::calib::Calibration;
 use smof_converter::prune::{Budget, PruneOptions};
 use smof_converter::{convert, ConvertOptions};
 use smof_tests::{
-    attr, check_with_reference_tol, random_input, tract_run_shaped, OnnxBuilder, Rng,
+    attr, check_with_reference_tol, deconv_channels, random_input, tract_run_shaped, OnnxBuilder,
+    Rng,
 };
 use std::sync::Arc;
 
@@ -539,19 +540,6 @@ fn deconv(
             attr::ints("pads", &[p, p, p, p]),
         ],
     )
-}
-
-/// `(in_c, out_c)` of every transposed conv of a `.smof`.
-fn deconv_channels(bytes: &[u8]) -> Vec<(u32, u32)> {
-    smof::format::read(bytes, &Default::default())
-        .unwrap()
-        .nodes
-        .iter()
-        .filter_map(|n| match n.op {
-            Op::Deconv(d) => Some((d.in_c, d.out_c)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A DBNet-style decoder: convs and transposed convs (2x2 stride 2, and 4x4 stride 2 with

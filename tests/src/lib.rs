@@ -1119,6 +1119,19 @@ impl Cases {
     }
 }
 
+/// `(in_c, out_c)` of every transposed conv of a `.smof` file, in graph order.
+pub fn deconv_channels(bytes: &[u8]) -> Vec<(u32, u32)> {
+    smof::format::read(bytes, &Default::default())
+        .expect("the file reads")
+        .nodes
+        .iter()
+        .filter_map(|n| match n.op {
+            smof::graph::Op::Deconv(d) => Some((d.in_c, d.out_c)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1258,17 +1271,4 @@ mod tests {
         assert_ne!(inits[0].raw_data, orig_inits[0].raw_data);
         assert_eq!(inits[1].raw_data, orig_inits[1].raw_data);
     }
-}
-
-/// `(in_c, out_c)` of every transposed conv of a `.smof` file, in graph order.
-pub fn deconv_channels(bytes: &[u8]) -> Vec<(u32, u32)> {
-    smof::format::read(bytes, &Default::default())
-        .expect("the file reads")
-        .nodes
-        .iter()
-        .filter_map(|n| match n.op {
-            smof::graph::Op::Deconv(d) => Some((d.in_c, d.out_c)),
-            _ => None,
-        })
-        .collect()
 }

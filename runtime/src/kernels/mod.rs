@@ -16,6 +16,7 @@
 pub mod aarch64;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod expf;
+pub(crate) mod geom;
 pub mod pack;
 mod plan;
 pub mod portable;

@@ -30,7 +30,7 @@ mod conv;
 mod dw;
 mod fc;
 mod gemm;
-mod geom;
+use super::geom;
 mod neon;
 mod tile;
 

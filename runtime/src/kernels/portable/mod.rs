@@ -24,7 +24,7 @@ mod conv_generic;
 mod dw;
 mod elementwise;
 mod fc;
-mod geom;
+use super::geom;
 mod pool;
 mod simd;
 mod tile;

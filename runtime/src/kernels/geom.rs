@@ -1,8 +1,8 @@
-//! Conv geometry unpacked once per call into `usize`s, with the input-coordinate helpers.
+//! Conv geometry unpacked once per call into `usize`s, with the input-coordinate helpers:
+//! one definition for every kernel table.
 
 use crate::graph::Conv;
 use crate::kernels::Act4;
-use std::ops::Range;
 
 /// Everything about a conv's shape a kernel loop needs, as `usize`.
 #[derive(Clone, Copy, Debug)]
@@ -67,8 +67,9 @@ impl Geom {
 
     /// The output columns whose every tap column is inside the input (no left or right
     /// padding): a contiguous range, possibly empty, within `0..ow`.
+    #[cfg(target_arch = "aarch64")]
     #[inline(always)]
-    pub fn interior_x(&self) -> Range<usize> {
+    pub fn interior_x(&self) -> std::ops::Range<usize> {
         let lo = self.pl.div_ceil(self.sw).min(self.ow);
         // Last tap of column ox: ox*sw + (kw-1)*dw - pl <= iw - 1.
         let reach = (self.kw - 1) * self.dw;

@@ -126,6 +126,11 @@ impl DeconvOp {
     pub fn kernel(&self) -> [usize; 2] {
         [self.weight.dims[2], self.weight.dims[3]]
     }
+    /// Weights per input channel: `OC/group x KH x KW`, the length of one row of the
+    /// `[IC, OC/group, KH, KW]` weights.
+    pub fn per_input(&self) -> usize {
+        self.weight.dims[1] * self.weight.dims[2] * self.weight.dims[3]
+    }
 }
 
 /// Spatial resize over H and W.

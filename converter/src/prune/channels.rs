@@ -299,7 +299,7 @@ pub fn remove_channels(g: &mut Graph, drop: &[BTreeSet<usize>]) -> Result<()> {
                 // Weights [IC, OC/group, KH, KW]: an input channel is a block of
                 // OC/group x KH x KW, an output channel a block of KH x KW in each.
                 let [kh, kw] = d.kernel();
-                let per = d.weight.dims[1] * kh * kw;
+                let per = d.per_input();
                 if d.group == 1 {
                     let rows = keep(&d.weight.data, per, in_drop);
                     d.weight.data = if out_drop.is_empty() {

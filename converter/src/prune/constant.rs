@@ -50,7 +50,7 @@ pub fn constant(
             // everywhere.
             Op::Deconv(d) if d.group == 1 => {
                 let [kh, kw] = d.kernel();
-                let (kk, per) = (kh * kw, d.weight.data.len() / d.weight.dims[0].max(1));
+                let (kk, per) = (kh * kw, d.per_input());
                 let zero = d
                     .weight
                     .data

@@ -134,7 +134,7 @@ pub fn node_flops(g: &Graph, node: usize) -> u64 {
         // Every input value meets OC/group x KH x KW weights.
         Op::Deconv(d) => {
             let x: u64 = g.shape(n.inputs[0]).iter().map(|&v| v as u64).product();
-            2 * x * (d.weight.data.len() / d.weight.dims[0].max(1)) as u64
+            2 * x * d.per_input() as u64
         }
         _ => 0,
     }

@@ -79,10 +79,7 @@ pub fn rows(g: &Graph, i: usize) -> Vec<Vec<Vec<f64>>> {
         Op::Deconv(d) => {
             // Weights [IC, OC, KH, KW]: row (o, t) holds W[i, o, t] over i, then 0 for the
             // bias column.
-            let (ic, per) = (
-                d.weight.dims[0],
-                d.weight.data.len() / d.weight.dims[0].max(1),
-            );
+            let (ic, per) = (d.weight.dims[0], d.per_input());
             let rows = (0..per)
                 .map(|r| {
                     let mut row: Vec<f64> =

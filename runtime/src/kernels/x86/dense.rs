@@ -342,8 +342,7 @@ unsafe fn conv_im2col<
     t.g.kw = 1;
     t.g.ic = k;
     let (span_y, span_x) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
-    let rgb4 = g.ic == 3 && g.xcs == 4 && g.dw == 1;
-    let row_step = g.dh * g.iw * g.xcs;
+    let (row_step, tap_step) = (g.dh * g.iw * g.xcs, g.dw * g.xcs);
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + IM2COL_CHUNK).min(pixels.end);
@@ -357,22 +356,16 @@ unsafe fn conv_im2col<
             if inside_y && g.xcs >= 4 && ox * g.sw >= g.pl && ox * g.sw - g.pl + span_x < g.iw {
                 // Every tap inside: no checks, four floats per tap (see below).
                 let s = x.add(((n * g.ih + oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.xcs);
-                if rgb4 {
-                    // Three channels in pixels of four, dilation 1: the taps of a kernel row
-                    // are adjacent pixels, so only the row pointer varies.
-                    for ky in 0..kh {
-                        let from = s.add(ky * row_step);
-                        let to = dst.add(ky * kw * 3);
-                        for kx in 0..kw {
-                            std::ptr::copy_nonoverlapping(from.add(kx * 4), to.add(kx * 3), 4);
-                        }
-                    }
-                } else {
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let from = s.add((ky * g.dh * g.iw + kx * g.dw) * g.xcs);
-                            std::ptr::copy_nonoverlapping(from, dst.add((ky * kw + kx) * g.ic), 4);
-                        }
+                // One pointer per kernel row, stepping by a tap.
+                for ky in 0..kh {
+                    let from = s.add(ky * row_step);
+                    let to = dst.add(ky * kw * g.ic);
+                    for kx in 0..kw {
+                        std::ptr::copy_nonoverlapping(
+                            from.add(kx * tap_step),
+                            to.add(kx * g.ic),
+                            4,
+                        );
                     }
                 }
             } else {

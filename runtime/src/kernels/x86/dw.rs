@@ -16,25 +16,30 @@
 //! each tap, pixel by pixel at the edges.
 
 /// Scratch of the depthwise kernels: one vector-padded run of zero channels, then room for
-/// the padded input plane of [`DwTile::plane_rows`] when one image's plane fits
-/// [`PLANE_MAX`].
+/// the padded input plane of [`DwTile::plane_rows`] over one image, when the conv takes
+/// that path ([`plane_len`]).
 pub(crate) fn scratch<const LANES: usize>(
     c: &crate::graph::Conv,
-    _: crate::kernels::Act4,
+    xs: crate::kernels::Act4,
     ys: crate::kernels::Act4,
 ) -> usize {
-    let zeros = (c.out_c as usize).div_ceil(LANES) * LANES;
-    let (oh, ow) = (ys.shape.h as usize, ys.shape.w as usize);
-    let [kh, kw] = c.kernel.map(|k| k as usize);
-    let [sh, sw] = c.stride.map(|s| s as usize);
-    let plane = (oh.max(1) - 1) * sh + kh;
-    let plane = plane * ((ow.max(1) - 1) * sw + kw) * LANES;
-    zeros + if plane <= PLANE_MAX { plane } else { 0 }
+    let g = Geom::new(c, xs, ys);
+    (c.out_c as usize).div_ceil(LANES) * LANES + plane_len(&g, g.oh, LANES).unwrap_or(0)
 }
 
 /// Largest padded input plane (floats) of one channel vector that [`DwTile::plane_rows`]
 /// builds: 64 KiB, about one image of 28x28 at 5x5 stride 1 with 16 lanes.
 const PLANE_MAX: usize = 16384;
+
+/// Floats of the padded plane of `rows` output rows (one vector of `lanes` channels) when
+/// the conv takes the plane path: 5x5 at stride 1 along W, dilation 1 (4 edge pixels a row;
+/// 3x3, and 5x5 at stride 2 with a plane 4 times the output, measured slower this way on
+/// 7x7 and 14x14 maps), within [`PLANE_MAX`].
+fn plane_len(g: &Geom, rows: usize, lanes: usize) -> Option<usize> {
+    let path = [g.kh, g.kw, g.sw, g.dh, g.dw] == [5, 5, 1, 1, 1];
+    let len = ((rows.max(1) - 1) * g.sh + g.kh) * ((g.ow.max(1) - 1) * g.sw + g.kw) * lanes;
+    (path && len <= PLANE_MAX).then_some(len)
+}
 
 use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
 use super::isa::Isa;
@@ -164,28 +169,25 @@ pub(crate) unsafe fn clamp_of<I: Isa>(act: Activation) -> Clamp<I> {
 const MAX_TAPS: usize = 25;
 
 impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
-    /// Output rows `rows` of a `KH x KW` (3x3 or 5x5) depthwise conv, one vector of channels
-    /// at a time: the input rows they read are first copied into `buf` as a plane of
+    /// Output rows `rows` of a depthwise conv that takes the plane path ([`plane_len`]), one
+    /// vector of channels at a time: the input rows they read are first copied into `buf` as a plane of
     /// `LANES`-wide pixels with zeros for the padding all around, so that every output pixel
     /// is interior and runs [`DwTile::slide`] (on small maps, 7x7 or 14x14, most pixels
     /// would otherwise be at an edge), and the pixels of the plane are adjacent in memory.
-    /// Returns false, doing nothing, when `buf` is too small for the plane.
+    /// Returns false, doing nothing, when the conv does not take this path, the rows are a
+    /// short band of a wide map, or `buf` is too small for the plane.
     #[inline(always)]
     unsafe fn plane_rows(&mut self, rows: std::ops::Range<usize>, buf: &mut [f32]) -> bool {
         let g = self.g;
         let l = I::LANES;
         let pw = (g.ow - 1) * g.sw + KW;
         let most = rows.len().min(g.oh);
-        // Worth it for 5x5 stride 1 (4 edge pixels a row) where edge pixels are a large share
-        // (narrow maps), or when whole images run (no band of a few rows re-copying 4 rows);
-        // 3x3, and 5x5 at stride 2 (a plane 4 times the output), measured slower this way
-        // on 7x7 and 14x14 maps.
-        if KH != 5
-            || g.sw != 1
-            || rows.is_empty()
-            || ((most - 1) * g.sh + KH) * pw * l > buf.len()
-            || (g.ow > 32 && most < g.oh)
-        {
+        // Worth it where edge pixels are a large share (narrow maps), or when whole images
+        // run (no band of a few rows re-copying 4 rows).
+        let Some(need) = plane_len(&g, most, l) else {
+            return false;
+        };
+        if rows.is_empty() || need > buf.len() || (g.ow > 32 && most < g.oh) {
             return false;
         }
         let buf = buf.as_mut_ptr();

@@ -11,15 +11,31 @@ use super::isa::Isa;
 use crate::graph::Activation;
 use crate::kernels::Act4;
 
-/// Runs `f(j, n)` for each vector of a pixel's `cs` lanes: `j` the first channel, `n` the
-/// lanes of it that hold channels (`LANES`, fewer at the tail, 0 for pad vectors), then
-/// `pad(j, m)` to store `m` zero lanes, where the vector is all pad.
+/// Writes the `cs` lanes of one output pixel at `y`, a vector at a time: `f(j, n)` computes
+/// the vector whose first channel is `j` and whose first `n` lanes hold channels (`LANES`,
+/// or fewer at the channel tail, where the kernels' `load_upto` fills the others with
+/// zeros). Lanes past the channels are stored as zero, whatever `f` left in them (an
+/// activation of 0 need not be 0), and vectors of pad lanes only are zeros.
 #[inline(always)]
-unsafe fn lanes<I: Isa>(c: usize, cs: usize, mut f: impl FnMut(usize, usize, usize)) {
+unsafe fn store_pixel<I: Isa>(
+    y: *mut f32,
+    c: usize,
+    cs: usize,
+    mut f: impl FnMut(usize, usize) -> I::V,
+) {
     let mut j = 0;
     while j < cs {
         let m = (cs - j).min(I::LANES);
-        f(j, c.saturating_sub(j).min(I::LANES), m);
+        let n = c.saturating_sub(j).min(I::LANES);
+        // `f` is called at one place only, so that it is inlined into the
+        // `#[target_feature]` entry (a closure compiled on its own lacks the features).
+        let v = if n == 0 { I::zero() } else { f(j, n) };
+        let v = if n > 0 && n < I::LANES {
+            keep::<I>(v, n)
+        } else {
+            v
+        };
+        I::store_upto(y.add(j), m, v);
         j += I::LANES;
     }
 }
@@ -34,23 +50,9 @@ pub(crate) unsafe fn add<I: Isa>(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, 
     assert!(a.len() >= len && b.len() >= len && y.len() >= len);
     let (a, b, y) = (a.as_ptr(), b.as_ptr(), y.as_mut_ptr());
     for p in (0..len).step_by(cs.max(1)) {
-        lanes::<I>(c, cs, |j, n, m| {
-            let at = p + j;
-            let v = if n == 0 {
-                I::zero()
-            } else {
-                I::act(
-                    act,
-                    I::add(I::load_upto(a.add(at), n), I::load_upto(b.add(at), n)),
-                )
-            };
-            // Pad lanes: `n` lanes were loaded (the others zero); act(0) need not be 0.
-            let v = if n < I::LANES && n > 0 {
-                keep::<I>(v, n)
-            } else {
-                v
-            };
-            I::store_upto(y.add(at), m, v);
+        store_pixel::<I>(y.add(p), c, cs, |j, n| {
+            let (a, b) = (I::load_upto(a.add(p + j), n), I::load_upto(b.add(p + j), n));
+            I::act(act, I::add(a, b))
         });
     }
 }
@@ -83,13 +85,8 @@ pub(crate) unsafe fn mul<I: Isa>(a: &[f32], b: &[f32], bs: Act4, y: &mut [f32], 
     let (a, b, y) = (a.as_ptr(), b.as_ptr(), y.as_mut_ptr());
     for (q, p) in (0..len).step_by(cs.max(1)).enumerate() {
         let bp = b.add(if per_channel { q / pixels.max(1) } else { q } * bs.cs);
-        lanes::<I>(c, cs, |j, n, m| {
-            let v = if n == 0 {
-                I::zero()
-            } else {
-                I::mul(I::load_upto(a.add(p + j), n), I::load_upto(bp.add(j), n))
-            };
-            I::store_upto(y.add(p + j), m, v);
+        store_pixel::<I>(y.add(p), c, cs, |j, n| {
+            I::mul(I::load_upto(a.add(p + j), n), I::load_upto(bp.add(j), n))
         });
     }
 }
@@ -104,18 +101,8 @@ pub(crate) unsafe fn act<I: Isa>(x: &[f32], y: &mut [f32], ys: Act4, act: Activa
     assert!(x.len() >= len && y.len() >= len);
     let (x, y) = (x.as_ptr(), y.as_mut_ptr());
     for p in (0..len).step_by(cs.max(1)) {
-        lanes::<I>(c, cs, |j, n, m| {
-            let v = if n == 0 {
-                I::zero()
-            } else {
-                let v = I::act(act, I::load_upto(x.add(p + j), n));
-                if n < I::LANES {
-                    keep::<I>(v, n)
-                } else {
-                    v
-                }
-            };
-            I::store_upto(y.add(p + j), m, v);
+        store_pixel::<I>(y.add(p), c, cs, |j, n| {
+            I::act(act, I::load_upto(x.add(p + j), n))
         });
     }
 }
@@ -137,23 +124,13 @@ pub(crate) unsafe fn channel_affine<I: Isa>(
     assert!(x.len() >= len && y.len() >= len && scale.len() >= c && shift.len() >= c);
     let (x, y, sc, sh) = (x.as_ptr(), y.as_mut_ptr(), scale.as_ptr(), shift.as_ptr());
     for p in (0..len).step_by(cs.max(1)) {
-        lanes::<I>(c, cs, |j, n, m| {
-            let v = if n == 0 {
-                I::zero()
-            } else {
-                let v = I::fmadd(
-                    I::load_upto(x.add(p + j), n),
-                    I::load_upto(sc.add(j), n),
-                    I::load_upto(sh.add(j), n),
-                );
-                let v = I::act(act, v);
-                if n < I::LANES {
-                    keep::<I>(v, n)
-                } else {
-                    v
-                }
-            };
-            I::store_upto(y.add(p + j), m, v);
+        store_pixel::<I>(y.add(p), c, cs, |j, n| {
+            let v = I::fmadd(
+                I::load_upto(x.add(p + j), n),
+                I::load_upto(sc.add(j), n),
+                I::load_upto(sh.add(j), n),
+            );
+            I::act(act, v)
         });
     }
 }

@@ -253,6 +253,26 @@ fn keep<T: Copy>(data: &[T], block: usize, drop: &BTreeSet<usize>) -> Vec<T> {
         .collect()
 }
 
+/// Weights of rows of `row` floats, each a run of blocks of `block` floats, without the
+/// rows in `rows` and, in every row kept, the blocks in `blocks`: a conv's `[OC, IC, KH,
+/// KW]` losing output rows and input blocks, a transposed conv's `[IC, OC, KH, KW]` the
+/// other way round.
+fn keep_rows_blocks(
+    data: &[f32],
+    row: usize,
+    block: usize,
+    rows: &BTreeSet<usize>,
+    blocks: &BTreeSet<usize>,
+) -> Vec<f32> {
+    let kept = keep(data, row, rows);
+    if blocks.is_empty() {
+        return kept;
+    }
+    kept.chunks(row)
+        .flat_map(|r| keep(r, block, blocks))
+        .collect()
+}
+
 /// Removes the channels `drop[v]` of every value `v`, updating every op that holds
 /// per-channel parameters. Whole groups must be removed together (the caller's duty; this
 /// checks the shapes that result).
@@ -270,16 +290,9 @@ pub fn remove_channels(g: &mut Graph, drop: &[BTreeSet<usize>]) -> Result<()> {
                 if c.group == 1 {
                     let [kh, kw] = c.kernel();
                     let icg = c.weight.dims[1];
-                    let rows = keep(&c.weight.data, row, out_drop);
-                    let w = if in_drop.is_empty() {
-                        rows
-                    } else {
-                        rows.chunks(row)
-                            .flat_map(|r| keep(r, kh * kw, in_drop))
-                            .collect()
-                    };
+                    c.weight.data =
+                        keep_rows_blocks(&c.weight.data, row, kh * kw, out_drop, in_drop);
                     c.weight.dims = vec![oc - out_drop.len(), icg - in_drop.len(), kh, kw];
-                    c.weight.data = w;
                 } else {
                     if out_drop != in_drop {
                         return Err(Error::Model(format!(
@@ -301,14 +314,8 @@ pub fn remove_channels(g: &mut Graph, drop: &[BTreeSet<usize>]) -> Result<()> {
                 let [kh, kw] = d.kernel();
                 let per = d.per_input();
                 if d.group == 1 {
-                    let rows = keep(&d.weight.data, per, in_drop);
-                    d.weight.data = if out_drop.is_empty() {
-                        rows
-                    } else {
-                        rows.chunks(per)
-                            .flat_map(|r| keep(r, kh * kw, out_drop))
-                            .collect()
-                    };
+                    d.weight.data =
+                        keep_rows_blocks(&d.weight.data, per, kh * kw, in_drop, out_drop);
                     d.weight.dims[0] -= in_drop.len();
                     d.weight.dims[1] -= out_drop.len();
                 } else {

@@ -125,6 +125,12 @@ fn channels() -> impl Strategy<Value = u32> {
     ]
 }
 
+/// Channel counts for the per-pixel kernels, which walk channels in blocks of up to four
+/// vectors (64 lanes on AVX-512): the small counts of [`channels`], or past one block.
+fn wide_channels() -> impl Strategy<Value = u32> {
+    prop_oneof![3 => channels(), 1 => 60u32..=140]
+}
+
 /// Extra channel-stride lanes: none, up to the next multiple of 8, or random.
 fn cs_extra(c: u32) -> impl Strategy<Value = usize> {
     let to8 = (c as usize).next_multiple_of(8) - c as usize;
@@ -494,7 +500,7 @@ pub fn pool_case() -> impl Strategy<Value = PoolCase> {
         [0u32..=3, 0u32..=3, 0u32..=3, 0u32..=3],
         [0u32..=2, 0u32..=2],
     );
-    let sizes = (1u32..=2, 0u32..=6, 0u32..=9, channels());
+    let sizes = (1u32..=2, 0u32..=6, 0u32..=9, wide_channels());
     (kind, window, pads, sizes)
         .prop_flat_map(|(kind, window, pads, sizes)| {
             (
@@ -580,7 +586,7 @@ pub struct EltCase {
 
 /// Random shapes `(1..2, 1..5, 1..5, C)`.
 pub fn elt_case() -> impl Strategy<Value = EltCase> {
-    (1u32..=2, 1u32..=5, 1u32..=5, channels())
+    (1u32..=2, 1u32..=5, 1u32..=5, wide_channels())
         .prop_flat_map(|(n, h, w, c)| {
             (
                 Just(Shape4::new(n, h, w, c)),

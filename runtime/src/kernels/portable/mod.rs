@@ -25,7 +25,7 @@ mod dw;
 mod elementwise;
 mod fc;
 use super::geom;
-mod pool;
+pub(crate) mod pool;
 mod simd;
 mod tile;
 

@@ -5,7 +5,7 @@ use crate::kernels::Act4;
 
 /// Taps of one window axis inside `[-p0, size + p1)`: the input plus its explicit padding
 /// (not the ceil-mode padding), which is what `count_include_pad` divides by.
-fn included_taps(
+pub(crate) fn included_taps(
     o: usize,
     k: usize,
     s: usize,

@@ -1,6 +1,6 @@
 //! Elementwise and per-pixel kernels of the x86 tables, over [`Isa`]: `add`, `mul` (also
-//! the squeeze-excite gate, one scale per channel), `act`, `channel_affine` and
-//! `global_avg_pool`. They are memory-bound; written once over full vectors, with masked
+//! the squeeze-excite gate, one scale per channel), `act`, `channel_affine`, `pool` (max
+//! and average windows) and `global_avg_pool`. They are memory-bound; written once over full vectors, with masked
 //! loads and stores only at the channel tail, they run at the ISA's width instead of the
 //! portable table's baseline SSE2.
 //!
@@ -8,7 +8,8 @@
 //! is written, the pad lanes (channels `c..cs`) as zero.
 
 use super::isa::Isa;
-use crate::graph::Activation;
+use crate::graph::{Activation, Pool, PoolKind};
+use crate::kernels::portable::pool::included_taps;
 use crate::kernels::Act4;
 
 /// Writes the `cs` lanes of one output pixel at `y`, a vector at a time: `f(j, n)` computes
@@ -176,5 +177,94 @@ pub(crate) unsafe fn global_avg_pool<I: Isa>(x: &[f32], xs: Act4, y: &mut [f32],
             j += 4 * I::LANES;
         }
         std::ptr::write_bytes(yb.add(c), 0, ys.cs - c);
+    }
+}
+
+/// Max or average pooling of `x` (geometry `xs`) into `y` (geometry `ys`), with the
+/// semantics of the portable `pool`: taps in the explicit or ceil-mode padding are skipped,
+/// a window with no input tap gives 0, and an average divides by the taps inside the input
+/// (or inside input plus explicit padding, with `count_include_pad`).
+///
+/// Each output pixel keeps up to four channel vectors in registers across its window.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn pool<I: Isa>(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+    let u = |v: u32| v as usize;
+    let (ih, iw, c, xcs) = (u(xs.shape.h), u(xs.shape.w), u(xs.shape.c), xs.cs);
+    let (oh, ow, ycs) = (u(ys.shape.h), u(ys.shape.w), ys.cs);
+    let [kh, kw] = p.kernel.map(u);
+    let [sh, sw] = p.stride.map(u);
+    let [dh, dw] = p.dilation.map(u);
+    let [pt, pl, pb, pr] = p.pads.map(u);
+    assert!(x.len() >= xs.len() && y.len() >= ys.len());
+    assert!(ys.shape.n == xs.shape.n && ys.shape.c == xs.shape.c && xcs >= c && ycs >= c);
+    let max = matches!(p.kind, PoolKind::Max);
+    let init = I::splat(if max { f32::NEG_INFINITY } else { 0.0 });
+    let in_range = |o: usize, k: usize, s: usize, d: usize, p0: usize, size: usize| {
+        (o * s + k * d).checked_sub(p0).filter(|&v| v < size)
+    };
+    let (x, y) = (x.as_ptr(), y.as_mut_ptr());
+    for row in 0..ys.rows() {
+        let (n, oy) = (row / oh, row % oh);
+        for ox in 0..ow {
+            let yp = y.add((row * ow + ox) * ycs);
+            let mut j = 0;
+            while j < c {
+                let w = c - j;
+                let mut acc = [init; 4];
+                let mut count = 0usize;
+                for ky in 0..kh {
+                    let Some(iy) = in_range(oy, ky, sh, dh, pt, ih) else {
+                        continue;
+                    };
+                    for kx in 0..kw {
+                        let Some(ix) = in_range(ox, kx, sw, dw, pl, iw) else {
+                            continue;
+                        };
+                        count += 1;
+                        let px = x.add(((n * ih + iy) * iw + ix) * xcs + j);
+                        for (k, a) in acc.iter_mut().enumerate() {
+                            let at = k * I::LANES;
+                            if at < w {
+                                let v = I::load_upto(px.add(at), w - at);
+                                *a = if max { I::max(*a, v) } else { I::add(*a, v) };
+                            }
+                        }
+                    }
+                }
+                let divisor = match p.kind {
+                    PoolKind::Max => 1,
+                    PoolKind::Avg {
+                        count_include_pad: false,
+                    } => count,
+                    PoolKind::Avg {
+                        count_include_pad: true,
+                    } => {
+                        included_taps(oy, kh, sh, dh, pt, pb, ih)
+                            * included_taps(ox, kw, sw, dw, pl, pr, iw)
+                    }
+                };
+                // No input tap (a window wholly in padding), or nothing to divide by: 0.
+                let empty = count == 0 || divisor == 0;
+                let scale = I::splat(1.0 / divisor.max(1) as f32);
+                for (k, &a) in acc.iter().enumerate() {
+                    let at = k * I::LANES;
+                    if at < w {
+                        let v = if empty {
+                            I::zero()
+                        } else if max {
+                            a
+                        } else {
+                            I::mul(a, scale)
+                        };
+                        I::store_upto(yp.add(j + at), w - at, v);
+                    }
+                }
+                j += 4 * I::LANES;
+            }
+            std::ptr::write_bytes(yp.add(c), 0, ycs - c);
+        }
     }
 }

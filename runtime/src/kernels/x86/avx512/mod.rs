@@ -24,7 +24,7 @@ use super::eltwise;
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::winograd;
-use crate::graph::{Activation, Conv, Layout};
+use crate::graph::{Activation, Conv, Layout, Pool};
 use crate::kernels::{
     portable, Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
 };
@@ -176,6 +176,11 @@ entry!(
     eltwise::channel_affine::<Avx512>
 );
 entry!(
+    pool,
+    fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
+    eltwise::pool::<Avx512>
+);
+entry!(
     global_avg_pool,
     fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
     eltwise::global_avg_pool::<Avx512>
@@ -261,6 +266,7 @@ static TABLE: KernelTable = KernelTable {
         layout: Layout::FcOcBlock(16),
         run: fc_4x16,
     },
+    pool,
     global_avg_pool,
     add,
     mul,

@@ -18,6 +18,7 @@
 mod chain;
 pub mod error;
 pub mod format;
+mod fuse;
 pub mod graph;
 pub mod kernels;
 pub mod model;

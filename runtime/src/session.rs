@@ -3,6 +3,7 @@
 
 use crate::chain::{self, Chain};
 use crate::error::{Error, Result};
+use crate::fuse::{self, Pattern};
 use crate::graph::{
     Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, ReduceKind, Resize, UnaryKind,
 };
@@ -24,10 +25,11 @@ pub struct SessionOptions {
     /// CPUs to pin the session's threads to (the calling thread is not pinned; worker `i`
     /// goes to `cpus[i % len]`). Empty: no pinning. On a phone, name the big cores.
     pub cpus: Vec<usize>,
-    /// Runs every conv on its own, never as part of a conv chain (chains compute the wide
-    /// activations between consecutive convs a band of rows at a time, in cache; see
-    /// `docs/decisions.md`, "Conv chains"). The results are the same bit for bit; this
-    /// exists for measurements and tests.
+    /// Runs every node on its own: no conv chains (chains compute the wide activations
+    /// between consecutive convs a band of rows at a time, in cache; see
+    /// `docs/decisions.md`, "Conv chains") and no fused patterns (squeeze-excite, SPPF; see
+    /// "Fused patterns"). The results are the same bit for bit; this exists for
+    /// measurements and tests.
     pub layer_by_layer: bool,
 }
 
@@ -44,7 +46,7 @@ impl SessionOptions {
         self
     }
 
-    /// Turns conv chains off (see [`SessionOptions::layer_by_layer`]).
+    /// Turns conv chains and fused patterns off (see [`SessionOptions::layer_by_layer`]).
     pub fn layer_by_layer(mut self, on: bool) -> Self {
         self.layer_by_layer = on;
         self
@@ -119,7 +121,10 @@ enum Link {
     /// The first conv of a chain of `chain.members` steps, which it runs as a whole, with
     /// the input and output geometry of every member.
     Head(Chain, Vec<(Act4, Act4)>),
-    /// A later member: run by its chain's head.
+    /// The first node of a fused pattern, which it runs as a whole: for squeeze-excite,
+    /// with the geometry of the squeezed vector, the hidden vector and the gate.
+    Pattern(Pattern, [Act4; 3]),
+    /// A later member of a chain or a pattern: run by its first node.
     Member,
 }
 
@@ -229,22 +234,39 @@ impl<'m> Session<'m> {
             last[io.tensor as usize] = end;
         }
 
+        let mut readers = vec![0usize; geoms.len()];
+        for &t in graph.nodes.iter().flat_map(|n| &n.inputs) {
+            readers[t as usize] += 1;
+        }
+        for io in &graph.outputs {
+            readers[io.tensor as usize] += 1;
+        }
+        // Fused patterns: the tensors inside get no memory; the pattern's output is written
+        // by its first node.
+        let patterns = if opts.layer_by_layer {
+            Vec::new()
+        } else {
+            fuse::find(graph, &readers)
+        };
+        let mut in_pattern = vec![false; graph.nodes.len()];
+        for &(i, _) in &patterns {
+            in_pattern[i..i + Pattern::NODES].fill(true);
+            for node in &graph.nodes[i..i + Pattern::NODES - 1] {
+                first[node.outputs[0] as usize] = usize::MAX;
+            }
+            first[graph.nodes[i + Pattern::NODES - 1].outputs[0] as usize] = i + 1;
+        }
+
         // Conv chains; their intermediate tensors live in windows in scratch, not the arena.
         let chains = if opts.layer_by_layer {
             Vec::new()
         } else {
-            let mut readers = vec![0usize; geoms.len()];
-            for &t in graph.nodes.iter().flat_map(|n| &n.inputs) {
-                readers[t as usize] += 1;
-            }
-            for io in &graph.outputs {
-                readers[io.tensor as usize] += 1;
-            }
             let members: Vec<Option<chain::Member>> = graph
                 .nodes
                 .iter()
-                .map(|node| match node.op {
-                    Op::Conv(conv) => Some(chain::Member {
+                .zip(&in_pattern)
+                .map(|(node, &fused)| match node.op {
+                    Op::Conv(conv) if !fused => Some(chain::Member {
                         conv,
                         xs: geoms[node.inputs[0] as usize],
                         ys: geoms[node.outputs[0] as usize],
@@ -393,7 +415,23 @@ impl<'m> Session<'m> {
             }
             steps[r.start].link = Link::Head(c, ms.iter().map(|m| (m.xs, m.ys)).collect());
         }
-        let scratch_len = windows_len + kernel_scratch;
+        let mut pattern_scratch = 0usize;
+        for &(i, p) in &patterns {
+            let out = |j: usize| geoms[graph.nodes[i + j].outputs[0] as usize];
+            let inner = [out(0), out(1), out(2)];
+            pattern_scratch = pattern_scratch.max(match p {
+                Pattern::SqueezeExcite => inner.iter().map(|g| g.len()).sum::<usize>(),
+                Pattern::Sppf { .. } => {
+                    fuse::sppf_scratch(geoms[graph.nodes[i].inputs[0] as usize])
+                }
+            });
+            steps[i].link = Link::Pattern(p, inner);
+            steps[i].output = steps[i + Pattern::NODES - 1].output;
+            for s in &mut steps[i + 1..i + Pattern::NODES] {
+                s.link = Link::Member;
+            }
+        }
+        let scratch_len = windows_len.max(pattern_scratch) + kernel_scratch;
 
         let inputs = graph
             .inputs
@@ -519,6 +557,52 @@ impl<'m> Session<'m> {
             // SAFETY: as above; the output is disjoint from every input of this step.
             let y = unsafe { std::slice::from_raw_parts_mut(base.add(ob.offset), ob.geom.len()) };
             let ys = ob.geom;
+            if let Link::Pattern(p, inner) = &step.link {
+                // SAFETY: a pattern runs on the calling thread only, in participant 0's
+                // scratch area.
+                let scratch = unsafe { std::slice::from_raw_parts_mut(scratch.get(), scratch_len) };
+                let (x, xs) = input(0);
+                match *p {
+                    Pattern::SqueezeExcite => {
+                        // Node `j` (a 1x1 conv on one pixel) from `x` into `y`.
+                        let conv = |j: usize,
+                                    x: &[f32],
+                                    xs: Act4,
+                                    y: &mut [f32],
+                                    ys: Act4,
+                                    scratch: &mut [f32]| {
+                            let Kernel::Conv { conv, k, w, bias } = &steps[i + j].kernel else {
+                                unreachable!("squeeze-excite nodes 1 and 2 are convs")
+                            };
+                            (k.run)(&mut ConvArgs {
+                                conv,
+                                x,
+                                xs,
+                                w,
+                                bias: *bias,
+                                residual: None,
+                                y,
+                                ys,
+                                scratch,
+                                rows: 0..ys.rows(),
+                            });
+                        };
+                        let [ss, ts, gs] = *inner;
+                        let (s, rest) = scratch.split_at_mut(ss.len());
+                        let (t, rest) = rest.split_at_mut(ts.len());
+                        let (g, rest) = rest.split_at_mut(gs.len());
+                        (table.global_avg_pool)(x, xs, s, ss);
+                        conv(1, s, ss, t, ts, &mut *rest);
+                        conv(2, t, ts, g, gs, rest);
+                        (table.mul)(x, g, gs, y, ys);
+                    }
+                    Pattern::Sppf { k } => fuse::sppf(k, x, xs, y, ys, scratch),
+                }
+                if let (Some(t), Some(t0)) = (timing.as_deref_mut(), t0) {
+                    t[i] += t0.elapsed().as_secs_f64();
+                }
+                continue;
+            }
             match &step.kernel {
                 Kernel::Conv { .. } if matches!(step.link, Link::Head(..)) => {
                     let Link::Head(c, geoms) = &step.link else {
@@ -814,34 +898,56 @@ impl<'m> Session<'m> {
     pub fn kernel_names(&self) -> Vec<&'static str> {
         self.steps
             .iter()
-            .map(|s| match &s.kernel {
-                Kernel::Conv { k, .. } => k.name,
-                Kernel::Fc { k, .. } => k.name,
-                Kernel::Pool(_) => "pool",
-                Kernel::GlobalAvgPool => "global_avg_pool",
-                Kernel::Add(_) => "add",
-                Kernel::Mul => "mul",
-                Kernel::Concat => "concat",
-                Kernel::Act(_) => "act",
-                Kernel::Softmax => "softmax",
-                Kernel::Flatten => "flatten",
-                Kernel::Affine { .. } => "channel_affine",
-                Kernel::Slice { .. } => "slice",
-                Kernel::Resize(_) => "resize",
-                Kernel::Deconv { .. } => "deconv",
-                Kernel::ChannelShuffle(_) => "channel_shuffle",
-                Kernel::Transpose(_) => "transpose",
-                Kernel::Reduce(..) => "reduce",
-                Kernel::Binary(..) => "binary",
-                Kernel::Unary(_) => "unary",
-                Kernel::Constant(_) => "constant",
-                Kernel::Pad(..) => "pad",
-                Kernel::DepthToSpace(..) => "depth_to_space",
-                Kernel::SpaceToDepth(_) => "space_to_depth",
-                Kernel::Tile => "tile",
-                Kernel::SoftmaxAxis(..) => "softmax_axis",
-                Kernel::Reshape => "reshape",
-                Kernel::ConcatAxis(_) => "concat_axis",
+            .map(|s| match (&s.link, &s.kernel) {
+                (Link::Pattern(Pattern::SqueezeExcite, _), _) => "squeeze_excite",
+                (Link::Pattern(Pattern::Sppf { .. }, _), _) => "sppf",
+                (_, k) => Self::kernel_name(k),
+            })
+            .collect()
+    }
+
+    fn kernel_name(k: &Kernel) -> &'static str {
+        match k {
+            Kernel::Conv { k, .. } => k.name,
+            Kernel::Fc { k, .. } => k.name,
+            Kernel::Pool(_) => "pool",
+            Kernel::GlobalAvgPool => "global_avg_pool",
+            Kernel::Add(_) => "add",
+            Kernel::Mul => "mul",
+            Kernel::Concat => "concat",
+            Kernel::Act(_) => "act",
+            Kernel::Softmax => "softmax",
+            Kernel::Flatten => "flatten",
+            Kernel::Affine { .. } => "channel_affine",
+            Kernel::Slice { .. } => "slice",
+            Kernel::Resize(_) => "resize",
+            Kernel::Deconv { .. } => "deconv",
+            Kernel::ChannelShuffle(_) => "channel_shuffle",
+            Kernel::Transpose(_) => "transpose",
+            Kernel::Reduce(..) => "reduce",
+            Kernel::Binary(..) => "binary",
+            Kernel::Unary(_) => "unary",
+            Kernel::Constant(_) => "constant",
+            Kernel::Pad(..) => "pad",
+            Kernel::DepthToSpace(..) => "depth_to_space",
+            Kernel::SpaceToDepth(_) => "space_to_depth",
+            Kernel::Tile => "tile",
+            Kernel::SoftmaxAxis(..) => "softmax_axis",
+            Kernel::Reshape => "reshape",
+            Kernel::ConcatAxis(_) => "concat_axis",
+        }
+    }
+
+    /// The node ranges that run as one fused pattern (squeeze-excite, SPPF; see
+    /// [`SessionOptions::layer_by_layer`]), each with the pattern's name: the first node of
+    /// each runs the whole range, so per-node timings put the pattern's time on it.
+    pub fn fused_patterns(&self) -> Vec<(std::ops::Range<usize>, &'static str)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.link {
+                Link::Pattern(p, _) => Some((i..i + Pattern::NODES, p.name())),
+                _ => None,
             })
             .collect()
     }

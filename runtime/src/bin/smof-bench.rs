@@ -263,18 +263,29 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         }
         let kernels = session.kernel_names();
         let total: f64 = secs.iter().sum();
-        // A conv chain's time is on its first node: show it once, with the chain's FLOPs.
-        let chains = session.conv_chains();
+        // A conv chain's or fused pattern's time is on its first node: show it once, with
+        // the FLOPs of all its nodes.
+        let groups: Vec<(std::ops::Range<usize>, String)> = session
+            .conv_chains()
+            .into_iter()
+            .map(|r| {
+                let name = format!("ConvChain({})", r.len());
+                (r, name)
+            })
+            .chain(
+                session
+                    .fused_patterns()
+                    .into_iter()
+                    .map(|(r, name)| (r, name.to_string())),
+            )
+            .collect();
         for (i, node) in g.nodes.iter().enumerate() {
-            let chain = chains.iter().find(|r| r.contains(&i));
-            if chain.is_some_and(|r| r.start != i) {
+            let group = groups.iter().find(|(r, _)| r.contains(&i));
+            if group.is_some_and(|(r, _)| r.start != i) {
                 continue;
             }
-            let (op, macs) = match chain {
-                Some(r) => (
-                    format!("ConvChain({})", r.len()),
-                    macs[r.clone()].iter().sum(),
-                ),
+            let (op, macs) = match group {
+                Some((r, name)) => (name.clone(), macs[r.clone()].iter().sum()),
                 None => (node.op.name().to_string(), macs[i]),
             };
             let ms = secs[i] * 1e3 / a.loops as f64;

@@ -276,6 +276,7 @@ pub(crate) unsafe fn conv<
         k: g.ic,
         xcs: g.xcs,
         pix0: 0,
+        one_pixel: a.ys.rows() * g.ow == 1,
         b: 0,
         _isa: PhantomData,
     };
@@ -332,6 +333,7 @@ unsafe fn conv_im2col<
         k,
         xcs: k,
         pix0: 0,
+        one_pixel: false,
         b: 0,
         _isa: PhantomData,
     };
@@ -436,6 +438,10 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     xcs: usize,
     /// Pixel whose inputs start at `x` on the pointwise path.
     pix0: usize,
+    /// The conv has one output pixel (a squeeze-excite conv on a pooled map): its tile of one
+    /// runs [`mac_one_row`], so that the weights stream at the cache's speed instead of one
+    /// multiply-add chain waiting on each add.
+    one_pixel: bool,
     /// Output channel block.
     b: usize,
     _isa: PhantomData<I>,
@@ -457,7 +463,11 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
             // 1x1, stride 1, no padding: output pixel `q` reads input pixel `q`.
             let xp: [*const f32; M] =
                 std::array::from_fn(|m| self.x.add((p - self.pix0 + m) * self.xcs));
-            mac::<I, M, NV>(&mut acc, &xp, w, self.k);
+            if M == 1 && self.one_pixel {
+                mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], w, self.k);
+            } else {
+                mac::<I, M, NV>(&mut acc, &xp, w, self.k);
+            }
         } else {
             // Per pixel: first input row and column of its window (before subtracting the
             // padding), and the image's first input row. Coordinates advance pixel by pixel

@@ -1,0 +1,188 @@
+//! Fused patterns (squeeze-excite, SPPF): graphs built in code are converted and run on
+//! every kernel table; each must be found as a pattern where it is one (and not where it is
+//! not), match tract-onnx, and match the same session run node by node
+//! (`SessionOptions::layer_by_layer`) bit for bit.
+
+use smof::{Session, SessionOptions};
+use smof_tests::{
+    assert_close, attr, kernel_choices, random_input, smof_load, tract_run, ConvSpec, OnnxBuilder,
+    F32_REL,
+};
+
+/// Squeeze-excite on `x` of `c` channels: pool, 1x1 conv to `c / 4`, ReLU, 1x1 conv back,
+/// `gate`, `Mul` (with the gate first when `reversed`).
+fn se(b: &mut OnnxBuilder, x: &str, c: usize, gate: &str, reversed: bool) -> String {
+    let s = b.node("GlobalAveragePool", &[x], vec![]);
+    let s = b.conv(&s, &ConvSpec::new(c, c / 4, [1, 1]));
+    let s = b.node("Relu", &[&s], vec![]);
+    let s = b.conv(&s, &ConvSpec::new(c / 4, c, [1, 1]));
+    let s = b.node(gate, &[&s], vec![]);
+    if reversed {
+        b.node("Mul", &[&s, x], vec![])
+    } else {
+        b.node("Mul", &[x, &s], vec![])
+    }
+}
+
+/// A `k x k` max pool, stride 1, padding `k / 2`, as YOLOv8's SPPF exports it.
+fn max_pool(b: &mut OnnxBuilder, x: &str, k: i64) -> String {
+    let p = k / 2;
+    b.node(
+        "MaxPool",
+        &[x],
+        vec![
+            attr::ints("kernel_shape", &[k, k]),
+            attr::ints("strides", &[1, 1]),
+            attr::ints("pads", &[p, p, p, p]),
+        ],
+    )
+}
+
+/// SPPF: `Concat(x, p(x), p(p(x)), p(p(p(x))))` with window `k`; `ks` overrides the
+/// three windows (a look-alike that is not SPPF).
+fn sppf(b: &mut OnnxBuilder, x: &str, ks: [i64; 3]) -> String {
+    let a = max_pool(b, x, ks[0]);
+    let p = max_pool(b, &a, ks[1]);
+    let q = max_pool(b, &p, ks[2]);
+    b.node("Concat", &[x, &a, &p, &q], vec![attr::int("axis", 1)])
+}
+
+/// Builds the model, runs it fused and node by node on every table, compares with tract,
+/// and checks that the patterns found are `want` (names, in node order).
+fn check(
+    name: &str,
+    shape: &[usize],
+    want: &[&str],
+    f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
+) {
+    let mut b = OnnxBuilder::with_seed(13, name.len() as u64 * 7919);
+    let x = b.input("x", shape);
+    let y = f(&mut b, &x);
+    b.output(&y);
+    let onnx = b.build();
+    let input = random_input(name.len() as u64, shape);
+    let reference = tract_run(&onnx, std::slice::from_ref(&input));
+    for (table, kernels) in kernel_choices() {
+        let model = smof_load(&onnx, &[], kernels, false);
+        let mut outs = Vec::new();
+        for layer_by_layer in [false, true] {
+            let opts = SessionOptions::default().layer_by_layer(layer_by_layer);
+            let mut s = Session::new(&model, &opts).unwrap();
+            let found: Vec<&str> = s.fused_patterns().iter().map(|p| p.1).collect();
+            let expect: &[&str] = if layer_by_layer { &[] } else { want };
+            assert_eq!(found, expect, "{name} on {table}: patterns found");
+            s.run(&[&input.1]).unwrap();
+            outs.push(s.output(0).to_vec());
+        }
+        assert_close(
+            &format!("{name} on {table}"),
+            &outs[0],
+            &reference[0],
+            F32_REL,
+        );
+        let same = outs[0]
+            .iter()
+            .zip(&outs[1])
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "{name} on {table}: fused and node-by-node runs differ"
+        );
+    }
+}
+
+#[test]
+fn squeeze_excite_runs_as_one_step() {
+    check(
+        "SE sigmoid 16ch",
+        &[1, 16, 9, 11],
+        &["SqueezeExcite"],
+        |b, x| se(b, x, 16, "Sigmoid", false),
+    );
+    check(
+        "SE gate first",
+        &[1, 16, 9, 11],
+        &["SqueezeExcite"],
+        |b, x| se(b, x, 16, "Sigmoid", true),
+    );
+    check(
+        "SE HardSigmoid 20ch",
+        &[1, 20, 7, 9],
+        &["SqueezeExcite"],
+        |b, x| se(b, x, 20, "HardSigmoid", false),
+    );
+    check(
+        "SE 96ch batch 2 after a conv",
+        &[2, 8, 6, 5],
+        &["SqueezeExcite"],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(8, 96, [3, 3]).same());
+            let y = b.node("Relu", &[&y], vec![]);
+            se(b, &y, 96, "Sigmoid", false)
+        },
+    );
+    check(
+        "two SE blocks",
+        &[1, 24, 8, 8],
+        &["SqueezeExcite"; 2],
+        |b, x| {
+            let y = se(b, x, 24, "Sigmoid", false);
+            let y = b.conv(&y, &ConvSpec::new(24, 40, [1, 1]));
+            se(b, &y, 40, "HardSigmoid", false)
+        },
+    );
+    // The gate also feeds the output: not a pattern, still right.
+    check(
+        "SE whose gate is read twice",
+        &[1, 16, 5, 5],
+        &[],
+        |b, x| {
+            let s = b.node("GlobalAveragePool", &[x], vec![]);
+            let s = b.conv(&s, &ConvSpec::new(16, 4, [1, 1]));
+            let s = b.node("Relu", &[&s], vec![]);
+            let s = b.conv(&s, &ConvSpec::new(4, 16, [1, 1]));
+            let g = b.node("Sigmoid", &[&s], vec![]);
+            let y = b.node("Mul", &[x, &g], vec![]);
+            b.node("Add", &[&y, &g], vec![])
+        },
+    );
+}
+
+#[test]
+fn sppf_runs_as_one_step() {
+    check("SPPF k5 10x10 32ch", &[1, 32, 10, 10], &["Sppf"], |b, x| {
+        let y = sppf(b, x, [5, 5, 5]);
+        b.conv(&y, &ConvSpec::new(128, 16, [1, 1]))
+    });
+    check(
+        "SPPF k5 after a conv, 20ch 7x9",
+        &[1, 8, 7, 9],
+        &["Sppf"],
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(8, 20, [1, 1]));
+            sppf(b, &y, [5, 5, 5])
+        },
+    );
+    check(
+        "SPPF k3 batch 2, 3x13",
+        &[2, 5, 3, 13],
+        &["Sppf"],
+        |b, x| sppf(b, x, [3, 3, 3]),
+    );
+    // Windows larger than the map: every window is clipped on both sides.
+    check("SPPF k9 on 4x6", &[1, 17, 4, 6], &["Sppf"], |b, x| {
+        sppf(b, x, [9, 9, 9])
+    });
+    // Look-alikes: different windows, or a pool read outside the pattern.
+    check("pools of 5, 9, 13", &[1, 8, 10, 10], &[], |b, x| {
+        sppf(b, x, [5, 9, 13])
+    });
+    check("SPPF with a pool read twice", &[1, 8, 6, 6], &[], |b, x| {
+        let a = max_pool(b, x, 5);
+        let p = max_pool(b, &a, 5);
+        let q = max_pool(b, &p, 5);
+        let y = b.node("Concat", &[x, &a, &p, &q], vec![attr::int("axis", 1)]);
+        let extra = b.node("Concat", &[&y, &q], vec![attr::int("axis", 1)]);
+        b.node("Relu", &[&extra], vec![])
+    });
+}

@@ -262,6 +262,7 @@ fn run_band(
         ys: band_geom(link.ys, o.len()),
         scratch,
         rows: 0..o.len(),
+        parts: &[],
     });
 }
 

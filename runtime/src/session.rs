@@ -7,7 +7,9 @@ use crate::fuse::{self, Pattern};
 use crate::graph::{
     Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, ReduceKind, Resize, UnaryKind,
 };
-use crate::kernels::{Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable};
+use crate::kernels::{
+    Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable, MAX_CONV_PARTS,
+};
 use crate::model::Model;
 use crate::plan::{self, Interval};
 use crate::pool::Pool as Workers;
@@ -58,6 +60,9 @@ enum Kernel<'m> {
     Conv {
         conv: Conv,
         k: ConvKernel,
+        /// Inputs read as the parts of a concatenation (1 for a plain conv): the step's
+        /// first `parts` inputs, the residual (if any) after them.
+        parts: usize,
         w: &'m [f32],
         bias: Option<&'m [f32]>,
     },
@@ -126,6 +131,8 @@ enum Link {
     Pattern(Pattern, [Act4; 3]),
     /// A later member of a chain or a pattern: run by its first node.
     Member,
+    /// A Concat that the conv reading it reads in place: never runs.
+    InPlace,
 }
 
 /// Where an activation lives in the arena.
@@ -257,6 +264,50 @@ impl<'m> Session<'m> {
             first[graph.nodes[i + Pattern::NODES - 1].outputs[0] as usize] = i + 1;
         }
 
+        // Concatenations read in place: a Concat whose only reader is a 1x1 conv (stride 1,
+        // no padding, one group) taking it as its input, where the table's kernel for that
+        // conv takes parts. The conv reads the Concat's inputs; the Concat never runs and its
+        // output gets no memory.
+        let mut read_in_place: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+        for (j, node) in graph.nodes.iter().enumerate() {
+            if opts.layer_by_layer
+                || in_pattern[j]
+                || !matches!(node.op, Op::Concat)
+                || !(2..=MAX_CONV_PARTS).contains(&node.inputs.len())
+            {
+                continue;
+            }
+            let out = node.outputs[0];
+            if readers[out as usize] != 1 {
+                continue;
+            }
+            let Some(r) =
+                (j + 1..graph.nodes.len()).find(|&r| graph.nodes[r].inputs.contains(&out))
+            else {
+                continue;
+            };
+            let Op::Conv(c) = graph.nodes[r].op else {
+                continue;
+            };
+            let pointwise =
+                c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
+            let reads_parts = ConvPlan::from_layout(model.weight_layout(c.weight), &c)
+                .and_then(|plan| (table.conv)(&c, plan))
+                .is_some_and(|k| k.reads_parts);
+            if !pointwise || !reads_parts || in_pattern[r] || graph.nodes[r].inputs[0] != out {
+                continue;
+            }
+            read_in_place[j] = Some(r);
+            first[out as usize] = usize::MAX;
+            for &t in &node.inputs {
+                last[t as usize] = last[t as usize].max(r + 1);
+            }
+        }
+        let mut no_chain = in_pattern.clone();
+        for r in read_in_place.iter().flatten() {
+            no_chain[*r] = true;
+        }
+
         // Conv chains; their intermediate tensors live in windows in scratch, not the arena.
         let chains = if opts.layer_by_layer {
             Vec::new()
@@ -264,7 +315,7 @@ impl<'m> Session<'m> {
             let members: Vec<Option<chain::Member>> = graph
                 .nodes
                 .iter()
-                .zip(&in_pattern)
+                .zip(&no_chain)
                 .map(|(node, &fused)| match node.op {
                     Op::Conv(conv) if !fused => Some(chain::Member {
                         conv,
@@ -355,6 +406,7 @@ impl<'m> Session<'m> {
                     Kernel::Conv {
                         conv,
                         k,
+                        parts: 1,
                         w: model.weight(conv.weight),
                         bias: conv.bias.map(|b| model.weight(b)),
                     }
@@ -414,6 +466,19 @@ impl<'m> Session<'m> {
                 s.link = Link::Member;
             }
             steps[r.start].link = Link::Head(c, ms.iter().map(|m| (m.xs, m.ys)).collect());
+        }
+        for (j, r) in read_in_place.iter().enumerate() {
+            let Some(r) = *r else { continue };
+            let parts = graph.nodes[j].inputs.len();
+            let step = &mut steps[r];
+            let Kernel::Conv { parts: p, .. } = &mut step.kernel else {
+                unreachable!("only convs read a concatenation in place")
+            };
+            *p = parts;
+            let residual = step.inputs.split_off(1);
+            step.inputs = graph.nodes[j].inputs.iter().map(|&t| t as usize).collect();
+            step.inputs.extend(residual);
+            steps[j].link = Link::InPlace;
         }
         let mut pattern_scratch = 0usize;
         for &(i, p) in &patterns {
@@ -539,7 +604,7 @@ impl<'m> Session<'m> {
         let pool = &self.pool;
         let steps = &self.steps;
         for (i, step) in steps.iter().enumerate() {
-            if matches!(step.link, Link::Member) {
+            if matches!(step.link, Link::Member | Link::InPlace) {
                 continue;
             }
             let t0 = timing.as_ref().map(|_| Instant::now());
@@ -571,7 +636,10 @@ impl<'m> Session<'m> {
                                     y: &mut [f32],
                                     ys: Act4,
                                     scratch: &mut [f32]| {
-                            let Kernel::Conv { conv, k, w, bias } = &steps[i + j].kernel else {
+                            let Kernel::Conv {
+                                conv, k, w, bias, ..
+                            } = &steps[i + j].kernel
+                            else {
                                 unreachable!("squeeze-excite nodes 1 and 2 are convs")
                             };
                             (k.run)(&mut ConvArgs {
@@ -585,6 +653,7 @@ impl<'m> Session<'m> {
                                 ys,
                                 scratch,
                                 rows: 0..ys.rows(),
+                                parts: &[],
                             });
                         };
                         let [ss, ts, gs] = *inner;
@@ -620,7 +689,10 @@ impl<'m> Session<'m> {
                     let residual = (tail.inputs.len() > 1).then(|| &*buffer(tail.inputs[1]));
                     let y = buffer(tail.output);
                     let link = |j: usize| {
-                        let Kernel::Conv { conv, k, w, bias } = &steps[i + j].kernel else {
+                        let Kernel::Conv {
+                            conv, k, w, bias, ..
+                        } = &steps[i + j].kernel
+                        else {
                             unreachable!("chains hold convs only")
                         };
                         chain::Link {
@@ -660,9 +732,21 @@ impl<'m> Session<'m> {
                         part(0);
                     }
                 }
-                Kernel::Conv { conv, k, w, bias } => {
+                Kernel::Conv {
+                    conv,
+                    k,
+                    parts,
+                    w,
+                    bias,
+                } => {
                     let (x, xs) = input(0);
-                    let residual = (step.inputs.len() > 1).then(|| input(1).0);
+                    // A concatenation read in place: its further parts, on the stack.
+                    let mut more = [(&[][..], xs); MAX_CONV_PARTS];
+                    for (j, slot) in more.iter_mut().enumerate().take(parts - 1) {
+                        *slot = input(j + 1);
+                    }
+                    let more = &more[..parts - 1];
+                    let residual = (step.inputs.len() > *parts).then(|| input(*parts).0);
                     let rows = ys.rows();
                     let parts = pool.threads().min(rows);
                     // Winograd computes whole 4-row tiles: cut between tile rows, so that
@@ -709,6 +793,7 @@ impl<'m> Session<'m> {
                             ys,
                             scratch,
                             rows: cut(t)..cut(t + 1),
+                            parts: more,
                         });
                     };
                     if parts > 1 {
@@ -901,6 +986,7 @@ impl<'m> Session<'m> {
             .map(|s| match (&s.link, &s.kernel) {
                 (Link::Pattern(Pattern::SqueezeExcite, _), _) => "squeeze_excite",
                 (Link::Pattern(Pattern::Sppf { .. }, _), _) => "sppf",
+                (Link::InPlace, _) => "read_in_place",
                 (_, k) => Self::kernel_name(k),
             })
             .collect()

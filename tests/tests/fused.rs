@@ -1,7 +1,7 @@
-//! Fused patterns (squeeze-excite, SPPF): graphs built in code are converted and run on
-//! every kernel table; each must be found as a pattern where it is one (and not where it is
-//! not), match tract-onnx, and match the same session run node by node
-//! (`SessionOptions::layer_by_layer`) bit for bit.
+//! Fused patterns (squeeze-excite, SPPF) and concatenations read in place by 1x1 convs:
+//! graphs built in code are converted and run on every kernel table; each must be found
+//! where it applies (and not where it does not), match tract-onnx, and match the same
+//! session run node by node (`SessionOptions::layer_by_layer`) bit for bit.
 
 use smof::{Session, SessionOptions};
 use smof_tests::{
@@ -48,11 +48,24 @@ fn sppf(b: &mut OnnxBuilder, x: &str, ks: [i64; 3]) -> String {
 }
 
 /// Builds the model, runs it fused and node by node on every table, compares with tract,
-/// and checks that the patterns found are `want` (names, in node order).
+/// and checks that the patterns found are `want` (names, in node order) and that no
+/// concatenation is read in place.
 fn check(
     name: &str,
     shape: &[usize],
     want: &[&str],
+    f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
+) {
+    check_fusion(name, shape, want, 0, f)
+}
+
+/// [`check`], with `in_place` concatenations read in place by 1x1 convs on the x86 tables
+/// (whose dense kernels take parts; the others' do not).
+fn check_fusion(
+    name: &str,
+    shape: &[usize],
+    want: &[&str],
+    in_place: usize,
     f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
 ) {
     let mut b = OnnxBuilder::with_seed(13, name.len() as u64 * 7919);
@@ -71,6 +84,20 @@ fn check(
             let found: Vec<&str> = s.fused_patterns().iter().map(|p| p.1).collect();
             let expect: &[&str] = if layer_by_layer { &[] } else { want };
             assert_eq!(found, expect, "{name} on {table}: patterns found");
+            let read = s
+                .kernel_names()
+                .iter()
+                .filter(|k| **k == "read_in_place")
+                .count();
+            let expect = if layer_by_layer || !table.starts_with("x86_64") {
+                0
+            } else {
+                in_place
+            };
+            assert_eq!(
+                read, expect,
+                "{name} on {table}: concatenations read in place"
+            );
             s.run(&[&input.1]).unwrap();
             outs.push(s.output(0).to_vec());
         }
@@ -184,5 +211,76 @@ fn sppf_runs_as_one_step() {
         let y = b.node("Concat", &[x, &a, &p, &q], vec![attr::int("axis", 1)]);
         let extra = b.node("Concat", &[&y, &q], vec![attr::int("axis", 1)]);
         b.node("Relu", &[&extra], vec![])
+    });
+}
+
+fn concat(b: &mut OnnxBuilder, parts: &[&str]) -> String {
+    b.node("Concat", parts, vec![attr::int("axis", 1)])
+}
+
+#[test]
+fn concatenations_are_read_in_place_by_pointwise_convs() {
+    // C2f's tail: a split conv output, a bottleneck, the concatenation, a 1x1 conv.
+    check_fusion("C2f tail", &[1, 16, 12, 10], &[], 1, |b, x| {
+        let y = b.conv(x, &ConvSpec::new(16, 32, [1, 1]));
+        let y = b.node("Relu", &[&y], vec![]);
+        let m = b.conv(&y, &ConvSpec::new(32, 16, [3, 3]).same());
+        let c = concat(b, &[&y, &m]);
+        b.conv(&c, &ConvSpec::new(48, 24, [1, 1]))
+    });
+    // SqueezeNet's fire: expand 1x1 and 3x3 concatenated, read by the next squeeze conv;
+    // odd channel counts, the model input as a part, an activation on the conv.
+    check_fusion(
+        "fire, odd channels, input as a part",
+        &[1, 5, 9, 7],
+        &[],
+        1,
+        |b, x| {
+            let e1 = b.conv(x, &ConvSpec::new(5, 13, [1, 1]));
+            let e3 = b.conv(x, &ConvSpec::new(5, 19, [3, 3]).same());
+            let c = concat(b, &[&e1, x, &e3]);
+            let y = b.conv(&c, &ConvSpec::new(37, 11, [1, 1]));
+            b.node("Relu", &[&y], vec![])
+        },
+    );
+    // A residual added to the conv reading the concatenation; batch 2; 7 parts.
+    check_fusion(
+        "7 parts plus a residual, batch 2",
+        &[2, 8, 5, 6],
+        &[],
+        1,
+        |b, x| {
+            let ps: Vec<String> = (0..6)
+                .map(|i| b.conv(x, &ConvSpec::new(8, 3 + 5 * i, [1, 1])))
+                .collect();
+            let mut refs: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
+            refs.insert(3, x);
+            let c = concat(b, &refs);
+            let y = b.conv(&c, &ConvSpec::new(8 + 3 * 6 + 5 * 15, 8, [1, 1]));
+            b.node("Add", &[&y, x], vec![])
+        },
+    );
+    // Not read in place: a 3x3 conv reads it, it is read twice, 9 parts.
+    check_fusion(
+        "3x3 conv on a concatenation",
+        &[1, 8, 6, 6],
+        &[],
+        0,
+        |b, x| {
+            let a = b.conv(x, &ConvSpec::new(8, 8, [1, 1]));
+            let c = concat(b, &[x, &a]);
+            b.conv(&c, &ConvSpec::new(16, 8, [3, 3]).same())
+        },
+    );
+    check_fusion("concatenation read twice", &[1, 8, 6, 6], &[], 0, |b, x| {
+        let a = b.conv(x, &ConvSpec::new(8, 8, [1, 1]));
+        let c = concat(b, &[x, &a]);
+        let y = b.conv(&c, &ConvSpec::new(16, 16, [1, 1]));
+        b.node("Add", &[&y, &c], vec![])
+    });
+    check_fusion("9 parts", &[1, 4, 5, 5], &[], 0, |b, x| {
+        let parts = [x; 9];
+        let c = concat(b, &parts);
+        b.conv(&c, &ConvSpec::new(36, 8, [1, 1]))
     });
 }

@@ -82,7 +82,15 @@ pub struct ConvArgs<'a> {
     pub scratch: &'a mut [f32],
     /// Output rows (over `n*oh`) this call computes; the whole range is `0..ys.rows()`.
     pub rows: Range<usize>,
+    /// Further inputs whose channels follow `x`'s, each with its geometry: a 1x1 conv
+    /// (stride 1, no padding) reading a channel concatenation in place, `conv.in_c` being
+    /// the sum. Empty unless the kernel says [`ConvKernel::reads_parts`].
+    pub parts: &'a [(&'a [f32], Act4)],
 }
+
+/// Most inputs (`x` and [`ConvArgs::parts`]) a conv kernel that [`ConvKernel::reads_parts`]
+/// takes.
+pub const MAX_CONV_PARTS: usize = 8;
 
 /// A conv kernel chosen for one layer.
 #[derive(Clone, Copy)]
@@ -95,6 +103,9 @@ pub struct ConvKernel {
     pub scratch_len: fn(&Conv, Act4, Act4) -> usize,
     /// Computes `args.rows` of the output.
     pub run: fn(&mut ConvArgs),
+    /// Takes [`ConvArgs::parts`] (`x` and the parts at most [`MAX_CONV_PARTS`] inputs): a
+    /// 1x1 conv that reads a concatenation in place, so the concatenation is never written.
+    pub reads_parts: bool,
 }
 
 /// Everything a fully connected kernel reads and writes.

@@ -88,6 +88,7 @@ pub const CONV: ConvKernel = ConvKernel {
     layout: Layout::Canonical,
     scratch_len: no_scratch,
     run: conv,
+    reads_parts: false,
 };
 
 /// Fully connected, canonical `[OF][IF]` weights.

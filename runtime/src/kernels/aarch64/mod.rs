@@ -55,6 +55,7 @@ const fn kernel(name: &'static str, layout: Layout, run: fn(&mut super::ConvArgs
         layout,
         scratch_len: no_scratch,
         run,
+        reads_parts: false,
     }
 }
 

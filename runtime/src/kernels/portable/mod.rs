@@ -47,6 +47,7 @@ const fn kernel(name: &'static str, layout: Layout, run: fn(&mut super::ConvArgs
         layout,
         scratch_len: no_scratch,
         run,
+        reads_parts: false,
     }
 }
 

@@ -234,16 +234,40 @@ pub(crate) unsafe fn conv<
 >(
     a: &mut ConvArgs,
 ) {
-    let g = Geom::new(a.conv, a.xs, a.ys);
+    let mut g = Geom::new(a.conv, a.xs, a.ys);
     assert!((KH == 0 || KH == g.kh) && (KW == 0 || KW == g.kw) && a.conv.groups == 1);
+    // The inputs: `x`, then the further parts of a concatenation (1x1 convs only).
+    let mut parts = [Part {
+        x: a.x.as_ptr(),
+        xcs: g.xcs,
+        k: g.ic,
+    }; MAX_PARTS];
+    let nparts = 1 + a.parts.len();
+    assert!(a.x.len() >= a.xs.len() && g.xcs >= g.ic);
+    if nparts > 1 {
+        let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1;
+        assert!(pointwise && a.conv.pads == [0; 4] && nparts <= MAX_PARTS);
+        for (slot, (x, xs)) in parts[1..].iter_mut().zip(a.parts) {
+            assert!(x.len() >= xs.len() && xs.cs >= xs.shape.c as usize);
+            assert!(xs.shape.n == a.xs.shape.n && xs.shape.h == g.ih as u32);
+            assert!(xs.shape.w == g.iw as u32);
+            *slot = Part {
+                x: x.as_ptr(),
+                xcs: xs.cs,
+                k: xs.shape.c as usize,
+            };
+        }
+        g.ic = parts[..nparts].iter().map(|p| p.k).sum();
+    }
+    assert!(g.ic == a.conv.in_c as usize);
     let nb = NV * I::LANES;
     let taps = g.kh * g.kw;
     let wblock = taps * g.ic * nb;
     let blocks = g.oc.div_ceil(nb);
     // These bounds make every pointer the tile code forms valid.
     assert!(a.w.len() >= blocks * wblock);
-    assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
-    assert!(a.rows.end <= a.ys.rows() && g.xcs >= g.ic && g.ycs >= g.oc);
+    assert!(a.y.len() >= a.ys.len());
+    assert!(a.rows.end <= a.ys.rows() && g.ycs >= g.oc);
     assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
     assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
     if use_im2col(a.conv) {
@@ -273,8 +297,9 @@ pub(crate) unsafe fn conv<
         y: a.y.as_mut_ptr(),
         act: a.conv.act,
         pointwise: g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && a.conv.pads == [0; 4],
-        k: g.ic,
+        k: parts[0].k,
         xcs: g.xcs,
+        more: &parts[1..nparts],
         pix0: 0,
         one_pixel: a.ys.rows() * g.ow == 1,
         b: 0,
@@ -332,6 +357,7 @@ unsafe fn conv_im2col<
         pointwise: true,
         k,
         xcs: k,
+        more: &[],
         pix0: 0,
         one_pixel: false,
         b: 0,
@@ -419,6 +445,16 @@ unsafe fn im2col_pixel(x: *const f32, dst: *mut f32, g: &Geom, n: usize, oy: usi
     }
 }
 
+use crate::kernels::MAX_CONV_PARTS as MAX_PARTS;
+
+/// One input of the pointwise path: `k` channels per pixel, pixels `xcs` floats apart.
+#[derive(Clone, Copy)]
+struct Part {
+    x: *const f32,
+    xcs: usize,
+    k: usize,
+}
+
 /// One block of output channels of a dense conv.
 struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     g: Geom,
@@ -436,7 +472,10 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     k: usize,
     /// Distance between two pixels' inputs on the pointwise path.
     xcs: usize,
-    /// Pixel whose inputs start at `x` on the pointwise path.
+    /// The further inputs of the pointwise path after `x` ([`ConvArgs::parts`]: the conv
+    /// reads a concatenation in place), whose weights follow `x`'s.
+    more: &'a [Part],
+    /// Pixel whose inputs start at `x` (and at each part's) on the pointwise path.
     pix0: usize,
     /// The conv has one output pixel (a squeeze-excite conv on a pooled map): its tile of one
     /// runs [`mac_one_row`], so that the weights stream at the cache's speed instead of one
@@ -445,6 +484,26 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     /// Output channel block.
     b: usize,
     _isa: PhantomData<I>,
+}
+
+impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, KH, KW, NV> {
+    /// The pointwise path's multiply-adds of `part` for the `M` pixels from `p`, weights `w`.
+    #[inline(always)]
+    unsafe fn mac_part<const M: usize>(
+        &self,
+        acc: &mut [[I::V; NV]; M],
+        part: Part,
+        p: usize,
+        w: *const f32,
+    ) {
+        let xp: [*const f32; M] =
+            std::array::from_fn(|m| part.x.add((p - self.pix0 + m) * part.xcs));
+        if M == 1 && self.one_pixel {
+            mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], w, part.k);
+        } else {
+            mac::<I, M, NV>(acc, &xp, w, part.k);
+        }
+    }
 }
 
 impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
@@ -461,12 +520,18 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
         let w = self.w.add(self.b * kh * kw * g.ic * nb);
         if self.pointwise {
             // 1x1, stride 1, no padding: output pixel `q` reads input pixel `q`.
-            let xp: [*const f32; M] =
-                std::array::from_fn(|m| self.x.add((p - self.pix0 + m) * self.xcs));
-            if M == 1 && self.one_pixel {
-                mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], w, self.k);
-            } else {
-                mac::<I, M, NV>(&mut acc, &xp, w, self.k);
+            let first = Part {
+                x: self.x,
+                xcs: self.xcs,
+                k: self.k,
+            };
+            self.mac_part::<M>(&mut acc, first, p, w);
+            if !self.more.is_empty() {
+                let mut w = w.add(self.k * nb);
+                for &part in self.more {
+                    self.mac_part::<M>(&mut acc, part, p, w);
+                    w = w.add(part.k * nb);
+                }
             }
         } else {
             // Per pixel: first input row and column of its window (before subtracting the

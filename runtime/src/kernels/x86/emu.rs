@@ -112,6 +112,7 @@ const fn kernel(
         layout,
         scratch_len,
         run,
+        reads_parts: false,
     }
 }
 

@@ -199,6 +199,7 @@ const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> Co
         layout: Layout::ConvOcBlock(nb),
         scratch_len: dense::conv_scratch,
         run,
+        reads_parts: true,
     }
 }
 
@@ -208,6 +209,7 @@ const fn dw_kernel(name: &'static str, run: fn(&mut ConvArgs)) -> ConvKernel {
         layout: Layout::DwBlock(8),
         scratch_len: dw::scratch::<8>,
         run,
+        reads_parts: false,
     }
 }
 
@@ -222,6 +224,7 @@ const fn winograd_kernel(
         layout: Layout::WinogradF43(nb),
         scratch_len,
         run,
+        reads_parts: false,
     }
 }
 

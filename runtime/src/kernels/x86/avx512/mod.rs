@@ -192,6 +192,7 @@ const fn dense_kernel(name: &'static str, nb: u16, run: fn(&mut ConvArgs)) -> Co
         layout: Layout::ConvOcBlock(nb),
         scratch_len: dense::conv_scratch,
         run,
+        reads_parts: true,
     }
 }
 
@@ -201,6 +202,7 @@ const fn dw_kernel(name: &'static str, run: fn(&mut ConvArgs)) -> ConvKernel {
         layout: Layout::DwBlock(16),
         scratch_len: dw::scratch::<16>,
         run,
+        reads_parts: false,
     }
 }
 
@@ -240,12 +242,14 @@ static SET: ConvSet = ConvSet {
             layout: Layout::WinogradF43(32),
             scratch_len: winograd::scratch::<16, 32>,
             run: wino_12x32,
+            reads_parts: false,
         },
         ConvKernel {
             name: "wino43_12x16_avx512",
             layout: Layout::WinogradF43(16),
             scratch_len: winograd::scratch::<16, 16>,
             run: wino_12x16,
+            reads_parts: false,
         },
     ],
 };

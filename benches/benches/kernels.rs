@@ -231,6 +231,7 @@ fn bench_conv(c: &mut Criterion, table: &'static KernelTable, model: &'static st
                 ys,
                 scratch: &mut scratch,
                 rows: 0..ys.rows(),
+                parts: &[],
             });
             std::hint::black_box(&mut y);
         });

@@ -291,6 +291,7 @@ fn run_conv(
         ys: case.ys,
         scratch: &mut scratch,
         rows,
+        parts: &[],
     });
 }
 
@@ -387,6 +388,74 @@ pub fn check_conv_kernel(
         &expect,
         case.ys,
         &format!("{what} split at row {}", case.split),
+    )?;
+    check_parts(kernel, case, &data, &w, scratch, &expect, &what)
+}
+
+/// For a kernel that [`ConvKernel::reads_parts`] and a 1x1 conv: the input cut into two or
+/// three channel ranges (at seed-chosen places), each in its own buffer with its own
+/// channel stride, read as `x` plus [`ConvArgs::parts`], gives the reference's output.
+fn check_parts(
+    kernel: ConvKernel,
+    case: &ConvCase,
+    data: &ConvData,
+    w: &[f32],
+    scratch_len: usize,
+    expect: &[f32],
+    what: &str,
+) -> Result<(), TestCaseError> {
+    let c = &case.conv;
+    let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    if !kernel.reads_parts || !pointwise || c.groups != 1 || c.in_c < 2 {
+        return Ok(());
+    }
+    let ic = c.in_c as usize;
+    let cut = 1 + case.seed as usize % (ic - 1);
+    let mut bounds = vec![0, cut];
+    if ic - cut >= 2 && case.seed & (1 << 40) != 0 {
+        bounds.push(cut + 1 + (case.seed >> 20) as usize % (ic - cut - 1));
+    }
+    bounds.push(ic);
+    let buffers: Vec<(Vec<f32>, Act4)> = bounds
+        .windows(2)
+        .enumerate()
+        .map(|(i, r)| {
+            let k = r[1] - r[0];
+            let shape = Shape4 {
+                c: k as u32,
+                ..case.xs.shape
+            };
+            // Strides: tight, or rounded up to 8 or 16.
+            let ps = Act4::new(shape, [1, 8, 16][(case.seed as usize >> (4 * i)) % 3]);
+            let mut b = vec![0.0f32; ps.len()];
+            for (p, dst) in b.chunks_exact_mut(ps.cs).enumerate() {
+                let src = &data.x[p * case.xs.cs + r[0]..][..k];
+                dst[..k].copy_from_slice(src);
+            }
+            (b, ps)
+        })
+        .collect();
+    let parts: Vec<(&[f32], Act4)> = buffers[1..].iter().map(|(b, s)| (&b[..], *s)).collect();
+    let mut got = vec![f32::NAN; case.ys.len()];
+    let mut scratch = vec![f32::NAN; scratch_len];
+    (kernel.run)(&mut ConvArgs {
+        conv: c,
+        x: &buffers[0].0,
+        xs: buffers[0].1,
+        w,
+        bias: data.bias.as_deref(),
+        residual: data.residual.as_deref(),
+        y: &mut got,
+        ys: case.ys,
+        scratch: &mut scratch,
+        rows: 0..case.ys.rows(),
+        parts: &parts,
+    });
+    compare(
+        &got,
+        expect,
+        case.ys,
+        &format!("{what} reading {} parts cut at {bounds:?}", parts.len() + 1),
     )
 }
 

@@ -24,9 +24,6 @@ const WINDOW_BUDGET_BYTES: usize = 512 << 10;
 /// full, so the copying is spread over `SLACK - 1` bands.
 const SLACK: usize = 2;
 
-/// Smallest intermediate tensor worth chaining: smaller ones stay in cache anyway.
-const MIN_INTERMEDIATE_BYTES: usize = 256 << 10;
-
 /// Largest member weight (floats) a chain takes: every band reads all of its weights again.
 const MAX_MEMBER_WEIGHTS: usize = 32 << 10;
 
@@ -64,9 +61,13 @@ fn eligible(m: &Member) -> bool {
 
 /// Groups `nodes` (every node of the graph in order: `Some` for convs) into chains of at
 /// least two consecutive convs, each feeding the next through a tensor that nothing else
-/// reads (`readers[t]` counts the readers of tensor `t`, graph outputs included) and that is
-/// big enough to be worth it. Returns each chain's node range.
-pub(crate) fn find(nodes: &[Option<Member>], readers: &[usize]) -> Vec<Range<usize>> {
+/// reads (`readers[t]` counts the readers of tensor `t`, graph outputs included) and that
+/// holds at least `min_bytes`. Returns each chain's node range.
+pub(crate) fn find(
+    nodes: &[Option<Member>],
+    readers: &[usize],
+    min_bytes: usize,
+) -> Vec<Range<usize>> {
     let mut chains = Vec::new();
     let mut i = 0;
     while i < nodes.len() {
@@ -81,7 +82,7 @@ pub(crate) fn find(nodes: &[Option<Member>], readers: &[usize]) -> Vec<Range<usi
                 let joins = eligible(next)
                     && next.input == prev.output
                     && readers[prev.output] == 1
-                    && prev.ys.len() * 4 >= MIN_INTERMEDIATE_BYTES
+                    && prev.ys.len() * 4 >= min_bytes
                     && next.xs.shape.n == prev.ys.shape.n;
                 if !joins {
                     break;

@@ -33,6 +33,10 @@ pub struct SessionOptions {
     /// "Fused patterns"). The results are the same bit for bit; this exists for
     /// measurements and tests.
     pub layer_by_layer: bool,
+    /// Smallest intermediate tensor, in bytes, a conv chain takes; `None`: the kernel
+    /// table's [`chain_min_bytes`](crate::kernels::KernelTable::chain_min_bytes). For
+    /// measuring chains on a device, and for tests.
+    pub chain_min_bytes: Option<usize>,
 }
 
 impl SessionOptions {
@@ -45,6 +49,12 @@ impl SessionOptions {
     /// Pins worker threads to `cpus` (see [`SessionOptions::cpus`]).
     pub fn cpus(mut self, cpus: Vec<usize>) -> Self {
         self.cpus = cpus;
+        self
+    }
+
+    /// Sets the smallest tensor a conv chain takes (see [`SessionOptions::chain_min_bytes`]).
+    pub fn chain_min_bytes(mut self, bytes: usize) -> Self {
+        self.chain_min_bytes = Some(bytes);
         self
     }
 
@@ -330,14 +340,18 @@ impl<'m> Session<'m> {
                     _ => None,
                 })
                 .collect();
-            chain::find(&members, &readers)
-                .into_iter()
-                .map(|r| {
-                    let ms: Vec<chain::Member> =
-                        members[r.clone()].iter().map(|m| m.unwrap()).collect();
-                    (r, Chain::plan(&ms), ms)
-                })
-                .collect()
+            chain::find(
+                &members,
+                &readers,
+                opts.chain_min_bytes.unwrap_or(table.chain_min_bytes),
+            )
+            .into_iter()
+            .map(|r| {
+                let ms: Vec<chain::Member> =
+                    members[r.clone()].iter().map(|m| m.unwrap()).collect();
+                (r, Chain::plan(&ms), ms)
+            })
+            .collect()
         };
         for (r, _, _) in &chains {
             for node in &graph.nodes[r.start..r.end - 1] {

@@ -1,7 +1,8 @@
 //! Conv chains (runtime/src/chain.rs): consecutive convs whose wide intermediate tensors are
 //! computed a band of rows at a time. Each graph here has such a sequence (intermediates
-//! of at least 256 KiB): inverted residual blocks at stride 1 and 2, 3x3 and 5x5, dilation,
-//! asymmetric padding, odd sizes, batch 2, an RGB stem (the im2col path) and a residual Add.
+//! of at least 256 KiB, the threshold the sessions here set on every table): inverted
+//! residual blocks at stride 1 and 2, 3x3 and 5x5, dilation, asymmetric padding, odd sizes,
+//! batch 2, an RGB stem (the im2col path) and a residual Add.
 //!
 //! Every graph must match tract on every kernel table, form at least one chain, and give
 //! the same outputs bit for bit as the layer-by-layer run, with 1, 2 and 3 threads.
@@ -9,6 +10,15 @@
 use smof::{Session, SessionOptions};
 use smof_tests::{attr, check_against_tract, kernel_choices, random_input, smof_load, ConvSpec};
 use smof_tests::{Cases, OnnxBuilder};
+
+/// The chain threshold of these tests (the NEON and portable tables' own; the x86 tables
+/// chain only tensors of 2 MiB and more).
+const MIN_BYTES: usize = 256 << 10;
+
+/// Session options with this file's chain threshold.
+fn chained() -> SessionOptions {
+    SessionOptions::default().chain_min_bytes(MIN_BYTES)
+}
 
 /// One inverted residual block: 1x1 expand (ReLU6), `k x k` depthwise at `stride` and
 /// `dilation` with `pads` (ReLU6), 1x1 project; plus the input when the shapes allow and
@@ -120,7 +130,7 @@ fn chained_convs_match_tract_and_the_layer_by_layer_run_bit_for_bit() {
                 let (want, none) = run(SessionOptions::default().layer_by_layer(true));
                 assert!(none.is_empty(), "{name} [{table}]: layer_by_layer chained");
                 for threads in 1..=3 {
-                    let (got, chains) = run(SessionOptions::default().threads(threads));
+                    let (got, chains) = run(chained().threads(threads));
                     assert!(!chains.is_empty(), "{name} [{table}]: no conv chain formed");
                     assert!(
                         got.iter()
@@ -140,7 +150,7 @@ fn chained_convs_match_tract_and_the_layer_by_layer_run_bit_for_bit() {
 fn chains_shrink_the_arena() {
     let (_, onnx, shape) = graphs().remove(0);
     let model = smof_load(&onnx, &[], smof::KernelChoice::Auto, false);
-    let chained = Session::new(&model, &SessionOptions::default()).expect("session");
+    let chained = Session::new(&model, &chained()).expect("session");
     let plain =
         Session::new(&model, &SessionOptions::default().layer_by_layer(true)).expect("session");
     assert_eq!(chained.conv_chains(), vec![0..3], "{shape:?}");
@@ -161,7 +171,7 @@ fn small_intermediates_are_not_chained() {
     let y = block(&mut b, &x, 16, 96, 16, 3, 1, 1, [1; 4], true);
     b.output(&y);
     let model = smof_load(&b.build(), &[], smof::KernelChoice::Auto, false);
-    let s = Session::new(&model, &SessionOptions::default()).expect("session");
+    let s = Session::new(&model, &chained()).expect("session");
     assert!(s.conv_chains().is_empty());
     check_against_tract(
         "small",

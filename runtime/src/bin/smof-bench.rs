@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--kernels NAME]
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--chain-min-kib N] [--kernels NAME]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
   --threads N   worker threads (default 1)
@@ -22,8 +22,10 @@ Times each model single-batch on synthetic input and prints min, median, mean an
                 files that may be truncated or replaced while in use
   --no-verify   skip the weight checksum at open (ModelOptions::verify_weights = false), for
                 files already verified once, e.g. after download: open_ms without it
-  --layer-by-layer  run every conv on its own, without conv chains (to measure what the
-                chains give)
+  --layer-by-layer  run every node on its own, without conv chains or fused patterns (to
+                measure what they give)
+  --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
+                the kernel table's; 256 on NEON, 2048 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
   --dump-output FILE  write output 0 of the last run (raw little-endian f32) to FILE, to
                 compare devices: the synthetic input is the same everywhere
@@ -43,6 +45,7 @@ struct Args {
     no_mmap: bool,
     no_verify: bool,
     layer_by_layer: bool,
+    chain_min_kib: Option<usize>,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
     lut_out: Option<PathBuf>,
@@ -77,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
         no_mmap: false,
         no_verify: false,
         layer_by_layer: false,
+        chain_min_kib: None,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
         lut_out: None,
@@ -101,6 +105,7 @@ fn parse_args() -> Result<Args, String> {
             "--json" => out.json = true,
             "--no-mmap" => out.no_mmap = true,
             "--layer-by-layer" => out.layer_by_layer = true,
+            "--chain-min-kib" => out.chain_min_kib = Some(num("--chain-min-kib")?),
             "--no-verify" => out.no_verify = true,
             "--kernels" => {
                 let v = args.next().ok_or("--kernels needs a value")?;
@@ -215,14 +220,14 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let open_ms = t_open.elapsed().as_secs_f64() * 1e3;
     let t_sess = Instant::now();
-    let mut session = Session::new(
-        &model,
-        &SessionOptions::default()
-            .threads(a.threads)
-            .cpus(a.cpus.clone())
-            .layer_by_layer(a.layer_by_layer),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut opts = SessionOptions::default()
+        .threads(a.threads)
+        .cpus(a.cpus.clone())
+        .layer_by_layer(a.layer_by_layer);
+    if let Some(kib) = a.chain_min_kib {
+        opts = opts.chain_min_bytes(kib.saturating_mul(1024));
+    }
+    let mut session = Session::new(&model, &opts).map_err(|e| e.to_string())?;
     let session_ms = t_sess.elapsed().as_secs_f64() * 1e3;
     let inputs: Vec<Vec<f32>> = (0..session.input_count())
         .map(|i| synthetic_input(session.input_dims(i).iter().product(), i as u32 + 1))

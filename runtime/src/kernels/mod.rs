@@ -152,6 +152,10 @@ pub struct KernelTable {
     pub choice: KernelChoice,
     /// Channel stride alignment of activations, in floats.
     pub channel_align: usize,
+    /// Smallest intermediate tensor, in bytes, that a conv chain takes on this table
+    /// (`docs/decisions.md`, "Conv chains"): smaller ones stay in the caches between the
+    /// layers anyway, and banding them costs more than it saves.
+    pub chain_min_bytes: usize,
     /// The table's kernel for a conv run by `plan`, or `None` when the table has no kernel
     /// for that plan (a plan from another table's rule).
     pub conv: fn(&Conv, ConvPlan) -> Option<ConvKernel>,

@@ -282,6 +282,7 @@ pub static TABLE: KernelTable = KernelTable {
     name: "reference",
     choice: crate::kernels::KernelChoice::Portable,
     channel_align: 1,
+    chain_min_bytes: 256 << 10,
     conv: |_, _| Some(CONV),
     fc: FcKernel {
         name: "fc_reference",

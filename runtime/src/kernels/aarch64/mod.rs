@@ -103,6 +103,7 @@ pub static TABLE: KernelTable = KernelTable {
     name: "aarch64",
     choice: KernelChoice::Aarch64Neon,
     channel_align: 8,
+    chain_min_bytes: 256 << 10,
     conv: select_conv,
     fc: FcKernel {
         name: "fc_8x8_neon",

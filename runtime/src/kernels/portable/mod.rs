@@ -107,6 +107,7 @@ pub static TABLE: KernelTable = KernelTable {
     name: "portable",
     choice: KernelChoice::Portable,
     channel_align: 8,
+    chain_min_bytes: 256 << 10,
     conv: select_conv,
     fc: FcKernel {
         name: "fc_portable",

@@ -279,6 +279,9 @@ static TABLE: KernelTable = KernelTable {
     name: "x86_64-avx2",
     choice: KernelChoice::X86Avx2,
     channel_align: 8,
+    // Measured on Zen 4 (1 MiB L2): chains of smaller tensors were 2-3% slower than the
+    // layer-by-layer run (MobileNetV2, MobileNetV3-Small).
+    chain_min_bytes: 2 << 20,
     conv: select_conv,
     fc: FcKernel {
         name: "fc_4x8_avx2",

@@ -264,6 +264,9 @@ static TABLE: KernelTable = KernelTable {
     name: "x86_64-avx512",
     choice: KernelChoice::X86Avx512,
     channel_align: 16,
+    // Measured on Zen 4 (1 MiB L2): chains of smaller tensors were 2-3% slower than the
+    // layer-by-layer run (MobileNetV2, MobileNetV3-Small).
+    chain_min_bytes: 2 << 20,
     conv: select_conv,
     fc: FcKernel {
         name: "fc_4x16_avx512",

@@ -141,7 +141,8 @@ enum Link {
     Pattern(Pattern, [Act4; 3]),
     /// A later member of a chain or a pattern: run by its first node.
     Member,
-    /// A Concat that the conv reading it reads in place: never runs.
+    /// A Concat that the conv reading it reads in place, or a channel Slice read in place as
+    /// one of its parts: never runs.
     InPlace,
 }
 
@@ -150,6 +151,9 @@ enum Link {
 struct Buffer {
     offset: usize,
     geom: Act4,
+    /// Floats handed to kernels from `offset`: `geom.len()`, less the channel offset for a
+    /// channel range read in place (whose last pixel ends before its geometry says).
+    len: usize,
 }
 
 /// A user-facing output: its ONNX dims and the buffer it is copied from.
@@ -278,7 +282,16 @@ impl<'m> Session<'m> {
         // no padding, one group) taking it as its input, where the table's kernel for that
         // conv takes parts. The conv reads the Concat's inputs; the Concat never runs and its
         // output gets no memory.
+        // A part that is a channel Slice of another tensor, read by this Concat only, is read
+        // in place too: from the sliced tensor, at its channel offset; the Slice never runs.
+        let mut producer = vec![usize::MAX; geoms.len()];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            producer[node.outputs[0] as usize] = i;
+        }
         let mut read_in_place: Vec<Option<usize>> = vec![None; graph.nodes.len()];
+        // (Concat node, part index, sliced tensor, first channel).
+        let mut views: Vec<(usize, usize, usize, usize)> = Vec::new();
+        let mut sliced_away = vec![false; graph.nodes.len()];
         for (j, node) in graph.nodes.iter().enumerate() {
             if opts.layer_by_layer
                 || in_pattern[j]
@@ -309,8 +322,28 @@ impl<'m> Session<'m> {
             }
             read_in_place[j] = Some(r);
             first[out as usize] = usize::MAX;
-            for &t in &node.inputs {
-                last[t as usize] = last[t as usize].max(r + 1);
+            for (k, &t) in node.inputs.iter().enumerate() {
+                let t = t as usize;
+                let slice = graph.nodes.get(producer[t]).filter(|_| readers[t] == 1);
+                let view = slice.and_then(|n| match n.op {
+                    Op::Slice { start, step, .. }
+                        if start[..3] == [0; 3] && step == [1; 4] && !in_pattern[producer[t]] =>
+                    {
+                        let src = n.inputs[0] as usize;
+                        let (a, b) = (geoms[src].shape, geoms[t].shape);
+                        ((a.n, a.h, a.w) == (b.n, b.h, b.w)).then_some((src, start[3] as usize))
+                    }
+                    _ => None,
+                });
+                match view {
+                    Some((src, c0)) => {
+                        views.push((j, k, src, c0));
+                        sliced_away[producer[t]] = true;
+                        first[t] = usize::MAX;
+                        last[src] = last[src].max(r + 1);
+                    }
+                    None => last[t] = last[t].max(r + 1),
+                }
             }
         }
         let mut no_chain = in_pattern.clone();
@@ -387,7 +420,8 @@ impl<'m> Session<'m> {
         let mut buffers = vec![
             Buffer {
                 offset: 0,
-                geom: Act4::new(Default::default(), 1)
+                geom: Act4::new(Default::default(), 1),
+                len: 0,
             };
             geoms.len()
         ];
@@ -395,6 +429,7 @@ impl<'m> Session<'m> {
             buffers[t] = Buffer {
                 offset: p.offsets[k],
                 geom: geoms[t],
+                len: geoms[t].len(),
             };
         }
 
@@ -493,6 +528,26 @@ impl<'m> Session<'m> {
             step.inputs = graph.nodes[j].inputs.iter().map(|&t| t as usize).collect();
             step.inputs.extend(residual);
             steps[j].link = Link::InPlace;
+        }
+        for (i, away) in sliced_away.iter().enumerate() {
+            if *away {
+                steps[i].link = Link::InPlace;
+            }
+        }
+        // Channel ranges read in place: buffers past the tensors', aliasing the sliced one.
+        for &(j, k, src, c0) in &views {
+            let r = read_in_place[j].expect("views belong to concatenations read in place");
+            let b = buffers[src];
+            let geom = Act4 {
+                shape: geoms[graph.nodes[j].inputs[k] as usize].shape,
+                cs: b.geom.cs,
+            };
+            buffers.push(Buffer {
+                offset: b.offset + c0,
+                geom,
+                len: b.len - c0,
+            });
+            steps[r].inputs[k] = buffers.len() - 1;
         }
         let mut pattern_scratch = 0usize;
         for &(i, p) in &patterns {
@@ -628,7 +683,7 @@ impl<'m> Session<'m> {
                 // arena, and buffers live at the same step (this step's inputs and output) do
                 // not overlap, so this shared slice never aliases the output's mutable one.
                 (
-                    unsafe { std::slice::from_raw_parts(base.add(b.offset), b.geom.len()) },
+                    unsafe { std::slice::from_raw_parts(base.add(b.offset), b.len) },
                     b.geom,
                 )
             };

@@ -228,6 +228,63 @@ fn concatenations_are_read_in_place_by_pointwise_convs() {
         let c = concat(b, &[&y, &m]);
         b.conv(&c, &ConvSpec::new(48, 24, [1, 1]))
     });
+    // The whole C2f as YOLOv8 exports it: cv1, Split in two, two bottlenecks with
+    // shortcuts on the second half, Concat of all four, cv2. The first half is read in place
+    // from cv1's output (its Slice never runs: 2 steps read in place); the second half is
+    // still sliced, for the bottleneck and its shortcut.
+    check_fusion("C2f", &[1, 16, 10, 12], &[], 2, |b, x| {
+        let silu = |b: &mut OnnxBuilder, v: &str| {
+            let s = b.node("Sigmoid", &[v], vec![]);
+            b.node("Mul", &[v, &s], vec![])
+        };
+        let y = b.conv(x, &ConvSpec::new(16, 32, [1, 1]));
+        let y = silu(b, &y);
+        let sizes = b.init_i64("sizes", &[2], &[16, 16]);
+        let (y0, y1) = (b.fresh("y0"), b.fresh("y1"));
+        b.node_full(
+            "split",
+            "Split",
+            &[&y, &sizes],
+            &[&y0, &y1],
+            vec![attr::int("axis", 1)],
+        );
+        let mut parts = vec![y0, y1.clone()];
+        let mut prev = y1;
+        for _ in 0..2 {
+            let m = b.conv(&prev, &ConvSpec::new(16, 16, [3, 3]).same());
+            let m = silu(b, &m);
+            let m = b.conv(&m, &ConvSpec::new(16, 16, [3, 3]).same());
+            let m = silu(b, &m);
+            prev = b.node("Add", &[&prev, &m], vec![]);
+            parts.push(prev.clone());
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let c = concat(b, &refs);
+        let y = b.conv(&c, &ConvSpec::new(64, 24, [1, 1]));
+        silu(b, &y)
+    });
+    // A Split whose halves are both read only by the Concat: both read in place, at odd
+    // channel offsets (3 + 10 of 13).
+    check_fusion(
+        "split halves at odd offsets",
+        &[1, 6, 7, 5],
+        &[],
+        3,
+        |b, x| {
+            let y = b.conv(x, &ConvSpec::new(6, 13, [1, 1]));
+            let sizes = b.init_i64("sizes", &[2], &[3, 10]);
+            let (y0, y1) = (b.fresh("y0"), b.fresh("y1"));
+            b.node_full(
+                "split",
+                "Split",
+                &[&y, &sizes],
+                &[&y0, &y1],
+                vec![attr::int("axis", 1)],
+            );
+            let c = concat(b, &[&y1, x, &y0]);
+            b.conv(&c, &ConvSpec::new(19, 8, [1, 1]))
+        },
+    );
     // SqueezeNet's fire: expand 1x1 and 3x3 concatenated, read by the next squeeze conv;
     // odd channel counts, the model input as a part, an activation on the conv.
     check_fusion(

@@ -243,12 +243,18 @@ pub(crate) unsafe fn conv<
         k: g.ic,
     }; MAX_PARTS];
     let nparts = 1 + a.parts.len();
-    assert!(a.x.len() >= a.xs.len() && g.xcs >= g.ic);
-    if nparts > 1 {
+    // Floats a pointwise read of `xs` reaches: the last pixel's channels, not its pad lanes
+    // (a part may be a channel range of a wider tensor, ending before its stride does).
+    let reach = |xs: Act4| xs.len() - (xs.cs - xs.shape.c as usize).min(xs.len());
+    assert!(g.xcs >= g.ic);
+    if nparts == 1 {
+        assert!(a.x.len() >= a.xs.len());
+    } else {
         let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1;
         assert!(pointwise && a.conv.pads == [0; 4] && nparts <= MAX_PARTS);
+        assert!(a.x.len() >= reach(a.xs));
         for (slot, (x, xs)) in parts[1..].iter_mut().zip(a.parts) {
-            assert!(x.len() >= xs.len() && xs.cs >= xs.shape.c as usize);
+            assert!(x.len() >= reach(*xs) && xs.cs >= xs.shape.c as usize);
             assert!(xs.shape.n == a.xs.shape.n && xs.shape.h == g.ih as u32);
             assert!(xs.shape.w == g.iw as u32);
             *slot = Part {

@@ -59,8 +59,9 @@ fn check(
     check_fusion(name, shape, want, 0, f)
 }
 
-/// [`check`], with `in_place` concatenations read in place by 1x1 convs on the x86 tables
-/// (whose dense kernels take parts; the others' do not).
+/// [`check`], with `in_place` steps read in place (concatenations read by 1x1 convs, and
+/// slices read only by them) on the x86 tables, whose dense kernels take parts; the portable
+/// table's do not (NEON's `gemm_8x8_neon` does: the kernel property tests cover it).
 fn check_fusion(
     name: &str,
     shape: &[usize],

@@ -65,7 +65,10 @@ const DW3X3: ConvKernel = kernel("dw3x3_neon", DW_BLOCK, dw::dw3x3);
 const DW5X5S1: ConvKernel = kernel("dw5x5s1_neon", DW_BLOCK, dw::dw5x5s1);
 const DW5X5S2: ConvKernel = kernel("dw5x5s2_neon", DW_BLOCK, dw::dw5x5s2);
 const DW5X5: ConvKernel = kernel("dw5x5_neon", DW_BLOCK, dw::dw5x5);
-const GEMM: ConvKernel = kernel("gemm_8x8_neon", OC_BLOCK, gemm::gemm_8x8);
+const GEMM: ConvKernel = ConvKernel {
+    reads_parts: true,
+    ..kernel("gemm_8x8_neon", OC_BLOCK, gemm::gemm_8x8)
+};
 const CONV1X1S: ConvKernel = kernel("conv1x1s_8x8_neon", OC_BLOCK, gemm::conv1x1s_8x8);
 const CONV3X3: ConvKernel = kernel("conv3x3_neon", OC_BLOCK, conv::conv3x3);
 const CONV5X5: ConvKernel = kernel("conv5x5_neon", OC_BLOCK, conv::conv5x5);

@@ -105,7 +105,7 @@ impl Rng {
 fn select_conv(table: &KernelTable, conv: &Conv, xs: Act4, _ys: Act4) -> Vec<ConvKernel> {
     let plan = table.choice.conv_plan(conv, xs.shape);
     let mut v = vec![(table.conv)(conv, plan).expect("a table runs the plan of its own rule")];
-    if let ConvPlan::Winograd { nb } = plan {
+    if let ConvPlan::Winograd { nb } | ConvPlan::Winograd23 { nb } = plan {
         v.extend((table.conv)(conv, ConvPlan::Dense { nb }));
     }
     v

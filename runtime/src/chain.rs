@@ -54,7 +54,7 @@ fn eligible(m: &Member) -> bool {
     let (ih, oh) = (m.xs.shape.h as usize, m.ys.shape.h as usize);
     // Every output row reads at least one input row (a band never starts in the padding).
     let sane = pt < ext && oh >= 1 && (oh - 1) * s < ih + pt;
-    sane && !matches!(m.layout, Layout::WinogradF43(_))
+    sane && !matches!(m.layout, Layout::WinogradF43(_) | Layout::WinogradF23(_))
         && m.weight_len <= MAX_MEMBER_WEIGHTS
         && m.xs.shape.n == m.ys.shape.n
 }

@@ -167,6 +167,10 @@ pub enum Layout {
     /// (output, input) channel pair, blocked by output channel:
     /// `[36][ceil(OC/b)][IC][b]`, zero padded (see `kernels::pack`).
     WinogradF43(u16),
+    /// Winograd F(2x2, 3x3) transformed weights of an ungrouped 3x3 conv, `U = G g G^T` per
+    /// (output, input) channel pair with the 4x3 `G` of F(2, 3), blocked by output channel:
+    /// `[16][ceil(OC/b)][IC][b]`, zero padded (see `kernels::pack`).
+    WinogradF23(u16),
 }
 
 /// One stored weight tensor.

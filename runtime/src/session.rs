@@ -818,10 +818,11 @@ impl<'m> Session<'m> {
                     let residual = (step.inputs.len() > *parts).then(|| input(*parts).0);
                     let rows = ys.rows();
                     let parts = pool.threads().min(rows);
-                    // Winograd computes whole 4-row tiles: cut between tile rows, so that
-                    // no tile row is computed by two participants.
+                    // Winograd computes whole 4- or 2-row tiles: cut between tile rows, so
+                    // that no tile row is computed by two participants.
                     let align = match k.layout {
                         crate::graph::Layout::WinogradF43(_) => 4,
+                        crate::graph::Layout::WinogradF23(_) => 2,
                         _ => 1,
                     };
                     let oh = ys.shape.h as usize;

@@ -677,6 +677,7 @@ impl<'a> Decoder<'a> {
                 layout::DW_BLOCK => Layout::DwBlock(block(r.block)?),
                 layout::FC_OC_BLOCK => Layout::FcOcBlock(block(r.block)?),
                 layout::WINOGRAD_F43 => Layout::WinogradF43(block(r.block)?),
+                layout::WINOGRAD_F23 => Layout::WinogradF23(block(r.block)?),
                 c => {
                     return Err(corrupt(
                         layout_at,

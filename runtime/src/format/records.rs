@@ -193,6 +193,8 @@ pub mod layout {
     pub const FC_OC_BLOCK: u32 = 3;
     /// [`crate::graph::Layout::WinogradF43`].
     pub const WINOGRAD_F43: u32 = 4;
+    /// [`crate::graph::Layout::WinogradF23`].
+    pub const WINOGRAD_F23: u32 = 5;
 }
 
 /// Codes of [`crate::graph::Op`].

@@ -98,6 +98,7 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
             Layout::DwBlock(b) => (layout::DW_BLOCK, b),
             Layout::FcOcBlock(b) => (layout::FC_OC_BLOCK, b),
             Layout::WinogradF43(b) => (layout::WINOGRAD_F43, b),
+            Layout::WinogradF23(b) => (layout::WINOGRAD_F23, b),
         };
         let mut dims = [0u32; 4];
         dims[..w.dims.len()].copy_from_slice(&w.dims);
@@ -219,6 +220,14 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
                     .chain(&graph.outputs)
                     .filter(|io| io.dims.len() == 3)
                     .map(|_| 2),
+            )
+            // The WinogradF23 layout came with format 1.3.
+            .chain(
+                graph
+                    .weights
+                    .iter()
+                    .filter(|w| matches!(w.layout, Layout::WinogradF23(_)))
+                    .map(|_| 3),
             )
             .max()
             .unwrap_or(0),

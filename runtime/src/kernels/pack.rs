@@ -22,6 +22,9 @@ pub fn packed_len(layout: Layout, dims: &[u32]) -> Option<u64> {
         Layout::WinogradF43(b) if b > 0 && dims.len() == 4 && dims[2] == 3 && dims[3] == 3 => {
             Some(36 * round(d(0)?, b as u64) * d(1)?)
         }
+        Layout::WinogradF23(b) if b > 0 && dims.len() == 4 && dims[2] == 3 && dims[3] == 3 => {
+            Some(16 * round(d(0)?, b as u64) * d(1)?)
+        }
         _ => None,
     }
 }
@@ -36,7 +39,9 @@ pub fn layout_fits(layout: Layout, role: &WeightRole) -> bool {
         (Layout::ConvOcBlock(_), WeightRole::Conv(c)) => c.groups == 1,
         (Layout::DwBlock(_), WeightRole::Conv(c)) => c.is_depthwise(),
         (Layout::FcOcBlock(_), WeightRole::Fc) => true,
-        (Layout::WinogradF43(_), WeightRole::Conv(c)) => super::plan::winograd_applies(c),
+        (Layout::WinogradF43(_) | Layout::WinogradF23(_), WeightRole::Conv(c)) => {
+            super::plan::winograd_applies(c)
+        }
         _ => false,
     }
 }
@@ -53,8 +58,8 @@ pub fn pack(canonical: &[f32], dims: &[u32], layout: Layout) -> Vec<f32> {
         dims.iter().map(|&v| v as u64).product::<u64>()
     );
     let mut out = vec![0.0f32; total];
-    if let Layout::WinogradF43(b) = layout {
-        winograd_f43_pack(canonical, dims, b as usize, &mut out);
+    if let Some((g, b)) = winograd_g(layout) {
+        winograd_pack(canonical, dims, g, b, &mut out);
         return out;
     }
     for_each_slot(dims, layout, |src, dst| out[dst] = canonical[src]);
@@ -71,62 +76,83 @@ pub const WINOGRAD_F43_G: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Index of `U[xi][o][i]` in `WinogradF43(b)` weights with `oc` outputs and `ic` inputs.
+/// The Winograd F(2x2, 3x3) weight transform `G`: a 3-tap filter to its 4 transformed taps.
+pub const WINOGRAD_F23_G: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// The transform `G` of a Winograd layout, as rows, and its block size.
+fn winograd_g(layout: Layout) -> Option<(&'static [[f64; 3]], usize)> {
+    match layout {
+        Layout::WinogradF43(b) => Some((&WINOGRAD_F43_G, b as usize)),
+        Layout::WinogradF23(b) => Some((&WINOGRAD_F23_G, b as usize)),
+        _ => None,
+    }
+}
+
+/// Index of `U[xi][o][i]` in Winograd weights blocked by `b`, with `oc` outputs and `ic`
+/// inputs.
 fn winograd_index(xi: usize, o: usize, i: usize, oc: usize, ic: usize, b: usize) -> usize {
     ((xi * oc.div_ceil(b) + o / b) * ic + i) * b + o % b
 }
 
-/// `U = G g G^T` for every (output, input) pair, in f64, stored as `WinogradF43(b)`.
-fn winograd_f43_pack(canonical: &[f32], dims: &[u32], b: usize, out: &mut [f32]) {
+/// `U = G g G^T` for every (output, input) pair, in f64, stored blocked by `b` (`G` has `a`
+/// rows; `U` is `a x a`).
+fn winograd_pack(canonical: &[f32], dims: &[u32], g: &[[f64; 3]], b: usize, out: &mut [f32]) {
     let (oc, ic) = (dims[0] as usize, dims[1] as usize);
-    let g = &WINOGRAD_F43_G;
+    let a_n = g.len();
     for o in 0..oc {
         for i in 0..ic {
             let k = &canonical[(o * ic + i) * 9..(o * ic + i) * 9 + 9];
-            // t = G k: 6 x 3.
-            let mut t = [[0.0f64; 3]; 6];
-            for (r, row) in t.iter_mut().enumerate() {
-                for (x, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|y| g[r][y] * k[y * 3 + x] as f64).sum();
-                }
-            }
-            for a in 0..6 {
-                for c in 0..6 {
-                    let u: f64 = (0..3).map(|x| t[a][x] * g[c][x]).sum();
-                    out[winograd_index(a * 6 + c, o, i, oc, ic, b)] = u as f32;
+            // t = G k: a x 3.
+            let t: Vec<[f64; 3]> = g
+                .iter()
+                .map(|gr| {
+                    std::array::from_fn(|x| (0..3).map(|y| gr[y] * k[y * 3 + x] as f64).sum())
+                })
+                .collect();
+            for (a, ta) in t.iter().enumerate() {
+                for (c, gc) in g.iter().enumerate() {
+                    let u: f64 = (0..3).map(|x| ta[x] * gc[x]).sum();
+                    out[winograd_index(a * a_n + c, o, i, oc, ic, b)] = u as f32;
                 }
             }
         }
     }
 }
 
-/// Inverse of [`winograd_f43_pack`] through the left inverse `P = (G^T G)^-1 G^T` of `G`:
+/// Inverse of [`winograd_pack`] through the left inverse `P = (G^T G)^-1 G^T` of `G`:
 /// `g = P U P^T`, exact up to rounding.
-fn winograd_f43_unpack(packed: &[f32], dims: &[u32], b: usize, out: &mut [f32]) {
+fn winograd_unpack(packed: &[f32], dims: &[u32], g: &[[f64; 3]], b: usize, out: &mut [f32]) {
     let (oc, ic) = (dims[0] as usize, dims[1] as usize);
-    let g = &WINOGRAD_F43_G;
-    // G^T G (3x3), its inverse, then P = (G^T G)^-1 G^T (3x6).
+    let a_n = g.len();
+    // G^T G (3x3), its inverse, then P = (G^T G)^-1 G^T (3 x a).
     let mut gtg = [[0.0f64; 3]; 3];
     for (r, row) in gtg.iter_mut().enumerate() {
         for (c, v) in row.iter_mut().enumerate() {
-            *v = (0..6).map(|k| g[k][r] * g[k][c]).sum();
+            *v = g.iter().map(|gk| gk[r] * gk[c]).sum();
         }
     }
     let inv = invert3(gtg);
-    let mut p = [[0.0f64; 6]; 3];
-    for (r, row) in p.iter_mut().enumerate() {
-        for (k, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|c| inv[r][c] * g[k][c]).sum();
-        }
-    }
+    let p: Vec<Vec<f64>> = (0..3)
+        .map(|r| {
+            g.iter()
+                .map(|gk| (0..3).map(|c| inv[r][c] * gk[c]).sum())
+                .collect()
+        })
+        .collect();
     for o in 0..oc {
         for i in 0..ic {
-            let u = |a: usize, c: usize| packed[winograd_index(a * 6 + c, o, i, oc, ic, b)] as f64;
+            let u =
+                |a: usize, c: usize| packed[winograd_index(a * a_n + c, o, i, oc, ic, b)] as f64;
             for y in 0..3 {
                 for x in 0..3 {
                     let mut s = 0.0;
-                    for a in 0..6 {
-                        for c in 0..6 {
+                    for a in 0..a_n {
+                        for c in 0..a_n {
                             s += p[y][a] * u(a, c) * p[x][c];
                         }
                     }
@@ -162,8 +188,8 @@ pub fn unpack(packed: &[f32], dims: &[u32], layout: Layout) -> Vec<f32> {
     let total = packed_len(layout, dims).expect("layout applies to dims") as usize;
     assert!(packed.len() >= total);
     let mut out = vec![0.0f32; dims.iter().map(|&v| v as usize).product()];
-    if let Layout::WinogradF43(b) = layout {
-        winograd_f43_unpack(packed, dims, b as usize, &mut out);
+    if let Some((g, b)) = winograd_g(layout) {
+        winograd_unpack(packed, dims, g, b, &mut out);
         return out;
     }
     for_each_slot(dims, layout, |src, dst| out[src] = packed[dst]);
@@ -220,7 +246,9 @@ fn for_each_slot(dims: &[u32], layout: Layout, mut f: impl FnMut(usize, usize)) 
                 }
             }
         }
-        Layout::WinogradF43(_) => unreachable!("a transform, not a permutation"),
+        Layout::WinogradF43(_) | Layout::WinogradF23(_) => {
+            unreachable!("a transform, not a permutation")
+        }
         Layout::FcOcBlock(b) => {
             // canonical [OC][IC] -> [OC/b][IC][b]
             let b = b as usize;
@@ -281,6 +309,22 @@ mod tests {
         // The corner tap of U is g[0][0] / 16 (row 0 of G is [1/4, 0, 0]).
         assert!((p[winograd_index(0, 2, 1, 5, 3, 4)] - w[(2 * 3 + 1) * 9] / 16.0).abs() < 1e-6);
         // Output channels 5..8 of each block are padding.
+        assert_eq!(p[winograd_index(7, 6, 2, 5, 3, 4)], 0.0);
+
+        let layout = Layout::WinogradF23(4);
+        let p = pack(&w, &dims, layout);
+        assert_eq!(p.len() as u64, packed_len(layout, &dims).unwrap());
+        assert_eq!(p.len(), 16 * 8 * 3);
+        let back = unpack(&p, &dims, layout);
+        for (a, b) in back.iter().zip(&w) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        // Row 0 of the F(2, 3) `G` is [1, 0, 0]: the corner tap of U is g[0][0]; the centre
+        // tap U[1][1] is the sum of all nine taps over 4.
+        assert!((p[winograd_index(0, 2, 1, 5, 3, 4)] - w[(2 * 3 + 1) * 9]).abs() < 1e-6);
+        let k = &w[(2 * 3 + 1) * 9..(2 * 3 + 1) * 9 + 9];
+        let centre = p[winograd_index(5, 2, 1, 5, 3, 4)];
+        assert!((centre - k.iter().sum::<f32>() / 4.0).abs() < 1e-5);
         assert_eq!(p[winograd_index(7, 6, 2, 5, 3, 4)], 0.0);
     }
 }

@@ -28,6 +28,11 @@ pub enum ConvPlan {
         /// Output channels per weight block.
         nb: u16,
     },
+    /// Winograd F(2x2, 3x3) over `WinogradF23(nb)` weights (3x3, stride 1, dilation 1).
+    Winograd23 {
+        /// Output channels per weight block.
+        nb: u16,
+    },
     /// Any conv, canonical weights.
     Generic,
 }
@@ -39,6 +44,7 @@ impl ConvPlan {
             ConvPlan::Dense { nb } => Layout::ConvOcBlock(nb),
             ConvPlan::Depthwise { b } => Layout::DwBlock(b),
             ConvPlan::Winograd { nb } => Layout::WinogradF43(nb),
+            ConvPlan::Winograd23 { nb } => Layout::WinogradF23(nb),
             ConvPlan::Generic => Layout::Canonical,
         }
     }
@@ -51,27 +57,45 @@ impl ConvPlan {
             Layout::ConvOcBlock(nb) if conv.groups == 1 => Some(ConvPlan::Dense { nb }),
             Layout::DwBlock(b) if conv.is_depthwise() => Some(ConvPlan::Depthwise { b }),
             Layout::WinogradF43(nb) if winograd_applies(conv) => Some(ConvPlan::Winograd { nb }),
+            Layout::WinogradF23(nb) if winograd_applies(conv) => Some(ConvPlan::Winograd23 { nb }),
             _ => None,
         }
     }
 }
 
-/// Whether Winograd F(4x4, 3x3) computes `conv`: ungrouped 3x3, stride 1, dilation 1.
+/// Whether Winograd (F(4x4, 3x3) or F(2x2, 3x3)) computes `conv`: ungrouped 3x3, stride 1,
+/// dilation 1.
 pub fn winograd_applies(conv: &Conv) -> bool {
     conv.groups == 1 && conv.kernel == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1]
 }
 
-/// The x86 rule for Winograd F(4x4, 3x3) (see `docs/decisions.md`, "Winograd"): worth it
+/// The x86 rule for Winograd (see `docs/decisions.md`, "Winograd"). F(4x4, 3x3) is worth it
 /// when the 36 small GEMMs it turns the layer into are large enough to run at full speed
 /// and its 4x larger weights are reused by enough tiles: at least 16 channels in and out and
-/// at least 16 output tiles of 4x4 per image (14x14 and larger outputs).
-fn winograd_pays_x86(conv: &Conv, input: Shape4) -> bool {
+/// at least 16 output tiles of 4x4 per image (14x14 and larger outputs). On smaller maps
+/// (from 4x4 up) F(2x2, 3x3) is worth it for layers of at least 256 channels in and out:
+/// its 16 GEMMs have 4x as many rows (tiles) as those of F(4x4, 3x3) on the same map, and
+/// its weights are 16/9 of the dense ones instead of 4x.
+fn winograd_plan_x86(conv: &Conv, input: Shape4, nb: u16) -> ConvPlan {
     let Some((oh, ow)) = conv.output_hw(input.h, input.w) else {
-        return false;
+        return ConvPlan::Dense { nb };
     };
-    let tiles = oh.div_ceil(4) as u64 * ow.div_ceil(4) as u64;
-    winograd_applies(conv) && conv.in_c >= 16 && conv.out_c >= 16 && tiles >= 16
+    if !winograd_applies(conv) {
+        return ConvPlan::Dense { nb };
+    }
+    let tiles4 = oh.div_ceil(4) as u64 * ow.div_ceil(4) as u64;
+    if conv.in_c >= 16 && conv.out_c >= 16 && tiles4 >= 16 {
+        ConvPlan::Winograd { nb }
+    } else if conv.in_c >= WINOGRAD23_MIN_C && conv.out_c >= WINOGRAD23_MIN_C && oh >= 4 && ow >= 4
+    {
+        ConvPlan::Winograd23 { nb }
+    } else {
+        ConvPlan::Dense { nb }
+    }
 }
+
+/// Fewest input and output channels for which F(2x2, 3x3) pays on the x86 tables.
+const WINOGRAD23_MIN_C: u32 = 256;
 
 impl KernelChoice {
     /// The concrete table `Auto` stands for on this CPU; other choices are returned as they
@@ -108,11 +132,7 @@ impl KernelChoice {
         match choice {
             KernelChoice::X86Avx2 => {
                 let nb = if conv.out_c.is_multiple_of(16) { 16 } else { 8 };
-                if winograd_pays_x86(conv, input) {
-                    ConvPlan::Winograd { nb }
-                } else {
-                    ConvPlan::Dense { nb }
-                }
+                winograd_plan_x86(conv, input, nb)
             }
             KernelChoice::X86Avx512 => {
                 let nb = if conv.out_c.is_multiple_of(32) {
@@ -120,11 +140,7 @@ impl KernelChoice {
                 } else {
                     16
                 };
-                if winograd_pays_x86(conv, input) {
-                    ConvPlan::Winograd { nb }
-                } else {
-                    ConvPlan::Dense { nb }
-                }
+                winograd_plan_x86(conv, input, nb)
             }
             _ => ConvPlan::Dense { nb: 8 },
         }

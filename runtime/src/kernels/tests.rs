@@ -9,7 +9,8 @@
 
 use crate::graph::{window_out, Activation, Conv, Fc, Pool, PoolKind, Shape4};
 use crate::kernels::{
-    pack, portable, reference, Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, KernelTable,
+    pack, portable, reference, Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, KernelChoice,
+    KernelTable,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -813,6 +814,49 @@ fn every_portable_conv_kernel_is_selected_and_correct() {
     assert_eq!(names.len(), 10, "one case per portable conv kernel");
 }
 
+/// Layers whose weights and inputs are too large for the random cases: the x86 dense kernels
+/// prefetch the next channel block's weights from 256 KiB of weights on and cut inputs of
+/// more than 256 KiB into several chunks of pixels, and the rule runs F(2x2, 3x3) on wide
+/// layers of small maps. Ragged channel counts, with rows split as the threads split them.
+#[test]
+fn large_layers_match_reference() {
+    let case = |(ic, oc): (u32, u32), k: u32, s: u32, p: u32, (h, w): (u32, u32), seed: u64| {
+        let extra = |e: u32| (e + 2 * p).saturating_sub(k);
+        let xcs = (ic as usize).next_multiple_of(16);
+        let ycs = (oc as usize).next_multiple_of(16);
+        make_conv_case(
+            (1, ic, oc),
+            [k, k],
+            [s, s],
+            [1, 1],
+            [p; 4],
+            (1, extra(h), extra(w)),
+            (xcs - ic as usize, ycs - oc as usize),
+            (true, seed.is_multiple_of(2), Activation::Relu),
+            (0.4, seed),
+        )
+    };
+    let cases = [
+        // 3x3 stride 2, dense: 276 KiB of weights, 406 KiB of input (two chunks).
+        case((96, 80), 3, 2, 1, (33, 33), 1),
+        // 1x1 (with its parts check): 312 KiB of weights, 2 chunks.
+        case((300, 260), 1, 1, 0, (16, 16), 2),
+        // F(2x2, 3x3) on a 7x7 map, ragged output channels.
+        case((256, 272), 3, 1, 1, (7, 7), 3),
+        // F(4x4, 3x3) on a 30x30 map.
+        case((64, 48), 3, 1, 1, (30, 30), 4),
+        // 5x5: 307 KiB of weights.
+        case((64, 48), 5, 1, 2, (20, 20), 5),
+        // The im2col path (3 input channels): 7x7 stride 2, 276 KiB of weights.
+        case((3, 352), 7, 2, 3, (40, 40), 6),
+    ];
+    for c in &cases {
+        for t in tables() {
+            check_conv(t, c).unwrap();
+        }
+    }
+}
+
 #[test]
 fn conv_cases_reach_every_portable_kernel() {
     // The random conv layers exercise every portable conv kernel, not just the generic ones.
@@ -877,13 +921,16 @@ pub fn winograd_case() -> impl Strategy<Value = ConvCase> {
         })
 }
 
-/// Checks every Winograd kernel of `table` on `case`; returns how many there were.
+/// Checks every Winograd kernel (F(4,3) and F(2,3)) of `table` on `case`; returns how many
+/// there were.
 pub fn check_winograd(table: &KernelTable, case: &ConvCase) -> Result<usize, TestCaseError> {
     let mut n = 0;
     for nb in [4, 8, 16, 32] {
-        if let Some(k) = (table.conv)(&case.conv, ConvPlan::Winograd { nb }) {
-            check_conv_kernel(table.name, k, case)?;
-            n += 1;
+        for plan in [ConvPlan::Winograd { nb }, ConvPlan::Winograd23 { nb }] {
+            if let Some(k) = (table.conv)(&case.conv, plan) {
+                check_conv_kernel(table.name, k, case)?;
+                n += 1;
+            }
         }
     }
     Ok(n)
@@ -895,7 +942,11 @@ proptest! {
     #[test]
     fn winograd_matches_reference(case in winograd_case()) {
         for t in tables() {
-            check_winograd(t, &case)?;
+            let n = check_winograd(t, &case)?;
+            // The x86 tables have F(4,3) and F(2,3), each for two channel blocks.
+            if matches!(t.choice, KernelChoice::X86Avx2 | KernelChoice::X86Avx512) {
+                prop_assert_eq!(n, 4, "{}", t.name);
+            }
         }
     }
 
@@ -1051,7 +1102,20 @@ fn table_conv_speed() {
 #[ignore]
 fn winograd_speed() {
     for t in tables() {
-        for (hw, c) in [(56u32, 64u32), (28, 128), (14, 256), (7, 512)] {
+        let shapes = [
+            (56u32, 64u32),
+            (28, 128),
+            (14, 256),
+            (7, 512),
+            (7, 256),
+            (7, 128),
+            (7, 64),
+            (10, 256),
+            (10, 64),
+            (14, 64),
+            (14, 128),
+        ];
+        for (hw, c) in shapes {
             let case = make_conv_case(
                 (1, c, c),
                 [3, 3],
@@ -1066,7 +1130,12 @@ fn winograd_speed() {
             let data = ConvData::new(&case);
             let flops = 2.0 * case.ys.shape.elems() as f64 * c as f64 * 9.0;
             for nb in [8u16, 16, 32] {
-                for plan in [ConvPlan::Dense { nb }, ConvPlan::Winograd { nb }] {
+                let plans = [
+                    ConvPlan::Dense { nb },
+                    ConvPlan::Winograd { nb },
+                    ConvPlan::Winograd23 { nb },
+                ];
+                for plan in plans {
                     let Some(kernel) = (t.conv)(&case.conv, plan) else {
                         continue;
                     };

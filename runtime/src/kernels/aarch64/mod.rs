@@ -96,7 +96,9 @@ pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
             [7, 7] => CONV7X7,
             _ => CONV_KXK,
         },
-        ConvPlan::Generic | ConvPlan::Winograd { .. } => return portable::select_conv(c, plan),
+        ConvPlan::Generic | ConvPlan::Winograd { .. } | ConvPlan::Winograd23 { .. } => {
+            return portable::select_conv(c, plan)
+        }
     };
     matching(k, plan)
 }

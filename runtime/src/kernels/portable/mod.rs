@@ -97,7 +97,7 @@ pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
             [7, 7] => CONV7X7,
             _ => CONV_KXK,
         },
-        ConvPlan::Winograd { .. } => return None,
+        ConvPlan::Winograd { .. } | ConvPlan::Winograd23 { .. } => return None,
     };
     matching(k, plan)
 }

@@ -38,6 +38,42 @@ pub(crate) unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
     }
 }
 
+/// [`mac`] that also prefetches, at each of the `k` steps, the cache lines at
+/// `pf + i * nb` (and `+ LANES` when `both`), into L2: a caller streaming weights from memory
+/// points `pf` at the weights it reads next, so that their fetch overlaps this tile's
+/// multiply-adds. `pf` may point anywhere: a prefetch never faults, and the pointer is only
+/// formed with wrapping arithmetic.
+///
+/// # Safety
+/// As [`mac`].
+#[inline(always)]
+pub(crate) unsafe fn mac_prefetch<I: Isa, const M: usize, const NV: usize>(
+    acc: &mut [[I::V; NV]; M],
+    xp: &[*const f32; M],
+    w: *const f32,
+    k: usize,
+    pf: *const f32,
+    both: bool,
+) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+    let nb = NV * I::LANES;
+    for i in 0..k {
+        let wp = w.add(i * nb);
+        let p = pf.wrapping_add(i * nb);
+        _mm_prefetch::<_MM_HINT_T1>(p.cast());
+        if both {
+            _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(I::LANES).cast());
+        }
+        let wv: [I::V; NV] = std::array::from_fn(|j| I::load(wp.add(j * I::LANES)));
+        for m in 0..M {
+            let xb = I::splat(*xp[m].add(i));
+            for j in 0..NV {
+                acc[m][j] = I::fmadd(xb, wv[j], acc[m][j]);
+            }
+        }
+    }
+}
+
 /// [`mac`] for one row (`M = 1`, a batch of one through a fully connected layer): the `k`
 /// products go to `P` accumulators in turn, summed at the end, so that `P` multiply-adds
 /// are in flight instead of one chain that waits on each add's latency.
@@ -290,9 +326,15 @@ pub(crate) unsafe fn conv<
     // Pixels per chunk: the chunk's input (about `KH * IC` floats per pixel, `IC` for 1x1)
     // stays in L2 (256 KiB of it) while every block of output channels runs over it. Every
     // chunk streams all the weights once, so chunks must not be small: with 16 KiB chunks
-    // the 7x7x512 layers of ResNet-18 re-read their 9.4 MB of weights 9 times.
+    // the 7x7x512 layers of ResNet-18 re-read their 9.4 MB of weights 9 times. An input of
+    // at most 256 KiB is one chunk (the estimate above counts its rows `KH` times).
     let per_pixel = g.ic * if taps == 1 { 1 } else { g.kh };
-    let chunk = ((65536 / per_pixel.max(1)).clamp(MR, 4096) / MR) * MR;
+    let chunk = if a.xs.len() * 4 <= 256 << 10 {
+        pixels.len().max(1)
+    } else {
+        ((65536 / per_pixel.max(1)).clamp(MR, 4096) / MR) * MR
+    };
+    let weight_bytes = blocks * g.kh * g.kw * g.ic * nb * 4;
     let mut t = ConvTile::<I, KH, KW, NV> {
         g,
         x: a.x.as_ptr(),
@@ -309,11 +351,17 @@ pub(crate) unsafe fn conv<
         pix0: 0,
         one_pixel: a.ys.rows() * g.ow == 1,
         b: 0,
+        blocks,
+        prefetch: weight_bytes >= PREFETCH_MIN_BYTES,
+        chunk: (0, 1),
+        last_chunk: true,
+        mr: MR,
         _isa: PhantomData,
     };
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
+        t.begin_chunk(start, end, MR, end == pixels.end);
         for b in 0..blocks {
             t.b = b;
             for_each_tile::<MR>(start, end, &mut t);
@@ -367,6 +415,11 @@ unsafe fn conv_im2col<
         pix0: 0,
         one_pixel: false,
         b: 0,
+        blocks,
+        prefetch: blocks * k * nb * 4 >= PREFETCH_MIN_BYTES,
+        chunk: (0, 1),
+        last_chunk: true,
+        mr: MR,
         _isa: PhantomData,
     };
     // `ConvTile` with KH = KW = 1 reads `g.kh`, `g.kw` only off the pointwise path; its
@@ -414,6 +467,7 @@ unsafe fn conv_im2col<
             }
         }
         t.pix0 = start;
+        t.begin_chunk(start, end, MR, end == pixels.end);
         for b in 0..blocks {
             t.b = b;
             for_each_tile::<MR>(start, end, &mut t);
@@ -489,10 +543,52 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     one_pixel: bool,
     /// Output channel block.
     b: usize,
+    /// Output channel blocks.
+    blocks: usize,
+    /// Prefetch the next block's weights while running this one's tiles (weights too large
+    /// to stay in the cache, see [`PREFETCH_MIN_BYTES`]).
+    prefetch: bool,
+    /// First pixel and number of tiles of the current chunk: each tile prefetches its share
+    /// of the next block (see [`ConvTile::prefetch_at`]).
+    chunk: (usize, usize),
+    /// The current chunk is the last one (its last block prefetches nothing new).
+    last_chunk: bool,
+    /// Pixels per full tile.
+    mr: usize,
     _isa: PhantomData<I>,
 }
 
+/// Weights of at least this many bytes are prefetched block by block by the dense kernels
+/// (smaller ones stay in L2 between uses).
+const PREFETCH_MIN_BYTES: usize = 256 << 10;
+
 impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, KH, KW, NV> {
+    /// Where the tile of pixels from `p` prefetches, given that it reads the block's weights
+    /// at `w` (`wlen` floats per block), and whether it prefetches both lines of a step.
+    /// Tile `i` of the `n` in the chunk takes the lines at offset `i * nb / n` of each step of
+    /// the next block (the block itself after the last block of the last chunk: lines already
+    /// cached), so that the chunk's tiles together fetch the whole next block.
+    #[inline(always)]
+    fn prefetch_at(&self, p: usize, w: *const f32, wlen: usize) -> (*const f32, bool) {
+        let nb = NV * I::LANES;
+        let (start, n) = self.chunk;
+        let i = (p - start) / self.mr;
+        let next = if self.b + 1 < self.blocks {
+            w.wrapping_add(wlen)
+        } else if self.last_chunk {
+            w
+        } else {
+            w.wrapping_sub(self.b * wlen)
+        };
+        (next.wrapping_add(i.min(n - 1) * nb / n), n == 1)
+    }
+
+    /// Starts a chunk of pixels `start..end` cut into tiles of `mr`.
+    fn begin_chunk(&mut self, start: usize, end: usize, mr: usize, last: bool) {
+        self.chunk = (start, (end - start).div_ceil(mr).max(1));
+        self.mr = mr;
+        self.last_chunk = last;
+    }
     /// The pointwise path's multiply-adds of `part` for the `M` pixels from `p`, weights `w`.
     #[inline(always)]
     unsafe fn mac_part<const M: usize>(
@@ -501,11 +597,14 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, 
         part: Part,
         p: usize,
         w: *const f32,
+        pf: (*const f32, bool),
     ) {
         let xp: [*const f32; M] =
             std::array::from_fn(|m| part.x.add((p - self.pix0 + m) * part.xcs));
         if M == 1 && self.one_pixel {
             mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], w, part.k);
+        } else if self.prefetch {
+            mac_prefetch::<I, M, NV>(acc, &xp, w, part.k, pf.0, pf.1);
         } else {
             mac::<I, M, NV>(acc, &xp, w, part.k);
         }
@@ -523,7 +622,10 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
         let nb = NV * I::LANES;
         let o0 = self.b * nb;
         let mut acc = [bias_init::<I, NV>(self.bias, o0, g.oc); M];
-        let w = self.w.add(self.b * kh * kw * g.ic * nb);
+        let wlen = kh * kw * g.ic * nb;
+        let w = self.w.add(self.b * wlen);
+        // The prefetch pointer moves with the weights read.
+        let (mut pf, both) = self.prefetch_at(p, w, wlen);
         if self.pointwise {
             // 1x1, stride 1, no padding: output pixel `q` reads input pixel `q`.
             let first = Part {
@@ -531,12 +633,14 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
                 xcs: self.xcs,
                 k: self.k,
             };
-            self.mac_part::<M>(&mut acc, first, p, w);
+            self.mac_part::<M>(&mut acc, first, p, w, (pf, both));
             if !self.more.is_empty() {
                 let mut w = w.add(self.k * nb);
+                pf = pf.wrapping_add(self.k * nb);
                 for &part in self.more {
-                    self.mac_part::<M>(&mut acc, part, p, w);
+                    self.mac_part::<M>(&mut acc, part, p, w, (pf, both));
                     w = w.add(part.k * nb);
+                    pf = pf.wrapping_add(part.k * nb);
                 }
             }
         } else {
@@ -573,7 +677,13 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
                             self.zeros
                         }
                     });
-                    mac::<I, M, NV>(&mut acc, &xp, w.add((ky * kw + kx) * g.ic * nb), g.ic);
+                    let off = (ky * kw + kx) * g.ic * nb;
+                    if self.prefetch {
+                        let pf = pf.wrapping_add(off);
+                        mac_prefetch::<I, M, NV>(&mut acc, &xp, w.add(off), g.ic, pf, both);
+                    } else {
+                        mac::<I, M, NV>(&mut acc, &xp, w.add(off), g.ic);
+                    }
                 }
             }
         }

@@ -99,8 +99,10 @@ entry!(dw3, ConvArgs, dw::dw::<Emu16, 3, 3, DW_MR>);
 entry!(dw5, ConvArgs, dw::dw::<Emu16, 5, 5, DW_MR>);
 entry!(dwk, ConvArgs, dw::dw::<Emu16, 0, 0, DW_MR>);
 entry!(fc16, FcArgs, dense::fc::<Emu16, 4, 1>);
-entry!(wino_32, ConvArgs, winograd::conv::<Emu16, MR, 2>);
-entry!(wino_16, ConvArgs, winograd::conv::<Emu16, MR, 1>);
+entry!(wino_32, ConvArgs, winograd::conv::<Emu16, 4, 6, MR, 2>);
+entry!(wino_16, ConvArgs, winograd::conv::<Emu16, 4, 6, MR, 1>);
+entry!(wino23_32, ConvArgs, winograd::conv::<Emu16, 2, 4, MR, 2>);
+entry!(wino23_16, ConvArgs, winograd::conv::<Emu16, 2, 4, MR, 1>);
 
 const fn kernel(
     layout: Layout,
@@ -140,13 +142,25 @@ static SET: ConvSet = ConvSet {
     winograd: [
         kernel(
             Layout::WinogradF43(32),
-            winograd::scratch::<16, 32>,
+            winograd::scratch::<6, 16, 32>,
             wino_32,
         ),
         kernel(
             Layout::WinogradF43(16),
-            winograd::scratch::<16, 16>,
+            winograd::scratch::<6, 16, 16>,
             wino_16,
+        ),
+    ],
+    winograd23: [
+        kernel(
+            Layout::WinogradF23(32),
+            winograd::scratch::<4, 16, 32>,
+            wino23_32,
+        ),
+        kernel(
+            Layout::WinogradF23(16),
+            winograd::scratch::<4, 16, 16>,
+            wino23_16,
         ),
     ],
 };
@@ -204,7 +218,8 @@ proptest! {
 
     #[test]
     fn avx512_configuration_winograd_matches_reference(case in winograd_case()) {
-        prop_assert_eq!(check_winograd(&TABLE, &case)?, 2);
+        // F(4,3) and F(2,3), each with 16- and 32-channel blocks.
+        prop_assert_eq!(check_winograd(&TABLE, &case)?, 4);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub(crate) struct ConvSet {
     pub dw: [ConvKernel; 3],
     /// Winograd F(4x4, 3x3).
     pub winograd: [ConvKernel; 2],
+    /// Winograd F(2x2, 3x3).
+    pub winograd23: [ConvKernel; 2],
 }
 
 /// The kernel of `set` for `conv` run by `plan`.
@@ -38,5 +40,6 @@ pub(crate) fn select(set: &ConvSet, conv: &Conv, plan: ConvPlan) -> Option<ConvK
             }],
         ),
         ConvPlan::Winograd { .. } => pick(&set.winograd),
+        ConvPlan::Winograd23 { .. } => pick(&set.winograd23),
     }
 }

@@ -1,59 +1,102 @@
-//! Winograd F(4x4, 3x3) for ungrouped 3x3 stride-1 convs, written once over [`Isa`].
+//! Winograd F(4x4, 3x3) and F(2x2, 3x3) for ungrouped 3x3 stride-1 convs, written once over
+//! [`Isa`] and over the tile size.
 //!
-//! The output is cut into 4x4 tiles; each needs a 6x6 input patch. Tiles are taken in
+//! The output is cut into `M x M` tiles (`M` = 4 or 2); each needs an `A x A` input patch
+//! (`A = M + 2`). Tiles are taken in
 //! batches of `T` (consecutive in raster order over `rows`, possibly spanning tile rows and
 //! images), and each batch goes through three steps, all vectorised across channels (the
 //! activations are NHWC, so a channel vector is one load):
 //!
-//! 1. input transform `V = B^T d B` of every tile, into scratch `[36][T][ICp]`;
-//! 2. 36 independent GEMMs `M[xi] = V[xi] . U[xi]` with the dense microkernel
+//! 1. input transform `V = B^T d B` of every tile, into scratch `[A²][T][ICp]`;
+//! 2. `A²` independent GEMMs `M[xi] = V[xi] . U[xi]` with the dense microkernel
 //!    ([`dense::mac`], `MR` tiles by `NV` vectors), `U` being the pre-transformed weights
-//!    (`WinogradF43(nb)`: `[36][OC/nb][IC][nb]`, see `kernels::pack`), into `[36][T][OCp]`;
+//!    (`WinogradF43(nb)` / `WinogradF23(nb)`: `[A²][OC/nb][IC][nb]`, see `kernels::pack`),
+//!    into `[A²][T][OCp]`;
 //! 3. output transform `Y = A^T M A`, plus bias and residual, through the activation, stored
 //!    for the pixels of the tile that lie inside the image and inside `rows`.
 //!
-//! A 4x4 output tile costs 36 multiply-adds per (input, output) channel pair instead of 144.
-//! `T` is chosen so that a batch's `V` and `M` take about 2 MiB.
+//! A 4x4 output tile costs 36 multiply-adds per (input, output) channel pair instead of 144;
+//! a 2x2 tile 16 instead of 36, with weights 16/9 the dense size instead of 4x, which is what
+//! small maps need (see `docs/decisions.md`, "Winograd"). `T` is chosen so that a batch's `V`
+//! and `M` take about 2 MiB.
 
-use super::dense::mac;
+use super::dense::mac_prefetch;
 use super::geom::{zero_pad_lanes, Geom};
 use super::isa::Isa;
 use crate::graph::Conv;
 use crate::kernels::{Act4, ConvArgs};
-
-/// Output tile edge.
-const M: usize = 4;
-/// Input patch edge (`M + 2`).
-const A: usize = 6;
-/// Transformed taps per tile.
-const XI: usize = A * A;
 
 /// Channels rounded up to the vector lanes `lanes`.
 fn padded(c: usize, lanes: usize) -> usize {
     c.div_ceil(lanes) * lanes
 }
 
-/// Tiles per batch for a layer of this geometry, with `lanes`-wide vectors and `nb`-wide
-/// weight blocks.
-fn batch_tiles(ic: usize, oc: usize, lanes: usize, nb: usize) -> usize {
-    let per_tile = XI * (padded(ic, lanes) + padded(oc, nb));
+/// Tiles per batch for a layer of this geometry, with `xi` transformed taps per tile,
+/// `lanes`-wide vectors and `nb`-wide weight blocks.
+fn batch_tiles(xi: usize, ic: usize, oc: usize, lanes: usize, nb: usize) -> usize {
+    let per_tile = xi * (padded(ic, lanes) + padded(oc, nb));
     ((1usize << 19) / per_tile).clamp(6, 1024)
 }
 
-/// Scratch floats of the Winograd kernels: `V` and `M` of one batch.
-pub(crate) fn scratch<const LANES: usize, const NB: usize>(
+/// Scratch floats of the Winograd kernels with `A x A` input patches: `V` and `M` of one
+/// batch.
+pub(crate) fn scratch<const A: usize, const LANES: usize, const NB: usize>(
     c: &Conv,
     _xs: Act4,
     _ys: Act4,
 ) -> usize {
     let (ic, oc) = (c.in_c as usize, c.out_c as usize);
-    let t = batch_tiles(ic, oc, LANES, NB);
-    XI * t * (padded(ic, LANES) + padded(oc, NB))
+    let t = batch_tiles(A * A, ic, oc, LANES, NB);
+    A * A * t * (padded(ic, LANES) + padded(oc, NB))
 }
 
-/// `B^T d` for one column of six input vectors.
+/// `B^T d` for one column of `A` input vectors (`A` = 6 or 4).
 #[inline(always)]
-unsafe fn bt<I: Isa>(d: [I::V; A]) -> [I::V; A] {
+unsafe fn bt<I: Isa, const A: usize>(d: [I::V; A]) -> [I::V; A] {
+    if A == 6 {
+        let r = bt6::<I>(&d);
+        std::array::from_fn(|i| r[i])
+    } else {
+        let r = bt4::<I>(&d);
+        std::array::from_fn(|i| r[i])
+    }
+}
+
+/// `A^T m` for one column of `A` transformed vectors: `M = A - 2` outputs.
+#[inline(always)]
+unsafe fn at<I: Isa, const A: usize, const M: usize>(m: [I::V; A]) -> [I::V; M] {
+    if A == 6 {
+        let r = at6::<I>(&m);
+        std::array::from_fn(|i| r[i])
+    } else {
+        let r = at4::<I>(&m);
+        std::array::from_fn(|i| r[i])
+    }
+}
+
+/// F(2, 3): `B^T d` for one column of four input vectors.
+#[inline(always)]
+unsafe fn bt4<I: Isa>(d: &[I::V]) -> [I::V; 4] {
+    [
+        I::sub(d[0], d[2]),
+        I::add(d[1], d[2]),
+        I::sub(d[2], d[1]),
+        I::sub(d[1], d[3]),
+    ]
+}
+
+/// F(2, 3): `A^T m` for one column of four transformed vectors.
+#[inline(always)]
+unsafe fn at4<I: Isa>(m: &[I::V]) -> [I::V; 2] {
+    [
+        I::add(I::add(m[0], m[1]), m[2]),
+        I::sub(I::sub(m[1], m[2]), m[3]),
+    ]
+}
+
+/// F(4, 3): `B^T d` for one column of six input vectors.
+#[inline(always)]
+unsafe fn bt6<I: Isa>(d: &[I::V]) -> [I::V; 6] {
     let c4 = I::splat(4.0);
     let c5 = I::splat(-5.0);
     let c2 = I::splat(2.0);
@@ -76,9 +119,9 @@ unsafe fn bt<I: Isa>(d: [I::V; A]) -> [I::V; A] {
     [r0, r1, r2, r3, r4, r5]
 }
 
-/// `A^T m` for one column of six transformed vectors.
+/// F(4, 3): `A^T m` for one column of six transformed vectors.
 #[inline(always)]
-unsafe fn at<I: Isa>(m: [I::V; A]) -> [I::V; M] {
+unsafe fn at6<I: Isa>(m: &[I::V]) -> [I::V; 4] {
     let s12 = I::add(m[1], m[2]);
     let d12 = I::sub(m[1], m[2]);
     let s34 = I::add(m[3], m[4]);
@@ -91,13 +134,23 @@ unsafe fn at<I: Isa>(m: [I::V; A]) -> [I::V; M] {
     ]
 }
 
-/// The Winograd F(4x4, 3x3) conv over `WinogradF43(NV * LANES)` weights, with an
-/// `MR x NV` GEMM tile.
+/// The Winograd F(MxM, 3x3) conv (`M` = 4 over `WinogradF43(NV * LANES)` weights, `M` = 2
+/// over `WinogradF23(NV * LANES)`; `A = M + 2`), with an `MR x NV` GEMM tile.
 ///
 /// # Safety
 /// The ISA `I` is available on this CPU.
 #[inline(always)]
-pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut ConvArgs) {
+pub(crate) unsafe fn conv<
+    I: Isa,
+    const M: usize,
+    const A: usize,
+    const MR: usize,
+    const NV: usize,
+>(
+    a: &mut ConvArgs,
+) {
+    const { assert!((M == 4 && A == 6) || (M == 2 && A == 4)) };
+    let xi_n = A * A;
     let g = Geom::new(a.conv, a.xs, a.ys);
     let lanes = I::LANES;
     let nb = NV * lanes;
@@ -109,17 +162,17 @@ pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut Conv
     // `icp <= xcs` (the channel stride is padded to at least the vector width), outputs are
     // written up to `oc`.
     assert!(g.xcs >= icp && g.ycs >= g.oc);
-    assert!(a.w.len() >= XI * blocks * g.ic * nb);
+    assert!(a.w.len() >= xi_n * blocks * g.ic * nb);
     assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
     assert!(a.rows.end <= a.ys.rows());
     assert!(a.bias.is_none_or(|b| b.len() >= g.oc));
     assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
-    let tb = batch_tiles(g.ic, g.oc, lanes, nb);
-    assert!(a.scratch.len() >= XI * tb * (icp + ocp));
+    let tb = batch_tiles(xi_n, g.ic, g.oc, lanes, nb);
+    assert!(a.scratch.len() >= xi_n * tb * (icp + ocp));
     if a.rows.is_empty() {
         return;
     }
-    let (v, m) = a.scratch.split_at_mut(XI * tb * icp);
+    let (v, m) = a.scratch.split_at_mut(xi_n * tb * icp);
     let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
     let (th, tw) = (g.oh.div_ceil(M), g.ow.div_ceil(M));
     // Global tile rows (over images) that hold `rows`, as one flat range of tiles.
@@ -157,35 +210,46 @@ pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut Conv
                 // Columns, then rows.
                 let mut tmp = [[I::zero(); A]; A];
                 for c in 0..A {
-                    let col = bt::<I>(std::array::from_fn(|r| d[r][c]));
+                    let col = bt::<I, A>(std::array::from_fn(|r| d[r][c]));
                     for (trow, v) in tmp.iter_mut().zip(col) {
                         trow[c] = v;
                     }
                 }
                 for (r, trow) in tmp.iter().enumerate() {
-                    let out = bt::<I>(*trow);
+                    let out = bt::<I, A>(*trow);
                     for (c, &o) in out.iter().enumerate() {
                         I::store(v.add(((r * A + c) * tb + t) * icp + cv), o);
                     }
                 }
             }
         }
-        // 2. The 36 GEMMs.
-        for xi in 0..XI {
+        // 2. The A² GEMMs. The weights are read in order, one `ic x nb` block per
+        // (xi, b), by `passes` tiles each; every pass prefetches its share of the next block
+        // (pass `p` the lines at offset `p * nb / passes` of each step), so that the next
+        // block's fetch from memory overlaps this block's multiply-adds.
+        let passes = nt.div_ceil(MR);
+        for xi in 0..xi_n {
             for b in 0..blocks {
                 let w = a.w.as_ptr().add((xi * blocks + b) * g.ic * nb);
+                let next = w.wrapping_add(g.ic * nb);
                 let mut t = 0;
+                let mut p = 0;
                 while t < nt {
                     let rows_left = nt - t;
                     let vrow = v.add((xi * tb + t) * icp);
                     let mrow = m.add((xi * tb + t) * ocp + b * nb);
+                    let pf = next.wrapping_add(p * nb / passes);
+                    let both = passes == 1;
+                    let pf = (pf, both);
                     if rows_left >= MR {
-                        gemm_tile::<I, MR, NV>(vrow, icp, w, g.ic, mrow, ocp);
+                        gemm_tile::<I, MR, NV>((vrow, icp), w, g.ic, (mrow, ocp), pf);
                         t += MR;
                     } else {
-                        gemm_tail::<I, MR, NV>(rows_left, vrow, icp, w, g.ic, mrow, ocp);
+                        let (vr, or) = ((vrow.cast_const(), icp), (mrow, ocp));
+                        gemm_tail::<I, MR, NV>(rows_left, vr, w, g.ic, or, pf);
                         t = nt;
                     }
+                    p += 1;
                 }
             }
         }
@@ -199,7 +263,7 @@ pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut Conv
                 for c in 0..A {
                     let col: [I::V; A] =
                         std::array::from_fn(|r| I::load(m.add(((r * A + c) * tb + t) * ocp + o)));
-                    for (trow, o) in tmp.iter_mut().zip(at::<I>(col)) {
+                    for (trow, o) in tmp.iter_mut().zip(at::<I, A, M>(col)) {
                         trow[c] = o;
                     }
                 }
@@ -214,7 +278,7 @@ pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut Conv
                     if oy >= g.oh || row < a.rows.start || row >= a.rows.end {
                         continue;
                     }
-                    let out = at::<I>(*trow);
+                    let out = at::<I, A, M>(*trow);
                     for (j, &val) in out.iter().enumerate() {
                         let ox = tx * M + j;
                         if ox >= g.ow {
@@ -236,22 +300,23 @@ pub(crate) unsafe fn conv<I: Isa, const MR: usize, const NV: usize>(a: &mut Conv
     zero_pad_lanes(a.y, px.start * g.ycs, px.len(), g.oc, g.ycs);
 }
 
-/// `MR` rows of one GEMM: `out[m][0..nb] = sum_i vrow[m][i] * w[i][0..nb]`.
+/// `MR` rows of one GEMM: `out[m][0..nb] = sum_i vrow[m][i] * w[i][0..nb]` (`vrow` rows
+/// `vstride` apart, `out` rows `ostride` apart), prefetching from `pf` as [`mac_prefetch`]
+/// does.
 ///
 /// # Safety
 /// Pointers valid for the rows and strides given; the ISA is available.
 #[inline(always)]
 unsafe fn gemm_tile<I: Isa, const MR: usize, const NV: usize>(
-    vrow: *const f32,
-    vstride: usize,
+    (vrow, vstride): (*const f32, usize),
     w: *const f32,
     k: usize,
-    out: *mut f32,
-    ostride: usize,
+    (out, ostride): (*mut f32, usize),
+    (pf, both): (*const f32, bool),
 ) {
     let mut acc = [[I::zero(); NV]; MR];
     let xp: [*const f32; MR] = std::array::from_fn(|r| vrow.add(r * vstride));
-    mac::<I, MR, NV>(&mut acc, &xp, w, k);
+    mac_prefetch::<I, MR, NV>(&mut acc, &xp, w, k, pf, both);
     for (r, accr) in acc.iter().enumerate() {
         for (j, &val) in accr.iter().enumerate() {
             I::store(out.add(r * ostride + j * I::LANES), val);
@@ -266,17 +331,16 @@ unsafe fn gemm_tile<I: Isa, const MR: usize, const NV: usize>(
 #[inline(always)]
 unsafe fn gemm_tail<I: Isa, const MR: usize, const NV: usize>(
     rows: usize,
-    vrow: *const f32,
-    vstride: usize,
+    v: (*const f32, usize),
     w: *const f32,
     k: usize,
-    out: *mut f32,
-    ostride: usize,
+    out: (*mut f32, usize),
+    pf: (*const f32, bool),
 ) {
     macro_rules! tail {
         ($($n:literal)*) => {
             match rows {
-                $($n if $n < MR => gemm_tile::<I, $n, NV>(vrow, vstride, w, k, out, ostride),)*
+                $($n if $n < MR => gemm_tile::<I, $n, NV>(v, w, k, out, pf),)*
                 _ => unreachable!("a tail is shorter than MR"),
             }
         };

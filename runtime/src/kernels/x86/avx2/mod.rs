@@ -12,6 +12,8 @@
 //! | `conv5x5_*`, `conv7x7_*`, `conv_kxk_*` | as above | 5x5, 7x7, any other kernel        |
 //! | `wino43_6x16_avx2`     | `WinogradF43(16)` | 3x3 stride 1 where Winograd pays, OC % 16 == 0 |
 //! | `wino43_12x8_avx2`     | `WinogradF43(8)`  | the same, other OC                      |
+//! | `wino23_6x16_avx2`     | `WinogradF23(16)` | 3x3 stride 1 on small maps where F(2,3) pays, OC % 16 == 0 |
+//! | `wino23_12x8_avx2`     | `WinogradF23(8)`  | the same, other OC                      |
 //! | `conv_generic_portable`  | `Canonical`       | grouped, depthwise with multiplier      |
 //! | `fc_4x8_avx2`         | `FcOcBlock(8)`   | fully connected                         |
 //!
@@ -160,8 +162,10 @@ entry!(dw3x3, ConvArgs, dw::dw::<Avx2, 3, 3, DW_MR>);
 entry!(dw5x5, ConvArgs, dw::dw::<Avx2, 5, 5, DW_MR>);
 entry!(dw_kxk, ConvArgs, dw::dw::<Avx2, 0, 0, DW_MR>);
 entry!(fc_4x8, FcArgs, dense::fc::<Avx2, 4, 1>);
-entry!(wino_6x16, ConvArgs, winograd::conv::<Avx2, MR, 2>);
-entry!(wino_12x8, ConvArgs, winograd::conv::<Avx2, 12, 1>);
+entry!(wino_6x16, ConvArgs, winograd::conv::<Avx2, 4, 6, MR, 2>);
+entry!(wino_12x8, ConvArgs, winograd::conv::<Avx2, 4, 6, 12, 1>);
+entry!(wino23_6x16, ConvArgs, winograd::conv::<Avx2, 2, 4, MR, 2>);
+entry!(wino23_12x8, ConvArgs, winograd::conv::<Avx2, 2, 4, 12, 1>);
 entry!(
     add,
     fn(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation),
@@ -215,13 +219,13 @@ const fn dw_kernel(name: &'static str, run: fn(&mut ConvArgs)) -> ConvKernel {
 
 const fn winograd_kernel(
     name: &'static str,
-    nb: u16,
+    layout: Layout,
     scratch_len: fn(&Conv, crate::kernels::Act4, crate::kernels::Act4) -> usize,
     run: fn(&mut ConvArgs),
 ) -> ConvKernel {
     ConvKernel {
         name,
-        layout: Layout::WinogradF43(nb),
+        layout,
         scratch_len,
         run,
         reads_parts: false,
@@ -261,11 +265,30 @@ static SET: ConvSet = ConvSet {
     winograd: [
         winograd_kernel(
             "wino43_6x16_avx2",
-            16,
-            winograd::scratch::<8, 16>,
+            Layout::WinogradF43(16),
+            winograd::scratch::<6, 8, 16>,
             wino_6x16,
         ),
-        winograd_kernel("wino43_12x8_avx2", 8, winograd::scratch::<8, 8>, wino_12x8),
+        winograd_kernel(
+            "wino43_12x8_avx2",
+            Layout::WinogradF43(8),
+            winograd::scratch::<6, 8, 8>,
+            wino_12x8,
+        ),
+    ],
+    winograd23: [
+        winograd_kernel(
+            "wino23_6x16_avx2",
+            Layout::WinogradF23(16),
+            winograd::scratch::<4, 8, 16>,
+            wino23_6x16,
+        ),
+        winograd_kernel(
+            "wino23_12x8_avx2",
+            Layout::WinogradF23(8),
+            winograd::scratch::<4, 8, 8>,
+            wino23_12x8,
+        ),
     ],
 };
 

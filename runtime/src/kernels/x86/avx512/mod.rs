@@ -12,6 +12,8 @@
 //! | `conv5x5_*`, `conv7x7_*`, `conv_kxk_*` | as above | 5x5, 7x7, any other kernel        |
 //! | `wino43_12x32_avx512`    | `WinogradF43(32)` | 3x3 stride 1 where Winograd pays, OC % 32 == 0 |
 //! | `wino43_12x16_avx512`    | `WinogradF43(16)` | the same, other OC                      |
+//! | `wino23_12x32_avx512`    | `WinogradF23(32)` | 3x3 stride 1 on small maps where F(2,3) pays, OC % 32 == 0 |
+//! | `wino23_12x16_avx512`    | `WinogradF23(16)` | the same, other OC                      |
 //! | `conv_generic_portable`  | `Canonical`       | grouped, depthwise with multiplier      |
 //! | `fc_4x16_avx512`         | `FcOcBlock(16)`   | fully connected                         |
 //!
@@ -153,8 +155,18 @@ entry!(dw3x3, ConvArgs, dw::dw::<Avx512, 3, 3, DW_MR>);
 entry!(dw5x5, ConvArgs, dw::dw::<Avx512, 5, 5, DW_MR>);
 entry!(dw_kxk, ConvArgs, dw::dw::<Avx512, 0, 0, DW_MR>);
 entry!(fc_4x16, FcArgs, dense::fc::<Avx512, 4, 1>);
-entry!(wino_12x32, ConvArgs, winograd::conv::<Avx512, MR, 2>);
-entry!(wino_12x16, ConvArgs, winograd::conv::<Avx512, MR, 1>);
+entry!(wino_12x32, ConvArgs, winograd::conv::<Avx512, 4, 6, MR, 2>);
+entry!(wino_12x16, ConvArgs, winograd::conv::<Avx512, 4, 6, MR, 1>);
+entry!(
+    wino23_12x32,
+    ConvArgs,
+    winograd::conv::<Avx512, 2, 4, MR, 2>
+);
+entry!(
+    wino23_12x16,
+    ConvArgs,
+    winograd::conv::<Avx512, 2, 4, MR, 1>
+);
 entry!(
     add,
     fn(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation),
@@ -240,15 +252,31 @@ static SET: ConvSet = ConvSet {
         ConvKernel {
             name: "wino43_12x32_avx512",
             layout: Layout::WinogradF43(32),
-            scratch_len: winograd::scratch::<16, 32>,
+            scratch_len: winograd::scratch::<6, 16, 32>,
             run: wino_12x32,
             reads_parts: false,
         },
         ConvKernel {
             name: "wino43_12x16_avx512",
             layout: Layout::WinogradF43(16),
-            scratch_len: winograd::scratch::<16, 16>,
+            scratch_len: winograd::scratch::<6, 16, 16>,
             run: wino_12x16,
+            reads_parts: false,
+        },
+    ],
+    winograd23: [
+        ConvKernel {
+            name: "wino23_12x32_avx512",
+            layout: Layout::WinogradF23(32),
+            scratch_len: winograd::scratch::<4, 16, 32>,
+            run: wino23_12x32,
+            reads_parts: false,
+        },
+        ConvKernel {
+            name: "wino23_12x16_avx512",
+            layout: Layout::WinogradF23(16),
+            scratch_len: winograd::scratch::<4, 16, 16>,
+            run: wino23_12x16,
             reads_parts: false,
         },
     ],

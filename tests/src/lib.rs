@@ -571,6 +571,22 @@ impl OnnxBuilder {
         });
     }
 
+    /// Adds a squeeze-excite block on `x` of `c` channels: global average pool, 1x1 conv to
+    /// `c / 4`, ReLU, 1x1 conv back, the `gate` activation, and `Mul(x, gate)` (`Mul(gate, x)`
+    /// when `gate_first`). Returns its output.
+    pub fn squeeze_excite(&mut self, x: &str, c: usize, gate: &str, gate_first: bool) -> String {
+        let s = self.node("GlobalAveragePool", &[x], vec![]);
+        let s = self.conv(&s, &ConvSpec::new(c, c / 4, [1, 1]));
+        let s = self.node("Relu", &[&s], vec![]);
+        let s = self.conv(&s, &ConvSpec::new(c / 4, c, [1, 1]));
+        let s = self.node(gate, &[&s], vec![]);
+        if gate_first {
+            self.node("Mul", &[&s, x], vec![])
+        } else {
+            self.node("Mul", &[x, &s], vec![])
+        }
+    }
+
     /// Adds a `Conv` node with pseudo-random weights (and bias) and returns its output.
     pub fn conv(&mut self, x: &str, spec: &ConvSpec) -> String {
         let g = spec.group.unwrap_or(1);

@@ -9,21 +9,6 @@ use smof_tests::{
     F32_REL,
 };
 
-/// Squeeze-excite on `x` of `c` channels: pool, 1x1 conv to `c / 4`, ReLU, 1x1 conv back,
-/// `gate`, `Mul` (with the gate first when `reversed`).
-fn se(b: &mut OnnxBuilder, x: &str, c: usize, gate: &str, reversed: bool) -> String {
-    let s = b.node("GlobalAveragePool", &[x], vec![]);
-    let s = b.conv(&s, &ConvSpec::new(c, c / 4, [1, 1]));
-    let s = b.node("Relu", &[&s], vec![]);
-    let s = b.conv(&s, &ConvSpec::new(c / 4, c, [1, 1]));
-    let s = b.node(gate, &[&s], vec![]);
-    if reversed {
-        b.node("Mul", &[&s, x], vec![])
-    } else {
-        b.node("Mul", &[x, &s], vec![])
-    }
-}
-
 /// A `k x k` max pool, stride 1, padding `k / 2`, as YOLOv8's SPPF exports it.
 fn max_pool(b: &mut OnnxBuilder, x: &str, k: i64) -> String {
     let p = k / 2;
@@ -125,19 +110,19 @@ fn squeeze_excite_runs_as_one_step() {
         "SE sigmoid 16ch",
         &[1, 16, 9, 11],
         &["SqueezeExcite"],
-        |b, x| se(b, x, 16, "Sigmoid", false),
+        |b, x| b.squeeze_excite(x, 16, "Sigmoid", false),
     );
     check(
         "SE gate first",
         &[1, 16, 9, 11],
         &["SqueezeExcite"],
-        |b, x| se(b, x, 16, "Sigmoid", true),
+        |b, x| b.squeeze_excite(x, 16, "Sigmoid", true),
     );
     check(
         "SE HardSigmoid 20ch",
         &[1, 20, 7, 9],
         &["SqueezeExcite"],
-        |b, x| se(b, x, 20, "HardSigmoid", false),
+        |b, x| b.squeeze_excite(x, 20, "HardSigmoid", false),
     );
     check(
         "SE 96ch batch 2 after a conv",
@@ -146,7 +131,7 @@ fn squeeze_excite_runs_as_one_step() {
         |b, x| {
             let y = b.conv(x, &ConvSpec::new(8, 96, [3, 3]).same());
             let y = b.node("Relu", &[&y], vec![]);
-            se(b, &y, 96, "Sigmoid", false)
+            b.squeeze_excite(&y, 96, "Sigmoid", false)
         },
     );
     check(
@@ -154,9 +139,9 @@ fn squeeze_excite_runs_as_one_step() {
         &[1, 24, 8, 8],
         &["SqueezeExcite"; 2],
         |b, x| {
-            let y = se(b, x, 24, "Sigmoid", false);
+            let y = b.squeeze_excite(x, 24, "Sigmoid", false);
             let y = b.conv(&y, &ConvSpec::new(24, 40, [1, 1]));
-            se(b, &y, 40, "HardSigmoid", false)
+            b.squeeze_excite(&y, 40, "HardSigmoid", false)
         },
     );
     // The gate also feeds the output: not a pattern, still right.

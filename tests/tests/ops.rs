@@ -1401,38 +1401,26 @@ fn add_same_shape() {
 #[test]
 fn mul_squeeze_excite_and_same_shape() {
     let mut c = Cases::new();
-    let se = |b: &mut OnnxBuilder, x: &str, c: usize, gate: &str, reversed: bool| -> String {
-        let s = b.node("GlobalAveragePool", &[x], vec![]);
-        let s = b.conv(&s, &ConvSpec::new(c, c / 4, [1, 1]));
-        let s = b.node("Relu", &[&s], vec![]);
-        let s = b.conv(&s, &ConvSpec::new(c / 4, c, [1, 1]));
-        let s = b.node(gate, &[&s], vec![]);
-        if reversed {
-            b.node("Mul", &[&s, x], vec![])
-        } else {
-            b.node("Mul", &[x, &s], vec![])
-        }
-    };
     case(
         &mut c,
         "SE: Mul(x, sigmoid gate) 16ch",
         13,
         &[1, 16, 9, 11],
-        |b, x| se(b, x, 16, "Sigmoid", false),
+        |b, x| b.squeeze_excite(x, 16, "Sigmoid", false),
     );
     case(
         &mut c,
         "SE: Mul(gate, x) 16ch",
         13,
         &[1, 16, 9, 11],
-        |b, x| se(b, x, 16, "Sigmoid", true),
+        |b, x| b.squeeze_excite(x, 16, "Sigmoid", true),
     );
     case(
         &mut c,
         "SE: 20ch (not a multiple of 8) with HardSigmoid gate",
         13,
         &[1, 20, 7, 9],
-        |b, x| se(b, x, 20, "HardSigmoid", false),
+        |b, x| b.squeeze_excite(x, 20, "HardSigmoid", false),
     );
     case(
         &mut c,
@@ -1441,7 +1429,7 @@ fn mul_squeeze_excite_and_same_shape() {
         &[2, 8, 9, 11],
         |b, x| {
             let y = b.conv(x, &ConvSpec::new(8, 12, [3, 3]).same());
-            se(b, &y, 12, "Sigmoid", false)
+            b.squeeze_excite(&y, 12, "Sigmoid", false)
         },
     );
     case2(&mut c, "Mul(x, y) same shape", &[1, 5, 9, 11], |b, x, y| {

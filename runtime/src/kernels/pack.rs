@@ -107,14 +107,10 @@ fn winograd_pack(canonical: &[f32], dims: &[u32], g: &[[f64; 3]], b: usize, out:
     for o in 0..oc {
         for i in 0..ic {
             let k = &canonical[(o * ic + i) * 9..(o * ic + i) * 9 + 9];
-            // t = G k: a x 3.
-            let t: Vec<[f64; 3]> = g
-                .iter()
-                .map(|gr| {
-                    std::array::from_fn(|x| (0..3).map(|y| gr[y] * k[y * 3 + x] as f64).sum())
-                })
-                .collect();
-            for (a, ta) in t.iter().enumerate() {
+            for (a, gr) in g.iter().enumerate() {
+                // Row `a` of `t = G k` (a x 3).
+                let ta: [f64; 3] =
+                    std::array::from_fn(|x| (0..3).map(|y| gr[y] * k[y * 3 + x] as f64).sum());
                 for (c, gc) in g.iter().enumerate() {
                     let u: f64 = (0..3).map(|x| ta[x] * gc[x]).sum();
                     out[winograd_index(a * a_n + c, o, i, oc, ic, b)] = u as f32;
@@ -298,33 +294,30 @@ mod tests {
         let w: Vec<f32> = (0..n)
             .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
             .collect();
-        let layout = Layout::WinogradF43(4);
-        let p = pack(&w, &dims, layout);
-        assert_eq!(p.len() as u64, packed_len(layout, &dims).unwrap());
-        assert_eq!(p.len(), 36 * 8 * 3);
-        let back = unpack(&p, &dims, layout);
-        for (a, b) in back.iter().zip(&w) {
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
-        }
-        // The corner tap of U is g[0][0] / 16 (row 0 of G is [1/4, 0, 0]).
-        assert!((p[winograd_index(0, 2, 1, 5, 3, 4)] - w[(2 * 3 + 1) * 9] / 16.0).abs() < 1e-6);
-        // Output channels 5..8 of each block are padding.
-        assert_eq!(p[winograd_index(7, 6, 2, 5, 3, 4)], 0.0);
+        // Packs with `taps` transformed taps per pair, checks the length, the way back and
+        // that output channels 5..8 of each block are padding.
+        let packed = |layout: Layout, taps: usize| {
+            let p = pack(&w, &dims, layout);
+            assert_eq!(p.len() as u64, packed_len(layout, &dims).unwrap());
+            assert_eq!(p.len(), taps * 8 * 3);
+            let back = unpack(&p, &dims, layout);
+            for (a, b) in back.iter().zip(&w) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            assert_eq!(p[winograd_index(7, 6, 2, 5, 3, 4)], 0.0);
+            p
+        };
+        let k = &w[(2 * 3 + 1) * 9..(2 * 3 + 1) * 9 + 9];
 
-        let layout = Layout::WinogradF23(4);
-        let p = pack(&w, &dims, layout);
-        assert_eq!(p.len() as u64, packed_len(layout, &dims).unwrap());
-        assert_eq!(p.len(), 16 * 8 * 3);
-        let back = unpack(&p, &dims, layout);
-        for (a, b) in back.iter().zip(&w) {
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
-        }
+        let p = packed(Layout::WinogradF43(4), 36);
+        // The corner tap of U is g[0][0] / 16 (row 0 of G is [1/4, 0, 0]).
+        assert!((p[winograd_index(0, 2, 1, 5, 3, 4)] - k[0] / 16.0).abs() < 1e-6);
+
+        let p = packed(Layout::WinogradF23(4), 16);
         // Row 0 of the F(2, 3) `G` is [1, 0, 0]: the corner tap of U is g[0][0]; the centre
         // tap U[1][1] is the sum of all nine taps over 4.
-        assert!((p[winograd_index(0, 2, 1, 5, 3, 4)] - w[(2 * 3 + 1) * 9]).abs() < 1e-6);
-        let k = &w[(2 * 3 + 1) * 9..(2 * 3 + 1) * 9 + 9];
+        assert!((p[winograd_index(0, 2, 1, 5, 3, 4)] - k[0]).abs() < 1e-6);
         let centre = p[winograd_index(5, 2, 1, 5, 3, 4)];
         assert!((centre - k.iter().sum::<f32>() / 4.0).abs() < 1e-5);
-        assert_eq!(p[winograd_index(7, 6, 2, 5, 3, 4)], 0.0);
     }
 }

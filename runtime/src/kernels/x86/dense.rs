@@ -25,17 +25,7 @@ pub(crate) unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
     w: *const f32,
     k: usize,
 ) {
-    let nb = NV * I::LANES;
-    for i in 0..k {
-        let wp = w.add(i * nb);
-        let wv: [I::V; NV] = std::array::from_fn(|j| I::load(wp.add(j * I::LANES)));
-        for m in 0..M {
-            let xb = I::splat(*xp[m].add(i));
-            for j in 0..NV {
-                acc[m][j] = I::fmadd(xb, wv[j], acc[m][j]);
-            }
-        }
-    }
+    mac_with::<I, M, NV, false>(acc, xp, w, k, std::ptr::null(), false);
 }
 
 /// [`mac`] that also prefetches, at each of the `k` steps, the cache lines at
@@ -55,14 +45,32 @@ pub(crate) unsafe fn mac_prefetch<I: Isa, const M: usize, const NV: usize>(
     pf: *const f32,
     both: bool,
 ) {
+    mac_with::<I, M, NV, true>(acc, xp, w, k, pf, both);
+}
+
+/// The loop of [`mac`] and [`mac_prefetch`]: prefetches only with `PF`.
+///
+/// # Safety
+/// As [`mac`].
+#[inline(always)]
+unsafe fn mac_with<I: Isa, const M: usize, const NV: usize, const PF: bool>(
+    acc: &mut [[I::V; NV]; M],
+    xp: &[*const f32; M],
+    w: *const f32,
+    k: usize,
+    pf: *const f32,
+    both: bool,
+) {
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
     let nb = NV * I::LANES;
     for i in 0..k {
         let wp = w.add(i * nb);
-        let p = pf.wrapping_add(i * nb);
-        _mm_prefetch::<_MM_HINT_T1>(p.cast());
-        if both {
-            _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(I::LANES).cast());
+        if PF {
+            let p = pf.wrapping_add(i * nb);
+            _mm_prefetch::<_MM_HINT_T1>(p.cast());
+            if both {
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(I::LANES).cast());
+            }
         }
         let wv: [I::V; NV] = std::array::from_fn(|j| I::load(wp.add(j * I::LANES)));
         for m in 0..M {
@@ -361,7 +369,7 @@ pub(crate) unsafe fn conv<
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
-        t.begin_chunk(start, end, MR, end == pixels.end);
+        t.begin_chunk(start, end, end == pixels.end);
         for b in 0..blocks {
             t.b = b;
             for_each_tile::<MR>(start, end, &mut t);
@@ -467,7 +475,7 @@ unsafe fn conv_im2col<
             }
         }
         t.pix0 = start;
-        t.begin_chunk(start, end, MR, end == pixels.end);
+        t.begin_chunk(start, end, end == pixels.end);
         for b in 0..blocks {
             t.b = b;
             for_each_tile::<MR>(start, end, &mut t);
@@ -583,10 +591,9 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, 
         (next.wrapping_add(i.min(n - 1) * nb / n), n == 1)
     }
 
-    /// Starts a chunk of pixels `start..end` cut into tiles of `mr`.
-    fn begin_chunk(&mut self, start: usize, end: usize, mr: usize, last: bool) {
-        self.chunk = (start, (end - start).div_ceil(mr).max(1));
-        self.mr = mr;
+    /// Starts a chunk of pixels `start..end` (the last one when `last`).
+    fn begin_chunk(&mut self, start: usize, end: usize, last: bool) {
+        self.chunk = (start, (end - start).div_ceil(self.mr).max(1));
         self.last_chunk = last;
     }
     /// The pointwise path's multiply-adds of `part` for the `M` pixels from `p`, weights `w`.
@@ -603,10 +610,25 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, 
             std::array::from_fn(|m| part.x.add((p - self.pix0 + m) * part.xcs));
         if M == 1 && self.one_pixel {
             mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], w, part.k);
-        } else if self.prefetch {
-            mac_prefetch::<I, M, NV>(acc, &xp, w, part.k, pf.0, pf.1);
         } else {
-            mac::<I, M, NV>(acc, &xp, w, part.k);
+            self.mac::<M>(acc, &xp, w, part.k, pf);
+        }
+    }
+
+    /// [`mac_prefetch`] from `pf` when the layer's weights are prefetched, else [`mac`].
+    #[inline(always)]
+    unsafe fn mac<const M: usize>(
+        &self,
+        acc: &mut [[I::V; NV]; M],
+        xp: &[*const f32; M],
+        w: *const f32,
+        k: usize,
+        (pf, both): (*const f32, bool),
+    ) {
+        if self.prefetch {
+            mac_prefetch::<I, M, NV>(acc, xp, w, k, pf, both);
+        } else {
+            mac::<I, M, NV>(acc, xp, w, k);
         }
     }
 }
@@ -678,12 +700,8 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
                         }
                     });
                     let off = (ky * kw + kx) * g.ic * nb;
-                    if self.prefetch {
-                        let pf = pf.wrapping_add(off);
-                        mac_prefetch::<I, M, NV>(&mut acc, &xp, w.add(off), g.ic, pf, both);
-                    } else {
-                        mac::<I, M, NV>(&mut acc, &xp, w.add(off), g.ic);
-                    }
+                    let at = (pf.wrapping_add(off), both);
+                    self.mac::<M>(&mut acc, &xp, w.add(off), g.ic, at);
                 }
             }
         }

@@ -9,7 +9,7 @@
 
 use super::isa::Isa;
 use crate::graph::{Activation, Pool, PoolKind};
-use crate::kernels::portable::pool::included_taps;
+use crate::kernels::portable::pool::Window;
 use crate::kernels::Act4;
 
 /// Writes the `cs` lanes of one output pixel at `y`, a vector at a time: `f(j, n)` computes
@@ -194,17 +194,12 @@ pub(crate) unsafe fn pool<I: Isa>(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], 
     let u = |v: u32| v as usize;
     let (ih, iw, c, xcs) = (u(xs.shape.h), u(xs.shape.w), u(xs.shape.c), xs.cs);
     let (oh, ow, ycs) = (u(ys.shape.h), u(ys.shape.w), ys.cs);
-    let [kh, kw] = p.kernel.map(u);
-    let [sh, sw] = p.stride.map(u);
-    let [dh, dw] = p.dilation.map(u);
-    let [pt, pl, pb, pr] = p.pads.map(u);
+    let win = Window::new(p, xs);
+    let (kh, kw) = win.kernel();
     assert!(x.len() >= xs.len() && y.len() >= ys.len());
     assert!(ys.shape.n == xs.shape.n && ys.shape.c == xs.shape.c && xcs >= c && ycs >= c);
     let max = matches!(p.kind, PoolKind::Max);
     let init = I::splat(if max { f32::NEG_INFINITY } else { 0.0 });
-    let in_range = |o: usize, k: usize, s: usize, d: usize, p0: usize, size: usize| {
-        (o * s + k * d).checked_sub(p0).filter(|&v| v < size)
-    };
     let (x, y) = (x.as_ptr(), y.as_mut_ptr());
     for row in 0..ys.rows() {
         let (n, oy) = (row / oh, row % oh);
@@ -216,11 +211,11 @@ pub(crate) unsafe fn pool<I: Isa>(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], 
                 let mut acc = [init; 4];
                 let mut count = 0usize;
                 for ky in 0..kh {
-                    let Some(iy) = in_range(oy, ky, sh, dh, pt, ih) else {
+                    let Some(iy) = win.row(oy, ky) else {
                         continue;
                     };
                     for kx in 0..kw {
-                        let Some(ix) = in_range(ox, kx, sw, dw, pl, iw) else {
+                        let Some(ix) = win.col(ox, kx) else {
                             continue;
                         };
                         count += 1;
@@ -234,18 +229,7 @@ pub(crate) unsafe fn pool<I: Isa>(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], 
                         }
                     }
                 }
-                let divisor = match p.kind {
-                    PoolKind::Max => 1,
-                    PoolKind::Avg {
-                        count_include_pad: false,
-                    } => count,
-                    PoolKind::Avg {
-                        count_include_pad: true,
-                    } => {
-                        included_taps(oy, kh, sh, dh, pt, pb, ih)
-                            * included_taps(ox, kw, sw, dw, pl, pr, iw)
-                    }
-                };
+                let divisor = win.divisor(p.kind, count, oy, ox);
                 // No input tap (a window wholly in padding), or nothing to divide by: 0.
                 let empty = count == 0 || divisor == 0;
                 let scale = I::splat(1.0 / divisor.max(1) as f32);

@@ -233,14 +233,11 @@ pub(crate) unsafe fn conv<
                 let w = a.w.as_ptr().add((xi * blocks + b) * g.ic * nb);
                 let next = w.wrapping_add(g.ic * nb);
                 let mut t = 0;
-                let mut p = 0;
                 while t < nt {
                     let rows_left = nt - t;
                     let vrow = v.add((xi * tb + t) * icp);
                     let mrow = m.add((xi * tb + t) * ocp + b * nb);
-                    let pf = next.wrapping_add(p * nb / passes);
-                    let both = passes == 1;
-                    let pf = (pf, both);
+                    let pf = (next.wrapping_add(t / MR * nb / passes), passes == 1);
                     if rows_left >= MR {
                         gemm_tile::<I, MR, NV>((vrow, icp), w, g.ic, (mrow, ocp), pf);
                         t += MR;
@@ -249,7 +246,6 @@ pub(crate) unsafe fn conv<
                         gemm_tail::<I, MR, NV>(rows_left, vr, w, g.ic, or, pf);
                         t = nt;
                     }
-                    p += 1;
                 }
             }
         }

@@ -280,10 +280,12 @@ impl<'m> Session<'m> {
 
         // Concatenations read in place: a Concat whose only reader is a 1x1 conv (stride 1,
         // no padding, one group) taking it as its input, where the table's kernel for that
-        // conv takes parts. The conv reads the Concat's inputs; the Concat never runs and its
-        // output gets no memory.
+        // conv takes parts, or a pool (which pools each part into its channels of the
+        // output). The reader reads the Concat's inputs; the Concat never runs and its output
+        // gets no memory.
         // A part that is a channel Slice of another tensor, read by this Concat only, is read
-        // in place too: from the sliced tensor, at its channel offset; the Slice never runs.
+        // in place too (by a conv): from the sliced tensor, at its channel offset; the Slice
+        // never runs.
         let mut producer = vec![usize::MAX; geoms.len()];
         for (i, node) in graph.nodes.iter().enumerate() {
             producer[node.outputs[0] as usize] = i;
@@ -309,22 +311,32 @@ impl<'m> Session<'m> {
             else {
                 continue;
             };
-            let Op::Conv(c) = graph.nodes[r].op else {
-                continue;
+            let takes_parts = match graph.nodes[r].op {
+                Op::Conv(c) => {
+                    let pointwise = c.kernel == [1, 1]
+                        && c.stride == [1, 1]
+                        && c.pads == [0; 4]
+                        && c.groups == 1;
+                    pointwise
+                        && ConvPlan::from_layout(model.weight_layout(c.weight), &c)
+                            .and_then(|plan| (table.conv)(&c, plan))
+                            .is_some_and(|k| k.reads_parts)
+                }
+                Op::Pool(_) => true,
+                _ => false,
             };
-            let pointwise =
-                c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
-            let reads_parts = ConvPlan::from_layout(model.weight_layout(c.weight), &c)
-                .and_then(|plan| (table.conv)(&c, plan))
-                .is_some_and(|k| k.reads_parts);
-            if !pointwise || !reads_parts || in_pattern[r] || graph.nodes[r].inputs[0] != out {
+            if !takes_parts || in_pattern[r] || graph.nodes[r].inputs[0] != out {
                 continue;
             }
+            let by_conv = matches!(graph.nodes[r].op, Op::Conv(_));
             read_in_place[j] = Some(r);
             first[out as usize] = usize::MAX;
             for (k, &t) in node.inputs.iter().enumerate() {
                 let t = t as usize;
-                let slice = graph.nodes.get(producer[t]).filter(|_| readers[t] == 1);
+                let slice = graph
+                    .nodes
+                    .get(producer[t])
+                    .filter(|_| readers[t] == 1 && by_conv);
                 let view = slice.and_then(|n| match n.op {
                     Op::Slice { start, step, .. }
                         if start[..3] == [0; 3] && step == [1; 4] && !in_pattern[producer[t]] =>
@@ -520,11 +532,12 @@ impl<'m> Session<'m> {
             let Some(r) = *r else { continue };
             let parts = graph.nodes[j].inputs.len();
             let step = &mut steps[r];
-            let Kernel::Conv { parts: p, .. } = &mut step.kernel else {
-                unreachable!("only convs read a concatenation in place")
-            };
-            *p = parts;
             let residual = step.inputs.split_off(1);
+            match &mut step.kernel {
+                Kernel::Conv { parts: p, .. } => *p = parts,
+                Kernel::Pool(_) => {}
+                _ => unreachable!("only convs and pools read a concatenation in place"),
+            }
             step.inputs = graph.nodes[j].inputs.iter().map(|&t| t as usize).collect();
             step.inputs.extend(residual);
             steps[j].link = Link::InPlace;
@@ -885,8 +898,13 @@ impl<'m> Session<'m> {
                     });
                 }
                 Kernel::Pool(p) => {
-                    let (x, xs) = input(0);
-                    (table.pool)(p, x, xs, y, ys);
+                    // One input, or the parts of a concatenation read in place.
+                    let mut c0 = 0;
+                    for k in 0..step.inputs.len() {
+                        let (x, xs) = input(k);
+                        (table.pool)(p, x, xs, y, ys, c0);
+                        c0 += xs.shape.c as usize;
+                    }
                 }
                 Kernel::GlobalAvgPool => {
                     let (x, xs) = input(0);

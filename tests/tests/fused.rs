@@ -1,5 +1,5 @@
-//! Fused patterns (squeeze-excite, SPPF) and concatenations read in place by 1x1 convs:
-//! graphs built in code are converted and run on every kernel table; each must be found
+//! Fused patterns (squeeze-excite, SPPF) and concatenations read in place by 1x1 convs and
+//! pools: graphs built in code are converted and run on every kernel table; each must be found
 //! where it applies (and not where it does not), match tract-onnx, and match the same
 //! session run node by node (`SessionOptions::layer_by_layer`) bit for bit.
 
@@ -41,17 +41,18 @@ fn check(
     want: &[&str],
     f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
 ) {
-    check_fusion(name, shape, want, 0, f)
+    check_fusion(name, shape, want, (0, 0), f)
 }
 
-/// [`check`], with `in_place` steps read in place (concatenations read by 1x1 convs, and
-/// slices read only by them) on the x86 tables, whose dense kernels take parts; the portable
-/// table's do not (NEON's `gemm_8x8_neon` does: the kernel property tests cover it).
+/// [`check`], with `in_place.0` steps read in place (concatenations read by 1x1 convs or
+/// pools, and slices read only by convs) on the x86 tables, whose dense kernels take parts,
+/// and `in_place.1` on the others: the portable table's convs do not take parts (NEON's
+/// `gemm_8x8_neon` does: the kernel property tests cover it), every table's pool does.
 fn check_fusion(
     name: &str,
     shape: &[usize],
     want: &[&str],
-    in_place: usize,
+    in_place: (usize, usize),
     f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
 ) {
     let mut b = OnnxBuilder::with_seed(13, name.len() as u64 * 7919);
@@ -75,10 +76,12 @@ fn check_fusion(
                 .iter()
                 .filter(|k| **k == "read_in_place")
                 .count();
-            let expect = if layer_by_layer || !table.starts_with("x86_64") {
+            let expect = if layer_by_layer {
                 0
+            } else if table.starts_with("x86_64") {
+                in_place.0
             } else {
-                in_place
+                in_place.1
             };
             assert_eq!(
                 read, expect,
@@ -207,7 +210,7 @@ fn concat(b: &mut OnnxBuilder, parts: &[&str]) -> String {
 #[test]
 fn concatenations_are_read_in_place_by_pointwise_convs() {
     // C2f's tail: a split conv output, a bottleneck, the concatenation, a 1x1 conv.
-    check_fusion("C2f tail", &[1, 16, 12, 10], &[], 1, |b, x| {
+    check_fusion("C2f tail", &[1, 16, 12, 10], &[], (1, 0), |b, x| {
         let y = b.conv(x, &ConvSpec::new(16, 32, [1, 1]));
         let y = b.node("Relu", &[&y], vec![]);
         let m = b.conv(&y, &ConvSpec::new(32, 16, [3, 3]).same());
@@ -218,7 +221,7 @@ fn concatenations_are_read_in_place_by_pointwise_convs() {
     // shortcuts on the second half, Concat of all four, cv2. The first half is read in place
     // from cv1's output (its Slice never runs: 2 steps read in place); the second half is
     // still sliced, for the bottleneck and its shortcut.
-    check_fusion("C2f", &[1, 16, 10, 12], &[], 2, |b, x| {
+    check_fusion("C2f", &[1, 16, 10, 12], &[], (2, 0), |b, x| {
         let silu = |b: &mut OnnxBuilder, v: &str| {
             let s = b.node("Sigmoid", &[v], vec![]);
             b.node("Mul", &[v, &s], vec![])
@@ -255,7 +258,7 @@ fn concatenations_are_read_in_place_by_pointwise_convs() {
         "split halves at odd offsets",
         &[1, 6, 7, 5],
         &[],
-        3,
+        (3, 0),
         |b, x| {
             let y = b.conv(x, &ConvSpec::new(6, 13, [1, 1]));
             let sizes = b.init_i64("sizes", &[2], &[3, 10]);
@@ -277,7 +280,7 @@ fn concatenations_are_read_in_place_by_pointwise_convs() {
         "fire, odd channels, input as a part",
         &[1, 5, 9, 7],
         &[],
-        1,
+        (1, 0),
         |b, x| {
             let e1 = b.conv(x, &ConvSpec::new(5, 13, [1, 1]));
             let e3 = b.conv(x, &ConvSpec::new(5, 19, [3, 3]).same());
@@ -291,7 +294,7 @@ fn concatenations_are_read_in_place_by_pointwise_convs() {
         "7 parts plus a residual, batch 2",
         &[2, 8, 5, 6],
         &[],
-        1,
+        (1, 0),
         |b, x| {
             let ps: Vec<String> = (0..6)
                 .map(|i| b.conv(x, &ConvSpec::new(8, 3 + 5 * i, [1, 1])))
@@ -308,22 +311,95 @@ fn concatenations_are_read_in_place_by_pointwise_convs() {
         "3x3 conv on a concatenation",
         &[1, 8, 6, 6],
         &[],
-        0,
+        (0, 0),
         |b, x| {
             let a = b.conv(x, &ConvSpec::new(8, 8, [1, 1]));
             let c = concat(b, &[x, &a]);
             b.conv(&c, &ConvSpec::new(16, 8, [3, 3]).same())
         },
     );
-    check_fusion("concatenation read twice", &[1, 8, 6, 6], &[], 0, |b, x| {
-        let a = b.conv(x, &ConvSpec::new(8, 8, [1, 1]));
-        let c = concat(b, &[x, &a]);
-        let y = b.conv(&c, &ConvSpec::new(16, 16, [1, 1]));
-        b.node("Add", &[&y, &c], vec![])
-    });
-    check_fusion("9 parts", &[1, 4, 5, 5], &[], 0, |b, x| {
+    check_fusion(
+        "concatenation read twice",
+        &[1, 8, 6, 6],
+        &[],
+        (0, 0),
+        |b, x| {
+            let a = b.conv(x, &ConvSpec::new(8, 8, [1, 1]));
+            let c = concat(b, &[x, &a]);
+            let y = b.conv(&c, &ConvSpec::new(16, 16, [1, 1]));
+            b.node("Add", &[&y, &c], vec![])
+        },
+    );
+    check_fusion("9 parts", &[1, 4, 5, 5], &[], (0, 0), |b, x| {
         let parts = [x; 9];
         let c = concat(b, &parts);
         b.conv(&c, &ConvSpec::new(36, 8, [1, 1]))
     });
+}
+
+/// A pool with `kind` (`MaxPool`, `AveragePool`), window `k`, stride `s` and `pads`, and
+/// `more` attributes.
+fn pool(
+    b: &mut OnnxBuilder,
+    kind: &str,
+    x: &str,
+    (k, s): (i64, i64),
+    pads: [i64; 4],
+    more: Vec<smof_tests::onnx_proto::AttributeProto>,
+) -> String {
+    let mut attrs = vec![
+        attr::ints("kernel_shape", &[k, k]),
+        attr::ints("strides", &[s, s]),
+        attr::ints("pads", &pads),
+    ];
+    attrs.extend(more);
+    b.node(kind, &[x], attrs)
+}
+
+#[test]
+fn concatenations_are_read_in_place_by_pools() {
+    // SqueezeNet's fire module before its max pool (3x3/2, ceil mode): the pool reads the
+    // two expand convs' outputs, each into its channels of the pooled tensor.
+    check_fusion(
+        "fire then max pool",
+        &[1, 8, 13, 11],
+        &[],
+        (1, 1),
+        |b, x| {
+            let s = b.conv(x, &ConvSpec::new(8, 4, [1, 1]));
+            let e1 = b.conv(&s, &ConvSpec::new(4, 16, [1, 1]));
+            let e3 = b.conv(&s, &ConvSpec::new(4, 16, [3, 3]).same());
+            let c = concat(b, &[&e1, &e3]);
+            let p = pool(
+                b,
+                "MaxPool",
+                &c,
+                (3, 2),
+                [0; 4],
+                vec![attr::int("ceil_mode", 1)],
+            );
+            b.conv(&p, &ConvSpec::new(32, 8, [1, 1]))
+        },
+    );
+    // Ragged parts (5, the input's 3, 13 channels), an average pool counting its padding,
+    // batch 2, the pool as the graph output.
+    check_fusion(
+        "ragged parts, average pool",
+        &[2, 3, 7, 9],
+        &[],
+        (1, 1),
+        |b, x| {
+            let a = b.conv(x, &ConvSpec::new(3, 5, [1, 1]));
+            let c = b.conv(x, &ConvSpec::new(3, 13, [3, 3]).same());
+            let cat = concat(b, &[&a, x, &c]);
+            pool(
+                b,
+                "AveragePool",
+                &cat,
+                (3, 2),
+                [1, 0, 1, 1],
+                vec![attr::int("count_include_pad", 1)],
+            )
+        },
+    );
 }

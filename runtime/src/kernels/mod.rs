@@ -161,8 +161,11 @@ pub struct KernelTable {
     pub conv: fn(&Conv, ConvPlan) -> Option<ConvKernel>,
     /// Fully connected.
     pub fc: FcKernel,
-    /// Max/average pooling.
-    pub pool: fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
+    /// Max/average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (pixel
+    /// stride `ys.cs`), leaving `y`'s other channels alone: a pool over a concatenation runs
+    /// once per part. The pad lanes of `y` are written (as zeros) by the part that ends at
+    /// `ys.shape.c`.
+    pub pool: fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize),
     /// Mean over H and W.
     pub global_avg_pool: UnaryFn,
     /// `y = act(a + b)`, all of one geometry.

@@ -136,11 +136,18 @@ impl KernelChoice {
             }
             KernelChoice::X86Avx512 => {
                 // 32-channel blocks (two vectors per row of the tile: one weight load per
-                // 12 multiply-adds instead of per 6) unless their padding wastes more than a
-                // 16th of the output channels: SqueezeNet's 1000-class conv at 13x13 went
-                // from 1.46 to 1.20 ms with 1024 computed channels.
+                // 12 multiply-adds instead of per 6, one pass over the input per 32 channels)
+                // unless their padding wastes more than a 16th of the output channels:
+                // SqueezeNet's 1000-class conv at 13x13 went from 1.46 to 1.20 ms with 1024
+                // computed channels. Where 16-channel blocks pad as much (24 channels, 40,
+                // 56, ...), 32 always.
                 let waste = conv.out_c.next_multiple_of(32) - conv.out_c;
-                let nb = if waste <= conv.out_c / 16 { 32 } else { 16 };
+                let same = conv.out_c.next_multiple_of(32) == conv.out_c.next_multiple_of(16);
+                let nb = if same || waste <= conv.out_c / 16 {
+                    32
+                } else {
+                    16
+                };
                 winograd_plan_x86(conv, input, nb)
             }
             _ => ConvPlan::Dense { nb: 8 },

@@ -111,8 +111,9 @@ pub fn fc(a: &mut FcArgs) {
     zero_pads(a.y, a.ys);
 }
 
-/// Max or average pooling.
-pub fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+/// Max or average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (the
+/// contract of [`KernelTable::pool`]; the pad lanes are written by every part).
+pub fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize) {
     let (ih, iw, c) = (
         xs.shape.h as usize,
         xs.shape.w as usize,
@@ -155,7 +156,7 @@ pub fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
                         (sum / d as f64) as f32
                     }
                 };
-                y[(row * ow + ox) * ys.cs + ch] = out;
+                y[(row * ow + ox) * ys.cs + c0 + ch] = out;
             }
         }
     }

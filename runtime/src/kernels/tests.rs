@@ -634,10 +634,43 @@ pub fn pool_case() -> impl Strategy<Value = PoolCase> {
 pub fn check_pool(table: &KernelTable, case: &PoolCase) -> Result<(), TestCaseError> {
     let x = Rng(case.seed).act(case.xs, 1.0);
     let mut expect = vec![f32::NAN; case.ys.len()];
-    reference::pool(&case.pool, &x, case.xs, &mut expect, case.ys);
+    reference::pool(&case.pool, &x, case.xs, &mut expect, case.ys, 0);
     let mut got = vec![f32::NAN; case.ys.len()];
-    (table.pool)(&case.pool, &x, case.xs, &mut got, case.ys);
-    compare(&got, &expect, case.ys, &format!("{}/pool", table.name))
+    (table.pool)(&case.pool, &x, case.xs, &mut got, case.ys, 0);
+    compare(&got, &expect, case.ys, &format!("{}/pool", table.name))?;
+    // The same input as two parts of a concatenation (channels `..c1` and `c1..`, each with
+    // a channel stride of its own), pooled into their channels of one output.
+    let c = case.xs.shape.c as usize;
+    if c < 2 {
+        return Ok(());
+    }
+    let c1 = 1 + (case.seed % (c as u64 - 1)) as usize;
+    let pixels = case.xs.shape.pixels() as usize;
+    let part = |from: usize, to: usize, extra: usize| {
+        let mut shape = case.xs.shape;
+        shape.c = (to - from) as u32;
+        let g = Act4 {
+            shape,
+            cs: to - from + extra,
+        };
+        let mut v = vec![0.0; g.len()];
+        for p in 0..pixels {
+            v[p * g.cs..p * g.cs + to - from]
+                .copy_from_slice(&x[p * case.xs.cs + from..p * case.xs.cs + to]);
+        }
+        (v, g)
+    };
+    let (a, ags) = part(0, c1, (case.seed % 3) as usize);
+    let (b, bgs) = part(c1, c, (case.seed / 3 % 3) as usize);
+    let mut got = vec![f32::NAN; case.ys.len()];
+    (table.pool)(&case.pool, &a, ags, &mut got, case.ys, 0);
+    (table.pool)(&case.pool, &b, bgs, &mut got, case.ys, c1);
+    compare(
+        &got,
+        &expect,
+        case.ys,
+        &format!("{}/pool in two parts", table.name),
+    )
 }
 
 /// A random tensor shape with two random channel strides, plus an activation and a seed:
@@ -851,6 +884,43 @@ fn large_layers_match_reference() {
         case((3, 352), 7, 2, 3, (40, 40), 6),
     ];
     for c in &cases {
+        for t in tables() {
+            check_conv(t, c).unwrap();
+        }
+    }
+}
+
+/// RGB stems as sessions run them: 3 input channels at channel stride 4 (the layout of an
+/// image input), which the x86 im2col path gathers a kernel row at a time with vector copies
+/// when the dilation is 1. Odd sizes mix interior pixels with pixels at the edges; batch 2;
+/// a dilated case takes the tap-by-tap path.
+pub fn rgb_stem_cases() -> Vec<ConvCase> {
+    let case = |oc: u32, k: u32, s: u32, d: u32, p: u32, (n, h, w): (u32, u32, u32), seed: u64| {
+        make_conv_case(
+            (1, 3, oc),
+            [k, k],
+            [s, s],
+            [d, d],
+            [p; 4],
+            (n, h, w),
+            (1, (oc as usize).next_multiple_of(16) - oc as usize),
+            (true, false, Activation::Clip { min: 0.0, max: 6.0 }),
+            (0.4, seed),
+        )
+    };
+    vec![
+        case(32, 3, 2, 1, 1, (1, 30, 33), 1),
+        case(64, 7, 2, 1, 3, (1, 27, 26), 2),
+        case(24, 3, 1, 1, 1, (2, 9, 14), 3),
+        case(16, 5, 2, 1, 2, (1, 11, 20), 4),
+        case(32, 3, 1, 2, 2, (1, 10, 13), 5),
+    ]
+}
+
+#[test]
+fn rgb_stems_match_reference() {
+    for c in &rgb_stem_cases() {
+        assert_eq!(c.xs.cs, 4);
         for t in tables() {
             check_conv(t, c).unwrap();
         }

@@ -99,21 +99,24 @@ fn included_taps(
     (0..k).filter(|&t| o * s + t * d < size + p0 + p1).count()
 }
 
-/// Max or average pooling of `x` into `y`.
-pub(crate) fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+/// Max or average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (see
+/// [`crate::kernels::KernelTable::pool`]).
+pub(crate) fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize) {
     let u = |v: u32| v as usize;
     let (ih, iw, c, xcs) = (u(xs.shape.h), u(xs.shape.w), u(xs.shape.c), xs.cs);
     let (oh, ow, ycs) = (u(ys.shape.h), u(ys.shape.w), ys.cs);
     let win = Window::new(p, xs);
     let (kh, kw) = win.kernel();
     debug_assert!(x.len() >= xs.len() && y.len() >= ys.len());
-    debug_assert!(ys.shape.n == xs.shape.n && ys.shape.c == xs.shape.c);
+    debug_assert!(ys.shape.n == xs.shape.n && c0 + c <= u(ys.shape.c));
+    // The part ending at the last channel writes the pad lanes.
+    let end = if c0 + c == u(ys.shape.c) { ycs } else { c0 + c };
     let max = matches!(p.kind, PoolKind::Max);
     for row in 0..ys.rows() {
         let (n, oy) = (row / oh, row % oh);
         for ox in 0..ow {
             let yp = (row * ow + ox) * ycs;
-            let (out, pad) = y[yp..yp + ycs].split_at_mut(c);
+            let (out, pad) = y[yp + c0..yp + end].split_at_mut(c);
             pad.fill(0.0);
             out.fill(if max { f32::NEG_INFINITY } else { 0.0 });
             let mut count = 0usize;

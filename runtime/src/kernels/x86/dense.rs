@@ -244,6 +244,9 @@ unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
 /// Pixels per chunk of the im2col path.
 const IM2COL_CHUNK: usize = 240;
 
+/// Floats past a chunk's im2col rows that the gathers may write (a vector of the widest ISA).
+const IM2COL_SLACK: usize = 16;
+
 /// Whether a conv runs through an explicit im2col of each chunk: few input channels (an RGB
 /// stem) make the per-tap runs of the implicit GEMM too short to pay for their pointers, so
 /// the `KH * KW * IC` inputs of each pixel are gathered into one contiguous row first.
@@ -252,10 +255,10 @@ fn use_im2col(c: &Conv) -> bool {
 }
 
 /// Scratch of the dense convs: `IC` zeros for taps in the padding, or the im2col rows of a
-/// chunk (plus 4 floats of slack for the 4-wide copies).
+/// chunk (plus [`IM2COL_SLACK`] floats for the copies that write whole vectors).
 pub(crate) fn conv_scratch(c: &Conv, xs: Act4, _: Act4) -> usize {
     if use_im2col(c) {
-        IM2COL_CHUNK * (c.kernel[0] * c.kernel[1] * c.in_c) as usize + 4
+        IM2COL_CHUNK * (c.kernel[0] * c.kernel[1] * c.in_c) as usize + IM2COL_SLACK
     } else if c.kernel == [1, 1] && c.pads == [0; 4] {
         0
     } else {
@@ -403,7 +406,7 @@ unsafe fn conv_im2col<
     let nb = NV * I::LANES;
     let k = g.kh * g.kw * g.ic;
     let blocks = g.oc.div_ceil(nb);
-    assert!(g.ic <= 4 && a.scratch.len() > IM2COL_CHUNK * k + 3);
+    assert!(g.ic <= 4 && a.scratch.len() >= IM2COL_CHUNK * k + IM2COL_SLACK);
     let rows = a.scratch.as_mut_ptr();
     let x = a.x.as_ptr();
     let pixels = a.rows.start * g.ow..a.rows.end * g.ow;
@@ -438,6 +441,9 @@ unsafe fn conv_im2col<
     t.g.ic = k;
     let (span_y, span_x) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
     let (row_step, tap_step) = (g.dh * g.iw * g.xcs, g.dw * g.xcs);
+    // An RGB image at channel stride 4 (as sessions lay out image inputs) under taps of
+    // dilation 1: [`copy_rgb`] gathers each kernel row.
+    let rgb = g.ic == 3 && g.xcs == 4 && g.dw == 1;
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + IM2COL_CHUNK).min(pixels.end);
@@ -452,15 +458,22 @@ unsafe fn conv_im2col<
                 // Every tap inside: no checks, four floats per tap (see below).
                 let s = x.add(((n * g.ih + oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.xcs);
                 // One pointer per kernel row, stepping by a tap.
-                for ky in 0..kh {
-                    let from = s.add(ky * row_step);
-                    let to = dst.add(ky * kw * g.ic);
-                    for kx in 0..kw {
-                        std::ptr::copy_nonoverlapping(
-                            from.add(kx * tap_step),
-                            to.add(kx * g.ic),
-                            4,
-                        );
+                if rgb {
+                    // A kernel row's taps are consecutive pixels: packed a vector at a time.
+                    for ky in 0..kh {
+                        copy_rgb::<I>(s.add(ky * row_step), dst.add(ky * kw * 3), kw);
+                    }
+                } else {
+                    for ky in 0..kh {
+                        let from = s.add(ky * row_step);
+                        let to = dst.add(ky * kw * g.ic);
+                        for kx in 0..kw {
+                            std::ptr::copy_nonoverlapping(
+                                from.add(kx * tap_step),
+                                to.add(kx * g.ic),
+                                4,
+                            );
+                        }
                     }
                 }
             } else {
@@ -483,6 +496,24 @@ unsafe fn conv_im2col<
         start = end;
     }
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
+}
+
+/// Copies the three channels of `n` consecutive pixels at `s` (channel stride 4) to `3 * n`
+/// contiguous floats at `d`, `LANES / 4` pixels per vector; up to `LANES - 3` floats past
+/// them are overwritten.
+///
+/// # Safety
+/// `s` valid for `4 * n - 1` reads, `d` for `3 * n - 3 + LANES` writes; the ISA is
+/// available.
+#[inline(always)]
+unsafe fn copy_rgb<I: Isa>(s: *const f32, d: *mut f32, n: usize) {
+    let per = I::LANES / 4;
+    let mut i = 0;
+    while i < n {
+        let m = (n - i).min(per);
+        I::store(d.add(3 * i), I::pack3(I::load_n(s.add(4 * i), 4 * m - 1)));
+        i += per;
+    }
 }
 
 /// The im2col row of output pixel `(n, oy, ox)` at `dst`, checking every tap.

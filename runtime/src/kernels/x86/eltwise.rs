@@ -180,8 +180,9 @@ pub(crate) unsafe fn global_avg_pool<I: Isa>(x: &[f32], xs: Act4, y: &mut [f32],
     }
 }
 
-/// Max or average pooling of `x` (geometry `xs`) into `y` (geometry `ys`), with the
-/// semantics of the portable `pool`: taps in the explicit or ceil-mode padding are skipped,
+/// Max or average pooling of `x` (geometry `xs`) into channels `c0 ..` of `y` (geometry
+/// `ys`; see [`crate::kernels::KernelTable::pool`]), with the semantics of the portable
+/// `pool`: taps in the explicit or ceil-mode padding are skipped,
 /// a window with no input tap gives 0, and an average divides by the taps inside the input
 /// (or inside input plus explicit padding, with `count_include_pad`).
 ///
@@ -190,21 +191,34 @@ pub(crate) unsafe fn global_avg_pool<I: Isa>(x: &[f32], xs: Act4, y: &mut [f32],
 /// # Safety
 /// The ISA `I` is available on this CPU.
 #[inline(always)]
-pub(crate) unsafe fn pool<I: Isa>(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
+pub(crate) unsafe fn pool<I: Isa>(
+    p: &Pool,
+    x: &[f32],
+    xs: Act4,
+    y: &mut [f32],
+    ys: Act4,
+    c0: usize,
+) {
     let u = |v: u32| v as usize;
     let (ih, iw, c, xcs) = (u(xs.shape.h), u(xs.shape.w), u(xs.shape.c), xs.cs);
     let (oh, ow, ycs) = (u(ys.shape.h), u(ys.shape.w), ys.cs);
     let win = Window::new(p, xs);
     let (kh, kw) = win.kernel();
     assert!(x.len() >= xs.len() && y.len() >= ys.len());
-    assert!(ys.shape.n == xs.shape.n && ys.shape.c == xs.shape.c && xcs >= c && ycs >= c);
+    assert!(ys.shape.n == xs.shape.n && c0 + c <= u(ys.shape.c) && xcs >= c && ycs >= c0 + c);
+    // The part ending at the last channel writes the pad lanes.
+    let pad = if c0 + c == u(ys.shape.c) {
+        ycs - c0 - c
+    } else {
+        0
+    };
     let max = matches!(p.kind, PoolKind::Max);
     let init = I::splat(if max { f32::NEG_INFINITY } else { 0.0 });
     let (x, y) = (x.as_ptr(), y.as_mut_ptr());
     for row in 0..ys.rows() {
         let (n, oy) = (row / oh, row % oh);
         for ox in 0..ow {
-            let yp = y.add((row * ow + ox) * ycs);
+            let yp = y.add((row * ow + ox) * ycs + c0);
             let mut j = 0;
             while j < c {
                 let w = c - j;
@@ -248,7 +262,7 @@ pub(crate) unsafe fn pool<I: Isa>(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], 
                 }
                 j += 4 * I::LANES;
             }
-            std::ptr::write_bytes(yp.add(c), 0, ycs - c);
+            std::ptr::write_bytes(yp.add(c), 0, pad);
         }
     }
 }

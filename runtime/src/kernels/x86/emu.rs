@@ -12,7 +12,8 @@ use super::select::{select, ConvSet};
 use super::{dense, dw, winograd};
 use crate::graph::{Conv, Layout};
 use crate::kernels::reference::tests::{
-    check_conv, check_fc, check_winograd, conv_case, fc_case, winograd_case, ConvCase,
+    check_conv, check_fc, check_winograd, conv_case, fc_case, rgb_stem_cases, winograd_case,
+    ConvCase,
 };
 use crate::kernels::{
     portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
@@ -73,6 +74,15 @@ impl Isa for Emu16 {
     }
     unsafe fn pow2i(n: Self::V) -> Self::V {
         n.map(|e| f32::from_bits(((e as i32 + 127) as u32) << 23))
+    }
+    unsafe fn pack3(v: Self::V) -> Self::V {
+        std::array::from_fn(|i| {
+            if i < 12 {
+                v[i / 3 * 4 + i % 3]
+            } else {
+                f32::NAN
+            }
+        })
     }
 }
 
@@ -202,6 +212,13 @@ fn wide_case() -> impl Strategy<Value = ConvCase> {
         }
         case
     })
+}
+
+#[test]
+fn avx512_configuration_rgb_stems_match_reference() {
+    for c in &rgb_stem_cases() {
+        check_conv(&TABLE, c).unwrap();
+    }
 }
 
 proptest! {

@@ -44,6 +44,10 @@ pub(crate) trait Isa {
     unsafe fn round(v: Self::V) -> Self::V;
     /// `2^n` for lanes `n` holding integers in `-126..=127`.
     unsafe fn pow2i(n: Self::V) -> Self::V;
+    /// The first three lanes of every group of four, packed: lanes `4i .. 4i + 3` move to
+    /// `3i .. 3i + 3` (pixels of three channels at a stride of four, made contiguous). The
+    /// last `LANES / 4` lanes are unspecified.
+    unsafe fn pack3(v: Self::V) -> Self::V;
 
     /// `p * 2^n` for lanes `n` holding integers in `-126..=127`.
     #[inline(always)]

@@ -57,6 +57,10 @@ impl Isa for Avx2 {
         _mm256_maskload_ps(p, mask(n))
     }
     #[inline(always)]
+    unsafe fn pack3(v: __m256) -> __m256 {
+        _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7))
+    }
+    #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m256) {
         _mm256_storeu_ps(p, v)
     }
@@ -188,7 +192,7 @@ entry!(
 );
 entry!(
     pool,
-    fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
+    fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize),
     eltwise::pool::<Avx2>
 );
 entry!(

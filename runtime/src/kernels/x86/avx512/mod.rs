@@ -57,6 +57,11 @@ impl Isa for Avx512 {
         _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p)
     }
     #[inline(always)]
+    unsafe fn pack3(v: __m512) -> __m512 {
+        let idx = _mm512_setr_epi32(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 15, 15, 15);
+        _mm512_permutexvar_ps(idx, v)
+    }
+    #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
         _mm512_storeu_ps(p, v)
     }
@@ -189,7 +194,7 @@ entry!(
 );
 entry!(
     pool,
-    fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4),
+    fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize),
     eltwise::pool::<Avx512>
 );
 entry!(

@@ -141,9 +141,13 @@ impl KernelChoice {
                 // SqueezeNet's 1000-class conv at 13x13 went from 1.46 to 1.20 ms with 1024
                 // computed channels. Where 16-channel blocks pad as much (24 channels, 40,
                 // 56, ...), 32 always.
+                // A 1x1 conv always: its kernel runs a last block of at most 16 channels
+                // as a one-vector tile (x86/dense.rs, `ConvTile::narrow`), so 32-channel
+                // blocks compute no more channels than 16-channel ones.
                 let waste = conv.out_c.next_multiple_of(32) - conv.out_c;
                 let same = conv.out_c.next_multiple_of(32) == conv.out_c.next_multiple_of(16);
-                let nb = if same || waste <= conv.out_c / 16 {
+                let pointwise = conv.kernel == [1, 1] && conv.groups == 1;
+                let nb = if pointwise || same || waste <= conv.out_c / 16 {
                     32
                 } else {
                     16

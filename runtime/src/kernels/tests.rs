@@ -325,12 +325,24 @@ impl ConvData {
 /// Checks `table`'s conv kernel for `case` against the reference: the whole output, its pad
 /// lanes, and that two calls over a split row range compute exactly their own rows.
 pub fn check_conv(table: &KernelTable, case: &ConvCase) -> Result<(), TestCaseError> {
-    let kernel = (table.conv)(
-        &case.conv,
-        table.choice.conv_plan(&case.conv, case.xs.shape),
-    )
-    .expect("a table has a kernel for each of its own plans");
-    check_conv_kernel(table.name, kernel, case)
+    let plan = table.choice.conv_plan(&case.conv, case.xs.shape);
+    let kernel =
+        (table.conv)(&case.conv, plan).expect("a table has a kernel for each of its own plans");
+    check_conv_kernel(table.name, kernel, case)?;
+    // The table's dense kernels for the other channel blocks too (files packed elsewhere
+    // run them), whichever block the plan picked.
+    if let ConvPlan::Dense { nb } = plan {
+        for other in [4, 8, 16, 32] {
+            let plan = ConvPlan::Dense { nb: other };
+            if let Some(k) = (other != nb)
+                .then(|| (table.conv)(&case.conv, plan))
+                .flatten()
+            {
+                check_conv_kernel(table.name, k, case)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks one conv `kernel` of the table called `table` as [`check_conv`] does.

@@ -25,7 +25,7 @@ pub(crate) unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
     w: *const f32,
     k: usize,
 ) {
-    mac_with::<I, M, NV, false>(acc, xp, w, k, std::ptr::null(), false);
+    mac_with::<I, M, NV, false>(acc, xp, w, NV * I::LANES, k, std::ptr::null(), false);
 }
 
 /// [`mac`] that also prefetches, at each of the `k` steps, the cache lines at
@@ -45,24 +45,27 @@ pub(crate) unsafe fn mac_prefetch<I: Isa, const M: usize, const NV: usize>(
     pf: *const f32,
     both: bool,
 ) {
-    mac_with::<I, M, NV, true>(acc, xp, w, k, pf, both);
+    mac_with::<I, M, NV, true>(acc, xp, w, NV * I::LANES, k, pf, both);
 }
 
-/// The loop of [`mac`] and [`mac_prefetch`]: prefetches only with `PF`.
+/// The loop of [`mac`] and [`mac_prefetch`]: prefetches only with `PF`. The weights of step
+/// `i` are at `w + i * ws` (`ws >= NV * LANES`: a tile may use the first vectors of wider
+/// blocks).
 ///
 /// # Safety
-/// As [`mac`].
+/// As [`mac`], `w` valid for `(k - 1) * ws + NV * LANES` reads.
 #[inline(always)]
 unsafe fn mac_with<I: Isa, const M: usize, const NV: usize, const PF: bool>(
     acc: &mut [[I::V; NV]; M],
     xp: &[*const f32; M],
     w: *const f32,
+    ws: usize,
     k: usize,
     pf: *const f32,
     both: bool,
 ) {
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-    let nb = NV * I::LANES;
+    let nb = ws;
     // The accumulators in a local copy: multiply-adds on `acc` itself were compiled with a
     // store of every accumulator to the stack after each step for tiles narrower than `MR`
     // (a 6- or 7-pixel tile ran at a third of the rate of a 12-pixel one).
@@ -89,18 +92,20 @@ unsafe fn mac_with<I: Isa, const M: usize, const NV: usize, const PF: bool>(
 
 /// [`mac`] for one row (`M = 1`, a batch of one through a fully connected layer): the `k`
 /// products go to `P` accumulators in turn, summed at the end, so that `P` multiply-adds
-/// are in flight instead of one chain that waits on each add's latency.
+/// are in flight instead of one chain that waits on each add's latency. Weights `ws` apart
+/// as in [`mac_with`].
 ///
 /// # Safety
-/// As [`mac`].
+/// As [`mac_with`].
 #[inline(always)]
 unsafe fn mac_one_row<I: Isa, const NV: usize, const P: usize>(
     acc: &mut [I::V; NV],
     x: *const f32,
     w: *const f32,
+    ws: usize,
     k: usize,
 ) {
-    let nb = NV * I::LANES;
+    let nb = ws;
     let mut part = [[I::zero(); NV]; P];
     let mut i = 0;
     while i + P <= k {
@@ -372,16 +377,13 @@ pub(crate) unsafe fn conv<
         chunk: (0, 1),
         last_chunk: true,
         mr: MR,
+        ws: nb,
         _isa: PhantomData,
     };
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
-        t.begin_chunk(start, end, end == pixels.end);
-        for b in 0..blocks {
-            t.b = b;
-            for_each_tile::<MR>(start, end, &mut t);
-        }
+        t.run_blocks::<MR, true>(start, end, end == pixels.end);
         start = end;
     }
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
@@ -436,6 +438,7 @@ unsafe fn conv_im2col<
         chunk: (0, 1),
         last_chunk: true,
         mr: MR,
+        ws: nb,
         _isa: PhantomData,
     };
     // `ConvTile` with KH = KW = 1 reads `g.kh`, `g.kw` only off the pointwise path; its
@@ -493,11 +496,7 @@ unsafe fn conv_im2col<
             }
         }
         t.pix0 = start;
-        t.begin_chunk(start, end, end == pixels.end);
-        for b in 0..blocks {
-            t.b = b;
-            for_each_tile::<MR>(start, end, &mut t);
-        }
+        t.run_blocks::<MR, false>(start, end, end == pixels.end);
         start = end;
     }
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
@@ -599,6 +598,10 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     last_chunk: bool,
     /// Pixels per full tile.
     mr: usize,
+    /// Weight floats per input step: the layout's block of output channels (`NV * LANES`,
+    /// or twice `LANES` for the one-vector tile of a last block of at most `LANES` channels,
+    /// which reads the first half of each step; see [`ConvTile::narrow`]).
+    ws: usize,
     _isa: PhantomData<I>,
 }
 
@@ -606,7 +609,7 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
 /// (smaller ones stay in L2 between uses).
 const PREFETCH_MIN_BYTES: usize = 256 << 10;
 
-impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, KH, KW, NV> {
+impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a, I, KH, KW, NV> {
     /// Where the tile of pixels from `p` prefetches, given that it reads the block's weights
     /// at `w` (`wlen` floats per block), and whether it prefetches both lines of a step.
     /// Tile `i` of the `n` in the chunk takes the lines at offset `i * nb / n` of each step of
@@ -614,7 +617,7 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, 
     /// cached), so that the chunk's tiles together fetch the whole next block.
     #[inline(always)]
     fn prefetch_at(&self, p: usize, w: *const f32, wlen: usize) -> (*const f32, bool) {
-        let nb = NV * I::LANES;
+        let nb = self.ws;
         let (start, n) = self.chunk;
         // The tile's ordinal: tiles start at multiples of `MR`, but for the last one, which
         // may start inside the `MR` items before it (see `for_each_tile`).
@@ -627,6 +630,65 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, 
             w.wrapping_sub(self.b * wlen)
         };
         (next.wrapping_add(i.min(n - 1) * nb / n), n == 1)
+    }
+
+    /// The one-vector tile for the last block of output channels, when it holds at most
+    /// `LANES` channels of a two-vector block (OC 144 in 32-channel blocks: 4 blocks and 16
+    /// channels): the block's padding lanes are not computed.
+    fn narrow(&self) -> Option<ConvTile<'a, I, KH, KW, 1>> {
+        let nb = NV * I::LANES;
+        (NV == 2 && self.g.oc + I::LANES <= self.blocks * nb).then(|| ConvTile {
+            g: self.g,
+            x: self.x,
+            zeros: self.zeros,
+            w: self.w,
+            bias: self.bias,
+            residual: self.residual,
+            y: self.y,
+            act: self.act,
+            pointwise: self.pointwise,
+            k: self.k,
+            xcs: self.xcs,
+            more: self.more,
+            pix0: self.pix0,
+            one_pixel: self.one_pixel,
+            b: self.blocks - 1,
+            blocks: self.blocks,
+            prefetch: self.prefetch,
+            chunk: self.chunk,
+            last_chunk: self.last_chunk,
+            mr: self.mr,
+            ws: nb,
+            _isa: PhantomData,
+        })
+    }
+
+    /// Runs pixels `start..end` (a chunk; the last one when `last`) through every block of
+    /// output channels. With `NARROW`, for 1x1 convs only (the one-vector tiles of every
+    /// kernel size would take the build four times as long), a last block of at most `LANES`
+    /// channels runs [`ConvTile::narrow`].
+    #[inline(always)]
+    unsafe fn run_blocks<const MR: usize, const NARROW: bool>(
+        &mut self,
+        start: usize,
+        end: usize,
+        last: bool,
+    ) {
+        self.begin_chunk(start, end, last);
+        if NARROW && KH == 1 && KW == 1 && NV == 2 {
+            if let Some(mut t) = self.narrow() {
+                for b in 0..self.blocks - 1 {
+                    self.b = b;
+                    for_each_tile::<MR>(start, end, self);
+                }
+                for_each_tile::<MR>(start, end, &mut t);
+                return;
+            }
+        }
+        for b in 0..self.blocks {
+            self.b = b;
+            for_each_tile::<MR>(start, end, self);
+        }
     }
 
     /// Starts a chunk of pixels `start..end` (the last one when `last`).
@@ -647,7 +709,7 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, 
         let xp: [*const f32; M] =
             std::array::from_fn(|m| part.x.add((p - self.pix0 + m) * part.xcs));
         if M == 1 && self.one_pixel {
-            mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], w, part.k);
+            mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], w, self.ws, part.k);
         } else {
             self.mac::<M>(acc, &xp, w, part.k, pf);
         }
@@ -664,9 +726,9 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'_, I, 
         (pf, both): (*const f32, bool),
     ) {
         if self.prefetch {
-            mac_prefetch::<I, M, NV>(acc, xp, w, k, pf, both);
+            mac_with::<I, M, NV, true>(acc, xp, w, self.ws, k, pf, both);
         } else {
-            mac::<I, M, NV>(acc, xp, w, k);
+            mac_with::<I, M, NV, false>(acc, xp, w, self.ws, k, std::ptr::null(), false);
         }
     }
 }
@@ -679,7 +741,7 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
         let g = &self.g;
         let kh = if KH == 0 { g.kh } else { KH };
         let kw = if KW == 0 { g.kw } else { KW };
-        let nb = NV * I::LANES;
+        let nb = self.ws;
         let o0 = self.b * nb;
         let mut acc = [bias_init::<I, NV>(self.bias, o0, g.oc); M];
         let wlen = kh * kw * g.ic * nb;
@@ -818,7 +880,7 @@ impl<I: Isa, const NV: usize> Tile for FcTile<'_, I, NV> {
                 std::array::from_fn(|m| self.x.add(((n0 + m) * self.pixels + px) * self.xcs));
             let wp = w.add(px * self.c * nb);
             if M == 1 && self.one_row {
-                mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], wp, self.c);
+                mac_one_row::<I, NV, 4>(&mut acc[0], xp[0], wp, nb, self.c);
             } else {
                 mac::<I, M, NV>(&mut acc, &xp, wp, self.c);
             }

@@ -12,7 +12,7 @@ use smof_tests::{attr, check_against_tract, kernel_choices, random_input, smof_l
 use smof_tests::{Cases, OnnxBuilder};
 
 /// The chain threshold of these tests (the NEON and portable tables' own; the x86 tables
-/// chain only tensors of 2 MiB and more).
+/// chain only tensors of 1 MiB and more).
 const MIN_BYTES: usize = 256 << 10;
 
 /// Session options with this file's chain threshold.

@@ -25,7 +25,7 @@ Times each model single-batch on synthetic input and prints min, median, mean an
   --layer-by-layer  run every node on its own, without conv chains or fused patterns (to
                 measure what they give)
   --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
-                the kernel table's; 256 on NEON, 2048 on x86), to tune chains on a device
+                the kernel table's; 256 on NEON, 1024 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
   --dump-output FILE  write output 0 of the last run (raw little-endian f32) to FILE, to
                 compare devices: the synthetic input is the same everywhere

@@ -306,9 +306,10 @@ static TABLE: KernelTable = KernelTable {
     name: "x86_64-avx2",
     choice: KernelChoice::X86Avx2,
     channel_align: 8,
-    // Measured on Zen 4 (1 MiB L2): chains of smaller tensors were 2-3% slower than the
-    // layer-by-layer run (MobileNetV2, MobileNetV3-Small).
-    chain_min_bytes: 2 << 20,
+    // 1 MiB: on a 2 MiB-L2 Xeon, chaining MobileNetV2's 1.2-1.8 MB tensors as well was
+    // 2.6% (AVX-512) and 4.8% (AVX2) faster; on Zen 4 (1 MiB L2) 2 MiB had measured best
+    // (docs/decisions.md, "Chain threshold 1 MiB").
+    chain_min_bytes: 1 << 20,
     conv: select_conv,
     fc: FcKernel {
         name: "fc_4x8_avx2",

@@ -72,10 +72,11 @@ pub fn winograd_applies(conv: &Conv) -> bool {
 /// The x86 rule for Winograd (see `docs/decisions.md`, "Winograd"). F(4x4, 3x3) is worth it
 /// when the 36 small GEMMs it turns the layer into are large enough to run at full speed
 /// and its 4x larger weights are reused by enough tiles: at least 16 channels in and out and
-/// at least 16 output tiles of 4x4 per image (14x14 and larger outputs). On smaller maps
-/// (from 4x4 up) F(2x2, 3x3) is worth it for layers of at least 256 channels in and out:
-/// its 16 GEMMs have 4x as many rows (tiles) as those of F(4x4, 3x3) on the same map, and
-/// its weights are 16/9 of the dense ones instead of 4x.
+/// at least 16 output tiles of 4x4 per image (14x14 and larger outputs). Layers of at least
+/// 256 channels in and out on maps from 4x4 up to 16 such tiles (16x16) take F(2x2, 3x3)
+/// instead: its 16 GEMMs have 4x as many rows (tiles) as those of F(4x4, 3x3) on the same
+/// map, and its weights are 16/9 of the dense ones instead of 4x, which is what such layers
+/// wait for (their weights are streamed from memory every inference).
 fn winograd_plan_x86(conv: &Conv, input: Shape4, nb: u16) -> ConvPlan {
     let Some((oh, ow)) = conv.output_hw(input.h, input.w) else {
         return ConvPlan::Dense { nb };
@@ -84,11 +85,11 @@ fn winograd_plan_x86(conv: &Conv, input: Shape4, nb: u16) -> ConvPlan {
         return ConvPlan::Dense { nb };
     }
     let tiles4 = oh.div_ceil(4) as u64 * ow.div_ceil(4) as u64;
-    if conv.in_c >= 16 && conv.out_c >= 16 && tiles4 >= 16 {
-        ConvPlan::Winograd { nb }
-    } else if conv.in_c >= WINOGRAD23_MIN_C && conv.out_c >= WINOGRAD23_MIN_C && oh >= 4 && ow >= 4
-    {
+    let wide = conv.in_c >= WINOGRAD23_MIN_C && conv.out_c >= WINOGRAD23_MIN_C;
+    if wide && oh >= 4 && ow >= 4 && tiles4 <= 16 {
         ConvPlan::Winograd23 { nb }
+    } else if conv.in_c >= 16 && conv.out_c >= 16 && tiles4 >= 16 {
+        ConvPlan::Winograd { nb }
     } else {
         ConvPlan::Dense { nb }
     }

@@ -67,13 +67,13 @@ impl Geom {
 
     /// The output columns whose every tap column is inside the input (no left or right
     /// padding): a contiguous range, possibly empty, within `0..ow`.
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(any(target_arch = "aarch64", target_arch = "x86_64"))]
     #[inline(always)]
     pub fn interior_x(&self) -> std::ops::Range<usize> {
         let lo = self.pl.div_ceil(self.sw).min(self.ow);
         // Last tap of column ox: ox*sw + (kw-1)*dw - pl <= iw - 1.
         let reach = (self.kw - 1) * self.dw;
-        let hi = match (self.iw - 1 + self.pl).checked_sub(reach) {
+        let hi = match (self.iw + self.pl).checked_sub(reach + 1) {
             Some(v) => (v / self.sw + 1).min(self.ow),
             None => 0,
         };

@@ -472,18 +472,13 @@ unsafe fn conv_im2col<
     t.g.kh = 1;
     t.g.kw = 1;
     t.g.ic = k;
-    let (span_y, span_x) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
+    let span_y = (g.kh - 1) * g.dh;
     let (row_step, tap_step) = (g.dh * g.iw * g.xcs, g.dw * g.xcs);
     // An RGB image at channel stride 4 (as sessions lay out image inputs) under taps of
     // dilation 1: [`copy_rgb`] gathers each kernel row.
     let rgb = g.ic == 3 && g.xcs == 4 && g.dw == 1;
-    // Output columns whose taps are all inside the input along W: `lo..hi`.
-    let lo = g.pl.div_ceil(g.sw).min(g.ow);
-    let hi = if g.iw + g.pl > span_x {
-        ((g.iw + g.pl - span_x - 1) / g.sw + 1).clamp(lo, g.ow)
-    } else {
-        lo
-    };
+    // Output columns whose taps are all inside the input along W.
+    let std::ops::Range { start: lo, end: hi } = g.interior_x();
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + IM2COL_CHUNK).min(pixels.end);

@@ -243,13 +243,7 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         let g = self.g;
         let (n, oy) = (self.row / g.oh, self.row % g.oh);
         // Pixels whose taps all fall inside the row: `lo..hi`.
-        let lo = g.pl.div_ceil(g.sw).min(g.ow);
-        let span = (KW - 1) * g.dw;
-        let hi = if g.iw + g.pl > span {
-            ((g.iw + g.pl - span - 1) / g.sw + 1).clamp(lo, g.ow)
-        } else {
-            lo
-        };
+        let std::ops::Range { start: lo, end: hi } = g.interior_x();
         for ox in (0..lo).chain(hi..g.ow) {
             self.run::<1>(ox);
         }

@@ -56,6 +56,26 @@ impl Storage {
     }
 }
 
+/// Floats in 64-byte-aligned storage.
+struct AlignedF32 {
+    buf: Vec<Aligned64>,
+    len: usize,
+}
+
+impl AlignedF32 {
+    /// A 64-byte-aligned copy of `v`.
+    fn new(v: &[f32]) -> AlignedF32 {
+        let mut buf = vec![Aligned64([0; 64]); v.len().div_ceil(16)];
+        let bytes = &mut bytemuck_aligned_mut(&mut buf)[..v.len() * 4];
+        bytes.copy_from_slice(bytemuck::cast_slice(v));
+        AlignedF32 { buf, len: v.len() }
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        &bytemuck::cast_slice(bytemuck_aligned(&self.buf))[..self.len]
+    }
+}
+
 fn bytemuck_aligned(v: &[Aligned64]) -> &[u8] {
     // SAFETY: `Aligned64` is `repr(C)` over `[u8; 64]` with no padding, so a slice of them is
     // `64 * len` initialised bytes.
@@ -66,8 +86,10 @@ fn bytemuck_aligned(v: &[Aligned64]) -> &[u8] {
 enum WeightData {
     /// f32 data inside the file at this float range, already in the wanted layout.
     InFile { start: usize, len: usize },
-    /// Converted (f16 widened, or repacked) at load.
-    Owned(Vec<f32>),
+    /// Converted (f16 widened, or repacked) at load, 64-byte aligned like the file's weights:
+    /// from 16-byte-aligned heap memory the AVX-512 kernels' weight loads straddled cache
+    /// lines and ResNet-18 ran 7-8% slower than from the file.
+    Owned(AlignedF32),
 }
 
 /// An immutable, validated model. `Send + Sync`: one `Model` serves any number of sessions.
@@ -247,14 +269,24 @@ impl Model {
                 },
                 DType::F32 => {
                     let f: &[f32] = bytemuck::cast_slice(raw);
-                    WeightData::Owned(pack::repack(f, &desc.dims, desc.layout, want))
+                    WeightData::Owned(AlignedF32::new(&pack::repack(
+                        f,
+                        &desc.dims,
+                        desc.layout,
+                        want,
+                    )))
                 }
                 DType::F16 => {
                     let h: Vec<f32> = raw
                         .chunks_exact(2)
                         .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                         .collect();
-                    WeightData::Owned(pack::repack(&h, &desc.dims, desc.layout, want))
+                    WeightData::Owned(AlignedF32::new(&pack::repack(
+                        &h,
+                        &desc.dims,
+                        desc.layout,
+                        want,
+                    )))
                 }
             };
             weights.push(data);
@@ -313,7 +345,7 @@ impl Model {
                     bytemuck::cast_slice(&self.storage.bytes()[..self.file_len / 4 * 4]);
                 &all[*start..*start + *len]
             }
-            WeightData::Owned(v) => v,
+            WeightData::Owned(v) => v.as_slice(),
         }
     }
 

@@ -85,7 +85,15 @@ fn fp16_file_is_half_the_size_and_widened_at_load() {
     assert!(!f16_weights.is_empty());
     for id in f16_weights {
         assert!(!model.weight_in_place(id));
-        assert!(model.weight(id).iter().all(|v| v.is_finite()));
+        let w = model.weight(id);
+        assert!(w.iter().all(|v| v.is_finite()));
+        // Converted weights are 64-byte aligned like the file's, so that full-vector loads
+        // never straddle cache lines.
+        assert_eq!(
+            w.as_ptr() as usize % 64,
+            0,
+            "weight {id} not 64-byte aligned"
+        );
     }
     assert!(run(&model).iter().all(|v| v.is_finite()));
 }

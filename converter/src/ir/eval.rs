@@ -1,7 +1,9 @@
-//! A naive reference evaluator of the IR in NCHW, for tests: it defines what each op
-//! computes, independently of the runtime's layouts and kernels.
+//! A reference evaluator of the IR in NCHW: it defines what each op computes, independently
+//! of the runtime's layouts and kernels, for the tests and for the pruning passes (which run
+//! whole models through it on every calibration sample). Plain loops, except that convs
+//! with more than one channel per group are one faer GEMM per image and group.
 
-use super::{Graph, Node, Op, PoolKind};
+use super::{ConvOp, Graph, Node, Op, PoolKind};
 
 use super::shape::dims4;
 use super::{CoordMode, NearestRound, PadMode, ReduceKind, ResizeMode};
@@ -49,7 +51,20 @@ pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> 
             let icg = c / cv.group;
             let ocg = oc / cv.group;
             let mut y = vec![0.0f32; n * oc * oh * ow];
-            // Each output plane accumulates tap by tap (input channel, then ky, then kx),
+            if icg * ocg > 1 {
+                conv_gemm(cv, x, xs, ys, &mut y);
+                let plane = oh * ow;
+                for (k, v) in y.iter_mut().enumerate() {
+                    let o = k / plane % oc;
+                    let mut acc = *v + cv.bias.as_ref().map_or(0.0, |bb| bb[o]);
+                    if let Some(r) = ins.get(1) {
+                        acc += r[k];
+                    }
+                    *v = cv.act.apply(acc);
+                }
+                return y;
+            }
+            // A depthwise conv: each output plane accumulates tap by tap (input channel, then ky, then kx),
             // which is the order of a per-element sum, so the result does not depend on
             // the loop order; taps in the padding are skipped.
             let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
@@ -562,4 +577,71 @@ pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> 
         }
     };
     out
+}
+
+/// The sums of a conv with more than one input or output channel per group (no bias,
+/// residual or activation), as one matrix product per image and group (faer's f32 GEMM):
+/// the input unfolded to `icg x kh x kw` rows of `oh x ow` taps, zero where a tap falls in
+/// the padding. A 1x1 conv with stride 1 and no padding reads its input in place. The
+/// pruning passes run whole models through this evaluator on every calibration sample, so
+/// it must not be the per-element loop of the depthwise case.
+fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f32]) {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
+    let [n, c, h, w] = xs;
+    let [_, oc, oh, ow] = ys;
+    let [kh, kw] = cv.kernel();
+    let (icg, ocg) = (c / cv.group, oc / cv.group);
+    let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
+    let taps = oh * ow;
+    let k = icg * kh * kw;
+    let direct = kh == 1 && kw == 1 && s == [1, 1] && p == [0; 4] && (oh, ow) == (h, w);
+    let mut cols = if direct {
+        Vec::new()
+    } else {
+        vec![0.0f32; k * taps]
+    };
+    for b in 0..n {
+        for gi in 0..cv.group {
+            let xg = &x[(b * c + gi * icg) * h * w..(b * c + (gi + 1) * icg) * h * w];
+            let a: &[f32] = if direct {
+                xg
+            } else {
+                cols.fill(0.0);
+                for i in 0..icg {
+                    let xc = &xg[i * h * w..(i + 1) * h * w];
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let row = ((i * kh + ky) * kw + kx) * taps;
+                            let off = kx * d[1];
+                            let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
+                            let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
+                            for oy in 0..oh {
+                                let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
+                                if iy < 0 || iy >= h as isize {
+                                    continue;
+                                }
+                                let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
+                                let dst = &mut cols[row + oy * ow..row + (oy + 1) * ow];
+                                for ox in ox0..ox1 {
+                                    dst[ox] = xr[ox * s[1] + off - p[1]];
+                                }
+                            }
+                        }
+                    }
+                }
+                &cols
+            };
+            let wg = &cv.weight.data[gi * ocg * k..(gi + 1) * ocg * k];
+            let yo = (b * oc + gi * ocg) * taps;
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut y[yo..yo + ocg * taps], ocg, taps),
+                Accum::Replace,
+                MatRef::from_row_major_slice(wg, ocg, k),
+                MatRef::from_row_major_slice(a, k, taps),
+                1.0f32,
+                Par::Seq,
+            );
+        }
+    }
 }

@@ -476,26 +476,33 @@ pub fn patches(
     let ow = g.shape(n.output).get(3).copied().unwrap_or(1);
     let [kh, kw] = cv.kernel();
     let d = chans.len() * kh * kw + 1;
-    let mut xs = Vec::with_capacity(pixels.len() * d);
-    for &p in pixels {
-        let (oy, ox) = (p / ow, p % ow);
-        for &ch in chans {
+    // Blocks of 64 rows, filled channel by channel: each channel's plane is read over a
+    // block's pixels together instead of once per pixel (a row of a 960-channel layer
+    // would otherwise touch 960 planes).
+    const BLOCK: usize = 64;
+    let mut xs = vec![0.0f64; pixels.len() * d];
+    for (blk, rows) in pixels.chunks(BLOCK).zip(xs.chunks_mut(BLOCK * d)) {
+        for (ci, &ch) in chans.iter().enumerate() {
+            let plane = &x[ch * h * w..(ch + 1) * h * w];
             for ky in 0..kh {
-                let iy = (oy * cv.stride[0] + ky * cv.dilation[0]) as isize - cv.pads[0] as isize;
                 for kx in 0..kw {
-                    let ix =
-                        (ox * cv.stride[1] + kx * cv.dilation[1]) as isize - cv.pads[1] as isize;
-                    xs.push(
-                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                            0.0
-                        } else {
-                            x[(ch * h + iy as usize) * w + ix as usize] as f64
-                        },
-                    );
+                    let col = (ci * kh + ky) * kw + kx;
+                    for (r, &p) in blk.iter().enumerate() {
+                        let (oy, ox) = (p / ow, p % ow);
+                        let iy = (oy * cv.stride[0] + ky * cv.dilation[0]) as isize
+                            - cv.pads[0] as isize;
+                        let ix = (ox * cv.stride[1] + kx * cv.dilation[1]) as isize
+                            - cv.pads[1] as isize;
+                        if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
+                            rows[r * d + col] = plane[iy as usize * w + ix as usize] as f64;
+                        }
+                    }
                 }
             }
         }
-        xs.push(1.0);
+        for r in 0..blk.len() {
+            rows[r * d + d - 1] = 1.0;
+        }
     }
     (xs, d)
 }

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod chain;
+mod concat_read;
 pub mod error;
 pub mod format;
 mod fuse;

@@ -2,6 +2,7 @@
 //! creation; [`Session::run`] allocates nothing and takes no lock.
 
 use crate::chain::{self, Chain};
+use crate::concat_read::{self, ConcatReads, View};
 use crate::error::{Error, Result};
 use crate::fuse::{self, Pattern};
 use crate::graph::{
@@ -278,86 +279,37 @@ impl<'m> Session<'m> {
             first[graph.nodes[i + Pattern::NODES - 1].outputs[0] as usize] = i + 1;
         }
 
-        // Concatenations read in place: a Concat whose only reader is a 1x1 conv (stride 1,
-        // no padding, one group) taking it as its input, where the table's kernel for that
-        // conv takes parts, or a pool (which pools each part into its channels of the
-        // output). The reader reads the Concat's inputs; the Concat never runs and its output
-        // gets no memory.
-        // A part that is a channel Slice of another tensor, read by this Concat only, is read
-        // in place too (by a conv): from the sliced tensor, at its channel offset; the Slice
-        // never runs.
-        let mut producer = vec![usize::MAX; geoms.len()];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            producer[node.outputs[0] as usize] = i;
-        }
-        let mut read_in_place: Vec<Option<usize>> = vec![None; graph.nodes.len()];
-        // (Concat node, part index, sliced tensor, first channel).
-        let mut views: Vec<(usize, usize, usize, usize)> = Vec::new();
-        let mut sliced_away = vec![false; graph.nodes.len()];
-        for (j, node) in graph.nodes.iter().enumerate() {
-            if opts.layer_by_layer
-                || in_pattern[j]
-                || !matches!(node.op, Op::Concat)
-                || !(2..=MAX_CONV_PARTS).contains(&node.inputs.len())
-            {
-                continue;
-            }
-            let out = node.outputs[0];
-            if readers[out as usize] != 1 {
-                continue;
-            }
-            let Some(r) =
-                (j + 1..graph.nodes.len()).find(|&r| graph.nodes[r].inputs.contains(&out))
-            else {
-                continue;
-            };
-            let takes_parts = match graph.nodes[r].op {
-                Op::Conv(c) => {
-                    let pointwise = c.kernel == [1, 1]
-                        && c.stride == [1, 1]
-                        && c.pads == [0; 4]
-                        && c.groups == 1;
-                    pointwise
-                        && ConvPlan::from_layout(model.weight_layout(c.weight), &c)
-                            .and_then(|plan| (table.conv)(&c, plan))
-                            .is_some_and(|k| k.reads_parts)
-                }
-                Op::Pool(_) => true,
-                _ => false,
-            };
-            if !takes_parts || in_pattern[r] || graph.nodes[r].inputs[0] != out {
-                continue;
-            }
-            let by_conv = matches!(graph.nodes[r].op, Op::Conv(_));
-            read_in_place[j] = Some(r);
-            first[out as usize] = usize::MAX;
+        // Concatenations read in place (`concat_read`): the Concat's output and the Slices
+        // read through views get no memory; the parts live until the reader runs.
+        let reads = if opts.layer_by_layer {
+            ConcatReads::none(graph.nodes.len())
+        } else {
+            concat_read::find(graph, &readers, &in_pattern, &geoms, |c| {
+                ConvPlan::from_layout(model.weight_layout(c.weight), c)
+                    .and_then(|plan| (table.conv)(c, plan))
+                    .is_some_and(|k| k.reads_parts)
+            })
+        };
+        for (j, r) in reads.reader.iter().enumerate() {
+            let Some(r) = *r else { continue };
+            let node = &graph.nodes[j];
+            first[node.outputs[0] as usize] = usize::MAX;
             for (k, &t) in node.inputs.iter().enumerate() {
                 let t = t as usize;
-                let slice = graph
-                    .nodes
-                    .get(producer[t])
-                    .filter(|_| readers[t] == 1 && by_conv);
-                let view = slice.and_then(|n| match n.op {
-                    Op::Slice { start, step, .. }
-                        if start[..3] == [0; 3] && step == [1; 4] && !in_pattern[producer[t]] =>
-                    {
-                        let src = n.inputs[0] as usize;
-                        let (a, b) = (geoms[src].shape, geoms[t].shape);
-                        ((a.n, a.h, a.w) == (b.n, b.h, b.w)).then_some((src, start[3] as usize))
-                    }
-                    _ => None,
-                });
-                match view {
-                    Some((src, c0)) => {
-                        views.push((j, k, src, c0));
-                        sliced_away[producer[t]] = true;
+                match reads.views.iter().find(|v| v.concat == j && v.part == k) {
+                    Some(v) => {
                         first[t] = usize::MAX;
-                        last[src] = last[src].max(r + 1);
+                        last[v.src] = last[v.src].max(r + 1);
                     }
                     None => last[t] = last[t].max(r + 1),
                 }
             }
         }
+        let ConcatReads {
+            reader: read_in_place,
+            views,
+            sliced_away,
+        } = reads;
         let mut no_chain = in_pattern.clone();
         for r in read_in_place.iter().flatten() {
             no_chain[*r] = true;
@@ -548,7 +500,13 @@ impl<'m> Session<'m> {
             }
         }
         // Channel ranges read in place: buffers past the tensors', aliasing the sliced one.
-        for &(j, k, src, c0) in &views {
+        for &View {
+            concat: j,
+            part: k,
+            src,
+            c0,
+        } in &views
+        {
             let r = read_in_place[j].expect("views belong to concatenations read in place");
             let b = buffers[src];
             let geom = Act4 {

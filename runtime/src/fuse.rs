@@ -36,6 +36,14 @@ impl Pattern {
             Pattern::Sppf { .. } => "Sppf",
         }
     }
+
+    /// Name of the kernel that runs the pattern, as `Session::kernel_names` lists it.
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            Pattern::SqueezeExcite => "squeeze_excite",
+            Pattern::Sppf { .. } => "sppf",
+        }
+    }
 }
 
 /// The patterns of `graph`, as (first node, pattern), in node order and disjoint.

@@ -1030,8 +1030,7 @@ impl<'m> Session<'m> {
         self.steps
             .iter()
             .map(|s| match (&s.link, &s.kernel) {
-                (Link::Pattern(Pattern::SqueezeExcite, _), _) => "squeeze_excite",
-                (Link::Pattern(Pattern::Sppf { .. }, _), _) => "sppf",
+                (Link::Pattern(p, _), _) => p.kernel_name(),
                 (Link::InPlace, _) => "read_in_place",
                 (_, k) => Self::kernel_name(k),
             })

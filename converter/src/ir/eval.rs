@@ -64,10 +64,8 @@ pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> 
                 }
                 return y;
             }
-            // A depthwise conv: each output plane accumulates tap by tap (input channel, then ky, then kx),
-            // which is the order of a per-element sum, so the result does not depend on
-            // the loop order; taps in the padding are skipped.
-            let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
+            // One channel per group (depthwise): each output plane accumulates tap by tap
+            // (ky, then kx), the order of a per-element sum.
             for b in 0..n {
                 for o in 0..oc {
                     let gi = o / ocg;
@@ -80,21 +78,9 @@ pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> 
                         for ky in 0..kh {
                             for kx in 0..kw {
                                 let wv = cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
-                                // ox with 0 <= ox*s + kx*d - p < w.
-                                let off = kx * d[1];
-                                let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
-                                let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
-                                for oy in 0..oh {
-                                    let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
-                                    if iy < 0 || iy >= h as isize {
-                                        continue;
-                                    }
-                                    let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
-                                    let yr = &mut plane[oy * ow..(oy + 1) * ow];
-                                    for ox in ox0..ox1 {
-                                        yr[ox] += wv * xr[ox * s[1] + off - p[1]];
-                                    }
-                                }
+                                for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
+                                    plane[at] += wv * v;
+                                });
                             }
                         }
                     }
@@ -592,10 +578,10 @@ fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f3
     let [_, oc, oh, ow] = ys;
     let [kh, kw] = cv.kernel();
     let (icg, ocg) = (c / cv.group, oc / cv.group);
-    let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
     let taps = oh * ow;
     let k = icg * kh * kw;
-    let direct = kh == 1 && kw == 1 && s == [1, 1] && p == [0; 4] && (oh, ow) == (h, w);
+    let direct =
+        [kh, kw] == [1, 1] && cv.stride == [1, 1] && cv.pads == [0; 4] && (oh, ow) == (h, w);
     let mut cols = if direct {
         Vec::new()
     } else {
@@ -613,20 +599,10 @@ fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f3
                     for ky in 0..kh {
                         for kx in 0..kw {
                             let row = ((i * kh + ky) * kw + kx) * taps;
-                            let off = kx * d[1];
-                            let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
-                            let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
-                            for oy in 0..oh {
-                                let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
-                                if iy < 0 || iy >= h as isize {
-                                    continue;
-                                }
-                                let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
-                                let dst = &mut cols[row + oy * ow..row + (oy + 1) * ow];
-                                for ox in ox0..ox1 {
-                                    dst[ox] = xr[ox * s[1] + off - p[1]];
-                                }
-                            }
+                            let dst = &mut cols[row..row + taps];
+                            for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
+                                dst[at] = v;
+                            });
                         }
                     }
                 }
@@ -642,6 +618,34 @@ fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f3
                 1.0f32,
                 Par::Seq,
             );
+        }
+    }
+}
+
+/// Tap `[ky, kx]` of a conv over one `h x w` input plane `xc`: calls `f(oy * ow + ox, value)`
+/// for every output pixel whose tap lies inside the image, row by row (taps in the padding
+/// are skipped).
+fn for_each_tap(
+    cv: &ConvOp,
+    xc: &[f32],
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    [ky, kx]: [usize; 2],
+    mut f: impl FnMut(usize, f32),
+) {
+    let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
+    // ox with 0 <= ox*s + kx*d - p < w.
+    let off = kx * d[1];
+    let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
+    let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
+    for oy in 0..oh {
+        let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
+        if iy < 0 || iy >= h as isize {
+            continue;
+        }
+        let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
+        for ox in ox0..ox1 {
+            f(oy * ow + ox, xr[ox * s[1] + off - p[1]]);
         }
     }
 }

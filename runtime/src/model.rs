@@ -65,15 +65,22 @@ struct AlignedF32 {
 impl AlignedF32 {
     /// A 64-byte-aligned copy of `v`.
     fn new(v: &[f32]) -> AlignedF32 {
-        let mut buf = vec![Aligned64([0; 64]); v.len().div_ceil(16)];
-        let bytes = &mut bytemuck_aligned_mut(&mut buf)[..v.len() * 4];
-        bytes.copy_from_slice(bytemuck::cast_slice(v));
-        AlignedF32 { buf, len: v.len() }
+        AlignedF32 {
+            buf: aligned_copy(bytemuck::cast_slice(v)),
+            len: v.len(),
+        }
     }
 
     fn as_slice(&self) -> &[f32] {
         &bytemuck::cast_slice(bytemuck_aligned(&self.buf))[..self.len]
     }
+}
+
+/// `bytes` in 64-byte-aligned storage (zero-padded to a multiple of 64).
+fn aligned_copy(bytes: &[u8]) -> Vec<Aligned64> {
+    let mut owned = vec![Aligned64([0; 64]); bytes.len().div_ceil(64)];
+    bytemuck_aligned_mut(&mut owned)[..bytes.len()].copy_from_slice(bytes);
+    owned
 }
 
 fn bytemuck_aligned(v: &[Aligned64]) -> &[u8] {
@@ -217,10 +224,7 @@ impl Model {
 
     /// [`Model::from_bytes`] with options.
     pub fn from_bytes_with(bytes: &[u8], opts: &ModelOptions) -> Result<Model> {
-        let mut owned = vec![Aligned64([0; 64]); bytes.len().div_ceil(64)];
-        let dst = &mut bytemuck_aligned_mut(&mut owned)[..bytes.len()];
-        dst.copy_from_slice(bytes);
-        let storage = Storage::Owned(owned);
+        let storage = Storage::Owned(aligned_copy(bytes));
         Self::from_storage_len(storage, bytes.len(), opts)
     }
 

@@ -393,6 +393,47 @@ fn sequential_refit_beats_layer_local_compensation() {
     );
 }
 
+/// End-to-end distillation after the refit lowers the output error against the dense model
+/// on the calibration samples and on held-out ones, and reports one loss per epoch.
+#[test]
+fn distillation_lowers_the_error_left_by_the_refit() {
+    use smof_converter::prune::distill::DistillOptions;
+    let onnx = net(5);
+    let per = 3 * 16 * 16;
+    let calib = structured(&mut Rng::new(300), 32, 3, 16);
+    let test = structured(&mut Rng::new(400), 8, 3, 16);
+    let dense = convert(&onnx, &ConvertOptions::default()).unwrap();
+    let mut errs = Vec::new();
+    for epochs in [0, 30] {
+        let mut o = opts(0.5, true, true, 4);
+        o.prune.calib = Some(Arc::new(
+            Calibration::from_array(&[32, 3, 16, 16], &calib).unwrap(),
+        ));
+        o.prune.distill = DistillOptions {
+            epochs,
+            ..Default::default()
+        };
+        let c = convert(&onnx, &o).unwrap();
+        assert!(c.prune.flops_after as f64 <= 0.5 * c.prune.flops_before as f64);
+        assert_eq!(c.prune.distill_loss.len(), epochs);
+        let err = |set: &[f32]| -> f64 {
+            set.chunks(per)
+                .map(|s| rel_err(&run(&dense.bytes, s), &run(&c.bytes, s)))
+                .sum::<f64>()
+                / (set.len() / per) as f64
+        };
+        let (e_cal, e_test) = (err(&calib), err(&test));
+        println!("distill {epochs} epochs: calibration {e_cal:.3e}, held-out {e_test:.3e}");
+        errs.push((e_cal, e_test));
+    }
+    let ((cal_off, test_off), (cal_on, test_on)) = (errs[0], errs[1]);
+    assert!(cal_on < 0.9 * cal_off, "calibration: {cal_on} vs {cal_off}");
+    assert!(
+        test_on < 0.9 * test_off,
+        "held-out: {test_on} vs {test_off}"
+    );
+}
+
 /// A latency table from another model is a clear error; allowed explicitly, it is a
 /// warning and the budget is still met (layers it lacks fall back to FLOPs).
 #[test]

@@ -47,51 +47,9 @@ pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> 
     let x = ins.first().copied().unwrap_or(&[]);
     let out: Vec<f32> = match &node.op {
         Op::Conv(cv) => {
-            let [kh, kw] = cv.kernel();
-            let icg = c / cv.group;
-            let ocg = oc / cv.group;
-            let mut y = vec![0.0f32; n * oc * oh * ow];
-            if icg * ocg > 1 {
-                conv_gemm(cv, x, xs, ys, &mut y);
-                let plane = oh * ow;
-                for (k, v) in y.iter_mut().enumerate() {
-                    let o = k / plane % oc;
-                    let mut acc = *v + cv.bias.as_ref().map_or(0.0, |bb| bb[o]);
-                    if let Some(r) = ins.get(1) {
-                        acc += r[k];
-                    }
-                    *v = cv.act.apply(acc);
-                }
-                return y;
-            }
-            // One channel per group (depthwise): each output plane accumulates tap by tap
-            // (ky, then kx), the order of a per-element sum.
-            for b in 0..n {
-                for o in 0..oc {
-                    let gi = o / ocg;
-                    let base = (b * oc + o) * oh * ow;
-                    let plane = &mut y[base..base + oh * ow];
-                    plane.fill(cv.bias.as_ref().map_or(0.0, |bb| bb[o]));
-                    for i in 0..icg {
-                        let ci = gi * icg + i;
-                        let xc = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let wv = cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
-                                for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
-                                    plane[at] += wv * v;
-                                });
-                            }
-                        }
-                    }
-                    for (k, v) in plane.iter_mut().enumerate() {
-                        let mut acc = *v;
-                        if let Some(r) = ins.get(1) {
-                            acc += r[base + k];
-                        }
-                        *v = cv.act.apply(acc);
-                    }
-                }
+            let mut y = conv_pre(cv, x, ins.get(1).copied(), xs, ys);
+            for v in &mut y {
+                *v = cv.act.apply(*v);
             }
             y
         }
@@ -565,6 +523,64 @@ pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> 
     out
 }
 
+/// A conv's output before its activation: the convolution of `x` (shape `xs`) to shape
+/// `ys`, plus the bias, plus the residual input `res` if any.
+pub(crate) fn conv_pre(
+    cv: &ConvOp,
+    x: &[f32],
+    res: Option<&[f32]>,
+    xs: [usize; 4],
+    ys: [usize; 4],
+) -> Vec<f32> {
+    let [n, c, h, w] = xs;
+    let [_, oc, oh, ow] = ys;
+    let [kh, kw] = cv.kernel();
+    let icg = c / cv.group;
+    let ocg = oc / cv.group;
+    let mut y = vec![0.0f32; n * oc * oh * ow];
+    if icg * ocg > 1 {
+        conv_gemm(cv, x, xs, ys, &mut y);
+        let plane = oh * ow;
+        for (k, v) in y.iter_mut().enumerate() {
+            let o = k / plane % oc;
+            let mut acc = *v + cv.bias.as_ref().map_or(0.0, |bb| bb[o]);
+            if let Some(r) = res {
+                acc += r[k];
+            }
+            *v = acc;
+        }
+        return y;
+    }
+    // One channel per group (depthwise): each output plane accumulates tap by tap
+    // (ky, then kx), the order of a per-element sum.
+    for b in 0..n {
+        for o in 0..oc {
+            let gi = o / ocg;
+            let base = (b * oc + o) * oh * ow;
+            let plane = &mut y[base..base + oh * ow];
+            plane.fill(cv.bias.as_ref().map_or(0.0, |bb| bb[o]));
+            for i in 0..icg {
+                let ci = gi * icg + i;
+                let xc = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wv = cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
+                        for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
+                            plane[at] += wv * v;
+                        });
+                    }
+                }
+            }
+            if let Some(r) = res {
+                for (v, r) in plane.iter_mut().zip(&r[base..base + oh * ow]) {
+                    *v += r;
+                }
+            }
+        }
+    }
+    y
+}
+
 /// The sums of a conv with more than one input or output channel per group (no bias,
 /// residual or activation), as one matrix product per image and group (faer's f32 GEMM):
 /// the input unfolded to `icg x kh x kw` rows of `oh x ow` taps, zero where a tap falls in
@@ -593,19 +609,7 @@ fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f3
             let a: &[f32] = if direct {
                 xg
             } else {
-                cols.fill(0.0);
-                for i in 0..icg {
-                    let xc = &xg[i * h * w..(i + 1) * h * w];
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let row = ((i * kh + ky) * kw + kx) * taps;
-                            let dst = &mut cols[row..row + taps];
-                            for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
-                                dst[at] = v;
-                            });
-                        }
-                    }
-                }
+                im2col(cv, xg, [h, w], [oh, ow], &mut cols);
                 &cols
             };
             let wg = &cv.weight.data[gi * ocg * k..(gi + 1) * ocg * k];
@@ -622,16 +626,54 @@ fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f3
     }
 }
 
+/// Unfolds the `icg` input planes `xg` (each `h x w`) of one group into `icg x kh x kw`
+/// rows of `oh x ow` taps in `cols`, zero where a tap falls in the padding.
+pub(crate) fn im2col(
+    cv: &ConvOp,
+    xg: &[f32],
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    cols: &mut [f32],
+) {
+    let [kh, kw] = cv.kernel();
+    let taps = oh * ow;
+    cols.fill(0.0);
+    for (i, xc) in xg.chunks_exact(h * w).enumerate() {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = ((i * kh + ky) * kw + kx) * taps;
+                let dst = &mut cols[row..row + taps];
+                for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
+                    dst[at] = v;
+                });
+            }
+        }
+    }
+}
+
 /// Tap `[ky, kx]` of a conv over one `h x w` input plane `xc`: calls `f(oy * ow + ox, value)`
 /// for every output pixel whose tap lies inside the image, row by row (taps in the padding
 /// are skipped).
 fn for_each_tap(
     cv: &ConvOp,
     xc: &[f32],
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    k: [usize; 2],
+    mut f: impl FnMut(usize, f32),
+) {
+    tap_pairs(cv, hw, ohw, k, |at, i| f(at, xc[i]));
+}
+
+/// Tap `[ky, kx]` of a conv from an `h x w` input plane to an `oh x ow` output plane: calls
+/// `f(oy * ow + ox, iy * w + ix)` for every output pixel whose tap lies inside the image, row
+/// by row (taps in the padding are skipped).
+pub(crate) fn tap_pairs(
+    cv: &ConvOp,
     [h, w]: [usize; 2],
     [oh, ow]: [usize; 2],
     [ky, kx]: [usize; 2],
-    mut f: impl FnMut(usize, f32),
+    mut f: impl FnMut(usize, usize),
 ) {
     let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
     // ox with 0 <= ox*s + kx*d - p < w.
@@ -643,9 +685,9 @@ fn for_each_tap(
         if iy < 0 || iy >= h as isize {
             continue;
         }
-        let xr = &xc[iy as usize * w..(iy as usize + 1) * w];
+        let row = iy as usize * w;
         for ox in ox0..ox1 {
-            f(oy * ow + ox, xr[ox * s[1] + off - p[1]]);
+            f(oy * ow + ox, row + ox * s[1] + off - p[1]);
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod budget;
 pub mod calib;
 pub mod channels;
 pub mod constant;
+pub mod distill;
 pub mod lut;
 pub mod obs;
 pub mod refit;
@@ -52,6 +53,9 @@ pub struct PruneOptions {
     /// With calibration: refit every layer in graph order on the pruned model's own
     /// activations after the allocation ([`refit::sequential`]).
     pub refit: bool,
+    /// With calibration: train the pruned model towards the dense one end to end after
+    /// the refit ([`distill::distill`]); 0 epochs turns it off.
+    pub distill: distill::DistillOptions,
     /// Latency table for [`Budget::Latency`].
     pub lut: Option<Arc<lut::Lut>>,
     /// Show a progress bar during calibration.
@@ -67,6 +71,7 @@ impl Default for PruneOptions {
             channel_multiple: 1,
             calib: None,
             refit: true,
+            distill: distill::DistillOptions::default(),
             lut: None,
             progress: false,
         }
@@ -119,6 +124,8 @@ pub struct PruneReport {
     /// Nodes whose channel mapping the analysis does not follow (`name (op)`); the channels
     /// on both of their sides were kept.
     pub unanalysed: Vec<String>,
+    /// With distillation, its mean training loss per epoch.
+    pub distill_loss: Vec<f64>,
 }
 
 /// FLOPs (2 x multiply-adds) of a conv or fully connected node; 0 for other ops.
@@ -259,14 +266,19 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
     let exact_channels = exact_channel_shrink(g)?;
 
     let calibrated = opts.budget.is_some() && opts.calib.is_some();
+    let mut distill_loss = Vec::new();
     if let Some(b) = opts.budget {
         let nodes: Vec<usize> = (0..g.nodes.len())
             .filter(|&i| stats::layer_kind(g, i).is_some())
             .collect();
         let refit = calibrated && opts.refit;
-        // The model before the allocation (the refit's target) and its channel counts (the
-        // allocation keeps a share of them).
-        let dense = refit.then(|| g.clone());
+        let distilling = calibrated && opts.distill.epochs > 0;
+        if distilling {
+            distill::check(g)?;
+        }
+        // The model before the allocation (the refit's and the distillation's target) and
+        // its channel counts (the allocation keeps a share of them).
+        let dense = (refit || distilling).then(|| g.clone());
         let dense_channels: Vec<usize> =
             (0..g.values.len()).map(|v| stats::channels(g, v)).collect();
         let mut kept: Vec<Vec<usize>> = dense_channels.iter().map(|&c| (0..c).collect()).collect();
@@ -338,7 +350,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                     layers[li].rel_error = l.err / l.norm.max(f64::MIN_POSITIVE);
                 }
             }
-            if let (Some(dense), Some(samples)) = (&dense, &opts.calib) {
+            if let (true, Some(dense), Some(samples)) = (refit, &dense, &opts.calib) {
                 let bar = progress_bar(
                     opts.progress,
                     g.nodes.len(),
@@ -355,6 +367,20 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                     }
                 }
             }
+        }
+        if let (true, Some(dense), Some(samples)) = (distilling, &dense, &opts.calib) {
+            let steps =
+                opts.distill.epochs * samples.samples.len().div_ceil(opts.distill.batch.max(1));
+            let bar = progress_bar(
+                opts.progress,
+                steps,
+                "distilling {bar:30} {pos}/{len} steps, {elapsed} ({eta} left)",
+            );
+            let rep = distill::distill(dense, g, samples, &opts.distill, |k, _| {
+                bar.set_position(k as u64)
+            })?;
+            bar.finish_and_clear();
+            distill_loss = rep.epoch_loss;
         }
     }
     for (li, &i) in convs.iter().enumerate() {
@@ -384,6 +410,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         calibrated,
         layers,
         unanalysed: channels::ChannelGroups::analyse(g).unanalysed,
+        distill_loss,
     })
 }
 

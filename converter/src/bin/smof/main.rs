@@ -71,6 +71,17 @@ enum Cmd {
         /// pruned model's own calibration activations (sequential reconstruction).
         #[arg(long, value_name = "on|off", default_value = "on")]
         refit: String,
+        /// With --calib: after the refit, train the pruned model towards the dense model's
+        /// outputs on the calibration inputs for N epochs (0: off).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        distill: usize,
+        /// Initial Adam step of --distill, relative to each weight row's root mean square.
+        #[arg(long, value_name = "LR", default_value_t = 1e-3)]
+        distill_lr: f32,
+        /// Mirror image inputs left to right at random during --distill (off for inputs
+        /// whose mirror image is not a valid input, such as digits).
+        #[arg(long, value_name = "on|off", default_value = "on")]
+        distill_mirror: String,
         /// Per-channel mean of images in --calib DIR (on 0..1 values).
         #[arg(long, value_name = "M,M,M", default_value = "0.485,0.456,0.406")]
         mean: String,
@@ -227,6 +238,14 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
             String::new()
         }
     );
+    if let (Some(first), Some(last)) = (r.distill_loss.first(), r.distill_loss.last()) {
+        println!(
+            "distillation: output error on the calibration set {:.4}% (first epoch) -> {:.4}% ({} epochs)",
+            first * 100.0,
+            last * 100.0,
+            r.distill_loss.len()
+        );
+    }
     if !r.unanalysed.is_empty() {
         println!(
             "channels kept on both sides of {} node(s) the channel analysis does not follow: {}",
@@ -259,6 +278,7 @@ fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
         "calibrated": r.calibrated,
         "exact_channel_groups": r.exact_channels,
         "unanalysed_nodes": r.unanalysed,
+        "distill_loss": r.distill_loss,
         "layers": layers,
     })
     .to_string()
@@ -301,6 +321,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             channel_multiple,
             calib,
             refit,
+            distill,
+            distill_lr,
+            distill_mirror,
             mean,
             std,
             lut,
@@ -360,6 +383,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     channel_multiple: channel_multiple.unwrap_or(kernels.channel_align()),
                     calib,
                     refit: on_off("refit", &refit)?,
+                    distill: smof_converter::prune::distill::DistillOptions {
+                        epochs: distill,
+                        lr: distill_lr,
+                        mirror: on_off("distill-mirror", &distill_mirror)?,
+                        ..Default::default()
+                    },
                     lut,
                     progress: true,
                 },

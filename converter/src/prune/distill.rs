@@ -1,0 +1,998 @@
+//! End-to-end distillation of a pruned model towards the dense one, on calibration inputs.
+//!
+//! The allocation's updates and the sequential refit ([`super::refit`]) fit each layer by
+//! least squares to the dense layer's output, one layer at a time. An error that a layer
+//! cannot undo alone (a removed channel whose contribution only later layers could
+//! replace, or the clipping of the activations in between) stays. This pass trains every
+//! conv and fully connected layer of the pruned model, weights and biases together, by
+//! Adam on the relative squared error of the model's outputs against the dense model's on
+//! the same input, `Σ_o ‖y_p − y_d‖² / ‖y_d‖²` (backpropagation through the graph). Each
+//! epoch visits every calibration sample once in a shuffled order; an image input is
+//! mirrored left to right with probability ½ (the dense model's output on the mirrored
+//! image is the target, so the mirror needs no label and doubles the distinct inputs).
+//! The learning rate falls from [`DistillOptions::lr`] to 0 along a half cosine.
+//!
+//! The ops that gradients pass through are those of CNNs: convs (any group, stride,
+//! dilation, padding, fused residual and activation), fully connected layers, pooling,
+//! global pooling, Add, Mul (squeeze-excite), Concat, activations and the reshaping ops.
+//! A graph with another op is an error, found before any work.
+
+use super::calib::Calibration;
+use super::stats::batch1;
+use crate::error::{Error, Result};
+use crate::ir::eval::{conv_pre, eval, eval_node, im2col, tap_pairs};
+use crate::ir::shape::dims4;
+use crate::ir::{Activation, ConvOp, Graph, Op, PoolKind, PoolOp};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// Distillation settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DistillOptions {
+    /// Passes over the calibration samples; 0 turns distillation off.
+    pub epochs: usize,
+    /// Adam's initial step size.
+    pub lr: f32,
+    /// Samples per step (their gradients are averaged).
+    pub batch: usize,
+    /// Worker threads (each runs whole samples).
+    pub threads: usize,
+    /// Mirror image inputs left to right at random (for photos; not for digits or text).
+    pub mirror: bool,
+}
+
+impl Default for DistillOptions {
+    fn default() -> Self {
+        DistillOptions {
+            epochs: 0,
+            lr: 1e-3,
+            batch: 8,
+            threads: 2,
+            mirror: true,
+        }
+    }
+}
+
+/// Adam's moment decay rates and its denominator's guard.
+const BETA1: f32 = 0.9;
+const BETA2: f32 = 0.999;
+const EPS: f32 = 1e-8;
+
+/// Whether the gradients can pass through every node of `g` (see the module docs).
+pub fn check(g: &Graph) -> Result<()> {
+    if g.inputs.len() != 1 {
+        return Err(Error::Options(
+            "distillation needs a model with one input".into(),
+        ));
+    }
+    for n in &g.nodes {
+        let ok = matches!(
+            &n.op,
+            Op::Conv(_)
+                | Op::Fc(_)
+                | Op::Pool(_)
+                | Op::GlobalAvgPool
+                | Op::GlobalMaxPool
+                | Op::Add { .. }
+                | Op::Concat
+                | Op::Act(_)
+                | Op::Flatten
+                | Op::Identity
+                | Op::Reshape { .. }
+                | Op::Mul
+        );
+        if !ok {
+            return Err(Error::Options(format!(
+                "distillation does not pass gradients through {} ({}); convert without --distill",
+                n.name,
+                n.op.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The trainable tensors of one layer: its weights and its bias (empty without one).
+#[derive(Clone, Debug, Default)]
+struct LayerGrad {
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+/// Gradients of every trainable node (conv or fully connected), indexed by node (`None`
+/// for other nodes).
+type Grads = Vec<Option<LayerGrad>>;
+
+fn zero_grads(g: &Graph) -> Grads {
+    g.nodes
+        .iter()
+        .map(|n| {
+            let (w, b) = match &n.op {
+                Op::Conv(c) => (&c.weight.data, &c.bias),
+                Op::Fc(f) => (&f.weight.data, &f.bias),
+                _ => return None,
+            };
+            Some(LayerGrad {
+                w: vec![0.0; w.len()],
+                b: vec![0.0; b.as_ref().map_or(0, Vec::len)],
+            })
+        })
+        .collect()
+}
+
+/// Values computed by a forward pass, and each node's output before its activation where
+/// the activation is not the identity (its derivative needs it).
+struct Tape {
+    vals: Vec<Option<Vec<f32>>>,
+    pre: Vec<Option<Vec<f32>>>,
+}
+
+fn forward(g: &Graph, x: &[f32]) -> Tape {
+    let mut vals: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
+    let mut pre: Vec<Option<Vec<f32>>> = vec![None; g.nodes.len()];
+    vals[g.inputs[0].value] = Some(x.to_vec());
+    for (j, node) in g.nodes.iter().enumerate() {
+        let input = |k: usize| vals[node.inputs[k]].as_deref().expect("computed");
+        let (p, act) = match &node.op {
+            Op::Conv(cv) => {
+                let xs = dims4(g.shape(node.inputs[0]));
+                let ys = dims4(g.shape(node.output));
+                let res = (node.inputs.len() > 1).then(|| input(1));
+                (conv_pre(cv, input(0), res, xs, ys), cv.act)
+            }
+            Op::Fc(f) => (fc_pre(f, input(0)), f.act),
+            Op::Add { act } => (
+                input(0).iter().zip(input(1)).map(|(a, b)| a + b).collect(),
+                *act,
+            ),
+            _ => {
+                let y = eval_node(g, node, &vals);
+                vals[node.output] = Some(y);
+                continue;
+            }
+        };
+        if act == Activation::None {
+            vals[node.output] = Some(p);
+        } else {
+            vals[node.output] = Some(p.iter().map(|&v| act.apply(v)).collect());
+            pre[j] = Some(p);
+        }
+    }
+    Tape { vals, pre }
+}
+
+fn fc_pre(f: &crate::ir::FcOp, x: &[f32]) -> Vec<f32> {
+    let (of, inf) = (f.weight.dims[0], f.weight.dims[1]);
+    (0..of)
+        .map(|o| {
+            let row = &f.weight.data[o * inf..(o + 1) * inf];
+            // The reference evaluator's order: the bias, then each product.
+            row.iter()
+                .zip(x)
+                .fold(f.bias.as_ref().map_or(0.0, |b| b[o]), |acc, (w, v)| {
+                    acc + w * v
+                })
+        })
+        .collect()
+}
+
+/// The derivative of `act` at `x` (the value before the activation).
+fn act_grad(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::None => 1.0,
+        Activation::Relu => f32::from(x > 0.0),
+        Activation::Clip { min, max } => f32::from(x > min && x < max),
+        Activation::LeakyRelu { alpha } => {
+            if x >= 0.0 {
+                1.0
+            } else {
+                alpha
+            }
+        }
+        Activation::Sigmoid => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 - s)
+        }
+        Activation::HardSigmoid { alpha, beta } => {
+            let t = alpha * x + beta;
+            if t > 0.0 && t < 1.0 {
+                alpha
+            } else {
+                0.0
+            }
+        }
+        Activation::HardSwish => {
+            if x <= -3.0 {
+                0.0
+            } else if x >= 3.0 {
+                1.0
+            } else {
+                x / 3.0 + 0.5
+            }
+        }
+        Activation::Silu => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 + x * (1.0 - s))
+        }
+        Activation::Tanh => {
+            let t = x.tanh();
+            1.0 - t * t
+        }
+    }
+}
+
+/// `dv[v] += d`.
+fn add_grad(dv: &mut [Option<Vec<f32>>], v: usize, d: Vec<f32>) {
+    match &mut dv[v] {
+        Some(acc) => acc.iter_mut().zip(&d).for_each(|(a, b)| *a += b),
+        slot => *slot = Some(d),
+    }
+}
+
+/// Backpropagates the output gradients `dv` (indexed by value) through `g`, adding the
+/// gradients of the trainable tensors into `grads`. The model input gets none.
+fn backward(g: &Graph, tape: &Tape, mut dv: Vec<Option<Vec<f32>>>, grads: &mut Grads) {
+    let input = g.inputs[0].value;
+    for (j, node) in g.nodes.iter().enumerate().rev() {
+        let Some(gy) = dv[node.output].take() else {
+            continue;
+        };
+        let val = |v: usize| tape.vals[v].as_deref().expect("computed");
+        // The gradient before the node's activation.
+        let through = |act: Activation| -> Vec<f32> {
+            match &tape.pre[j] {
+                Some(p) if act != Activation::None => gy
+                    .iter()
+                    .zip(p)
+                    .map(|(d, &x)| d * act_grad(act, x))
+                    .collect(),
+                _ => gy.clone(),
+            }
+        };
+        let want = |v: usize| v != input;
+        match &node.op {
+            Op::Conv(cv) => {
+                let gp = through(cv.act);
+                let xs = dims4(g.shape(node.inputs[0]));
+                let ys = dims4(g.shape(node.output));
+                let lg = grads[j].as_mut().expect("trainable");
+                let plane = ys[2] * ys[3];
+                for (o, b) in lg.b.iter_mut().enumerate() {
+                    *b += gp[o * plane..(o + 1) * plane].iter().sum::<f32>();
+                }
+                if let Some(&r) = node.inputs.get(1) {
+                    if want(r) {
+                        add_grad(&mut dv, r, gp.clone());
+                    }
+                }
+                let x = val(node.inputs[0]);
+                let mut dx = want(node.inputs[0]).then(|| vec![0.0f32; x.len()]);
+                conv_back(cv, x, &gp, xs, ys, &mut lg.w, dx.as_deref_mut());
+                if let Some(dx) = dx {
+                    add_grad(&mut dv, node.inputs[0], dx);
+                }
+            }
+            Op::Fc(f) => {
+                let gp = through(f.act);
+                let x = val(node.inputs[0]);
+                let inf = f.weight.dims[1];
+                let lg = grads[j].as_mut().expect("trainable");
+                for (b, d) in lg.b.iter_mut().zip(&gp) {
+                    *b += d;
+                }
+                let mut dx = vec![0.0f32; x.len()];
+                for (o, &d) in gp.iter().enumerate() {
+                    let row = &f.weight.data[o * inf..(o + 1) * inf];
+                    let gw = &mut lg.w[o * inf..(o + 1) * inf];
+                    for i in 0..inf {
+                        gw[i] += d * x[i];
+                        dx[i] += d * row[i];
+                    }
+                }
+                if want(node.inputs[0]) {
+                    add_grad(&mut dv, node.inputs[0], dx);
+                }
+            }
+            Op::Add { act } => {
+                let gp = through(*act);
+                for &v in &node.inputs {
+                    if want(v) {
+                        add_grad(&mut dv, v, gp.clone());
+                    }
+                }
+            }
+            Op::Act(a) => {
+                let x = val(node.inputs[0]);
+                let d = gy
+                    .iter()
+                    .zip(x)
+                    .map(|(d, &v)| d * act_grad(*a, v))
+                    .collect();
+                if want(node.inputs[0]) {
+                    add_grad(&mut dv, node.inputs[0], d);
+                }
+            }
+            Op::Flatten | Op::Identity | Op::Reshape { .. } if want(node.inputs[0]) => {
+                add_grad(&mut dv, node.inputs[0], gy);
+            }
+            Op::Concat => {
+                let mut at = 0;
+                for &v in &node.inputs {
+                    let len = tape.vals[v].as_ref().map_or(0, Vec::len);
+                    if want(v) {
+                        add_grad(&mut dv, v, gy[at..at + len].to_vec());
+                    }
+                    at += len;
+                }
+            }
+            Op::Mul => {
+                let (a, s) = (val(node.inputs[0]), val(node.inputs[1]));
+                let per = a.len() / s.len();
+                let da = (0..a.len()).map(|i| gy[i] * s[i / per]).collect();
+                let mut ds = vec![0.0f32; s.len()];
+                for i in 0..a.len() {
+                    ds[i / per] += gy[i] * a[i];
+                }
+                if want(node.inputs[0]) {
+                    add_grad(&mut dv, node.inputs[0], da);
+                }
+                if want(node.inputs[1]) {
+                    add_grad(&mut dv, node.inputs[1], ds);
+                }
+            }
+            Op::GlobalAvgPool | Op::GlobalMaxPool => {
+                let x = val(node.inputs[0]);
+                let plane = x.len() / gy.len();
+                let mut dx = vec![0.0f32; x.len()];
+                for (c, &d) in gy.iter().enumerate() {
+                    let src = &x[c * plane..(c + 1) * plane];
+                    let dst = &mut dx[c * plane..(c + 1) * plane];
+                    if node.op == Op::GlobalAvgPool {
+                        dst.fill(d / plane as f32);
+                    } else if let Some(k) = argmax(src) {
+                        dst[k] = d;
+                    }
+                }
+                if want(node.inputs[0]) {
+                    add_grad(&mut dv, node.inputs[0], dx);
+                }
+            }
+            Op::Pool(p) => {
+                let x = val(node.inputs[0]);
+                let xs = dims4(g.shape(node.inputs[0]));
+                let ys = dims4(g.shape(node.output));
+                let dx = pool_back(p, x, &gy, xs, ys);
+                if want(node.inputs[0]) {
+                    add_grad(&mut dv, node.inputs[0], dx);
+                }
+            }
+            // `check` admits no other op.
+            _ => {}
+        }
+    }
+}
+
+/// Index of the first maximum.
+fn argmax(v: &[f32]) -> Option<usize> {
+    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    v.iter().position(|&x| x == m)
+}
+
+/// The gradient of a pooling's input, as the reference evaluator pools: a max window passes
+/// its gradient to its first maximum; an average window shares it among the inputs it
+/// counts.
+fn pool_back(p: &PoolOp, x: &[f32], gy: &[f32], xs: [usize; 4], ys: [usize; 4]) -> Vec<f32> {
+    let [n, c, h, w] = xs;
+    let [_, _, oh, ow] = ys;
+    let mut dx = vec![0.0f32; x.len()];
+    let mut taps: Vec<usize> = Vec::with_capacity(p.kernel[0] * p.kernel[1]);
+    for b in 0..n {
+        for ch in 0..c {
+            let base = (b * c + ch) * h * w;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    taps.clear();
+                    let mut cnt_pad = 0usize;
+                    for ky in 0..p.kernel[0] {
+                        let iy =
+                            (oy * p.stride[0] + ky * p.dilation[0]) as isize - p.pads[0] as isize;
+                        for kx in 0..p.kernel[1] {
+                            let ix = (ox * p.stride[1] + kx * p.dilation[1]) as isize
+                                - p.pads[1] as isize;
+                            if iy < (h + p.pads[2]) as isize && ix < (w + p.pads[3]) as isize {
+                                cnt_pad += 1;
+                            }
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            taps.push(base + iy as usize * w + ix as usize);
+                        }
+                    }
+                    let d = gy[((b * c + ch) * oh + oy) * ow + ox];
+                    match p.kind {
+                        PoolKind::Max => {
+                            let vals: Vec<f32> = taps.iter().map(|&t| x[t]).collect();
+                            if let Some(k) = argmax(&vals) {
+                                dx[taps[k]] += d;
+                            }
+                        }
+                        PoolKind::Avg { count_include_pad } => {
+                            let cnt = if count_include_pad {
+                                cnt_pad
+                            } else {
+                                taps.len()
+                            };
+                            for &t in &taps {
+                                dx[t] += d / cnt as f32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// A conv's weight gradient (added to `dw`) and, if asked, its input gradient (added to
+/// `dx`), from the gradient `gp` of its output before the activation. Batch 1.
+fn conv_back(
+    cv: &ConvOp,
+    x: &[f32],
+    gp: &[f32],
+    xs: [usize; 4],
+    ys: [usize; 4],
+    dw: &mut [f32],
+    mut dx: Option<&mut [f32]>,
+) {
+    let [_, c, h, w] = xs;
+    let [_, oc, oh, ow] = ys;
+    let [kh, kw] = cv.kernel();
+    let (icg, ocg) = (c / cv.group, oc / cv.group);
+    let taps = oh * ow;
+    let k = icg * kh * kw;
+    if icg * ocg > 1 {
+        let direct =
+            [kh, kw] == [1, 1] && cv.stride == [1, 1] && cv.pads == [0; 4] && (oh, ow) == (h, w);
+        let mut cols = if direct {
+            Vec::new()
+        } else {
+            vec![0.0f32; k * taps]
+        };
+        let mut dcols = vec![0.0f32; k * taps];
+        for gi in 0..cv.group {
+            let xg = &x[gi * icg * h * w..(gi + 1) * icg * h * w];
+            let a: &[f32] = if direct {
+                xg
+            } else {
+                im2col(cv, xg, [h, w], [oh, ow], &mut cols);
+                &cols
+            };
+            let gg = MatRef::from_row_major_slice(
+                &gp[gi * ocg * taps..(gi + 1) * ocg * taps],
+                ocg,
+                taps,
+            );
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut dw[gi * ocg * k..(gi + 1) * ocg * k], ocg, k),
+                Accum::Add,
+                gg,
+                MatRef::from_row_major_slice(a, k, taps).transpose(),
+                1.0f32,
+                Par::Seq,
+            );
+            let Some(dx) = dx.as_deref_mut() else {
+                continue;
+            };
+            let wg = MatRef::from_row_major_slice(
+                &cv.weight.data[gi * ocg * k..(gi + 1) * ocg * k],
+                ocg,
+                k,
+            );
+            let dxg = &mut dx[gi * icg * h * w..(gi + 1) * icg * h * w];
+            if direct {
+                matmul(
+                    MatMut::from_row_major_slice_mut(dxg, k, taps),
+                    Accum::Add,
+                    wg.transpose(),
+                    gg,
+                    1.0f32,
+                    Par::Seq,
+                );
+                continue;
+            }
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut dcols, k, taps),
+                Accum::Replace,
+                wg.transpose(),
+                gg,
+                1.0f32,
+                Par::Seq,
+            );
+            for (i, dxc) in dxg.chunks_exact_mut(h * w).enumerate() {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let row = &dcols[((i * kh + ky) * kw + kx) * taps..][..taps];
+                        tap_pairs(cv, [h, w], [oh, ow], [ky, kx], |at, xi| dxc[xi] += row[at]);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    // One channel per group.
+    for o in 0..oc {
+        let ci = o / ocg * icg;
+        let go = &gp[o * taps..(o + 1) * taps];
+        let xc = &x[ci * h * w..(ci + 1) * h * w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let wi = (o * kh + ky) * kw + kx;
+                let wv = cv.weight.data[wi];
+                let mut acc = 0.0f32;
+                match dx.as_deref_mut() {
+                    Some(dx) => {
+                        let dxc = &mut dx[ci * h * w..(ci + 1) * h * w];
+                        tap_pairs(cv, [h, w], [oh, ow], [ky, kx], |at, xi| {
+                            acc += go[at] * xc[xi];
+                            dxc[xi] += wv * go[at];
+                        });
+                    }
+                    None => tap_pairs(cv, [h, w], [oh, ow], [ky, kx], |at, xi| {
+                        acc += go[at] * xc[xi];
+                    }),
+                }
+                dw[wi] += acc;
+            }
+        }
+    }
+}
+
+/// The loss of one sample (see the module docs) and its gradient at the model outputs.
+fn loss_grads(g: &Graph, tape: &Tape, targets: &[Vec<f32>]) -> (f64, Vec<Option<Vec<f32>>>) {
+    let mut dv: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
+    let mut loss = 0.0f64;
+    for (o, t) in g.outputs.iter().zip(targets) {
+        let y = tape.vals[o.value].as_deref().expect("computed");
+        let norm = t
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .max(1e-30);
+        let e: f64 = y
+            .iter()
+            .zip(t)
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
+        loss += e / norm;
+        let d = y
+            .iter()
+            .zip(t)
+            .map(|(&a, &b)| (2.0 * (f64::from(a) - f64::from(b)) / norm) as f32)
+            .collect();
+        add_grad(&mut dv, o.value, d);
+    }
+    (loss, dv)
+}
+
+/// One sample's loss, with its gradients added into `grads`.
+fn sample_grads(student: &Graph, teacher: &Graph, x: &[f32], grads: &mut Grads) -> f64 {
+    let targets = eval(teacher, &[x]);
+    let tape = forward(student, x);
+    let (loss, dv) = loss_grads(student, &tape, &targets);
+    backward(student, &tape, dv, grads);
+    loss
+}
+
+/// A small deterministic generator (SplitMix64) for the sample order and the mirroring.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// `x` (of per-sample shape `shape`) mirrored along its last axis if it is an image.
+fn mirrored(x: &[f32], shape: &[usize]) -> Vec<f32> {
+    let w = *shape.last().unwrap_or(&1);
+    if shape.len() < 3 || w < 2 {
+        return x.to_vec();
+    }
+    x.chunks_exact(w)
+        .flat_map(|r| r.iter().rev().copied())
+        .collect()
+}
+
+/// What distillation did: the mean training loss of each epoch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DistillReport {
+    /// Mean per-sample loss over each epoch, measured before that sample's step.
+    pub epoch_loss: Vec<f64>,
+}
+
+/// Trains `pruned` towards `dense` on `calib` (see the module docs). The two graphs have the
+/// same inputs and outputs; `progress(step, steps)` is called after every step.
+pub fn distill(
+    dense: &Graph,
+    pruned: &mut Graph,
+    calib: &Calibration,
+    opts: &DistillOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<DistillReport> {
+    check(pruned)?;
+    check(dense)?;
+    let teacher = batch1(dense);
+    let mut student = batch1(pruned);
+    let per: usize = student.shape(student.inputs[0].value).iter().product();
+    if calib.samples.iter().any(|s| s.len() != per) || calib.samples.is_empty() {
+        return Err(Error::Options(format!(
+            "distillation needs calibration samples of {per} values"
+        )));
+    }
+    let shape = student.shape(student.inputs[0].value)[1..].to_vec();
+    let ns = calib.samples.len();
+    let batch = opts.batch.clamp(1, ns);
+    let steps_per_epoch = ns.div_ceil(batch);
+    let steps = opts.epochs * steps_per_epoch;
+    let sc = scales(&student);
+    let mut m = zero_grads(&student);
+    let mut v = zero_grads(&student);
+    let mut rng = Rng(0x5EED);
+    let mut report = DistillReport::default();
+    let mut step = 0usize;
+    let threads = opts.threads.max(1);
+    for _ in 0..opts.epochs {
+        let mut order: Vec<usize> = (0..ns).collect();
+        for i in (1..ns).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let mut epoch_loss = 0.0;
+        for chunk in order.chunks(batch) {
+            let inputs: Vec<Vec<f32>> = chunk
+                .iter()
+                .map(|&s| {
+                    let x = &calib.samples[s];
+                    if opts.mirror && rng.next() & 1 == 1 {
+                        mirrored(x, &shape)
+                    } else {
+                        x.clone()
+                    }
+                })
+                .collect();
+            let parts: Vec<(Grads, f64)> = std::thread::scope(|sc| {
+                let (st, te) = (&student, &teacher);
+                let handles: Vec<_> = inputs
+                    .chunks(inputs.len().div_ceil(threads))
+                    .map(|xs| {
+                        sc.spawn(move || {
+                            let mut gr = zero_grads(st);
+                            let loss = xs.iter().map(|x| sample_grads(st, te, x, &mut gr)).sum();
+                            (gr, loss)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("worker"))
+                    .collect()
+            });
+            let mut total = zero_grads(&student);
+            for (gr, loss) in parts {
+                epoch_loss += loss;
+                for (t, p) in total.iter_mut().zip(gr) {
+                    if let (Some(t), Some(p)) = (t, p) {
+                        t.w.iter_mut().zip(&p.w).for_each(|(a, b)| *a += b);
+                        t.b.iter_mut().zip(&p.b).for_each(|(a, b)| *a += b);
+                    }
+                }
+            }
+            step += 1;
+            let lr = opts.lr
+                * 0.5
+                * (1.0 + (std::f32::consts::PI * (step - 1) as f32 / steps as f32).cos());
+            adam(
+                &mut student,
+                &total,
+                &sc,
+                &mut m,
+                &mut v,
+                lr,
+                step,
+                1.0 / chunk.len() as f32,
+            );
+            progress(step, steps);
+        }
+        report.epoch_loss.push(epoch_loss / ns as f64);
+    }
+    for (j, node) in student.nodes.iter().enumerate() {
+        match (&node.op, &mut pruned.nodes[j].op) {
+            (Op::Conv(a), Op::Conv(b)) => {
+                b.weight.data.clone_from(&a.weight.data);
+                b.bias.clone_from(&a.bias);
+            }
+            (Op::Fc(a), Op::Fc(b)) => {
+                b.weight.data.clone_from(&a.weight.data);
+                b.bias.clone_from(&a.bias);
+            }
+            _ => {}
+        }
+    }
+    Ok(report)
+}
+
+/// Each trainable tensor's step scale: the root mean square of every output row of its
+/// weights (one per output channel), and of its bias. Adam moves every parameter by about
+/// the step size whatever its gradient's scale, and the weights of one model differ in
+/// scale by orders of magnitude (BatchNorm folding scales each output channel), so the
+/// step is relative: [`DistillOptions::lr`] times the scale of the parameter's row.
+type Scales = Vec<Option<(Vec<f32>, f32)>>;
+
+fn scales(g: &Graph) -> Scales {
+    let rms = |v: &[f32]| (v.iter().map(|x| x * x).sum::<f32>() / v.len().max(1) as f32).sqrt();
+    g.nodes
+        .iter()
+        .map(|n| {
+            let (w, b) = match &n.op {
+                Op::Conv(c) => (&c.weight, &c.bias),
+                Op::Fc(f) => (&f.weight, &f.bias),
+                _ => return None,
+            };
+            let all = rms(&w.data);
+            let floor = (1e-3 * all).max(f32::MIN_POSITIVE);
+            let rows = w.data.len() / w.dims[0].max(1);
+            let per_row = w
+                .data
+                .chunks(rows.max(1))
+                .map(|r| rms(r).max(floor))
+                .collect();
+            let bias = b.as_deref().map_or(0.0, rms).max(floor);
+            Some((per_row, bias))
+        })
+        .collect()
+}
+
+/// One Adam step on every trainable tensor of `g` with the summed gradients `grads`
+/// (times `scale`), each parameter's step relative to its row's scale (`sc`).
+#[allow(clippy::too_many_arguments)]
+fn adam(
+    g: &mut Graph,
+    grads: &Grads,
+    sc: &Scales,
+    m: &mut Grads,
+    v: &mut Grads,
+    lr: f32,
+    t: usize,
+    scale: f32,
+) {
+    let c1 = 1.0 - BETA1.powi(t as i32);
+    let c2 = 1.0 - BETA2.powi(t as i32);
+    for (j, node) in g.nodes.iter_mut().enumerate() {
+        let (Some(gr), Some((rows, bs)), Some(mj), Some(vj)) =
+            (&grads[j], &sc[j], &mut m[j], &mut v[j])
+        else {
+            continue;
+        };
+        let (w, b) = match &mut node.op {
+            Op::Conv(c) => (&mut c.weight.data, c.bias.as_mut()),
+            Op::Fc(f) => (&mut f.weight.data, f.bias.as_mut()),
+            _ => continue,
+        };
+        let step =
+            |p: &mut [f32], d: &[f32], mm: &mut [f32], vv: &mut [f32], s: &dyn Fn(usize) -> f32| {
+                for k in 0..p.len() {
+                    let gk = d[k] * scale;
+                    mm[k] = BETA1 * mm[k] + (1.0 - BETA1) * gk;
+                    vv[k] = BETA2 * vv[k] + (1.0 - BETA2) * gk * gk;
+                    p[k] -= lr * s(k) * (mm[k] / c1) / ((vv[k] / c2).sqrt() + EPS);
+                }
+            };
+        let per = w.len() / rows.len().max(1);
+        step(w, &gr.w, &mut mj.w, &mut vj.w, &|k| rows[k / per]);
+        if let Some(b) = b {
+            step(b, &gr.b, &mut mj.b, &mut vj.b, &|_| *bs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{FcOp, Weight};
+    use crate::passes::testing::B;
+
+    fn values(seed: &mut u64, n: usize, scale: f32) -> Vec<f32> {
+        let mut r = Rng(*seed);
+        *seed += 1;
+        (0..n)
+            .map(|_| ((r.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale)
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(seed: &mut u64, [ic, oc, k, group, stride, pad]: [usize; 6], act: Activation) -> Op {
+        let n = oc * ic / group * k * k;
+        Op::Conv(ConvOp {
+            weight: Weight {
+                dims: vec![oc, ic / group, k, k],
+                data: values(seed, n, 1.0 / ((ic / group * k * k) as f32).sqrt()),
+            },
+            bias: Some(values(seed, oc, 0.3)),
+            group,
+            stride: [stride; 2],
+            dilation: [1, 1],
+            pads: [pad; 4],
+            act,
+        })
+    }
+
+    /// Conv stride 2 with padding and Relu6, depthwise with leaky Relu, 1x1 with a fused
+    /// residual, grouped 3x3, Concat, squeeze-excite (global average, sigmoid, Mul), max
+    /// pooling, Flatten and a fully connected layer.
+    fn net(seed: &mut u64) -> Graph {
+        let (mut b, x) = B::new(&[1, 3, 9, 9]);
+        let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+        let c1 = b.node(conv(seed, [3, 8, 3, 1, 2, 1], relu6), &[x]);
+        let dw = b.node(
+            conv(
+                seed,
+                [8, 8, 3, 8, 1, 1],
+                Activation::LeakyRelu { alpha: 0.1 },
+            ),
+            &[c1],
+        );
+        let pw = b.node(conv(seed, [8, 8, 1, 1, 1, 0], Activation::None), &[dw, c1]);
+        let gc = b.node(conv(seed, [8, 8, 3, 2, 1, 1], Activation::Tanh), &[pw]);
+        let cat = b.node(Op::Concat, &[gc, pw]);
+        let sq = b.node(Op::GlobalAvgPool, &[cat]);
+        let sg = b.node(Op::Act(Activation::Sigmoid), &[sq]);
+        let se = b.node(Op::Mul, &[cat, sg]);
+        let mp = b.node(
+            Op::Pool(PoolOp {
+                kind: PoolKind::Max,
+                kernel: [2, 2],
+                stride: [2, 2],
+                dilation: [1, 1],
+                pads: [0; 4],
+                ceil_pads: [0; 2],
+            }),
+            &[se],
+        );
+        let fl = b.node(Op::Flatten, &[mp]);
+        let fc = b.node(
+            Op::Fc(FcOp {
+                weight: Weight {
+                    dims: vec![5, 64],
+                    data: values(seed, 5 * 64, 0.125),
+                },
+                bias: Some(values(seed, 5, 0.3)),
+                act: Activation::None,
+            }),
+            &[fl],
+        );
+        b.output(fc)
+    }
+
+    fn loss(g: &Graph, x: &[f32], t: &[Vec<f32>]) -> f64 {
+        loss_grads(g, &forward(g, x), t).0
+    }
+
+    /// Every weight and bias gradient of backpropagation matches central differences of
+    /// the loss, through each op the module admits.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut seed = 11;
+        let g = net(&mut seed);
+        check(&g).unwrap();
+        let x = values(&mut seed, 3 * 81, 1.5);
+        let t = vec![values(&mut seed, 5, 1.0)];
+        let tape = forward(&g, &x);
+        // The forward pass is the reference evaluator's.
+        assert_eq!(
+            tape.vals[g.outputs[0].value].as_ref().unwrap(),
+            &eval(&g, &[&x])[0]
+        );
+        let (_, dv) = loss_grads(&g, &tape, &t);
+        let mut grads = zero_grads(&g);
+        backward(&g, &tape, dv, &mut grads);
+        let mut checked = 0;
+        for (j, lg) in grads.iter().enumerate() {
+            let Some(lg) = lg else { continue };
+            for (bias, len) in [(false, lg.w.len()), (true, lg.b.len())] {
+                for k in (0..len).step_by(len / 5 + 1) {
+                    let at = |g: &mut Graph, d: f32| {
+                        let (w, b) = match &mut g.nodes[j].op {
+                            Op::Conv(c) => (&mut c.weight.data, c.bias.as_mut().unwrap()),
+                            Op::Fc(f) => (&mut f.weight.data, f.bias.as_mut().unwrap()),
+                            _ => unreachable!(),
+                        };
+                        if bias {
+                            b[k] += d
+                        } else {
+                            w[k] += d
+                        }
+                    };
+                    let eps = 1e-3;
+                    let mut gp = g.clone();
+                    at(&mut gp, eps);
+                    let mut gm = g.clone();
+                    at(&mut gm, -eps);
+                    let num = (loss(&gp, &x, &t) - loss(&gm, &x, &t)) / (2.0 * f64::from(eps));
+                    let ana = f64::from(if bias { lg.b[k] } else { lg.w[k] });
+                    assert!(
+                        (num - ana).abs() <= 2e-3 + 2e-2 * num.abs(),
+                        "node {j} ({}) {} {k}: backprop {ana}, differences {num}",
+                        g.nodes[j].name,
+                        if bias { "bias" } else { "weight" },
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 40, "{checked}");
+    }
+
+    /// Distillation brings a perturbed copy of a model back towards it, on inputs it did
+    /// not train on as well as on its own.
+    #[test]
+    fn distillation_reduces_the_error_to_the_dense_model() {
+        let mut seed = 3;
+        let dense = net(&mut seed);
+        let mut student = dense.clone();
+        for n in &mut student.nodes {
+            if let Op::Conv(c) = &mut n.op {
+                let noise = values(&mut seed, c.weight.data.len(), 0.1);
+                c.weight
+                    .data
+                    .iter_mut()
+                    .zip(noise)
+                    .for_each(|(w, e)| *w += e);
+            }
+        }
+        let train = Calibration {
+            shape: vec![3, 9, 9],
+            samples: (0..64).map(|_| values(&mut seed, 243, 1.5)).collect(),
+        };
+        let held: Vec<Vec<f32>> = (0..16).map(|_| values(&mut seed, 243, 1.5)).collect();
+        let err = |g: &Graph, xs: &[Vec<f32>]| -> f64 {
+            xs.iter()
+                .map(|x| loss(g, x, &eval(&dense, &[x])))
+                .sum::<f64>()
+                / xs.len() as f64
+        };
+        let (before, before_held) = (err(&student, &train.samples), err(&student, &held));
+        let opts = DistillOptions {
+            epochs: 30,
+            lr: 1e-2,
+            batch: 4,
+            threads: 2,
+            mirror: false,
+        };
+        let rep = distill(&dense, &mut student, &train, &opts, |_, _| {}).unwrap();
+        assert_eq!(rep.epoch_loss.len(), 30);
+        let (after, after_held) = (err(&student, &train.samples), err(&student, &held));
+        println!("train {before} -> {after}, held-out {before_held} -> {after_held}");
+        assert!(after < 0.3 * before, "train {before} -> {after}");
+        assert!(
+            after_held < 0.5 * before_held,
+            "held-out {before_held} -> {after_held}"
+        );
+    }
+
+    /// An op that gradients do not pass through is reported before any work.
+    #[test]
+    fn unsupported_ops_are_clear_errors() {
+        let (mut b, x) = B::new(&[1, 4, 3, 3]);
+        let s = b.node(Op::Softmax, &[x]);
+        let g = b.output(s);
+        let e = check(&g).unwrap_err().to_string();
+        assert!(e.contains("Softmax"), "{e}");
+    }
+}

@@ -347,6 +347,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             if budget.is_none() && (calib.is_some() || lut.is_some()) {
                 bail!("--calib and --lut only apply with a budget (--prune flops=R or latency=R)");
             }
+            if distill > 0 && calib.is_none() {
+                bail!("--distill trains on calibration inputs: give --calib X.npy or DIR");
+            }
+            if !(distill_lr.is_finite() && distill_lr > 0.0) {
+                bail!("--distill-lr must be a positive number, not {distill_lr}");
+            }
             let calib = match &calib {
                 None => None,
                 Some(path) => Some(std::sync::Arc::new(load_calib(

@@ -328,6 +328,34 @@ fn calibration_compensation_beats_plain_removal() {
     assert!(e.contains("calibration samples have shape"), "{e}");
 }
 
+/// `net(5)` pruned to half its FLOPs (multiple 4), calibrated on 32 structured samples, with
+/// `setup` applied to the options; returns the conversion and its mean relative output error
+/// against the dense model on the calibration samples and on 8 held-out ones.
+fn calibrated_half(
+    setup: impl FnOnce(&mut PruneOptions),
+) -> (smof_converter::Converted, Vec<f32>, f64, f64) {
+    let onnx = net(5);
+    let per = 3 * 16 * 16;
+    let calib = structured(&mut Rng::new(300), 32, 3, 16);
+    let test = structured(&mut Rng::new(400), 8, 3, 16);
+    let dense = convert(&onnx, &ConvertOptions::default()).unwrap();
+    let mut o = opts(0.5, true, true, 4);
+    o.prune.calib = Some(Arc::new(
+        Calibration::from_array(&[32, 3, 16, 16], &calib).unwrap(),
+    ));
+    setup(&mut o.prune);
+    let c = convert(&onnx, &o).unwrap();
+    assert!(c.prune.flops_after as f64 <= 0.5 * c.prune.flops_before as f64);
+    let err = |set: &[f32]| -> f64 {
+        set.chunks(per)
+            .map(|s| rel_err(&run(&dense.bytes, s), &run(&c.bytes, s)))
+            .sum::<f64>()
+            / (set.len() / per) as f64
+    };
+    let (e_cal, e_test) = (err(&calib), err(&test));
+    (c, calib, e_cal, e_test)
+}
+
 /// The sequential refit (each layer refit on the pruned model's own activations, in
 /// stages) lowers the output error against the dense model below the layer-local OBS
 /// compensation alone, on the calibration samples and on held-out ones, through a
@@ -335,28 +363,12 @@ fn calibration_compensation_beats_plain_removal() {
 /// errors at each layer's output.
 #[test]
 fn sequential_refit_beats_layer_local_compensation() {
-    let onnx = net(5);
     let per = 3 * 16 * 16;
-    let calib = structured(&mut Rng::new(300), 32, 3, 16);
-    let test = structured(&mut Rng::new(400), 8, 3, 16);
-    let dense = convert(&onnx, &ConvertOptions::default()).unwrap();
+    let dense = convert(&net(5), &ConvertOptions::default()).unwrap();
     let mut errs = Vec::new();
     for refit in [false, true] {
-        let mut o = opts(0.5, true, true, 4);
-        o.prune.calib = Some(Arc::new(
-            Calibration::from_array(&[32, 3, 16, 16], &calib).unwrap(),
-        ));
-        o.prune.refit = refit;
-        let c = convert(&onnx, &o).unwrap();
-        assert!(c.prune.flops_after as f64 <= 0.5 * c.prune.flops_before as f64);
+        let (c, calib, e_cal, e_test) = calibrated_half(|p| p.refit = refit);
         assert!(c.prune.layers.iter().all(|l| l.rel_error.is_finite()));
-        let err = |set: &[f32]| -> f64 {
-            set.chunks(per)
-                .map(|s| rel_err(&run(&dense.bytes, s), &run(&c.bytes, s)))
-                .sum::<f64>()
-                / (set.len() / per) as f64
-        };
-        let (e_cal, e_test) = (err(&calib), err(&test));
         println!("refit {refit}: calibration {e_cal:.3e}, held-out {e_test:.3e}");
         if refit {
             // The last conv's reported error is the model output's error on the calibration
@@ -398,31 +410,15 @@ fn sequential_refit_beats_layer_local_compensation() {
 #[test]
 fn distillation_lowers_the_error_left_by_the_refit() {
     use smof_converter::prune::distill::DistillOptions;
-    let onnx = net(5);
-    let per = 3 * 16 * 16;
-    let calib = structured(&mut Rng::new(300), 32, 3, 16);
-    let test = structured(&mut Rng::new(400), 8, 3, 16);
-    let dense = convert(&onnx, &ConvertOptions::default()).unwrap();
     let mut errs = Vec::new();
     for epochs in [0, 30] {
-        let mut o = opts(0.5, true, true, 4);
-        o.prune.calib = Some(Arc::new(
-            Calibration::from_array(&[32, 3, 16, 16], &calib).unwrap(),
-        ));
-        o.prune.distill = DistillOptions {
-            epochs,
-            ..Default::default()
-        };
-        let c = convert(&onnx, &o).unwrap();
-        assert!(c.prune.flops_after as f64 <= 0.5 * c.prune.flops_before as f64);
+        let (c, _, e_cal, e_test) = calibrated_half(|p| {
+            p.distill = DistillOptions {
+                epochs,
+                ..Default::default()
+            }
+        });
         assert_eq!(c.prune.distill_loss.len(), epochs);
-        let err = |set: &[f32]| -> f64 {
-            set.chunks(per)
-                .map(|s| rel_err(&run(&dense.bytes, s), &run(&c.bytes, s)))
-                .sum::<f64>()
-                / (set.len() / per) as f64
-        };
-        let (e_cal, e_test) = (err(&calib), err(&test));
         println!("distill {epochs} epochs: calibration {e_cal:.3e}, held-out {e_test:.3e}");
         errs.push((e_cal, e_test));
     }

@@ -581,6 +581,38 @@ pub(crate) fn conv_pre(
     y
 }
 
+/// The matrices of a conv run as one GEMM per image and group (see [`conv_gemm`]).
+pub(crate) struct GemmShape {
+    /// Input channels per group.
+    pub icg: usize,
+    /// Output channels per group.
+    pub ocg: usize,
+    /// Output pixels per image (`oh x ow`), the GEMM's columns.
+    pub taps: usize,
+    /// `icg x kh x kw`, the GEMM's depth.
+    pub k: usize,
+    /// A 1x1 conv with stride 1 and no padding: the input is its own im2col.
+    pub direct: bool,
+}
+
+impl GemmShape {
+    /// The shape for input dims `xs` and output dims `ys` (NCHW).
+    pub(crate) fn new(cv: &ConvOp, [_, c, h, w]: [usize; 4], [_, oc, oh, ow]: [usize; 4]) -> Self {
+        let [kh, kw] = cv.kernel();
+        let icg = c / cv.group;
+        GemmShape {
+            icg,
+            ocg: oc / cv.group,
+            taps: oh * ow,
+            k: icg * kh * kw,
+            direct: [kh, kw] == [1, 1]
+                && cv.stride == [1, 1]
+                && cv.pads == [0; 4]
+                && (oh, ow) == (h, w),
+        }
+    }
+}
+
 /// The sums of a conv with more than one input or output channel per group (no bias,
 /// residual or activation), as one matrix product per image and group (faer's f32 GEMM):
 /// the input unfolded to `icg x kh x kw` rows of `oh x ow` taps, zero where a tap falls in
@@ -592,12 +624,13 @@ fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f3
     use faer::{Accum, MatMut, MatRef, Par};
     let [n, c, h, w] = xs;
     let [_, oc, oh, ow] = ys;
-    let [kh, kw] = cv.kernel();
-    let (icg, ocg) = (c / cv.group, oc / cv.group);
-    let taps = oh * ow;
-    let k = icg * kh * kw;
-    let direct =
-        [kh, kw] == [1, 1] && cv.stride == [1, 1] && cv.pads == [0; 4] && (oh, ow) == (h, w);
+    let GemmShape {
+        icg,
+        ocg,
+        taps,
+        k,
+        direct,
+    } = GemmShape::new(cv, xs, ys);
     let mut cols = if direct {
         Vec::new()
     } else {

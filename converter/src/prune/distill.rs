@@ -20,7 +20,7 @@
 use super::calib::Calibration;
 use super::stats::batch1;
 use crate::error::{Error, Result};
-use crate::ir::eval::{conv_pre, eval, eval_node, im2col, tap_pairs};
+use crate::ir::eval::{conv_pre, eval, eval_node, im2col, tap_pairs, GemmShape};
 use crate::ir::shape::dims4;
 use crate::ir::{Activation, ConvOp, Graph, Op, PoolKind, PoolOp};
 use faer::linalg::matmul::matmul;
@@ -445,15 +445,17 @@ fn conv_back(
     dw: &mut [f32],
     mut dx: Option<&mut [f32]>,
 ) {
-    let [_, c, h, w] = xs;
+    let [_, _, h, w] = xs;
     let [_, oc, oh, ow] = ys;
     let [kh, kw] = cv.kernel();
-    let (icg, ocg) = (c / cv.group, oc / cv.group);
-    let taps = oh * ow;
-    let k = icg * kh * kw;
+    let GemmShape {
+        icg,
+        ocg,
+        taps,
+        k,
+        direct,
+    } = GemmShape::new(cv, xs, ys);
     if icg * ocg > 1 {
-        let direct =
-            [kh, kw] == [1, 1] && cv.stride == [1, 1] && cv.pads == [0; 4] && (oh, ow) == (h, w);
         let mut cols = if direct {
             Vec::new()
         } else {

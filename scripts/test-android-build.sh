@@ -72,21 +72,31 @@ assert arm["median_ms"] > 0 and arm["loops"] == x86["loops"], arm
 print(f"ok   same report keys; aarch64 kernels: {arm['kernels']}, x86 kernels: {x86['kernels']}")
 PY
 
-# Numerics: the same .smof (packed on x86-64 for its table, so repacked at load for the NEON
-# table) run by the static aarch64 smof-bench under qemu gives the same output as on x86-64
-# (smof-bench feeds the same synthetic input on every device).
-echo "== smof-bench output on aarch64 (qemu) against x86-64"
-"$qemu" "$bench_arm" "$work/mnv2.smof" --warmup 0 --loops 1 --dump-output "$work/arm_out.f32" >/dev/null
-target/release/smof-bench "$work/mnv2.smof" --warmup 0 --loops 1 --dump-output "$work/x86_out.f32" >/dev/null
-python3 - "$work/x86_out.f32" "$work/arm_out.f32" <<'PY'
+# Numerics: the same .smof run by the static aarch64 smof-bench under qemu gives the same
+# output as on x86-64 (smof-bench feeds the same synthetic input on every device).
+# MobileNetV2 packed on x86-64 for its table (so repacked at load for the NEON table), and
+# ResNet-8 packed for aarch64 (its 3x3 convs as Winograd weights, read in place by the NEON
+# Winograd kernels, repacked at load on x86-64).
+target/release/smof convert models/mnist/resnet8.onnx -o "$work/resnet8_arm.smof" --target aarch64
+compare_outputs() {
+  local name=$1 model=$2
+  echo "== smof-bench output on aarch64 (qemu) against x86-64: $name"
+  "$qemu" "$bench_arm" "$model" --warmup 0 --loops 1 --dump-output "$work/arm_out.f32" >/dev/null
+  target/release/smof-bench "$model" --warmup 0 --loops 1 --dump-output "$work/x86_out.f32" >/dev/null
+  python3 - "$work/x86_out.f32" "$work/arm_out.f32" "$name" <<'PY'
 import sys
 import numpy as np
-x86, arm = (np.fromfile(p, dtype="<f4") for p in sys.argv[1:])
+x86, arm = (np.fromfile(p, dtype="<f4") for p in sys.argv[1:3])
 assert x86.size == arm.size and x86.size > 0, (x86.size, arm.size)
 err, scale = float(np.abs(x86 - arm).max()), float(np.abs(x86).max())
 # f32 with a different summation order (NEON vs AVX2 tiles): the conformance bound.
 assert err <= 1e-4 * scale, f"aarch64 output differs: max abs err {err:.3e}, max|x86| {scale:.3e}"
-print(f"ok   aarch64 output matches x86-64: max abs err {err:.3e} (bound {1e-4 * scale:.3e})")
+print(f"ok   {sys.argv[3]}: aarch64 output matches x86-64: max abs err {err:.3e} (bound {1e-4 * scale:.3e})")
 PY
-
-echo "test-android-build: PASS ($((SECONDS - start)) s)"
+}
+compare_outputs "MobileNetV2 (x86-packed)" "$work/mnv2.smof"
+compare_outputs "ResNet-8 (aarch64-packed, Winograd)" "$work/resnet8_arm.smof"
+"$qemu" "$bench_arm" "$work/resnet8_arm.smof" --warmup 0 --loops 1 --profile > "$work/r8.txt"
+grep -q wino43_8x8_neon "$work/r8.txt" \
+  || { echo "error: ResNet-8 on aarch64 did not run wino43_8x8_neon: $(cat "$work/r8.txt")" >&2; exit 1; }
+echo "ok   ResNet-8 on aarch64 runs wino43_8x8_neon"

@@ -63,16 +63,28 @@ struct AlignedF32 {
 }
 
 impl AlignedF32 {
-    /// A 64-byte-aligned copy of `v`.
-    fn new(v: &[f32]) -> AlignedF32 {
+    /// `len` zeros, 64-byte aligned.
+    fn zeroed(len: usize) -> AlignedF32 {
         AlignedF32 {
-            buf: aligned_copy(bytemuck::cast_slice(v)),
-            len: v.len(),
+            buf: vec![Aligned64([0; 64]); (len * 4).div_ceil(64)],
+            len,
         }
     }
 
     fn as_slice(&self) -> &[f32] {
         &bytemuck::cast_slice(bytemuck_aligned(&self.buf))[..self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut bytemuck::cast_slice_mut(bytemuck_aligned_mut(&mut self.buf))[..self.len]
+    }
+
+    /// `data` (stored as `from`) repacked as `to`, written straight into aligned storage.
+    fn repacked(data: &[f32], dims: &[u32], from: Layout, to: Layout) -> AlignedF32 {
+        let len = pack::packed_len(to, dims).expect("validated by format::read") as usize;
+        let mut a = AlignedF32::zeroed(len);
+        pack::repack_into(data, dims, from, to, a.as_mut_slice());
+        a
     }
 }
 
@@ -271,26 +283,18 @@ impl Model {
                     start: start / 4,
                     len: raw.len() / 4,
                 },
-                DType::F32 => {
-                    let f: &[f32] = bytemuck::cast_slice(raw);
-                    WeightData::Owned(AlignedF32::new(&pack::repack(
-                        f,
-                        &desc.dims,
-                        desc.layout,
-                        want,
-                    )))
-                }
+                DType::F32 => WeightData::Owned(AlignedF32::repacked(
+                    bytemuck::cast_slice(raw),
+                    &desc.dims,
+                    desc.layout,
+                    want,
+                )),
                 DType::F16 => {
                     let h: Vec<f32> = raw
                         .chunks_exact(2)
                         .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                         .collect();
-                    WeightData::Owned(AlignedF32::new(&pack::repack(
-                        &h,
-                        &desc.dims,
-                        desc.layout,
-                        want,
-                    )))
+                    WeightData::Owned(AlignedF32::repacked(&h, &desc.dims, desc.layout, want))
                 }
             };
             weights.push(data);

@@ -86,3 +86,60 @@ impl Geom {
         (r / self.oh, r % self.oh)
     }
 }
+
+/// The `m x m` output tiles of a Winograd conv, numbered in raster order over the images
+/// (tile rows of every image in turn): the tiling shared by the x86 and NEON kernels.
+pub(crate) struct WinogradTiles {
+    m: usize,
+    oh: usize,
+    th: usize,
+    tw: usize,
+    pt: usize,
+    pl: usize,
+}
+
+/// Where one Winograd tile sits.
+pub(crate) struct TileAt {
+    /// Image.
+    pub n: usize,
+    /// Tile row and column in the image.
+    pub ty: usize,
+    pub tx: usize,
+    /// Input row and column of the patch's top-left corner (negative in the padding).
+    pub iy0: isize,
+    pub ix0: isize,
+}
+
+impl WinogradTiles {
+    /// The `m x m` tiles of the output of `g`.
+    pub fn new(m: usize, g: &Geom) -> Self {
+        WinogradTiles {
+            m,
+            oh: g.oh,
+            th: g.oh.div_ceil(m),
+            tw: g.ow.div_ceil(m),
+            pt: g.pt,
+            pl: g.pl,
+        }
+    }
+
+    /// The tiles that hold the output rows `rows` (rows over all images, non-empty), as one
+    /// flat range of tile numbers: whole tile rows.
+    pub fn covering(&self, rows: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let tile_row = |r: usize| (r / self.oh) * self.th + (r % self.oh) / self.m;
+        tile_row(rows.start) * self.tw..(tile_row(rows.end - 1) + 1) * self.tw
+    }
+
+    /// Where tile `f` sits.
+    pub fn at(&self, f: usize) -> TileAt {
+        let (tr, tx) = (f / self.tw, f % self.tw);
+        let (n, ty) = (tr / self.th, tr % self.th);
+        TileAt {
+            n,
+            ty,
+            tx,
+            iy0: (ty * self.m) as isize - self.pt as isize,
+            ix0: (tx * self.m) as isize - self.pl as isize,
+        }
+    }
+}

@@ -53,17 +53,27 @@ pub fn layout_fits(layout: Layout, role: &WeightRole) -> bool {
 /// callers validate both first (see [`packed_len`]).
 pub fn pack(canonical: &[f32], dims: &[u32], layout: Layout) -> Vec<f32> {
     let total = packed_len(layout, dims).expect("layout applies to dims") as usize;
+    let mut out = vec![0.0f32; total];
+    pack_into(canonical, dims, layout, &mut out);
+    out
+}
+
+/// [`pack`] into `out`, which holds at least [`packed_len`] zeros (the padding stays zero).
+///
+/// # Panics
+/// As [`pack`], or if `out` is shorter than [`packed_len`].
+pub fn pack_into(canonical: &[f32], dims: &[u32], layout: Layout, out: &mut [f32]) {
+    let total = packed_len(layout, dims).expect("layout applies to dims") as usize;
     assert_eq!(
         canonical.len() as u64,
         dims.iter().map(|&v| v as u64).product::<u64>()
     );
-    let mut out = vec![0.0f32; total];
+    let out = &mut out[..total];
     if let Some((g, b)) = winograd_g(layout) {
-        winograd_pack(canonical, dims, g, b, &mut out);
-        return out;
+        winograd_pack(canonical, dims, g, b, out);
+        return;
     }
     for_each_slot(dims, layout, |src, dst| out[dst] = canonical[src]);
-    out
 }
 
 /// The Winograd F(4x4, 3x3) weight transform `G`: a 3-tap filter to its 6 transformed taps.
@@ -194,18 +204,33 @@ pub fn unpack(packed: &[f32], dims: &[u32], layout: Layout) -> Vec<f32> {
 
 /// Repacks a weight stored as `from` into `to`.
 pub fn repack(data: &[f32], dims: &[u32], from: Layout, to: Layout) -> Vec<f32> {
+    let mut out = vec![0.0f32; packed_len(to, dims).expect("layout applies") as usize];
+    repack_into(data, dims, from, to, &mut out);
+    out
+}
+
+/// [`repack`] into `out`, which holds at least [`packed_len`] of `to` zeros (the session
+/// repacks straight into its aligned weight storage).
+///
+/// # Panics
+/// As [`pack`] and [`unpack`], or if `out` is too short.
+pub fn repack_into(data: &[f32], dims: &[u32], from: Layout, to: Layout, out: &mut [f32]) {
+    let total = packed_len(to, dims).expect("layout applies") as usize;
     if from == to {
-        return data[..packed_len(to, dims).expect("layout applies") as usize].to_vec();
+        out[..total].copy_from_slice(&data[..total]);
+        return;
     }
-    let canonical = if from == Layout::Canonical {
-        data.to_vec()
+    let unpacked;
+    let canonical: &[f32] = if from == Layout::Canonical {
+        data
     } else {
-        unpack(data, dims, from)
+        unpacked = unpack(data, dims, from);
+        &unpacked[..]
     };
     if to == Layout::Canonical {
-        canonical
+        out[..total].copy_from_slice(&canonical[..total]);
     } else {
-        pack(&canonical, dims, to)
+        pack_into(canonical, dims, to, out);
     }
 }
 

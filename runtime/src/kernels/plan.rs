@@ -69,7 +69,8 @@ pub fn winograd_applies(conv: &Conv) -> bool {
     conv.groups == 1 && conv.kernel == [3, 3] && conv.stride == [1, 1] && conv.dilation == [1, 1]
 }
 
-/// The x86 rule for Winograd (see `docs/decisions.md`, "Winograd"). F(4x4, 3x3) is worth it
+/// The Winograd rule (see `docs/decisions.md`, "Winograd"), measured on the x86 tables and
+/// taken by the aarch64 table as it is. F(4x4, 3x3) is worth it
 /// when the 36 small GEMMs it turns the layer into are large enough to run at full speed
 /// and its 4x larger weights are reused by enough tiles: at least 16 channels in and out and
 /// at least 16 output tiles of 4x4 per image (14x14 and larger outputs). Layers of at least
@@ -77,7 +78,7 @@ pub fn winograd_applies(conv: &Conv) -> bool {
 /// instead: its 16 GEMMs have 4x as many rows (tiles) as those of F(4x4, 3x3) on the same
 /// map, and its weights are 16/9 of the dense ones instead of 4x, which is what such layers
 /// wait for (their weights are streamed from memory every inference).
-fn winograd_plan_x86(conv: &Conv, input: Shape4, nb: u16) -> ConvPlan {
+fn winograd_plan(conv: &Conv, input: Shape4, nb: u16) -> ConvPlan {
     let Some((oh, ow)) = conv.output_hw(input.h, input.w) else {
         return ConvPlan::Dense { nb };
     };
@@ -95,7 +96,7 @@ fn winograd_plan_x86(conv: &Conv, input: Shape4, nb: u16) -> ConvPlan {
     }
 }
 
-/// Fewest input and output channels for which F(2x2, 3x3) pays on the x86 tables.
+/// Fewest input and output channels for which F(2x2, 3x3) pays (measured on the x86 tables).
 const WINOGRAD23_MIN_C: u32 = 256;
 
 impl KernelChoice {
@@ -133,7 +134,7 @@ impl KernelChoice {
         match choice {
             KernelChoice::X86Avx2 => {
                 let nb = if conv.out_c.is_multiple_of(16) { 16 } else { 8 };
-                winograd_plan_x86(conv, input, nb)
+                winograd_plan(conv, input, nb)
             }
             KernelChoice::X86Avx512 => {
                 // 32-channel blocks (two vectors per row of the tile: one weight load per
@@ -153,8 +154,9 @@ impl KernelChoice {
                 } else {
                     16
                 };
-                winograd_plan_x86(conv, input, nb)
+                winograd_plan(conv, input, nb)
             }
+            KernelChoice::Aarch64Neon => winograd_plan(conv, input, 8),
             _ => ConvPlan::Dense { nb: 8 },
         }
     }

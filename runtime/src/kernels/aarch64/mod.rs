@@ -12,7 +12,9 @@
 //! | `dw5x5_neon`             | `DwBlock(8)`     | depthwise 5x5, other strides                |
 //! | `gemm_8x8_neon`          | `ConvOcBlock(8)` | 1x1, stride 1, no padding                   |
 //! | `conv1x1s_8x8_neon`      | `ConvOcBlock(8)` | 1x1, other strides, no padding              |
-//! | `conv3x3_neon`           | `ConvOcBlock(8)` | 3x3 (any stride, dilation, padding)         |
+//! | `wino43_8x8_neon`        | `WinogradF43(8)` | 3x3 stride 1 where the Winograd rule says F(4x4, 3x3) |
+//! | `wino23_8x8_neon`        | `WinogradF23(8)` | 3x3 stride 1 where it says F(2x2, 3x3)      |
+//! | `conv3x3_neon`           | `ConvOcBlock(8)` | other 3x3 (any stride, dilation, padding)   |
 //! | `conv5x5_neon`           | `ConvOcBlock(8)` | 5x5                                         |
 //! | `conv7x7_neon`           | `ConvOcBlock(8)` | 7x7                                         |
 //! | `conv_kxk_neon`          | `ConvOcBlock(8)` | any other kernel (non-square, padded 1x1)   |
@@ -23,8 +25,10 @@
 //! x 8 output channels in 16 `float32x4_t` accumulators, bias in the initial value, residual
 //! and activation at the store. Pooling and the elementwise ops are the portable table's.
 //!
-//! The layouts are the portable table's, so a model packed for either table loads on the
-//! other without repacking.
+//! The layouts are the portable table's, except the Winograd ones: a model packed for the
+//! portable table loads here without repacking, and the Winograd weights of an aarch64 file
+//! are repacked once at load on a table without those kernels. The Winograd rule is the
+//! x86 tables' (`plan.rs`), not yet measured on a device (see `docs/decisions.md`).
 
 mod conv;
 mod dw;
@@ -33,6 +37,7 @@ mod gemm;
 use super::geom;
 mod neon;
 mod tile;
+mod winograd;
 
 #[cfg(test)]
 mod tests;
@@ -74,6 +79,14 @@ const CONV3X3: ConvKernel = kernel("conv3x3_neon", OC_BLOCK, conv::conv3x3);
 const CONV5X5: ConvKernel = kernel("conv5x5_neon", OC_BLOCK, conv::conv5x5);
 const CONV7X7: ConvKernel = kernel("conv7x7_neon", OC_BLOCK, conv::conv7x7);
 const CONV_KXK: ConvKernel = kernel("conv_kxk_neon", OC_BLOCK, conv::conv_kxk);
+const WINO43: ConvKernel = ConvKernel {
+    scratch_len: winograd::scratch::<6>,
+    ..kernel("wino43_8x8_neon", Layout::WinogradF43(8), winograd::wino43)
+};
+const WINO23: ConvKernel = ConvKernel {
+    scratch_len: winograd::scratch::<4>,
+    ..kernel("wino23_8x8_neon", Layout::WinogradF23(8), winograd::wino23)
+};
 
 /// Picks the NEON conv kernel for `c` (see the module table); the portable one where this
 /// table has none.
@@ -96,6 +109,8 @@ pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
             [7, 7] => CONV7X7,
             _ => CONV_KXK,
         },
+        ConvPlan::Winograd { nb: 8 } => WINO43,
+        ConvPlan::Winograd23 { nb: 8 } => WINO23,
         ConvPlan::Generic | ConvPlan::Winograd { .. } | ConvPlan::Winograd23 { .. } => {
             return portable::select_conv(c, plan)
         }

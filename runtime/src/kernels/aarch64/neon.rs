@@ -37,6 +37,12 @@ impl V8 {
         // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
         unsafe { V8(vaddq_f32(self.0, b.0), vaddq_f32(self.1, b.1)) }
     }
+    /// `self - b`.
+    #[inline(always)]
+    pub fn sub(self, b: V8) -> V8 {
+        // SAFETY: register-only NEON arithmetic; NEON is part of the aarch64 baseline.
+        unsafe { V8(vsubq_f32(self.0, b.0), vsubq_f32(self.1, b.1)) }
+    }
     /// `self * b`.
     #[inline(always)]
     pub fn mul(self, b: V8) -> V8 {

@@ -102,6 +102,18 @@ fn every_neon_conv_kernel_is_selected_and_correct() {
             case((1, 16, 16), 3, 2, 1, (1, 9, 33), (0, 0), hs),
         ),
         (
+            "wino43_8x8_neon",
+            case((1, 17, 20), 3, 1, 1, (2, 14, 15), (3, 5), relu),
+        ),
+        (
+            "wino43_8x8_neon",
+            case((1, 32, 24), 3, 1, 0, (1, 19, 18), (0, 0), hs),
+        ),
+        (
+            "wino23_8x8_neon",
+            case((1, 256, 260), 3, 1, 1, (1, 7, 9), (0, 4), relu),
+        ),
+        (
             "conv5x5_neon",
             case((1, 3, 9), 5, 1, 2, (1, 7, 12), (2, 1), relu),
         ),
@@ -138,4 +150,48 @@ fn neon_table_is_listed() {
     let tables = crate::kernels::KernelTable::all_supported();
     assert!(tables.iter().any(|t| t.name == TABLE.name));
     assert_eq!(crate::kernels::KernelTable::detect().name, TABLE.name);
+}
+
+/// The Winograd kernels against the reference on layers drawn at random within their rule:
+/// ragged channel counts and strides, both paddings, maps whose tiles overhang the border,
+/// a residual, and the rows split in two (as threads split them).
+#[test]
+fn neon_winograd_matches_the_reference_on_random_layers() {
+    let mut seed = 0x5EED_u64;
+    let mut next = |lo: u32, hi: u32| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + ((seed >> 33) as u32) % (hi - lo + 1)
+    };
+    for i in 0..16 {
+        let wide = i % 4 == 3;
+        let (ic, oc) = if wide {
+            (next(256, 270), next(256, 270))
+        } else {
+            (next(16, 44), next(16, 44))
+        };
+        let pad = next(0, 1);
+        let (h, w) = if wide {
+            (next(6, 12), next(6, 12))
+        } else {
+            (next(15, 23), next(15, 23))
+        };
+        let act = if next(0, 1) == 0 {
+            Activation::Relu
+        } else {
+            Activation::HardSwish
+        };
+        let extra = (next(0, 5) as usize, next(0, 5) as usize);
+        let mut c = case((1, ic, oc), 3, 1, pad, (next(1, 2), h, w), extra, act);
+        c.seed = 100 + i;
+        let want = if wide {
+            "wino23_8x8_neon"
+        } else {
+            "wino43_8x8_neon"
+        };
+        let kernel = TABLE.conv_kernel(&c.conv, c.xs.shape);
+        assert_eq!(kernel.name, want, "{:?} on {:?}", c.conv, c.xs.shape);
+        check_conv(&TABLE, &c).unwrap_or_else(|e| panic!("case {i} {:?}: {e}", c.conv));
+    }
 }

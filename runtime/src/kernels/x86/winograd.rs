@@ -24,6 +24,7 @@ use super::dense::mac_prefetch;
 use super::geom::{zero_pad_lanes, Geom};
 use super::isa::Isa;
 use crate::graph::Conv;
+use crate::kernels::geom::{TileAt, WinogradTiles};
 use crate::kernels::{Act4, ConvArgs};
 
 /// Channels rounded up to the vector lanes `lanes`.
@@ -174,11 +175,8 @@ pub(crate) unsafe fn conv<
     }
     let (v, m) = a.scratch.split_at_mut(xi_n * tb * icp);
     let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
-    let (th, tw) = (g.oh.div_ceil(M), g.ow.div_ceil(M));
-    // Global tile rows (over images) that hold `rows`, as one flat range of tiles.
-    let tile_row = |r: usize| (r / g.oh) * th + (r % g.oh) / M;
-    let first = tile_row(a.rows.start) * tw;
-    let end = (tile_row(a.rows.end - 1) + 1) * tw;
+    let tiles = WinogradTiles::new(M, &g);
+    let std::ops::Range { start: first, end } = tiles.covering(&a.rows);
     let x = a.x.as_ptr();
     let y = a.y.as_mut_ptr();
     let res = a.residual.map(|r| r.as_ptr());
@@ -187,11 +185,7 @@ pub(crate) unsafe fn conv<
         let nt = tb.min(end - t0);
         // 1. Input transform.
         for t in 0..nt {
-            let f = t0 + t;
-            let (tr, tx) = (f / tw, f % tw);
-            let (n, ty) = (tr / th, tr % th);
-            let iy0 = (ty * M) as isize - g.pt as isize;
-            let ix0 = (tx * M) as isize - g.pl as isize;
+            let TileAt { n, iy0, ix0, .. } = tiles.at(t0 + t);
             for cv in (0..icp).step_by(lanes) {
                 let mut d = [[I::zero(); A]; A];
                 for (r, row) in d.iter_mut().enumerate() {
@@ -251,9 +245,7 @@ pub(crate) unsafe fn conv<
         }
         // 3. Output transform.
         for t in 0..nt {
-            let f = t0 + t;
-            let (tr, tx) = (f / tw, f % tw);
-            let (n, ty) = (tr / th, tr % th);
+            let TileAt { n, ty, tx, .. } = tiles.at(t0 + t);
             for o in (0..g.oc).step_by(lanes) {
                 let mut tmp = [[I::zero(); A]; M];
                 for c in 0..A {

@@ -335,3 +335,178 @@ unsafe fn gemm_tail<I: Isa, const MR: usize, const NV: usize>(
     }
     tail!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }
+
+/// Output channels per weight block of [`conv23_lanes`] (`WinogradF23(16)` weights): one
+/// accumulator register per channel.
+const LANES_NB: usize = 16;
+
+/// Scratch floats of [`conv23_lanes`] (`LANES`-wide vectors): `V` and `M` of one group of
+/// tiles, or what [`conv`] needs when it takes over.
+pub(crate) fn scratch23_lanes<const LANES: usize>(c: &Conv, xs: Act4, ys: Act4) -> usize {
+    let (ic, oc) = (c.in_c as usize, c.out_c as usize);
+    let own = 16 * LANES * (ic + padded(oc, LANES_NB));
+    own.max(scratch::<4, LANES, LANES_NB>(c, xs, ys))
+}
+
+/// Bytes ahead of the weight being read that [`conv23_lanes`] prefetches into L1.
+const LANES_PREFETCH: usize = 8192;
+
+/// Bytes at the start of the weights that [`conv23_lanes`] prefetches into L2 while it
+/// transforms the input, when the memory bus would otherwise idle.
+const LANES_WARM: usize = 1 << 20;
+
+/// Winograd F(2x2, 3x3) over `WinogradF23(16)` weights with the tiles in the vector lanes,
+/// for maps of at most `LANES` tiles (ResNet-18's 7x7 layers: 16 tiles of 2x2). [`conv`]
+/// gives each GEMM only as many rows as there are tiles, so at 16 tiles its 12 x 32 tile
+/// reads each weight vector for 12 or 4 rows and waits on memory (`docs/decisions.md`,
+/// session 12). Here the 16 GEMMs are transposed: `M[xi][oc] (one vector of tiles) =
+/// sum_ic U[xi][ic][oc] * V[xi][ic]`, 16 output channels at a time, each weight broadcast
+/// once from a single sequential pass over the weights, and `V[xi]` (one vector per input
+/// channel) stays in L1. The transforms gather each input channel's patches and scatter each
+/// output channel's pixels across the tiles. More tiles than lanes (a larger map, a batch,
+/// or indices past `i32`) go to [`conv`], which reads the same layout.
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn conv23_lanes<I: Isa, const MR: usize>(a: &mut ConvArgs) {
+    const { assert!(I::LANES <= 16) };
+    let g = Geom::new(a.conv, a.xs, a.ys);
+    if a.rows.is_empty() {
+        return;
+    }
+    let tiles = WinogradTiles::new(2, &g);
+    let range = tiles.covering(&a.rows);
+    let fits = |n: usize| i32::try_from(n).is_ok();
+    if range.len() > I::LANES || !fits(a.xs.len()) || !fits(a.ys.len()) {
+        return conv::<I, 2, 4, MR, 1>(a);
+    }
+    assert!(g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1);
+    assert!(a.conv.groups == 1);
+    let (ic, oc) = (g.ic, g.oc);
+    let ocp = padded(oc, LANES_NB);
+    let blocks = ocp / LANES_NB;
+    let lanes = I::LANES;
+    // Gathers read `x[idx + c]` for `c < ic` at pixel offsets `idx` inside `xs`, scatters
+    // write `y[idx + o]` for `o < oc` at pixel offsets inside `ys`; the channel strides
+    // hold the channels.
+    assert!(g.xcs >= ic && g.ycs >= oc);
+    assert!(a.w.len() >= 16 * blocks * ic * LANES_NB);
+    assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
+    assert!(a.rows.end <= a.ys.rows());
+    assert!(a.bias.is_none_or(|b| b.len() >= oc));
+    assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
+    assert!(a.scratch.len() >= 16 * lanes * (ic + ocp));
+    let (v, m) = a.scratch.split_at_mut(16 * lanes * ic);
+    let (v, m) = (v.as_mut_ptr(), m.as_mut_ptr());
+    // Lane `t` is tile `range.start + t`. Input offsets of the 16 patch positions and output
+    // offsets of the 4 tile pixels; -1 where the position is padding, past the map or
+    // outside `rows`, or the lane has no tile.
+    let mut xidx = [[-1i32; 16]; 16];
+    let mut yidx = [[-1i32; 16]; 4];
+    for t in 0..range.len() {
+        let TileAt {
+            n,
+            ty,
+            tx,
+            iy0,
+            ix0,
+        } = tiles.at(range.start + t);
+        for (p, idx) in xidx.iter_mut().enumerate() {
+            let (iy, ix) = (iy0 + (p / 4) as isize, ix0 + (p % 4) as isize);
+            if (0..g.ih as isize).contains(&iy) && (0..g.iw as isize).contains(&ix) {
+                idx[t] = (((n * g.ih + iy as usize) * g.iw + ix as usize) * g.xcs) as i32;
+            }
+        }
+        for (q, idx) in yidx.iter_mut().enumerate() {
+            let (oy, ox) = (ty * 2 + q / 2, tx * 2 + q % 2);
+            let row = n * g.oh + oy;
+            if oy < g.oh && ox < g.ow && a.rows.contains(&row) {
+                idx[t] = ((row * g.ow + ox) * g.ycs) as i32;
+            }
+        }
+    }
+    let x = a.x.as_ptr();
+    let warm = (16 * blocks * ic * LANES_NB * 4).min(LANES_WARM);
+    let warm_lines = (warm / 64).div_ceil(ic);
+    // 1. Input transform, one input channel at a time: V[xi][c] = (B^T d B)[xi] per lane.
+    for c in 0..ic {
+        for l in c * warm_lines..((c + 1) * warm_lines).min(warm / 64) {
+            prefetch_l2(a.w.as_ptr().cast::<u8>().wrapping_add(l * 64));
+        }
+        let d: [I::V; 16] = std::array::from_fn(|p| I::gather(x.add(c), xidx[p].as_ptr()));
+        let mut tmp = [I::zero(); 16];
+        for col in 0..4 {
+            let r = bt4::<I>(&[d[col], d[4 + col], d[8 + col], d[12 + col]]);
+            for (i, &e) in r.iter().enumerate() {
+                tmp[i * 4 + col] = e;
+            }
+        }
+        for row in 0..4 {
+            let r = bt4::<I>(&tmp[row * 4..row * 4 + 4]);
+            for (j, &e) in r.iter().enumerate() {
+                I::store(v.add(((row * 4 + j) * ic + c) * lanes), e);
+            }
+        }
+    }
+    // 2. The 16 GEMMs, 16 output channels at a time; the weights are read once, in order.
+    for xi in 0..16 {
+        let vx = v.add(xi * ic * lanes);
+        for b in 0..blocks {
+            let w = a.w.as_ptr().add((xi * blocks + b) * ic * LANES_NB);
+            let mut acc = [I::zero(); LANES_NB];
+            for k in 0..ic {
+                let wk = w.add(k * LANES_NB);
+                prefetch(wk.cast::<u8>().wrapping_add(LANES_PREFETCH));
+                let vk = I::load(vx.add(k * lanes));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = I::fmadd(I::splat(*wk.add(r)), vk, *acc);
+                }
+            }
+            let mo = m.add((xi * ocp + b * LANES_NB) * lanes);
+            for (r, &acc) in acc.iter().enumerate() {
+                I::store(mo.add(r * lanes), acc);
+            }
+        }
+    }
+    // 3. Output transform, one output channel at a time, scattered to the tiles' pixels.
+    let y = a.y.as_mut_ptr();
+    let res = a.residual.map(|r| r.as_ptr());
+    for o in 0..oc {
+        let mv: [I::V; 16] = std::array::from_fn(|xi| I::load(m.add((xi * ocp + o) * lanes)));
+        let mut tmp = [I::zero(); 8];
+        for col in 0..4 {
+            let r = at4::<I>(&[mv[col], mv[4 + col], mv[8 + col], mv[12 + col]]);
+            tmp[col] = r[0];
+            tmp[4 + col] = r[1];
+        }
+        let bias = I::splat(a.bias.map_or(0.0, |b| b[o]));
+        for i in 0..2 {
+            let r = at4::<I>(&tmp[i * 4..i * 4 + 4]);
+            for (j, &val) in r.iter().enumerate() {
+                let idx = yidx[i * 2 + j].as_ptr();
+                let mut val = I::add(val, bias);
+                if let Some(r) = res {
+                    val = I::add(val, I::gather(r.add(o), idx));
+                }
+                I::scatter(y.add(o), idx, I::act(a.conv.act, val));
+            }
+        }
+    }
+    let px = a.rows.start * g.ow..a.rows.end * g.ow;
+    zero_pad_lanes(a.y, px.start * g.ycs, px.len(), g.oc, g.ycs);
+}
+
+/// Prefetches the line at `p` into L1 (never faults).
+#[inline(always)]
+unsafe fn prefetch(p: *const u8) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    _mm_prefetch::<_MM_HINT_T0>(p.cast());
+}
+
+/// Prefetches the line at `p` into L2 (never faults).
+#[inline(always)]
+unsafe fn prefetch_l2(p: *const u8) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+    _mm_prefetch::<_MM_HINT_T1>(p.cast());
+}

@@ -577,14 +577,19 @@ fn loss_grads(g: &Graph, tape: &Tape, targets: &[Vec<f32>]) -> (f64, Vec<Option<
     (loss, dv)
 }
 
-/// One sample's loss, with its gradients added into `grads`.
-fn sample_grads(student: &Graph, teacher: &Graph, x: &[f32], grads: &mut Grads) -> f64 {
-    let targets = eval(teacher, &[x]);
+/// One sample's loss against the teacher's outputs `targets`, with its gradients added into
+/// `grads`.
+fn sample_grads(student: &Graph, targets: &[Vec<f32>], x: &[f32], grads: &mut Grads) -> f64 {
     let tape = forward(student, x);
-    let (loss, dv) = loss_grads(student, &tape, &targets);
+    let (loss, dv) = loss_grads(student, &tape, targets);
     backward(student, &tape, dv, grads);
     loss
 }
+
+/// The teacher's outputs for each calibration sample, plain (`[0]`) and mirrored (`[1]`),
+/// computed the first time a view is drawn: the teacher never changes, and each sample has
+/// only these two views.
+type Targets = Vec<[Option<Vec<Vec<f32>>>; 2]>;
 
 /// A small deterministic generator (SplitMix64) for the sample order and the mirroring.
 struct Rng(u64);
@@ -651,6 +656,7 @@ pub fn distill(
     let mut report = DistillReport::default();
     let mut step = 0usize;
     let threads = opts.threads.max(1);
+    let mut targets: Targets = vec![[None, None]; ns];
     for _ in 0..opts.epochs {
         let mut order: Vec<usize> = (0..ns).collect();
         for i in (1..ns).rev() {
@@ -658,26 +664,39 @@ pub fn distill(
         }
         let mut epoch_loss = 0.0;
         for chunk in order.chunks(batch) {
-            let inputs: Vec<Vec<f32>> = chunk
+            // (sample, view, input) of each item of the batch.
+            let inputs: Vec<(usize, usize, Vec<f32>)> = chunk
                 .iter()
                 .map(|&s| {
                     let x = &calib.samples[s];
                     if opts.mirror && rng.next() & 1 == 1 {
-                        mirrored(x, &shape)
+                        (s, 1, mirrored(x, &shape))
                     } else {
-                        x.clone()
+                        (s, 0, x.clone())
                     }
                 })
                 .collect();
-            let parts: Vec<(Grads, f64)> = std::thread::scope(|sc| {
-                let (st, te) = (&student, &teacher);
+            type Part = (Grads, f64, Vec<(usize, usize, Vec<Vec<f32>>)>);
+            let parts: Vec<Part> = std::thread::scope(|sc| {
+                let (st, te, cache) = (&student, &teacher, &targets);
                 let handles: Vec<_> = inputs
                     .chunks(inputs.len().div_ceil(threads))
                     .map(|xs| {
                         sc.spawn(move || {
                             let mut gr = zero_grads(st);
-                            let loss = xs.iter().map(|x| sample_grads(st, te, x, &mut gr)).sum();
-                            (gr, loss)
+                            let mut new = Vec::new();
+                            let mut loss = 0.0;
+                            for (s, view, x) in xs {
+                                let t = match &cache[*s][*view] {
+                                    Some(t) => t,
+                                    None => {
+                                        new.push((*s, *view, eval(te, &[x])));
+                                        &new.last().expect("just pushed").2
+                                    }
+                                };
+                                loss += sample_grads(st, t, x, &mut gr);
+                            }
+                            (gr, loss, new)
                         })
                     })
                     .collect();
@@ -687,7 +706,10 @@ pub fn distill(
                     .collect()
             });
             let mut total = zero_grads(&student);
-            for (gr, loss) in parts {
+            for (gr, loss, new) in parts {
+                for (s, view, t) in new {
+                    targets[s][view] = Some(t);
+                }
                 epoch_loss += loss;
                 for (t, p) in total.iter_mut().zip(gr) {
                     if let (Some(t), Some(p)) = (t, p) {

@@ -2,12 +2,19 @@
 """Fetch ~250 further natural photos from two Debian packages, for calibrating and evaluating
 pruned ImageNet models (run once by hand; nothing in CI uses it).
 
-    python3 models/calib/fetch_photos.py OUT_DIR
+    python3 models/calib/fetch_photos.py OUT_DIR [--stamps]
 
 writes OUT_DIR/calib/*.jpg and OUT_DIR/eval/*.jpg: every fifth photo (in sorted name order)
 goes to `eval`, the rest to `calib`, so the two sets never share a photo. Each photo is
 resized once so that its shorter side is 256 pixels (bilinear) and saved as JPEG quality 95,
 as `models/calib/images` is.
+
+With `--stamps` it also writes OUT_DIR/stamps/*.jpg, calibration images only: the
+photographic stamps of `tuxpaint-stamps-default` (cut-out photos of animals, food,
+vehicles, people, ...; those at least 150 pixels on each side with more than 1200 distinct
+RGBA values at 64x64, which leaves out the drawn ones), each pasted at 60-90% of the size
+onto a blurred random square crop of a desktop wallpaper (`plasma-workspace-wallpapers`,
+`ukui-wallpapers`, `lomiri-wallpapers`), 256x256, with a fixed random seed.
 
 Sources (downloaded with `apt-get download` from the Debian archive, not committed here):
 - `gcompris-qt-data` (GCompris educational suite, GPL-3+ with image credits in the package):
@@ -17,6 +24,11 @@ Sources (downloaded with `apt-get download` from the Debian archive, not committ
   read by `read_rcc` below. The `details` activity (round crops of paintings) and the
   alphabet/number pictures are left out.
 - `palapeli-data` (KDE jigsaw puzzle, GPL-2+): the five photos of its puzzle collection.
+
+- With `--stamps`: `tuxpaint-stamps-default` (Tux Paint stamps, GPL-2+ and other free
+  licences listed in the package), `plasma-workspace-wallpapers` (KDE, LGPL/CC-BY-SA),
+  `ukui-wallpapers` and `lomiri-wallpapers` (desktop backgrounds, free licences listed in
+  the packages).
 
 Needs `apt-get`, `dpkg-deb` and `pip install pillow`.
 """
@@ -86,10 +98,68 @@ def save_256(src, dst):
     im.resize(size, Image.BILINEAR).save(dst, quality=95)
 
 
+STAMP_PACKAGES = [
+    "tuxpaint-stamps-default",
+    "plasma-workspace-wallpapers",
+    "ukui-wallpapers",
+    "lomiri-wallpapers",
+]
+
+
+def is_photo_stamp(path):
+    """A stamp large enough and with the colour variety of a photograph."""
+    im = Image.open(path)
+    if min(im.size) < 150:
+        return False
+    b = im.convert("RGBA").resize((64, 64)).tobytes()
+    return len({b[i : i + 4] for i in range(0, len(b), 4)}) > 1200
+
+
+def fetch_stamps(tmp, out):
+    """Writes the pasted stamps to `out` (see the module docs)."""
+    import random
+    from PIL import ImageFilter
+
+    subprocess.run(["apt-get", "download", *STAMP_PACKAGES], cwd=tmp, check=True)
+    for deb in glob.glob(os.path.join(tmp, "*.deb")):
+        subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "s")], check=True)
+    stamps = sorted(glob.glob(os.path.join(tmp, "s/usr/share/tuxpaint/stamps/**/*.png"), recursive=True))
+    stamps = [p for p in stamps if is_photo_stamp(p)]
+    # One picture per wallpaper (its first size in name order), not its screenshot.
+    walls = {}
+    for p in sorted(glob.glob(os.path.join(tmp, "s/usr/share/**/*"), recursive=True)):
+        if "wallpaper" not in p or "screenshot" in p or not p.lower().endswith(PHOTO_EXT):
+            continue
+        walls.setdefault(p.split("/contents/images/")[0], p)
+    backgrounds = [Image.open(p).convert("RGB") for p in walls.values()]
+    rng = random.Random(0)
+    os.makedirs(out, exist_ok=True)
+    for i, path in enumerate(stamps):
+        stamp = Image.open(path).convert("RGBA")
+        bg = rng.choice(backgrounds)
+        w, h = bg.size
+        s = rng.randint(min(w, h) // 4, min(w, h) // 2)
+        x0, y0 = rng.randint(0, w - s), rng.randint(0, h - s)
+        canvas = bg.crop((x0, y0, x0 + s, y0 + s)).resize((256, 256), Image.BILINEAR)
+        canvas = canvas.filter(ImageFilter.GaussianBlur(2)).convert("RGBA")
+        frac = rng.uniform(0.6, 0.9)
+        stamp.thumbnail((int(256 * frac), int(256 * frac)), Image.BILINEAR)
+        at = (rng.randint(0, 256 - stamp.size[0]), rng.randint(0, 256 - stamp.size[1]))
+        canvas.alpha_composite(stamp, at)
+        canvas.convert("RGB").save(os.path.join(out, f"stamp_{i:03d}.jpg"), quality=95)
+    print(f"{out}: {len(stamps)} pasted stamps on {len(backgrounds)} wallpapers")
+
+
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    stamps = "--stamps" in args
+    args = [a for a in args if a != "--stamps"]
+    if len(args) != 1:
         sys.exit(__doc__)
-    out = os.path.abspath(sys.argv[1])
+    out = os.path.abspath(args[0])
+    if stamps:
+        with tempfile.TemporaryDirectory() as tmp:
+            fetch_stamps(tmp, os.path.join(out, "stamps"))
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             ["apt-get", "download", "gcompris-qt-data", "palapeli-data"], cwd=tmp, check=True

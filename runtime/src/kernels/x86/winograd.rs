@@ -21,7 +21,7 @@
 //! and `M` take about 2 MiB.
 
 use super::dense::mac_prefetch;
-use super::geom::{zero_pad_lanes, Geom};
+use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
 use super::isa::Isa;
 use crate::graph::Conv;
 use crate::kernels::geom::{TileAt, WinogradTiles};
@@ -218,29 +218,27 @@ pub(crate) unsafe fn conv<
             }
         }
         // 2. The A² GEMMs. The weights are read in order, one `ic x nb` block per
-        // (xi, b), by `passes` tiles each; every pass prefetches its share of the next block
-        // (pass `p` the lines at offset `p * nb / passes` of each step), so that the next
-        // block's fetch from memory overlaps this block's multiply-adds.
-        let passes = nt.div_ceil(MR);
+        // (xi, b), by every row tile of the batch; each row tile prefetches its share of the
+        // next block (the tile from row `p` the lines at offset `p * nb / nt` of each step),
+        // so that the next block's fetch from memory overlaps this block's multiply-adds.
+        // The row tiles are those of `for_each_tile`: a short tail is evened out with the
+        // last full tile (49 tiles: 12, 12, 12, 7, 6), because a tile of one row waits on the
+        // multiply-add latency.
         for xi in 0..xi_n {
             for b in 0..blocks {
                 let w = a.w.as_ptr().add((xi * blocks + b) * g.ic * nb);
-                let next = w.wrapping_add(g.ic * nb);
-                let mut t = 0;
-                while t < nt {
-                    let rows_left = nt - t;
-                    let vrow = v.add((xi * tb + t) * icp);
-                    let mrow = m.add((xi * tb + t) * ocp + b * nb);
-                    let pf = (next.wrapping_add(t / MR * nb / passes), passes == 1);
-                    if rows_left >= MR {
-                        gemm_tile::<I, MR, NV>((vrow, icp), w, g.ic, (mrow, ocp), pf);
-                        t += MR;
-                    } else {
-                        let (vr, or) = ((vrow.cast_const(), icp), (mrow, ocp));
-                        gemm_tail::<I, MR, NV>(rows_left, vr, w, g.ic, or, pf);
-                        t = nt;
-                    }
-                }
+                let mut rows = GemmRows::<I, NV> {
+                    v: v.add(xi * tb * icp),
+                    icp,
+                    w,
+                    k: g.ic,
+                    m: m.add(xi * tb * ocp + b * nb),
+                    ocp,
+                    next: w.wrapping_add(g.ic * nb),
+                    nt,
+                    isa: std::marker::PhantomData,
+                };
+                for_each_tile::<MR>(0, nt, &mut rows);
             }
         }
         // 3. Output transform.
@@ -312,28 +310,31 @@ unsafe fn gemm_tile<I: Isa, const MR: usize, const NV: usize>(
     }
 }
 
-/// The last `rows < MR` rows of one GEMM, one narrower tile.
-///
-/// # Safety
-/// As [`gemm_tile`].
-#[inline(always)]
-unsafe fn gemm_tail<I: Isa, const MR: usize, const NV: usize>(
-    rows: usize,
-    v: (*const f32, usize),
+/// The row tiles of one of [`conv`]'s GEMMs over a batch of `nt` tiles: rows of `V` from
+/// `v` (`icp` apart), weights `w` (`k` steps of `NV` vectors), rows of `M` from `m` (`ocp`
+/// apart), prefetching the next block at `next`.
+struct GemmRows<I, const NV: usize> {
+    v: *const f32,
+    icp: usize,
     w: *const f32,
     k: usize,
-    out: (*mut f32, usize),
-    pf: (*const f32, bool),
-) {
-    macro_rules! tail {
-        ($($n:literal)*) => {
-            match rows {
-                $($n if $n < MR => gemm_tile::<I, $n, NV>(v, w, k, out, pf),)*
-                _ => unreachable!("a tail is shorter than MR"),
-            }
-        };
+    m: *mut f32,
+    ocp: usize,
+    next: *const f32,
+    nt: usize,
+    isa: std::marker::PhantomData<I>,
+}
+
+impl<I: Isa, const NV: usize> Tile for GemmRows<I, NV> {
+    #[inline(always)]
+    unsafe fn run<const R: usize>(&mut self, p: usize) {
+        let pf = self.next.wrapping_add(p * NV * I::LANES / self.nt);
+        let (v, m) = (
+            (self.v.add(p * self.icp), self.icp),
+            (self.m.add(p * self.ocp), self.ocp),
+        );
+        gemm_tile::<I, R, NV>(v, self.w, self.k, m, (pf, self.nt <= R));
     }
-    tail!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }
 
 /// Output channels per weight block of [`conv23_lanes`] (`WinogradF23(16)` weights): one

@@ -96,12 +96,6 @@ fn winograd_plan(conv: &Conv, input: Shape4, nb: u16) -> ConvPlan {
     }
 }
 
-/// Output tiles of `m x m` per image of `conv` on `input` (0 when the output is empty).
-fn tiles(conv: &Conv, input: Shape4, m: u32) -> u64 {
-    conv.output_hw(input.h, input.w)
-        .map_or(0, |(oh, ow)| oh.div_ceil(m) as u64 * ow.div_ceil(m) as u64)
-}
-
 /// Fewest input and output channels for which F(2x2, 3x3) pays (measured on the x86 tables).
 const WINOGRAD23_MIN_C: u32 = 256;
 
@@ -160,14 +154,7 @@ impl KernelChoice {
                 } else {
                     16
                 };
-                match winograd_plan(conv, input, nb) {
-                    // At most 16 tiles of 2x2 (maps up to 8x8): 16-channel blocks, which
-                    // the kernel runs with the tiles in the lanes (`wino23_16x16_avx512`).
-                    ConvPlan::Winograd23 { .. } if tiles(conv, input, 2) <= 16 => {
-                        ConvPlan::Winograd23 { nb: 16 }
-                    }
-                    plan => plan,
-                }
+                winograd_plan(conv, input, nb)
             }
             KernelChoice::Aarch64Neon => winograd_plan(conv, input, 8),
             _ => ConvPlan::Dense { nb: 8 },

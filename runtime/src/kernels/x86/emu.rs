@@ -112,7 +112,7 @@ entry!(fc16, FcArgs, dense::fc::<Emu16, 4, 1>);
 entry!(wino_32, ConvArgs, winograd::conv::<Emu16, 4, 6, MR, 2>);
 entry!(wino_16, ConvArgs, winograd::conv::<Emu16, 4, 6, MR, 1>);
 entry!(wino23_32, ConvArgs, winograd::conv::<Emu16, 2, 4, MR, 2>);
-entry!(wino23_16, ConvArgs, winograd::conv23_lanes::<Emu16, MR>);
+entry!(wino23_16, ConvArgs, winograd::conv::<Emu16, 2, 4, MR, 1>);
 
 const fn kernel(
     layout: Layout,
@@ -169,7 +169,7 @@ static SET: ConvSet = ConvSet {
         ),
         kernel(
             Layout::WinogradF23(16),
-            winograd::scratch23_lanes::<16>,
+            winograd::scratch::<4, 16, 16>,
             wino23_16,
         ),
     ],

@@ -49,34 +49,6 @@ pub(crate) trait Isa {
     /// last `LANES / 4` lanes are unspecified.
     unsafe fn pack3(v: Self::V) -> Self::V;
 
-    /// Lane `i` is `base[idx[i]]`, or zero where `idx[i]` is negative (`idx` holds `LANES`
-    /// indices; `LANES <= 16`).
-    #[inline(always)]
-    unsafe fn gather(base: *const f32, idx: *const i32) -> Self::V {
-        let mut buf = [0.0f32; 16];
-        for (i, b) in buf.iter_mut().enumerate().take(Self::LANES) {
-            let j = *idx.add(i);
-            if j >= 0 {
-                *b = *base.add(j as usize);
-            }
-        }
-        Self::load(buf.as_ptr())
-    }
-
-    /// Stores lane `i` at `base[idx[i]]` where `idx[i]` is not negative (`idx` holds
-    /// `LANES` distinct indices; `LANES <= 16`).
-    #[inline(always)]
-    unsafe fn scatter(base: *mut f32, idx: *const i32, v: Self::V) {
-        let mut buf = [0.0f32; 16];
-        Self::store(buf.as_mut_ptr(), v);
-        for (i, &b) in buf.iter().enumerate().take(Self::LANES) {
-            let j = *idx.add(i);
-            if j >= 0 {
-                *base.add(j as usize) = b;
-            }
-        }
-    }
-
     /// `p * 2^n` for lanes `n` holding integers in `-126..=127`.
     #[inline(always)]
     unsafe fn scale_pow2(p: Self::V, n: Self::V) -> Self::V {

@@ -13,7 +13,7 @@
 //! | `wino43_12x32_avx512`    | `WinogradF43(32)` | 3x3 stride 1 where Winograd pays, OC % 32 == 0 |
 //! | `wino43_12x16_avx512`    | `WinogradF43(16)` | the same, other OC                      |
 //! | `wino23_12x32_avx512`    | `WinogradF23(32)` | 3x3 stride 1 on small maps where F(2,3) pays, OC % 32 == 0 |
-//! | `wino23_16x16_avx512`    | `WinogradF23(16)` | the same at most 16 tiles of 2x2 (maps up to 8x8), or other OC |
+//! | `wino23_12x16_avx512`    | `WinogradF23(16)` | the same, other OC                      |
 //! | `conv_generic_portable`  | `Canonical`       | grouped, depthwise with multiplier      |
 //! | `fc_4x16_avx512`         | `FcOcBlock(16)`   | fully connected                         |
 //!
@@ -55,18 +55,6 @@ impl Isa for Avx512 {
     #[inline(always)]
     unsafe fn load_n(p: *const f32, n: usize) -> __m512 {
         _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p)
-    }
-    #[inline(always)]
-    unsafe fn gather(base: *const f32, idx: *const i32) -> __m512 {
-        let i = _mm512_loadu_si512(idx.cast());
-        let m = _mm512_cmpge_epi32_mask(i, _mm512_setzero_si512());
-        _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, i, base.cast())
-    }
-    #[inline(always)]
-    unsafe fn scatter(base: *mut f32, idx: *const i32, v: __m512) {
-        let i = _mm512_loadu_si512(idx.cast());
-        let m = _mm512_cmpge_epi32_mask(i, _mm512_setzero_si512());
-        _mm512_mask_i32scatter_ps::<4>(base.cast(), m, i, v)
     }
     #[inline(always)]
     unsafe fn pack3(v: __m512) -> __m512 {
@@ -179,7 +167,11 @@ entry!(
     ConvArgs,
     winograd::conv::<Avx512, 2, 4, MR, 2>
 );
-entry!(wino23_16x16, ConvArgs, winograd::conv23_lanes::<Avx512, MR>);
+entry!(
+    wino23_12x16,
+    ConvArgs,
+    winograd::conv::<Avx512, 2, 4, MR, 1>
+);
 entry!(
     add,
     fn(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation),
@@ -286,10 +278,10 @@ static SET: ConvSet = ConvSet {
             reads_parts: false,
         },
         ConvKernel {
-            name: "wino23_16x16_avx512",
+            name: "wino23_12x16_avx512",
             layout: Layout::WinogradF23(16),
-            scratch_len: winograd::scratch23_lanes::<16>,
-            run: wino23_16x16,
+            scratch_len: winograd::scratch::<4, 16, 16>,
+            run: wino23_12x16,
             reads_parts: false,
         },
     ],

@@ -582,6 +582,7 @@ pub(crate) fn conv_pre(
 }
 
 /// The matrices of a conv run as one GEMM per image and group (see [`conv_gemm`]).
+#[derive(Clone, Copy)]
 pub(crate) struct GemmShape {
     /// Input channels per group.
     pub icg: usize,
@@ -611,6 +612,16 @@ impl GemmShape {
                 && (oh, ow) == (h, w),
         }
     }
+
+    /// The im2col buffer of one image and group (`k x taps`), empty when the conv reads its
+    /// input in place.
+    pub(crate) fn cols(&self) -> Vec<f32> {
+        if self.direct {
+            Vec::new()
+        } else {
+            vec![0.0f32; self.k * self.taps]
+        }
+    }
 }
 
 /// The sums of a conv with more than one input or output channel per group (no bias,
@@ -624,18 +635,15 @@ fn conv_gemm(cv: &ConvOp, x: &[f32], xs: [usize; 4], ys: [usize; 4], y: &mut [f3
     use faer::{Accum, MatMut, MatRef, Par};
     let [n, c, h, w] = xs;
     let [_, oc, oh, ow] = ys;
+    let shape = GemmShape::new(cv, xs, ys);
+    let mut cols = shape.cols();
     let GemmShape {
         icg,
         ocg,
         taps,
         k,
         direct,
-    } = GemmShape::new(cv, xs, ys);
-    let mut cols = if direct {
-        Vec::new()
-    } else {
-        vec![0.0f32; k * taps]
-    };
+    } = shape;
     for b in 0..n {
         for gi in 0..cv.group {
             let xg = &x[(b * c + gi * icg) * h * w..(b * c + (gi + 1) * icg) * h * w];

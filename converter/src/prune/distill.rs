@@ -448,19 +448,16 @@ fn conv_back(
     let [_, _, h, w] = xs;
     let [_, oc, oh, ow] = ys;
     let [kh, kw] = cv.kernel();
+    let shape = GemmShape::new(cv, xs, ys);
     let GemmShape {
         icg,
         ocg,
         taps,
         k,
         direct,
-    } = GemmShape::new(cv, xs, ys);
+    } = shape;
     if icg * ocg > 1 {
-        let mut cols = if direct {
-            Vec::new()
-        } else {
-            vec![0.0f32; k * taps]
-        };
+        let mut cols = shape.cols();
         let mut dcols = vec![0.0f32; k * taps];
         for gi in 0..cv.group {
             let xg = &x[gi * icg * h * w..(gi + 1) * icg * h * w];

@@ -18,14 +18,14 @@ $B/smof run "$model" --input models/samples/imagenet_00_243.npy --output target/
 $B/smof-bench "$model" --warmup 3 --loops 20
 
 echo
-echo "Dense against pruned (--prune flops=0.5, calibrated on models/mnist/mnist_calib.npy):"
+echo "Dense against pruned (--prune flops=0.5, channel counts in multiples of 8, calibrated on models/mnist/mnist_calib.npy):"
 rows=()
 for m in lenet5x5 resnet8; do
   dense=target/demo/$m.smof
   pruned=target/demo/${m}_pruned.smof
   $B/smof convert models/mnist/$m.onnx -o "$dense" >/dev/null
   $B/smof convert models/mnist/$m.onnx -o "$pruned" --prune flops=0.5 \
-    --calib models/mnist/mnist_calib.npy --channel-multiple 1 >/dev/null 2>&1
+    --calib models/mnist/mnist_calib.npy --channel-multiple 8 >/dev/null 2>&1
   for f in "$dense" "$pruned"; do
     rows+=("$f" "$($B/smof eval "$f" --data models/mnist/mnist_test.npz --json)"
       "$($B/smof inspect "$f" --json)" "$($B/smof-bench "$f" --warmup 20 --loops 200 --json)")

@@ -175,6 +175,19 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("riscv"), "{}", stderr(&o));
+    // An unknown --criterion.
+    let o = smof(&[
+        "convert",
+        bundled(),
+        "-o",
+        tmp("s.smof").to_str().unwrap(),
+        "--prune",
+        "flops=0.5",
+        "--criterion",
+        "energy",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--criterion"), "{}", stderr(&o));
 
     // Converting onto its own input is refused.
     let copy = tmp("self.onnx");

@@ -648,3 +648,77 @@ fn transposed_convs_prune_on_both_sides() {
         errs[0]
     );
 }
+
+/// Ranking removals by their error at the model outputs (`--criterion output`) spares the
+/// channels the outputs depend on, where each layer's own error misleads. In a chain of
+/// three 1x1 convs, the middle one has twelve units that saturate at the top of a Relu6
+/// (bias 100) and read input channels 0-7 with large weights, and four units in the
+/// linear range that read channels 8-15 with small weights. Measured at the middle conv,
+/// channels 0-7 carry almost all of its output energy, so the layer's own error removes
+/// channels 8-15, which are the only ones the model output depends on; the output
+/// weights see that the saturated units pass no change on.
+#[test]
+fn output_weighting_spares_the_channels_the_outputs_depend_on() {
+    let mut rng = Rng::new(21);
+    let mut b = OnnxBuilder::with_seed(13, 21);
+    let x = b.input("x", &[1, 16, 4, 4]);
+    let conv1x1 = |b: &mut OnnxBuilder, x: &str, ic: usize, oc: usize, w: &[f32], bias: &[f32]| {
+        let wn = b.fresh("w");
+        let wn = b.init(&wn, &[oc, ic, 1, 1], w);
+        let bn = b.init(&format!("{wn}_b"), &[oc], bias);
+        b.node("Conv", &[x, &wn, &bn], vec![])
+    };
+    let w1 = rng.vec(256, -0.25, 0.25);
+    let a = conv1x1(&mut b, &x, 16, 16, &w1, &[0.0; 16]);
+    let mut w2 = vec![0.0; 256];
+    let mut b2 = vec![3.0; 16];
+    for o in 0..16 {
+        for i in 0..16 {
+            w2[o * 16 + i] = match (o < 12, i < 8) {
+                (true, true) => rng.uniform(-1.0, 1.0),
+                (false, false) => rng.uniform(-0.05, 0.05),
+                _ => 0.0,
+            };
+        }
+        if o < 12 {
+            b2[o] = 100.0;
+        }
+    }
+    let m = conv1x1(&mut b, &a, 16, 16, &w2, &b2);
+    let lo = b.f32s("lo", &[0.0]);
+    let hi = b.f32s("hi", &[6.0]);
+    let m = b.node("Clip", &[&m, &lo, &hi], vec![]);
+    let (w3, b3) = (rng.vec(64, -0.5, 0.5), rng.vec(4, -0.3, 0.3));
+    let y = conv1x1(&mut b, &m, 16, 4, &w3, &b3);
+    b.output(&y);
+    let onnx = b.build();
+    let per = 16 * 16;
+    let calib = Rng::new(500).vec(64 * per, -1.0, 1.0);
+    let test = Rng::new(600).vec(16 * per, -1.0, 1.0);
+    let dense = convert(&onnx, &ConvertOptions::default()).unwrap();
+    let mut errs = Vec::new();
+    for output_weighted in [false, true] {
+        let mut o = opts(0.6, false, true, 1);
+        o.prune.calib = Some(Arc::new(
+            Calibration::from_array(&[64, 16, 4, 4], &calib).unwrap(),
+        ));
+        o.prune.output_weighted = output_weighted;
+        let c = convert(&onnx, &o).unwrap();
+        assert_eq!(c.prune.output_weighted, output_weighted);
+        assert!(c.prune.flops_after as f64 <= 0.6 * c.prune.flops_before as f64);
+        let e = test
+            .chunks(per)
+            .map(|s| rel_err(&run(&dense.bytes, s), &run(&c.bytes, s)))
+            .sum::<f64>()
+            / 16.0;
+        println!("output weighted {output_weighted}: held-out error {e:.3e}");
+        errs.push(e);
+    }
+    assert!(errs[0] > 1e-9, "layer criterion: {}", errs[0]);
+    assert!(
+        errs[1] < 0.1 * errs[0],
+        "output {} vs layer {}",
+        errs[1],
+        errs[0]
+    );
+}

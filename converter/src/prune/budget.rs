@@ -4,11 +4,13 @@
 //! layer, or the next channels of one channel cluster (groups that span the same values,
 //! e.g. the output channels of one conv with everything tied to them), as many as keep
 //! the cluster's count a multiple of the SIMD multiple. Errors are relative output errors
-//! of the layers that lose weights, from [`obs`]; with calibration statistics each removal
-//! also refits the remaining weights.
+//! of the layers that lose weights, from [`obs`], or, with output weights
+//! ([`Layer::out_weights`]), the mean relative error the removal causes at the model
+//! outputs; with calibration statistics each removal also refits the remaining weights.
 
 use super::channels::ChannelGroups;
-use super::obs::{remove_columns, Hessian};
+use super::distill::OutputWeights;
+use super::obs::{removal_row_costs, remove_columns, Hessian};
 use super::ring::{remove_ring, ring_removable};
 use super::stats::{block, channels, layer_kind, rows, set_rows, LayerKind};
 use super::Budget;
@@ -29,6 +31,15 @@ pub struct Layer {
     pub norm: f64,
     /// Output error energy added by pruning so far.
     pub err: f64,
+    /// With calibration, the sums statistic `S` of each Hessian group
+    /// ([`super::stats::calibrated`]); empty otherwise.
+    pub sums: Vec<Hessian>,
+    /// With calibration, how each output channel's error shows at the model outputs
+    /// ([`super::distill::output_weights`]): the allocation then ranks removals by the
+    /// mean relative error they cause there. `None`: by the layer's own relative error.
+    pub out_weights: Option<OutputWeights>,
+    /// `H⁻¹ S H⁻¹` of each group, computed when needed.
+    coh: Vec<Option<Mat<f64>>>,
     hinv: Vec<Option<Mat<f64>>>,
     chan_cost: Option<Vec<f64>>,
     ring_cost: Option<Option<f64>>,
@@ -47,16 +58,38 @@ impl Layer {
             node,
             kind,
             hinv: vec![None; h.len()],
+            coh: vec![None; h.len()],
             h,
             norm,
             err: 0.0,
+            sums: Vec::new(),
+            out_weights: None,
             chan_cost: None,
             ring_cost: None,
         })
     }
 
+    /// Forgets the output weights of the output channels `drop`.
+    fn drop_outputs(&mut self, drop: &BTreeSet<usize>) {
+        if let Some(w) = &mut self.out_weights {
+            for v in [&mut w.incoherent, &mut w.coherent] {
+                *v = (0..v.len())
+                    .filter(|c| !drop.contains(c))
+                    .map(|c| v[c])
+                    .collect();
+            }
+        }
+    }
+
+    /// Keeps the columns `keep` of every Hessian group and sums statistic.
+    fn retain_columns(&mut self, keep: &[usize]) {
+        self.h.iter_mut().for_each(|h| h.retain(keep));
+        self.sums.iter_mut().for_each(|h| h.retain(keep));
+    }
+
     fn dirty(&mut self) {
         self.hinv.iter_mut().for_each(|h| *h = None);
+        self.coh.iter_mut().for_each(|h| *h = None);
         self.chan_cost = None;
         self.ring_cost = None;
     }
@@ -68,7 +101,41 @@ impl Layer {
         self.hinv[k].as_ref()
     }
 
-    /// Relative cost of removing each input channel (dense conv and FC).
+    /// The cost of removing the columns `cols` from the rows `rs` of Hessian group `hk`:
+    /// with output weights, the mean relative error it causes at the model outputs;
+    /// without, the relative error of the layer's output.
+    fn removal_cost(&mut self, hk: usize, rs: &mut [Vec<f64>], cols: &[usize]) -> f64 {
+        self.hinv(hk);
+        let Some(w) = &self.out_weights else {
+            return remove_columns(&self.h[hk], self.hinv[hk].as_ref(), rs, cols, false)
+                / self.norm.max(f64::MIN_POSITIVE);
+        };
+        if self.coh[hk].is_none() {
+            if let (Some(hi), Some(Hessian::Full(sm))) = (&self.hinv[hk], self.sums.get(hk)) {
+                self.coh[hk] = Some(hi * sm * hi);
+            }
+        }
+        let costs = removal_row_costs(
+            &self.h[hk],
+            self.hinv[hk].as_ref(),
+            rs,
+            cols,
+            self.coh[hk].as_ref(),
+        );
+        let depthwise = self.kind == LayerKind::Depthwise;
+        costs
+            .iter()
+            .enumerate()
+            .map(|(r, &(a, b))| {
+                let o = if depthwise { hk } else { r };
+                w.incoherent.get(o).copied().unwrap_or(0.0) * a
+                    + w.coherent.get(o).copied().unwrap_or(0.0) * b
+            })
+            .sum()
+    }
+
+    /// The cost of removing each input channel (dense conv and FC), as
+    /// [`Layer::removal_cost`] measures it.
     fn chan_costs(&mut self, g: &Graph) -> &[f64] {
         if self.chan_cost.is_none() {
             let mut costs = Vec::new();
@@ -76,12 +143,9 @@ impl Layer {
                 let mut rs = rows(g, self.node).remove(0);
                 let blk = block(g, self.node);
                 let ic = (self.h[0].dim() - 1) / blk;
-                self.hinv(0);
                 for c in 0..ic {
                     let cols: Vec<usize> = (c * blk..(c + 1) * blk).collect();
-                    let cost =
-                        remove_columns(&self.h[0], self.hinv[0].as_ref(), &mut rs, &cols, false);
-                    costs.push(cost / self.norm.max(f64::MIN_POSITIVE));
+                    costs.push(self.removal_cost(0, &mut rs, &cols));
                 }
             }
             self.chan_cost = Some(costs);
@@ -89,7 +153,7 @@ impl Layer {
         self.chan_cost.as_deref().unwrap_or(&[])
     }
 
-    /// Relative cost of removing the outer kernel ring, if it can be removed.
+    /// The cost of removing the outer kernel ring, if it can be removed.
     fn ring(&mut self, g: &Graph) -> Option<f64> {
         if self.ring_cost.is_none() {
             let c = match &g.nodes[self.node].op {
@@ -101,10 +165,9 @@ impl Layer {
                 let cols = ring_columns(k, (self.h[0].dim() - 1) / (k * k));
                 let mut total = 0.0;
                 for (hk, rs) in groups.iter_mut().enumerate() {
-                    self.hinv(hk);
-                    total += remove_columns(&self.h[hk], self.hinv[hk].as_ref(), rs, &cols, false);
+                    total += self.removal_cost(hk, rs, &cols);
                 }
-                total / self.norm.max(f64::MIN_POSITIVE)
+                total
             });
             self.ring_cost = Some(cost);
         }
@@ -146,7 +209,7 @@ fn apply_ring(g: &mut Graph, l: &mut Layer, update: bool) {
         remove_ring(c);
     }
     let keep = complement(dim, &cols);
-    l.h.iter_mut().for_each(|h| h.retain(&keep));
+    l.retain_columns(&keep);
     l.dirty();
 }
 
@@ -444,10 +507,11 @@ pub fn apply_channels(
                         remove_columns(&l.h[0], l.hinv[0].as_ref(), &mut groups[0], &cols, update);
                     set_rows(g, i, &groups);
                     let keep = complement(l.h[0].dim(), &cols);
-                    l.h[0].retain(&keep);
+                    l.retain_columns(&keep);
                     l.dirty();
                 }
                 if !drop[out].is_empty() {
+                    l.drop_outputs(&drop[out]);
                     l.dirty();
                 }
             }
@@ -456,7 +520,12 @@ pub fn apply_channels(
                     let keep =
                         complement(l.h.len(), &drop[out].iter().copied().collect::<Vec<_>>());
                     l.h = keep.iter().map(|&c| l.h[c].clone()).collect();
+                    if !l.sums.is_empty() {
+                        l.sums = keep.iter().map(|&c| l.sums[c].clone()).collect();
+                    }
                     l.hinv = vec![None; l.h.len()];
+                    l.coh = vec![None; l.h.len()];
+                    l.drop_outputs(&drop[out]);
                     l.dirty();
                 }
             }

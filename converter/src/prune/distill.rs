@@ -16,9 +16,12 @@
 //! dilation, padding, fused residual and activation), fully connected layers, pooling,
 //! global pooling, Add, Mul (squeeze-excite), Concat, activations and the reshaping ops.
 //! A graph with another op is an error, found before any work.
+//!
+//! The same backward pass measures [`output_weights`]: how an error in each channel of each
+//! layer shows at the model outputs, by which the allocation ranks removals.
 
 use super::calib::Calibration;
-use super::stats::batch1;
+use super::stats::{batch1, channels, layer_kind, sample_pixels, LayerKind};
 use crate::error::{Error, Result};
 use crate::ir::eval::{conv_pre, eval, eval_node, im2col, tap_pairs, GemmShape};
 use crate::ir::shape::dims4;
@@ -229,9 +232,36 @@ fn add_grad(dv: &mut [Option<Vec<f32>>], v: usize, d: Vec<f32>) {
     }
 }
 
+/// Per node (`None` for nodes that are not measured), per output channel, summed over
+/// samples: the squared deviations of the gradient at the node's output (before its
+/// activation) from its mean over the channel's positions, and the squared mean (see
+/// [`output_weights`]).
+type SquaredGrads = Vec<Option<Vec<[f64; 2]>>>;
+
+/// Adds one sample's `[Σ (d - mean)², mean²]` over each of `gp`'s equal channel planes
+/// to `acc`.
+fn add_squares(acc: &mut [[f64; 2]], gp: &[f32]) {
+    let plane = (gp.len() / acc.len().max(1)).max(1);
+    for (a, p) in acc.iter_mut().zip(gp.chunks_exact(plane)) {
+        let mean = p.iter().map(|&d| f64::from(d)).sum::<f64>() / plane as f64;
+        a[0] += p
+            .iter()
+            .map(|&d| (f64::from(d) - mean).powi(2))
+            .sum::<f64>();
+        a[1] += mean * mean;
+    }
+}
+
 /// Backpropagates the output gradients `dv` (indexed by value) through `g`, adding the
-/// gradients of the trainable tensors into `grads`. The model input gets none.
-fn backward(g: &Graph, tape: &Tape, mut dv: Vec<Option<Vec<f32>>>, grads: &mut Grads) {
+/// gradients of the trainable tensors into `grads`, and, with `sq`, the squared gradients
+/// at the measured layers' outputs into `sq`. The model input gets none.
+fn backward(
+    g: &Graph,
+    tape: &Tape,
+    mut dv: Vec<Option<Vec<f32>>>,
+    grads: &mut Grads,
+    mut sq: Option<&mut SquaredGrads>,
+) {
     let input = g.inputs[0].value;
     for (j, node) in g.nodes.iter().enumerate().rev() {
         let Some(gy) = dv[node.output].take() else {
@@ -253,6 +283,9 @@ fn backward(g: &Graph, tape: &Tape, mut dv: Vec<Option<Vec<f32>>>, grads: &mut G
         match &node.op {
             Op::Conv(cv) => {
                 let gp = through(cv.act);
+                if let Some(Some(acc)) = sq.as_deref_mut().map(|s| &mut s[j]) {
+                    add_squares(acc, &gp);
+                }
                 let xs = dims4(g.shape(node.inputs[0]));
                 let ys = dims4(g.shape(node.output));
                 let lg = grads[j].as_mut().expect("trainable");
@@ -274,6 +307,9 @@ fn backward(g: &Graph, tape: &Tape, mut dv: Vec<Option<Vec<f32>>>, grads: &mut G
             }
             Op::Fc(f) => {
                 let gp = through(f.act);
+                if let Some(Some(acc)) = sq.as_deref_mut().map(|s| &mut s[j]) {
+                    add_squares(acc, &gp);
+                }
                 let x = val(node.inputs[0]);
                 let inf = f.weight.dims[1];
                 let lg = grads[j].as_mut().expect("trainable");
@@ -579,7 +615,7 @@ fn loss_grads(g: &Graph, tape: &Tape, targets: &[Vec<f32>]) -> (f64, Vec<Option<
 fn sample_grads(student: &Graph, targets: &[Vec<f32>], x: &[f32], grads: &mut Grads) -> f64 {
     let tape = forward(student, x);
     let (loss, dv) = loss_grads(student, &tape, targets);
-    backward(student, &tape, dv, grads);
+    backward(student, &tape, dv, grads, None);
     loss
 }
 
@@ -747,6 +783,138 @@ pub fn distill(
         }
     }
     Ok(report)
+}
+
+/// How an output channel's error shows at the model outputs (see [`output_weights`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutputWeights {
+    /// Per output channel: the mean relative output error per unit of `Δw H Δwᵀ`, the
+    /// channel's error energy over the calibration statistics `H` of its layer.
+    pub incoherent: Vec<f64>,
+    /// Per output channel: the mean relative output error per unit of `Δw S Δwᵀ`, where `S`
+    /// sums the outer products of each sample's im2col rows summed over all positions.
+    pub coherent: Vec<f64>,
+}
+
+/// For each dense conv, depthwise conv and fully connected node of `g` (`None` for other
+/// nodes), how an error in each output channel shows at the model outputs, to first order,
+/// on average over the calibration samples.
+///
+/// A change `δ` of the layer's output (before the activation) moves each output `y` by
+/// `J δ`. For a random sign vector `r` scaled by `1 / ‖y‖`, the gradient `g = Jᵀ r` at the
+/// layer gives `E[(g · δ)²] = ‖J δ‖² / ‖y‖²`, the relative output error. Within one channel
+/// of one sample, `g · δ = ḡ Σ_p δ_p + Σ_p (g_p − ḡ) δ_p` (`ḡ` the mean over the positions
+/// `p`). The first, coherent part is what a global pooling passes on: it needs the error
+/// summed over positions, `Δw s` with `s = Σ_p x_p` the summed im2col rows. The second part
+/// is taken as uncorrelated across positions: `Σ_p (g_p − ḡ)² δ_p²`, with the squared
+/// deviations averaged. So a weight change `Δw` of channel `o` costs, averaged over the
+/// `N` samples, `incoherent_o · Δw H Δwᵀ + coherent_o · Δw S Δwᵀ`, with
+/// `incoherent_o = Σ (g − ḡ)² / (N² n)` (`H` holds `n` sampled positions per sample,
+/// [`super::stats::sample_pixels`]) and `coherent_o = Σ ḡ² / N²`. One probe per sample;
+/// `progress(k)` after `k` samples.
+pub fn output_weights(
+    g: &Graph,
+    calib: &Calibration,
+    threads: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Option<OutputWeights>>> {
+    check(g)?;
+    let g1 = batch1(g);
+    let per: usize = g1.shape(g1.inputs[0].value).iter().product();
+    if calib.samples.is_empty() || calib.samples.iter().any(|s| s.len() != per) {
+        return Err(Error::Options(format!(
+            "output weights need calibration samples of {per} values"
+        )));
+    }
+    let empty = || -> SquaredGrads {
+        (0..g1.nodes.len())
+            .map(|j| {
+                layer_kind(&g1, j)
+                    .filter(|k| *k != LayerKind::Deconv)
+                    .map(|_| vec![[0.0; 2]; channels(&g1, g1.nodes[j].output)])
+            })
+            .collect()
+    };
+    let mut sq = empty();
+    let threads = threads.max(1);
+    let ns = calib.samples.len();
+    let mut done = 0;
+    for chunk in calib.samples.chunks(4 * threads) {
+        let parts: Vec<SquaredGrads> = std::thread::scope(|sc| {
+            let per_thread = chunk.len().div_ceil(threads);
+            let handles: Vec<_> = chunk
+                .chunks(per_thread)
+                .enumerate()
+                .map(|(t, xs)| {
+                    let (g1, empty) = (&g1, &empty);
+                    let first = done + t * per_thread;
+                    sc.spawn(move || {
+                        let mut sq = empty();
+                        for (k, x) in xs.iter().enumerate() {
+                            probe(g1, x, (first + k) as u64, &mut sq);
+                        }
+                        sq
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("worker"))
+                .collect()
+        });
+        for part in parts {
+            for (a, b) in sq.iter_mut().zip(part) {
+                if let (Some(a), Some(b)) = (a, b) {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        x[0] += y[0];
+                        x[1] += y[1];
+                    }
+                }
+            }
+        }
+        done += chunk.len();
+        progress(done);
+    }
+    let nn = (ns * ns) as f64;
+    Ok(sq
+        .into_iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let s = s?;
+            let pixels = match g1.nodes[j].op {
+                Op::Conv(_) => sample_pixels(&g1, j).len().max(1),
+                _ => 1,
+            } as f64;
+            Some(OutputWeights {
+                incoherent: s.iter().map(|v| v[0] / (nn * pixels)).collect(),
+                coherent: s.iter().map(|v| v[1] / nn).collect(),
+            })
+        })
+        .collect())
+}
+
+/// One sample's squared probe gradients (see [`output_weights`]), added into `sq`. `seed`
+/// draws the probe.
+fn probe(g: &Graph, x: &[f32], seed: u64, sq: &mut SquaredGrads) {
+    let tape = forward(g, x);
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0BE5);
+    let mut dv: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
+    for o in &g.outputs {
+        let y = tape.vals[o.value].as_deref().expect("computed");
+        let norm = y
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-30) as f32;
+        let r = y
+            .iter()
+            .map(|_| if rng.next() & 1 == 1 { 1.0 } else { -1.0 } / norm)
+            .collect();
+        add_grad(&mut dv, o.value, r);
+    }
+    let mut grads = zero_grads(g);
+    backward(g, &tape, dv, &mut grads, Some(sq));
 }
 
 /// Each trainable tensor's step scale: the root mean square of every output row of its
@@ -922,7 +1090,7 @@ mod tests {
         );
         let (_, dv) = loss_grads(&g, &tape, &t);
         let mut grads = zero_grads(&g);
-        backward(&g, &tape, dv, &mut grads);
+        backward(&g, &tape, dv, &mut grads, None);
         let mut checked = 0;
         for (j, lg) in grads.iter().enumerate() {
             let Some(lg) = lg else { continue };
@@ -1005,6 +1173,87 @@ mod tests {
             after_held < 0.5 * before_held,
             "held-out {before_held} -> {after_held}"
         );
+    }
+
+    /// The output weights against their closed forms. For `x -> fc1 -> fc2` (no
+    /// activations, fc2's output is the model's), fc2's are exactly (to f32 rounding)
+    /// `coherent = Σ_n ‖y_n‖⁻² / N²` (its probe gradients are `±1 / ‖y‖`), and fc1's converge
+    /// to `Σ_k W2[k, o]² Σ_n ‖y_n‖⁻² / N²` over the random probes; a fully connected layer
+    /// has no positions, so no incoherent part. A conv followed by a global average pool has
+    /// the same gradient at every position: all of it is coherent, `Σ_n P⁻² ‖y_n‖⁻² / N²`.
+    #[test]
+    fn output_weights_match_their_closed_forms() {
+        let mut seed = 5;
+        let (mut b, x) = B::new(&[1, 8]);
+        let fc = |seed: &mut u64, i: usize, o: usize| {
+            Op::Fc(FcOp {
+                weight: Weight {
+                    dims: vec![o, i],
+                    data: values(seed, o * i, 0.5),
+                },
+                bias: Some(values(seed, o, 0.3)),
+                act: Activation::None,
+            })
+        };
+        let h = b.node(fc(&mut seed, 8, 6), &[x]);
+        let y = b.node(fc(&mut seed, 6, 3), &[h]);
+        let g = b.output(y);
+        let n = 3000;
+        let calib = Calibration {
+            shape: vec![8],
+            samples: (0..n).map(|_| values(&mut seed, 8, 1.5)).collect(),
+        };
+        let w = output_weights(&g, &calib, 2, |_| {}).unwrap();
+        assert!(w.len() == g.nodes.len() && w.iter().all(Option::is_some));
+        let Op::Fc(f2) = &g.nodes[1].op else {
+            unreachable!("built above")
+        };
+        let e = |v: &[f32]| v.iter().map(|&a| f64::from(a).powi(2)).sum::<f64>();
+        let nn = (n * n) as f64;
+        let inv: f64 = calib
+            .samples
+            .iter()
+            .map(|s| 1.0 / e(&eval(&g, &[s])[0]))
+            .sum();
+        let w2 = w[1].as_ref().unwrap();
+        for (&c, &i) in w2.coherent.iter().zip(&w2.incoherent) {
+            let want = inv / nn;
+            assert!((c - want).abs() <= 1e-6 * want, "fc2: {c} vs {want}");
+            assert_eq!(i, 0.0);
+        }
+        let w1 = w[0].as_ref().unwrap();
+        for (o, &c) in w1.coherent.iter().enumerate() {
+            let col: f64 = (0..3)
+                .map(|k| f64::from(f2.weight.data[k * 6 + o]).powi(2))
+                .sum();
+            let want = col * inv / nn;
+            assert!(
+                (c - want).abs() <= 0.1 * want,
+                "fc1 channel {o}: {c} vs {want}"
+            );
+        }
+
+        let (mut b, x) = B::new(&[1, 2, 3, 3]);
+        let c = b.node(conv(&mut seed, [2, 4, 1, 1, 1, 0], Activation::None), &[x]);
+        let p = b.node(Op::GlobalAvgPool, &[c]);
+        let g = b.output(p);
+        let n = 50;
+        let calib = Calibration {
+            shape: vec![2, 3, 3],
+            samples: (0..n).map(|_| values(&mut seed, 18, 1.5)).collect(),
+        };
+        let w = output_weights(&g, &calib, 2, |_| {}).unwrap();
+        let wc = w[0].as_ref().unwrap();
+        let want = calib
+            .samples
+            .iter()
+            .map(|s| 1.0 / (81.0 * e(&eval(&g, &[s])[0])))
+            .sum::<f64>()
+            / (n * n) as f64;
+        for (&c, &i) in wc.coherent.iter().zip(&wc.incoherent) {
+            assert!((c - want).abs() <= 1e-5 * want, "conv: {c} vs {want}");
+            assert!(i <= 1e-9 * want, "conv incoherent {i}");
+        }
     }
 
     /// An op that gradients do not pass through is reported before any work.

@@ -53,6 +53,11 @@ pub struct PruneOptions {
     /// With calibration: refit every layer in graph order on the pruned model's own
     /// activations after the allocation ([`refit::sequential`]).
     pub refit: bool,
+    /// With calibration: rank removals by the error they cause at the model outputs (each
+    /// layer's output error weighted per channel by [`distill::output_weights`]) rather
+    /// than by the layer's own relative error. Models with an op that gradients do not pass
+    /// through fall back to the layer's own error.
+    pub output_weighted: bool,
     /// With calibration: train the pruned model towards the dense one end to end after
     /// the refit ([`distill::distill`]); 0 epochs turns it off.
     pub distill: distill::DistillOptions,
@@ -71,6 +76,7 @@ impl Default for PruneOptions {
             channel_multiple: 1,
             calib: None,
             refit: true,
+            output_weighted: true,
             distill: distill::DistillOptions::default(),
             lut: None,
             progress: false,
@@ -126,6 +132,9 @@ pub struct PruneReport {
     pub unanalysed: Vec<String>,
     /// With distillation, its mean training loss per epoch.
     pub distill_loss: Vec<f64>,
+    /// Whether the allocation ranked removals by their error at the model outputs
+    /// ([`PruneOptions::output_weighted`]).
+    pub output_weighted: bool,
 }
 
 /// FLOPs (2 x multiply-adds) of a conv or fully connected node; 0 for other ops.
@@ -267,6 +276,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
 
     let calibrated = opts.budget.is_some() && opts.calib.is_some();
     let mut distill_loss = Vec::new();
+    let mut output_weighted = false;
     if let Some(b) = opts.budget {
         let nodes: Vec<usize> = (0..g.nodes.len())
             .filter(|&i| stats::layer_kind(g, i).is_some())
@@ -288,7 +298,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         };
         let mut base = None;
         for stage in 1..=stages {
-            let hs = match &opts.calib {
+            let (hs, mut sums) = match &opts.calib {
                 Some(samples) => {
                     if samples.samples.is_empty() {
                         return Err(Error::Options("the calibration set is empty".into()));
@@ -306,16 +316,43 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                 }
                 None => {
                     let e = stats::estimate_energy(g);
-                    (0..g.nodes.len())
-                        .map(|i| stats::data_free(g, i, &e))
-                        .collect()
+                    (
+                        (0..g.nodes.len())
+                            .map(|i| stats::data_free(g, i, &e))
+                            .collect(),
+                        vec![Vec::new(); g.nodes.len()],
+                    )
                 }
             };
             let mut state: Vec<budget::Layer> = Vec::new();
             for (i, h) in hs.into_iter().enumerate() {
                 if nodes.contains(&i) {
-                    state.extend(budget::Layer::new(g, i, h));
+                    state.extend(budget::Layer::new(g, i, h).map(|mut l| {
+                        l.sums = std::mem::take(&mut sums[i]);
+                        l
+                    }));
                 }
+            }
+            if let (true, true, Some(samples)) = (
+                calibrated && opts.output_weighted,
+                distill::check(g).is_ok(),
+                &opts.calib,
+            ) {
+                let bar = progress_bar(
+                    opts.progress,
+                    samples.samples.len(),
+                    &format!(
+                        "output weights {{bar:30}} {{pos}}/{{len}} samples, stage {stage}/{stages}, {{elapsed}} ({{eta}} left)"
+                    ),
+                );
+                let mut w = distill::output_weights(g, samples, opts.distill.threads, |k| {
+                    bar.set_position(k as u64)
+                })?;
+                bar.finish_and_clear();
+                for l in &mut state {
+                    l.out_weights = w[l.node].take();
+                }
+                output_weighted = true;
             }
             let lut_cost;
             let cost: budget::CostFn = match (&b, &opts.lut) {
@@ -411,6 +448,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         layers,
         unanalysed: channels::ChannelGroups::analyse(g).unanalysed,
         distill_loss,
+        output_weighted,
     })
 }
 

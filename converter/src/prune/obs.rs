@@ -163,6 +163,54 @@ pub fn remove_columns(
     cost.max(0.0)
 }
 
+/// For each row of `rows`, the OBS removal of the columns `g` as [`remove_columns`] does it
+/// (`Δw = −w_G (H⁻¹_GG)⁻¹ H⁻¹_G,:`), without applying it: its cost `Δw H Δwᵀ` and, given
+/// `m = H⁻¹ S H⁻¹` for another statistic `S`, `Δw S Δwᵀ = u m_GG uᵀ` with
+/// `u = w_G (H⁻¹_GG)⁻¹` (0 without `m`). A diagonal `H` has no update: `Δw = −w_G`.
+pub fn removal_row_costs(
+    h: &Hessian,
+    hinv: Option<&Mat<f64>>,
+    rows: &[Vec<f64>],
+    g: &[usize],
+    m: Option<&Mat<f64>>,
+) -> Vec<(f64, f64)> {
+    if g.is_empty() {
+        return vec![(0.0, 0.0); rows.len()];
+    }
+    let hi_owned;
+    let hinv = match (h, hinv) {
+        (Hessian::Diag(d), _) => {
+            return rows
+                .iter()
+                .map(|w| (g.iter().map(|&i| w[i] * w[i] * d[i]).sum(), 0.0))
+                .collect();
+        }
+        (Hessian::Full(_), Some(hi)) => hi,
+        (Hessian::Full(mat), None) => {
+            hi_owned = damped_inverse(mat);
+            &hi_owned
+        }
+    };
+    let k = g.len();
+    let sub = Mat::from_fn(k, k, |i, j| hinv[(g[i], g[j])]);
+    let s = match sub.llt(Side::Lower) {
+        Ok(l) => l.inverse(),
+        Err(_) => damped_inverse(&sub),
+    };
+    let wg = Mat::from_fn(rows.len(), k, |r, j| rows[r][g[j]]);
+    let u = &wg * &s;
+    let um = m.map(|m| &u * Mat::from_fn(k, k, |i, j| m[(g[i], g[j])]));
+    (0..rows.len())
+        .map(|r| {
+            let a: f64 = (0..k).map(|j| u[(r, j)] * wg[(r, j)]).sum();
+            let b: f64 = um
+                .as_ref()
+                .map_or(0.0, |um| (0..k).map(|j| um[(r, j)] * u[(r, j)]).sum());
+            (a.max(0.0), b.max(0.0))
+        })
+        .collect()
+}
+
 /// Accumulates `H += Xᵀ X` for rows of `X` given as a flat row-major `p x d` matrix.
 pub fn accumulate(h: &mut Mat<f64>, x: &[f64], d: usize) {
     let p = x.len() / d.max(1);
@@ -253,5 +301,55 @@ mod tests {
         assert!(e_obs < 0.1 * e_plain, "obs {e_obs} plain {e_plain}");
         // The predicted cost is the error of the refit, up to the damping.
         assert!((cost - e_obs).abs() <= 0.05 * e_plain, "{cost} vs {e_obs}");
+    }
+
+    /// The per-row costs of a removal are those of the update `remove_columns` applies:
+    /// `Δw H Δwᵀ` equals `remove_columns`'s cost, and `Δw S Δwᵀ` for another statistic `S`
+    /// is what `u m_GG uᵀ` with `m = H⁻¹ S H⁻¹` predicts.
+    #[test]
+    fn removal_row_costs_match_the_applied_update() {
+        let d = 7;
+        let mut seed = 9u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+        };
+        let x: Vec<f64> = (0..60 * d).map(|_| rnd()).collect();
+        let sx: Vec<f64> = (0..10 * d).map(|_| rnd()).collect();
+        let (mut hm, mut sm) = (Mat::zeros(d, d), Mat::zeros(d, d));
+        accumulate(&mut hm, &x, d);
+        accumulate(&mut sm, &sx, d);
+        let h = Hessian::Full(hm);
+        let hi = h.inverse().unwrap();
+        let m = &hi * &sm * &hi;
+        let rows: Vec<Vec<f64>> = (0..3).map(|_| (0..d).map(|_| rnd()).collect()).collect();
+        let g = [1, 4];
+        let costs = removal_row_costs(&h, Some(&hi), &rows, &g, Some(&m));
+        let quad = |m: &Mat<f64>, v: &[f64]| -> f64 {
+            (0..d)
+                .map(|i| (0..d).map(|j| v[i] * m[(i, j)] * v[j]).sum::<f64>())
+                .sum()
+        };
+        let Hessian::Full(hm) = &h else {
+            unreachable!("built full")
+        };
+        for (r, row) in rows.iter().enumerate() {
+            let mut upd = vec![row.clone()];
+            let cost = remove_columns(&h, Some(&hi), &mut upd, &g, true);
+            let dw: Vec<f64> = upd[0].iter().zip(row).map(|(a, b)| a - b).collect();
+            let (a, b) = costs[r];
+            assert!((a - cost).abs() <= 1e-9 * cost.max(1.0), "{a} vs {cost}");
+            // The update is computed from the damped inverse, so `Δw H Δwᵀ` of the
+            // undamped H is close to, not equal to, the cost.
+            assert!(
+                (a - quad(hm, &dw)).abs() <= 0.05 * a,
+                "{a} vs {}",
+                quad(hm, &dw)
+            );
+            let want = quad(&sm, &dw);
+            assert!((b - want).abs() <= 1e-9 * want.max(1.0), "{b} vs {want}");
+        }
     }
 }

@@ -307,13 +307,19 @@ pub fn data_free(g: &Graph, i: usize, energy: &[Vec<f64>]) -> Vec<Hessian> {
     }
 }
 
+/// Per node, the statistics of each of its Hessian groups (empty for other nodes).
+pub type Statistics = Vec<Vec<Hessian>>;
+
 /// Measures `H` of every prunable layer (index = node) on calibration samples, each one
-/// NCHW input of batch 1. `progress` is called after each sample.
+/// NCHW input of batch 1, and beside it `S = Σ s sᵀ` over the samples, where `s` is the
+/// sum of a sample's im2col rows over all output positions (estimated from the sampled
+/// ones; for a fully connected layer `S` is its unshrunk `H`). `S` is empty for a
+/// transposed conv. `progress` is called after each sample.
 pub fn calibrated(
     g: &Graph,
     calib: &super::calib::Calibration,
     mut progress: impl FnMut(usize),
-) -> Result<Vec<Vec<Hessian>>> {
+) -> Result<(Statistics, Statistics)> {
     if g.inputs.len() != 1 {
         return Err(Error::Options(format!(
             "calibration feeds one input; the model has {}",
@@ -347,6 +353,7 @@ pub fn calibrated(
     let samples = &calib.samples;
     let per: usize = want.iter().product();
     let mut hs: Vec<Vec<Hessian>> = vec![Vec::new(); g.nodes.len()];
+    let mut sums: Vec<Vec<Hessian>> = vec![Vec::new(); g.nodes.len()];
     for &i in &layers {
         let d = rows(g, i)[0][0].len();
         let groups = match layer_kind(g, i) {
@@ -356,6 +363,9 @@ pub fn calibrated(
         hs[i] = (0..groups)
             .map(|_| Hessian::Full(Mat::zeros(d, d)))
             .collect();
+        if layer_kind(g, i) != Some(LayerKind::Deconv) {
+            sums[i] = hs[i].clone();
+        }
     }
     for (si, s) in samples.iter().enumerate() {
         if s.len() != per {
@@ -367,7 +377,7 @@ pub fn calibrated(
         }
         let outs = crate::ir::eval::eval(&g1, &[s]);
         for (k, &i) in layers.iter().enumerate() {
-            add_sample(g, i, &outs[k], &mut hs[i]);
+            add_sample(g, i, &outs[k], &mut hs[i], &mut sums[i]);
         }
         progress(si + 1);
     }
@@ -386,17 +396,20 @@ pub fn calibrated(
             }
         }
     }
-    Ok(hs)
+    Ok((hs, sums))
 }
 
-/// Adds one batch-1 input `x` of layer `i` to its Hessians.
-fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
+/// Adds one batch-1 input `x` of layer `i` to its Hessians `hs` and to the outer products
+/// of its summed rows `sums` (see [`calibrated`]).
+fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian], sums: &mut [Hessian]) {
     let n = &g.nodes[i];
     match &n.op {
         Op::Fc(_) => {
             let (row, d) = fc_row(x);
-            if let Hessian::Full(m) = &mut hs[0] {
-                accumulate(m, &row, d);
+            for h in hs.iter_mut().chain(sums.iter_mut()) {
+                if let Hessian::Full(m) = h {
+                    accumulate(m, &row, d);
+                }
             }
         }
         Op::Deconv(_) => {
@@ -416,10 +429,22 @@ fn add_sample(g: &Graph, i: usize, x: &[f32], hs: &mut [Hessian]) {
             } else {
                 (0..c).map(|ch| vec![ch]).collect()
             };
+            let positions = {
+                let o = g.shape(n.output);
+                o.get(2).copied().unwrap_or(1) * o.get(3).copied().unwrap_or(1)
+            };
+            let scale = positions as f64 / pixels.len().max(1) as f64;
             for (hk, ch_set) in chans.iter().enumerate() {
                 let (xs, d) = patches(g, i, x, ch_set, &pixels);
                 if let Hessian::Full(m) = &mut hs[hk] {
                     accumulate(m, &xs, d);
+                }
+                if let Some(Hessian::Full(m)) = sums.get_mut(hk) {
+                    let mut s = vec![0.0; d];
+                    for row in xs.chunks_exact(d.max(1)) {
+                        s.iter_mut().zip(row).for_each(|(a, b)| *a += b * scale);
+                    }
+                    accumulate(m, &s, d);
                 }
             }
         }

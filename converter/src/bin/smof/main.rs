@@ -71,6 +71,11 @@ enum Cmd {
         /// pruned model's own calibration activations (sequential reconstruction).
         #[arg(long, value_name = "on|off", default_value = "on")]
         refit: String,
+        /// With --calib: rank removals by the error they cause at the model outputs
+        /// (`output`, each layer's error weighted by backpropagated probes) or by each
+        /// layer's own relative output error (`layer`).
+        #[arg(long, value_name = "output|layer", default_value = "output")]
+        criterion: String,
         /// With --calib: after the refit, train the pruned model towards the dense model's
         /// outputs on the calibration inputs for N epochs (0: off).
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -238,6 +243,9 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
             String::new()
         }
     );
+    if r.output_weighted {
+        println!("removals ranked by their error at the model outputs (--criterion output)");
+    }
     if let (Some(first), Some(last)) = (r.distill_loss.first(), r.distill_loss.last()) {
         println!(
             "distillation: output error on the calibration set {:.4}% (first epoch) -> {:.4}% ({} epochs)",
@@ -279,6 +287,7 @@ fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
         "exact_channel_groups": r.exact_channels,
         "unanalysed_nodes": r.unanalysed,
         "distill_loss": r.distill_loss,
+        "output_weighted": r.output_weighted,
         "layers": layers,
     })
     .to_string()
@@ -321,6 +330,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             channel_multiple,
             calib,
             refit,
+            criterion,
             distill,
             distill_lr,
             distill_mirror,
@@ -389,6 +399,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     channel_multiple: channel_multiple.unwrap_or(kernels.channel_align()),
                     calib,
                     refit: on_off("refit", &refit)?,
+                    output_weighted: match criterion.as_str() {
+                        "output" => true,
+                        "layer" => false,
+                        _ => bail!("--criterion takes output or layer, not '{criterion}'"),
+                    },
                     distill: smof_converter::prune::distill::DistillOptions {
                         epochs: distill,
                         lr: distill_lr,

@@ -133,15 +133,8 @@ pub fn remove_columns(
         },
     };
     let k = g.len();
-    let sub = Mat::from_fn(k, k, |i, j| hi[(g[i], g[j])]);
-    // (H⁻¹_GG)⁻¹; H⁻¹_GG is positive definite as a principal block of one.
-    let s = match sub.llt(Side::Lower) {
-        Ok(l) => l.inverse(),
-        Err(_) => damped_inverse(&sub),
-    };
-    let wg = Mat::from_fn(rows.len(), k, |r, j| rows[r][g[j]]);
     // C = W_G (H⁻¹_GG)⁻¹, cost = Σ C ∘ W_G.
-    let c = &wg * &s;
+    let (wg, c) = obs_gain(hi, rows, g);
     let mut cost = 0.0;
     for r in 0..rows.len() {
         for j in 0..k {
@@ -161,6 +154,21 @@ pub fn remove_columns(
         }
     }
     cost.max(0.0)
+}
+
+/// The columns `g` of `rows` as a matrix `W_G`, and `W_G (H⁻¹_GG)⁻¹`, the coefficients of
+/// the OBS update along the rows `H⁻¹_G,:` (`hinv` = `H⁻¹`).
+fn obs_gain(hinv: &Mat<f64>, rows: &[Vec<f64>], g: &[usize]) -> (Mat<f64>, Mat<f64>) {
+    let k = g.len();
+    let sub = Mat::from_fn(k, k, |i, j| hinv[(g[i], g[j])]);
+    // (H⁻¹_GG)⁻¹; H⁻¹_GG is positive definite as a principal block of one.
+    let s = match sub.llt(Side::Lower) {
+        Ok(l) => l.inverse(),
+        Err(_) => damped_inverse(&sub),
+    };
+    let wg = Mat::from_fn(rows.len(), k, |r, j| rows[r][g[j]]);
+    let c = &wg * &s;
+    (wg, c)
 }
 
 /// For each row of `rows`, the OBS removal of the columns `g` as [`remove_columns`] does it
@@ -192,13 +200,7 @@ pub fn removal_row_costs(
         }
     };
     let k = g.len();
-    let sub = Mat::from_fn(k, k, |i, j| hinv[(g[i], g[j])]);
-    let s = match sub.llt(Side::Lower) {
-        Ok(l) => l.inverse(),
-        Err(_) => damped_inverse(&sub),
-    };
-    let wg = Mat::from_fn(rows.len(), k, |r, j| rows[r][g[j]]);
-    let u = &wg * &s;
+    let (wg, u) = obs_gain(hinv, rows, g);
     let um = m.map(|m| &u * Mat::from_fn(k, k, |i, j| m[(g[i], g[j])]));
     (0..rows.len())
         .map(|r| {

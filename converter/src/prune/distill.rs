@@ -252,14 +252,14 @@ fn add_squares(acc: &mut [[f64; 2]], gp: &[f32]) {
     }
 }
 
-/// Backpropagates the output gradients `dv` (indexed by value) through `g`, adding the
-/// gradients of the trainable tensors into `grads`, and, with `sq`, the squared gradients
-/// at the measured layers' outputs into `sq`. The model input gets none.
+/// Backpropagates the output gradients `dv` (indexed by value) through `g`, adding, with
+/// `grads`, the gradients of the trainable tensors into `grads`, and, with `sq`, the
+/// squared gradients at the measured layers' outputs into `sq`. The model input gets none.
 fn backward(
     g: &Graph,
     tape: &Tape,
     mut dv: Vec<Option<Vec<f32>>>,
-    grads: &mut Grads,
+    mut grads: Option<&mut Grads>,
     mut sq: Option<&mut SquaredGrads>,
 ) {
     let input = g.inputs[0].value;
@@ -288,9 +288,11 @@ fn backward(
                 }
                 let xs = dims4(g.shape(node.inputs[0]));
                 let ys = dims4(g.shape(node.output));
-                let lg = grads[j].as_mut().expect("trainable");
+                let mut lg = grads
+                    .as_deref_mut()
+                    .map(|gr| gr[j].as_mut().expect("trainable"));
                 let plane = ys[2] * ys[3];
-                for (o, b) in lg.b.iter_mut().enumerate() {
+                for (o, b) in lg.iter_mut().flat_map(|lg| lg.b.iter_mut()).enumerate() {
                     *b += gp[o * plane..(o + 1) * plane].iter().sum::<f32>();
                 }
                 if let Some(&r) = node.inputs.get(1) {
@@ -300,7 +302,8 @@ fn backward(
                 }
                 let x = val(node.inputs[0]);
                 let mut dx = want(node.inputs[0]).then(|| vec![0.0f32; x.len()]);
-                conv_back(cv, x, &gp, xs, ys, &mut lg.w, dx.as_deref_mut());
+                let dw = lg.map(|lg| &mut lg.w[..]);
+                conv_back(cv, x, &gp, xs, ys, dw, dx.as_deref_mut());
                 if let Some(dx) = dx {
                     add_grad(&mut dv, node.inputs[0], dx);
                 }
@@ -312,17 +315,23 @@ fn backward(
                 }
                 let x = val(node.inputs[0]);
                 let inf = f.weight.dims[1];
-                let lg = grads[j].as_mut().expect("trainable");
-                for (b, d) in lg.b.iter_mut().zip(&gp) {
-                    *b += d;
-                }
+                let mut lg = grads
+                    .as_deref_mut()
+                    .map(|gr| gr[j].as_mut().expect("trainable"));
                 let mut dx = vec![0.0f32; x.len()];
                 for (o, &d) in gp.iter().enumerate() {
                     let row = &f.weight.data[o * inf..(o + 1) * inf];
-                    let gw = &mut lg.w[o * inf..(o + 1) * inf];
                     for i in 0..inf {
-                        gw[i] += d * x[i];
                         dx[i] += d * row[i];
+                    }
+                    if let Some(lg) = lg.as_deref_mut() {
+                        if let Some(b) = lg.b.get_mut(o) {
+                            *b += d;
+                        }
+                        let gw = &mut lg.w[o * inf..(o + 1) * inf];
+                        for i in 0..inf {
+                            gw[i] += d * x[i];
+                        }
                     }
                 }
                 if want(node.inputs[0]) {
@@ -470,15 +479,15 @@ fn pool_back(p: &PoolOp, x: &[f32], gy: &[f32], xs: [usize; 4], ys: [usize; 4]) 
     dx
 }
 
-/// A conv's weight gradient (added to `dw`) and, if asked, its input gradient (added to
-/// `dx`), from the gradient `gp` of its output before the activation. Batch 1.
+/// A conv's weight gradient (added to `dw`) and its input gradient (added to `dx`), each if
+/// asked, from the gradient `gp` of its output before the activation. Batch 1.
 fn conv_back(
     cv: &ConvOp,
     x: &[f32],
     gp: &[f32],
     xs: [usize; 4],
     ys: [usize; 4],
-    dw: &mut [f32],
+    mut dw: Option<&mut [f32]>,
     mut dx: Option<&mut [f32]>,
 ) {
     let [_, _, h, w] = xs;
@@ -496,26 +505,32 @@ fn conv_back(
         let mut cols = shape.cols();
         let mut dcols = vec![0.0f32; k * taps];
         for gi in 0..cv.group {
-            let xg = &x[gi * icg * h * w..(gi + 1) * icg * h * w];
-            let a: &[f32] = if direct {
-                xg
-            } else {
-                im2col(cv, xg, [h, w], [oh, ow], &mut cols);
-                &cols
-            };
             let gg = MatRef::from_row_major_slice(
                 &gp[gi * ocg * taps..(gi + 1) * ocg * taps],
                 ocg,
                 taps,
             );
-            matmul(
-                MatMut::from_row_major_slice_mut(&mut dw[gi * ocg * k..(gi + 1) * ocg * k], ocg, k),
-                Accum::Add,
-                gg,
-                MatRef::from_row_major_slice(a, k, taps).transpose(),
-                1.0f32,
-                Par::Seq,
-            );
+            if let Some(dw) = dw.as_deref_mut() {
+                let xg = &x[gi * icg * h * w..(gi + 1) * icg * h * w];
+                let a: &[f32] = if direct {
+                    xg
+                } else {
+                    im2col(cv, xg, [h, w], [oh, ow], &mut cols);
+                    &cols
+                };
+                matmul(
+                    MatMut::from_row_major_slice_mut(
+                        &mut dw[gi * ocg * k..(gi + 1) * ocg * k],
+                        ocg,
+                        k,
+                    ),
+                    Accum::Add,
+                    gg,
+                    MatRef::from_row_major_slice(a, k, taps).transpose(),
+                    1.0f32,
+                    Par::Seq,
+                );
+            }
             let Some(dx) = dx.as_deref_mut() else {
                 continue;
             };
@@ -577,7 +592,9 @@ fn conv_back(
                         acc += go[at] * xc[xi];
                     }),
                 }
-                dw[wi] += acc;
+                if let Some(dw) = dw.as_deref_mut() {
+                    dw[wi] += acc;
+                }
             }
         }
     }
@@ -615,7 +632,7 @@ fn loss_grads(g: &Graph, tape: &Tape, targets: &[Vec<f32>]) -> (f64, Vec<Option<
 fn sample_grads(student: &Graph, targets: &[Vec<f32>], x: &[f32], grads: &mut Grads) -> f64 {
     let tape = forward(student, x);
     let (loss, dv) = loss_grads(student, &tape, targets);
-    backward(student, &tape, dv, grads, None);
+    backward(student, &tape, dv, Some(grads), None);
     loss
 }
 
@@ -913,8 +930,7 @@ fn probe(g: &Graph, x: &[f32], seed: u64, sq: &mut SquaredGrads) {
             .collect();
         add_grad(&mut dv, o.value, r);
     }
-    let mut grads = zero_grads(g);
-    backward(g, &tape, dv, &mut grads, Some(sq));
+    backward(g, &tape, dv, None, Some(sq));
 }
 
 /// Each trainable tensor's step scale: the root mean square of every output row of its
@@ -1090,7 +1106,7 @@ mod tests {
         );
         let (_, dv) = loss_grads(&g, &tape, &t);
         let mut grads = zero_grads(&g);
-        backward(&g, &tape, dv, &mut grads, None);
+        backward(&g, &tape, dv, Some(&mut grads), None);
         let mut checked = 0;
         for (j, lg) in grads.iter().enumerate() {
             let Some(lg) = lg else { continue };

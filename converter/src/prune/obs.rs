@@ -258,18 +258,22 @@ pub fn accumulate_cross(c: &mut Mat<f64>, a: &[f64], da: usize, b: &[f64], db: u
 mod tests {
     use super::*;
 
+    /// A deterministic stream of values in [-0.5, 0.5) (a linear congruential generator).
+    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+        }
+    }
+
     /// Least-squares refit by OBS equals the normal-equation solution on the kept columns,
     /// and beats plain removal.
     #[test]
     fn obs_refit_is_the_least_squares_solution() {
         let (p, d) = (200, 6);
-        let mut seed = 7u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
-        };
+        let mut rnd = uniform(7);
         // Correlated columns: x3 ≈ x0 + x1.
         let mut x = vec![0.0; p * d];
         for r in 0..p {
@@ -311,13 +315,7 @@ mod tests {
     #[test]
     fn removal_row_costs_match_the_applied_update() {
         let d = 7;
-        let mut seed = 9u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) as f64 / (1u64 << 31) as f64) - 0.5
-        };
+        let mut rnd = uniform(9);
         let x: Vec<f64> = (0..60 * d).map(|_| rnd()).collect();
         let sx: Vec<f64> = (0..10 * d).map(|_| rnd()).collect();
         let (mut hm, mut sm) = (Mat::zeros(d, d), Mat::zeros(d, d));

@@ -3,7 +3,8 @@
 # 1. convert MobileNetV2 (real ImageNet weights) to .smof, show its layers, run it on a
 #    bundled photo, and time it;
 # 2. dense against pruned: the two MNIST models converted as they are and pruned to half
-#    their FLOPs (kernel rings and channels, calibrated on bundled digits), side by side:
+#    their FLOPs (kernel rings and channels, calibrated and distilled on bundled digits),
+#    side by side:
 #    top-1 on the 5,000 test digits, file size, FLOPs and single-thread latency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,14 +19,15 @@ $B/smof run "$model" --input models/samples/imagenet_00_243.npy --output target/
 $B/smof-bench "$model" --warmup 3 --loops 20
 
 echo
-echo "Dense against pruned (--prune flops=0.5, channel counts in multiples of 8, calibrated on models/mnist/mnist_calib.npy):"
+echo "Dense against pruned (--prune flops=0.5, channel counts in multiples of 8, calibrated and distilled on models/mnist/mnist_calib.npy):"
 rows=()
 for m in lenet5x5 resnet8; do
   dense=target/demo/$m.smof
   pruned=target/demo/${m}_pruned.smof
   $B/smof convert models/mnist/$m.onnx -o "$dense" >/dev/null
   $B/smof convert models/mnist/$m.onnx -o "$pruned" --prune flops=0.5 \
-    --calib models/mnist/mnist_calib.npy --channel-multiple 8 >/dev/null 2>&1
+    --calib models/mnist/mnist_calib.npy --channel-multiple 8 \
+    --distill 30 --distill-mirror off >/dev/null 2>&1
   for f in "$dense" "$pruned"; do
     rows+=("$f" "$($B/smof eval "$f" --data models/mnist/mnist_test.npz --json)"
       "$($B/smof inspect "$f" --json)" "$($B/smof-bench "$f" --warmup 20 --loops 200 --json)")

@@ -268,27 +268,32 @@ fn fit(h: &[Mat<f64>], c: &[Mat<f64>], target: &Mat<f64>, w0: &Mat<f64>) -> (Mat
     let ridge = if h.len() < 2 {
         RIDGE
     } else {
-        // The held-out error `Σ ‖W x_p − W_d x_d‖²` of fold k, up to a term that does not
-        // depend on W: `tr(Wᵀ H_k W) − 2 tr(Wᵀ B_k)`.
+        // The held-out error of each fold.
         let mut err = [0.0f64; RIDGES.len()];
         for k in 0..h.len() {
             let (hk, bk) = (&ht - &h[k], &bt - &b[k]);
             for (e, &r) in err.iter_mut().zip(&RIDGES) {
-                let w = solve(&hk, &bk, w0, r);
-                let hw = &h[k] * &w;
-                *e += (0..w.ncols())
-                    .map(|o| {
-                        (0..w.nrows())
-                            .map(|i| w[(i, o)] * (hw[(i, o)] - 2.0 * b[k][(i, o)]))
-                            .sum::<f64>()
-                    })
-                    .sum::<f64>();
+                *e += error(&solve(&hk, &bk, w0, r), &h[k], &b[k]);
             }
         }
         let best = (0..RIDGES.len()).min_by(|&a, &b| err[a].total_cmp(&err[b]));
         best.map_or(RIDGE, |i| RIDGES[i])
     };
     (solve(&ht, &bt, w0, ridge), ridge)
+}
+
+/// `Σ ‖W x_p − W_d x_d‖²` over samples with statistics `h` (`Σ x_p x_pᵀ`) and
+/// `b = Σ x_p x_dᵀ W_dᵀ`, up to a term that does not depend on `W`:
+/// `tr(Wᵀ h W) − 2 tr(Wᵀ b)`.
+fn error(w: &Mat<f64>, h: &Mat<f64>, b: &Mat<f64>) -> f64 {
+    let hw = h * w;
+    (0..w.ncols())
+        .map(|o| {
+            (0..w.nrows())
+                .map(|i| w[(i, o)] * (hw[(i, o)] - 2.0 * b[(i, o)]))
+                .sum::<f64>()
+        })
+        .sum()
 }
 
 /// `(H + λI)⁻¹ (B + λ W_0)` with `λ = rel · mean(diag H)`, λ raised tenfold until the
@@ -346,18 +351,6 @@ mod tests {
         out
     }
 
-    /// `Σ ‖W x_p − W_d x_d‖²` up to a constant, from the statistics of a fresh set.
-    fn error(w: &Mat<f64>, target: &Mat<f64>, h: &Mat<f64>, c: &Mat<f64>) -> f64 {
-        let (hw, b) = (h * w, c * target);
-        (0..w.ncols())
-            .map(|o| {
-                (0..w.nrows())
-                    .map(|i| w[(i, o)] * (hw[(i, o)] - 2.0 * b[(i, o)]))
-                    .sum::<f64>()
-            })
-            .sum()
-    }
-
     /// With plenty of exact samples the least-squares fit needs no ridge, and the smallest
     /// is chosen; with few noisy ones (each dense input differs from the pruned one by
     /// noise the fit can only over-fit) a larger ridge is chosen, and it predicts new
@@ -381,10 +374,8 @@ mod tests {
         assert!(ridge > RIDGES[0], "ridge {ridge}");
         let (ht, ct) = (&(&h[0] + &h[1]) + &h[2], &(&c[0] + &c[1]) + &c[2]);
         let small = solve(&ht, &(&ct * &target), &w0, RIDGES[0]);
-        let (e_cv, e_small) = (
-            error(&w, &target, &hn[0], &cn[0]),
-            error(&small, &target, &hn[0], &cn[0]),
-        );
+        let b = &cn[0] * &target;
+        let (e_cv, e_small) = (error(&w, &hn[0], &b), error(&small, &hn[0], &b));
         assert!(
             e_cv < e_small,
             "new samples: {e_cv} with the chosen ridge, {e_small} without"

@@ -8,7 +8,7 @@
 //! among them) absorb `-w_G (H⁻¹_GG)⁻¹ H⁻¹_G,:`, which is the least-squares refit.
 //! With a diagonal `H` the cost is `Σ w² h` and the refit is zero, i.e. plain removal.
 
-use faer::linalg::solvers::DenseSolveCore;
+use faer::linalg::solvers::{DenseSolveCore, Llt};
 use faer::{Mat, Side};
 
 /// Relative damping added to the diagonal of `H` before inverting (as in GPTQ).
@@ -76,22 +76,22 @@ impl Hessian {
 /// `(M + λI)⁻¹` with `λ = DAMPING · mean(diag M)`, increasing λ until the Cholesky
 /// factorisation succeeds.
 pub fn damped_inverse(m: &Mat<f64>) -> Mat<f64> {
-    damped_inverse_by(m, DAMPING).0
+    if m.nrows() == 0 {
+        return Mat::zeros(0, 0);
+    }
+    damped_llt(m, DAMPING).0.inverse()
 }
 
-/// `(M + λI)⁻¹` with `λ = rel · mean(diag M)`, increasing λ until the Cholesky
-/// factorisation succeeds; returns the inverse and the λ used.
-pub fn damped_inverse_by(m: &Mat<f64>, rel: f64) -> (Mat<f64>, f64) {
+/// The Cholesky factorisation of `M + λI` with `λ = rel · mean(diag M)`, λ raised tenfold
+/// until it succeeds; and the λ used.
+pub fn damped_llt(m: &Mat<f64>, rel: f64) -> (Llt<f64>, f64) {
     let n = m.nrows();
-    if n == 0 {
-        return (Mat::zeros(0, 0), 0.0);
-    }
-    let mean = (0..n).map(|i| m[(i, i)]).sum::<f64>() / n as f64;
+    let mean = (0..n).map(|i| m[(i, i)]).sum::<f64>() / n.max(1) as f64;
     let mut lambda = rel * if mean > 0.0 { mean } else { 1.0 };
     loop {
         let a = Mat::from_fn(n, n, |i, j| m[(i, j)] + if i == j { lambda } else { 0.0 });
         if let Ok(llt) = a.llt(Side::Lower) {
-            return (llt.inverse(), lambda);
+            return (llt, lambda);
         }
         lambda *= 10.0;
     }
@@ -255,11 +255,11 @@ pub fn accumulate_cross(c: &mut Mat<f64>, a: &[f64], da: usize, b: &[f64], db: u
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::prune) mod tests {
     use super::*;
 
     /// A deterministic stream of values in [-0.5, 0.5) (a linear congruential generator).
-    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+    pub(in crate::prune) fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
         move || {
             seed = seed
                 .wrapping_mul(6364136223846793005)

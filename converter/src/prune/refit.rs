@@ -20,7 +20,7 @@
 //! error that reaches it.
 
 use super::calib::Calibration;
-use super::obs::{accumulate, accumulate_cross};
+use super::obs::{accumulate, accumulate_cross, damped_llt};
 use super::stats::{
     batch1, channels, fc_row, layer_kind, patches, rows, sample_pixels, set_rows, LayerKind,
 };
@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::ir::eval::eval_node;
 use crate::ir::Graph;
 use faer::linalg::solvers::Solve;
-use faer::{Mat, Side};
+use faer::Mat;
 
 /// The ridge strengths towards the allocation's weights that cross-validation chooses
 /// from, relative to the mean diagonal of `Σ x_p x_pᵀ`.
@@ -299,34 +299,21 @@ fn error(w: &Mat<f64>, h: &Mat<f64>, b: &Mat<f64>) -> f64 {
 /// `(H + λI)⁻¹ (B + λ W_0)` with `λ = rel · mean(diag H)`, λ raised tenfold until the
 /// Cholesky factorisation succeeds.
 fn solve(h: &Mat<f64>, b: &Mat<f64>, w0: &Mat<f64>, rel: f64) -> Mat<f64> {
-    let n = h.nrows();
-    let mean = (0..n).map(|i| h[(i, i)]).sum::<f64>() / n.max(1) as f64;
-    let mut lambda = rel * if mean > 0.0 { mean } else { 1.0 };
-    loop {
-        let a = Mat::from_fn(n, n, |i, j| h[(i, j)] + if i == j { lambda } else { 0.0 });
-        if let Ok(llt) = a.llt(Side::Lower) {
-            let rhs = Mat::from_fn(b.nrows(), b.ncols(), |r, c| b[(r, c)] + lambda * w0[(r, c)]);
-            return llt.solve(&rhs);
-        }
-        lambda *= 10.0;
-    }
+    let (llt, lambda) = damped_llt(h, rel);
+    let rhs = Mat::from_fn(b.nrows(), b.ncols(), |r, c| b[(r, c)] + lambda * w0[(r, c)]);
+    llt.solve(&rhs)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::obs::tests::uniform;
     use super::*;
 
     /// Per-fold statistics of `n` samples of `rows` im2col rows each: the pruned input
     /// `x_p` (random, last entry the bias column's 1), the dense input `x_d = x_p + noise`.
     /// Returns them with a fresh set's `Σ x_p x_pᵀ` and `Σ x_p x_dᵀ` for testing.
     fn stats(n: usize, rows: usize, d: usize, noise: f64, seed: u64) -> [Vec<Mat<f64>>; 4] {
-        let mut state = seed;
-        let mut rnd = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
-        };
+        let mut rnd = uniform(seed);
         let mut out = [
             vec![Mat::zeros(d, d); FOLDS],
             vec![Mat::zeros(d, d); FOLDS],

@@ -328,6 +328,22 @@ fn calibration_compensation_beats_plain_removal() {
     assert!(e.contains("calibration samples have shape"), "{e}");
 }
 
+/// `Σ (y_pruned − y_dense)² / Σ y_dense²` over the 3x16x16 samples of `set`: the error the
+/// report gives at a layer whose output is the model's.
+fn pooled_error(dense: &[u8], pruned: &[u8], set: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for s in set.chunks(3 * 16 * 16) {
+        let (a, b) = (run(dense, s), run(pruned, s));
+        num += a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>();
+        den += a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
+    }
+    num / den
+}
+
 /// `net(5)` pruned to half its FLOPs (multiple 4), calibrated on 32 structured samples, with
 /// `setup` applied to the options; returns the conversion and its mean relative output error
 /// against the dense model on the calibration samples and on 8 held-out ones.
@@ -360,33 +376,25 @@ fn calibrated_half(
 /// stages) lowers the output error against the dense model below the layer-local OBS
 /// compensation alone, on the calibration samples and on held-out ones, through a
 /// residual Add, a depthwise conv and a Concat; and the report's errors are the measured
-/// errors at each layer's output.
+/// errors at each layer's output. The model is pruned to 0.4 of its FLOPs: at 0.5 the
+/// held-out removal costs leave layer-local errors that hardly compound (the refit
+/// lowered the calibration error by 4%, against 21% at 0.4).
 #[test]
 fn sequential_refit_beats_layer_local_compensation() {
-    let per = 3 * 16 * 16;
     let dense = convert(&net(5), &ConvertOptions::default()).unwrap();
     let mut errs = Vec::new();
     for refit in [false, true] {
-        let (c, calib, e_cal, e_test) = calibrated_half(|p| p.refit = refit);
+        let (c, calib, e_cal, e_test) = calibrated_half(|p| {
+            p.refit = refit;
+            p.budget = Some(Budget::Flops(0.4));
+        });
         assert!(c.prune.layers.iter().all(|l| l.rel_error.is_finite()));
         println!("refit {refit}: calibration {e_cal:.3e}, held-out {e_test:.3e}");
         if refit {
             // The last conv's reported error is the model output's error on the calibration
             // set (its output is not pruned).
             let last = c.prune.layers.last().unwrap().rel_error;
-            let whole: f64 = {
-                let (mut num, mut den) = (0.0, 0.0);
-                for s in calib.chunks(per) {
-                    let (a, b) = (run(&dense.bytes, s), run(&c.bytes, s));
-                    num += a
-                        .iter()
-                        .zip(&b)
-                        .map(|(x, y)| ((x - y) as f64).powi(2))
-                        .sum::<f64>();
-                    den += a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
-                }
-                num / den
-            };
+            let whole = pooled_error(&dense.bytes, &c.bytes, &calib);
             assert!(
                 (last - whole).abs() <= 0.05 * whole + 1e-6,
                 "reported {last} measured {whole}"
@@ -403,6 +411,51 @@ fn sequential_refit_beats_layer_local_compensation() {
         test_on < test_off,
         "held-out: refit {test_on} vs {test_off}"
     );
+}
+
+/// With held-out inputs, the report gives each layer's error on them: on the calibration
+/// samples themselves it is the calibrated error; on new samples, the last conv's (the
+/// model output's) is the output error measured by running both models.
+#[test]
+fn held_out_errors_are_measured_on_the_held_out_inputs() {
+    let dense = convert(&net(5), &ConvertOptions::default()).unwrap();
+    let calib =
+        Calibration::from_array(&[32, 3, 16, 16], &structured(&mut Rng::new(300), 32, 3, 16))
+            .unwrap();
+    let (c, _, _, _) = calibrated_half(|p| p.holdout = Some(Arc::new(calib.clone())));
+    for l in &c.prune.layers {
+        let e = l.holdout_error.expect("a held-out error per layer");
+        assert!(
+            (e - l.rel_error).abs() <= 1e-9 * l.rel_error.max(1e-12),
+            "{}: {e} vs {}",
+            l.name,
+            l.rel_error
+        );
+    }
+    let test = structured(&mut Rng::new(400), 8, 3, 16);
+    let (c, _, _, _) = calibrated_half(|p| {
+        p.holdout = Some(Arc::new(
+            Calibration::from_array(&[8, 3, 16, 16], &test).unwrap(),
+        ))
+    });
+    let last = c.prune.layers.last().unwrap().holdout_error.unwrap();
+    let whole = pooled_error(&dense.bytes, &c.bytes, &test);
+    assert!(
+        (last - whole).abs() <= 0.05 * whole + 1e-6,
+        "reported {last} measured {whole}"
+    );
+    assert!(c
+        .prune
+        .layers
+        .iter()
+        .any(|l| l.holdout_error != Some(l.rel_error)));
+    // Samples of the wrong shape are an error before any work is done.
+    let mut o = opts(0.5, true, true, 4);
+    o.prune.holdout = Some(Arc::new(
+        Calibration::from_array(&[2, 3, 8, 8], &[0.0; 384]).unwrap(),
+    ));
+    let err = convert(&net(5), &o).unwrap_err().to_string();
+    assert!(err.contains("--holdout"), "{err}");
 }
 
 /// End-to-end distillation after the refit lowers the output error against the dense model

@@ -5,6 +5,10 @@
 use crate::error::{Error, Result};
 use std::path::Path;
 
+/// Folds of the cross-validations over calibration samples (the refit's ridge, the
+/// allocation's held-out removal costs): sample `s` is held out in fold `s % FOLDS`.
+pub const FOLDS: usize = 3;
+
 /// Calibration samples for a model input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Calibration {

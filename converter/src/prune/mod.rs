@@ -50,6 +50,9 @@ pub struct PruneOptions {
     pub channel_multiple: usize,
     /// Calibration inputs; `None` prunes data-free.
     pub calib: Option<Arc<calib::Calibration>>,
+    /// Inputs kept apart from the calibration set: with a budget, each layer's output error
+    /// is also measured on them after pruning ([`LayerReport::holdout_error`]).
+    pub holdout: Option<Arc<calib::Calibration>>,
     /// With calibration: refit every layer in graph order on the pruned model's own
     /// activations after the allocation ([`refit::sequential`]).
     pub refit: bool,
@@ -75,6 +78,7 @@ impl Default for PruneOptions {
             channels: true,
             channel_multiple: 1,
             calib: None,
+            holdout: None,
             refit: true,
             output_weighted: true,
             distill: distill::DistillOptions::default(),
@@ -108,6 +112,9 @@ pub struct LayerReport {
     /// layer before it included); with calibration alone, what pruning added to this layer
     /// on the dense model's inputs; data-free, the estimate of that; 0 for an exact shrink.
     pub rel_error: f64,
+    /// With [`PruneOptions::holdout`]: the error of the final pruned model at this layer's
+    /// output on those inputs, measured as the calibrated `rel_error` is.
+    pub holdout_error: Option<f64>,
     /// Why the kernel was not prunable, if it was not.
     pub blocked: Option<&'static str>,
 }
@@ -203,6 +210,22 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
             ));
         }
     }
+    if let Some(h) = &opts.holdout {
+        let want = g.inputs.first().map(|i| g.shape(i.value));
+        if opts.budget.is_none() || g.inputs.len() != 1 {
+            return Err(Error::Options(
+                "--holdout needs --prune and a model with one input".into(),
+            ));
+        }
+        if want.map(|w| &w[1.min(w.len())..]) != Some(&h.shape[..]) || h.samples.is_empty() {
+            return Err(Error::Options(format!(
+                "--holdout: {} samples of shape {:?}; the model input is {:?} (batch excluded)",
+                h.samples.len(),
+                h.shape,
+                want.map(|w| &w[1.min(w.len())..])
+            )));
+        }
+    }
     let convs: Vec<usize> = (0..g.nodes.len())
         .filter(|&i| matches!(g.nodes[i].op, Op::Conv(_) | Op::Deconv(_)))
         .collect();
@@ -241,6 +264,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                 flops_after: f,
                 time_ms: None,
                 rel_error: 0.0,
+                holdout_error: None,
                 blocked,
             }
         })
@@ -288,7 +312,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         }
         // The model before the allocation (the refit's and the distillation's target) and
         // its channel counts (the allocation keeps a share of them).
-        let dense = (refit || distilling).then(|| g.clone());
+        let dense = (refit || distilling || opts.holdout.is_some()).then(|| g.clone());
         let dense_channels: Vec<usize> =
             (0..g.values.len()).map(|v| stats::channels(g, v)).collect();
         let mut kept: Vec<Vec<usize>> = dense_channels.iter().map(|&c| (0..c).collect()).collect();
@@ -298,7 +322,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         };
         let mut base = None;
         for stage in 1..=stages {
-            let (hs, mut sums) = match &opts.calib {
+            let (hs, mut sums, mut folds) = match &opts.calib {
                 Some(samples) => {
                     if samples.samples.is_empty() {
                         return Err(Error::Options("the calibration set is empty".into()));
@@ -321,6 +345,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                             .map(|i| stats::data_free(g, i, &e))
                             .collect(),
                         vec![Vec::new(); g.nodes.len()],
+                        vec![None; g.nodes.len()],
                     )
                 }
             };
@@ -329,6 +354,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                 if nodes.contains(&i) {
                     state.extend(budget::Layer::new(g, i, h).map(|mut l| {
                         l.sums = std::mem::take(&mut sums[i]);
+                        l.folds = folds[i].take();
                         l
                     }));
                 }
@@ -418,6 +444,13 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
             })?;
             bar.finish_and_clear();
             distill_loss = rep.epoch_loss;
+        }
+        if let (Some(dense), Some(samples)) = (&dense, &opts.holdout) {
+            for (j, e) in refit::errors(dense, g, &kept, samples)? {
+                if let Some(li) = convs.iter().position(|&i| i == j) {
+                    layers[li].holdout_error = Some(e);
+                }
+            }
         }
     }
     for (li, &i) in convs.iter().enumerate() {

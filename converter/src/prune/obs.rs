@@ -199,17 +199,46 @@ pub fn removal_row_costs(
             &hi_owned
         }
     };
-    let k = g.len();
     let (wg, u) = obs_gain(hinv, rows, g);
-    let um = m.map(|m| &u * Mat::from_fn(k, k, |i, j| m[(g[i], g[j])]));
+    let b = m.map(|m| quadratic_rows(&u, m, g));
     (0..rows.len())
         .map(|r| {
-            let a: f64 = (0..k).map(|j| u[(r, j)] * wg[(r, j)]).sum();
-            let b: f64 = um
-                .as_ref()
-                .map_or(0.0, |um| (0..k).map(|j| um[(r, j)] * u[(r, j)]).sum());
-            (a.max(0.0), b.max(0.0))
+            let a: f64 = (0..g.len()).map(|j| u[(r, j)] * wg[(r, j)]).sum();
+            (a.max(0.0), b.as_ref().map_or(0.0, |b| b[r]))
         })
+        .collect()
+}
+
+/// The OBS removal of the columns `g` from each row of `rows` as [`remove_columns`] would
+/// make it with `hinv` (`Δw = −u H⁻¹_G,:`, `u = w_G (H⁻¹_GG)⁻¹`), measured under other
+/// statistics: given `m = H⁻¹ X H⁻¹` for each `X` of `ms`, `Δw X Δwᵀ = u m_GG uᵀ` per
+/// row and `X`. With `X` the `H` of samples the update was not fit on, this is the
+/// removal's held-out error.
+pub fn removal_row_forms<const N: usize>(
+    hinv: &Mat<f64>,
+    rows: &[Vec<f64>],
+    g: &[usize],
+    ms: [&Mat<f64>; N],
+) -> Vec<[f64; N]> {
+    let mut out = vec![[0.0; N]; rows.len()];
+    if g.is_empty() {
+        return out;
+    }
+    let (_, u) = obs_gain(hinv, rows, g);
+    for (x, m) in ms.iter().enumerate() {
+        for (o, v) in out.iter_mut().zip(quadratic_rows(&u, m, g)) {
+            o[x] = v;
+        }
+    }
+    out
+}
+
+/// `u_r m_GG u_rᵀ` for each row `u_r` of `u` (clamped at 0).
+fn quadratic_rows(u: &Mat<f64>, m: &Mat<f64>, g: &[usize]) -> Vec<f64> {
+    let k = g.len();
+    let um = u * Mat::from_fn(k, k, |i, j| m[(g[i], g[j])]);
+    (0..u.nrows())
+        .map(|r| (0..k).map(|j| um[(r, j)] * u[(r, j)]).sum::<f64>().max(0.0))
         .collect()
 }
 
@@ -351,5 +380,62 @@ pub(in crate::prune) mod tests {
             let want = quad(&sm, &dw);
             assert!((b - want).abs() <= 1e-9 * want.max(1.0), "{b} vs {want}");
         }
+    }
+
+    /// `removal_row_forms` measures the update fit on some samples on others: it equals
+    /// `Δw H_new Δwᵀ` of the applied update. With barely more rows than columns, the fit
+    /// samples can rebuild an independent column from the others, so the in-sample cost
+    /// is far below the error on new samples; a truly redundant column costs little on
+    /// both.
+    #[test]
+    fn held_out_forms_measure_the_update_on_new_samples() {
+        let d = 12;
+        let mut rnd = uniform(11);
+        let mut draw = |n: usize| {
+            let mut x: Vec<f64> = (0..n * d).map(|_| rnd()).collect();
+            for r in x.chunks_exact_mut(d) {
+                r[5] = r[0] - r[1] + 0.01 * r[5];
+                r[d - 1] = 1.0;
+            }
+            let mut h = Mat::zeros(d, d);
+            accumulate(&mut h, &x, d);
+            (h, n as f64)
+        };
+        let ((hfit, nfit), (hnew, nnew)) = (draw(d + 3), draw(2000));
+        let fit = Hessian::Full(hfit);
+        let hi = fit.inverse().unwrap();
+        let m = &hi * &hnew * &hi;
+        let rows = vec![vec![1.0; d]];
+        let quad = |m: &Mat<f64>, v: &[f64]| -> f64 {
+            (0..d)
+                .map(|i| (0..d).map(|j| v[i] * m[(i, j)] * v[j]).sum::<f64>())
+                .sum()
+        };
+        let per_row = |g: &[usize]| {
+            let [held_out] = removal_row_forms(&hi, &rows, g, [&m])[0];
+            let mut upd = rows.clone();
+            let in_sample = remove_columns(&fit, Some(&hi), &mut upd, g, true);
+            let dw: Vec<f64> = upd[0].iter().zip(&rows[0]).map(|(a, b)| a - b).collect();
+            let want = quad(&hnew, &dw);
+            assert!(
+                (held_out - want).abs() <= 1e-9 * want.max(1.0),
+                "{held_out} vs {want}"
+            );
+            (in_sample / nfit, held_out / nnew)
+        };
+        // Column 3 is independent of the others: its removal costs about its mean square
+        // (1/12) on new samples.
+        let (in_sample, held_out) = per_row(&[3]);
+        assert!(held_out > 0.05, "held-out {held_out}");
+        assert!(
+            in_sample < 0.3 * held_out,
+            "in-sample {in_sample}, held-out {held_out}"
+        );
+        // Column 5 is columns 0 - 1 up to a little noise: cheap either way.
+        let (_, redundant) = per_row(&[5]);
+        assert!(
+            redundant < 0.1 * held_out,
+            "redundant {redundant}, independent {held_out}"
+        );
     }
 }

@@ -19,7 +19,7 @@
 //! Every prunable layer is refit, pruned or not, since each one can absorb part of the
 //! error that reaches it.
 
-use super::calib::Calibration;
+use super::calib::{Calibration, FOLDS};
 use super::obs::{accumulate, accumulate_cross, damped_llt};
 use super::stats::{
     batch1, channels, fc_row, layer_kind, patches, rows, sample_pixels, set_rows, LayerKind,
@@ -37,9 +37,6 @@ pub const RIDGES: [f64; 7] = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
 /// The ridge with fewer than `FOLDS` calibration samples, where nothing can be held out.
 pub const RIDGE: f64 = 0.01;
 
-/// Folds of the cross-validation: sample `s` is held out in fold `s % FOLDS`.
-pub const FOLDS: usize = 3;
-
 /// Layers whose input rows are longer than this keep the allocation's weights (the normal
 /// equations would need more than about 0.5 GB).
 pub const MAX_ROW: usize = 8192;
@@ -54,6 +51,30 @@ pub fn sequential(
     pruned: &mut Graph,
     kept: &[Vec<usize>],
     calib: &Calibration,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<(usize, f64)>> {
+    side_by_side(dense, pruned, kept, calib, true, progress)
+}
+
+/// Per prunable node of `pruned`, the relative output error [`sequential`] reports, on
+/// the inputs `samples` (held-out inputs, for instance), without changing any weight.
+pub fn errors(
+    dense: &Graph,
+    pruned: &Graph,
+    kept: &[Vec<usize>],
+    samples: &Calibration,
+) -> Result<Vec<(usize, f64)>> {
+    side_by_side(dense, &mut pruned.clone(), kept, samples, false, |_, _| {})
+}
+
+/// Runs `dense` and `pruned` side by side on `calib`, refitting each prunable layer of
+/// `pruned` first if `fit`; returns each one's relative output error.
+fn side_by_side(
+    dense: &Graph,
+    pruned: &mut Graph,
+    kept: &[Vec<usize>],
+    calib: &Calibration,
+    fit: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<(usize, f64)>> {
     let d1 = batch1(dense);
@@ -85,7 +106,7 @@ pub fn sequential(
     for (s, x) in calib.samples.iter().enumerate() {
         if x.len() != per {
             return Err(Error::Options(format!(
-                "a calibration sample has {} values, the model input {:?} needs {per}",
+                "an input sample has {} values, the model input {:?} needs {per}",
                 x.len(),
                 p1.shape(input)
             )));
@@ -97,7 +118,7 @@ pub fn sequential(
     let total = p1.nodes.len();
     for j in 0..total {
         let kind = layer_kind(&p1, j);
-        if let Some(kind) = kind {
+        if let (Some(kind), true) = (kind, fit) {
             let exact = vd
                 .iter()
                 .zip(&vp)
@@ -126,8 +147,10 @@ pub fn sequential(
         }
         progress(j + 1, total);
     }
-    for &(j, _) in &errors {
-        set_rows(pruned, j, &rows(&p1, j));
+    if fit {
+        for &(j, _) in &errors {
+            set_rows(pruned, j, &rows(&p1, j));
+        }
     }
     Ok(errors)
 }

@@ -1,6 +1,7 @@
 //! The prunable layers of a graph and their input statistics: a data-free estimate of each
 //! channel's mean square, or `H = Σ x xᵀ` measured on calibration inputs.
 
+use super::calib::FOLDS;
 use super::obs::{accumulate, Hessian};
 use crate::error::{Error, Result};
 use crate::ir::{Activation, Graph, GraphIo, Op, ValueId};
@@ -310,16 +311,40 @@ pub fn data_free(g: &Graph, i: usize, energy: &[Vec<f64>]) -> Vec<Hessian> {
 /// Per node, the statistics of each of its Hessian groups (empty for other nodes).
 pub type Statistics = Vec<Vec<Hessian>>;
 
+/// Dense conv and fully connected layers whose rows are longer than this get no
+/// [`Folds`] (they would hold `6 d²` more values, and the allocation `9 d²` more while it
+/// ranks removals); their removal costs stay in-sample.
+pub const MAX_FOLD_DIM: usize = 2048;
+
+/// The statistics of a dense conv or fully connected layer split by calibration fold
+/// (sample `s` in fold `s % FOLDS`), unshrunk: the allocation measures each removal's cost
+/// on the fold its Optimal-Brain-Surgeon update was not fit on
+/// ([`super::budget::Layer::folds`]).
+#[derive(Clone, Debug)]
+pub struct Folds {
+    /// `H_k = Σ x xᵀ` over the samples of fold `k`.
+    pub h: Vec<Mat<f64>>,
+    /// `S_k` over the same samples (see [`calibrated`]).
+    pub s: Vec<Mat<f64>>,
+    /// The rows summed into all folds together (the shrinkage's `n`).
+    pub rows: usize,
+}
+
+/// What [`calibrated`] measures: per node, `H` (shrunk), `S`, and the per-fold split.
+pub type Calibrated = (Statistics, Statistics, Vec<Option<Folds>>);
+
 /// Measures `H` of every prunable layer (index = node) on calibration samples, each one
 /// NCHW input of batch 1, and beside it `S = Σ s sᵀ` over the samples, where `s` is the
 /// sum of a sample's im2col rows over all output positions (estimated from the sampled
 /// ones; for a fully connected layer `S` is its unshrunk `H`). `S` is empty for a
-/// transposed conv. `progress` is called after each sample.
+/// transposed conv. Dense convs and fully connected layers up to [`MAX_FOLD_DIM`] also get
+/// their [`Folds`] when there are at least `FOLDS` samples. `progress` is called after
+/// each sample.
 pub fn calibrated(
     g: &Graph,
     calib: &super::calib::Calibration,
     mut progress: impl FnMut(usize),
-) -> Result<(Statistics, Statistics)> {
+) -> Result<Calibrated> {
     if g.inputs.len() != 1 {
         return Err(Error::Options(format!(
             "calibration feeds one input; the model has {}",
@@ -352,20 +377,27 @@ pub fn calibrated(
     }
     let samples = &calib.samples;
     let per: usize = want.iter().product();
-    let mut hs: Vec<Vec<Hessian>> = vec![Vec::new(); g.nodes.len()];
-    let mut sums: Vec<Vec<Hessian>> = vec![Vec::new(); g.nodes.len()];
+    // Per node and fold (one fold for layers without `Folds`): H and S of each group.
+    let mut acc: Vec<Vec<(Vec<Hessian>, Vec<Hessian>)>> = vec![Vec::new(); g.nodes.len()];
     for &i in &layers {
         let d = rows(g, i)[0][0].len();
-        let groups = match layer_kind(g, i) {
+        let kind = layer_kind(g, i);
+        let groups = match kind {
             Some(LayerKind::Depthwise) => channels(g, g.nodes[i].output),
             _ => 1,
         };
-        hs[i] = (0..groups)
+        let h: Vec<Hessian> = (0..groups)
             .map(|_| Hessian::Full(Mat::zeros(d, d)))
             .collect();
-        if layer_kind(g, i) != Some(LayerKind::Deconv) {
-            sums[i] = hs[i].clone();
-        }
+        let s = if kind == Some(LayerKind::Deconv) {
+            Vec::new()
+        } else {
+            h.clone()
+        };
+        let split = matches!(kind, Some(LayerKind::Dense | LayerKind::Fc))
+            && d <= MAX_FOLD_DIM
+            && samples.len() >= FOLDS;
+        acc[i] = vec![(h, s); if split { FOLDS } else { 1 }];
     }
     for (si, s) in samples.iter().enumerate() {
         if s.len() != per {
@@ -377,9 +409,31 @@ pub fn calibrated(
         }
         let outs = crate::ir::eval::eval(&g1, &[s]);
         for (k, &i) in layers.iter().enumerate() {
-            add_sample(g, i, &outs[k], &mut hs[i], &mut sums[i]);
+            let folds = acc[i].len();
+            let (h, s) = &mut acc[i][si % folds];
+            add_sample(g, i, &outs[k], h, s);
         }
         progress(si + 1);
+    }
+    let mut hs: Statistics = vec![Vec::new(); g.nodes.len()];
+    let mut sums: Statistics = vec![Vec::new(); g.nodes.len()];
+    let mut folds: Vec<Option<Folds>> = vec![None; g.nodes.len()];
+    for &i in &layers {
+        let (hp, sp): (Vec<Vec<Hessian>>, Vec<Vec<Hessian>>) =
+            std::mem::take(&mut acc[i]).into_iter().unzip();
+        hs[i] = sum_groups(&hp);
+        sums[i] = sum_groups(&sp);
+        if hp.len() > 1 {
+            let full = |v: &[Hessian]| match v.first() {
+                Some(Hessian::Full(m)) => m.clone(),
+                _ => Mat::zeros(0, 0),
+            };
+            folds[i] = Some(Folds {
+                h: hp.iter().map(|p| full(p)).collect(),
+                s: sp.iter().map(|p| full(p)).collect(),
+                rows: 0,
+            });
+        }
     }
     // Shrink each H towards its diagonal by the share d / (d + n) (n rows of dimension d):
     // a layer on a small map (7x7 at the end of an ImageNet model) sees few rows per image,
@@ -395,8 +449,24 @@ pub fn calibrated(
                 super::obs::shrink(m, n);
             }
         }
+        if let Some(f) = &mut folds[i] {
+            f.rows = n;
+        }
     }
-    Ok((hs, sums))
+    Ok((hs, sums, folds))
+}
+
+/// The group-wise sum of several folds' statistics.
+fn sum_groups(parts: &[Vec<Hessian>]) -> Vec<Hessian> {
+    let mut t = parts.first().cloned().unwrap_or_default();
+    for p in parts.iter().skip(1) {
+        for (a, b) in t.iter_mut().zip(p) {
+            if let (Hessian::Full(a), Hessian::Full(b)) = (a, b) {
+                *a += b;
+            }
+        }
+    }
+    t
 }
 
 /// Adds one batch-1 input `x` of layer `i` to its Hessians `hs` and to the outer products

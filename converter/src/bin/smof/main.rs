@@ -67,6 +67,11 @@ enum Cmd {
         /// Calibration data: an .npy of N samples (N,C,H,W), or a folder of images.
         #[arg(long, value_name = "X.npy|DIR")]
         calib: Option<PathBuf>,
+        /// Inputs kept apart from --calib (an .npy or a folder of images, read as --calib
+        /// is): after pruning, each layer's output error is also measured on them, as
+        /// err(held-out) beside err(cal).
+        #[arg(long, value_name = "X.npy|DIR")]
+        holdout: Option<PathBuf>,
         /// With --calib: after the allocation, refit every layer in graph order on the
         /// pruned model's own calibration activations (sequential reconstruction).
         #[arg(long, value_name = "on|off", default_value = "on")]
@@ -198,19 +203,21 @@ fn parse_floats(flag: &str, s: &str) -> Result<Vec<f32>> {
 
 fn print_prune_table(r: &smof_converter::prune::PruneReport) {
     let timed = r.time_ms.is_some();
+    let held = r.layers.iter().any(|l| l.holdout_error.is_some());
     println!(
-        "{:<34} {:>6} {:>10} {:>9} {:>9} {:>15} {:>9}  note",
+        "{:<34} {:>6} {:>10} {:>9} {:>9} {:>15} {:>9} {:>13}  note",
         "layer",
         "K",
         "channels",
         "MFLOPs",
         "after",
         if timed { "ms before/after" } else { "" },
-        if r.calibrated { "err(cal)" } else { "err(est)" }
+        if r.calibrated { "err(cal)" } else { "err(est)" },
+        if held { "err(held-out)" } else { "" }
     );
     for l in &r.layers {
         println!(
-            "{:<34} {:>6} {:>10} {:>9.2} {:>9.2} {:>15} {:>8.4}%  {}",
+            "{:<34} {:>6} {:>10} {:>9.2} {:>9.2} {:>15} {:>8.4}% {:>13}  {}",
             l.name.chars().take(34).collect::<String>(),
             format!("{}->{}", l.k_before, l.k_after),
             format!("{}->{}", l.channels_before, l.channels_after),
@@ -220,6 +227,9 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
                 .map(|(b, a)| format!("{b:.3}/{a:.3}"))
                 .unwrap_or_default(),
             l.rel_error * 100.0,
+            l.holdout_error
+                .map(|e| format!("{:.4}%", e * 100.0))
+                .unwrap_or_default(),
             l.blocked.unwrap_or("")
         );
     }
@@ -273,7 +283,8 @@ fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
                 "channels_before": l.channels_before, "channels_after": l.channels_after,
                 "flops_before": l.flops_before, "flops_after": l.flops_after,
                 "ms_before": l.time_ms.map(|t| t.0), "ms_after": l.time_ms.map(|t| t.1),
-                "rel_error": l.rel_error, "blocked": l.blocked,
+                "rel_error": l.rel_error, "holdout_error": l.holdout_error,
+                "blocked": l.blocked,
             })
         })
         .collect();
@@ -329,6 +340,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             prune_channels,
             channel_multiple,
             calib,
+            holdout,
             refit,
             criterion,
             distill,
@@ -354,8 +366,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             };
             let kernels = target_choice(target.as_deref())?;
             let budget = prune.as_deref().map(parse_budget).transpose()?;
-            if budget.is_none() && (calib.is_some() || lut.is_some()) {
-                bail!("--calib and --lut only apply with a budget (--prune flops=R or latency=R)");
+            if budget.is_none() && (calib.is_some() || lut.is_some() || holdout.is_some()) {
+                bail!(
+                    "--calib, --holdout and --lut only apply with a budget (--prune flops=R or latency=R)"
+                );
             }
             if distill > 0 && calib.is_none() {
                 bail!("--distill trains on calibration inputs: give --calib X.npy or DIR");
@@ -363,16 +377,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             if !(distill_lr.is_finite() && distill_lr > 0.0) {
                 bail!("--distill-lr must be a positive number, not {distill_lr}");
             }
-            let calib = match &calib {
-                None => None,
-                Some(path) => Some(std::sync::Arc::new(load_calib(
-                    path,
-                    &input,
-                    &input_shapes,
-                    &mean,
-                    &std,
-                )?)),
+            let load = |p: &Option<PathBuf>| -> Result<_> {
+                p.as_deref()
+                    .map(|p| load_calib(p, &input, &input_shapes, &mean, &std))
+                    .transpose()
+                    .map(|c| c.map(std::sync::Arc::new))
             };
+            let (calib, holdout) = (load(&calib)?, load(&holdout)?);
             let lut = match &lut {
                 None => None,
                 Some(path) => {
@@ -398,6 +409,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     channels: on_off("prune-channels", &prune_channels)?,
                     channel_multiple: channel_multiple.unwrap_or(kernels.channel_align()),
                     calib,
+                    holdout,
                     refit: on_off("refit", &refit)?,
                     output_weighted: match criterion.as_str() {
                         "output" => true,
@@ -453,7 +465,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
     }
 }
 
-/// Loads `--calib`: an .npy array, or a folder of images sized to the model's input.
+/// Loads `--calib` or `--holdout`: an .npy array, or a folder of images sized to the
+/// model's input.
 fn load_calib(
     path: &Path,
     onnx: &Path,

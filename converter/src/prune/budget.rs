@@ -11,7 +11,8 @@
 use super::channels::ChannelGroups;
 use super::distill::OutputWeights;
 use super::obs::{
-    damped_inverse, removal_row_costs, removal_row_forms, remove_columns, shrink, Hessian,
+    damped_inverse, principal, removal_row_costs, removal_row_forms, remove_columns, shrink,
+    Hessian,
 };
 use super::ring::{remove_ring, ring_removable};
 use super::stats::{block, channels, layer_kind, rows, set_rows, Folds, LayerKind};
@@ -97,7 +98,7 @@ impl Layer {
         self.sums.iter_mut().for_each(|h| h.retain(keep));
         if let Some(f) = &mut self.folds {
             for m in f.h.iter_mut().chain(&mut f.s) {
-                *m = Mat::from_fn(keep.len(), keep.len(), |i, j| m[(keep[i], keep[j])]);
+                *m = principal(m, keep);
             }
         }
         self.held_out = None;

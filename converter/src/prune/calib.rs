@@ -3,6 +3,7 @@
 //! `(x/255 - mean) / std`, NCHW).
 
 use crate::error::{Error, Result};
+use crate::ir::Graph;
 use std::path::Path;
 
 /// Folds of the cross-validations over calibration samples (the refit's ridge, the
@@ -19,6 +20,30 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// Checks that these samples can feed `g`: there are some, `g` has one input, and
+    /// each sample has its shape without the batch. `what` names the set in the errors
+    /// ("calibration", "--holdout").
+    pub fn check_input(&self, g: &Graph, what: &str) -> Result<()> {
+        if self.samples.is_empty() {
+            return Err(Error::Options(format!("the {what} set is empty")));
+        }
+        let [input] = &g.inputs[..] else {
+            return Err(Error::Options(format!(
+                "{what} feeds one input; the model has {}",
+                g.inputs.len()
+            )));
+        };
+        let want = g.shape(input.value);
+        let want = want.get(1..).unwrap_or_default();
+        if self.shape[..] != *want {
+            return Err(Error::Options(format!(
+                "{what} samples have shape {:?}, the model input is {want:?} (batch excluded)",
+                self.shape
+            )));
+        }
+        Ok(())
+    }
+
     /// Splits an array of shape `(N, ...)` into N samples.
     pub fn from_array(shape: &[usize], data: &[f32]) -> Result<Calibration> {
         if shape.len() < 2 {

@@ -211,20 +211,10 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
     if let Some(h) = &opts.holdout {
-        let want = g.inputs.first().map(|i| g.shape(i.value));
-        if opts.budget.is_none() || g.inputs.len() != 1 {
-            return Err(Error::Options(
-                "--holdout needs --prune and a model with one input".into(),
-            ));
+        if opts.budget.is_none() {
+            return Err(Error::Options("--holdout needs --prune".into()));
         }
-        if want.map(|w| &w[1.min(w.len())..]) != Some(&h.shape[..]) || h.samples.is_empty() {
-            return Err(Error::Options(format!(
-                "--holdout: {} samples of shape {:?}; the model input is {:?} (batch excluded)",
-                h.samples.len(),
-                h.shape,
-                want.map(|w| &w[1.min(w.len())..])
-            )));
-        }
+        h.check_input(g, "--holdout")?;
     }
     let convs: Vec<usize> = (0..g.nodes.len())
         .filter(|&i| matches!(g.nodes[i].op, Op::Conv(_) | Op::Deconv(_)))
@@ -324,9 +314,6 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         for stage in 1..=stages {
             let (hs, mut sums, mut folds) = match &opts.calib {
                 Some(samples) => {
-                    if samples.samples.is_empty() {
-                        return Err(Error::Options("the calibration set is empty".into()));
-                    }
                     let bar = progress_bar(
                         opts.progress,
                         samples.samples.len(),

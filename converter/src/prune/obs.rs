@@ -59,7 +59,7 @@ impl Hessian {
         match self {
             Hessian::Diag(d) => *d = keep.iter().map(|&i| d[i]).collect(),
             Hessian::Full(m) => {
-                *m = Mat::from_fn(keep.len(), keep.len(), |i, j| m[(keep[i], keep[j])]);
+                *m = principal(m, keep);
             }
         }
     }
@@ -160,7 +160,7 @@ pub fn remove_columns(
 /// the OBS update along the rows `H⁻¹_G,:` (`hinv` = `H⁻¹`).
 fn obs_gain(hinv: &Mat<f64>, rows: &[Vec<f64>], g: &[usize]) -> (Mat<f64>, Mat<f64>) {
     let k = g.len();
-    let sub = Mat::from_fn(k, k, |i, j| hinv[(g[i], g[j])]);
+    let sub = principal(hinv, g);
     // (H⁻¹_GG)⁻¹; H⁻¹_GG is positive definite as a principal block of one.
     let s = match sub.llt(Side::Lower) {
         Ok(l) => l.inverse(),
@@ -235,11 +235,20 @@ pub fn removal_row_forms<const N: usize>(
 
 /// `u_r m_GG u_rᵀ` for each row `u_r` of `u` (clamped at 0).
 fn quadratic_rows(u: &Mat<f64>, m: &Mat<f64>, g: &[usize]) -> Vec<f64> {
-    let k = g.len();
-    let um = u * Mat::from_fn(k, k, |i, j| m[(g[i], g[j])]);
+    let um = u * principal(m, g);
     (0..u.nrows())
-        .map(|r| (0..k).map(|j| um[(r, j)] * u[(r, j)]).sum::<f64>().max(0.0))
+        .map(|r| {
+            (0..g.len())
+                .map(|j| um[(r, j)] * u[(r, j)])
+                .sum::<f64>()
+                .max(0.0)
+        })
         .collect()
+}
+
+/// The principal submatrix of `m` on the rows and columns `idx`, in that order.
+pub fn principal(m: &Mat<f64>, idx: &[usize]) -> Mat<f64> {
+    Mat::from_fn(idx.len(), idx.len(), |i, j| m[(idx[i], idx[j])])
 }
 
 /// Accumulates `H += Xᵀ X` for rows of `X` given as a flat row-major `p x d` matrix.

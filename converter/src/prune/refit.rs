@@ -53,7 +53,11 @@ pub fn sequential(
     calib: &Calibration,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<(usize, f64)>> {
-    side_by_side(dense, pruned, kept, calib, true, progress)
+    let (errors, p1) = side_by_side(dense, pruned, kept, calib, true, progress)?;
+    for &(j, _) in &errors {
+        set_rows(pruned, j, &rows(&p1, j));
+    }
+    Ok(errors)
 }
 
 /// Per prunable node of `pruned`, the relative output error [`sequential`] reports, on
@@ -64,19 +68,20 @@ pub fn errors(
     kept: &[Vec<usize>],
     samples: &Calibration,
 ) -> Result<Vec<(usize, f64)>> {
-    side_by_side(dense, &mut pruned.clone(), kept, samples, false, |_, _| {})
+    side_by_side(dense, pruned, kept, samples, false, |_, _| {}).map(|(errors, _)| errors)
 }
 
-/// Runs `dense` and `pruned` side by side on `calib`, refitting each prunable layer of
-/// `pruned` first if `fit`; returns each one's relative output error.
+/// Runs `dense` and a batch-1 copy of `pruned` side by side on `calib`, refitting each
+/// prunable layer of the copy first if `fit`; returns each one's relative output error,
+/// and the copy.
 fn side_by_side(
     dense: &Graph,
-    pruned: &mut Graph,
+    pruned: &Graph,
     kept: &[Vec<usize>],
     calib: &Calibration,
     fit: bool,
     mut progress: impl FnMut(usize, usize),
-) -> Result<Vec<(usize, f64)>> {
+) -> Result<(Vec<(usize, f64)>, Graph)> {
     let d1 = batch1(dense);
     let mut p1 = batch1(pruned);
     let mismatch = || Error::Options("refit: the pruned graph does not match the dense one".into());
@@ -147,12 +152,7 @@ fn side_by_side(
         }
         progress(j + 1, total);
     }
-    if fit {
-        for &(j, _) in &errors {
-            set_rows(pruned, j, &rows(&p1, j));
-        }
-    }
-    Ok(errors)
+    Ok((errors, p1))
 }
 
 /// `Σ (y_p − y_d)² / Σ y_d²` over the kept channels of value `v` (NCHW, batch 1).

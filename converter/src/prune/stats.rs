@@ -345,12 +345,7 @@ pub fn calibrated(
     calib: &super::calib::Calibration,
     mut progress: impl FnMut(usize),
 ) -> Result<Calibrated> {
-    if g.inputs.len() != 1 {
-        return Err(Error::Options(format!(
-            "calibration feeds one input; the model has {}",
-            g.inputs.len()
-        )));
-    }
+    calib.check_input(g, "calibration")?;
     // A batch-1 copy whose outputs are every layer input.
     let mut g1 = batch1(g);
     let layers: Vec<usize> = (0..g.nodes.len())
@@ -368,13 +363,6 @@ pub fn calibrated(
         })
         .collect();
     let want = &g1.values[g1.inputs[0].value].shape;
-    if calib.shape[..] != want[1..] {
-        return Err(Error::Options(format!(
-            "calibration samples have shape {:?}, the model input is {:?} (batch excluded)",
-            calib.shape,
-            &want[1..]
-        )));
-    }
     let samples = &calib.samples;
     let per: usize = want.iter().product();
     // Per node and fold (one fold for layers without `Folds`): H and S of each group.

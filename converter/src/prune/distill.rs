@@ -12,6 +12,13 @@
 //! image is the target, so the mirror needs no label and doubles the distinct inputs).
 //! The learning rate falls from [`DistillOptions::lr`] to 0 along a half cosine.
 //!
+//! With [`DistillOptions::features`] `= α > 0`, the student also matches the dense model's
+//! block outputs ([`features`]: what residual Adds write and what linear convs write,
+//! such as MobileNetV2's projections), each on the channels it keeps: the loss gains
+//! `α / F · Σ_f ‖x_f − x_f,d‖² / ‖x_f,d‖²` over the F block outputs. A photo's output is a
+//! few numbers; its block outputs are maps of thousands, so the same photos pin the
+//! training down better.
+//!
 //! The ops that gradients pass through are those of CNNs: convs (any group, stride,
 //! dilation, padding, fused residual and activation), fully connected layers, pooling,
 //! global pooling, Add, Mul (squeeze-excite), Concat, activations and the reshaping ops.
@@ -42,6 +49,9 @@ pub struct DistillOptions {
     pub threads: usize,
     /// Mirror image inputs left to right at random (for photos; not for digits or text).
     pub mirror: bool,
+    /// Weight of the block outputs' relative error against the outputs' (0: outputs only;
+    /// see the module docs).
+    pub features: f64,
 }
 
 impl Default for DistillOptions {
@@ -52,6 +62,7 @@ impl Default for DistillOptions {
             batch: 8,
             threads: 2,
             mirror: true,
+            features: 10.0,
         }
     }
 }
@@ -600,40 +611,126 @@ fn conv_back(
     }
 }
 
-/// The loss of one sample (see the module docs) and its gradient at the model outputs.
+/// `w · ‖y − t‖² / ‖t‖²`, with its gradient added to `dv[v]`.
+fn relative_error(dv: &mut [Option<Vec<f32>>], v: usize, y: &[f32], t: &[f32], w: f64) -> f64 {
+    let norm = t
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .max(1e-30);
+    let e: f64 = y
+        .iter()
+        .zip(t)
+        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+        .sum();
+    let d = y
+        .iter()
+        .zip(t)
+        .map(|(&a, &b)| (w * 2.0 * (f64::from(a) - f64::from(b)) / norm) as f32)
+        .collect();
+    add_grad(dv, v, d);
+    w * e / norm
+}
+
+/// The output part of one sample's loss (see the module docs), and its gradient at the
+/// model outputs.
 fn loss_grads(g: &Graph, tape: &Tape, targets: &[Vec<f32>]) -> (f64, Vec<Option<Vec<f32>>>) {
     let mut dv: Vec<Option<Vec<f32>>> = vec![None; g.values.len()];
     let mut loss = 0.0f64;
     for (o, t) in g.outputs.iter().zip(targets) {
         let y = tape.vals[o.value].as_deref().expect("computed");
-        let norm = t
-            .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum::<f64>()
-            .max(1e-30);
-        let e: f64 = y
-            .iter()
-            .zip(t)
-            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-            .sum();
-        loss += e / norm;
-        let d = y
-            .iter()
-            .zip(t)
-            .map(|(&a, &b)| (2.0 * (f64::from(a) - f64::from(b)) / norm) as f32)
-            .collect();
-        add_grad(&mut dv, o.value, d);
+        loss += relative_error(&mut dv, o.value, y, t, 1.0);
     }
     (loss, dv)
 }
 
-/// One sample's loss against the teacher's outputs `targets`, with its gradients added into
-/// `grads`.
-fn sample_grads(student: &Graph, targets: &[Vec<f32>], x: &[f32], grads: &mut Grads) -> f64 {
-    let tape = forward(student, x);
-    let (loss, dv) = loss_grads(student, &tape, targets);
-    backward(student, &tape, dv, Some(grads), None);
+/// A block output the student matches: its value and, per channel the student keeps, the
+/// dense model's channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Feature {
+    /// The value (the same in the dense and the pruned graph).
+    pub value: usize,
+    /// The dense channel of each kept channel.
+    pub kept: Vec<usize>,
+}
+
+/// The block outputs of `g` that [`DistillOptions::features`] matches: the outputs of
+/// residual Adds, of convs with a fused residual and of convs without an activation (linear
+/// bottlenecks), other than the model outputs. `kept[v]` lists the dense channel of each
+/// channel of value `v`.
+pub fn features(g: &Graph, kept: &[Vec<usize>]) -> Vec<Feature> {
+    g.nodes
+        .iter()
+        .filter(|n| match &n.op {
+            Op::Conv(c) => c.act == Activation::None || n.inputs.len() > 1,
+            Op::Add { .. } => true,
+            _ => false,
+        })
+        .filter(|n| g.outputs.iter().all(|o| o.value != n.output))
+        .filter_map(|n| {
+            let k = kept.get(n.output)?;
+            (k.len() == channels(g, n.output)).then(|| Feature {
+                value: n.output,
+                kept: k.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The block-output part of one sample's loss, `weight / F · Σ_f` of each feature's
+/// relative error against the teacher's values `teacher` (dense channel layout), with its
+/// gradients added to `dv`.
+fn feature_loss(
+    tape: &Tape,
+    teacher: &Tape,
+    feats: &[Feature],
+    weight: f64,
+    dv: &mut [Option<Vec<f32>>],
+) -> f64 {
+    let w = weight / feats.len().max(1) as f64;
+    let mut loss = 0.0;
+    for f in feats {
+        let y = tape.vals[f.value].as_deref().expect("computed");
+        let t = teacher.vals[f.value].as_deref().expect("computed");
+        let plane = y.len() / f.kept.len().max(1);
+        let tk: Vec<f32> = f
+            .kept
+            .iter()
+            .flat_map(|&c| t.get(c * plane..(c + 1) * plane).unwrap_or(&[]))
+            .copied()
+            .collect();
+        if tk.len() == y.len() {
+            loss += relative_error(dv, f.value, y, &tk, w);
+        }
+    }
     loss
+}
+
+/// What one sample's step needs from the teacher: its outputs, and, with block outputs to
+/// match, its forward pass on the same input.
+struct Teacher<'a> {
+    targets: &'a [Vec<f32>],
+    tape: Option<&'a Tape>,
+}
+
+/// One sample's loss against the teacher, with its gradients added into `grads`. Returns the
+/// output part and the block-output part.
+fn sample_grads(
+    student: &Graph,
+    teacher: &Teacher,
+    feats: &[Feature],
+    weight: f64,
+    x: &[f32],
+    grads: &mut Grads,
+) -> (f64, f64) {
+    let tape = forward(student, x);
+    let (loss, mut dv) = loss_grads(student, &tape, teacher.targets);
+    let fl = match teacher.tape {
+        Some(tt) => feature_loss(&tape, tt, feats, weight, &mut dv),
+        None => 0.0,
+    };
+    backward(student, &tape, dv, Some(grads), None);
+    (loss, fl)
 }
 
 /// The teacher's outputs for each calibration sample, plain (`[0]`) and mirrored (`[1]`),
@@ -671,17 +768,21 @@ fn mirrored(x: &[f32], shape: &[usize]) -> Vec<f32> {
 /// What distillation did: the mean training loss of each epoch.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DistillReport {
-    /// Mean per-sample loss over each epoch, measured before that sample's step.
+    /// Mean per-sample output loss over each epoch, measured before that sample's step.
     pub epoch_loss: Vec<f64>,
+    /// The same for the block outputs' term (empty without [`DistillOptions::features`]).
+    pub feature_loss: Vec<f64>,
 }
 
 /// Trains `pruned` towards `dense` on `calib` (see the module docs). The two graphs have the
-/// same inputs and outputs; `progress(step, steps)` is called after every step.
+/// same nodes and values; `kept[v]` lists the dense channel of each channel of value `v` in
+/// `pruned`. `progress(step, steps)` is called after every step.
 pub fn distill(
     dense: &Graph,
     pruned: &mut Graph,
     calib: &Calibration,
     opts: &DistillOptions,
+    kept: &[Vec<usize>],
     mut progress: impl FnMut(usize, usize),
 ) -> Result<DistillReport> {
     check(pruned)?;
@@ -707,12 +808,22 @@ pub fn distill(
     let mut step = 0usize;
     let threads = opts.threads.max(1);
     let mut targets: Targets = vec![[None, None]; ns];
+    let feats = if opts.features > 0.0 {
+        if dense.nodes.len() != pruned.nodes.len() || dense.values.len() != pruned.values.len() {
+            return Err(Error::Options(
+                "distillation: the pruned graph does not match the dense one".into(),
+            ));
+        }
+        features(&student, kept)
+    } else {
+        Vec::new()
+    };
     for _ in 0..opts.epochs {
         let mut order: Vec<usize> = (0..ns).collect();
         for i in (1..ns).rev() {
             order.swap(i, rng.below(i + 1));
         }
-        let mut epoch_loss = 0.0;
+        let (mut epoch_loss, mut epoch_features) = (0.0, 0.0);
         for chunk in order.chunks(batch) {
             // (sample, view, input) of each item of the batch.
             let inputs: Vec<(usize, usize, Vec<f32>)> = chunk
@@ -726,25 +837,41 @@ pub fn distill(
                     }
                 })
                 .collect();
-            type Part = (Grads, f64, Vec<(usize, usize, Vec<Vec<f32>>)>);
+            type Part = (Grads, [f64; 2], Vec<(usize, usize, Vec<Vec<f32>>)>);
             let parts: Vec<Part> = std::thread::scope(|sc| {
-                let (st, te, cache) = (&student, &teacher, &targets);
+                let (st, te, cache, fe) = (&student, &teacher, &targets, &feats);
                 let handles: Vec<_> = inputs
                     .chunks(inputs.len().div_ceil(threads))
                     .map(|xs| {
                         sc.spawn(move || {
                             let mut gr = zero_grads(st);
                             let mut new = Vec::new();
-                            let mut loss = 0.0;
+                            let mut loss = [0.0; 2];
                             for (s, view, x) in xs {
-                                let t = match &cache[*s][*view] {
-                                    Some(t) => t,
-                                    None => {
+                                let tape = (!fe.is_empty()).then(|| forward(te, x));
+                                let t = match (&cache[*s][*view], &tape) {
+                                    (Some(t), _) => t,
+                                    (None, Some(tt)) => {
+                                        let outs = te
+                                            .outputs
+                                            .iter()
+                                            .map(|o| tt.vals[o.value].clone().expect("computed"));
+                                        new.push((*s, *view, outs.collect()));
+                                        &new.last().expect("just pushed").2
+                                    }
+                                    (None, None) => {
                                         new.push((*s, *view, eval(te, &[x])));
                                         &new.last().expect("just pushed").2
                                     }
                                 };
-                                loss += sample_grads(st, t, x, &mut gr);
+                                let teacher = Teacher {
+                                    targets: t,
+                                    tape: tape.as_ref(),
+                                };
+                                let (o, f) =
+                                    sample_grads(st, &teacher, fe, opts.features, x, &mut gr);
+                                loss[0] += o;
+                                loss[1] += f;
                             }
                             (gr, loss, new)
                         })
@@ -760,7 +887,8 @@ pub fn distill(
                 for (s, view, t) in new {
                     targets[s][view] = Some(t);
                 }
-                epoch_loss += loss;
+                epoch_loss += loss[0];
+                epoch_features += loss[1];
                 for (t, p) in total.iter_mut().zip(gr) {
                     if let (Some(t), Some(p)) = (t, p) {
                         t.w.iter_mut().zip(&p.w).for_each(|(a, b)| *a += b);
@@ -785,6 +913,9 @@ pub fn distill(
             progress(step, steps);
         }
         report.epoch_loss.push(epoch_loss / ns as f64);
+        if !feats.is_empty() {
+            report.feature_loss.push(epoch_features / ns as f64);
+        }
     }
     for (j, node) in student.nodes.iter().enumerate() {
         match (&node.op, &mut pruned.nodes[j].op) {
@@ -1089,6 +1220,25 @@ mod tests {
         loss_grads(g, &forward(g, x), t).0
     }
 
+    /// Every channel of every value of `g` kept.
+    fn all_kept(g: &Graph) -> Vec<Vec<usize>> {
+        (0..g.values.len())
+            .map(|v| (0..channels(g, v)).collect())
+            .collect()
+    }
+
+    /// The output and block-output loss of `g` on `x` against the teacher's forward pass.
+    fn full_loss(g: &Graph, x: &[f32], teacher: &Tape, feats: &[Feature], w: f64) -> f64 {
+        let tape = forward(g, x);
+        let t: Vec<Vec<f32>> = g
+            .outputs
+            .iter()
+            .map(|o| teacher.vals[o.value].clone().unwrap())
+            .collect();
+        let (l, mut dv) = loss_grads(g, &tape, &t);
+        l + feature_loss(&tape, teacher, feats, w, &mut dv)
+    }
+
     /// Every weight and bias gradient of backpropagation matches central differences of
     /// the loss, through each op the module admits.
     #[test]
@@ -1097,16 +1247,23 @@ mod tests {
         let g = net(&mut seed);
         check(&g).unwrap();
         let x = values(&mut seed, 3 * 81, 1.5);
-        let t = vec![values(&mut seed, 5, 1.0)];
         let tape = forward(&g, &x);
         // The forward pass is the reference evaluator's.
         assert_eq!(
             tape.vals[g.outputs[0].value].as_ref().unwrap(),
             &eval(&g, &[&x])[0]
         );
-        let (_, dv) = loss_grads(&g, &tape, &t);
+        // The teacher: another model of the same shape; its block outputs count twice.
+        let teacher = forward(&net(&mut seed), &x);
+        let feats = features(&g, &all_kept(&g));
+        assert_eq!(feats.len(), 1, "the 1x1 conv with the fused residual");
+        let t = vec![teacher.vals[g.outputs[0].value].clone().unwrap()];
+        let tt = Teacher {
+            targets: &t,
+            tape: Some(&teacher),
+        };
         let mut grads = zero_grads(&g);
-        backward(&g, &tape, dv, Some(&mut grads), None);
+        sample_grads(&g, &tt, &feats, 2.0, &x, &mut grads);
         let mut checked = 0;
         for (j, lg) in grads.iter().enumerate() {
             let Some(lg) = lg else { continue };
@@ -1129,7 +1286,8 @@ mod tests {
                     at(&mut gp, eps);
                     let mut gm = g.clone();
                     at(&mut gm, -eps);
-                    let num = (loss(&gp, &x, &t) - loss(&gm, &x, &t)) / (2.0 * f64::from(eps));
+                    let l = |g: &Graph| full_loss(g, &x, &teacher, &feats, 2.0);
+                    let num = (l(&gp) - l(&gm)) / (2.0 * f64::from(eps));
                     let ana = f64::from(if bias { lg.b[k] } else { lg.w[k] });
                     assert!(
                         (num - ana).abs() <= 2e-3 + 2e-2 * num.abs(),
@@ -1179,8 +1337,10 @@ mod tests {
             batch: 4,
             threads: 2,
             mirror: false,
+            features: 0.0,
         };
-        let rep = distill(&dense, &mut student, &train, &opts, |_, _| {}).unwrap();
+        let kept = all_kept(&dense);
+        let rep = distill(&dense, &mut student, &train, &opts, &kept, |_, _| {}).unwrap();
         assert_eq!(rep.epoch_loss.len(), 30);
         let (after, after_held) = (err(&student, &train.samples), err(&student, &held));
         println!("train {before} -> {after}, held-out {before_held} -> {after_held}");
@@ -1189,6 +1349,112 @@ mod tests {
             after_held < 0.5 * before_held,
             "held-out {before_held} -> {after_held}"
         );
+    }
+
+    /// A block output is compared on the dense channels the student keeps: a student value
+    /// equal to the teacher's channels 1 and 3 costs nothing, and any other costs its
+    /// relative error, weighted.
+    #[test]
+    fn block_outputs_are_matched_on_the_kept_channels() {
+        let teacher = Tape {
+            vals: vec![Some(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])],
+            pre: Vec::new(),
+        };
+        let feats = [Feature {
+            value: 0,
+            kept: vec![1, 3],
+        }];
+        let student = |y: Vec<f32>| Tape {
+            vals: vec![Some(y)],
+            pre: Vec::new(),
+        };
+        let mut dv = vec![None];
+        let exact = feature_loss(
+            &student(vec![3.0, 4.0, 7.0, 8.0]),
+            &teacher,
+            &feats,
+            3.0,
+            &mut dv,
+        );
+        assert_eq!(exact, 0.0);
+        assert_eq!(dv[0], Some(vec![0.0; 4]));
+        let mut dv = vec![None];
+        let off = feature_loss(
+            &student(vec![3.0, 5.0, 7.0, 6.0]),
+            &teacher,
+            &feats,
+            3.0,
+            &mut dv,
+        );
+        let norm = 9.0 + 16.0 + 49.0 + 64.0;
+        assert!((off - 3.0 * 5.0 / norm).abs() < 1e-12, "{off}");
+        let d = dv[0].as_ref().unwrap();
+        assert!(
+            (f64::from(d[1]) - 6.0 / norm).abs() < 1e-6
+                && (f64::from(d[3]) + 12.0 / norm).abs() < 1e-6
+        );
+    }
+
+    /// Matching the block outputs as well brings a perturbed copy's block output closer to
+    /// the dense model's on inputs it did not train on than the outputs alone do.
+    #[test]
+    fn block_outputs_pin_the_student_down() {
+        let mut seed = 3;
+        let dense = net(&mut seed);
+        let mut student = dense.clone();
+        for n in &mut student.nodes {
+            if let Op::Conv(c) = &mut n.op {
+                let noise = values(&mut seed, c.weight.data.len(), 0.1);
+                c.weight
+                    .data
+                    .iter_mut()
+                    .zip(noise)
+                    .for_each(|(w, e)| *w += e);
+            }
+        }
+        let train = Calibration {
+            shape: vec![3, 9, 9],
+            samples: (0..16).map(|_| values(&mut seed, 243, 1.5)).collect(),
+        };
+        let held: Vec<Vec<f32>> = (0..16).map(|_| values(&mut seed, 243, 1.5)).collect();
+        let kept = all_kept(&dense);
+        let feats = features(&dense, &kept);
+        let block_err = |g: &Graph| -> f64 {
+            held.iter()
+                .map(|x| {
+                    let t = forward(&dense, x);
+                    feature_loss(
+                        &forward(g, x),
+                        &t,
+                        &feats,
+                        1.0,
+                        &mut vec![None; g.values.len()],
+                    )
+                })
+                .sum::<f64>()
+                / held.len() as f64
+        };
+        let trained = |features: f64| {
+            let mut s = student.clone();
+            let opts = DistillOptions {
+                epochs: 30,
+                lr: 1e-2,
+                batch: 4,
+                threads: 2,
+                mirror: false,
+                features,
+            };
+            let rep = distill(&dense, &mut s, &train, &opts, &kept, |_, _| {}).unwrap();
+            assert_eq!(rep.feature_loss.len(), if features > 0.0 { 30 } else { 0 });
+            s
+        };
+        let (before, outputs, blocks) = (
+            block_err(&student),
+            block_err(&trained(0.0)),
+            block_err(&trained(1.0)),
+        );
+        println!("held-out block error {before}: outputs only {outputs}, with blocks {blocks}");
+        assert!(blocks < 0.5 * outputs, "{blocks} vs {outputs}");
     }
 
     /// The output weights against their closed forms. For `x -> fc1 -> fc2` (no

@@ -137,8 +137,10 @@ pub struct PruneReport {
     /// Nodes whose channel mapping the analysis does not follow (`name (op)`); the channels
     /// on both of their sides were kept.
     pub unanalysed: Vec<String>,
-    /// With distillation, its mean training loss per epoch.
+    /// With distillation, its mean training loss per epoch (the outputs' part).
     pub distill_loss: Vec<f64>,
+    /// With distillation and `features`, the block outputs' part of the loss per epoch.
+    pub distill_feature_loss: Vec<f64>,
     /// Whether the allocation ranked removals by their error at the model outputs
     /// ([`PruneOptions::output_weighted`]).
     pub output_weighted: bool,
@@ -290,6 +292,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
 
     let calibrated = opts.budget.is_some() && opts.calib.is_some();
     let mut distill_loss = Vec::new();
+    let mut distill_feature_loss = Vec::new();
     let mut output_weighted = false;
     if let Some(b) = opts.budget {
         let nodes: Vec<usize> = (0..g.nodes.len())
@@ -426,11 +429,12 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                 steps,
                 "distilling {bar:30} {pos}/{len} steps, {elapsed} ({eta} left)",
             );
-            let rep = distill::distill(dense, g, samples, &opts.distill, |k, _| {
+            let rep = distill::distill(dense, g, samples, &opts.distill, &kept, |k, _| {
                 bar.set_position(k as u64)
             })?;
             bar.finish_and_clear();
             distill_loss = rep.epoch_loss;
+            distill_feature_loss = rep.feature_loss;
         }
         if let (Some(dense), Some(samples)) = (&dense, &opts.holdout) {
             for (j, e) in refit::errors(dense, g, &kept, samples)? {
@@ -468,6 +472,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
         layers,
         unanalysed: channels::ChannelGroups::analyse(g).unanalysed,
         distill_loss,
+        distill_feature_loss,
         output_weighted,
     })
 }

@@ -92,6 +92,10 @@ enum Cmd {
         /// whose mirror image is not a valid input, such as digits).
         #[arg(long, value_name = "on|off", default_value = "on")]
         distill_mirror: String,
+        /// Weight of the block outputs (residual Adds, linear convs) in --distill's loss,
+        /// against the model outputs' (0: the outputs only).
+        #[arg(long, value_name = "W", default_value_t = 10.0)]
+        distill_features: f64,
         /// Per-channel mean of images in --calib DIR (on 0..1 values).
         #[arg(long, value_name = "M,M,M", default_value = "0.485,0.456,0.406")]
         mean: String,
@@ -264,6 +268,16 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
             r.distill_loss.len()
         );
     }
+    if let (Some(first), Some(last)) = (
+        r.distill_feature_loss.first(),
+        r.distill_feature_loss.last(),
+    ) {
+        println!(
+            "distillation: weighted block-output error {:.4}% (first epoch) -> {:.4}%",
+            first * 100.0,
+            last * 100.0
+        );
+    }
     if !r.unanalysed.is_empty() {
         println!(
             "channels kept on both sides of {} node(s) the channel analysis does not follow: {}",
@@ -298,6 +312,7 @@ fn prune_json(r: &smof_converter::prune::PruneReport) -> String {
         "exact_channel_groups": r.exact_channels,
         "unanalysed_nodes": r.unanalysed,
         "distill_loss": r.distill_loss,
+        "distill_feature_loss": r.distill_feature_loss,
         "output_weighted": r.output_weighted,
         "layers": layers,
     })
@@ -346,6 +361,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             distill,
             distill_lr,
             distill_mirror,
+            distill_features,
             mean,
             std,
             lut,
@@ -376,6 +392,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             if !(distill_lr.is_finite() && distill_lr > 0.0) {
                 bail!("--distill-lr must be a positive number, not {distill_lr}");
+            }
+            if !(distill_features.is_finite() && distill_features >= 0.0) {
+                bail!("--distill-features must be 0 or a positive number, not {distill_features}");
             }
             let load = |p: &Option<PathBuf>| -> Result<_> {
                 p.as_deref()
@@ -420,6 +439,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                         epochs: distill,
                         lr: distill_lr,
                         mirror: on_off("distill-mirror", &distill_mirror)?,
+                        features: distill_features,
                         ..Default::default()
                     },
                     lut,

@@ -1220,6 +1220,23 @@ mod tests {
         loss_grads(g, &forward(g, x), t).0
     }
 
+    /// The test net, and a copy with noise added to every conv's weights.
+    fn perturbed(seed: &mut u64) -> (Graph, Graph) {
+        let dense = net(seed);
+        let mut student = dense.clone();
+        for n in &mut student.nodes {
+            if let Op::Conv(c) = &mut n.op {
+                let noise = values(seed, c.weight.data.len(), 0.1);
+                c.weight
+                    .data
+                    .iter_mut()
+                    .zip(noise)
+                    .for_each(|(w, e)| *w += e);
+            }
+        }
+        (dense, student)
+    }
+
     /// Every channel of every value of `g` kept.
     fn all_kept(g: &Graph) -> Vec<Vec<usize>> {
         (0..g.values.len())
@@ -1307,18 +1324,7 @@ mod tests {
     #[test]
     fn distillation_reduces_the_error_to_the_dense_model() {
         let mut seed = 3;
-        let dense = net(&mut seed);
-        let mut student = dense.clone();
-        for n in &mut student.nodes {
-            if let Op::Conv(c) = &mut n.op {
-                let noise = values(&mut seed, c.weight.data.len(), 0.1);
-                c.weight
-                    .data
-                    .iter_mut()
-                    .zip(noise)
-                    .for_each(|(w, e)| *w += e);
-            }
-        }
+        let (dense, mut student) = perturbed(&mut seed);
         let train = Calibration {
             shape: vec![3, 9, 9],
             samples: (0..64).map(|_| values(&mut seed, 243, 1.5)).collect(),
@@ -1400,18 +1406,7 @@ mod tests {
     #[test]
     fn block_outputs_pin_the_student_down() {
         let mut seed = 3;
-        let dense = net(&mut seed);
-        let mut student = dense.clone();
-        for n in &mut student.nodes {
-            if let Op::Conv(c) = &mut n.op {
-                let noise = values(&mut seed, c.weight.data.len(), 0.1);
-                c.weight
-                    .data
-                    .iter_mut()
-                    .zip(noise)
-                    .for_each(|(w, e)| *w += e);
-            }
-        }
+        let (dense, student) = perturbed(&mut seed);
         let train = Calibration {
             shape: vec![3, 9, 9],
             samples: (0..16).map(|_| values(&mut seed, 243, 1.5)).collect(),

@@ -31,12 +31,8 @@ use faer::linalg::solvers::Solve;
 use faer::Mat;
 
 /// The ridge strengths towards the allocation's weights that cross-validation chooses
-/// from, relative to the mean diagonal of `Σ x_p x_pᵀ`. The largest ones all but keep the
-/// allocation's weights: cross-validation takes them for many depthwise convs and for the
-/// last layers of MobileNetV2, where a few hundred photos cannot pin a refit down.
-pub const RIDGES: [f64; 11] = [
-    0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0,
-];
+/// from, relative to the mean diagonal of `Σ x_p x_pᵀ`.
+pub const RIDGES: [f64; 7] = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
 
 /// The ridge with fewer than `FOLDS` calibration samples, where nothing can be held out.
 pub const RIDGE: f64 = 0.01;
@@ -393,26 +389,6 @@ mod tests {
         assert!(
             e_cv < e_small,
             "new samples: {e_cv} with the chosen ridge, {e_small} without"
-        );
-    }
-
-    /// Where the allocation's weights are already right and the samples only add noise,
-    /// cross-validation goes past a ridge of 1 and all but keeps those weights, which
-    /// predicts new samples better than the ridge of 1 does.
-    #[test]
-    fn cross_validation_keeps_the_allocations_weights_where_the_samples_only_add_noise() {
-        let d = 24;
-        let target = Mat::from_fn(d, 3, |i, o| ((i * 5 + o * 2) % 13) as f64 / 6.0 - 1.0);
-        let [h, c, hn, cn] = stats(9, 2, d, 2.0, 3);
-        let (w, ridge) = fit(&h, &c, &target, &target);
-        assert!(ridge >= 10.0, "ridge {ridge}");
-        let (ht, ct) = (&(&h[0] + &h[1]) + &h[2], &(&c[0] + &c[1]) + &c[2]);
-        let one = solve(&ht, &(&ct * &target), &target, 1.0);
-        let b = &cn[0] * &target;
-        let (e_cv, e_one) = (error(&w, &hn[0], &b), error(&one, &hn[0], &b));
-        assert!(
-            e_cv < e_one,
-            "new samples: {e_cv} with the chosen ridge, {e_one} with a ridge of 1"
         );
     }
 }

@@ -1237,6 +1237,19 @@ mod tests {
         (dense, student)
     }
 
+    /// The tests' distillation: 30 epochs of batches of 4, no mirroring, with block outputs
+    /// at weight `features`.
+    fn opts30(features: f64) -> DistillOptions {
+        DistillOptions {
+            epochs: 30,
+            lr: 1e-2,
+            batch: 4,
+            threads: 2,
+            mirror: false,
+            features,
+        }
+    }
+
     /// Every channel of every value of `g` kept.
     fn all_kept(g: &Graph) -> Vec<Vec<usize>> {
         (0..g.values.len())
@@ -1337,16 +1350,8 @@ mod tests {
                 / xs.len() as f64
         };
         let (before, before_held) = (err(&student, &train.samples), err(&student, &held));
-        let opts = DistillOptions {
-            epochs: 30,
-            lr: 1e-2,
-            batch: 4,
-            threads: 2,
-            mirror: false,
-            features: 0.0,
-        };
         let kept = all_kept(&dense);
-        let rep = distill(&dense, &mut student, &train, &opts, &kept, |_, _| {}).unwrap();
+        let rep = distill(&dense, &mut student, &train, &opts30(0.0), &kept, |_, _| {}).unwrap();
         assert_eq!(rep.epoch_loss.len(), 30);
         let (after, after_held) = (err(&student, &train.samples), err(&student, &held));
         println!("train {before} -> {after}, held-out {before_held} -> {after_held}");
@@ -1370,31 +1375,22 @@ mod tests {
             value: 0,
             kept: vec![1, 3],
         }];
-        let student = |y: Vec<f32>| Tape {
-            vals: vec![Some(y)],
-            pre: Vec::new(),
+        // The weighted loss of a student value `y`, and its gradient.
+        let loss_of = |y: Vec<f32>| {
+            let student = Tape {
+                vals: vec![Some(y)],
+                pre: Vec::new(),
+            };
+            let mut dv = vec![None];
+            let l = feature_loss(&student, &teacher, &feats, 3.0, &mut dv);
+            (l, dv.pop().flatten().unwrap())
         };
-        let mut dv = vec![None];
-        let exact = feature_loss(
-            &student(vec![3.0, 4.0, 7.0, 8.0]),
-            &teacher,
-            &feats,
-            3.0,
-            &mut dv,
-        );
+        let (exact, d) = loss_of(vec![3.0, 4.0, 7.0, 8.0]);
         assert_eq!(exact, 0.0);
-        assert_eq!(dv[0], Some(vec![0.0; 4]));
-        let mut dv = vec![None];
-        let off = feature_loss(
-            &student(vec![3.0, 5.0, 7.0, 6.0]),
-            &teacher,
-            &feats,
-            3.0,
-            &mut dv,
-        );
+        assert_eq!(d, vec![0.0; 4]);
+        let (off, d) = loss_of(vec![3.0, 5.0, 7.0, 6.0]);
         let norm = 9.0 + 16.0 + 49.0 + 64.0;
         assert!((off - 3.0 * 5.0 / norm).abs() < 1e-12, "{off}");
-        let d = dv[0].as_ref().unwrap();
         assert!(
             (f64::from(d[1]) - 6.0 / norm).abs() < 1e-6
                 && (f64::from(d[3]) + 12.0 / norm).abs() < 1e-6
@@ -1431,15 +1427,7 @@ mod tests {
         };
         let trained = |features: f64| {
             let mut s = student.clone();
-            let opts = DistillOptions {
-                epochs: 30,
-                lr: 1e-2,
-                batch: 4,
-                threads: 2,
-                mirror: false,
-                features,
-            };
-            let rep = distill(&dense, &mut s, &train, &opts, &kept, |_, _| {}).unwrap();
+            let rep = distill(&dense, &mut s, &train, &opts30(features), &kept, |_, _| {}).unwrap();
             assert_eq!(rep.feature_loss.len(), if features > 0.0 { 30 } else { 0 });
             s
         };

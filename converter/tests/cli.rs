@@ -188,6 +188,20 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--criterion"), "{}", stderr(&o));
+    // A negative or non-finite --distill-features.
+    for w in ["--distill-features=-1", "--distill-features=nan"] {
+        let o = smof(&[
+            "convert",
+            bundled(),
+            "-o",
+            tmp("s.smof").to_str().unwrap(),
+            "--prune",
+            "flops=0.5",
+            w,
+        ]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--distill-features"), "{}", stderr(&o));
+    }
 
     // Converting onto its own input is refused.
     let copy = tmp("self.onnx");

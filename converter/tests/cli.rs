@@ -155,52 +155,29 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("npy"), "{}", stderr(&o));
 
+    // Converting the bundled model with bad options fails, naming what was wrong where
+    // `names` is given.
+    let refused = |options: &[&str], names: Option<&str>| {
+        let out = tmp("s.smof");
+        let mut args = vec!["convert", bundled(), "-o", out.to_str().unwrap()];
+        args.extend_from_slice(options);
+        let o = smof(&args);
+        assert!(!o.status.success(), "{options:?}");
+        if let Some(n) = names {
+            assert!(stderr(&o).contains(n), "{}", stderr(&o));
+        }
+    };
     // Bad --input-shape and unknown --target.
-    let o = smof(&[
-        "convert",
-        bundled(),
-        "-o",
-        tmp("s.smof").to_str().unwrap(),
-        "--input-shape",
-        "1,3,x,224",
-    ]);
-    assert!(!o.status.success());
-    let o = smof(&[
-        "convert",
-        bundled(),
-        "-o",
-        tmp("s.smof").to_str().unwrap(),
-        "--target",
-        "riscv",
-    ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("riscv"), "{}", stderr(&o));
+    refused(&["--input-shape", "1,3,x,224"], None);
+    refused(&["--target", "riscv"], Some("riscv"));
     // An unknown --criterion.
-    let o = smof(&[
-        "convert",
-        bundled(),
-        "-o",
-        tmp("s.smof").to_str().unwrap(),
-        "--prune",
-        "flops=0.5",
-        "--criterion",
-        "energy",
-    ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--criterion"), "{}", stderr(&o));
+    refused(
+        &["--prune", "flops=0.5", "--criterion", "energy"],
+        Some("--criterion"),
+    );
     // A negative or non-finite --distill-features.
     for w in ["--distill-features=-1", "--distill-features=nan"] {
-        let o = smof(&[
-            "convert",
-            bundled(),
-            "-o",
-            tmp("s.smof").to_str().unwrap(),
-            "--prune",
-            "flops=0.5",
-            w,
-        ]);
-        assert!(!o.status.success());
-        assert!(stderr(&o).contains("--distill-features"), "{}", stderr(&o));
+        refused(&["--prune", "flops=0.5", w], Some("--distill-features"));
     }
 
     // Converting onto its own input is refused.

@@ -809,11 +809,7 @@ pub fn distill(
     let threads = opts.threads.max(1);
     let mut targets: Targets = vec![[None, None]; ns];
     let feats = if opts.features > 0.0 {
-        if dense.nodes.len() != pruned.nodes.len() || dense.values.len() != pruned.values.len() {
-            return Err(Error::Options(
-                "distillation: the pruned graph does not match the dense one".into(),
-            ));
-        }
+        super::refit::check_pair(dense, pruned, kept, "distillation")?;
         features(&student, kept)
     } else {
         Vec::new()
@@ -849,18 +845,22 @@ pub fn distill(
                             let mut loss = [0.0; 2];
                             for (s, view, x) in xs {
                                 let tape = (!fe.is_empty()).then(|| forward(te, x));
-                                let t = match (&cache[*s][*view], &tape) {
-                                    (Some(t), _) => t,
-                                    (None, Some(tt)) => {
-                                        let outs = te
-                                            .outputs
-                                            .iter()
-                                            .map(|o| tt.vals[o.value].clone().expect("computed"));
-                                        new.push((*s, *view, outs.collect()));
-                                        &new.last().expect("just pushed").2
-                                    }
-                                    (None, None) => {
-                                        new.push((*s, *view, eval(te, &[x])));
+                                let t = match &cache[*s][*view] {
+                                    Some(t) => t,
+                                    None => {
+                                        // The teacher's outputs: from its forward pass if
+                                        // it ran, else evaluated.
+                                        let outs = match &tape {
+                                            Some(tt) => te
+                                                .outputs
+                                                .iter()
+                                                .map(|o| {
+                                                    tt.vals[o.value].clone().expect("computed")
+                                                })
+                                                .collect(),
+                                            None => eval(te, &[x]),
+                                        };
+                                        new.push((*s, *view, outs));
                                         &new.last().expect("just pushed").2
                                     }
                                 };

@@ -71,6 +71,26 @@ pub fn errors(
     side_by_side(dense, pruned, kept, samples, false, |_, _| {}).map(|(errors, _)| errors)
 }
 
+/// Whether `pruned` has the nodes and values of `dense` (the model before the allocation),
+/// one input, and a `kept` list per value; `pass` names the caller in the error.
+pub(super) fn check_pair(
+    dense: &Graph,
+    pruned: &Graph,
+    kept: &[Vec<usize>],
+    pass: &str,
+) -> Result<()> {
+    if dense.nodes.len() != pruned.nodes.len()
+        || dense.values.len() != pruned.values.len()
+        || kept.len() != pruned.values.len()
+        || pruned.inputs.len() != 1
+    {
+        return Err(Error::Options(format!(
+            "{pass}: the pruned graph does not match the dense one"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `dense` and a batch-1 copy of `pruned` side by side on `calib`, refitting each
 /// prunable layer of the copy first if `fit`; returns each one's relative output error,
 /// and the copy.
@@ -82,16 +102,10 @@ fn side_by_side(
     fit: bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(Vec<(usize, f64)>, Graph)> {
+    check_pair(dense, pruned, kept, "refit")?;
     let d1 = batch1(dense);
     let mut p1 = batch1(pruned);
     let mismatch = || Error::Options("refit: the pruned graph does not match the dense one".into());
-    if d1.nodes.len() != p1.nodes.len()
-        || d1.values.len() != p1.values.len()
-        || kept.len() != p1.values.len()
-        || p1.inputs.len() != 1
-    {
-        return Err(mismatch());
-    }
     let nv = p1.values.len();
     let input = p1.inputs[0].value;
     let per: usize = p1.shape(input).iter().product();

@@ -79,7 +79,7 @@ pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
     let imported = crate::onnx::import(onnx, &opts.input_shapes)?;
     let mut g = imported.graph;
     let imported_nodes = g.nodes.len();
-    let reports = passes::run_all(&mut g)?;
+    let mut reports = passes::run_all(&mut g)?;
     let mut warnings = Vec::new();
     if let Some(lut) = &opts.prune.lut {
         for p in lut.check_for(&g, table.name())? {
@@ -87,6 +87,7 @@ pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
         }
     }
     let prune_report = prune::prune(&mut g, &opts.prune)?;
+    reports.extend(passes::run_after_prune(&mut g)?);
     let optimized_nodes = g.nodes.len();
     let name = opts.model_name.clone().unwrap_or_else(|| {
         if imported.info.graph_name.is_empty() {

@@ -95,6 +95,44 @@ fn zero_rings_shrink_exactly_for_every_k_stride_dilation_and_depthwise() {
     }
 }
 
+/// A depthwise 3x3 trained down to 1x1 (its ring zeroed) is a per-channel scale. Where a
+/// neighbour can take it exactly it is folded away, at stride 1 or 2: into the 1x1 conv
+/// that reads it (a separable conv, the depthwise conv without an activation), or into
+/// the conv that writes it (that conv without an activation).
+#[test]
+fn depthwise_1x1_folds_into_its_neighbours() {
+    for stride in [1usize, 2] {
+        for into_producer in [false, true] {
+            let seed = 40 + stride as u64 * 2 + into_producer as u64;
+            let shape = [1, 6, 12, 11];
+            let mut b = OnnxBuilder::with_seed(13, seed);
+            let x = b.input("x", &shape);
+            let mut a = ring_zeroed_conv(&mut b, &x, 6, 8, 1, 3, 0, 1, 1, [1; 4], seed);
+            if !into_producer {
+                a = b.node("Relu", &[&a], vec![]);
+            }
+            let d = ring_zeroed_conv(&mut b, &a, 8, 8, 8, 3, 1, stride, 1, [1; 4], seed + 10);
+            let y = if into_producer {
+                b.node("Relu", &[&d], vec![])
+            } else {
+                ring_zeroed_conv(&mut b, &d, 8, 4, 1, 1, 0, 1, 1, [0; 4], seed + 20)
+            };
+            b.output(&y);
+            let onnx = b.build();
+            let name = format!("stride {stride}, into the producer: {into_producer}");
+            let conv = convert(&onnx, &ConvertOptions::default()).expect(&name);
+            let left = if into_producer {
+                vec![[3, 3]]
+            } else {
+                vec![[3, 3], [1, 1]]
+            };
+            assert_eq!(conv_kernels(&conv.bytes), left, "{name}");
+            assert_eq!(conv.prune.layers[1].k_after, 1, "{name}");
+            check_against_tract(&name, &onnx, &[random_input(seed, &shape)], false);
+        }
+    }
+}
+
 #[test]
 fn padding_below_the_dilation_is_left_out_and_reported() {
     let mut b = OnnxBuilder::with_seed(13, 7);

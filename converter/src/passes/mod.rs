@@ -4,11 +4,13 @@
 //! identities go first (they hide producer/consumer pairs), bias and BatchNormalization
 //! folding before activation fusion (an affine cannot be folded through an activation),
 //! residual fusion before activation fusion (so `Relu(Add(conv, x))` becomes one conv with
-//! a residual input and a Relu), and dead code elimination last.
+//! a residual input and a Relu), and dead code elimination last. [`run_after_prune`] runs
+//! on what pruning leaves.
 
 pub mod dce;
 pub mod flatten_fc;
 pub mod fold_batchnorm;
+pub mod fold_depthwise_1x1;
 pub mod fuse_activation;
 pub mod fuse_bias;
 pub mod fuse_residual;
@@ -40,13 +42,28 @@ pub fn run_all(g: &mut Graph) -> Result<Vec<PassReport>> {
         ("fuse_activation", fuse_activation::run),
         ("dce", dce::run),
     ];
+    run(g, &passes)
+}
+
+/// Runs `passes` in order, checking the graph after each one.
+fn run(g: &mut Graph, passes: &[(&'static str, Pass)]) -> Result<Vec<PassReport>> {
     let mut reports = Vec::new();
-    for (name, pass) in passes {
+    for &(name, pass) in passes {
         let changes = pass(g);
         g.check()?;
         reports.push(PassReport { name, changes });
     }
     Ok(reports)
+}
+
+/// The passes for what pruning leaves: depthwise 1x1 convs (a depthwise 3x3 without its
+/// ring) folded into a neighbour where that is exact, then dead code elimination.
+pub fn run_after_prune(g: &mut Graph) -> Result<Vec<PassReport>> {
+    let passes: [(&'static str, Pass); 2] = [
+        ("fold_depthwise_1x1", fold_depthwise_1x1::run),
+        ("dce", dce::run),
+    ];
+    run(g, &passes)
 }
 
 /// Who reads and writes each value, computed from the current graph.

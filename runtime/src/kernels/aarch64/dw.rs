@@ -1,6 +1,6 @@
 //! Depthwise convolution (`groups == C`, multiplier 1) with `DwBlock(8)` weights
-//! (`[KH][KW][round_up(C, 8)]`): `dw3x3s1_neon`, `dw3x3s2_neon`, `dw3x3_neon`, and the same
-//! for 5x5. Taps and (for `s1`/`s2`) the horizontal stride are compile-time constants.
+//! (`[KH][KW][round_up(C, 8)]`): `dw3x3s1_neon`, `dw3x3s2_neon`, `dw3x3_neon`, the same
+//! for 5x5, and `dw1x1_neon` (a per-channel affine, any stride: what a pruned 3x3 becomes). Taps and (for `s1`/`s2`) the horizontal stride are compile-time constants.
 //!
 //! Channels are the vector lanes: a tile is up to 8 pixels x 8 channels (16 accumulators),
 //! and each tap is one fused multiply-add per pixel and half-block. Columns whose taps all
@@ -11,6 +11,11 @@ use super::geom::Geom;
 use super::neon::{load, zero_pad_lanes, LANES};
 use super::tile::{bias8, for_each_tile, load_lanes, Store, TileFn};
 use crate::kernels::ConvArgs;
+
+/// Depthwise 1x1, any stride and padding.
+pub(crate) fn dw1x1(a: &mut ConvArgs) {
+    depthwise::<1, 1, 0>(a)
+}
 
 /// Depthwise 3x3, stride 1, any dilation and padding.
 pub(crate) fn dw3x3s1(a: &mut ConvArgs) {

@@ -4,6 +4,7 @@
 //!
 //! | name                     | layout           | selected for                                |
 //! |--------------------------|------------------|---------------------------------------------|
+//! | `dw1x1_neon`             | `DwBlock(8)`     | depthwise 1x1 (a per-channel affine)        |
 //! | `dw3x3s1_neon`           | `DwBlock(8)`     | depthwise 3x3, stride 1                     |
 //! | `dw3x3s2_neon`           | `DwBlock(8)`     | depthwise 3x3, stride 2                     |
 //! | `dw3x3_neon`             | `DwBlock(8)`     | depthwise 3x3, other strides                |
@@ -64,6 +65,7 @@ const fn kernel(name: &'static str, layout: Layout, run: fn(&mut super::ConvArgs
     }
 }
 
+const DW1X1: ConvKernel = kernel("dw1x1_neon", DW_BLOCK, dw::dw1x1);
 const DW3X3S1: ConvKernel = kernel("dw3x3s1_neon", DW_BLOCK, dw::dw3x3s1);
 const DW3X3S2: ConvKernel = kernel("dw3x3s2_neon", DW_BLOCK, dw::dw3x3s2);
 const DW3X3: ConvKernel = kernel("dw3x3_neon", DW_BLOCK, dw::dw3x3);
@@ -93,6 +95,7 @@ const WINO23: ConvKernel = ConvKernel {
 pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
     let k = match plan {
         ConvPlan::Depthwise { .. } => match (c.kernel, c.stride) {
+            ([1, 1], _) => DW1X1,
             ([3, 3], [1, 1]) => DW3X3S1,
             ([3, 3], [2, 2]) => DW3X3S2,
             ([3, 3], _) => DW3X3,

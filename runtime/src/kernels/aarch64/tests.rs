@@ -54,6 +54,14 @@ fn every_neon_conv_kernel_is_selected_and_correct() {
     let hs = Activation::HardSwish;
     let cases = [
         (
+            "dw1x1_neon",
+            case((17, 17, 17), 1, 1, 0, (2, 9, 21), (3, 7), relu),
+        ),
+        (
+            "dw1x1_neon",
+            case((16, 16, 16), 1, 2, 0, (1, 11, 13), (0, 0), hs),
+        ),
+        (
             "dw3x3s1_neon",
             case((17, 17, 17), 3, 1, 1, (2, 9, 21), (3, 7), relu),
         ),

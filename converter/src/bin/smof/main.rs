@@ -455,6 +455,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             if prune.is_some() {
                 print_prune_table(&done.prune);
             }
+            let folded: usize = (done.stats.passes.iter())
+                .filter(|p| p.name == "fold_depthwise_1x1")
+                .map(|p| p.changes)
+                .sum();
+            if folded > 0 {
+                println!("folded {folded} depthwise 1x1 conv(s) into a neighbouring conv (exact)");
+            }
             if let Some(path) = report {
                 std::fs::write(&path, prune_json(&done.prune))
                     .with_context(|| format!("cannot write {}", path.display()))?;

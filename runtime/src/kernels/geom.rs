@@ -89,6 +89,7 @@ impl Geom {
 
 /// The `m x m` output tiles of a Winograd conv, numbered in raster order over the images
 /// (tile rows of every image in turn): the tiling shared by the x86 and NEON kernels.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) struct WinogradTiles {
     m: usize,
     oh: usize,
@@ -99,6 +100,7 @@ pub(crate) struct WinogradTiles {
 }
 
 /// Where one Winograd tile sits.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) struct TileAt {
     /// Image.
     pub n: usize,
@@ -110,6 +112,7 @@ pub(crate) struct TileAt {
     pub ix0: isize,
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl WinogradTiles {
     /// The `m x m` tiles of the output of `g`.
     pub fn new(m: usize, g: &Geom) -> Self {

@@ -11,9 +11,10 @@
 //!   its output is a conv reading it as its data input: `W'[o][i] = a[i] W[o][i]` and
 //!   `b'[o] = b[o] + Σ W[o][i] c[i]` over the taps. The shift reaches every tap only without
 //!   padding, so a consumer with padding takes the fold only when `c` is zero. A stride
-//!   `t` of the depthwise conv multiplies the consumer's stride, dilation and padding
-//!   (input pixel `j` of the consumer is pixel `t j` of the depthwise conv's input), for
-//!   1x1 consumers only, so that no layer turns into a dilated one.
+//!   `t` of the depthwise conv multiplies the consumer's stride, and then every consumer
+//!   must be a 1x1 conv without padding (input pixel `j` of the consumer is pixel `t j` of
+//!   the depthwise conv's input; a KxK consumer would also need its dilation and padding
+//!   multiplied, and a dilated layer runs on slower kernels).
 //!
 //! Anything else (MobileNetV2's depthwise convs sit between two ReLU6s) stays a depthwise
 //! 1x1 conv, which the kernel tables run as a per-channel affine.

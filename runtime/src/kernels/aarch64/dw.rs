@@ -1,6 +1,7 @@
 //! Depthwise convolution (`groups == C`, multiplier 1) with `DwBlock(8)` weights
 //! (`[KH][KW][round_up(C, 8)]`): `dw3x3s1_neon`, `dw3x3s2_neon`, `dw3x3_neon`, the same
-//! for 5x5, and `dw1x1_neon` (a per-channel affine, any stride: what a pruned 3x3 becomes). Taps and (for `s1`/`s2`) the horizontal stride are compile-time constants.
+//! for 5x5, and `dw1x1_neon` (a per-channel affine at any stride: what a pruned 3x3
+//! becomes). Taps and (for `s1`/`s2`) the horizontal stride are compile-time constants.
 //!
 //! Channels are the vector lanes: a tile is up to 8 pixels x 8 channels (16 accumulators),
 //! and each tap is one fused multiply-add per pixel and half-block. Columns whose taps all

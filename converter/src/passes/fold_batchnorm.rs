@@ -4,7 +4,7 @@
 //! A conv with a fused residual or activation is left alone. Affines that cannot be folded
 //! stay as `ChannelAffine` nodes.
 
-use super::{absorb, sweep};
+use super::{absorb, scale_output_rows, sweep};
 use crate::ir::{Activation, Graph, Op};
 
 /// Runs the pass; returns the number of affines folded.
@@ -27,18 +27,10 @@ pub fn run(g: &mut Graph) -> usize {
             Op::Fc(f) if f.act == Activation::None => (&mut f.weight, &mut f.bias),
             _ => return false,
         };
-        let oc = weight.dims[0];
-        if scale.len() != oc {
+        if scale.len() != weight.dims[0] {
             return false;
         }
-        let per = weight.data.len() / oc;
-        for (o, row) in weight.data.chunks_mut(per).enumerate() {
-            row.iter_mut().for_each(|w| *w *= scale[o]);
-        }
-        let b = bias.get_or_insert_with(|| vec![0.0; oc]);
-        for o in 0..oc {
-            b[o] = b[o] * scale[o] + shift[o];
-        }
+        scale_output_rows(weight, bias, &scale, &shift);
         if let Some(a) = g.nodes[p].op.act_mut() {
             *a = act;
         }

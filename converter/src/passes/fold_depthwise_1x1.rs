@@ -19,7 +19,7 @@
 //! Anything else (MobileNetV2's depthwise convs sit between two ReLU6s) stays a depthwise
 //! 1x1 conv, which the kernel tables run as a per-channel affine.
 
-use super::sweep;
+use super::{scale_output_rows, sweep};
 use crate::ir::{Activation, ConvOp, Graph, Op};
 
 /// Runs the pass; returns the number of depthwise 1x1 convs folded away.
@@ -73,19 +73,10 @@ fn into_producer(g: &mut Graph, p: usize, d: &ConvOp, shift: &[f32]) -> bool {
     let Op::Conv(c) = &mut g.nodes[p].op else {
         return false;
     };
-    let oc = c.out_c();
-    if c.act != Activation::None || oc != shift.len() {
+    if c.act != Activation::None || c.out_c() != shift.len() {
         return false;
     }
-    let scale = &d.weight.data;
-    let per = c.weight.data.len() / oc;
-    for (o, row) in c.weight.data.chunks_mut(per).enumerate() {
-        row.iter_mut().for_each(|w| *w *= scale[o]);
-    }
-    let b = c.bias.get_or_insert_with(|| vec![0.0; oc]);
-    for o in 0..oc {
-        b[o] = b[o] * scale[o] + shift[o];
-    }
+    scale_output_rows(&mut c.weight, &mut c.bias, &d.weight.data, shift);
     c.stride = [c.stride[0] * d.stride[0], c.stride[1] * d.stride[1]];
     c.act = d.act;
     true

@@ -17,7 +17,7 @@ pub mod fuse_residual;
 pub mod remove_identity;
 
 use crate::error::Result;
-use crate::ir::{Graph, ValueId};
+use crate::ir::{Graph, ValueId, Weight};
 
 /// How many rewrites one pass made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +64,25 @@ pub fn run_after_prune(g: &mut Graph) -> Result<Vec<PassReport>> {
         ("dce", dce::run),
     ];
     run(g, &passes)
+}
+
+/// Folds a per-output-channel affine into the layer that produces it: row `o` of `weight`
+/// times `scale[o]`, bias `b[o] * scale[o] + shift[o]` (a missing bias is zero).
+pub(crate) fn scale_output_rows(
+    weight: &mut Weight,
+    bias: &mut Option<Vec<f32>>,
+    scale: &[f32],
+    shift: &[f32],
+) {
+    let oc = weight.dims[0];
+    let per = weight.data.len() / oc;
+    for (o, row) in weight.data.chunks_mut(per).enumerate() {
+        row.iter_mut().for_each(|w| *w *= scale[o]);
+    }
+    let b = bias.get_or_insert_with(|| vec![0.0; oc]);
+    for (o, b) in b.iter_mut().enumerate() {
+        *b = *b * scale[o] + shift[o];
+    }
 }
 
 /// Who reads and writes each value, computed from the current graph.

@@ -179,6 +179,28 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     for w in ["--distill-features=-1", "--distill-features=nan"] {
         refused(&["--prune", "flops=0.5", w], Some("--distill-features"));
     }
+    // --calib-mirror: not on or off, without --calib, or on samples that are not images.
+    refused(
+        &["--prune", "flops=0.5", "--calib-mirror", "yes"],
+        Some("--calib-mirror"),
+    );
+    refused(
+        &["--prune", "flops=0.5", "--calib-mirror", "on"],
+        Some("--calib"),
+    );
+    let flat = tmp("flat.npy");
+    write_npy(&flat, &[4, 784], &vec![0.0; 4 * 784]);
+    refused(
+        &[
+            "--prune",
+            "flops=0.5",
+            "--calib",
+            flat.to_str().unwrap(),
+            "--calib-mirror",
+            "on",
+        ],
+        Some("mirror images need image samples"),
+    );
 
     // Converting onto its own input is refused.
     let copy = tmp("self.onnx");

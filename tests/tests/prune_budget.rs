@@ -458,6 +458,37 @@ fn held_out_errors_are_measured_on_the_held_out_inputs() {
     assert!(err.contains("--holdout"), "{err}");
 }
 
+/// Calibrating with mirror images (`Calibration::with_mirrors`, `smof convert
+/// --calib-mirror on`) is calibrating on the samples followed by their mirror images, each
+/// mirror held out with its original: with 30 samples, where index `s + 30` falls in the
+/// same fold as `s`, the file is the one from the 60 as one array; and the mirror images
+/// change the result.
+#[test]
+fn mirror_images_calibrate_as_an_array_of_the_samples_and_their_mirrors() {
+    let (n, per) = (30, 3 * 16 * 16);
+    let x = structured(&mut Rng::new(500), n, 3, 16);
+    let mut both = x.clone();
+    for s in x.chunks(per) {
+        for row in s.chunks(16) {
+            both.extend(row.iter().rev());
+        }
+    }
+    let with = |c: Calibration| {
+        let mut o = opts(0.5, true, true, 4);
+        o.prune.calib = Some(Arc::new(c));
+        convert(&net(5), &o).unwrap()
+    };
+    let plain = Calibration::from_array(&[n, 3, 16, 16], &x).unwrap();
+    let mirrored = with(plain.clone().with_mirrors().unwrap());
+    let array = with(Calibration::from_array(&[2 * n, 3, 16, 16], &both).unwrap());
+    assert!(mirrored.prune.flops_after as f64 <= 0.5 * mirrored.prune.flops_before as f64);
+    assert!(
+        mirrored.bytes == array.bytes,
+        "same samples, same folds, same file"
+    );
+    assert!(with(plain).bytes != mirrored.bytes);
+}
+
 /// End-to-end distillation after the refit lowers the output error against the dense model
 /// on the calibration samples and on held-out ones, and reports one loss per epoch.
 #[test]

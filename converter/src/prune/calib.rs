@@ -7,7 +7,8 @@ use crate::ir::Graph;
 use std::path::Path;
 
 /// Folds of the cross-validations over calibration samples (the refit's ridge, the
-/// allocation's held-out removal costs): sample `s` is held out in fold `s % FOLDS`.
+/// allocation's held-out removal costs): sample `s` is held out in fold
+/// [`Calibration::fold`], `origin % FOLDS` of the input it was made from.
 pub const FOLDS: usize = 3;
 
 /// Calibration samples for a model input.
@@ -17,9 +18,53 @@ pub struct Calibration {
     pub shape: Vec<usize>,
     /// One flat sample each.
     pub samples: Vec<Vec<f32>>,
+    /// Per sample, the index of the input it was made from: its own index, or for a mirror
+    /// image ([`Calibration::with_mirrors`]) the original's. A sample and its mirror image
+    /// are nearly the same input, so they fall in the same cross-validation fold: otherwise
+    /// a fit on one would look as if it predicted the other, a new input.
+    origin: Vec<usize>,
 }
 
 impl Calibration {
+    /// Samples of the given per-sample shape, each its own origin.
+    pub fn new(shape: Vec<usize>, samples: Vec<Vec<f32>>) -> Calibration {
+        let origin = (0..samples.len()).collect();
+        Calibration {
+            shape,
+            samples,
+            origin,
+        }
+    }
+
+    /// Appends each image's mirror image (left to right) after the samples, so the
+    /// statistics see twice the inputs; each mirror shares its original's fold. An error for
+    /// samples that are not images (`[C, H, W]`).
+    pub fn with_mirrors(mut self) -> Result<Calibration> {
+        if self.shape.len() != 3 {
+            return Err(Error::Options(format!(
+                "mirror images need image samples (C, H, W), not shape {:?}",
+                self.shape
+            )));
+        }
+        let n = self.samples.len();
+        for s in 0..n {
+            let m = mirrored(&self.samples[s], &self.shape);
+            self.samples.push(m);
+            self.origin.push(self.origin[s]);
+        }
+        Ok(self)
+    }
+
+    /// The cross-validation fold (of `folds`) that holds sample `s` out.
+    pub fn fold(&self, s: usize, folds: usize) -> usize {
+        self.origin.get(s).copied().unwrap_or(s) % folds.max(1)
+    }
+
+    /// How many distinct inputs the samples were made from (mirror images not counted).
+    pub fn originals(&self) -> usize {
+        self.origin.iter().max().map_or(0, |m| m + 1)
+    }
+
     /// Checks that these samples can feed `g`: there are some, `g` has one input, and
     /// each sample has its shape without the batch. `what` names the set in the errors
     /// ("calibration", "--holdout").
@@ -58,10 +103,10 @@ impl Calibration {
                 data.len()
             )));
         }
-        Ok(Calibration {
-            shape: shape[1..].to_vec(),
-            samples: data.chunks(per).map(<[f32]>::to_vec).collect(),
-        })
+        Ok(Calibration::new(
+            shape[1..].to_vec(),
+            data.chunks(per).map(<[f32]>::to_vec).collect(),
+        ))
     }
 
     /// Reads an `.npy` file of shape `(N, ...)`.
@@ -142,9 +187,62 @@ impl Calibration {
             }
             samples.push(x);
         }
-        Ok(Calibration {
-            shape: vec![c, h, w],
-            samples,
-        })
+        Ok(Calibration::new(vec![c, h, w], samples))
+    }
+}
+
+/// `x` (an image sample of `shape`, `[.., H, W]`) mirrored left to right; other samples
+/// unchanged.
+pub(crate) fn mirrored(x: &[f32], shape: &[usize]) -> Vec<f32> {
+    let w = *shape.last().unwrap_or(&1);
+    if shape.len() < 3 || w < 2 {
+        return x.to_vec();
+    }
+    x.chunks_exact(w)
+        .flat_map(|r| r.iter().rev().copied())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_images_follow_the_samples_in_their_originals_folds() {
+        // 4 samples of 2 channels x 2 rows x 3 columns: value = 100 s + 10 c + 3 y + x.
+        let shape = vec![2, 2, 3];
+        let samples: Vec<Vec<f32>> = (0..4)
+            .map(|s| {
+                (0..12)
+                    .map(|i| (100 * s + 10 * (i / 6) + 3 * (i / 3 % 2) + i % 3) as f32)
+                    .collect()
+            })
+            .collect();
+        let c = Calibration::new(shape.clone(), samples.clone())
+            .with_mirrors()
+            .unwrap();
+        assert_eq!(c.samples.len(), 8);
+        assert_eq!(c.originals(), 4);
+        for (s, x) in samples.iter().enumerate() {
+            assert_eq!(c.samples[s], *x);
+            for r in 0..4 {
+                let row = &x[3 * r..3 * r + 3];
+                let m = &c.samples[4 + s][3 * r..3 * r + 3];
+                assert_eq!(m, [row[2], row[1], row[0]]);
+            }
+            // With 4 originals and 3 folds, index `s + 4` alone would put the mirror in
+            // another fold than its original.
+            assert_eq!(c.fold(s + 4, FOLDS), c.fold(s, FOLDS));
+            assert_eq!(c.fold(s, FOLDS), s % FOLDS);
+        }
+        assert_eq!(c.fold(5, 1), 0);
+        // Samples that are not images have no mirror image.
+        let e = Calibration::new(vec![12], samples)
+            .with_mirrors()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("mirror images need image samples"),
+            "{e}"
+        );
     }
 }

@@ -27,7 +27,7 @@
 //! The same backward pass measures [`output_weights`]: how an error in each channel of each
 //! layer shows at the model outputs, by which the allocation ranks removals.
 
-use super::calib::Calibration;
+use super::calib::{mirrored, Calibration};
 use super::stats::{batch1, channels, layer_kind, sample_pixels, LayerKind};
 use crate::error::{Error, Result};
 use crate::ir::eval::{conv_pre, eval, eval_node, im2col, tap_pairs, GemmShape};
@@ -754,17 +754,6 @@ impl Rng {
     }
 }
 
-/// `x` (of per-sample shape `shape`) mirrored along its last axis if it is an image.
-fn mirrored(x: &[f32], shape: &[usize]) -> Vec<f32> {
-    let w = *shape.last().unwrap_or(&1);
-    if shape.len() < 3 || w < 2 {
-        return x.to_vec();
-    }
-    x.chunks_exact(w)
-        .flat_map(|r| r.iter().rev().copied())
-        .collect()
-}
-
 /// What distillation did: the mean training loss of each epoch.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DistillReport {
@@ -1338,10 +1327,10 @@ mod tests {
     fn distillation_reduces_the_error_to_the_dense_model() {
         let mut seed = 3;
         let (dense, mut student) = perturbed(&mut seed);
-        let train = Calibration {
-            shape: vec![3, 9, 9],
-            samples: (0..64).map(|_| values(&mut seed, 243, 1.5)).collect(),
-        };
+        let train = Calibration::new(
+            vec![3, 9, 9],
+            (0..64).map(|_| values(&mut seed, 243, 1.5)).collect(),
+        );
         let held: Vec<Vec<f32>> = (0..16).map(|_| values(&mut seed, 243, 1.5)).collect();
         let err = |g: &Graph, xs: &[Vec<f32>]| -> f64 {
             xs.iter()
@@ -1403,10 +1392,10 @@ mod tests {
     fn block_outputs_pin_the_student_down() {
         let mut seed = 3;
         let (dense, student) = perturbed(&mut seed);
-        let train = Calibration {
-            shape: vec![3, 9, 9],
-            samples: (0..16).map(|_| values(&mut seed, 243, 1.5)).collect(),
-        };
+        let train = Calibration::new(
+            vec![3, 9, 9],
+            (0..16).map(|_| values(&mut seed, 243, 1.5)).collect(),
+        );
         let held: Vec<Vec<f32>> = (0..16).map(|_| values(&mut seed, 243, 1.5)).collect();
         let kept = all_kept(&dense);
         let feats = features(&dense, &kept);
@@ -1464,10 +1453,7 @@ mod tests {
         let y = b.node(fc(&mut seed, 6, 3), &[h]);
         let g = b.output(y);
         let n = 3000;
-        let calib = Calibration {
-            shape: vec![8],
-            samples: (0..n).map(|_| values(&mut seed, 8, 1.5)).collect(),
-        };
+        let calib = Calibration::new(vec![8], (0..n).map(|_| values(&mut seed, 8, 1.5)).collect());
         let w = output_weights(&g, &calib, 2, |_| {}).unwrap();
         assert!(w.len() == g.nodes.len() && w.iter().all(Option::is_some));
         let Op::Fc(f2) = &g.nodes[1].op else {
@@ -1503,10 +1489,10 @@ mod tests {
         let p = b.node(Op::GlobalAvgPool, &[c]);
         let g = b.output(p);
         let n = 50;
-        let calib = Calibration {
-            shape: vec![2, 3, 3],
-            samples: (0..n).map(|_| values(&mut seed, 18, 1.5)).collect(),
-        };
+        let calib = Calibration::new(
+            vec![2, 3, 3],
+            (0..n).map(|_| values(&mut seed, 18, 1.5)).collect(),
+        );
         let w = output_weights(&g, &calib, 2, |_| {}).unwrap();
         let wc = w[0].as_ref().unwrap();
         let want = calib

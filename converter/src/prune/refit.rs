@@ -137,13 +137,13 @@ fn side_by_side(
     let total = p1.nodes.len();
     for j in 0..total {
         let kind = layer_kind(&p1, j);
-        if let (Some(kind), true) = (kind, fit) {
+        if kind.is_some() && fit {
             let exact = vd
                 .iter()
                 .zip(&vp)
                 .all(|(d, p)| d[p1.nodes[j].inputs[0]] == p[p1.nodes[j].inputs[0]]);
             if !exact {
-                refit_layer(&d1, &mut p1, j, kind, kept, &vd, &vp).ok_or_else(mismatch)?;
+                refit_layer(&d1, &mut p1, j, kept, calib, &vd, &vp).ok_or_else(mismatch)?;
             }
         }
         let out = p1.nodes[j].output;
@@ -195,23 +195,24 @@ fn output_error(
     num / den.max(f64::MIN_POSITIVE)
 }
 
-/// Refits layer `j` of `p1`; `None` if its channels do not match `kept`.
+/// Refits layer `j` of `p1` (a prunable layer); `None` if its channels do not match `kept`.
 fn refit_layer(
     d1: &Graph,
     p1: &mut Graph,
     j: usize,
-    kind: LayerKind,
     kept: &[Vec<usize>],
+    calib: &Calibration,
     vd: &[Vec<Option<Vec<f32>>>],
     vp: &[Vec<Option<Vec<f32>>>],
 ) -> Option<()> {
+    let kind = layer_kind(p1, j)?;
     let (xin, out) = (p1.nodes[j].inputs[0], p1.nodes[j].output);
     let keep_out = &kept[out];
     let wd = rows(d1, j);
     let mut wp = rows(p1, j);
     let pixels = sample_pixels(p1, j);
     // One fold (no cross-validation) when a fold would be empty.
-    let folds = if vp.len() >= FOLDS { FOLDS } else { 1 };
+    let folds = if calib.originals() >= FOLDS { FOLDS } else { 1 };
     let inputs = |s: usize| Some((vp[s][xin].as_deref()?, vd[s][xin].as_deref()?));
     match kind {
         LayerKind::Dense | LayerKind::Fc | LayerKind::Deconv => {
@@ -246,8 +247,8 @@ fn refit_layer(
                 if ep != dp || ed != dd {
                     return None;
                 }
-                accumulate(&mut h[s % folds], &ap, dp);
-                accumulate_cross(&mut c[s % folds], &ap, dp, &bd, dd);
+                accumulate(&mut h[calib.fold(s, folds)], &ap, dp);
+                accumulate_cross(&mut c[calib.fold(s, folds)], &ap, dp, &bd, dd);
             }
             let target = Mat::from_fn(dd, row_map.len(), |r, o| wd[0][row_map[o]][r]);
             let w0 = Mat::from_fn(dp, row_map.len(), |r, o| wp[0][o][r]);
@@ -273,8 +274,8 @@ fn refit_layer(
                     if ep != dp || ed != dd {
                         return None;
                     }
-                    accumulate(&mut h[s % folds], &ap, dp);
-                    accumulate_cross(&mut c[s % folds], &ap, dp, &bd, dd);
+                    accumulate(&mut h[calib.fold(s, folds)], &ap, dp);
+                    accumulate_cross(&mut c[calib.fold(s, folds)], &ap, dp, &bd, dd);
                 }
                 let target = Mat::from_fn(dd, 1, |r, _| wd[kc][0][r]);
                 let w0 = Mat::from_fn(dp, 1, |r, _| wp[ch][0][r]);

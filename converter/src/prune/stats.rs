@@ -317,7 +317,7 @@ pub type Statistics = Vec<Vec<Hessian>>;
 pub const MAX_FOLD_DIM: usize = 2048;
 
 /// The statistics of a dense conv or fully connected layer split by calibration fold
-/// (sample `s` in fold `s % FOLDS`), unshrunk: the allocation measures each removal's cost
+/// (sample `s` in fold [`Calibration::fold`](super::calib::Calibration::fold)), unshrunk: the allocation measures each removal's cost
 /// on the fold its Optimal-Brain-Surgeon update was not fit on
 /// ([`super::budget::Layer::folds`]).
 #[derive(Clone, Debug)]
@@ -338,8 +338,8 @@ pub type Calibrated = (Statistics, Statistics, Vec<Option<Folds>>);
 /// sum of a sample's im2col rows over all output positions (estimated from the sampled
 /// ones; for a fully connected layer `S` is its unshrunk `H`). `S` is empty for a
 /// transposed conv. Dense convs and fully connected layers up to [`MAX_FOLD_DIM`] also get
-/// their [`Folds`] when there are at least `FOLDS` samples. `progress` is called after
-/// each sample.
+/// their [`Folds`] when the samples come from at least `FOLDS` distinct inputs. `progress`
+/// is called after each sample.
 pub fn calibrated(
     g: &Graph,
     calib: &super::calib::Calibration,
@@ -384,7 +384,7 @@ pub fn calibrated(
         };
         let split = matches!(kind, Some(LayerKind::Dense | LayerKind::Fc))
             && d <= MAX_FOLD_DIM
-            && samples.len() >= FOLDS;
+            && calib.originals() >= FOLDS;
         acc[i] = vec![(h, s); if split { FOLDS } else { 1 }];
     }
     for (si, s) in samples.iter().enumerate() {
@@ -398,7 +398,7 @@ pub fn calibrated(
         let outs = crate::ir::eval::eval(&g1, &[s]);
         for (k, &i) in layers.iter().enumerate() {
             let folds = acc[i].len();
-            let (h, s) = &mut acc[i][si % folds];
+            let (h, s) = &mut acc[i][calib.fold(si, folds)];
             add_sample(g, i, &outs[k], h, s);
         }
         progress(si + 1);

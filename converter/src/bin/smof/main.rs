@@ -67,6 +67,11 @@ enum Cmd {
         /// Calibration data: an .npy of N samples (N,C,H,W), or a folder of images.
         #[arg(long, value_name = "X.npy|DIR")]
         calib: Option<PathBuf>,
+        /// Add each --calib image's mirror image (left to right) to the calibration set:
+        /// twice the inputs for the statistics, the refit and --distill, at twice the time
+        /// (for photos; not for digits or text).
+        #[arg(long, value_name = "on|off", default_value = "off")]
+        calib_mirror: String,
         /// Inputs kept apart from --calib (an .npy or a folder of images, read as --calib
         /// is): after pruning, each layer's output error is also measured on them, as
         /// err(held-out) beside err(cal).
@@ -355,6 +360,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             prune_channels,
             channel_multiple,
             calib,
+            calib_mirror,
             holdout,
             refit,
             criterion,
@@ -402,7 +408,19 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     .transpose()
                     .map(|c| c.map(std::sync::Arc::new))
             };
+            let calib_mirror = on_off("calib-mirror", &calib_mirror)?;
+            if calib_mirror && calib.is_none() {
+                bail!("--calib-mirror mirrors the --calib images: give --calib X.npy or DIR");
+            }
             let (calib, holdout) = (load(&calib)?, load(&holdout)?);
+            let calib = match calib {
+                Some(c) if calib_mirror => Some(std::sync::Arc::new(
+                    std::sync::Arc::unwrap_or_clone(c)
+                        .with_mirrors()
+                        .context("--calib-mirror")?,
+                )),
+                c => c,
+            };
             let lut = match &lut {
                 None => None,
                 Some(path) => {

@@ -458,6 +458,18 @@ fn held_out_errors_are_measured_on_the_held_out_inputs() {
     assert!(err.contains("--holdout"), "{err}");
 }
 
+/// The calibration statistics, the allocation's cost measurements and the refit share
+/// their work among `PruneOptions::threads` threads; the file does not depend on how many.
+#[test]
+fn calibrated_pruning_gives_the_same_file_on_any_thread_count() {
+    let files: Vec<Vec<u8>> = [1, 2, 5]
+        .into_iter()
+        .map(|t| calibrated_half(|p| p.threads = t).0.bytes)
+        .collect();
+    assert!(files[0] == files[1], "1 and 2 threads");
+    assert!(files[0] == files[2], "1 and 5 threads");
+}
+
 /// Calibrating with mirror images (`Calibration::with_mirrors`, `smof convert
 /// --calib-mirror on`) is calibrating on the samples followed by their mirror images, each
 /// mirror held out with its original: with 30 samples, where index `s + 30` falls in the

@@ -239,6 +239,39 @@ impl Layer {
     }
 }
 
+/// Measures, on up to `a.threads` threads, the removal costs that no cache holds: every
+/// layer's before the first step, then those of the layers the last step changed. (The
+/// step would measure them one by one as it reads them; each layer's costs depend on that
+/// layer alone.)
+fn measure_costs(g: &Graph, layers: &mut [Layer], a: &Allocation) {
+    let (rings, chans) = (a.kernels, a.channels);
+    let todo: Vec<&mut Layer> = (layers.iter_mut())
+        .filter(|l| (rings && l.ring_cost.is_none()) || (chans && l.chan_cost.is_none()))
+        .collect();
+    let threads = a.threads.min(todo.len());
+    if threads < 2 {
+        return;
+    }
+    let mut parts: Vec<Vec<&mut Layer>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, l) in todo.into_iter().enumerate() {
+        parts[i % threads].push(l);
+    }
+    std::thread::scope(|sc| {
+        for part in parts {
+            sc.spawn(move || {
+                for l in part {
+                    if rings {
+                        l.ring(g);
+                    }
+                    if chans {
+                        l.chan_costs(g);
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// The im2col columns on the outer ring of a `k x k` kernel, over `ic` input channels.
 fn ring_columns(k: usize, ic: usize) -> Vec<usize> {
     (0..ic * k * k)
@@ -352,6 +385,8 @@ pub struct Allocation<'a> {
     /// Channel count of every value in the dense model (indexed by value): a cluster keeps
     /// at least [`MIN_KEEP`] of it.
     pub dense_channels: &'a [usize],
+    /// Threads that measure the layers' removal costs (the result does not depend on it).
+    pub threads: usize,
 }
 
 /// The cost of the graph in `a`'s cost model, the budget's base when `a.base` is `None`.
@@ -399,6 +434,7 @@ pub fn allocate(g: &mut Graph, layers: &mut [Layer], a: &Allocation) -> Result<V
         if total <= target * (1.0 + 1e-12) {
             return Ok(kept);
         }
+        measure_costs(g, layers, a);
         // Layers that read (mixing channels) and write each value.
         let mut readers: Vec<Vec<usize>> = vec![Vec::new(); g.values.len()];
         let mut writer: Vec<Option<usize>> = vec![None; g.values.len()];

@@ -68,6 +68,11 @@ pub struct PruneOptions {
     pub lut: Option<Arc<lut::Lut>>,
     /// Show a progress bar during calibration.
     pub progress: bool,
+    /// Worker threads for the calibration statistics and the refit (default: the
+    /// machine's). Their results do not depend on it: each sum runs over the samples in the
+    /// same order whatever the count. (Distillation has its own,
+    /// [`distill::DistillOptions::threads`].)
+    pub threads: usize,
 }
 
 impl Default for PruneOptions {
@@ -84,8 +89,30 @@ impl Default for PruneOptions {
             distill: distill::DistillOptions::default(),
             lut: None,
             progress: false,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
+}
+
+/// `f(0)`, …, `f(n − 1)` in that order, computed on up to `threads` scoped threads, each
+/// taking a contiguous run of indices.
+pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return (0..n).map(f).collect();
+    }
+    let per = n.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|a| sc.spawn(move || (a..(a + per).min(n)).map(f).collect::<Vec<T>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker thread panicked"))
+            .collect()
+    })
 }
 
 /// One layer in the report.
@@ -324,7 +351,9 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                             "calibrating {{bar:30}} {{pos}}/{{len}} samples, stage {stage}/{stages}, {{elapsed}} ({{eta}} left)"
                         ),
                     );
-                    let hs = stats::calibrated(g, samples, |k| bar.set_position(k as u64))?;
+                    let hs = stats::calibrated(g, samples, opts.threads, |k| {
+                        bar.set_position(k as u64)
+                    })?;
                     bar.finish_and_clear();
                     hs
                 }
@@ -392,6 +421,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                 cost,
                 base: None,
                 dense_channels: &dense_channels,
+                threads: opts.threads,
             };
             alloc.base = Some(*base.get_or_insert_with(|| budget::base_cost(g, &state, &alloc)));
             let step = budget::allocate(g, &mut state, &alloc)?;
@@ -411,8 +441,9 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
                         "refitting {{bar:30}} {{pos}}/{{len}} nodes, stage {stage}/{stages}, {{elapsed}} ({{eta}} left)"
                     ),
                 );
-                let errors =
-                    refit::sequential(dense, g, &kept, samples, |k, _| bar.set_position(k as u64))?;
+                let errors = refit::sequential(dense, g, &kept, samples, opts.threads, |k, _| {
+                    bar.set_position(k as u64)
+                })?;
                 bar.finish_and_clear();
                 for (j, e) in errors {
                     if let Some(li) = convs.iter().position(|&i| i == j) {
@@ -437,7 +468,7 @@ pub fn prune(g: &mut Graph, opts: &PruneOptions) -> Result<PruneReport> {
             distill_feature_loss = rep.feature_loss;
         }
         if let (Some(dense), Some(samples)) = (&dense, &opts.holdout) {
-            for (j, e) in refit::errors(dense, g, &kept, samples)? {
+            for (j, e) in refit::errors(dense, g, &kept, samples, opts.threads)? {
                 if let Some(li) = convs.iter().position(|&i| i == j) {
                     layers[li].holdout_error = Some(e);
                 }
@@ -508,4 +539,18 @@ pub fn exact_channel_shrink(g: &mut Graph) -> Result<usize> {
         channels::remove_channels(g, &drop)?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::par_map;
+
+    #[test]
+    fn par_map_keeps_the_order_for_any_thread_count() {
+        let want: Vec<usize> = (0..23).map(|i| i * i).collect();
+        for threads in [0, 1, 2, 3, 7, 23, 40] {
+            assert_eq!(par_map(23, threads, |i| i * i), want, "{threads} threads");
+        }
+        assert!(par_map(0, 4, |i| i).is_empty());
+    }
 }

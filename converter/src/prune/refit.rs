@@ -21,6 +21,7 @@
 
 use super::calib::{Calibration, FOLDS};
 use super::obs::{accumulate, accumulate_cross, damped_llt};
+use super::par_map;
 use super::stats::{
     batch1, channels, fc_row, layer_kind, patches, rows, sample_pixels, set_rows, LayerKind,
 };
@@ -45,15 +46,17 @@ pub const MAX_ROW: usize = 8192;
 /// is the model before the allocation, with the same nodes and values; `kept[v]` lists,
 /// for every value, the dense channel index of each channel the pruned model keeps.
 /// Returns, per prunable node, the relative output error on the calibration set after the
-/// refit: `Σ (y_p − y_d)² / Σ y_d²` over the kept channels of its output.
+/// refit: `Σ (y_p − y_d)² / Σ y_d²` over the kept channels of its output. The work runs on
+/// up to `threads` threads; the result does not depend on their number.
 pub fn sequential(
     dense: &Graph,
     pruned: &mut Graph,
     kept: &[Vec<usize>],
     calib: &Calibration,
+    threads: usize,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<(usize, f64)>> {
-    let (errors, p1) = side_by_side(dense, pruned, kept, calib, true, progress)?;
+    let (errors, p1) = side_by_side(dense, pruned, kept, calib, true, threads, progress)?;
     for &(j, _) in &errors {
         set_rows(pruned, j, &rows(&p1, j));
     }
@@ -67,8 +70,9 @@ pub fn errors(
     pruned: &Graph,
     kept: &[Vec<usize>],
     samples: &Calibration,
+    threads: usize,
 ) -> Result<Vec<(usize, f64)>> {
-    side_by_side(dense, pruned, kept, samples, false, |_, _| {}).map(|(errors, _)| errors)
+    side_by_side(dense, pruned, kept, samples, false, threads, |_, _| {}).map(|(errors, _)| errors)
 }
 
 /// Whether `pruned` has the nodes and values of `dense` (the model before the allocation),
@@ -93,13 +97,15 @@ pub(super) fn check_pair(
 
 /// Runs `dense` and a batch-1 copy of `pruned` side by side on `calib`, refitting each
 /// prunable layer of the copy first if `fit`; returns each one's relative output error,
-/// and the copy.
+/// and the copy. The samples (and the refit's folds and channels) are shared among up to
+/// `threads` threads.
 fn side_by_side(
     dense: &Graph,
     pruned: &Graph,
     kept: &[Vec<usize>],
     calib: &Calibration,
     fit: bool,
+    threads: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(Vec<(usize, f64)>, Graph)> {
     check_pair(dense, pruned, kept, "refit")?;
@@ -143,16 +149,25 @@ fn side_by_side(
                 .zip(&vp)
                 .all(|(d, p)| d[p1.nodes[j].inputs[0]] == p[p1.nodes[j].inputs[0]]);
             if !exact {
-                refit_layer(&d1, &mut p1, j, kept, calib, &vd, &vp).ok_or_else(mismatch)?;
+                let par = (calib, threads);
+                refit_layer(&d1, &mut p1, j, kept, par, &vd, &vp).ok_or_else(mismatch)?;
             }
         }
         let out = p1.nodes[j].output;
-        for s in 0..ns {
-            let yd = eval_node(&d1, &d1.nodes[j], &vd[s]);
-            let yp = eval_node(&p1, &p1.nodes[j], &vp[s]);
-            vd[s][out] = Some(yd);
-            vp[s][out] = Some(yp);
-        }
+        let per = ns.div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|sc| {
+            for (cd, cp) in vd.chunks_mut(per).zip(vp.chunks_mut(per)) {
+                let (d1, p1) = (&d1, &p1);
+                sc.spawn(move || {
+                    for (d, p) in cd.iter_mut().zip(cp) {
+                        let yd = eval_node(d1, &d1.nodes[j], d);
+                        let yp = eval_node(p1, &p1.nodes[j], p);
+                        d[out] = Some(yd);
+                        p[out] = Some(yp);
+                    }
+                });
+            }
+        });
         if kind.is_some() {
             errors.push((j, output_error(&p1, out, &kept[out], &vd, &vp)));
         }
@@ -195,13 +210,14 @@ fn output_error(
     num / den.max(f64::MIN_POSITIVE)
 }
 
-/// Refits layer `j` of `p1` (a prunable layer); `None` if its channels do not match `kept`.
+/// Refits layer `j` of `p1` (a prunable layer) on the samples of `calib`, the folds or
+/// channels shared among `threads` threads; `None` if its channels do not match `kept`.
 fn refit_layer(
     d1: &Graph,
     p1: &mut Graph,
     j: usize,
     kept: &[Vec<usize>],
-    calib: &Calibration,
+    (calib, threads): (&Calibration, usize),
     vd: &[Vec<Option<Vec<f32>>>],
     vp: &[Vec<Option<Vec<f32>>>],
 ) -> Option<()> {
@@ -232,27 +248,46 @@ fn refit_layer(
             }
             let (cp, cd) = (kept[xin].len(), channels(d1, xin));
             let (all_p, all_d): (Vec<usize>, Vec<usize>) = ((0..cp).collect(), (0..cd).collect());
-            let mut h = vec![Mat::zeros(dp, dp); folds];
-            let mut c = vec![Mat::zeros(dp, dd); folds];
-            for s in 0..vp.len() {
-                let (xp, xd) = inputs(s)?;
-                let ((ap, ep), (bd, ed)) = if kind == LayerKind::Fc {
-                    (fc_row(xp), fc_row(xd))
-                } else {
-                    (
-                        patches(p1, j, xp, &all_p, &pixels),
-                        patches(d1, j, xd, &all_d, &pixels),
-                    )
-                };
-                if ep != dp || ed != dd {
-                    return None;
+            // Each fold's two sums (`h`, then `c`) are a task of their own, over the fold's
+            // samples in order, so they do not depend on the thread count.
+            let p1r: &Graph = p1;
+            let sums = par_map(2 * folds, threads, |t| {
+                let (k, cross) = (t / 2, t % 2 == 1);
+                let mut m = Mat::zeros(dp, if cross { dd } else { dp });
+                for s in (0..vp.len()).filter(|&s| calib.fold(s, folds) == k) {
+                    let (xp, xd) = inputs(s)?;
+                    let (ap, ep) = if kind == LayerKind::Fc {
+                        fc_row(xp)
+                    } else {
+                        patches(p1r, j, xp, &all_p, &pixels)
+                    };
+                    if ep != dp {
+                        return None;
+                    }
+                    if cross {
+                        let (bd, ed) = if kind == LayerKind::Fc {
+                            fc_row(xd)
+                        } else {
+                            patches(d1, j, xd, &all_d, &pixels)
+                        };
+                        if ed != dd {
+                            return None;
+                        }
+                        accumulate_cross(&mut m, &ap, dp, &bd, dd);
+                    } else {
+                        accumulate(&mut m, &ap, dp);
+                    }
                 }
-                accumulate(&mut h[calib.fold(s, folds)], &ap, dp);
-                accumulate_cross(&mut c[calib.fold(s, folds)], &ap, dp, &bd, dd);
-            }
+                Some(m)
+            });
+            let sums = sums.into_iter().collect::<Option<Vec<_>>>()?;
+            let (h, c): (Vec<_>, Vec<_>) = sums
+                .chunks_exact(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .unzip();
             let target = Mat::from_fn(dd, row_map.len(), |r, o| wd[0][row_map[o]][r]);
             let w0 = Mat::from_fn(dp, row_map.len(), |r, o| wp[0][o][r]);
-            let (w, _) = fit(&h, &c, &target, &w0);
+            let (w, _) = fit(&h, &c, &target, &w0, threads);
             for (o, row) in wp[0].iter_mut().enumerate() {
                 for (r, v) in row.iter_mut().enumerate() {
                     *v = w[(r, o)];
@@ -263,13 +298,16 @@ fn refit_layer(
             if wp.len() != keep_out.len() || kept[xin] != *keep_out {
                 return None;
             }
-            for (ch, &kc) in keep_out.iter().enumerate() {
+            // The channels are independent: shared among the threads.
+            let p1r: &Graph = p1;
+            let fitted = par_map(keep_out.len(), threads, |ch| {
+                let kc = keep_out[ch];
                 let (dp, dd) = (wp[ch][0].len(), wd.get(kc)?[0].len());
                 let mut h = vec![Mat::zeros(dp, dp); folds];
                 let mut c = vec![Mat::zeros(dp, dd); folds];
                 for s in 0..vp.len() {
                     let (xp, xd) = inputs(s)?;
-                    let (ap, ep) = patches(p1, j, xp, &[ch], &pixels);
+                    let (ap, ep) = patches(p1r, j, xp, &[ch], &pixels);
                     let (bd, ed) = patches(d1, j, xd, &[kc], &pixels);
                     if ep != dp || ed != dd {
                         return None;
@@ -279,7 +317,10 @@ fn refit_layer(
                 }
                 let target = Mat::from_fn(dd, 1, |r, _| wd[kc][0][r]);
                 let w0 = Mat::from_fn(dp, 1, |r, _| wp[ch][0][r]);
-                let (w, _) = fit(&h, &c, &target, &w0);
+                Some(fit(&h, &c, &target, &w0, 1).0)
+            });
+            for (ch, w) in fitted.into_iter().enumerate() {
+                let w = w?;
                 for (r, v) in wp[ch][0].iter_mut().enumerate() {
                     *v = w[(r, 0)];
                 }
@@ -293,8 +334,15 @@ fn refit_layer(
 /// The refit weights (one column per output row) from the per-fold statistics `h`
 /// (`Σ x_p x_pᵀ`) and `c` (`Σ x_p x_dᵀ`) of the samples held out in each fold, the dense
 /// rows `target` (one per column) and the allocation's `w0`, with the ridge of [`RIDGES`]
-/// whose fits on the other folds predict the held-out folds best; and that ridge.
-fn fit(h: &[Mat<f64>], c: &[Mat<f64>], target: &Mat<f64>, w0: &Mat<f64>) -> (Mat<f64>, f64) {
+/// whose fits on the other folds predict the held-out folds best; and that ridge. The
+/// folds' fits run on up to `threads` threads.
+fn fit(
+    h: &[Mat<f64>],
+    c: &[Mat<f64>],
+    target: &Mat<f64>,
+    w0: &Mat<f64>,
+    threads: usize,
+) -> (Mat<f64>, f64) {
     let sum = |m: &[Mat<f64>]| {
         let mut t = m[0].clone();
         m[1..].iter().for_each(|x| t += x);
@@ -306,13 +354,16 @@ fn fit(h: &[Mat<f64>], c: &[Mat<f64>], target: &Mat<f64>, w0: &Mat<f64>) -> (Mat
     let ridge = if h.len() < 2 {
         RIDGE
     } else {
-        // The held-out error of each fold.
-        let mut err = [0.0f64; RIDGES.len()];
-        for k in 0..h.len() {
+        // The held-out error of each fold and ridge, summed over the folds in order.
+        let n = RIDGES.len();
+        let fold_errors = par_map(h.len() * n, threads, |i| {
+            let (k, r) = (i / n, RIDGES[i % n]);
             let (hk, bk) = (&ht - &h[k], &bt - &b[k]);
-            for (e, &r) in err.iter_mut().zip(&RIDGES) {
-                *e += error(&solve(&hk, &bk, w0, r), &h[k], &b[k]);
-            }
+            error(&solve(&hk, &bk, w0, r), &h[k], &b[k])
+        });
+        let mut err = [0.0f64; RIDGES.len()];
+        for per_fold in fold_errors.chunks(n) {
+            err.iter_mut().zip(per_fold).for_each(|(e, x)| *e += x);
         }
         let best = (0..RIDGES.len()).min_by(|&a, &b| err[a].total_cmp(&err[b]));
         best.map_or(RIDGE, |i| RIDGES[i])
@@ -385,7 +436,7 @@ mod tests {
         let d = 24;
         let target = Mat::from_fn(d, 3, |i, o| ((i * 7 + o * 3) % 11) as f64 / 5.0 - 1.0);
         let [h, c, ..] = stats(300, 4, d, 0.0, 1);
-        let (w, ridge) = fit(&h, &c, &target, &Mat::zeros(d, 3));
+        let (w, ridge) = fit(&h, &c, &target, &Mat::zeros(d, 3), 2);
         assert_eq!(ridge, RIDGES[0]);
         let dev = (0..d)
             .flat_map(|i| (0..3).map(move |o| (i, o)))
@@ -395,7 +446,7 @@ mod tests {
 
         let [h, c, hn, cn] = stats(9, 2, d, 2.0, 2);
         let w0 = Mat::from_fn(d, 3, |i, o| 0.5 * target[(i, o)]);
-        let (w, ridge) = fit(&h, &c, &target, &w0);
+        let (w, ridge) = fit(&h, &c, &target, &w0, 2);
         assert!(ridge > RIDGES[0], "ridge {ridge}");
         let (ht, ct) = (&(&h[0] + &h[1]) + &h[2], &(&c[0] + &c[1]) + &c[2]);
         let small = solve(&ht, &(&ct * &target), &w0, RIDGES[0]);

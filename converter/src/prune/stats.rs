@@ -330,6 +330,10 @@ pub struct Folds {
     pub rows: usize,
 }
 
+/// One layer's `H` and `S` being summed in [`calibrated`], per fold (one fold for layers
+/// without [`Folds`]), each a group per depthwise channel.
+type Accumulators = Vec<(Vec<Hessian>, Vec<Hessian>)>;
+
 /// What [`calibrated`] measures: per node, `H` (shrunk), `S`, and the per-fold split.
 pub type Calibrated = (Statistics, Statistics, Vec<Option<Folds>>);
 
@@ -343,6 +347,7 @@ pub type Calibrated = (Statistics, Statistics, Vec<Option<Folds>>);
 pub fn calibrated(
     g: &Graph,
     calib: &super::calib::Calibration,
+    threads: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Calibrated> {
     calib.check_input(g, "calibration")?;
@@ -366,7 +371,7 @@ pub fn calibrated(
     let samples = &calib.samples;
     let per: usize = want.iter().product();
     // Per node and fold (one fold for layers without `Folds`): H and S of each group.
-    let mut acc: Vec<Vec<(Vec<Hessian>, Vec<Hessian>)>> = vec![Vec::new(); g.nodes.len()];
+    let mut acc: Vec<Accumulators> = vec![Vec::new(); g.nodes.len()];
     for &i in &layers {
         let d = rows(g, i)[0][0].len();
         let kind = layer_kind(g, i);
@@ -387,21 +392,64 @@ pub fn calibrated(
             && calib.originals() >= FOLDS;
         acc[i] = vec![(h, s); if split { FOLDS } else { 1 }];
     }
-    for (si, s) in samples.iter().enumerate() {
-        if s.len() != per {
-            return Err(Error::Options(format!(
-                "a calibration sample has {} values, the model input {:?} needs {per}",
-                s.len(),
-                g1.values[g1.inputs[0].value].shape
-            )));
-        }
-        let outs = crate::ir::eval::eval(&g1, &[s]);
-        for (k, &i) in layers.iter().enumerate() {
-            let folds = acc[i].len();
-            let (h, s) = &mut acc[i][calib.fold(si, folds)];
-            add_sample(g, i, &outs[k], h, s);
-        }
-        progress(si + 1);
+    if let Some(s) = samples.iter().find(|s| s.len() != per) {
+        return Err(Error::Options(format!(
+            "a calibration sample has {} values, the model input {:?} needs {per}",
+            s.len(),
+            g1.values[g1.inputs[0].value].shape
+        )));
+    }
+    // The layers dealt to the threads, each to the least loaded so far, the costliest
+    // (im2col rows x dimension², per group) first. Each accumulator is owned by one thread
+    // and takes the samples in order, so the sums do not depend on the thread count.
+    let threads = threads.clamp(1, layers.len().max(1));
+    let costs: Vec<f64> = layers
+        .iter()
+        .map(|&i| {
+            let rows = match g.nodes[i].op {
+                Op::Conv(_) | Op::Deconv(_) => sample_pixels(g, i).len(),
+                _ => 1,
+            };
+            let dims: f64 = (acc[i].iter().flat_map(|(h, _)| h))
+                .map(|h| (h.dim() * h.dim()) as f64)
+                .sum();
+            dims * rows as f64
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]));
+    let mut load = vec![0.0f64; threads];
+    let mut owned: Vec<Vec<(usize, Accumulators)>> = (0..threads).map(|_| Vec::new()).collect();
+    for k in order {
+        let t = (0..threads)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]))
+            .unwrap_or(0);
+        load[t] += costs[k];
+        owned[t].push((k, std::mem::take(&mut acc[layers[k]])));
+    }
+    for (b, batch) in samples.chunks(threads).enumerate() {
+        let outs = super::par_map(batch.len(), threads, |j| {
+            crate::ir::eval::eval(&g1, &[&batch[j]])
+        });
+        std::thread::scope(|sc| {
+            for part in owned.iter_mut().filter(|p| !p.is_empty()) {
+                let outs = &outs;
+                let layers = &layers;
+                sc.spawn(move || {
+                    for (k, a) in part.iter_mut() {
+                        for (j, o) in outs.iter().enumerate() {
+                            let folds = a.len();
+                            let (h, s) = &mut a[calib.fold(b * threads + j, folds)];
+                            add_sample(g, layers[*k], &o[*k], h, s);
+                        }
+                    }
+                });
+            }
+        });
+        progress(b * threads + batch.len());
+    }
+    for (k, a) in owned.into_iter().flatten() {
+        acc[layers[k]] = a;
     }
     let mut hs: Statistics = vec![Vec::new(); g.nodes.len()];
     let mut sums: Statistics = vec![Vec::new(); g.nodes.len()];

@@ -72,6 +72,10 @@ enum Cmd {
         /// (for photos; not for digits or text).
         #[arg(long, value_name = "on|off", default_value = "off")]
         calib_mirror: String,
+        /// Worker threads for the calibration statistics and the refit (default: all
+        /// cores); the result is the same for any count.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
         /// Inputs kept apart from --calib (an .npy or a folder of images, read as --calib
         /// is): after pruning, each layer's output error is also measured on them, as
         /// err(held-out) beside err(cal).
@@ -361,6 +365,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             channel_multiple,
             calib,
             calib_mirror,
+            threads,
             holdout,
             refit,
             criterion,
@@ -462,6 +467,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     },
                     lut,
                     progress: true,
+                    threads: match threads {
+                        Some(0) => bail!("--threads must be at least 1"),
+                        Some(n) => n,
+                        None => smof_converter::prune::PruneOptions::default().threads,
+                    },
                 },
             };
             let t = std::time::Instant::now();

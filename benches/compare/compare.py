@@ -138,16 +138,22 @@ def worker_ncnn(model, x, warmup, loops):
     if net.load_param(param) != 0 or net.load_model(binf) != 0:
         raise Fail("ncnn cannot load the pnnx output")
     in_name = net.input_names()[0]
-    out_name = net.output_names()[0]
+    out_names = net.output_names()
     mat = ncnn.Mat(x[0]).clone()
 
     def run():
+        # Every output: an ncnn extractor runs only the layers the extracted blobs need, so
+        # extracting output 0 alone would skip the other heads of a multi-output model
+        # (the other runtimes compute them all).
         with net.create_extractor() as ex:
             ex.input(in_name, mat)
-            ret, out = ex.extract(out_name)
-            if ret != 0:
-                raise Fail(f"ncnn extract failed ({ret})")
-            return out
+            outs = []
+            for name in out_names:
+                ret, out = ex.extract(name)
+                if ret != 0:
+                    raise Fail(f"ncnn extract of {name} failed ({ret})")
+                outs.append(out)
+            return outs[0]
 
     import numpy as np
 
@@ -160,6 +166,7 @@ def worker_mnn(model, x, warmup, loops):
     import MNN
     import numpy as np
 
+    model, out_name = model
     interp = MNN.Interpreter(model)
     sess = interp.createSession({"numThread": 1, "backend": "CPU", "precision": "normal"})
     inp = interp.getSessionInput(sess)
@@ -174,7 +181,7 @@ def worker_mnn(model, x, warmup, loops):
             raise Fail("MNN runSession failed")
 
     run()
-    dev = interp.getSessionOutput(sess)
+    dev = interp.getSessionOutput(sess, out_name)
     shape = tuple(dev.getShape())
     out_host = MNN.Tensor(
         shape, MNN.Halide_Type_Float, np.zeros(shape, np.float32), MNN.Tensor_DimensionType_Caffe
@@ -292,6 +299,11 @@ def prepare(rt, m, tools):
                what="MNN convert")
             if not os.path.exists(out):
                 raise Fail("MNN convert wrote no model")
+            # The worker reads output 0 by name: a session's default output is another one
+            # on multi-output models.
+            import onnx
+
+            out = (out, onnx.load(m.path, load_external_data=False).graph.output[0].name)
         else:
             out = m.path
     except Fail as e:

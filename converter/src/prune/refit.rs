@@ -280,11 +280,15 @@ fn refit_layer(
                 }
                 Some(m)
             });
-            let sums = sums.into_iter().collect::<Option<Vec<_>>>()?;
-            let (h, c): (Vec<_>, Vec<_>) = sums
-                .chunks_exact(2)
-                .map(|p| (p[0].clone(), p[1].clone()))
-                .unzip();
+            let (mut h, mut c) = (Vec::with_capacity(folds), Vec::with_capacity(folds));
+            for (t, m) in sums.into_iter().enumerate() {
+                let m = m?;
+                if t % 2 == 0 {
+                    h.push(m);
+                } else {
+                    c.push(m);
+                }
+            }
             let target = Mat::from_fn(dd, row_map.len(), |r, o| wd[0][row_map[o]][r]);
             let w0 = Mat::from_fn(dp, row_map.len(), |r, o| wp[0][o][r]);
             let (w, _) = fit(&h, &c, &target, &w0, threads);

@@ -317,9 +317,9 @@ pub type Statistics = Vec<Vec<Hessian>>;
 pub const MAX_FOLD_DIM: usize = 2048;
 
 /// The statistics of a dense conv or fully connected layer split by calibration fold
-/// (sample `s` in fold [`Calibration::fold`](super::calib::Calibration::fold)), unshrunk: the allocation measures each removal's cost
-/// on the fold its Optimal-Brain-Surgeon update was not fit on
-/// ([`super::budget::Layer::folds`]).
+/// (sample `s` in fold [`Calibration::fold`](super::calib::Calibration::fold)), unshrunk:
+/// the allocation measures each removal's cost on the fold its Optimal-Brain-Surgeon update
+/// was not fit on ([`super::budget::Layer::folds`]).
 #[derive(Clone, Debug)]
 pub struct Folds {
     /// `H_k = Σ x xᵀ` over the samples of fold `k`.

@@ -251,25 +251,25 @@ fn refit_layer(
             // Each fold's two sums (`h`, then `c`) are a task of their own, over the fold's
             // samples in order, so they do not depend on the thread count.
             let p1r: &Graph = p1;
+            // The layer's input rows in graph `g` (`chans` its input channels).
+            let in_rows = |g: &Graph, x: &[f32], chans: &[usize]| {
+                if kind == LayerKind::Fc {
+                    fc_row(x)
+                } else {
+                    patches(g, j, x, chans, &pixels)
+                }
+            };
             let sums = par_map(2 * folds, threads, |t| {
                 let (k, cross) = (t / 2, t % 2 == 1);
                 let mut m = Mat::zeros(dp, if cross { dd } else { dp });
                 for s in (0..vp.len()).filter(|&s| calib.fold(s, folds) == k) {
                     let (xp, xd) = inputs(s)?;
-                    let (ap, ep) = if kind == LayerKind::Fc {
-                        fc_row(xp)
-                    } else {
-                        patches(p1r, j, xp, &all_p, &pixels)
-                    };
+                    let (ap, ep) = in_rows(p1r, xp, &all_p);
                     if ep != dp {
                         return None;
                     }
                     if cross {
-                        let (bd, ed) = if kind == LayerKind::Fc {
-                            fc_row(xd)
-                        } else {
-                            patches(d1, j, xd, &all_d, &pixels)
-                        };
+                        let (bd, ed) = in_rows(d1, xd, &all_d);
                         if ed != dd {
                             return None;
                         }

@@ -541,13 +541,15 @@ pub(crate) fn conv_pre(
     if icg * ocg > 1 {
         conv_gemm(cv, x, xs, ys, &mut y);
         let plane = oh * ow;
-        for (k, v) in y.iter_mut().enumerate() {
-            let o = k / plane % oc;
-            let mut acc = *v + cv.bias.as_ref().map_or(0.0, |bb| bb[o]);
-            if let Some(r) = res {
-                acc += r[k];
+        for (pi, ys) in y.chunks_mut(plane.max(1)).enumerate() {
+            let bias = cv.bias.as_ref().map_or(0.0, |bb| bb[pi % oc]);
+            match res {
+                Some(r) => {
+                    let r = &r[pi * plane..(pi + 1) * plane];
+                    ys.iter_mut().zip(r).for_each(|(v, r)| *v = *v + bias + r);
+                }
+                None => ys.iter_mut().for_each(|v| *v += bias),
             }
-            *v = acc;
         }
         return y;
     }
@@ -565,8 +567,16 @@ pub(crate) fn conv_pre(
                 for ky in 0..kh {
                     for kx in 0..kw {
                         let wv = cv.weight.data[((o * icg + i) * kh + ky) * kw + kx];
-                        for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
-                            plane[at] += wv * v;
+                        tap_rows(cv, [h, w], [oh, ow], [ky, kx], |at, i, n, step| {
+                            let out = &mut plane[at..at + n];
+                            if step == 1 {
+                                // Contiguous: the loop vectorises.
+                                let xs = &xc[i..i + n];
+                                out.iter_mut().zip(xs).for_each(|(o, v)| *o += wv * v);
+                            } else {
+                                let xs = xc[i..].iter().step_by(step);
+                                out.iter_mut().zip(xs).for_each(|(o, v)| *o += wv * v);
+                            }
                         });
                     }
                 }
@@ -684,26 +694,16 @@ pub(crate) fn im2col(
             for kx in 0..kw {
                 let row = ((i * kh + ky) * kw + kx) * taps;
                 let dst = &mut cols[row..row + taps];
-                for_each_tap(cv, xc, [h, w], [oh, ow], [ky, kx], |at, v| {
-                    dst[at] = v;
+                tap_rows(cv, [h, w], [oh, ow], [ky, kx], |at, i, n, step| {
+                    let xs = xc[i..].iter().step_by(step);
+                    dst[at..at + n]
+                        .iter_mut()
+                        .zip(xs)
+                        .for_each(|(d, v)| *d = *v);
                 });
             }
         }
     }
-}
-
-/// Tap `[ky, kx]` of a conv over one `h x w` input plane `xc`: calls `f(oy * ow + ox, value)`
-/// for every output pixel whose tap lies inside the image, row by row (taps in the padding
-/// are skipped).
-fn for_each_tap(
-    cv: &ConvOp,
-    xc: &[f32],
-    hw: [usize; 2],
-    ohw: [usize; 2],
-    k: [usize; 2],
-    mut f: impl FnMut(usize, f32),
-) {
-    tap_pairs(cv, hw, ohw, k, |at, i| f(at, xc[i]));
 }
 
 /// Tap `[ky, kx]` of a conv from an `h x w` input plane to an `oh x ow` output plane: calls
@@ -711,24 +711,43 @@ fn for_each_tap(
 /// by row (taps in the padding are skipped).
 pub(crate) fn tap_pairs(
     cv: &ConvOp,
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    k: [usize; 2],
+    mut f: impl FnMut(usize, usize),
+) {
+    tap_rows(cv, hw, ohw, k, |at, i, n, step| {
+        (0..n).for_each(|j| f(at + j, i + j * step));
+    });
+}
+
+/// [`tap_pairs`] a row at a time: `f(at, i, n, step)` for every output row with taps inside
+/// the image, whose output pixels `at .. at + n` read the input at `i, i + step, …`.
+pub(crate) fn tap_rows(
+    cv: &ConvOp,
     [h, w]: [usize; 2],
     [oh, ow]: [usize; 2],
     [ky, kx]: [usize; 2],
-    mut f: impl FnMut(usize, usize),
+    mut f: impl FnMut(usize, usize, usize, usize),
 ) {
     let (s, d, p) = (cv.stride, cv.dilation, cv.pads);
     // ox with 0 <= ox*s + kx*d - p < w.
     let off = kx * d[1];
     let ox0 = p[1].saturating_sub(off).div_ceil(s[1]);
     let ox1 = (w + p[1]).saturating_sub(off).div_ceil(s[1]).min(ow);
+    if ox1 <= ox0 {
+        return;
+    }
     for oy in 0..oh {
         let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
         if iy < 0 || iy >= h as isize {
             continue;
         }
-        let row = iy as usize * w;
-        for ox in ox0..ox1 {
-            f(oy * ow + ox, row + ox * s[1] + off - p[1]);
-        }
+        f(
+            oy * ow + ox0,
+            iy as usize * w + ox0 * s[1] + off - p[1],
+            ox1 - ox0,
+            s[1],
+        );
     }
 }

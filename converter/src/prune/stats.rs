@@ -613,13 +613,13 @@ pub fn patches(
     const BLOCK: usize = 64;
     let mut xs = vec![0.0f64; pixels.len() * d];
     for (blk, rows) in pixels.chunks(BLOCK).zip(xs.chunks_mut(BLOCK * d)) {
+        let at: Vec<(usize, usize)> = blk.iter().map(|&p| (p / ow, p % ow)).collect();
         for (ci, &ch) in chans.iter().enumerate() {
             let plane = &x[ch * h * w..(ch + 1) * h * w];
             for ky in 0..kh {
                 for kx in 0..kw {
                     let col = (ci * kh + ky) * kw + kx;
-                    for (r, &p) in blk.iter().enumerate() {
-                        let (oy, ox) = (p / ow, p % ow);
+                    for (r, &(oy, ox)) in at.iter().enumerate() {
                         let iy = (oy * cv.stride[0] + ky * cv.dilation[0]) as isize
                             - cv.pads[0] as isize;
                         let ix = (ox * cv.stride[1] + kx * cv.dilation[1]) as isize

@@ -180,7 +180,10 @@ fn bad_inputs_exit_non_zero_with_a_message() {
         refused(&["--prune", "flops=0.5", w], Some("--distill-features"));
     }
     // No worker threads.
-    refused(&["--prune", "flops=0.5", "--threads", "0"], Some("--threads"));
+    refused(
+        &["--prune", "flops=0.5", "--threads", "0"],
+        Some("--threads"),
+    );
     // --calib-mirror: not on or off, without --calib, or on samples that are not images.
     refused(
         &["--prune", "flops=0.5", "--calib-mirror", "yes"],

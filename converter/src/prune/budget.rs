@@ -256,18 +256,12 @@ fn measure_costs(g: &Graph, layers: &mut [Layer], a: &Allocation) {
     for (i, l) in todo.into_iter().enumerate() {
         parts[i % threads].push(l);
     }
-    std::thread::scope(|sc| {
-        for part in parts {
-            sc.spawn(move || {
-                for l in part {
-                    if rings {
-                        l.ring(g);
-                    }
-                    if chans {
-                        l.chan_costs(g);
-                    }
-                }
-            });
+    super::par_each(&mut parts, |l| {
+        if rings {
+            l.ring(g);
+        }
+        if chans {
+            l.chan_costs(g);
         }
     });
 }

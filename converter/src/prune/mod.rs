@@ -115,6 +115,18 @@ pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T 
     })
 }
 
+/// `f` on every item of every part, one scoped thread per non-empty part (the items of a
+/// part in order on its thread): how mutable work is shared out when each item is
+/// independent of the others.
+pub(crate) fn par_each<T: Send>(parts: &mut [Vec<T>], f: impl Fn(&mut T) + Sync) {
+    let f = &f;
+    std::thread::scope(|sc| {
+        for part in parts.iter_mut().filter(|p| !p.is_empty()) {
+            sc.spawn(move || part.iter_mut().for_each(f));
+        }
+    });
+}
+
 /// One layer in the report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerReport {

@@ -154,19 +154,16 @@ fn side_by_side(
             }
         }
         let out = p1.nodes[j].output;
+        // Each thread runs a contiguous run of samples through node `j` of both models.
         let per = ns.div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|sc| {
-            for (cd, cp) in vd.chunks_mut(per).zip(vp.chunks_mut(per)) {
-                let (d1, p1) = (&d1, &p1);
-                sc.spawn(move || {
-                    for (d, p) in cd.iter_mut().zip(cp) {
-                        let yd = eval_node(d1, &d1.nodes[j], d);
-                        let yp = eval_node(p1, &p1.nodes[j], p);
-                        d[out] = Some(yd);
-                        p[out] = Some(yp);
-                    }
-                });
-            }
+        let mut parts: Vec<Vec<_>> = (vd.chunks_mut(per).zip(vp.chunks_mut(per)))
+            .map(|(d, p)| d.iter_mut().zip(p).collect())
+            .collect();
+        super::par_each(&mut parts, |(d, p)| {
+            let yd = eval_node(&d1, &d1.nodes[j], d);
+            let yp = eval_node(&p1, &p1.nodes[j], p);
+            d[out] = Some(yd);
+            p[out] = Some(yp);
         });
         if kind.is_some() {
             errors.push((j, output_error(&p1, out, &kept[out], &vd, &vp)));
@@ -249,7 +246,9 @@ fn refit_layer(
             let (cp, cd) = (kept[xin].len(), channels(d1, xin));
             let (all_p, all_d): (Vec<usize>, Vec<usize>) = ((0..cp).collect(), (0..cd).collect());
             // Each fold's two sums (`h`, then `c`) are a task of their own, over the fold's
-            // samples in order, so they do not depend on the thread count.
+            // samples in order, so they do not depend on the thread count. Both tasks build
+            // the pruned rows: 2 x folds tasks of similar size keep 2 threads busy, where
+            // one task per fold (3) would leave one idle a third of the time.
             let p1r: &Graph = p1;
             // The layer's input rows in graph `g` (`chans` its input channels).
             let in_rows = |g: &Graph, x: &[f32], chans: &[usize]| {
@@ -360,10 +359,12 @@ fn fit(
     } else {
         // The held-out error of each fold and ridge, summed over the folds in order.
         let n = RIDGES.len();
+        // The statistics of the other folds, once per fold.
+        let rest: Vec<_> = (0..h.len()).map(|k| (&ht - &h[k], &bt - &b[k])).collect();
         let fold_errors = par_map(h.len() * n, threads, |i| {
             let (k, r) = (i / n, RIDGES[i % n]);
-            let (hk, bk) = (&ht - &h[k], &bt - &b[k]);
-            error(&solve(&hk, &bk, w0, r), &h[k], &b[k])
+            let (hk, bk) = &rest[k];
+            error(&solve(hk, bk, w0, r), &h[k], &b[k])
         });
         let mut err = [0.0f64; RIDGES.len()];
         for per_fold in fold_errors.chunks(n) {

@@ -431,19 +431,11 @@ pub fn calibrated(
         let outs = super::par_map(batch.len(), threads, |j| {
             crate::ir::eval::eval(&g1, &[&batch[j]])
         });
-        std::thread::scope(|sc| {
-            for part in owned.iter_mut().filter(|p| !p.is_empty()) {
-                let outs = &outs;
-                let layers = &layers;
-                sc.spawn(move || {
-                    for (k, a) in part.iter_mut() {
-                        for (j, o) in outs.iter().enumerate() {
-                            let folds = a.len();
-                            let (h, s) = &mut a[calib.fold(b * threads + j, folds)];
-                            add_sample(g, layers[*k], &o[*k], h, s);
-                        }
-                    }
-                });
+        super::par_each(&mut owned, |(k, a)| {
+            for (j, o) in outs.iter().enumerate() {
+                let folds = a.len();
+                let (h, s) = &mut a[calib.fold(b * threads + j, folds)];
+                add_sample(g, layers[*k], &o[*k], h, s);
             }
         });
         progress(b * threads + batch.len());

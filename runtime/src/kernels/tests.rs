@@ -929,6 +929,44 @@ pub fn rgb_stem_cases() -> Vec<ConvCase> {
     ]
 }
 
+/// Depthwise 3x3 and 5x5 layers at strides 1 and 2 whose sliding path runs output rows in
+/// pairs on some tables: odd and even row counts, two images (a pair never spans them), a
+/// channel tail, residual and clamp, and a row split at an odd row (pairs form differently
+/// in each half, and the halves must still match the whole bit for bit).
+pub fn depthwise_row_pair_cases() -> Vec<ConvCase> {
+    let case = |c: u32, k: u32, s: u32, p: [u32; 4], (n, h, w): (u32, u32, u32), seed: u64| {
+        make_conv_case(
+            (c, c, c),
+            [k, k],
+            [s, s],
+            [1, 1],
+            p,
+            (n, h, w),
+            (3, 5),
+            (true, seed % 2 == 0, Activation::Clip { min: 0.0, max: 6.0 }),
+            (0.37, seed),
+        )
+    };
+    vec![
+        case(40, 3, 1, [1; 4], (2, 8, 11), 1),
+        case(40, 3, 1, [1; 4], (1, 7, 14), 2),
+        case(24, 3, 2, [1; 4], (2, 10, 17), 3),
+        case(48, 3, 2, [0, 1, 1, 0], (1, 9, 12), 4),
+        case(33, 3, 1, [0; 4], (2, 5, 9), 5),
+        case(40, 5, 1, [2; 4], (2, 6, 11), 6),
+        case(17, 5, 2, [2; 4], (1, 11, 13), 7),
+    ]
+}
+
+#[test]
+fn depthwise_row_pairs_match_reference() {
+    for c in &depthwise_row_pair_cases() {
+        for t in tables() {
+            check_conv(t, c).unwrap();
+        }
+    }
+}
+
 #[test]
 fn rgb_stems_match_reference() {
     for c in &rgb_stem_cases() {

@@ -48,11 +48,19 @@ use crate::kernels::ConvArgs;
 use std::marker::PhantomData;
 
 /// The depthwise conv. `KH`/`KW` are the kernel size, or 0 to read it from the conv.
+/// `ROWS` (1 or 2): output rows per pass of the sliding path ([`DwTile::slide2`] with 2,
+/// where the registers hold two rows' accumulators besides the weights).
 ///
 /// # Safety
 /// The ISA `I` is available on this CPU.
 #[inline(always)]
-pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usize>(
+pub(crate) unsafe fn dw<
+    I: Isa,
+    const KH: usize,
+    const KW: usize,
+    const MR: usize,
+    const ROWS: usize,
+>(
     a: &mut ConvArgs,
 ) {
     let g = Geom::new(a.conv, a.xs, a.ys);
@@ -83,13 +91,21 @@ pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usiz
     };
     let sliding = KH == KW && (KH == 3 || KH == 5) && g.dh == 1 && g.dw == 1 && g.sw <= 2;
     if !(sliding && t.plane_rows(a.rows.clone(), plane)) {
-        for row in a.rows.clone() {
+        let pairs = sliding && ROWS == 2 && g.sh == g.sw;
+        let mut row = a.rows.start;
+        while row < a.rows.end {
             t.row = row;
+            if pairs && row + 1 < a.rows.end && row % g.oh + 1 < g.oh {
+                t.rows_sliding2();
+                row += 2;
+                continue;
+            }
             if sliding {
                 t.row_sliding();
             } else {
                 for_each_tile::<MR>(0, g.ow, &mut t);
             }
+            row += 1;
         }
     }
     let pixels = a.rows.len() * g.ow;
@@ -167,6 +183,10 @@ pub(crate) unsafe fn clamp_of<I: Isa>(act: Activation) -> Clamp<I> {
 
 /// Taps of the largest kernel the pointer-table path handles (5x5).
 const MAX_TAPS: usize = 25;
+
+/// Input rows of [`DwTile::slide2`]: two output rows of the largest sliding kernel (5x5) at
+/// stride 2.
+const MAX_ROWS: usize = 7;
 
 impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
     /// Output rows `rows` of a depthwise conv that takes the plane path ([`plane_len`]), one
@@ -274,6 +294,130 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
                 1 => self.slide::<false, 1>(&rows, ybase, count, c0, c0),
                 _ => self.slide::<false, 2>(&rows, ybase, count, c0, c0),
             }
+        }
+    }
+
+    /// Output rows `row` and `row + 1` (of one image) of a `KH x KW` depthwise conv of the
+    /// same stride along H and W: as two calls of [`DwTile::row_sliding`], but the interior
+    /// pixels of both rows run together in [`DwTile::slide2`].
+    #[inline(always)]
+    unsafe fn rows_sliding2(&mut self) {
+        let g = self.g;
+        let row = self.row;
+        let (n, oy) = (row / g.oh, row % g.oh);
+        let std::ops::Range { start: lo, end: hi } = g.interior_x();
+        for r in [row, row + 1] {
+            self.row = r;
+            for ox in (0..lo).chain(hi..g.ow) {
+                self.run::<1>(ox);
+            }
+        }
+        self.row = row;
+        if lo == hi {
+            return;
+        }
+        // Input rows `oy * s - pt + i` for `i < KH + s` as in `row_sliding`: row `i` is tap
+        // row `i` of the first output row and tap row `i - s` of the second.
+        let s = g.sh;
+        let mut rows = [(self.zeros, 0usize); MAX_ROWS];
+        for (i, r) in rows.iter_mut().enumerate().take(KH + s) {
+            if let Some(iy) = (oy * s + i).checked_sub(g.pt).filter(|&iy| iy < g.ih) {
+                let col = lo * s - g.pl;
+                *r = (self.x.add(((n * g.ih + iy) * g.iw + col) * g.xcs), g.xcs);
+            }
+        }
+        let ybase = (row * g.ow + lo) * g.ycs;
+        let count = hi - lo;
+        let mut c0 = 0;
+        while c0 + I::LANES <= g.oc {
+            match s {
+                1 => self.slide2::<true, 1>(&rows, ybase, count, c0),
+                _ => self.slide2::<true, 2>(&rows, ybase, count, c0),
+            }
+            c0 += I::LANES;
+        }
+        if c0 < g.oc {
+            match s {
+                1 => self.slide2::<false, 1>(&rows, ybase, count, c0),
+                _ => self.slide2::<false, 2>(&rows, ybase, count, c0),
+            }
+        }
+    }
+
+    /// [`DwTile::slide`] at stride `S` (along H and W) for two output rows at once: each input
+    /// column of the `KH + S` input rows is loaded once for both rows, and the two rows' accumulators
+    /// (eight chains of multiply-adds instead of four) hide the multiply-add latency. Every
+    /// output sums its taps in the same order as `slide`, so the results are the same bit
+    /// for bit. `ybase` is the first row's output at pixel 0 of the run.
+    #[inline(always)]
+    unsafe fn slide2<const FULL: bool, const S: usize>(
+        &self,
+        rows: &[(*const f32, usize); MAX_ROWS],
+        ybase: usize,
+        count: usize,
+        c0: usize,
+    ) {
+        const PX: usize = 4;
+        let g = &self.g;
+        let nl = g.oc - c0;
+        let below = g.ow * g.ycs;
+        let mut wv = [[I::zero(); KW]; KH];
+        for (ky, row) in wv.iter_mut().enumerate() {
+            for (kx, w) in row.iter_mut().enumerate() {
+                *w = I::load(self.w.add((ky * KW + kx) * self.cp + c0));
+            }
+        }
+        let b = match self.bias {
+            Some(b) => Self::load_c::<FULL>(b.as_ptr().add(c0), nl),
+            None => I::zero(),
+        };
+        let clamp = clamp_of::<I>(self.act);
+        let mut m = 0;
+        while m + PX <= count {
+            let mut acc = [[b; PX]; 2];
+            for (i, &(p, xs)) in rows.iter().enumerate().take(KH + S) {
+                let p = p.add(m * S * xs + c0);
+                for c in 0..(PX - 1) * S + KW {
+                    let x = Self::load_c::<FULL>(p.add(c * xs), nl);
+                    for j in 0..PX {
+                        if c >= j * S && c - j * S < KW {
+                            let kx = c - j * S;
+                            if i < KH {
+                                acc[0][j] = I::fmadd(x, wv[i][kx], acc[0][j]);
+                            }
+                            if i >= S {
+                                acc[1][j] = I::fmadd(x, wv[i - S][kx], acc[1][j]);
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (j, &v) in acc.iter().enumerate() {
+                    let at = ybase + r * below + (m + j) * g.ycs + c0;
+                    self.store_c::<FULL>(at, nl, v, clamp);
+                }
+            }
+            m += PX;
+        }
+        while m < count {
+            let mut acc = [b; 2];
+            for (i, &(p, xs)) in rows.iter().enumerate().take(KH + S) {
+                let p = p.add(m * S * xs + c0);
+                for kx in 0..KW {
+                    let x = Self::load_c::<FULL>(p.add(kx * xs), nl);
+                    if i < KH {
+                        acc[0] = I::fmadd(x, wv[i][kx], acc[0]);
+                    }
+                    if i >= S {
+                        acc[1] = I::fmadd(x, wv[i - S][kx], acc[1]);
+                    }
+                }
+            }
+            for (r, &v) in acc.iter().enumerate() {
+                self.store_c::<FULL>(ybase + r * below + m * g.ycs + c0, nl, v, clamp);
+            }
+            m += 1;
         }
     }
 

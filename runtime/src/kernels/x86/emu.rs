@@ -12,8 +12,8 @@ use super::select::{select, ConvSet};
 use super::{dense, dw, winograd};
 use crate::graph::{Conv, Layout};
 use crate::kernels::reference::tests::{
-    check_conv, check_fc, check_winograd, conv_case, fc_case, rgb_stem_cases, winograd_case,
-    ConvCase,
+    check_conv, check_fc, check_winograd, conv_case, depthwise_row_pair_cases, fc_case,
+    rgb_stem_cases, winograd_case, ConvCase,
 };
 use crate::kernels::{
     portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
@@ -105,9 +105,9 @@ entry!(c7_32, ConvArgs, dense::conv::<Emu16, 7, 7, MR, 2>);
 entry!(c7_16, ConvArgs, dense::conv::<Emu16, 7, 7, MR, 1>);
 entry!(ck_32, ConvArgs, dense::conv::<Emu16, 0, 0, MR, 2>);
 entry!(ck_16, ConvArgs, dense::conv::<Emu16, 0, 0, MR, 1>);
-entry!(dw3, ConvArgs, dw::dw::<Emu16, 3, 3, DW_MR>);
-entry!(dw5, ConvArgs, dw::dw::<Emu16, 5, 5, DW_MR>);
-entry!(dwk, ConvArgs, dw::dw::<Emu16, 0, 0, DW_MR>);
+entry!(dw3, ConvArgs, dw::dw::<Emu16, 3, 3, DW_MR, 2>);
+entry!(dw5, ConvArgs, dw::dw::<Emu16, 5, 5, DW_MR, 1>);
+entry!(dwk, ConvArgs, dw::dw::<Emu16, 0, 0, DW_MR, 1>);
 entry!(fc16, FcArgs, dense::fc::<Emu16, 4, 1>);
 entry!(wino_32, ConvArgs, winograd::conv::<Emu16, 4, 6, MR, 2>);
 entry!(wino_16, ConvArgs, winograd::conv::<Emu16, 4, 6, MR, 1>);
@@ -212,6 +212,13 @@ fn wide_case() -> impl Strategy<Value = ConvCase> {
         }
         case
     })
+}
+
+#[test]
+fn avx512_configuration_depthwise_row_pairs_match_reference() {
+    for c in &depthwise_row_pair_cases() {
+        check_conv(&TABLE, c).unwrap();
+    }
 }
 
 #[test]

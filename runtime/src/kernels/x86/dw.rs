@@ -5,10 +5,12 @@
 //! slides along the row with the taps' weights held in registers; each of the `K` input
 //! rows is a pointer and a step, and a row in the padding is a run of zeros with step 0,
 //! so the loop never branches. Four pixels are computed together (independent
-//! accumulators). When the input rows of the output rows to compute fit in scratch as a
-//! zero-padded plane of one channel vector ([`DwTile::plane_rows`], maps up to about 28x28),
-//! they are copied there first and every pixel slides; otherwise the pixels whose window
-//! crosses the left or right padding go through the table path below, one at a time.
+//! accumulators), in two output rows at once where the registers allow (3x3: the rows
+//! share their input rows). When the input rows of the output rows to compute fit in
+//! scratch as a zero-padded plane of one channel vector ([`DwTile::plane_rows`], maps up to
+//! about 28x28), they are copied there first and every pixel slides; otherwise the pixels
+//! whose window crosses the left or right padding go through the table path below, one at
+//! a time.
 //!
 //! Other sizes, and those edge pixels: tiles of `MR` pixels along the row, vectors of
 //! channels, taps. For 3x3 and 5x5 each tile first builds a table of input addresses per tap
@@ -48,7 +50,7 @@ use crate::kernels::ConvArgs;
 use std::marker::PhantomData;
 
 /// The depthwise conv. `KH`/`KW` are the kernel size, or 0 to read it from the conv.
-/// `ROWS` (1 or 2): output rows per pass of the sliding path ([`DwTile::slide2`] with 2,
+/// `ROWS` (1 or 2): output rows per pass of the sliding path ([`DwTile::row_sliding`]; 2
 /// where the registers hold two rows' accumulators besides the weights).
 ///
 /// # Safety
@@ -96,12 +98,12 @@ pub(crate) unsafe fn dw<
         while row < a.rows.end {
             t.row = row;
             if pairs && row + 1 < a.rows.end && row % g.oh + 1 < g.oh {
-                t.rows_sliding2();
+                t.row_sliding::<2>();
                 row += 2;
                 continue;
             }
             if sliding {
-                t.row_sliding();
+                t.row_sliding::<1>();
             } else {
                 for_each_tile::<MR>(0, g.ow, &mut t);
             }
@@ -184,7 +186,7 @@ pub(crate) unsafe fn clamp_of<I: Isa>(act: Activation) -> Clamp<I> {
 /// Taps of the largest kernel the pointer-table path handles (5x5).
 const MAX_TAPS: usize = 25;
 
-/// Input rows of [`DwTile::slide2`]: two output rows of the largest sliding kernel (5x5) at
+/// Input rows of [`DwTile::slide`]: two output rows of the largest sliding kernel (5x5) at
 /// stride 2.
 const MAX_ROWS: usize = 7;
 
@@ -238,16 +240,16 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
                     }
                 }
                 for oy in oy0..oy1 {
-                    let mut taps = [(buf as *const f32, l); KH];
-                    for (ky, t) in taps.iter_mut().enumerate() {
+                    let mut taps = [(buf as *const f32, l); MAX_ROWS];
+                    for (ky, t) in taps.iter_mut().enumerate().take(KH) {
                         t.0 = buf.add(((oy - oy0) * g.sh + ky) * pw * l);
                     }
                     let ybase = (n * g.oh + oy) * g.ow * g.ycs;
                     match (nl == l, g.sw) {
-                        (true, 1) => self.slide::<true, 1>(&taps, ybase, g.ow, c0, 0),
-                        (true, _) => self.slide::<true, 2>(&taps, ybase, g.ow, c0, 0),
-                        (false, 1) => self.slide::<false, 1>(&taps, ybase, g.ow, c0, 0),
-                        (false, _) => self.slide::<false, 2>(&taps, ybase, g.ow, c0, 0),
+                        (true, 1) => self.slide::<true, 1, 1>(&taps, ybase, g.ow, c0, 0),
+                        (true, _) => self.slide::<true, 2, 1>(&taps, ybase, g.ow, c0, 0),
+                        (false, 1) => self.slide::<false, 1, 1>(&taps, ybase, g.ow, c0, 0),
+                        (false, _) => self.slide::<false, 2, 1>(&taps, ybase, g.ow, c0, 0),
                     }
                 }
                 c0 += l;
@@ -257,56 +259,17 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         true
     }
 
-    /// One output row of a `KH x KW` (3x3 or 5x5) depthwise conv: see the module docs.
+    /// `R` output rows (1, or 2 of one image at the same stride along H and W) from
+    /// `self.row` of a `KH x KW` (3x3 or 5x5) depthwise conv: see the module docs. The
+    /// interior pixels of the rows run together in [`DwTile::slide`].
     #[inline(always)]
-    unsafe fn row_sliding(&mut self) {
-        let g = self.g;
-        let (n, oy) = (self.row / g.oh, self.row % g.oh);
-        // Pixels whose taps all fall inside the row: `lo..hi`.
-        let std::ops::Range { start: lo, end: hi } = g.interior_x();
-        for ox in (0..lo).chain(hi..g.ow) {
-            self.run::<1>(ox);
-        }
-        if lo == hi {
-            return;
-        }
-        // Per tap row: the input of pixel `lo` at tap column 0, and the step from one input
-        // column to the next (zeros and 0 for a row in the padding).
-        let mut rows = [(self.zeros, 0usize); KH];
-        for (ky, r) in rows.iter_mut().enumerate() {
-            if let Some(iy) = g.in_y(oy, ky) {
-                let col = lo * g.sw - g.pl;
-                *r = (self.x.add(((n * g.ih + iy) * g.iw + col) * g.xcs), g.xcs);
-            }
-        }
-        let ybase = (self.row * g.ow + lo) * g.ycs;
-        let count = hi - lo;
-        let mut c0 = 0;
-        while c0 + I::LANES <= g.oc {
-            match g.sw {
-                1 => self.slide::<true, 1>(&rows, ybase, count, c0, c0),
-                _ => self.slide::<true, 2>(&rows, ybase, count, c0, c0),
-            }
-            c0 += I::LANES;
-        }
-        if c0 < g.oc {
-            match g.sw {
-                1 => self.slide::<false, 1>(&rows, ybase, count, c0, c0),
-                _ => self.slide::<false, 2>(&rows, ybase, count, c0, c0),
-            }
-        }
-    }
-
-    /// Output rows `row` and `row + 1` (of one image) of a `KH x KW` depthwise conv of the
-    /// same stride along H and W: as two calls of [`DwTile::row_sliding`], but the interior
-    /// pixels of both rows run together in [`DwTile::slide2`].
-    #[inline(always)]
-    unsafe fn rows_sliding2(&mut self) {
+    unsafe fn row_sliding<const R: usize>(&mut self) {
         let g = self.g;
         let row = self.row;
         let (n, oy) = (row / g.oh, row % g.oh);
+        // Pixels whose taps all fall inside the row: `lo..hi`.
         let std::ops::Range { start: lo, end: hi } = g.interior_x();
-        for r in [row, row + 1] {
+        for r in row..row + R {
             self.row = r;
             for ox in (0..lo).chain(hi..g.ow) {
                 self.run::<1>(ox);
@@ -316,13 +279,12 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         if lo == hi {
             return;
         }
-        // Input rows `oy * s - pt + i` for `i < KH + s` as in `row_sliding`: row `i` is tap
-        // row `i` of the first output row and tap row `i - s` of the second.
-        let s = g.sh;
+        // Per input row `oy * sh - pt + i`: the input of pixel `lo` at tap column 0, and the
+        // step from one input column to the next (zeros and 0 for a row in the padding).
         let mut rows = [(self.zeros, 0usize); MAX_ROWS];
-        for (i, r) in rows.iter_mut().enumerate().take(KH + s) {
-            if let Some(iy) = (oy * s + i).checked_sub(g.pt).filter(|&iy| iy < g.ih) {
-                let col = lo * s - g.pl;
+        for (i, r) in rows.iter_mut().enumerate().take(KH + (R - 1) * g.sh) {
+            if let Some(iy) = (oy * g.sh + i).checked_sub(g.pt).filter(|&iy| iy < g.ih) {
+                let col = lo * g.sw - g.pl;
                 *r = (self.x.add(((n * g.ih + iy) * g.iw + col) * g.xcs), g.xcs);
             }
         }
@@ -330,94 +292,17 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         let count = hi - lo;
         let mut c0 = 0;
         while c0 + I::LANES <= g.oc {
-            match s {
-                1 => self.slide2::<true, 1>(&rows, ybase, count, c0),
-                _ => self.slide2::<true, 2>(&rows, ybase, count, c0),
+            match g.sw {
+                1 => self.slide::<true, 1, R>(&rows, ybase, count, c0, c0),
+                _ => self.slide::<true, 2, R>(&rows, ybase, count, c0, c0),
             }
             c0 += I::LANES;
         }
         if c0 < g.oc {
-            match s {
-                1 => self.slide2::<false, 1>(&rows, ybase, count, c0),
-                _ => self.slide2::<false, 2>(&rows, ybase, count, c0),
+            match g.sw {
+                1 => self.slide::<false, 1, R>(&rows, ybase, count, c0, c0),
+                _ => self.slide::<false, 2, R>(&rows, ybase, count, c0, c0),
             }
-        }
-    }
-
-    /// [`DwTile::slide`] at stride `S` (along H and W) for two output rows at once: each input
-    /// column of the `KH + S` input rows is loaded once for both rows, and the two rows' accumulators
-    /// (eight chains of multiply-adds instead of four) hide the multiply-add latency. Every
-    /// output sums its taps in the same order as `slide`, so the results are the same bit
-    /// for bit. `ybase` is the first row's output at pixel 0 of the run.
-    #[inline(always)]
-    unsafe fn slide2<const FULL: bool, const S: usize>(
-        &self,
-        rows: &[(*const f32, usize); MAX_ROWS],
-        ybase: usize,
-        count: usize,
-        c0: usize,
-    ) {
-        const PX: usize = 4;
-        let g = &self.g;
-        let nl = g.oc - c0;
-        let below = g.ow * g.ycs;
-        let mut wv = [[I::zero(); KW]; KH];
-        for (ky, row) in wv.iter_mut().enumerate() {
-            for (kx, w) in row.iter_mut().enumerate() {
-                *w = I::load(self.w.add((ky * KW + kx) * self.cp + c0));
-            }
-        }
-        let b = match self.bias {
-            Some(b) => Self::load_c::<FULL>(b.as_ptr().add(c0), nl),
-            None => I::zero(),
-        };
-        let clamp = clamp_of::<I>(self.act);
-        let mut m = 0;
-        while m + PX <= count {
-            let mut acc = [[b; PX]; 2];
-            for (i, &(p, xs)) in rows.iter().enumerate().take(KH + S) {
-                let p = p.add(m * S * xs + c0);
-                for c in 0..(PX - 1) * S + KW {
-                    let x = Self::load_c::<FULL>(p.add(c * xs), nl);
-                    for j in 0..PX {
-                        if c >= j * S && c - j * S < KW {
-                            let kx = c - j * S;
-                            if i < KH {
-                                acc[0][j] = I::fmadd(x, wv[i][kx], acc[0][j]);
-                            }
-                            if i >= S {
-                                acc[1][j] = I::fmadd(x, wv[i - S][kx], acc[1][j]);
-                            }
-                        }
-                    }
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                for (j, &v) in acc.iter().enumerate() {
-                    let at = ybase + r * below + (m + j) * g.ycs + c0;
-                    self.store_c::<FULL>(at, nl, v, clamp);
-                }
-            }
-            m += PX;
-        }
-        while m < count {
-            let mut acc = [b; 2];
-            for (i, &(p, xs)) in rows.iter().enumerate().take(KH + S) {
-                let p = p.add(m * S * xs + c0);
-                for kx in 0..KW {
-                    let x = Self::load_c::<FULL>(p.add(kx * xs), nl);
-                    if i < KH {
-                        acc[0] = I::fmadd(x, wv[i][kx], acc[0]);
-                    }
-                    if i >= S {
-                        acc[1] = I::fmadd(x, wv[i - S][kx], acc[1]);
-                    }
-                }
-            }
-            for (r, &v) in acc.iter().enumerate() {
-                self.store_c::<FULL>(ybase + r * below + m * g.ycs + c0, nl, v, clamp);
-            }
-            m += 1;
         }
     }
 
@@ -459,14 +344,20 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         }
     }
 
-    /// Channels `c0..` of `count` consecutive interior pixels of a row at stride `S` (see
-    /// [`DwTile::row_sliding`]); `FULL` as in [`DwTile::channels`]. Each group of `PX`
-    /// pixels loads each input column of a tap row once and uses it for every pixel whose
-    /// window covers it. The inputs of the channels are at `xc0` from the row pointers.
+    /// Channels `c0..` of `count` consecutive interior pixels of `R` output rows at stride
+    /// `S` (see [`DwTile::row_sliding`]; two rows need the same stride along H); `FULL` as
+    /// in [`DwTile::channels`]. Each group of `PX` pixels loads each input column of the
+    /// `KH + (R - 1) * S` input rows once and uses it for every pixel and output row whose
+    /// window covers it: input row `i` is tap row `i - r * S` of output row `r`. With two
+    /// rows each input column serves both (4 input rows instead of 6 at stride 1), and
+    /// eight chains of multiply-adds instead of four hide their latency. Every output sums
+    /// its taps in the same order whatever `R`, so the results are the same bit for bit.
+    /// The inputs of the channels are at `xc0` from the row pointers; output row `r` starts
+    /// at `ybase + r * ow * ycs`.
     #[inline(always)]
-    unsafe fn slide<const FULL: bool, const S: usize>(
+    unsafe fn slide<const FULL: bool, const S: usize, const R: usize>(
         &self,
-        rows: &[(*const f32, usize); KH],
+        rows: &[(*const f32, usize); MAX_ROWS],
         ybase: usize,
         count: usize,
         c0: usize,
@@ -477,6 +368,7 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
         const PX: usize = 4;
         let g = &self.g;
         let nl = g.oc - c0;
+        let below = g.ow * g.ycs;
         let mut wv = [[I::zero(); KW]; KH];
         for (ky, row) in wv.iter_mut().enumerate() {
             for (kx, w) in row.iter_mut().enumerate() {
@@ -488,35 +380,51 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
             None => I::zero(),
         };
         let clamp = clamp_of::<I>(self.act);
+        let in_rows = KH + (R - 1) * S;
         let mut m = 0;
         while m + PX <= count {
-            let mut acc = [b; PX];
-            for (ky, &(p, xs)) in rows.iter().enumerate() {
+            let mut acc = [[b; PX]; R];
+            for (i, &(p, xs)) in rows.iter().enumerate().take(in_rows) {
                 let p = p.add(m * S * xs + xc0);
                 // Input column `c` feeds pixel `j` at tap `c - j * S`.
                 for c in 0..(PX - 1) * S + KW {
                     let x = Self::load_c::<FULL>(p.add(c * xs), nl);
-                    for (j, acc) in acc.iter_mut().enumerate() {
+                    for j in 0..PX {
                         if c >= j * S && c - j * S < KW {
-                            *acc = I::fmadd(x, wv[ky][c - j * S], *acc);
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                if i >= r * S && i - r * S < KH {
+                                    let w = wv[i - r * S][c - j * S];
+                                    acc[j] = I::fmadd(x, w, acc[j]);
+                                }
+                            }
                         }
                     }
                 }
             }
-            for (j, &v) in acc.iter().enumerate() {
-                self.store_c::<FULL>(ybase + (m + j) * g.ycs + c0, nl, v, clamp);
+            for (r, acc) in acc.iter().enumerate() {
+                for (j, &v) in acc.iter().enumerate() {
+                    let at = ybase + r * below + (m + j) * g.ycs + c0;
+                    self.store_c::<FULL>(at, nl, v, clamp);
+                }
             }
             m += PX;
         }
         while m < count {
-            let mut acc = b;
-            for (ky, &(p, xs)) in rows.iter().enumerate() {
+            let mut acc = [b; R];
+            for (i, &(p, xs)) in rows.iter().enumerate().take(in_rows) {
                 let p = p.add(m * S * xs + xc0);
-                for (kx, &w) in wv[ky].iter().enumerate() {
-                    acc = I::fmadd(Self::load_c::<FULL>(p.add(kx * xs), nl), w, acc);
+                for kx in 0..KW {
+                    let x = Self::load_c::<FULL>(p.add(kx * xs), nl);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        if i >= r * S && i - r * S < KH {
+                            *acc = I::fmadd(x, wv[i - r * S][kx], *acc);
+                        }
+                    }
                 }
             }
-            self.store_c::<FULL>(ybase + m * g.ycs + c0, nl, acc, clamp);
+            for (r, &v) in acc.iter().enumerate() {
+                self.store_c::<FULL>(ybase + r * below + m * g.ycs + c0, nl, v, clamp);
+            }
             m += 1;
         }
     }

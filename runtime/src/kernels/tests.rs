@@ -943,7 +943,11 @@ pub fn depthwise_row_pair_cases() -> Vec<ConvCase> {
             p,
             (n, h, w),
             (3, 5),
-            (true, seed % 2 == 0, Activation::Clip { min: 0.0, max: 6.0 }),
+            (
+                true,
+                seed.is_multiple_of(2),
+                Activation::Clip { min: 0.0, max: 6.0 },
+            ),
             (0.37, seed),
         )
     };

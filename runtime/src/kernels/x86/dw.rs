@@ -413,6 +413,8 @@ impl<I: Isa, const KH: usize, const KW: usize> DwTile<'_, I, KH, KW> {
             let mut acc = [b; R];
             for (i, &(p, xs)) in rows.iter().enumerate().take(in_rows) {
                 let p = p.add(m * S * xs + xc0);
+                // `kx` picks the tap in a different weight row for each output row.
+                #[allow(clippy::needless_range_loop)]
                 for kx in 0..KW {
                     let x = Self::load_c::<FULL>(p.add(kx * xs), nl);
                     for (r, acc) in acc.iter_mut().enumerate() {

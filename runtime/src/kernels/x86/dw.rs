@@ -50,19 +50,11 @@ use crate::kernels::ConvArgs;
 use std::marker::PhantomData;
 
 /// The depthwise conv. `KH`/`KW` are the kernel size, or 0 to read it from the conv.
-/// `ROWS` (1 or 2): output rows per pass of the sliding path ([`DwTile::row_sliding`]; 2
-/// where the registers hold two rows' accumulators besides the weights).
 ///
 /// # Safety
 /// The ISA `I` is available on this CPU.
 #[inline(always)]
-pub(crate) unsafe fn dw<
-    I: Isa,
-    const KH: usize,
-    const KW: usize,
-    const MR: usize,
-    const ROWS: usize,
->(
+pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usize>(
     a: &mut ConvArgs,
 ) {
     let g = Geom::new(a.conv, a.xs, a.ys);
@@ -93,7 +85,9 @@ pub(crate) unsafe fn dw<
     };
     let sliding = KH == KW && (KH == 3 || KH == 5) && g.dh == 1 && g.dw == 1 && g.sw <= 2;
     if !(sliding && t.plane_rows(a.rows.clone(), plane)) {
-        let pairs = sliding && ROWS == 2 && g.sh == g.sw;
+        // 3x3 runs output rows in pairs ([`DwTile::row_sliding`]); 5x5 does not, since its
+        // 25 weights and two rows' 8 accumulators would not fit 32 vector registers.
+        let pairs = sliding && KH == 3 && g.sh == g.sw;
         let mut row = a.rows.start;
         while row < a.rows.end {
             t.row = row;

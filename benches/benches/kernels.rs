@@ -13,7 +13,8 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use smof::graph::{Activation, Conv, Fc, Shape4};
-use smof::kernels::{pack, Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, KernelTable};
+use smof::kernels::{pack, Act4, ConvKernel, ConvPlan, FcArgs, KernelTable};
+use smof_benches::run_whole_conv;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -222,20 +223,8 @@ fn bench_conv(c: &mut Criterion, table: &'static KernelTable, model: &'static st
             format!("{label} (direct)")
         };
         measure(c, table, model, &name, kernel.name, flops, || {
-            (kernel.run)(&mut ConvArgs {
-                conv: &conv,
-                x: &x,
-                xs,
-                w: &w,
-                bias: Some(&bias),
-                residual: None,
-                y: &mut y,
-                ys,
-                scratch: &mut scratch,
-                rows: 0..ys.rows(),
-                parts: &[],
-            });
-            std::hint::black_box(&mut y);
+            let (x, y) = ((&x[..], xs), (&mut y[..], ys));
+            run_whole_conv(&kernel, &conv, x, &w, &bias, y, &mut scratch);
         });
     }
 }

@@ -11,7 +11,8 @@
 //! `ITERS` calls (default 20,000).
 
 use smof::graph::{Activation, Conv, Shape4};
-use smof::kernels::{pack, Act4, ConvArgs, KernelTable};
+use smof::kernels::{pack, Act4, KernelTable};
+use smof_benches::run_whole_conv;
 use std::time::Instant;
 
 fn usage() -> ! {
@@ -81,20 +82,8 @@ fn main() {
     let mut scratch = vec![0.0f32; (kernel.scratch_len)(&conv, xs, ys)];
     let flops = |px: usize| 2.0 * px as f64 * ic as f64 * oc as f64;
     let s = best_of(iters, || {
-        (kernel.run)(&mut ConvArgs {
-            conv: &conv,
-            x: &x,
-            xs,
-            w: &wts,
-            bias: Some(&bias),
-            residual: None,
-            y: &mut y,
-            ys,
-            scratch: &mut scratch,
-            rows: 0..ys.rows(),
-            parts: &[],
-        });
-        std::hint::black_box(&mut y);
+        let (x, y) = ((&x[..], xs), (&mut y[..], ys));
+        run_whole_conv(&kernel, &conv, x, &wts, &bias, y, &mut scratch);
     });
     println!(
         "{} {rows}x{w}x{ic}->{oc} {act:?}: {:.1} GFLOP/s ({:.2} us)",

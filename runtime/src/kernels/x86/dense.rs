@@ -405,6 +405,46 @@ pub(crate) unsafe fn conv<
         ws: nb,
         _isa: PhantomData,
     };
+    // The common 1x1 conv (one input, whole blocks, a clamp or none) on a tile of its own:
+    // the general tile shares its accumulators with the paths for taps, concatenations and
+    // other activations, and LLVM kept them on the stack around every tile's multiply-adds
+    // (79 against 103 GFLOP/s at 16 input channels; `docs/decisions.md`, session 22).
+    if KH == 1
+        && KW == 1
+        && t.pointwise
+        && nparts == 1
+        && !t.one_pixel
+        && !t.prefetch
+        && g.oc.is_multiple_of(nb)
+    {
+        if let Some((lo, hi)) = super::dw::clamp_of::<I>(a.conv.act) {
+            let mut pw = PwTile::<I, NV> {
+                x: t.x,
+                xcs: t.xcs,
+                k: t.k,
+                w: t.w,
+                bias: t.bias,
+                y: t.y,
+                ycs: g.ycs,
+                oc: g.oc,
+                b: 0,
+                lo: lo.unwrap_or(I::zero()),
+                hi: hi.unwrap_or(I::zero()),
+                _isa: PhantomData,
+            };
+            let r = a.residual.map(|r| r.as_ptr());
+            match (r, lo.is_some(), hi.is_some()) {
+                (None, false, _) => pw.run_all::<MR, 0>(pixels.clone(), chunk, r),
+                (None, true, false) => pw.run_all::<MR, 1>(pixels.clone(), chunk, r),
+                (None, true, true) => pw.run_all::<MR, 2>(pixels.clone(), chunk, r),
+                (Some(_), false, _) => pw.run_all::<MR, 3>(pixels.clone(), chunk, r),
+                (Some(_), true, false) => pw.run_all::<MR, 4>(pixels.clone(), chunk, r),
+                (Some(_), true, true) => pw.run_all::<MR, 5>(pixels.clone(), chunk, r),
+            }
+            zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
+            return;
+        }
+    }
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
@@ -412,6 +452,94 @@ pub(crate) unsafe fn conv<
         start = end;
     }
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
+}
+
+/// A pointwise conv of one input whose output channels fill whole blocks, through a clamp
+/// (none, ReLU or Clip) and an optional residual, both fixed for the call.
+struct PwTile<'a, I: Isa, const NV: usize> {
+    /// Input pixels, `xcs` floats apart, `k` channels each.
+    x: *const f32,
+    xcs: usize,
+    k: usize,
+    /// `ConvOcBlock(NV * LANES)` weights.
+    w: *const f32,
+    bias: Option<&'a [f32]>,
+    /// Output pixels, `ycs` floats apart, `oc` channels each.
+    y: *mut f32,
+    ycs: usize,
+    oc: usize,
+    /// Output channel block.
+    b: usize,
+    /// The clamp's bounds (unused where the variant has none).
+    lo: I::V,
+    hi: I::V,
+    _isa: PhantomData<I>,
+}
+
+impl<I: Isa, const NV: usize> PwTile<'_, I, NV> {
+    /// Runs `pixels` in chunks of `chunk`, every block of output channels over each chunk,
+    /// as store variant `S` (see [`PwS`]) with residual `r`.
+    ///
+    /// # Safety
+    /// As [`conv`], whose checks have run.
+    #[inline(always)]
+    unsafe fn run_all<const MR: usize, const S: u8>(
+        &mut self,
+        pixels: std::ops::Range<usize>,
+        chunk: usize,
+        r: Option<*const f32>,
+    ) {
+        let mut t = PwS::<'_, '_, I, NV, S> {
+            t: self,
+            r: r.unwrap_or(std::ptr::null()),
+        };
+        let blocks = t.t.oc / (NV * I::LANES);
+        let mut start = pixels.start;
+        while start < pixels.end {
+            let end = (start + chunk).min(pixels.end);
+            for b in 0..blocks {
+                t.t.b = b;
+                for_each_tile::<MR>(start, end, &mut t);
+            }
+            start = end;
+        }
+    }
+}
+
+/// [`PwTile`] with its store variant `S` fixed at compile time, so that each variant's tile
+/// is one straight run from the bias to the store: 0 no clamp, 1 ReLU, 2 Clip; 3-5 the same
+/// after adding the residual `r`.
+struct PwS<'s, 'a, I: Isa, const NV: usize, const S: u8> {
+    t: &'s mut PwTile<'a, I, NV>,
+    r: *const f32,
+}
+
+impl<I: Isa, const NV: usize, const S: u8> Tile for PwS<'_, '_, I, NV, S> {
+    #[inline(always)]
+    unsafe fn run<const M: usize>(&mut self, p: usize) {
+        let t = &*self.t;
+        let nb = NV * I::LANES;
+        let o0 = t.b * nb;
+        let mut acc = [bias_init::<I, NV>(t.bias, o0, t.oc); M];
+        let xp: [*const f32; M] = std::array::from_fn(|m| t.x.add((p + m) * t.xcs));
+        mac::<I, M, NV>(&mut acc, &xp, t.w.add(t.b * t.k * nb), t.k);
+        for (m, accm) in acc.iter().enumerate() {
+            for (j, &v) in accm.iter().enumerate() {
+                let at = (p + m) * t.ycs + o0 + j * I::LANES;
+                let mut v = v;
+                if S >= 3 {
+                    v = I::add(v, I::load(self.r.add(at)));
+                }
+                if S % 3 >= 1 {
+                    v = I::max(v, t.lo);
+                }
+                if S % 3 == 2 {
+                    v = I::min(v, t.hi);
+                }
+                I::store(t.y.add(at), v);
+            }
+        }
+    }
 }
 
 /// The im2col path of [`conv`] (see [`use_im2col`]): per chunk of pixels, the inputs of

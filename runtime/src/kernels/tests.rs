@@ -963,6 +963,57 @@ pub fn depthwise_row_pair_cases() -> Vec<ConvCase> {
     ]
 }
 
+/// 1x1 convs whose output channels fill whole blocks of every table (16, 32, 64, 96), which
+/// the x86 tables run on their pointwise tile (`x86/dense.rs`, `PwTile`): each of its store
+/// variants (no activation, ReLU, Clip, each without and with a residual), with and without
+/// bias, tile tails (pixel counts that are not multiples of the tile), two images, padded
+/// channel strides and a row split; plus activations it leaves to the general tile.
+pub fn pointwise_block_cases() -> Vec<ConvCase> {
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: 0.0, max: 6.0 },
+        Activation::Silu,
+    ];
+    let mut v = Vec::new();
+    for (i, &(ic, oc, (n, h, w))) in [
+        (16u32, 32u32, (1u32, 5u32, 7u32)),
+        (3, 64, (2, 3, 5)),
+        (24, 96, (1, 4, 9)),
+        (40, 16, (2, 2, 7)),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for (j, &act) in acts.iter().enumerate() {
+            for residual in [false, true] {
+                let seed = (i * 8 + j * 2 + residual as usize) as u64;
+                v.push(make_conv_case(
+                    (1, ic, oc),
+                    [1, 1],
+                    [1, 1],
+                    [1, 1],
+                    [0; 4],
+                    (n, h - 1, w - 1),
+                    (seed as usize % 3, seed as usize % 2),
+                    (seed % 3 != 0, residual, act),
+                    (0.41, seed),
+                ));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn pointwise_blocks_match_reference() {
+    for c in &pointwise_block_cases() {
+        for t in tables() {
+            check_conv(t, c).unwrap();
+        }
+    }
+}
+
 #[test]
 fn depthwise_row_pairs_match_reference() {
     for c in &depthwise_row_pair_cases() {

@@ -13,7 +13,7 @@ use super::{dense, dw, winograd};
 use crate::graph::{Conv, Layout};
 use crate::kernels::reference::tests::{
     check_conv, check_fc, check_winograd, conv_case, depthwise_row_pair_cases, fc_case,
-    rgb_stem_cases, winograd_case, ConvCase,
+    pointwise_block_cases, rgb_stem_cases, winograd_case, ConvCase,
 };
 use crate::kernels::{
     portable, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelChoice, KernelTable,
@@ -217,6 +217,13 @@ fn wide_case() -> impl Strategy<Value = ConvCase> {
 #[test]
 fn avx512_configuration_depthwise_row_pairs_match_reference() {
     for c in &depthwise_row_pair_cases() {
+        check_conv(&TABLE, c).unwrap();
+    }
+}
+
+#[test]
+fn avx512_configuration_pointwise_blocks_match_reference() {
+    for c in &pointwise_block_cases() {
         check_conv(&TABLE, c).unwrap();
     }
 }

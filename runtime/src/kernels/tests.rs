@@ -996,7 +996,7 @@ pub fn pointwise_block_cases() -> Vec<ConvCase> {
                     [0; 4],
                     (n, h - 1, w - 1),
                     (seed as usize % 3, seed as usize % 2),
-                    (seed % 3 != 0, residual, act),
+                    (!seed.is_multiple_of(3), residual, act),
                     (0.41, seed),
                 ));
             }

@@ -963,31 +963,47 @@ pub fn depthwise_row_pair_cases() -> Vec<ConvCase> {
     ]
 }
 
-/// 1x1 convs whose output channels fill whole blocks of every table (16, 32, 64, 96), which
-/// the x86 tables run on their pointwise tile (`x86/dense.rs`, `PwTile`): each of its store
-/// variants (no activation, ReLU, Clip, each without and with a residual), with and without
-/// bias, tile tails (pixel counts that are not multiples of the tile), two images, padded
-/// channel strides and a row split; plus activations it leaves to the general tile.
+/// 1x1 convs for the x86 tables' pointwise tile (`x86/dense.rs`, `PwTile`): output channels
+/// that fill whole blocks of every table (16, 32, 64, 96), and ones that do not, with channel
+/// strides that give the last block's stores pad lanes to land in (whole blocks, or the
+/// one-vector tile) or not (the general tile): 24 in a stride of 32, 24, 25 or 26; 144 (9
+/// vectors of 16); 40 in 48 or 41; 16 on its own. Each of its store variants (no activation,
+/// ReLU, Clip, a Clip whose lower bound is above zero so that the pad lanes' clamped zeros
+/// must be cleared, each without and with a residual), with and without bias, tile tails
+/// (pixel counts that are not multiples of the tile), two images, padded input strides and a
+/// row split; plus an activation it leaves to the general tile.
 pub fn pointwise_block_cases() -> Vec<ConvCase> {
     let acts = [
         Activation::None,
         Activation::Relu,
         Activation::Clip { min: 0.0, max: 6.0 },
+        Activation::Clip {
+            min: 0.25,
+            max: 2.0,
+        },
         Activation::Silu,
     ];
     let mut v = Vec::new();
-    for (i, &(ic, oc, (n, h, w))) in [
-        (16u32, 32u32, (1u32, 5u32, 7u32)),
-        (3, 64, (2, 3, 5)),
-        (24, 96, (1, 4, 9)),
-        (40, 16, (2, 2, 7)),
+    for (i, &(ic, oc, (n, h, w), y_extra)) in [
+        (16u32, 32u32, (1u32, 5u32, 7u32), None),
+        (3, 64, (2, 3, 5), None),
+        (24, 96, (1, 4, 9), None),
+        (40, 16, (2, 2, 7), None),
+        (16, 24, (1, 4, 7), Some(8)),
+        (96, 24, (2, 3, 5), Some(0)),
+        (24, 24, (1, 5, 5), Some(1)),
+        (8, 24, (1, 2, 9), Some(2)),
+        (24, 144, (1, 3, 7), Some(0)),
+        (12, 40, (2, 3, 4), Some(8)),
+        (40, 40, (1, 4, 4), Some(1)),
+        (32, 16, (1, 6, 5), Some(0)),
     ]
     .iter()
     .enumerate()
     {
         for (j, &act) in acts.iter().enumerate() {
             for residual in [false, true] {
-                let seed = (i * 8 + j * 2 + residual as usize) as u64;
+                let seed = (i * 10 + j * 2 + residual as usize) as u64;
                 v.push(make_conv_case(
                     (1, ic, oc),
                     [1, 1],
@@ -995,7 +1011,7 @@ pub fn pointwise_block_cases() -> Vec<ConvCase> {
                     [1, 1],
                     [0; 4],
                     (n, h - 1, w - 1),
-                    (seed as usize % 3, seed as usize % 2),
+                    (seed as usize % 3, y_extra.unwrap_or(seed as usize % 2)),
                     (!seed.is_multiple_of(3), residual, act),
                     (0.41, seed),
                 ));

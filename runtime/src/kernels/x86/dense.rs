@@ -405,24 +405,18 @@ pub(crate) unsafe fn conv<
         ws: nb,
         _isa: PhantomData,
     };
-    // The common 1x1 conv (one input, whole blocks, a clamp or none) on a tile of its own:
-    // the general tile shares its accumulators with the paths for taps, concatenations and
-    // other activations, and LLVM kept them on the stack around every tile's multiply-adds
-    // (79 against 103 GFLOP/s at 16 input channels; `docs/decisions.md`, session 22).
-    if KH == 1
-        && KW == 1
-        && t.pointwise
-        && nparts == 1
-        && !t.one_pixel
-        && !t.prefetch
-        && g.oc.is_multiple_of(nb)
-    {
-        if let Some((lo, hi)) = super::dw::clamp_of::<I>(a.conv.act) {
-            let mut pw = PwTile::<I, NV> {
+    // The common 1x1 conv (one input, a clamp or none) on a tile of its own: the general
+    // tile shares its accumulators with the paths for taps, concatenations and other
+    // activations, and LLVM kept them on the stack around every tile's multiply-adds (79
+    // against 103 GFLOP/s at 16 input channels; `docs/decisions.md`, session 22).
+    if KH == 1 && KW == 1 && t.pointwise && nparts == 1 && !t.one_pixel && !t.prefetch {
+        if let (Some((lo, hi)), Some(last)) = (super::dw::clamp_of::<I>(a.conv.act), t.pw_last()) {
+            let pw = PwTile::<I, NV> {
                 x: t.x,
                 xcs: t.xcs,
                 k: t.k,
                 w: t.w,
+                ws: nb,
                 bias: t.bias,
                 y: t.y,
                 ycs: g.ycs,
@@ -432,14 +426,19 @@ pub(crate) unsafe fn conv<
                 hi: hi.unwrap_or(I::zero()),
                 _isa: PhantomData,
             };
-            let r = a.residual.map(|r| r.as_ptr());
-            match (r, lo.is_some(), hi.is_some()) {
-                (None, false, _) => pw.run_all::<MR, 0>(pixels.clone(), chunk, r),
-                (None, true, false) => pw.run_all::<MR, 1>(pixels.clone(), chunk, r),
-                (None, true, true) => pw.run_all::<MR, 2>(pixels.clone(), chunk, r),
-                (Some(_), false, _) => pw.run_all::<MR, 3>(pixels.clone(), chunk, r),
-                (Some(_), true, false) => pw.run_all::<MR, 4>(pixels.clone(), chunk, r),
-                (Some(_), true, true) => pw.run_all::<MR, 5>(pixels.clone(), chunk, r),
+            let run = PwRun {
+                pixels: pixels.clone(),
+                chunk,
+                r: a.residual.map_or(std::ptr::null(), |r| r.as_ptr()),
+                last,
+            };
+            match (a.residual.is_some(), lo.is_some(), hi.is_some()) {
+                (false, false, _) => pw.run_all::<MR, 0>(run),
+                (false, true, false) => pw.run_all::<MR, 1>(run),
+                (false, true, true) => pw.run_all::<MR, 2>(run),
+                (true, false, _) => pw.run_all::<MR, 3>(run),
+                (true, true, false) => pw.run_all::<MR, 4>(run),
+                (true, true, true) => pw.run_all::<MR, 5>(run),
             }
             zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
             return;
@@ -454,15 +453,37 @@ pub(crate) unsafe fn conv<
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
 }
 
-/// A pointwise conv of one input whose output channels fill whole blocks, through a clamp
-/// (none, ReLU or Clip) and an optional residual, both fixed for the call.
+/// How [`PwTile`] runs the last block of output channels when `OC` does not fill it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PwLast {
+    /// As a whole block, like the others: `OC` fills it, or the output's pad lanes take the
+    /// rest (they hold zeros after the call: the weights and bias of those channels are
+    /// zero, and [`zero_pad_lanes`] clears whatever the clamp made of them).
+    Whole,
+    /// With the one-vector tile: the block's first vector holds its channels (and the output's
+    /// pad lanes the rest of that vector).
+    Narrow,
+}
+
+/// The pixels, chunking, residual (null for none) and last block of a [`PwTile`] call.
+struct PwRun {
+    pixels: std::ops::Range<usize>,
+    chunk: usize,
+    r: *const f32,
+    last: PwLast,
+}
+
+/// A pointwise conv of one input through a clamp (none, ReLU or Clip) and an optional
+/// residual, both fixed for the call, whose tiles store whole vectors.
 struct PwTile<'a, I: Isa, const NV: usize> {
     /// Input pixels, `xcs` floats apart, `k` channels each.
     x: *const f32,
     xcs: usize,
     k: usize,
-    /// `ConvOcBlock(NV * LANES)` weights.
+    /// `ConvOcBlock(ws)` weights (`ws >= NV * LANES`: the one-vector tile of a last block
+    /// reads the first vector of each step).
     w: *const f32,
+    ws: usize,
     bias: Option<&'a [f32]>,
     /// Output pixels, `ycs` floats apart, `oc` channels each.
     y: *mut f32,
@@ -476,30 +497,48 @@ struct PwTile<'a, I: Isa, const NV: usize> {
     _isa: PhantomData<I>,
 }
 
-impl<I: Isa, const NV: usize> PwTile<'_, I, NV> {
-    /// Runs `pixels` in chunks of `chunk`, every block of output channels over each chunk,
-    /// as store variant `S` (see [`PwS`]) with residual `r`.
+impl<'a, I: Isa, const NV: usize> PwTile<'a, I, NV> {
+    /// Runs `run.pixels` in chunks, every block of output channels over each chunk, as store
+    /// variant `S` (see [`PwS`]).
     ///
     /// # Safety
-    /// As [`conv`], whose checks have run.
+    /// As [`conv`], whose checks have run, with `run.last` from [`ConvTile::pw_last`].
     #[inline(always)]
-    unsafe fn run_all<const MR: usize, const S: u8>(
-        &mut self,
-        pixels: std::ops::Range<usize>,
-        chunk: usize,
-        r: Option<*const f32>,
-    ) {
-        let mut t = PwS::<'_, '_, I, NV, S> {
-            t: self,
-            r: r.unwrap_or(std::ptr::null()),
+    unsafe fn run_all<const MR: usize, const S: u8>(self, run: PwRun) {
+        let blocks = self.oc.div_ceil(self.ws);
+        let whole = if run.last == PwLast::Whole {
+            blocks
+        } else {
+            blocks - 1
         };
-        let blocks = t.t.oc / (NV * I::LANES);
-        let mut start = pixels.start;
-        while start < pixels.end {
-            let end = (start + chunk).min(pixels.end);
-            for b in 0..blocks {
+        let mut narrow = PwS::<I, 1, S> {
+            t: PwTile {
+                x: self.x,
+                xcs: self.xcs,
+                k: self.k,
+                w: self.w,
+                ws: self.ws,
+                bias: self.bias,
+                y: self.y,
+                ycs: self.ycs,
+                oc: self.oc,
+                b: blocks - 1,
+                lo: self.lo,
+                hi: self.hi,
+                _isa: PhantomData,
+            },
+            r: run.r,
+        };
+        let mut t = PwS::<I, NV, S> { t: self, r: run.r };
+        let mut start = run.pixels.start;
+        while start < run.pixels.end {
+            let end = (start + run.chunk).min(run.pixels.end);
+            for b in 0..whole {
                 t.t.b = b;
                 for_each_tile::<MR>(start, end, &mut t);
+            }
+            if whole < blocks {
+                for_each_tile::<MR>(start, end, &mut narrow);
             }
             start = end;
         }
@@ -509,20 +548,20 @@ impl<I: Isa, const NV: usize> PwTile<'_, I, NV> {
 /// [`PwTile`] with its store variant `S` fixed at compile time, so that each variant's tile
 /// is one straight run from the bias to the store: 0 no clamp, 1 ReLU, 2 Clip; 3-5 the same
 /// after adding the residual `r`.
-struct PwS<'s, 'a, I: Isa, const NV: usize, const S: u8> {
-    t: &'s mut PwTile<'a, I, NV>,
+struct PwS<'a, I: Isa, const NV: usize, const S: u8> {
+    t: PwTile<'a, I, NV>,
     r: *const f32,
 }
 
-impl<I: Isa, const NV: usize, const S: u8> Tile for PwS<'_, '_, I, NV, S> {
+impl<I: Isa, const NV: usize, const S: u8> Tile for PwS<'_, I, NV, S> {
     #[inline(always)]
     unsafe fn run<const M: usize>(&mut self, p: usize) {
-        let t = &*self.t;
-        let nb = NV * I::LANES;
-        let o0 = t.b * nb;
+        let t = &self.t;
+        let o0 = t.b * t.ws;
         let mut acc = [bias_init::<I, NV>(t.bias, o0, t.oc); M];
         let xp: [*const f32; M] = std::array::from_fn(|m| t.x.add((p + m) * t.xcs));
-        mac::<I, M, NV>(&mut acc, &xp, t.w.add(t.b * t.k * nb), t.k);
+        let w = t.w.add(t.b * t.k * t.ws);
+        mac_with::<I, M, NV, false>(&mut acc, &xp, w, t.ws, t.k, std::ptr::null(), false);
         for (m, accm) in acc.iter().enumerate() {
             for (j, &v) in accm.iter().enumerate() {
                 let at = (p + m) * t.ycs + o0 + j * I::LANES;
@@ -833,6 +872,22 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
             ws: nb,
             _isa: PhantomData,
         })
+    }
+
+    /// How the pointwise tile ([`PwTile`]) can run the last block of output channels: as a
+    /// whole block when `OC` fills it or the output's pad lanes hold the rest (`ycs` reaches
+    /// the block's end), with the one-vector tile when `OC` ends in its first vector and `ycs`
+    /// reaches that vector's end; `None` when the stores would reach past the pixel's floats.
+    fn pw_last(&self) -> Option<PwLast> {
+        let (nb, lanes) = (NV * I::LANES, I::LANES);
+        let o0 = (self.blocks - 1) * nb;
+        if self.blocks * nb <= self.g.ycs {
+            Some(PwLast::Whole)
+        } else if NV == 2 && self.g.oc <= o0 + lanes && o0 + lanes <= self.g.ycs {
+            Some(PwLast::Narrow)
+        } else {
+            None
+        }
     }
 
     /// Runs pixels `start..end` (a chunk; the last one when `last`) through every block of

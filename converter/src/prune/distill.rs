@@ -823,53 +823,39 @@ pub fn distill(
                 })
                 .collect();
             type Part = (Grads, [f64; 2], Vec<(usize, usize, Vec<Vec<f32>>)>);
-            let parts: Vec<Part> = std::thread::scope(|sc| {
-                let (st, te, cache, fe) = (&student, &teacher, &targets, &feats);
-                let handles: Vec<_> = inputs
-                    .chunks(inputs.len().div_ceil(threads))
-                    .map(|xs| {
-                        sc.spawn(move || {
-                            let mut gr = zero_grads(st);
-                            let mut new = Vec::new();
-                            let mut loss = [0.0; 2];
-                            for (s, view, x) in xs {
-                                let tape = (!fe.is_empty()).then(|| forward(te, x));
-                                let t = match &cache[*s][*view] {
-                                    Some(t) => t,
-                                    None => {
-                                        // The teacher's outputs: from its forward pass if
-                                        // it ran, else evaluated.
-                                        let outs = match &tape {
-                                            Some(tt) => te
-                                                .outputs
-                                                .iter()
-                                                .map(|o| {
-                                                    tt.vals[o.value].clone().expect("computed")
-                                                })
-                                                .collect(),
-                                            None => eval(te, &[x]),
-                                        };
-                                        new.push((*s, *view, outs));
-                                        &new.last().expect("just pushed").2
-                                    }
-                                };
-                                let teacher = Teacher {
-                                    targets: t,
-                                    tape: tape.as_ref(),
-                                };
-                                let (o, f) =
-                                    sample_grads(st, &teacher, fe, opts.features, x, &mut gr);
-                                loss[0] += o;
-                                loss[1] += f;
-                            }
-                            (gr, loss, new)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("worker"))
-                    .collect()
+            let (st, te, cache, fe) = (&student, &teacher, &targets, &feats);
+            let parts: Vec<Part> = super::par_ranges(inputs.len(), threads, |r| {
+                let mut gr = zero_grads(st);
+                let mut new = Vec::new();
+                let mut loss = [0.0; 2];
+                for (s, view, x) in &inputs[r] {
+                    let tape = (!fe.is_empty()).then(|| forward(te, x));
+                    let t = match &cache[*s][*view] {
+                        Some(t) => t,
+                        None => {
+                            // The teacher's outputs: from its forward pass if it ran, else
+                            // evaluated.
+                            let outs = match &tape {
+                                Some(tt) => te
+                                    .outputs
+                                    .iter()
+                                    .map(|o| tt.vals[o.value].clone().expect("computed"))
+                                    .collect(),
+                                None => eval(te, &[x]),
+                            };
+                            new.push((*s, *view, outs));
+                            &new.last().expect("just pushed").2
+                        }
+                    };
+                    let teacher = Teacher {
+                        targets: t,
+                        tape: tape.as_ref(),
+                    };
+                    let (o, f) = sample_grads(st, &teacher, fe, opts.features, x, &mut gr);
+                    loss[0] += o;
+                    loss[1] += f;
+                }
+                (gr, loss, new)
             });
             let mut total = zero_grads(&student);
             for (gr, loss, new) in parts {
@@ -977,27 +963,12 @@ pub fn output_weights(
     let ns = calib.samples.len();
     let mut done = 0;
     for chunk in calib.samples.chunks(4 * threads) {
-        let parts: Vec<SquaredGrads> = std::thread::scope(|sc| {
-            let per_thread = chunk.len().div_ceil(threads);
-            let handles: Vec<_> = chunk
-                .chunks(per_thread)
-                .enumerate()
-                .map(|(t, xs)| {
-                    let (g1, empty) = (&g1, &empty);
-                    let first = done + t * per_thread;
-                    sc.spawn(move || {
-                        let mut sq = empty();
-                        for (k, x) in xs.iter().enumerate() {
-                            probe(g1, x, (first + k) as u64, &mut sq);
-                        }
-                        sq
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("worker"))
-                .collect()
+        let parts: Vec<SquaredGrads> = super::par_ranges(chunk.len(), threads, |r| {
+            let mut sq = empty();
+            for k in r {
+                probe(&g1, &chunk[k], (done + k) as u64, &mut sq);
+            }
+            sq
         });
         for part in parts {
             for (a, b) in sq.iter_mut().zip(part) {

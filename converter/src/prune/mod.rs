@@ -97,20 +97,35 @@ impl Default for PruneOptions {
 /// `f(0)`, …, `f(n − 1)` in that order, computed on up to `threads` scoped threads, each
 /// taking a contiguous run of indices.
 pub(crate) fn par_map<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    par_ranges(n, threads, |r| r.map(&f).collect::<Vec<T>>())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// `f` on each of up to `threads` contiguous runs that together cover `0..n` in order (runs
+/// of `n.div_ceil(threads)` indices, the last one shorter), one scoped thread per run (on the
+/// calling thread when there is one run), the results in the runs' order. Work that folds a
+/// run's items into one value per run keeps its sums in this fixed grouping.
+pub(crate) fn par_ranges<T: Send>(
+    n: usize,
+    threads: usize,
+    f: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
     let threads = threads.clamp(1, n.max(1));
+    let per = n.div_ceil(threads).max(1);
     if threads == 1 {
-        return (0..n).map(f).collect();
+        return vec![f(0..n)];
     }
-    let per = n.div_ceil(threads);
     let f = &f;
     std::thread::scope(|sc| {
         let handles: Vec<_> = (0..n)
             .step_by(per)
-            .map(|a| sc.spawn(move || (a..(a + per).min(n)).map(f).collect::<Vec<T>>()))
+            .map(|a| sc.spawn(move || f(a..(a + per).min(n))))
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().expect("a worker thread panicked"))
+            .map(|h| h.join().expect("a worker thread panicked"))
             .collect()
     })
 }
@@ -555,7 +570,7 @@ pub fn exact_channel_shrink(g: &mut Graph) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::par_map;
+    use super::{par_map, par_ranges};
 
     #[test]
     fn par_map_keeps_the_order_for_any_thread_count() {
@@ -564,5 +579,22 @@ mod tests {
             assert_eq!(par_map(23, threads, |i| i * i), want, "{threads} threads");
         }
         assert!(par_map(0, 4, |i| i).is_empty());
+    }
+
+    #[test]
+    fn par_ranges_cover_the_indices_in_order_in_even_runs() {
+        for (n, threads, want) in [
+            (10, 1, vec![(0, 10)]),
+            (10, 3, vec![(0, 4), (4, 8), (8, 10)]),
+            (10, 4, vec![(0, 3), (3, 6), (6, 9), (9, 10)]),
+            (3, 8, vec![(0, 1), (1, 2), (2, 3)]),
+            (0, 2, vec![(0, 0)]),
+        ] {
+            assert_eq!(
+                par_ranges(n, threads, |r| (r.start, r.end)),
+                want,
+                "{n} items, {threads} threads"
+            );
+        }
     }
 }

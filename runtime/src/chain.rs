@@ -190,7 +190,9 @@ impl Chain {
                 cap,
                 row_len,
             });
-            offset += cap * row_len;
+            // Every window, and the members' scratch after them, on a 64-byte boundary of
+            // the (aligned) scratch area.
+            offset += (cap * row_len).next_multiple_of(crate::plan::ALIGN_FLOATS);
         }
         Chain {
             members: m,

@@ -56,27 +56,34 @@ impl Storage {
     }
 }
 
-/// Floats in 64-byte-aligned storage.
-struct AlignedF32 {
-    buf: Vec<Aligned64>,
+/// Floats in 64-byte-aligned storage: weights converted at load, and a session's arena and
+/// scratch (a 64-byte vector load across two cache lines costs two accesses).
+pub(crate) struct AlignedF32 {
+    /// `len` floats from `start`, the first 64-byte boundary of `buf`.
+    buf: Vec<f32>,
+    start: usize,
     len: usize,
 }
 
 impl AlignedF32 {
-    /// `len` zeros, 64-byte aligned.
-    fn zeroed(len: usize) -> AlignedF32 {
-        AlignedF32 {
-            buf: vec![Aligned64([0; 64]); (len * 4).div_ceil(64)],
-            len,
-        }
+    /// `len` zeros, 64-byte aligned. The allocation is zeroed memory (`vec![0.0; n]`), so a
+    /// large arena's pages are only touched when first written.
+    pub(crate) fn zeroed(len: usize) -> AlignedF32 {
+        const FLOATS: usize = 64 / 4;
+        let buf = vec![0.0f32; len + FLOATS];
+        // Always a whole number of floats below `FLOATS`: `buf` is 4-byte aligned.
+        let start = buf.as_ptr().align_offset(64).min(FLOATS);
+        AlignedF32 { buf, start, len }
     }
 
-    fn as_slice(&self) -> &[f32] {
-        &bytemuck::cast_slice(bytemuck_aligned(&self.buf))[..self.len]
+    /// The floats.
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
     }
 
-    fn as_mut_slice(&mut self) -> &mut [f32] {
-        &mut bytemuck::cast_slice_mut(bytemuck_aligned_mut(&mut self.buf))[..self.len]
+    /// The floats, mutable.
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.len]
     }
 
     /// `data` (stored as `from`) repacked as `to`, written straight into aligned storage.
@@ -444,6 +451,16 @@ mod tests {
     #[test]
     fn model_is_send_and_sync() {
         assert_send_sync::<super::Model>();
+    }
+
+    #[test]
+    fn aligned_floats_start_on_64_byte_boundaries_and_hold_zeros() {
+        for len in [0, 1, 15, 16, 17, 1000, 1 << 18, (1 << 20) + 3] {
+            let mut a = super::AlignedF32::zeroed(len);
+            assert_eq!(a.as_slice().len(), len);
+            assert_eq!(a.as_mut_slice().as_ptr() as usize % 64, 0, "{len} floats");
+            assert!(a.as_slice().iter().all(|&v| v == 0.0));
+        }
     }
 
     /// A small conv + pool model written with the runtime's own writer.

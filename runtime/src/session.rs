@@ -11,7 +11,7 @@ use crate::graph::{
 use crate::kernels::{
     Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable, MAX_CONV_PARTS,
 };
-use crate::model::Model;
+use crate::model::{AlignedF32, Model};
 use crate::plan::{self, Interval};
 use crate::pool::Pool as Workers;
 use std::time::Instant;
@@ -170,12 +170,12 @@ pub struct Session<'m> {
     table: &'static KernelTable,
     steps: Vec<Step<'m>>,
     buffers: Vec<Buffer>,
-    arena: Vec<f32>,
-    arena_start: usize,
+    /// The activation arena, `arena_len` floats.
+    arena: AlignedF32,
     arena_len: usize,
     peak_live: usize,
     /// `threads` scratch areas of `scratch_len` floats each, one per participant.
-    scratch: Vec<f32>,
+    scratch: AlignedF32,
     scratch_len: usize,
     pool: Workers,
     inputs: Vec<(usize, Vec<usize>)>,
@@ -536,7 +536,11 @@ impl<'m> Session<'m> {
                 s.link = Link::Member;
             }
         }
-        let scratch_len = windows_len.max(pattern_scratch) + kernel_scratch;
+        // Each participant's area starts on a 64-byte boundary, as the arena does: the chains'
+        // windows and the kernels' scratch are read and written in whole vectors (a large
+        // `Vec<f32>` is only 16-byte aligned; `docs/decisions.md`, session 23).
+        let scratch_len = (windows_len.max(pattern_scratch) + kernel_scratch)
+            .next_multiple_of(plan::ALIGN_FLOATS);
 
         let inputs = graph
             .inputs
@@ -559,18 +563,15 @@ impl<'m> Session<'m> {
             .collect();
         let pool = Workers::new(threads, &opts.cpus)
             .map_err(|e| Error::InvalidOption(format!("cannot start {threads} threads: {e}")))?;
-        let arena = vec![0.0f32; p.arena_len + plan::ALIGN_FLOATS];
-        let arena_start = arena.as_ptr().align_offset(plan::ALIGN_FLOATS * 4);
         Ok(Session {
             model,
             table,
             steps,
             buffers,
-            arena,
-            arena_start,
+            arena: AlignedF32::zeroed(p.arena_len),
             arena_len: p.arena_len,
             peak_live: p.peak_live,
-            scratch: vec![0.0; scratch_len * threads],
+            scratch: AlignedF32::zeroed(scratch_len * threads),
             scratch_len,
             pool,
             inputs,
@@ -629,9 +630,7 @@ impl<'m> Session<'m> {
                 });
             }
         }
-        let start = self.arena_start;
-        let len = self.arena_len;
-        let arena = &mut self.arena[start..start + len];
+        let arena = self.arena.as_mut_slice();
         for (data, (t, _)) in inputs.iter().zip(&self.inputs) {
             let b = self.buffers[*t];
             nchw_to_nhwc(data, b.geom, &mut arena[b.offset..b.offset + b.geom.len()]);
@@ -639,7 +638,7 @@ impl<'m> Session<'m> {
         let base = arena.as_mut_ptr();
         let buffers = &self.buffers;
         let table = self.table;
-        let scratch = SendPtr(self.scratch.as_mut_ptr());
+        let scratch = SendPtr(self.scratch.as_mut_slice().as_mut_ptr());
         let scratch_len = self.scratch_len;
         let pool = &self.pool;
         let steps = &self.steps;
@@ -963,7 +962,7 @@ impl<'m> Session<'m> {
                 t[i] += t0.elapsed().as_secs_f64();
             }
         }
-        let arena = &self.arena[start..start + len];
+        let arena = self.arena.as_slice();
         for out in &mut self.outputs {
             let b = self.buffers[out.tensor];
             nhwc_to_nchw(
@@ -1022,7 +1021,7 @@ impl<'m> Session<'m> {
 
     /// Bytes of kernel scratch space (im2col, tiles).
     pub fn scratch_bytes(&self) -> usize {
-        self.scratch.len() * 4
+        self.scratch.as_slice().len() * 4
     }
 
     /// Name of the kernel each node runs, in node order (e.g. `conv3x3_portable`).

@@ -13,7 +13,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use smof::graph::{Activation, Conv, Fc, Shape4};
-use smof::kernels::{pack, Act4, ConvKernel, ConvPlan, FcArgs, KernelTable};
+use smof::kernels::{pack, Act4, AlignedF32, ConvKernel, ConvPlan, FcArgs, KernelTable};
 use smof_benches::run_whole_conv;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -86,10 +86,11 @@ impl Rng {
     fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
         (0..len).map(|_| self.uniform(scale)).collect()
     }
-    /// An activation buffer of geometry `g`, pad lanes zero as the kernels require.
-    fn act(&mut self, g: Act4) -> Vec<f32> {
+    /// An activation buffer of geometry `g`, pad lanes zero as the kernels require, 64-byte
+    /// aligned as a session's arena is.
+    fn act(&mut self, g: Act4) -> AlignedF32 {
         let c = g.shape.c as usize;
-        let mut v = vec![0.0; g.len()];
+        let mut v = AlignedF32::zeroed(g.len());
         for px in v.chunks_exact_mut(g.cs) {
             for e in &mut px[..c] {
                 *e = self.uniform(1.0);
@@ -210,13 +211,13 @@ fn bench_conv(c: &mut Criterion, table: &'static KernelTable, model: &'static st
     );
     let bias = rng.vec(oc as usize, 0.1);
     let x = rng.act(xs);
-    let mut y = vec![0.0f32; ys.len()];
+    let mut y = AlignedF32::zeroed(ys.len());
     // The FLOPs of the direct conv, also for Winograd (whose figure is then "effective").
     let flops = 2 * ys.shape.elems() * fan_in as u64;
 
     for (i, kernel) in select_conv(table, &conv, xs, ys).into_iter().enumerate() {
-        let w = pack::pack(&canonical, &dims, kernel.layout);
-        let mut scratch = vec![0.0f32; (kernel.scratch_len)(&conv, xs, ys)];
+        let w = AlignedF32::from_slice(&pack::pack(&canonical, &dims, kernel.layout));
+        let mut scratch = AlignedF32::zeroed((kernel.scratch_len)(&conv, xs, ys));
         let name = if i == 0 {
             label.to_string()
         } else {
@@ -243,10 +244,10 @@ fn bench_fc(c: &mut Criterion, table: &'static KernelTable) {
     let ys = Act4::new(Shape4::new(1, 1, 1, outf), table.channel_align);
     let mut rng = Rng(0xFC);
     let canonical = rng.vec((inf * outf) as usize, 1.0 / (inf as f32).sqrt());
-    let w = pack::pack(&canonical, &[outf, inf], table.fc.layout);
+    let w = AlignedF32::from_slice(&pack::pack(&canonical, &[outf, inf], table.fc.layout));
     let bias = rng.vec(outf as usize, 0.1);
     let x = rng.act(xs);
-    let mut y = vec![0.0f32; ys.len()];
+    let mut y = AlignedF32::zeroed(ys.len());
     let flops = 2 * inf as u64 * outf as u64;
     let kernel = table.fc;
     measure(

@@ -11,7 +11,7 @@
 //! `ITERS` calls (default 20,000).
 
 use smof::graph::{Activation, Conv, Shape4};
-use smof::kernels::{pack, Act4, KernelTable};
+use smof::kernels::{pack, Act4, AlignedF32, KernelTable};
 use smof_benches::run_whole_conv;
 use std::time::Instant;
 
@@ -75,11 +75,17 @@ fn main() {
     let canonical: Vec<f32> = (0..ic * oc)
         .map(|i| ((i % 7) as f32 - 3.0) * 0.01)
         .collect();
-    let wts = pack::pack(&canonical, &[oc as u32, ic as u32, 1, 1], kernel.layout);
+    // Buffers 64-byte aligned, as a session's weights, arena and scratch are.
+    let wts = AlignedF32::from_slice(&pack::pack(
+        &canonical,
+        &[oc as u32, ic as u32, 1, 1],
+        kernel.layout,
+    ));
     let bias = vec![0.1f32; oc];
     let x: Vec<f32> = (0..xs.len()).map(|i| (i % 5) as f32 * 0.1).collect();
-    let mut y = vec![0.0f32; ys.len()];
-    let mut scratch = vec![0.0f32; (kernel.scratch_len)(&conv, xs, ys)];
+    let x = AlignedF32::from_slice(&x);
+    let mut y = AlignedF32::zeroed(ys.len());
+    let mut scratch = AlignedF32::zeroed((kernel.scratch_len)(&conv, xs, ys));
     let flops = |px: usize| 2.0 * px as f64 * ic as f64 * oc as f64;
     let s = best_of(iters, || {
         let (x, y) = ((&x[..], xs), (&mut y[..], ys));
@@ -94,7 +100,7 @@ fn main() {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") && oc % 32 == 0 {
         let (px, xcs, ycs) = (w * rows, xs.cs, ys.cs);
-        let mut yr = vec![0.0f32; ys.len()];
+        let mut yr = AlignedF32::zeroed(ys.len());
         let s = best_of(iters, || {
             // SAFETY: AVX-512F is present; the buffers hold `px` pixels at these strides and
             // `oc / 32` blocks of `ic` steps of packed weights.

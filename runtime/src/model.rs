@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::format::{self, ReadOptions};
 use crate::graph::{DType, Graph, Layout, Op, Shape4, WeightId};
-use crate::kernels::{pack, KernelChoice, KernelTable, WeightRole};
+use crate::kernels::{pack, AlignedF32, KernelChoice, KernelTable, WeightRole};
 use std::path::Path;
 
 /// Options for opening a model.
@@ -56,43 +56,12 @@ impl Storage {
     }
 }
 
-/// Floats in 64-byte-aligned storage: weights converted at load, and a session's arena and
-/// scratch (a 64-byte vector load across two cache lines costs two accesses).
-pub(crate) struct AlignedF32 {
-    /// `len` floats from `start`, the first 64-byte boundary of `buf`.
-    buf: Vec<f32>,
-    start: usize,
-    len: usize,
-}
-
-impl AlignedF32 {
-    /// `len` zeros, 64-byte aligned. The allocation is zeroed memory (`vec![0.0; n]`), so a
-    /// large arena's pages are only touched when first written.
-    pub(crate) fn zeroed(len: usize) -> AlignedF32 {
-        const FLOATS: usize = 64 / 4;
-        let buf = vec![0.0f32; len + FLOATS];
-        // Always a whole number of floats below `FLOATS`: `buf` is 4-byte aligned.
-        let start = buf.as_ptr().align_offset(64).min(FLOATS);
-        AlignedF32 { buf, start, len }
-    }
-
-    /// The floats.
-    pub(crate) fn as_slice(&self) -> &[f32] {
-        &self.buf[self.start..self.start + self.len]
-    }
-
-    /// The floats, mutable.
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
-        &mut self.buf[self.start..self.start + self.len]
-    }
-
-    /// `data` (stored as `from`) repacked as `to`, written straight into aligned storage.
-    fn repacked(data: &[f32], dims: &[u32], from: Layout, to: Layout) -> AlignedF32 {
-        let len = pack::packed_len(to, dims).expect("validated by format::read") as usize;
-        let mut a = AlignedF32::zeroed(len);
-        pack::repack_into(data, dims, from, to, a.as_mut_slice());
-        a
-    }
+/// `data` (stored as `from`) repacked as `to`, written straight into aligned storage.
+fn repacked(data: &[f32], dims: &[u32], from: Layout, to: Layout) -> AlignedF32 {
+    let len = pack::packed_len(to, dims).expect("validated by format::read") as usize;
+    let mut a = AlignedF32::zeroed(len);
+    pack::repack_into(data, dims, from, to, a.as_mut_slice());
+    a
 }
 
 /// `bytes` in 64-byte-aligned storage (zero-padded to a multiple of 64).
@@ -290,7 +259,7 @@ impl Model {
                     start: start / 4,
                     len: raw.len() / 4,
                 },
-                DType::F32 => WeightData::Owned(AlignedF32::repacked(
+                DType::F32 => WeightData::Owned(repacked(
                     bytemuck::cast_slice(raw),
                     &desc.dims,
                     desc.layout,
@@ -301,7 +270,7 @@ impl Model {
                         .chunks_exact(2)
                         .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                         .collect();
-                    WeightData::Owned(AlignedF32::repacked(&h, &desc.dims, desc.layout, want))
+                    WeightData::Owned(repacked(&h, &desc.dims, desc.layout, want))
                 }
             };
             weights.push(data);
@@ -451,16 +420,6 @@ mod tests {
     #[test]
     fn model_is_send_and_sync() {
         assert_send_sync::<super::Model>();
-    }
-
-    #[test]
-    fn aligned_floats_start_on_64_byte_boundaries_and_hold_zeros() {
-        for len in [0, 1, 15, 16, 17, 1000, 1 << 18, (1 << 20) + 3] {
-            let mut a = super::AlignedF32::zeroed(len);
-            assert_eq!(a.as_slice().len(), len);
-            assert_eq!(a.as_mut_slice().as_ptr() as usize % 64, 0, "{len} floats");
-            assert!(a.as_slice().iter().all(|&v| v == 0.0));
-        }
     }
 
     /// A small conv + pool model written with the runtime's own writer.

@@ -9,9 +9,9 @@ use crate::graph::{
     Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, ReduceKind, Resize, UnaryKind,
 };
 use crate::kernels::{
-    Act4, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable, MAX_CONV_PARTS,
+    Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable, MAX_CONV_PARTS,
 };
-use crate::model::{AlignedF32, Model};
+use crate::model::Model;
 use crate::plan::{self, Interval};
 use crate::pool::Pool as Workers;
 use std::time::Instant;

@@ -299,3 +299,74 @@ pub enum WeightRole {
     /// weights of a transposed conv.
     Vector,
 }
+
+/// Floats in 64-byte-aligned storage, as the kernels read best: a 64-byte vector load across
+/// two cache lines costs two accesses, and a large `Vec<f32>` is only 16 bytes past a
+/// 64-byte boundary. A session's arena and scratch and the weights converted at load are
+/// kept in it; callers of the kernels (benchmarks) can use it for their buffers. Derefs to
+/// `[f32]`.
+pub struct AlignedF32 {
+    /// `len` floats from `start`, the first 64-byte boundary of `buf`.
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedF32 {
+    /// `len` zeros, 64-byte aligned. The allocation is zeroed memory (`vec![0.0; n]`), so a
+    /// large buffer's pages are only touched when first written.
+    pub fn zeroed(len: usize) -> AlignedF32 {
+        const FLOATS: usize = 64 / 4;
+        let buf = vec![0.0f32; len + FLOATS];
+        // Always a whole number of floats below `FLOATS`: `buf` is 4-byte aligned.
+        let start = buf.as_ptr().align_offset(64).min(FLOATS);
+        AlignedF32 { buf, start, len }
+    }
+
+    /// A 64-byte-aligned copy of `data`.
+    pub fn from_slice(data: &[f32]) -> AlignedF32 {
+        let mut a = AlignedF32::zeroed(data.len());
+        a.as_mut_slice().copy_from_slice(data);
+        a
+    }
+
+    /// The floats.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    /// The floats, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::Deref for AlignedF32 {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::DerefMut for AlignedF32 {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        self.as_mut_slice()
+    }
+}
+
+#[cfg(test)]
+mod aligned_tests {
+    #[test]
+    fn aligned_floats_start_on_64_byte_boundaries_and_hold_zeros() {
+        for len in [0, 1, 15, 16, 17, 1000, 1 << 18, (1 << 20) + 3] {
+            let mut a = super::AlignedF32::zeroed(len);
+            assert_eq!(a.as_slice().len(), len);
+            assert_eq!(a.as_mut_slice().as_ptr() as usize % 64, 0, "{len} floats");
+            assert!(a.as_slice().iter().all(|&v| v == 0.0));
+            let data: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let b = super::AlignedF32::from_slice(&data);
+            assert_eq!(b.as_ptr() as usize % 64, 0, "copy of {len} floats");
+            assert_eq!(&b[..], &data[..]);
+        }
+    }
+}

@@ -146,3 +146,14 @@ impl WinogradTiles {
         }
     }
 }
+
+/// Writes zeros into the pad lanes `c..cs` of `pixels` consecutive pixels starting at
+/// element `at` (a pixel boundary).
+#[inline]
+pub(crate) fn zero_pad_lanes(y: &mut [f32], at: usize, pixels: usize, c: usize, cs: usize) {
+    if cs > c {
+        for px in y[at..at + pixels * cs].chunks_exact_mut(cs) {
+            px[c..].fill(0.0);
+        }
+    }
+}

@@ -2,16 +2,7 @@
 
 pub(crate) use crate::kernels::geom::Geom;
 
-/// Writes zeros into the pad lanes `c..cs` of `pixels` consecutive pixels starting at
-/// element `at` (a pixel boundary).
-#[inline]
-pub(crate) fn zero_pad_lanes(y: &mut [f32], at: usize, pixels: usize, c: usize, cs: usize) {
-    if cs > c {
-        for px in y[at..at + pixels * cs].chunks_exact_mut(cs) {
-            px[c..].fill(0.0);
-        }
-    }
-}
+pub(crate) use crate::kernels::geom::zero_pad_lanes;
 
 /// A computation over a tile of `M` consecutive pixels (or batch items) starting at `p`.
 pub(crate) trait Tile {

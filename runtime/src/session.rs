@@ -170,9 +170,8 @@ pub struct Session<'m> {
     table: &'static KernelTable,
     steps: Vec<Step<'m>>,
     buffers: Vec<Buffer>,
-    /// The activation arena, `arena_len` floats.
+    /// The activation arena.
     arena: AlignedF32,
-    arena_len: usize,
     peak_live: usize,
     /// `threads` scratch areas of `scratch_len` floats each, one per participant.
     scratch: AlignedF32,
@@ -569,7 +568,6 @@ impl<'m> Session<'m> {
             steps,
             buffers,
             arena: AlignedF32::zeroed(p.arena_len),
-            arena_len: p.arena_len,
             peak_live: p.peak_live,
             scratch: AlignedF32::zeroed(scratch_len * threads),
             scratch_len,
@@ -1010,7 +1008,7 @@ impl<'m> Session<'m> {
 
     /// Bytes of the activation arena.
     pub fn arena_bytes(&self) -> usize {
-        self.arena_len * 4
+        self.arena.len() * 4
     }
 
     /// Largest number of activation bytes live at one step of the schedule: the lower bound

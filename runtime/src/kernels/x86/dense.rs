@@ -411,7 +411,7 @@ pub(crate) unsafe fn conv<
     // against 103 GFLOP/s at 16 input channels; `docs/decisions.md`, session 22).
     if KH == 1 && KW == 1 && t.pointwise && nparts == 1 && !t.one_pixel && !t.prefetch {
         if let (Some((lo, hi)), Some(last)) = (super::dw::clamp_of::<I>(a.conv.act), t.pw_last()) {
-            let pw = PwTile::<I, NV> {
+            let pw = PwTile::<I> {
                 x: t.x,
                 xcs: t.xcs,
                 k: t.k,
@@ -422,6 +422,7 @@ pub(crate) unsafe fn conv<
                 ycs: g.ycs,
                 oc: g.oc,
                 b: 0,
+                r: a.residual.map_or(std::ptr::null(), |r| r.as_ptr()),
                 lo: lo.unwrap_or(I::zero()),
                 hi: hi.unwrap_or(I::zero()),
                 _isa: PhantomData,
@@ -429,16 +430,15 @@ pub(crate) unsafe fn conv<
             let run = PwRun {
                 pixels: pixels.clone(),
                 chunk,
-                r: a.residual.map_or(std::ptr::null(), |r| r.as_ptr()),
                 last,
             };
             match (a.residual.is_some(), lo.is_some(), hi.is_some()) {
-                (false, false, _) => pw.run_all::<MR, 0>(run),
-                (false, true, false) => pw.run_all::<MR, 1>(run),
-                (false, true, true) => pw.run_all::<MR, 2>(run),
-                (true, false, _) => pw.run_all::<MR, 3>(run),
-                (true, true, false) => pw.run_all::<MR, 4>(run),
-                (true, true, true) => pw.run_all::<MR, 5>(run),
+                (false, false, _) => pw.run_all::<MR, NV, 0>(run),
+                (false, true, false) => pw.run_all::<MR, NV, 1>(run),
+                (false, true, true) => pw.run_all::<MR, NV, 2>(run),
+                (true, false, _) => pw.run_all::<MR, NV, 3>(run),
+                (true, true, false) => pw.run_all::<MR, NV, 4>(run),
+                (true, true, true) => pw.run_all::<MR, NV, 5>(run),
             }
             zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
             return;
@@ -465,23 +465,22 @@ enum PwLast {
     Narrow,
 }
 
-/// The pixels, chunking, residual (null for none) and last block of a [`PwTile`] call.
+/// The pixels, chunking and last block of a [`PwTile`] call.
 struct PwRun {
     pixels: std::ops::Range<usize>,
     chunk: usize,
-    r: *const f32,
     last: PwLast,
 }
 
 /// A pointwise conv of one input through a clamp (none, ReLU or Clip) and an optional
-/// residual, both fixed for the call, whose tiles store whole vectors.
-struct PwTile<'a, I: Isa, const NV: usize> {
+/// residual, both fixed for the call, whose tiles ([`PwS`]) store whole vectors.
+struct PwTile<'a, I: Isa> {
     /// Input pixels, `xcs` floats apart, `k` channels each.
     x: *const f32,
     xcs: usize,
     k: usize,
-    /// `ConvOcBlock(ws)` weights (`ws >= NV * LANES`: the one-vector tile of a last block
-    /// reads the first vector of each step).
+    /// `ConvOcBlock(ws)` weights (`ws >= NV * LANES` of the tile: the one-vector tile of a
+    /// last block reads the first vector of each step).
     w: *const f32,
     ws: usize,
     bias: Option<&'a [f32]>,
@@ -491,50 +490,38 @@ struct PwTile<'a, I: Isa, const NV: usize> {
     oc: usize,
     /// Output channel block.
     b: usize,
+    /// The residual, same geometry as the output (null where the variant has none).
+    r: *const f32,
     /// The clamp's bounds (unused where the variant has none).
     lo: I::V,
     hi: I::V,
     _isa: PhantomData<I>,
 }
 
-impl<'a, I: Isa, const NV: usize> PwTile<'a, I, NV> {
-    /// Runs `run.pixels` in chunks, every block of output channels over each chunk, as store
-    /// variant `S` (see [`PwS`]).
+impl<I: Isa> PwTile<'_, I> {
+    /// Runs `run.pixels` in chunks, every block of output channels over each chunk, on the
+    /// `NV`-vector tile of store variant `S` (see [`PwS`]).
     ///
     /// # Safety
     /// As [`conv`], whose checks have run, with `run.last` from [`ConvTile::pw_last`].
     #[inline(always)]
-    unsafe fn run_all<const MR: usize, const S: u8>(self, run: PwRun) {
+    unsafe fn run_all<const MR: usize, const NV: usize, const S: u8>(self, run: PwRun) {
         let blocks = self.oc.div_ceil(self.ws);
         let whole = if run.last == PwLast::Whole {
             blocks
         } else {
             blocks - 1
         };
-        let mut narrow = PwS::<I, 1, S> {
-            t: PwTile {
-                x: self.x,
-                xcs: self.xcs,
-                k: self.k,
-                w: self.w,
-                ws: self.ws,
-                bias: self.bias,
-                y: self.y,
-                ycs: self.ycs,
-                oc: self.oc,
-                b: blocks - 1,
-                lo: self.lo,
-                hi: self.hi,
-                _isa: PhantomData,
-            },
-            r: run.r,
-        };
-        let mut t = PwS::<I, NV, S> { t: self, r: run.r };
+        let mut narrow = PwS::<I, 1, S>(PwTile {
+            b: blocks - 1,
+            ..self
+        });
+        let mut t = PwS::<I, NV, S>(self);
         let mut start = run.pixels.start;
         while start < run.pixels.end {
             let end = (start + run.chunk).min(run.pixels.end);
             for b in 0..whole {
-                t.t.b = b;
+                t.0.b = b;
                 for_each_tile::<MR>(start, end, &mut t);
             }
             if whole < blocks {
@@ -545,18 +532,15 @@ impl<'a, I: Isa, const NV: usize> PwTile<'a, I, NV> {
     }
 }
 
-/// [`PwTile`] with its store variant `S` fixed at compile time, so that each variant's tile
-/// is one straight run from the bias to the store: 0 no clamp, 1 ReLU, 2 Clip; 3-5 the same
-/// after adding the residual `r`.
-struct PwS<'a, I: Isa, const NV: usize, const S: u8> {
-    t: PwTile<'a, I, NV>,
-    r: *const f32,
-}
+/// [`PwTile`] as an `M x NV`-vector tile with its store variant `S` fixed at compile time, so
+/// that each variant's tile is one straight run from the bias to the store: 0 no clamp,
+/// 1 ReLU, 2 Clip; 3-5 the same after adding the residual.
+struct PwS<'a, I: Isa, const NV: usize, const S: u8>(PwTile<'a, I>);
 
 impl<I: Isa, const NV: usize, const S: u8> Tile for PwS<'_, I, NV, S> {
     #[inline(always)]
     unsafe fn run<const M: usize>(&mut self, p: usize) {
-        let t = &self.t;
+        let t = &self.0;
         let o0 = t.b * t.ws;
         let mut acc = [bias_init::<I, NV>(t.bias, o0, t.oc); M];
         let xp: [*const f32; M] = std::array::from_fn(|m| t.x.add((p + m) * t.xcs));
@@ -567,7 +551,7 @@ impl<I: Isa, const NV: usize, const S: u8> Tile for PwS<'_, I, NV, S> {
                 let at = (p + m) * t.ycs + o0 + j * I::LANES;
                 let mut v = v;
                 if S >= 3 {
-                    v = I::add(v, I::load(self.r.add(at)));
+                    v = I::add(v, I::load(t.r.add(at)));
                 }
                 if S % 3 >= 1 {
                     v = I::max(v, t.lo);

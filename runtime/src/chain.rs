@@ -8,12 +8,15 @@
 //! pulls just the rows it needs through the chain, and the wide rows live in windows of a
 //! few hundred KiB that stay in L2 (`docs/decisions.md`, "Conv chains").
 //!
+//! A max pool may be a member too, after the first conv (the stem conv and max pool of
+//! ResNet and SqueezeNet: a 3 MB activation between them that the pool reads once).
+//!
 //! Every member runs its usual kernel on a band: the window is handed to the kernel as a
 //! tensor of a few rows with the top padding adjusted, so the results are bit-identical to
 //! the unchained run. Rows are never computed twice: the rows a band still needs stay in the
 //! window, and slide to its front when it fills.
 
-use crate::graph::{Conv, Layout};
+use crate::graph::{Conv, Layout, Pool, PoolKind};
 use crate::kernels::{Act4, ConvArgs, ConvKernel};
 use std::ops::Range;
 
@@ -27,11 +30,48 @@ const SLACK: usize = 2;
 /// Largest member weight (floats) a chain takes: every band reads all of its weights again.
 const MAX_MEMBER_WEIGHTS: usize = 32 << 10;
 
-/// One conv of a chain as the planner sees it.
+/// What a member computes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stage {
+    /// A conv, its weights' stored layout and their length in floats.
+    Conv {
+        /// The conv's parameters.
+        conv: Conv,
+        /// Its weights' stored layout.
+        layout: Layout,
+        /// Floats in its weights.
+        weight_len: usize,
+    },
+    /// A max pool. (An average pool's divisor may count the padding at the tensor's
+    /// bottom, which a band of rows does not see: average pools are not members.)
+    MaxPool(Pool),
+}
+
+impl Stage {
+    /// The stage of a conv, or of a pool when it is a max pool.
+    pub(crate) fn pool(p: &Pool) -> Option<Stage> {
+        matches!(p.kind, PoolKind::Max).then_some(Stage::MaxPool(*p))
+    }
+
+    /// The dilated window extent, the stride and the top padding along the height.
+    fn vertical(&self) -> (usize, usize, usize) {
+        match self {
+            Stage::Conv { conv, .. } => vertical(
+                conv.kernel[0],
+                conv.stride[0],
+                conv.dilation[0],
+                conv.pads[0],
+            ),
+            Stage::MaxPool(p) => vertical(p.kernel[0], p.stride[0], p.dilation[0], p.pads[0]),
+        }
+    }
+}
+
+/// One member of a chain as the planner sees it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Member {
-    /// The conv's parameters.
-    pub conv: Conv,
+    /// What it computes.
+    pub stage: Stage,
     /// Its input geometry.
     pub xs: Act4,
     /// Its output geometry.
@@ -42,25 +82,28 @@ pub(crate) struct Member {
     pub output: usize,
     /// Whether it adds a residual input.
     pub residual: bool,
-    /// Its weights' stored layout.
-    pub layout: Layout,
-    /// Floats in its weights.
-    pub weight_len: usize,
 }
 
 /// Whether `m` may be a member of a chain at all.
 fn eligible(m: &Member) -> bool {
-    let (ext, s, pt) = vertical(&m.conv);
+    let (ext, s, pt) = m.stage.vertical();
     let (ih, oh) = (m.xs.shape.h as usize, m.ys.shape.h as usize);
     // Every output row reads at least one input row (a band never starts in the padding).
     let sane = pt < ext && oh >= 1 && (oh - 1) * s < ih + pt;
-    sane && !matches!(m.layout, Layout::WinogradF43(_) | Layout::WinogradF23(_))
-        && m.weight_len <= MAX_MEMBER_WEIGHTS
-        && m.xs.shape.n == m.ys.shape.n
+    let runs_on_bands = match m.stage {
+        Stage::Conv {
+            layout, weight_len, ..
+        } => {
+            !matches!(layout, Layout::WinogradF43(_) | Layout::WinogradF23(_))
+                && weight_len <= MAX_MEMBER_WEIGHTS
+        }
+        Stage::MaxPool(_) => true,
+    };
+    sane && runs_on_bands && m.xs.shape.n == m.ys.shape.n
 }
 
-/// Groups `nodes` (every node of the graph in order: `Some` for convs) into chains of at
-/// least two consecutive convs, each feeding the next through a tensor that nothing else
+/// Groups `nodes` (every node of the graph in order: `Some` for convs and max pools) into
+/// chains of at least two consecutive members, the first a conv, each feeding the next through a tensor that nothing else
 /// reads (`readers[t]` counts the readers of tensor `t`, graph outputs included) and that
 /// holds at least `min_bytes`. Returns each chain's node range.
 pub(crate) fn find(
@@ -72,7 +115,9 @@ pub(crate) fn find(
     let mut i = 0;
     while i < nodes.len() {
         let mut end = i + 1;
-        if let Some(first) = nodes[i].as_ref().filter(|m| eligible(m) && !m.residual) {
+        let head =
+            |m: &&Member| eligible(m) && !m.residual && matches!(m.stage, Stage::Conv { .. });
+        if let Some(first) = nodes[i].as_ref().filter(head) {
             let mut prev = first;
             while let Some(next) = nodes
                 .get(end)
@@ -105,26 +150,27 @@ pub(crate) fn find(
     chains
 }
 
-/// The dilated kernel extent, the stride and the top padding of `conv` along the height.
-fn vertical(conv: &Conv) -> (usize, usize, usize) {
-    let ext = (conv.kernel[0].max(1) as usize - 1) * conv.dilation[0] as usize + 1;
-    (ext, conv.stride[0] as usize, conv.pads[0] as usize)
+/// The dilated extent, the stride and the top padding of a window of `k` rows, `stride` and
+/// `dilation` apart, `pad` rows of it above the input.
+fn vertical(k: u32, stride: u32, dilation: u32, pad: u32) -> (usize, usize, usize) {
+    let ext = (k.max(1) as usize - 1) * dilation as usize + 1;
+    (ext, stride as usize, pad as usize)
 }
 
-/// Input rows (of one image of height `ih`) that output rows `o` of `conv` read.
-fn input_rows(conv: &Conv, ih: usize, o: &Range<usize>) -> Range<usize> {
+/// Input rows (of one image of height `ih`) that output rows `o` of `stage` read.
+fn input_rows(stage: (usize, usize, usize), ih: usize, o: &Range<usize>) -> Range<usize> {
     if o.is_empty() {
         return 0..0;
     }
-    let (ext, s, pt) = vertical(conv);
+    let (ext, s, pt) = stage;
     let start = (o.start * s).saturating_sub(pt).min(ih);
     let end = ((o.end - 1) * s + ext).saturating_sub(pt).min(ih);
     start..end.max(start)
 }
 
-/// The most input rows `rows` output rows of `conv` can read (unclipped).
-fn input_rows_max(conv: &Conv, ih: usize, rows: usize) -> usize {
-    let (ext, s, _) = vertical(conv);
+/// The most input rows `rows` output rows of `stage` can read (unclipped).
+fn input_rows_max(stage: (usize, usize, usize), ih: usize, rows: usize) -> usize {
+    let (ext, s, _) = stage;
     ((rows.max(1) - 1) * s + ext).min(ih)
 }
 
@@ -164,7 +210,11 @@ impl Chain {
             let mut rows = b;
             for j in (0..m - 1).rev() {
                 let consumer = &members[j + 1];
-                rows = input_rows_max(&consumer.conv, consumer.xs.shape.h as usize, rows);
+                rows = input_rows_max(
+                    consumer.stage.vertical(),
+                    consumer.xs.shape.h as usize,
+                    rows,
+                );
                 caps[j] = rows;
             }
             caps
@@ -203,20 +253,54 @@ impl Chain {
     }
 }
 
-/// One member, ready to run: what [`ConvArgs`] needs besides the activations.
+/// What a member runs: a conv kernel with what [`ConvArgs`] needs besides the activations,
+/// or a max pool with its table's kernel.
+pub(crate) enum LinkOp<'a> {
+    /// A conv.
+    Conv {
+        /// The conv.
+        conv: &'a Conv,
+        /// Its kernel.
+        k: &'a ConvKernel,
+        /// Its weights.
+        w: &'a [f32],
+        /// Its bias.
+        bias: Option<&'a [f32]>,
+    },
+    /// A max pool.
+    MaxPool {
+        /// The pool.
+        pool: &'a Pool,
+        /// The kernel table's pool.
+        run: crate::kernels::PoolFn,
+    },
+}
+
+/// One member, ready to run.
 pub(crate) struct Link<'a> {
-    /// The conv.
-    pub conv: &'a Conv,
-    /// Its kernel.
-    pub k: &'a ConvKernel,
-    /// Its weights.
-    pub w: &'a [f32],
-    /// Its bias.
-    pub bias: Option<&'a [f32]>,
+    /// What it runs.
+    pub op: LinkOp<'a>,
     /// Its input geometry (of the whole tensor).
     pub xs: Act4,
     /// Its output geometry (of the whole tensor).
     pub ys: Act4,
+}
+
+impl Link<'_> {
+    /// The dilated window extent, the stride and the top padding along the height.
+    fn vertical(&self) -> (usize, usize, usize) {
+        match self.op {
+            LinkOp::Conv { conv, .. } => vertical(
+                conv.kernel[0],
+                conv.stride[0],
+                conv.dilation[0],
+                conv.pads[0],
+            ),
+            LinkOp::MaxPool { pool: p, .. } => {
+                vertical(p.kernel[0], p.stride[0], p.dilation[0], p.pads[0])
+            }
+        }
+    }
 }
 
 /// Rows `rows` (of one image) of a tensor with geometry `g`, as a one-image geometry.
@@ -242,7 +326,8 @@ fn run_band(
     scratch: &mut [f32],
 ) {
     let ih = link.xs.shape.h as usize;
-    let need = input_rows(link.conv, ih, &o);
+    let (ext, s, pt) = link.vertical();
+    let need = input_rows((ext, s, pt), ih, &o);
     debug_assert!(x_rows.start <= need.start && need.end <= x_rows.end);
     let xrow = link.xs.shape.w as usize * link.xs.cs;
     let yrow = link.ys.shape.w as usize * link.ys.cs;
@@ -251,22 +336,33 @@ fn run_band(
     let residual = residual.map(|r| &r[(o.start - y0) * yrow..(o.end - y0) * yrow]);
     // The band's first output row reads input row `o.start * s - pt + ky`: relative to the
     // band's first input row, the top padding is what remains of `pt` above it.
-    let (_, s, pt) = vertical(link.conv);
-    let mut conv = *link.conv;
-    conv.pads[0] = (pt + need.start - o.start * s) as u32;
-    (link.k.run)(&mut ConvArgs {
-        conv: &conv,
-        x,
-        xs: band_geom(link.xs, need.len()),
-        w: link.w,
-        bias: link.bias,
-        residual,
-        y,
-        ys: band_geom(link.ys, o.len()),
-        scratch,
-        rows: 0..o.len(),
-        parts: &[],
-    });
+    let top = (pt + need.start - o.start * s) as u32;
+    let (xs, ys) = (band_geom(link.xs, need.len()), band_geom(link.ys, o.len()));
+    match link.op {
+        LinkOp::Conv { conv, k, w, bias } => {
+            let mut conv = *conv;
+            conv.pads[0] = top;
+            (k.run)(&mut ConvArgs {
+                conv: &conv,
+                x,
+                xs,
+                w,
+                bias,
+                residual,
+                y,
+                ys,
+                scratch,
+                rows: 0..o.len(),
+                parts: &[],
+            });
+        }
+        LinkOp::MaxPool { pool, run } => {
+            debug_assert!(residual.is_none());
+            let mut pool = *pool;
+            pool.pads[0] = top;
+            run(&pool, x, xs, y, ys, 0);
+        }
+    }
 }
 
 /// Runs the chain whose member `j` is `link(j)` for the final output rows `rows` (over
@@ -308,7 +404,7 @@ pub(crate) fn run<'a>(
             let mut want = o.clone();
             for j in (0..m - 1).rev() {
                 let consumer = link(j + 1);
-                need[j] = input_rows(consumer.conv, consumer.xs.shape.h as usize, &want);
+                need[j] = input_rows(consumer.vertical(), consumer.xs.shape.h as usize, &want);
                 // Only rows the window lacks are computed.
                 want = need[j].start.max(have[j].end)..need[j].end;
             }

@@ -322,18 +322,24 @@ impl<'m> Session<'m> {
                 .nodes
                 .iter()
                 .zip(&no_chain)
-                .map(|(node, &fused)| match node.op {
-                    Op::Conv(conv) if !fused => Some(chain::Member {
-                        conv,
+                .map(|(node, &fused)| {
+                    let stage = match node.op {
+                        Op::Conv(conv) if !fused => chain::Stage::Conv {
+                            conv,
+                            layout: model.weight_layout(conv.weight),
+                            weight_len: model.weight(conv.weight).len(),
+                        },
+                        Op::Pool(p) if !fused => chain::Stage::pool(&p)?,
+                        _ => return None,
+                    };
+                    Some(chain::Member {
+                        stage,
                         xs: geoms[node.inputs[0] as usize],
                         ys: geoms[node.outputs[0] as usize],
                         input: node.inputs[0] as usize,
                         output: node.outputs[0] as usize,
                         residual: node.inputs.len() > 1,
-                        layout: model.weight_layout(conv.weight),
-                        weight_len: model.weight(conv.weight).len(),
-                    }),
-                    _ => None,
+                    })
                 })
                 .collect();
             chain::find(
@@ -726,17 +732,23 @@ impl<'m> Session<'m> {
                     let residual = (tail.inputs.len() > 1).then(|| &*buffer(tail.inputs[1]));
                     let y = buffer(tail.output);
                     let link = |j: usize| {
-                        let Kernel::Conv {
-                            conv, k, w, bias, ..
-                        } = &steps[i + j].kernel
-                        else {
-                            unreachable!("chains hold convs only")
+                        let op = match &steps[i + j].kernel {
+                            Kernel::Conv {
+                                conv, k, w, bias, ..
+                            } => chain::LinkOp::Conv {
+                                conv,
+                                k,
+                                w,
+                                bias: *bias,
+                            },
+                            Kernel::Pool(pool) => chain::LinkOp::MaxPool {
+                                pool,
+                                run: table.pool,
+                            },
+                            _ => unreachable!("chains hold convs and max pools only"),
                         };
                         chain::Link {
-                            conv,
-                            k,
-                            w,
-                            bias: *bias,
+                            op,
                             xs: geoms[j].0,
                             ys: geoms[j].1,
                         }

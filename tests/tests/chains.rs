@@ -2,7 +2,8 @@
 //! computed a band of rows at a time. Each graph here has such a sequence (intermediates
 //! of at least 256 KiB, the threshold the sessions here set on every table): inverted
 //! residual blocks at stride 1 and 2, 3x3 and 5x5, dilation, asymmetric padding, odd sizes,
-//! batch 2, an RGB stem (the im2col path) and a residual Add.
+//! batch 2, an RGB stem (the im2col path), a residual Add, and max pools after a stem conv
+//! and between two convs.
 //!
 //! Every graph must match tract on every kernel table, form at least one chain, and give
 //! the same outputs bit for bit as the layer-by-layer run, with 1, 2 and 3 threads.
@@ -110,6 +111,47 @@ fn graphs() -> Vec<(&'static str, Vec<u8>, Vec<usize>)> {
         let y = b.node("Softmax", &[&y], vec![attr::int("axis", 1)]);
         b.output(&y);
     });
+    // Max pools as members: ResNet's and SqueezeNet's stem conv and pool, and a pool between
+    // two convs. A pool never heads a chain, so every chain these graphs form holds the pool.
+    let max_pool = |b: &mut OnnxBuilder, x: &str, k: i64, s: i64, pads: [i64; 4], more| {
+        let mut attrs = vec![
+            attr::ints("kernel_shape", &[k, k]),
+            attr::ints("strides", &[s, s]),
+            attr::ints("pads", &pads),
+        ];
+        attrs.extend(more);
+        b.node("MaxPool", &[x], attrs)
+    };
+    add("stem_max_pool_ceil_mode", &[1, 3, 97, 99], &|b, x| {
+        let s = b.conv(x, &ConvSpec::new(3, 32, [3, 3]).stride(2, 2));
+        let s = b.node("Relu", &[&s], vec![]);
+        let p = max_pool(b, &s, 3, 2, [0; 4], vec![attr::int("ceil_mode", 1)]);
+        let y = b.conv(&p, &ConvSpec::new(32, 16, [1, 1]));
+        b.output(&y);
+    });
+    add("stem_7x7_max_pool_padded", &[1, 3, 130, 128], &|b, x| {
+        let s = b.conv(x, &ConvSpec::new(3, 16, [7, 7]).stride(2, 2).pads([3; 4]));
+        let s = b.node("Relu", &[&s], vec![]);
+        let p = max_pool(b, &s, 3, 2, [1; 4], vec![]);
+        b.output(&p);
+    });
+    add(
+        "max_pool_between_convs_dilated",
+        &[1, 16, 66, 64],
+        &|b, x| {
+            let e = b.conv(x, &ConvSpec::new(16, 64, [1, 1]));
+            let p = max_pool(
+                b,
+                &e,
+                3,
+                1,
+                [2, 1, 0, 2],
+                vec![attr::ints("dilations", &[2, 2])],
+            );
+            let y = b.conv(&p, &ConvSpec::new(64, 16, [3, 3]).pads([1; 4]));
+            b.output(&y);
+        },
+    );
     out
 }
 

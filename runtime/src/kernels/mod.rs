@@ -143,6 +143,9 @@ pub type UnaryFn = fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4);
 pub type ChannelAffineFn =
     fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation);
 
+/// A pool kernel (see [`KernelTable::pool`]).
+pub type PoolFn = fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize);
+
 /// The table of kernels for one instruction set.
 #[derive(Clone, Copy)]
 pub struct KernelTable {
@@ -165,7 +168,7 @@ pub struct KernelTable {
     /// stride `ys.cs`), leaving `y`'s other channels alone: a pool over a concatenation runs
     /// once per part. The pad lanes of `y` are written (as zeros) by the part that ends at
     /// `ys.shape.c`.
-    pub pool: fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize),
+    pub pool: PoolFn,
     /// Mean over H and W.
     pub global_avg_pool: UnaryFn,
     /// `y = act(a + b)`, all of one geometry.

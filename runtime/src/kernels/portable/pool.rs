@@ -2,6 +2,7 @@
 
 use crate::graph::{Pool, PoolKind};
 use crate::kernels::Act4;
+use std::ops::Range;
 
 /// The windows of a pool over an input: which taps of an output pixel's window fall inside
 /// the input, and what an average divides by. Shared by every table's pool, so that they
@@ -46,23 +47,29 @@ impl Window {
         }
     }
 
-    /// Window rows and columns.
-    pub(crate) fn kernel(&self) -> (usize, usize) {
-        (self.kh, self.kw)
+    /// The input coordinates of tap `(ky, kx)` of output `(oy, ox)`, a tap inside the input
+    /// ([`Window::row_taps`], [`Window::col_taps`]).
+    pub(crate) fn input_at(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> (usize, usize) {
+        (
+            oy * self.sh + ky * self.dh - self.pt,
+            ox * self.sw + kx * self.dw - self.pl,
+        )
     }
 
-    /// Input row of tap row `ky` of output row `oy`, or `None` in the padding.
-    pub(crate) fn row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.sh + ky * self.dh)
-            .checked_sub(self.pt)
-            .filter(|&v| v < self.ih)
+    /// The dilations: input rows and columns from one tap to the next.
+    pub(crate) fn dilation(&self) -> (usize, usize) {
+        (self.dh, self.dw)
     }
 
-    /// Input column of tap column `kx` of output column `ox`, or `None` in the padding.
-    pub(crate) fn col(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.sw + kx * self.dw)
-            .checked_sub(self.pl)
-            .filter(|&v| v < self.iw)
+    /// The tap rows `ky` of output row `oy` that fall inside the input (a range: the taps
+    /// above the input come first, those below it last).
+    pub(crate) fn row_taps(&self, oy: usize) -> Range<usize> {
+        inside_taps(oy * self.sh, self.kh, self.dh, self.pt, self.ih)
+    }
+
+    /// The tap columns `kx` of output column `ox` that fall inside the input.
+    pub(crate) fn col_taps(&self, ox: usize) -> Range<usize> {
+        inside_taps(ox * self.sw, self.kw, self.dw, self.pl, self.iw)
     }
 
     /// What the window of output `(oy, ox)` divides its sum by, `count` of its taps being
@@ -82,6 +89,25 @@ impl Window {
             }
         }
     }
+}
+
+/// The taps `t < k` of one window axis whose coordinate `base + t * d - p` (with `base`
+/// the output coordinate times the stride) lies in `0..size`.
+fn inside_taps(base: usize, k: usize, d: usize, p: usize, size: usize) -> Range<usize> {
+    // Without dilation (the common case) there is nothing to divide: a division per pixel
+    // would cost more than a small window's loads.
+    let (lo, hi) = if d <= 1 {
+        (p.saturating_sub(base), (size + p).saturating_sub(base))
+    } else if base >= size + p {
+        (0, 0)
+    } else {
+        (
+            p.saturating_sub(base).div_ceil(d),
+            (size + p - base - 1) / d + 1,
+        )
+    };
+    let hi = hi.min(k);
+    lo.min(hi)..hi
 }
 
 /// Taps of one window axis inside `[-p0, size + p1)`: the input plus its explicit padding
@@ -106,7 +132,6 @@ pub(crate) fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: u
     let (ih, iw, c, xcs) = (u(xs.shape.h), u(xs.shape.w), u(xs.shape.c), xs.cs);
     let (oh, ow, ycs) = (u(ys.shape.h), u(ys.shape.w), ys.cs);
     let win = Window::new(p, xs);
-    let (kh, kw) = win.kernel();
     debug_assert!(x.len() >= xs.len() && y.len() >= ys.len());
     debug_assert!(ys.shape.n == xs.shape.n && c0 + c <= u(ys.shape.c));
     // The part ending at the last channel writes the pad lanes.
@@ -119,16 +144,11 @@ pub(crate) fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: u
             let (out, pad) = y[yp + c0..yp + end].split_at_mut(c);
             pad.fill(0.0);
             out.fill(if max { f32::NEG_INFINITY } else { 0.0 });
-            let mut count = 0usize;
-            for ky in 0..kh {
-                let Some(iy) = win.row(oy, ky) else {
-                    continue;
-                };
-                for kx in 0..kw {
-                    let Some(ix) = win.col(ox, kx) else {
-                        continue;
-                    };
-                    count += 1;
+            let (kys, kxs) = (win.row_taps(oy), win.col_taps(ox));
+            let count = kys.len() * kxs.len();
+            for ky in kys {
+                for kx in kxs.clone() {
+                    let (iy, ix) = win.input_at(oy, ox, ky, kx);
                     let xp = ((n * ih + iy) * iw + ix) * xcs;
                     let src = &x[xp..xp + c];
                     if max {

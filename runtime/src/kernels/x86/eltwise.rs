@@ -186,7 +186,9 @@ pub(crate) unsafe fn global_avg_pool<I: Isa>(x: &[f32], xs: Act4, y: &mut [f32],
 /// a window with no input tap gives 0, and an average divides by the taps inside the input
 /// (or inside input plus explicit padding, with `count_include_pad`).
 ///
-/// Each output pixel keeps up to four channel vectors in registers across its window.
+/// Each output pixel keeps four channel vectors in registers across its window, whose taps
+/// inside the input are two ranges computed once (no test per tap); only the channel tail
+/// uses masked loads and stores.
 ///
 /// # Safety
 /// The ISA `I` is available on this CPU.
@@ -203,7 +205,6 @@ pub(crate) unsafe fn pool<I: Isa>(
     let (ih, iw, c, xcs) = (u(xs.shape.h), u(xs.shape.w), u(xs.shape.c), xs.cs);
     let (oh, ow, ycs) = (u(ys.shape.h), u(ys.shape.w), ys.cs);
     let win = Window::new(p, xs);
-    let (kh, kw) = win.kernel();
     assert!(x.len() >= xs.len() && y.len() >= ys.len());
     assert!(ys.shape.n == xs.shape.n && c0 + c <= u(ys.shape.c) && xcs >= c && ycs >= c0 + c);
     // The part ending at the last channel writes the pad lanes.
@@ -212,57 +213,112 @@ pub(crate) unsafe fn pool<I: Isa>(
     } else {
         0
     };
-    let max = matches!(p.kind, PoolKind::Max);
-    let init = I::splat(if max { f32::NEG_INFINITY } else { 0.0 });
-    let (x, y) = (x.as_ptr(), y.as_mut_ptr());
+    let x = x.as_ptr();
+    // Floats from one tap to the next, down and across.
+    let (dh, dw) = win.dilation();
+    let (step_y, step_x) = (dh * iw * xcs, dw * xcs);
     for row in 0..ys.rows() {
         let (n, oy) = (row / oh, row % oh);
+        let kys = win.row_taps(oy);
         for ox in 0..ow {
-            let yp = y.add((row * ow + ox) * ycs + c0);
-            let mut j = 0;
-            while j < c {
-                let w = c - j;
-                let mut acc = [init; 4];
-                let mut count = 0usize;
-                for ky in 0..kh {
-                    let Some(iy) = win.row(oy, ky) else {
-                        continue;
-                    };
-                    for kx in 0..kw {
-                        let Some(ix) = win.col(ox, kx) else {
-                            continue;
-                        };
-                        count += 1;
-                        let px = x.add(((n * ih + iy) * iw + ix) * xcs + j);
-                        for (k, a) in acc.iter_mut().enumerate() {
-                            let at = k * I::LANES;
-                            if at < w {
-                                let v = I::load_upto(px.add(at), w - at);
-                                *a = if max { I::max(*a, v) } else { I::add(*a, v) };
-                            }
-                        }
-                    }
+            let yp = y.as_mut_ptr().add((row * ow + ox) * ycs + c0);
+            let kxs = win.col_taps(ox);
+            let (rows, cols) = (kys.len(), kxs.len());
+            let count = rows * cols;
+            let divisor = win.divisor(p.kind, count, oy, ox);
+            // No input tap (a window wholly in padding), or nothing to divide by: 0.
+            let empty = count == 0 || divisor == 0;
+            let first = if empty {
+                x
+            } else {
+                let (iy, ix) = win.input_at(oy, ox, kys.start, kxs.start);
+                x.add(((n * ih + iy) * iw + ix) * xcs)
+            };
+            let taps = Taps {
+                first,
+                rows: if empty { 0 } else { rows },
+                cols,
+                step_y,
+                step_x,
+            };
+            let scale = I::splat(1.0 / divisor.max(1) as f32);
+            let out = |v: I::V| {
+                if empty {
+                    I::zero()
+                } else if matches!(p.kind, PoolKind::Max) {
+                    v
+                } else {
+                    I::mul(v, scale)
                 }
-                let divisor = win.divisor(p.kind, count, oy, ox);
-                // No input tap (a window wholly in padding), or nothing to divide by: 0.
-                let empty = count == 0 || divisor == 0;
-                let scale = I::splat(1.0 / divisor.max(1) as f32);
+            };
+            let mut j = 0;
+            while j + 4 * I::LANES <= c {
+                let acc = match p.kind {
+                    PoolKind::Max => taps.reduce::<I, 4, true>(j, [I::LANES; 4]),
+                    PoolKind::Avg { .. } => taps.reduce::<I, 4, false>(j, [I::LANES; 4]),
+                };
                 for (k, &a) in acc.iter().enumerate() {
-                    let at = k * I::LANES;
-                    if at < w {
-                        let v = if empty {
-                            I::zero()
-                        } else if max {
-                            a
-                        } else {
-                            I::mul(a, scale)
-                        };
-                        I::store_upto(yp.add(j + at), w - at, v);
-                    }
+                    I::store(yp.add(j + k * I::LANES), out(a));
                 }
                 j += 4 * I::LANES;
             }
+            while j < c {
+                let n = (c - j).min(I::LANES);
+                let [a] = match p.kind {
+                    PoolKind::Max => taps.reduce::<I, 1, true>(j, [n]),
+                    PoolKind::Avg { .. } => taps.reduce::<I, 1, false>(j, [n]),
+                };
+                I::store_upto(yp.add(j), n, out(a));
+                j += I::LANES;
+            }
             std::ptr::write_bytes(yp.add(c), 0, pad);
         }
+    }
+}
+
+/// The taps of one pool window that lie inside the input: `rows x cols` pixels from `first`,
+/// `step_y` and `step_x` floats apart.
+struct Taps {
+    first: *const f32,
+    rows: usize,
+    cols: usize,
+    step_y: usize,
+    step_x: usize,
+}
+
+impl Taps {
+    /// The maximum (`MAX`) or sum of `V` vectors of channels from `j` over the taps, vector
+    /// `k` reading `n[k]` lanes (masked below `LANES`).
+    ///
+    /// # Safety
+    /// Every tap holds channels `j ..` up to each vector's lanes; the ISA is available.
+    #[inline(always)]
+    unsafe fn reduce<I: Isa, const V: usize, const MAX: bool>(
+        &self,
+        j: usize,
+        n: [usize; V],
+    ) -> [I::V; V] {
+        let mut acc = [I::splat(if MAX { f32::NEG_INFINITY } else { 0.0 }); V];
+        let mut rp = self.first.add(j);
+        for _ in 0..self.rows {
+            let mut px = rp;
+            for _ in 0..self.cols {
+                for k in 0..V {
+                    let v = if n[k] >= I::LANES {
+                        I::load(px.add(k * I::LANES))
+                    } else {
+                        I::load_n(px.add(k * I::LANES), n[k])
+                    };
+                    acc[k] = if MAX {
+                        I::max(acc[k], v)
+                    } else {
+                        I::add(acc[k], v)
+                    };
+                }
+                px = px.wrapping_add(self.step_x);
+            }
+            rp = rp.wrapping_add(self.step_y);
+        }
+        acc
     }
 }

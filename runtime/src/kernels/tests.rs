@@ -905,9 +905,18 @@ fn large_layers_match_reference() {
 /// RGB stems as sessions run them: 3 input channels at channel stride 4 (the layout of an
 /// image input), which the x86 im2col path gathers a kernel row at a time with vector copies
 /// when the dilation is 1. Odd sizes mix interior pixels with pixels at the edges; batch 2;
-/// a dilated case takes the tap-by-tap path.
+/// a dilated case takes the tap-by-tap path. The x86 tables run the gathered rows on the
+/// pointwise tile under a clamp (or none), with or without a residual, and on the general
+/// tile under other activations; output channel counts that fill their last block, end in
+/// its first vector, or end in its second.
 pub fn rgb_stem_cases() -> Vec<ConvCase> {
-    let case = |oc: u32, k: u32, s: u32, d: u32, p: u32, (n, h, w): (u32, u32, u32), seed: u64| {
+    let clip = Activation::Clip { min: 0.0, max: 6.0 };
+    let case = |oc: u32,
+                k: u32,
+                (s, d, p): (u32, u32, u32),
+                (n, h, w): (u32, u32, u32),
+                (residual, act): (bool, Activation),
+                seed: u64| {
         make_conv_case(
             (1, 3, oc),
             [k, k],
@@ -916,16 +925,20 @@ pub fn rgb_stem_cases() -> Vec<ConvCase> {
             [p; 4],
             (n, h, w),
             (1, (oc as usize).next_multiple_of(16) - oc as usize),
-            (true, false, Activation::Clip { min: 0.0, max: 6.0 }),
+            (true, residual, act),
             (0.4, seed),
         )
     };
     vec![
-        case(32, 3, 2, 1, 1, (1, 30, 33), 1),
-        case(64, 7, 2, 1, 3, (1, 27, 26), 2),
-        case(24, 3, 1, 1, 1, (2, 9, 14), 3),
-        case(16, 5, 2, 1, 2, (1, 11, 20), 4),
-        case(32, 3, 1, 2, 2, (1, 10, 13), 5),
+        case(32, 3, (2, 1, 1), (1, 30, 33), (false, clip), 1),
+        case(64, 7, (2, 1, 3), (1, 27, 26), (false, clip), 2),
+        case(24, 3, (1, 1, 1), (2, 9, 14), (false, clip), 3),
+        case(16, 5, (2, 1, 2), (1, 11, 20), (false, clip), 4),
+        case(32, 3, (1, 2, 2), (1, 10, 13), (false, clip), 5),
+        case(40, 3, (2, 1, 1), (1, 17, 19), (true, Activation::Relu), 6),
+        case(56, 3, (1, 1, 1), (1, 8, 21), (true, Activation::None), 7),
+        case(48, 3, (2, 1, 0), (2, 9, 15), (false, Activation::None), 8),
+        case(32, 3, (2, 1, 1), (1, 13, 12), (true, Activation::Silu), 9),
     ]
 }
 

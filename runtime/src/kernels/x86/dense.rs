@@ -413,6 +413,7 @@ pub(crate) unsafe fn conv<
         if let (Some((lo, hi)), Some(last)) = (super::dw::clamp_of::<I>(a.conv.act), t.pw_last()) {
             let pw = PwTile::<I> {
                 x: t.x,
+                pix0: 0,
                 xcs: t.xcs,
                 k: t.k,
                 w: t.w,
@@ -432,13 +433,13 @@ pub(crate) unsafe fn conv<
                 chunk,
                 last,
             };
-            match (a.residual.is_some(), lo.is_some(), hi.is_some()) {
-                (false, false, _) => pw.run_all::<MR, NV, 0>(run),
-                (false, true, false) => pw.run_all::<MR, NV, 1>(run),
-                (false, true, true) => pw.run_all::<MR, NV, 2>(run),
-                (true, false, _) => pw.run_all::<MR, NV, 3>(run),
-                (true, true, false) => pw.run_all::<MR, NV, 4>(run),
-                (true, true, true) => pw.run_all::<MR, NV, 5>(run),
+            match pw.variant(lo.is_some(), hi.is_some()) {
+                0 => pw.run_all::<MR, NV, 0>(run),
+                1 => pw.run_all::<MR, NV, 1>(run),
+                2 => pw.run_all::<MR, NV, 2>(run),
+                3 => pw.run_all::<MR, NV, 3>(run),
+                4 => pw.run_all::<MR, NV, 4>(run),
+                _ => pw.run_all::<MR, NV, 5>(run),
             }
             zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
             return;
@@ -475,8 +476,10 @@ struct PwRun {
 /// A pointwise conv of one input through a clamp (none, ReLU or Clip) and an optional
 /// residual, both fixed for the call, whose tiles ([`PwS`]) store whole vectors.
 struct PwTile<'a, I: Isa> {
-    /// Input pixels, `xcs` floats apart, `k` channels each.
+    /// Input pixels from pixel `pix0` on, `xcs` floats apart, `k` channels each (0 for the
+    /// whole input; the im2col path's rows hold one chunk).
     x: *const f32,
+    pix0: usize,
     xcs: usize,
     k: usize,
     /// `ConvOcBlock(ws)` weights (`ws >= NV * LANES` of the tile: the one-vector tile of a
@@ -506,28 +509,57 @@ impl<I: Isa> PwTile<'_, I> {
     /// As [`conv`], whose checks have run, with `run.last` from [`ConvTile::pw_last`].
     #[inline(always)]
     unsafe fn run_all<const MR: usize, const NV: usize, const S: u8>(self, run: PwRun) {
+        let mut start = run.pixels.start;
+        while start < run.pixels.end {
+            let end = (start + run.chunk).min(run.pixels.end);
+            self.run_chunk::<MR, NV, S>(start, end, run.last);
+            start = end;
+        }
+    }
+
+    /// Runs pixels `start..end` through every block of output channels, the last one as
+    /// `last` says.
+    ///
+    /// # Safety
+    /// As [`PwTile::run_all`].
+    #[inline(always)]
+    unsafe fn run_chunk<const MR: usize, const NV: usize, const S: u8>(
+        &self,
+        start: usize,
+        end: usize,
+        last: PwLast,
+    ) {
         let blocks = self.oc.div_ceil(self.ws);
-        let whole = if run.last == PwLast::Whole {
+        let whole = if last == PwLast::Whole {
             blocks
         } else {
             blocks - 1
         };
-        let mut narrow = PwS::<I, 1, S>(PwTile {
-            b: blocks - 1,
-            ..self
-        });
-        let mut t = PwS::<I, NV, S>(self);
-        let mut start = run.pixels.start;
-        while start < run.pixels.end {
-            let end = (start + run.chunk).min(run.pixels.end);
-            for b in 0..whole {
-                t.0.b = b;
-                for_each_tile::<MR>(start, end, &mut t);
-            }
-            if whole < blocks {
-                for_each_tile::<MR>(start, end, &mut narrow);
-            }
-            start = end;
+        let mut t = PwS::<I, NV, S>(PwTile { ..*self });
+        for b in 0..whole {
+            t.0.b = b;
+            for_each_tile::<MR>(start, end, &mut t);
+        }
+        if whole < blocks {
+            let mut narrow = PwS::<I, 1, S>(PwTile {
+                b: blocks - 1,
+                ..*self
+            });
+            for_each_tile::<MR>(start, end, &mut narrow);
+        }
+    }
+
+    /// The store variant of [`PwS`] for this tile's residual and clamp.
+    fn variant(&self, lo: bool, hi: bool) -> u8 {
+        let clamp = match (lo, hi) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        if self.r.is_null() {
+            clamp
+        } else {
+            3 + clamp
         }
     }
 }
@@ -543,7 +575,7 @@ impl<I: Isa, const NV: usize, const S: u8> Tile for PwS<'_, I, NV, S> {
         let t = &self.0;
         let o0 = t.b * t.ws;
         let mut acc = [bias_init::<I, NV>(t.bias, o0, t.oc); M];
-        let xp: [*const f32; M] = std::array::from_fn(|m| t.x.add((p + m) * t.xcs));
+        let xp: [*const f32; M] = std::array::from_fn(|m| t.x.add((p - t.pix0 + m) * t.xcs));
         let w = t.w.add(t.b * t.k * t.ws);
         mac_with::<I, M, NV, false>(&mut acc, &xp, w, t.ws, t.k, std::ptr::null(), false);
         for (m, accm) in acc.iter().enumerate() {
@@ -623,6 +655,32 @@ unsafe fn conv_im2col<
     t.g.kh = 1;
     t.g.kw = 1;
     t.g.ic = k;
+    // With a clamp (or none) and weights that stay in the cache, the rows run on the
+    // pointwise tile, as a 1x1 conv of `k` channels would (see [`conv`]).
+    let mut pw = match (super::dw::clamp_of::<I>(a.conv.act), t.pw_last()) {
+        (Some((lo, hi)), Some(last)) if !t.prefetch => {
+            let tile = PwTile::<I> {
+                x: rows,
+                pix0: 0,
+                xcs: k,
+                k,
+                w: t.w,
+                ws: nb,
+                bias: t.bias,
+                y: t.y,
+                ycs: g.ycs,
+                oc: g.oc,
+                b: 0,
+                r: a.residual.map_or(std::ptr::null(), |r| r.as_ptr()),
+                lo: lo.unwrap_or(I::zero()),
+                hi: hi.unwrap_or(I::zero()),
+                _isa: PhantomData,
+            };
+            let variant = tile.variant(lo.is_some(), hi.is_some());
+            Some((tile, variant, last))
+        }
+        _ => None,
+    };
     let span_y = (g.kh - 1) * g.dh;
     let (row_step, tap_step) = (g.dh * g.iw * g.xcs, g.dw * g.xcs);
     // An RGB image at channel stride 4 (as sessions lay out image inputs) under taps of
@@ -686,8 +744,21 @@ unsafe fn conv_im2col<
             }
             p += ox1 - ox0;
         }
-        t.pix0 = start;
-        t.run_blocks::<MR, false>(start, end, end == pixels.end);
+        if let Some((tile, variant, last)) = &mut pw {
+            tile.pix0 = start;
+            let last = *last;
+            match *variant {
+                0 => tile.run_chunk::<MR, NV, 0>(start, end, last),
+                1 => tile.run_chunk::<MR, NV, 1>(start, end, last),
+                2 => tile.run_chunk::<MR, NV, 2>(start, end, last),
+                3 => tile.run_chunk::<MR, NV, 3>(start, end, last),
+                4 => tile.run_chunk::<MR, NV, 4>(start, end, last),
+                _ => tile.run_chunk::<MR, NV, 5>(start, end, last),
+            }
+        } else {
+            t.pix0 = start;
+            t.run_blocks::<MR, false>(start, end, end == pixels.end);
+        }
         start = end;
     }
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);

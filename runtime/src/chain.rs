@@ -48,21 +48,16 @@ pub(crate) enum Stage {
 }
 
 impl Stage {
-    /// The stage of a conv, or of a pool when it is a max pool.
+    /// The stage of pool `p`: `None` unless it is a max pool.
     pub(crate) fn pool(p: &Pool) -> Option<Stage> {
         matches!(p.kind, PoolKind::Max).then_some(Stage::MaxPool(*p))
     }
 
-    /// The dilated window extent, the stride and the top padding along the height.
-    fn vertical(&self) -> (usize, usize, usize) {
+    /// Its window along the height.
+    fn vertical(&self) -> Vertical {
         match self {
-            Stage::Conv { conv, .. } => vertical(
-                conv.kernel[0],
-                conv.stride[0],
-                conv.dilation[0],
-                conv.pads[0],
-            ),
-            Stage::MaxPool(p) => vertical(p.kernel[0], p.stride[0], p.dilation[0], p.pads[0]),
+            Stage::Conv { conv, .. } => Vertical::of_conv(conv),
+            Stage::MaxPool(p) => Vertical::of_pool(p),
         }
     }
 }
@@ -86,7 +81,7 @@ pub(crate) struct Member {
 
 /// Whether `m` may be a member of a chain at all.
 fn eligible(m: &Member) -> bool {
-    let (ext, s, pt) = m.stage.vertical();
+    let Vertical { ext, s, pt } = m.stage.vertical();
     let (ih, oh) = (m.xs.shape.h as usize, m.ys.shape.h as usize);
     // Every output row reads at least one input row (a band never starts in the padding).
     let sane = pt < ext && oh >= 1 && (oh - 1) * s < ih + pt;
@@ -103,9 +98,9 @@ fn eligible(m: &Member) -> bool {
 }
 
 /// Groups `nodes` (every node of the graph in order: `Some` for convs and max pools) into
-/// chains of at least two consecutive members, the first a conv, each feeding the next through a tensor that nothing else
-/// reads (`readers[t]` counts the readers of tensor `t`, graph outputs included) and that
-/// holds at least `min_bytes`. Returns each chain's node range.
+/// chains of at least two consecutive members, the first a conv, each feeding the next
+/// through a tensor that nothing else reads (`readers[t]` counts the readers of tensor `t`,
+/// graph outputs included) and that holds at least `min_bytes`. Returns each chain's node range.
 pub(crate) fn find(
     nodes: &[Option<Member>],
     readers: &[usize],
@@ -150,28 +145,51 @@ pub(crate) fn find(
     chains
 }
 
-/// The dilated extent, the stride and the top padding of a window of `k` rows, `stride` and
-/// `dilation` apart, `pad` rows of it above the input.
-fn vertical(k: u32, stride: u32, dilation: u32, pad: u32) -> (usize, usize, usize) {
-    let ext = (k.max(1) as usize - 1) * dilation as usize + 1;
-    (ext, stride as usize, pad as usize)
+/// A member's window along the height: its dilated extent, its stride and the padding
+/// above the input.
+#[derive(Clone, Copy)]
+struct Vertical {
+    ext: usize,
+    s: usize,
+    pt: usize,
 }
 
-/// Input rows (of one image of height `ih`) that output rows `o` of `stage` read.
-fn input_rows(stage: (usize, usize, usize), ih: usize, o: &Range<usize>) -> Range<usize> {
-    if o.is_empty() {
-        return 0..0;
+impl Vertical {
+    /// A window of `k` rows `dilation` apart, moving by `stride`, `pad` rows above the input.
+    fn new(k: u32, stride: u32, dilation: u32, pad: u32) -> Vertical {
+        Vertical {
+            ext: (k.max(1) as usize - 1) * dilation as usize + 1,
+            s: stride as usize,
+            pt: pad as usize,
+        }
     }
-    let (ext, s, pt) = stage;
-    let start = (o.start * s).saturating_sub(pt).min(ih);
-    let end = ((o.end - 1) * s + ext).saturating_sub(pt).min(ih);
-    start..end.max(start)
-}
 
-/// The most input rows `rows` output rows of `stage` can read (unclipped).
-fn input_rows_max(stage: (usize, usize, usize), ih: usize, rows: usize) -> usize {
-    let (ext, s, _) = stage;
-    ((rows.max(1) - 1) * s + ext).min(ih)
+    /// The window of `conv`.
+    fn of_conv(c: &Conv) -> Vertical {
+        Vertical::new(c.kernel[0], c.stride[0], c.dilation[0], c.pads[0])
+    }
+
+    /// The window of pool `p`.
+    fn of_pool(p: &Pool) -> Vertical {
+        Vertical::new(p.kernel[0], p.stride[0], p.dilation[0], p.pads[0])
+    }
+
+    /// Input rows (of one image of height `ih`) that output rows `o` read.
+    fn input_rows(self, ih: usize, o: &Range<usize>) -> Range<usize> {
+        if o.is_empty() {
+            return 0..0;
+        }
+        let start = (o.start * self.s).saturating_sub(self.pt).min(ih);
+        let end = ((o.end - 1) * self.s + self.ext)
+            .saturating_sub(self.pt)
+            .min(ih);
+        start..end.max(start)
+    }
+
+    /// The most input rows `rows` output rows can read (unclipped).
+    fn input_rows_max(self, ih: usize, rows: usize) -> usize {
+        ((rows.max(1) - 1) * self.s + self.ext).min(ih)
+    }
 }
 
 /// A sliding window over one intermediate tensor: up to `cap` consecutive rows of one image.
@@ -210,11 +228,8 @@ impl Chain {
             let mut rows = b;
             for j in (0..m - 1).rev() {
                 let consumer = &members[j + 1];
-                rows = input_rows_max(
-                    consumer.stage.vertical(),
-                    consumer.xs.shape.h as usize,
-                    rows,
-                );
+                let ih = consumer.xs.shape.h as usize;
+                rows = consumer.stage.vertical().input_rows_max(ih, rows);
                 caps[j] = rows;
             }
             caps
@@ -287,18 +302,11 @@ pub(crate) struct Link<'a> {
 }
 
 impl Link<'_> {
-    /// The dilated window extent, the stride and the top padding along the height.
-    fn vertical(&self) -> (usize, usize, usize) {
+    /// Its window along the height.
+    fn vertical(&self) -> Vertical {
         match self.op {
-            LinkOp::Conv { conv, .. } => vertical(
-                conv.kernel[0],
-                conv.stride[0],
-                conv.dilation[0],
-                conv.pads[0],
-            ),
-            LinkOp::MaxPool { pool: p, .. } => {
-                vertical(p.kernel[0], p.stride[0], p.dilation[0], p.pads[0])
-            }
+            LinkOp::Conv { conv, .. } => Vertical::of_conv(conv),
+            LinkOp::MaxPool { pool, .. } => Vertical::of_pool(pool),
         }
     }
 }
@@ -326,8 +334,8 @@ fn run_band(
     scratch: &mut [f32],
 ) {
     let ih = link.xs.shape.h as usize;
-    let (ext, s, pt) = link.vertical();
-    let need = input_rows((ext, s, pt), ih, &o);
+    let v = link.vertical();
+    let need = v.input_rows(ih, &o);
     debug_assert!(x_rows.start <= need.start && need.end <= x_rows.end);
     let xrow = link.xs.shape.w as usize * link.xs.cs;
     let yrow = link.ys.shape.w as usize * link.ys.cs;
@@ -336,7 +344,7 @@ fn run_band(
     let residual = residual.map(|r| &r[(o.start - y0) * yrow..(o.end - y0) * yrow]);
     // The band's first output row reads input row `o.start * s - pt + ky`: relative to the
     // band's first input row, the top padding is what remains of `pt` above it.
-    let top = (pt + need.start - o.start * s) as u32;
+    let top = (v.pt + need.start - o.start * v.s) as u32;
     let (xs, ys) = (band_geom(link.xs, need.len()), band_geom(link.ys, o.len()));
     match link.op {
         LinkOp::Conv { conv, k, w, bias } => {
@@ -404,7 +412,9 @@ pub(crate) fn run<'a>(
             let mut want = o.clone();
             for j in (0..m - 1).rev() {
                 let consumer = link(j + 1);
-                need[j] = input_rows(consumer.vertical(), consumer.xs.shape.h as usize, &want);
+                need[j] = consumer
+                    .vertical()
+                    .input_rows(consumer.xs.shape.h as usize, &want);
                 // Only rows the window lacks are computed.
                 want = need[j].start.max(have[j].end)..need[j].end;
             }

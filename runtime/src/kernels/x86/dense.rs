@@ -409,46 +409,18 @@ pub(crate) unsafe fn conv<
     // tile shares its accumulators with the paths for taps, concatenations and other
     // activations, and LLVM kept them on the stack around every tile's multiply-adds (79
     // against 103 GFLOP/s at 16 input channels; `docs/decisions.md`, session 22).
-    if KH == 1 && KW == 1 && t.pointwise && nparts == 1 && !t.one_pixel && !t.prefetch {
-        if let (Some((lo, hi)), Some(last)) = (super::dw::clamp_of::<I>(a.conv.act), t.pw_last()) {
-            let pw = PwTile::<I> {
-                x: t.x,
-                pix0: 0,
-                xcs: t.xcs,
-                k: t.k,
-                w: t.w,
-                ws: nb,
-                bias: t.bias,
-                y: t.y,
-                ycs: g.ycs,
-                oc: g.oc,
-                b: 0,
-                r: a.residual.map_or(std::ptr::null(), |r| r.as_ptr()),
-                lo: lo.unwrap_or(I::zero()),
-                hi: hi.unwrap_or(I::zero()),
-                _isa: PhantomData,
-            };
-            let run = PwRun {
-                pixels: pixels.clone(),
-                chunk,
-                last,
-            };
-            match pw.variant(lo.is_some(), hi.is_some()) {
-                0 => pw.run_all::<MR, NV, 0>(run),
-                1 => pw.run_all::<MR, NV, 1>(run),
-                2 => pw.run_all::<MR, NV, 2>(run),
-                3 => pw.run_all::<MR, NV, 3>(run),
-                4 => pw.run_all::<MR, NV, 4>(run),
-                _ => pw.run_all::<MR, NV, 5>(run),
-            }
-            zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
-            return;
-        }
-    }
+    let pw = if KH == 1 && KW == 1 && t.pointwise && nparts == 1 && !t.one_pixel {
+        t.pw_tile()
+    } else {
+        None
+    };
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
-        t.run_blocks::<MR, true>(start, end, end == pixels.end);
+        match &pw {
+            Some(pw) => pw.run_chunk::<MR, NV>(start, end),
+            None => t.run_blocks::<MR, true>(start, end, end == pixels.end),
+        }
         start = end;
     }
     zero_pad_lanes(a.y, pixels.start * g.ycs, pixels.len(), g.oc, g.ycs);
@@ -464,13 +436,6 @@ enum PwLast {
     /// With the one-vector tile: the block's first vector holds its channels (and the output's
     /// pad lanes the rest of that vector).
     Narrow,
-}
-
-/// The pixels, chunking and last block of a [`PwTile`] call.
-struct PwRun {
-    pixels: std::ops::Range<usize>,
-    chunk: usize,
-    last: PwLast,
 }
 
 /// A pointwise conv of one input through a clamp (none, ReLU or Clip) and an optional
@@ -498,39 +463,43 @@ struct PwTile<'a, I: Isa> {
     /// The clamp's bounds (unused where the variant has none).
     lo: I::V,
     hi: I::V,
+    /// The store variant of [`PwS`] for the residual and clamp.
+    variant: u8,
+    /// How the last block of output channels runs.
+    last: PwLast,
     _isa: PhantomData<I>,
 }
 
 impl<I: Isa> PwTile<'_, I> {
-    /// Runs `run.pixels` in chunks, every block of output channels over each chunk, on the
-    /// `NV`-vector tile of store variant `S` (see [`PwS`]).
+    /// Runs pixels `start..end` through every block of output channels on the `NV`-vector
+    /// tile of this tile's store variant (see [`PwS`]).
     ///
     /// # Safety
-    /// As [`conv`], whose checks have run, with `run.last` from [`ConvTile::pw_last`].
+    /// As [`conv`], whose checks have run; the tile from [`ConvTile::pw_tile`].
     #[inline(always)]
-    unsafe fn run_all<const MR: usize, const NV: usize, const S: u8>(self, run: PwRun) {
-        let mut start = run.pixels.start;
-        while start < run.pixels.end {
-            let end = (start + run.chunk).min(run.pixels.end);
-            self.run_chunk::<MR, NV, S>(start, end, run.last);
-            start = end;
+    unsafe fn run_chunk<const MR: usize, const NV: usize>(&self, start: usize, end: usize) {
+        match self.variant {
+            0 => self.run_variant::<MR, NV, 0>(start, end),
+            1 => self.run_variant::<MR, NV, 1>(start, end),
+            2 => self.run_variant::<MR, NV, 2>(start, end),
+            3 => self.run_variant::<MR, NV, 3>(start, end),
+            4 => self.run_variant::<MR, NV, 4>(start, end),
+            _ => self.run_variant::<MR, NV, 5>(start, end),
         }
     }
 
-    /// Runs pixels `start..end` through every block of output channels, the last one as
-    /// `last` says.
+    /// [`PwTile::run_chunk`] with the store variant `S` fixed.
     ///
     /// # Safety
-    /// As [`PwTile::run_all`].
+    /// As [`PwTile::run_chunk`], `S` its variant.
     #[inline(always)]
-    unsafe fn run_chunk<const MR: usize, const NV: usize, const S: u8>(
+    unsafe fn run_variant<const MR: usize, const NV: usize, const S: u8>(
         &self,
         start: usize,
         end: usize,
-        last: PwLast,
     ) {
         let blocks = self.oc.div_ceil(self.ws);
-        let whole = if last == PwLast::Whole {
+        let whole = if self.last == PwLast::Whole {
             blocks
         } else {
             blocks - 1
@@ -546,20 +515,6 @@ impl<I: Isa> PwTile<'_, I> {
                 ..*self
             });
             for_each_tile::<MR>(start, end, &mut narrow);
-        }
-    }
-
-    /// The store variant of [`PwS`] for this tile's residual and clamp.
-    fn variant(&self, lo: bool, hi: bool) -> u8 {
-        let clamp = match (lo, hi) {
-            (false, _) => 0,
-            (true, false) => 1,
-            (true, true) => 2,
-        };
-        if self.r.is_null() {
-            clamp
-        } else {
-            3 + clamp
         }
     }
 }
@@ -657,30 +612,7 @@ unsafe fn conv_im2col<
     t.g.ic = k;
     // With a clamp (or none) and weights that stay in the cache, the rows run on the
     // pointwise tile, as a 1x1 conv of `k` channels would (see [`conv`]).
-    let mut pw = match (super::dw::clamp_of::<I>(a.conv.act), t.pw_last()) {
-        (Some((lo, hi)), Some(last)) if !t.prefetch => {
-            let tile = PwTile::<I> {
-                x: rows,
-                pix0: 0,
-                xcs: k,
-                k,
-                w: t.w,
-                ws: nb,
-                bias: t.bias,
-                y: t.y,
-                ycs: g.ycs,
-                oc: g.oc,
-                b: 0,
-                r: a.residual.map_or(std::ptr::null(), |r| r.as_ptr()),
-                lo: lo.unwrap_or(I::zero()),
-                hi: hi.unwrap_or(I::zero()),
-                _isa: PhantomData,
-            };
-            let variant = tile.variant(lo.is_some(), hi.is_some());
-            Some((tile, variant, last))
-        }
-        _ => None,
-    };
+    let mut pw = t.pw_tile();
     let span_y = (g.kh - 1) * g.dh;
     let (row_step, tap_step) = (g.dh * g.iw * g.xcs, g.dw * g.xcs);
     // An RGB image at channel stride 4 (as sessions lay out image inputs) under taps of
@@ -744,17 +676,9 @@ unsafe fn conv_im2col<
             }
             p += ox1 - ox0;
         }
-        if let Some((tile, variant, last)) = &mut pw {
-            tile.pix0 = start;
-            let last = *last;
-            match *variant {
-                0 => tile.run_chunk::<MR, NV, 0>(start, end, last),
-                1 => tile.run_chunk::<MR, NV, 1>(start, end, last),
-                2 => tile.run_chunk::<MR, NV, 2>(start, end, last),
-                3 => tile.run_chunk::<MR, NV, 3>(start, end, last),
-                4 => tile.run_chunk::<MR, NV, 4>(start, end, last),
-                _ => tile.run_chunk::<MR, NV, 5>(start, end, last),
-            }
+        if let Some(pw) = &mut pw {
+            pw.pix0 = start;
+            pw.run_chunk::<MR, NV>(start, end);
         } else {
             t.pix0 = start;
             t.run_blocks::<MR, false>(start, end, end == pixels.end);
@@ -943,6 +867,46 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
         } else {
             None
         }
+    }
+
+    /// The pointwise tile ([`PwTile`]) for this conv's rows (as a 1x1 conv of `k` channels),
+    /// when its activation is a clamp or none, its weights need no prefetch, and the last
+    /// block's stores stay in each pixel's floats ([`ConvTile::pw_last`]).
+    ///
+    /// # Safety
+    /// The ISA is available.
+    #[inline(always)]
+    unsafe fn pw_tile(&self) -> Option<PwTile<'a, I>> {
+        let (lo, hi) = super::dw::clamp_of::<I>(self.act)?;
+        let last = self.pw_last().filter(|_| !self.prefetch)?;
+        let clamp = match (lo.is_some(), hi.is_some()) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        Some(PwTile {
+            x: self.x,
+            pix0: self.pix0,
+            xcs: self.xcs,
+            k: self.k,
+            w: self.w,
+            ws: self.ws,
+            bias: self.bias,
+            y: self.y,
+            ycs: self.g.ycs,
+            oc: self.g.oc,
+            b: 0,
+            r: self.residual.unwrap_or(std::ptr::null()),
+            lo: lo.unwrap_or(I::zero()),
+            hi: hi.unwrap_or(I::zero()),
+            variant: if self.residual.is_some() {
+                3 + clamp
+            } else {
+                clamp
+            },
+            last,
+            _isa: PhantomData,
+        })
     }
 
     /// Runs pixels `start..end` (a chunk; the last one when `last`) through every block of

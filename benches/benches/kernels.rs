@@ -266,6 +266,7 @@ fn bench_fc(c: &mut Criterion, table: &'static KernelTable) {
                 bias: Some(&bias),
                 y: &mut y,
                 ys,
+                share: (0, 1),
             });
             std::hint::black_box(&mut y);
         },

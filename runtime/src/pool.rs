@@ -12,6 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// A borrowed job with its lifetime erased; only dereferenced while [`Pool::run`] waits.
 #[derive(Clone, Copy)]
@@ -35,8 +36,16 @@ struct Shared {
     quit: AtomicBool,
 }
 
-/// Spins before a worker goes to sleep: about the gap between two conv layers.
-const SPIN_ROUNDS: u32 = 20_000;
+/// How long a worker spins for the next job before it sleeps: longer than the serial parts
+/// between two parallel steps (a classifier, the input's layout copy, the gap between two
+/// runs of a model), whose end would otherwise wait for a sleeping thread to wake (tens of
+/// microseconds, more on a virtual machine), yet short enough that an idle session gives its
+/// cores back quickly. Spinning by count instead (20,000 pause instructions) lasted 0.19 ms on
+/// one machine and 0.8 ms on another (`docs/decisions.md`, session 25).
+const SPIN_TIME: Duration = Duration::from_millis(2);
+
+/// Spins between two reads of the clock while a worker waits.
+const SPINS_PER_CLOCK: u32 = 256;
 
 /// A fixed set of worker threads (possibly none).
 pub(crate) struct Pool {
@@ -138,15 +147,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn worker(s: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
-        // Wait for a new generation: spin, then sleep.
-        let mut spins = 0;
+        // Wait for a new generation: spin for `SPIN_TIME`, then sleep.
+        let until = Instant::now() + SPIN_TIME;
+        let mut spins = 0u32;
         let gen = loop {
             let g = s.generation.load(Ordering::Acquire);
             if g != seen {
                 break g;
             }
-            if spins < SPIN_ROUNDS {
-                spins += 1;
+            spins = spins.wrapping_add(1);
+            if spins % SPINS_PER_CLOCK != 0 || Instant::now() < until {
                 std::hint::spin_loop();
                 continue;
             }

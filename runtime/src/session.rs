@@ -854,15 +854,35 @@ impl<'m> Session<'m> {
                 }
                 Kernel::Fc { fc, k, w, bias } => {
                     let (x, xs) = input(0);
-                    (k.run)(&mut FcArgs {
-                        fc,
-                        x,
-                        xs,
-                        w,
-                        bias: *bias,
-                        y,
-                        ys,
-                    });
+                    // Large weights (a classifier) are streamed from memory: each participant
+                    // takes a share of the output features, and of the weights.
+                    let parts = if w.len() >= FC_SPLIT_MIN_WEIGHTS {
+                        pool.threads()
+                    } else {
+                        1
+                    };
+                    let yp = SendPtr(y.as_mut_ptr());
+                    let ylen = y.len();
+                    let part = |t: usize| {
+                        // SAFETY: participant `t` writes only the output features of its
+                        // share (the contract of `FcArgs::share`), disjoint from the others'.
+                        let y = unsafe { std::slice::from_raw_parts_mut(yp.get(), ylen) };
+                        (k.run)(&mut FcArgs {
+                            fc,
+                            x,
+                            xs,
+                            w,
+                            bias: *bias,
+                            y,
+                            ys,
+                            share: (t, parts),
+                        });
+                    };
+                    if parts > 1 {
+                        pool.run(&part);
+                    } else {
+                        part(0);
+                    }
                 }
                 Kernel::Pool(p) => {
                     // One input, or the parts of a concatenation read in place.
@@ -1116,6 +1136,10 @@ impl<'m> Session<'m> {
 /// own part of the pointee.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+
+/// Fully connected layers with at least this many weights run in shares on every thread
+/// (smaller ones are not worth waking the workers for).
+const FC_SPLIT_MIN_WEIGHTS: usize = 1 << 16;
 
 // SAFETY: the participants of a step use the pointer for disjoint parts only (see its uses).
 unsafe impl Sync for SendPtr {}

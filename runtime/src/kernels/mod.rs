@@ -124,6 +124,21 @@ pub struct FcArgs<'a> {
     pub y: &'a mut [f32],
     /// Output geometry.
     pub ys: Act4,
+    /// The part of the output this call computes, `(t, n)`: share `t` of `n` takes blocks
+    /// [`share`]`(blocks, (t, n))` of the weight layout's blocks of output features, so that
+    /// `n` threads may each run one share of a batch of one; the last share (`t + 1 == n`)
+    /// also clears the output's pad lanes. `(0, 1)` computes everything.
+    pub share: (usize, usize),
+}
+
+/// Share `t` of `n` of `count` items, `(t, n)` as in [`FcArgs::share`]: the shares of
+/// `t = 0 .. n` are consecutive, cover `0..count`, and differ in length by at most one.
+///
+/// # Panics
+/// When `t >= n`.
+pub fn share(count: usize, (t, n): (usize, usize)) -> std::ops::Range<usize> {
+    assert!(t < n, "share {t} of {n}");
+    count * t / n..count * (t + 1) / n
 }
 
 /// The fully connected kernel of a table.

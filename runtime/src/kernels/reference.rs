@@ -6,7 +6,7 @@
 //! reference is the more accurate side of a comparison. [`TABLE`] gathers them into a (slow)
 //! kernel table. Compiled always, used by tests.
 
-use super::{Act4, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use super::{share, Act4, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
 use crate::graph::{Activation, Conv, Layout, Pool, PoolKind};
 
 #[cfg(test)]
@@ -97,7 +97,7 @@ pub fn fc(a: &mut FcArgs) {
     let pixels = a.xs.shape.h as usize * a.xs.shape.w as usize;
     let (inf, of) = (pixels * c, a.ys.shape.c as usize);
     for n in 0..batch {
-        for o in 0..of {
+        for o in share(of, a.share) {
             let mut s = a.bias.map_or(0.0, |b| b[o] as f64);
             for p in 0..pixels {
                 for ch in 0..c {
@@ -108,7 +108,9 @@ pub fn fc(a: &mut FcArgs) {
             a.y[n * a.ys.cs + o] = a.fc.act.apply(s as f32);
         }
     }
-    zero_pads(a.y, a.ys);
+    if a.share.0 + 1 == a.share.1 {
+        zero_pads(a.y, a.ys);
+    }
 }
 
 /// Max or average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (the

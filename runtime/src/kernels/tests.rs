@@ -525,27 +525,31 @@ pub fn check_fc(table: &KernelTable, case: &FcCase) -> Result<(), TestCaseError>
     let x = rng.act(case.xs, 1.0);
     let w = rng.vec((dims[0] * dims[1]) as usize, 1.0 / (dims[1] as f32).sqrt());
     let bias = case.fc.bias.map(|_| rng.vec(dims[0] as usize, 1.0));
-    let run = |kernel: fn(&mut FcArgs), w: &[f32]| {
+    // The output in `n` shares, one call each (as `n` threads run it).
+    let run = |kernel: fn(&mut FcArgs), w: &[f32], n: usize| {
         let mut y = vec![f32::NAN; case.ys.len()];
-        kernel(&mut FcArgs {
-            fc: &case.fc,
-            x: &x,
-            xs: case.xs,
-            w,
-            bias: bias.as_deref(),
-            y: &mut y,
-            ys: case.ys,
-        });
+        for t in 0..n {
+            kernel(&mut FcArgs {
+                fc: &case.fc,
+                x: &x,
+                xs: case.xs,
+                w,
+                bias: bias.as_deref(),
+                y: &mut y,
+                ys: case.ys,
+                share: (t, n),
+            });
+        }
         y
     };
-    let expect = run(reference::fc, &w);
-    let got = run(table.fc.run, &pack::pack(&w, &dims, table.fc.layout));
-    compare(
-        &got,
-        &expect,
-        case.ys,
-        &format!("{}/{}", table.name, table.fc.name),
-    )
+    let expect = run(reference::fc, &w, 1);
+    let packed = pack::pack(&w, &dims, table.fc.layout);
+    for n in [1, 2, 3] {
+        let got = run(table.fc.run, &packed, n);
+        let what = format!("{}/{} in {n} shares", table.name, table.fc.name);
+        compare(&got, &expect, case.ys, &what)?;
+    }
+    Ok(())
 }
 
 /// One pooling test case.

@@ -5,7 +5,7 @@
 
 use super::simd::{zero_pad_lanes, LANES};
 use super::tile::{bias8, for_each_tile, mac, Store, TileFn};
-use crate::kernels::FcArgs;
+use crate::kernels::{share, FcArgs};
 
 /// `y(n, o) = act(bias[o] + sum_i x_flat(n, i) * W[o][i])`.
 pub(crate) fn fc(a: &mut FcArgs) {
@@ -22,7 +22,7 @@ pub(crate) fn fc(a: &mut FcArgs) {
         act: a.fc.act,
         cs: a.ys.cs,
     };
-    for b in 0..blocks {
+    for b in share(blocks, a.share) {
         let mut tile = FcTile {
             a: &mut *a,
             store: &store,
@@ -32,7 +32,9 @@ pub(crate) fn fc(a: &mut FcArgs) {
         };
         for_each_tile(0, batch, &mut tile);
     }
-    zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
+    if a.share.0 + 1 == a.share.1 {
+        zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
+    }
 }
 
 /// One block of 8 outputs over a range of batch items.

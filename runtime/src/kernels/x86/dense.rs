@@ -11,7 +11,7 @@
 use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
 use super::isa::Isa;
 use crate::graph::{Activation, Conv};
-use crate::kernels::{Act4, ConvArgs, FcArgs};
+use crate::kernels::{share, Act4, ConvArgs, FcArgs};
 use std::marker::PhantomData;
 
 /// `acc[m][j] += sum_i x_m[i] * w[i][j]` for `i < k`: the microkernel of every dense kernel.
@@ -1088,11 +1088,13 @@ pub(crate) unsafe fn fc<I: Isa, const MR: usize, const NV: usize>(a: &mut FcArgs
         b: 0,
         _isa: PhantomData,
     };
-    for b in 0..blocks {
+    for b in share(blocks, a.share) {
         t.b = b;
         for_each_tile::<MR>(0, batch, &mut t);
     }
-    zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
+    if a.share.0 + 1 == a.share.1 {
+        zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
+    }
 }
 
 /// One block of outputs of a fully connected layer.

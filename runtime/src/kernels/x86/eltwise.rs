@@ -226,8 +226,9 @@ pub(crate) unsafe fn pool<I: Isa>(
             let (rows, cols) = (kys.len(), kxs.len());
             let count = rows * cols;
             let divisor = win.divisor(p.kind, count, oy, ox);
-            // No input tap (a window wholly in padding), or nothing to divide by: 0.
-            let empty = count == 0 || divisor == 0;
+            // No input tap (a window wholly in padding): 0. (A window with taps has a divisor:
+            // 1 for max, at least `count` for average.)
+            let empty = count == 0;
             let first = if empty {
                 x
             } else {
@@ -236,7 +237,7 @@ pub(crate) unsafe fn pool<I: Isa>(
             };
             let taps = Taps {
                 first,
-                rows: if empty { 0 } else { rows },
+                rows,
                 cols,
                 step_y,
                 step_x,

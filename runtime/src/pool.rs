@@ -156,7 +156,7 @@ fn worker(s: &Shared, index: usize) {
                 break g;
             }
             spins = spins.wrapping_add(1);
-            if spins % SPINS_PER_CLOCK != 0 || Instant::now() < until {
+            if !spins.is_multiple_of(SPINS_PER_CLOCK) || Instant::now() < until {
                 std::hint::spin_loop();
                 continue;
             }

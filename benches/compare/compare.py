@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Peer comparison: times SMOF, ONNX Runtime, ncnn, MNN and tract on the same ONNX models,
-single thread, batch 1, f32, in one run on one machine, and writes the table into
-docs/benchmarks.md between `<!-- peers:begin -->` and `<!-- peers:end -->`.
+single thread (or `--threads N`), batch 1, f32, in one run on one machine, and writes the
+table into docs/benchmarks.md between `<!-- peers:begin -->` and `<!-- peers:end -->` (with
+`--threads N` above 1, between `<!-- peers-N-threads:begin -->` and its end marker).
 
-    benches/compare/run.sh [--loops N] [--warmup N] [--rounds N] [--runtimes LIST] [MODEL.onnx ...]
+    benches/compare/run.sh [--loops N] [--warmup N] [--rounds N] [--threads N]
+                           [--runtimes LIST] [MODEL.onnx ...]
+
+tract has no threads within an operator, so with `--threads N` it still runs on one.
 
 Every runtime runs in its own process (`smof-bench`, `tract-bench`, or this script with
 `--worker`), on the same synthetic input (the generator of `smof-bench`); each dumps its
@@ -47,8 +51,14 @@ TITLES = {
     "mnn": "MNN",
     "tract": "tract",
 }
-BEGIN = "<!-- peers:begin -->"
-END = "<!-- peers:end -->"
+
+
+def markers(threads):
+    """The markers around the table for `threads` threads in docs/benchmarks.md."""
+    if threads == 1:
+        return "<!-- peers:begin -->", "<!-- peers:end -->"
+    return f"<!-- peers-{threads}-threads:begin -->", f"<!-- peers-{threads}-threads:end -->"
+
 # Outputs must agree with ONNX Runtime's to this fraction of max |ORT output|: f32 runtimes
 # that sum in different orders (Winograd, GEMM blocking) differ by ~1e-5..1e-3 of it; a
 # wrong conversion (layout, missing layer) is off by O(1).
@@ -108,11 +118,11 @@ def time_loop(run, warmup, loops):
     return {"min_ms": min(ms), "median_ms": median(ms), "loop_cpu_per_wall": loop_cpu}
 
 
-def worker_ort(model, x, warmup, loops):
+def worker_ort(model, x, warmup, loops, threads):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -123,12 +133,12 @@ def worker_ort(model, x, warmup, loops):
     return r, out
 
 
-def worker_ncnn(model, x, warmup, loops):
+def worker_ncnn(model, x, warmup, loops, threads):
     import ncnn
 
     param, binf = model
     net = ncnn.Net()
-    net.opt.num_threads = 1
+    net.opt.num_threads = threads
     # f32 throughout; the optimisations stay at ncnn's defaults (Winograd, sgemm, packing).
     net.opt.use_fp16_storage = False
     net.opt.use_fp16_packed = False
@@ -162,13 +172,13 @@ def worker_ncnn(model, x, warmup, loops):
     return r, out
 
 
-def worker_mnn(model, x, warmup, loops):
+def worker_mnn(model, x, warmup, loops, threads):
     import MNN
     import numpy as np
 
     model, out_name = model
     interp = MNN.Interpreter(model)
-    sess = interp.createSession({"numThread": 1, "backend": "CPU", "precision": "normal"})
+    sess = interp.createSession({"numThread": threads, "backend": "CPU", "precision": "normal"})
     inp = interp.getSessionInput(sess)
     if tuple(inp.getShape()) != tuple(x.shape):
         interp.resizeTensor(inp, tuple(x.shape))
@@ -199,7 +209,7 @@ def worker_main(a):
     fn = {"ort": worker_ort, "ncnn": worker_ncnn, "mnn": worker_mnn}[a.worker]
     model = a.model[0] if len(a.model) == 1 else tuple(a.model)
     try:
-        r, out = fn(model, x, a.warmup, a.loops)
+        r, out = fn(model, x, a.warmup, a.loops, a.threads)
     except Fail as e:
         print(f"compare: {e}", file=sys.stderr)
         return 1
@@ -213,15 +223,15 @@ def worker_main(a):
 # ---------------------------------------------------------------------------------------
 
 
-def sh(cmd, cwd=None, what=None, usage=None):
+def sh(cmd, cwd=None, what=None, usage=None, threads=1):
     """Runs `cmd`; on failure raises Fail with the last lines of its output. With `usage` (a
     dict), stores the child's CPU seconds and wall seconds in it."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    # One OpenMP thread as well: ncnn's wheel otherwise keeps a second OpenMP thread busy
-    # on small models (CPU time 1.29x wall time on MobileNetV3-Small) even with
-    # `num_threads = 1`.
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # As many OpenMP threads as the run's threads: ncnn's wheel otherwise keeps a second
+    # OpenMP thread busy on small models (CPU time 1.29x wall time on MobileNetV3-Small) even
+    # with `num_threads = 1`.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -322,16 +332,16 @@ def run_once(rt, m, a, tools):
     dump = os.path.join(m.dir, f"out_{rt}.f32")
     common = ["--warmup", str(a.warmup), "--loops", str(a.loops), "--dump-output", dump]
     if rt == "smof":
-        r = last_json(sh([tools["smof-bench"], target, "--json", "--threads", "1"] + common,
-                         what="smof-bench", usage=usage))
+        r = last_json(sh([tools["smof-bench"], target, "--json", "--threads", str(a.threads)]
+                         + common, what="smof-bench", usage=usage))
     elif rt == "tract":
         r = last_json(sh([tools["tract-bench"], target, "--shape", m.shape_arg] + common,
                          what="tract-bench", usage=usage))
     else:
         models = list(target) if isinstance(target, tuple) else [target]
         r = last_json(sh([sys.executable, os.path.abspath(__file__), "--worker", rt,
-                          "--input", m.xfile] + common + models, what=TITLES[rt],
-                          usage=usage))
+                          "--input", m.xfile, "--threads", str(a.threads)] + common + models,
+                         what=TITLES[rt], usage=usage, threads=a.threads))
     r["cpu_per_wall"] = r.get("loop_cpu_per_wall", usage["cpu"] / usage["wall"])
     return r, np.fromfile(dump, dtype="<f4")
 
@@ -435,8 +445,15 @@ def render(a, results, errors, diffs, info, runtimes, models, started, load):
     ver = info["versions"]
     mach = info["machine"]
     peers = [r for r in runtimes if r != "smof"]
+    begin, end = markers(a.threads)
+    if a.threads == 1:
+        threads = "Single thread"
+    else:
+        threads = f"{a.threads} threads"
+        if "tract" in runtimes:
+            threads += " (tract: one, it has no threads within an operator)"
     lines = [
-        BEGIN,
+        begin,
         "",
         f"Written by `{' '.join(['benches/compare/run.sh'] + info['argv'])}` on "
         f"{started:%Y-%m-%d %H:%M} UTC.",
@@ -447,7 +464,7 @@ def render(a, results, errors, diffs, info, runtimes, models, started, load):
         "- Versions: " + ", ".join(
             [f"smof {ver['smof']}"] + [f"{TITLES[r]} {ver[r]}" for r in peers]
             + [f"rustc {ver['rustc']}", f"Python {ver['python']}"]) + ".",
-        f"- Single thread, batch 1, f32, input 1x3x224x224 unless the model name says "
+        f"- {threads}, batch 1, f32, input 1x3x224x224 unless the model name says "
         "otherwise (the shape the model declares); per runtime and model "
         f"{a.rounds} round(s) of {a.warmup} warm-up and {a.loops} timed runs, runtimes "
         "back-to-back with the order rotated each round. Figures: median over the rounds "
@@ -482,9 +499,11 @@ def render(a, results, errors, diffs, info, runtimes, models, started, load):
                      f"(must be below {OUTPUT_TOL:g}): " + "; ".join(checked) + ".")
         lines.append("")
     if info["cpu_ratio"]:
-        lines.append("Single-thread check, largest CPU time / wall time of a runtime over its "
-                     "timed runs (the Python-hosted runtimes), or of its whole process (smof-bench, "
-                     "tract-bench); above 1 would mean a second busy thread: "
+        what = "Single-thread check" if a.threads == 1 else "Thread check"
+        lines.append(f"{what}, largest CPU time / wall time of a runtime over its timed runs "
+                     "(the Python-hosted runtimes), or of its whole process (smof-bench, "
+                     f"tract-bench); above {a.threads} would mean "
+                     f"{'a second' if a.threads == 1 else 'an extra'} busy thread: "
                      + ", ".join(f"{TITLES[r]} {v:.2f}" for r, v in info["cpu_ratio"].items())
                      + ".")
         lines.append("")
@@ -492,18 +511,20 @@ def render(a, results, errors, diffs, info, runtimes, models, started, load):
         lines.append(f"[{i}] {n}")
     if notes:
         lines.append("")
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
-def write_doc(path, block):
+def write_doc(path, block, threads):
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        pre, rest = text.split(BEGIN, 1)
-        _, post = rest.split(END, 1)
+    begin, end = markers(threads)
+    title = "Peer comparison" if threads == 1 else f"Peer comparison, {threads} threads"
+    if begin in text and end in text:
+        pre, rest = text.split(begin, 1)
+        _, post = rest.split(end, 1)
         text = pre + block + post
     else:
-        text = (text.rstrip("\n") + "\n\n## Peer comparison\n\n"
+        text = (text.rstrip("\n") + f"\n\n## {title}\n\n"
                 "`benches/compare/run.sh` writes this section (see `benches/compare/README.md`).\n\n"
                 + block + "\n")
     with open(path, "w") as f:
@@ -521,8 +542,9 @@ def driver_main(a, argv):
     for p in model_paths:
         if not os.path.isfile(p):
             sys.exit(f"compare: no model at {p}")
-    if a.rounds < 1 or a.loops < 1 or a.warmup < 0:
-        sys.exit("compare: --rounds and --loops must be at least 1, --warmup at least 0")
+    if a.rounds < 1 or a.loops < 1 or a.warmup < 0 or a.threads < 1:
+        sys.exit("compare: --rounds, --loops and --threads must be at least 1, --warmup at "
+                 "least 0")
     started = datetime.datetime.now(datetime.timezone.utc)
     load0 = os.getloadavg()[0]
     work = os.path.abspath(a.work)
@@ -587,20 +609,23 @@ def driver_main(a, argv):
     block = render(a, results, errors, diffs, info, runtimes, models, started, (load0, load1))
     print(block)
     if not a.no_write:
-        write_doc(a.doc, block)
+        write_doc(a.doc, block, a.threads)
         print(f"compare: wrote {a.doc}", file=sys.stderr)
     return 1 if errors else 0
 
 
 def main():
     ap = argparse.ArgumentParser(
-        description="Times smof and its peers on ONNX models, single thread, batch 1, and "
+        description="Times smof and its peers on ONNX models, single thread (or --threads), "
+        "batch 1, and "
         "writes the table into docs/benchmarks.md.")
     ap.add_argument("models", nargs="*", help="ONNX models (default: ResNet-18, MobileNetV2, "
                     "SqueezeNet 1.1 from ../shared/models and the bundled MobileNetV2 backbone)")
     ap.add_argument("--loops", type=int, default=30, help="timed runs per round (default 30)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per model (default 3)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per runtime (default 1; tract always runs one)")
     ap.add_argument("--runtimes", default=",".join(RUNTIMES),
                     help=f"comma-separated subset of {','.join(RUNTIMES)} (default: all)")
     ap.add_argument("--work", default=os.path.join(ROOT, "target", "compare"),

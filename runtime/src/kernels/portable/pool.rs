@@ -56,7 +56,9 @@ impl Window {
         )
     }
 
-    /// The dilations: input rows and columns from one tap to the next.
+    /// The dilations: input rows and columns from one tap to the next (for the x86 pool,
+    /// which steps through a window's taps by pointer).
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn dilation(&self) -> (usize, usize) {
         (self.dh, self.dw)
     }

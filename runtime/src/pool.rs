@@ -41,7 +41,8 @@ struct Shared {
 /// runs of a model), whose end would otherwise wait for a sleeping thread to wake (tens of
 /// microseconds, more on a virtual machine), yet short enough that an idle session gives its
 /// cores back quickly. Spinning by count instead (20,000 pause instructions) lasted 0.19 ms on
-/// one machine and 0.8 ms on another (`docs/decisions.md`, session 25).
+/// the development VM, and a pause's length differs several-fold between CPUs
+/// (`docs/decisions.md`, session 25).
 const SPIN_TIME: Duration = Duration::from_millis(2);
 
 /// Spins between two reads of the clock while a worker waits.

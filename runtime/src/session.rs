@@ -1137,10 +1137,6 @@ impl<'m> Session<'m> {
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
 
-/// Fully connected layers with at least this many weights run in shares on every thread
-/// (smaller ones are not worth waking the workers for).
-const FC_SPLIT_MIN_WEIGHTS: usize = 1 << 16;
-
 // SAFETY: the participants of a step use the pointer for disjoint parts only (see its uses).
 unsafe impl Sync for SendPtr {}
 
@@ -1149,6 +1145,10 @@ impl SendPtr {
         self.0
     }
 }
+
+/// Fully connected layers with at least this many weights run in shares on every thread
+/// (smaller ones are not worth waking the workers for).
+const FC_SPLIT_MIN_WEIGHTS: usize = 1 << 16;
 
 /// Copies an NCHW tensor into an NHWC buffer with padded channel stride, zeroing pad lanes.
 fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {

@@ -288,6 +288,9 @@ pub(crate) enum LinkOp<'a> {
         pool: &'a Pool,
         /// The kernel table's pool.
         run: crate::kernels::PoolFn,
+        /// The output channel it writes from (a part of a concatenation read in place);
+        /// 0 in a chain.
+        c0: usize,
     },
 }
 
@@ -364,13 +367,20 @@ fn run_band(
                 parts: &[],
             });
         }
-        LinkOp::MaxPool { pool, run } => {
+        LinkOp::MaxPool { pool, run, c0 } => {
             debug_assert!(residual.is_none());
             let mut pool = *pool;
             pool.pads[0] = top;
-            run(&pool, x, xs, y, ys, 0);
+            run(&pool, x, xs, y, ys, c0);
         }
     }
+}
+
+/// Output rows `o` of a max pool outside a chain, on one image: `link`'s `x` and `y` are the
+/// whole input and output. How a standalone max pool is split over threads.
+pub(crate) fn run_rows(link: &Link, x: &[f32], y: &mut [f32], o: Range<usize>) {
+    debug_assert!(link.xs.shape.n == 1 && matches!(link.op, LinkOp::MaxPool { .. }));
+    run_band(link, x, 0..link.xs.shape.h as usize, y, 0, None, o, &mut []);
 }
 
 /// Runs the chain whose member `j` is `link(j)` for the final output rows `rows` (over

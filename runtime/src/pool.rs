@@ -92,6 +92,22 @@ impl Pool {
         self.workers.len() + 1
     }
 
+    /// Calls `f(t)` for `t` in `0..parts` only (`parts` at most [`Pool::threads`]; the other
+    /// participants stay idle): on the calling thread alone when `parts` is 1, and not at all
+    /// when it is 0.
+    pub fn run_parts(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        match parts {
+            0 => {}
+            1 => f(0),
+            p if p >= self.threads() => self.run(f),
+            p => self.run(&|t| {
+                if t < p {
+                    f(t)
+                }
+            }),
+        }
+    }
+
     /// Calls `f(t)` for every participant `t` in `0..self.threads()`, `f(0)` on the calling
     /// thread, and returns when all calls have returned. A panic in any call is resumed here.
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {

@@ -6,10 +6,12 @@ use crate::concat_read::{self, ConcatReads, View};
 use crate::error::{Error, Result};
 use crate::fuse::{self, Pattern};
 use crate::graph::{
-    Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, ReduceKind, Resize, UnaryKind,
+    Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, PoolKind, ReduceKind, Resize,
+    Shape4, UnaryKind,
 };
 use crate::kernels::{
-    Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable, MAX_CONV_PARTS,
+    is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel,
+    KernelTable, MAX_CONV_PARTS,
 };
 use crate::model::Model;
 use crate::plan::{self, Interval};
@@ -666,8 +668,9 @@ impl<'m> Session<'m> {
             let y = unsafe { std::slice::from_raw_parts_mut(base.add(ob.offset), ob.geom.len()) };
             let ys = ob.geom;
             if let Link::Pattern(p, inner) = &step.link {
-                // SAFETY: a pattern runs on the calling thread only, in participant 0's
-                // scratch area.
+                // SAFETY: a pattern's serial parts run on the calling thread, in participant
+                // 0's scratch area; its parallel parts write outside the scratch area or into
+                // disjoint parts of participant 0's (see `mean_by_channels`).
                 let scratch = unsafe { std::slice::from_raw_parts_mut(scratch.get(), scratch_len) };
                 let (x, xs) = input(0);
                 match *p {
@@ -703,10 +706,17 @@ impl<'m> Session<'m> {
                         let (s, rest) = scratch.split_at_mut(ss.len());
                         let (t, rest) = rest.split_at_mut(ts.len());
                         let (g, rest) = rest.split_at_mut(gs.len());
-                        (table.global_avg_pool)(x, xs, s, ss);
+                        // The two ends read the whole map: on one image of some size they run
+                        // on every thread, and compute what one thread would, to the bit.
+                        let parts = if xs.shape.n == 1 && xs.len() >= SE_SPLIT_MIN_FLOATS {
+                            pool.threads()
+                        } else {
+                            1
+                        };
+                        mean_by_channels(table, pool, parts, x, xs, s, ss);
                         conv(1, s, ss, t, ts, &mut *rest);
                         conv(2, t, ts, g, gs, rest);
-                        (table.mul)(x, g, gs, y, ys);
+                        scale_by_rows(table, pool, parts, x, xs, g, gs, y, ys);
                     }
                     Pattern::Sppf { k } => fuse::sppf(k, x, xs, y, ys, scratch),
                 }
@@ -744,6 +754,7 @@ impl<'m> Session<'m> {
                             Kernel::Pool(pool) => chain::LinkOp::MaxPool {
                                 pool,
                                 run: table.pool,
+                                c0: 0,
                             },
                             _ => unreachable!("chains hold convs and max pools only"),
                         };
@@ -758,9 +769,6 @@ impl<'m> Session<'m> {
                     let yp = SendPtr(y.as_mut_ptr());
                     let ylen = y.len();
                     let part = |t: usize| {
-                        if t >= parts {
-                            return;
-                        }
                         // SAFETY: participant `t` writes only the final output rows of its
                         // range (disjoint from the others') and its own scratch area.
                         let (y, scratch) = unsafe {
@@ -772,14 +780,10 @@ impl<'m> Session<'m> {
                                 ),
                             )
                         };
-                        let r = rows * t / parts..rows * (t + 1) / parts;
+                        let r = share(rows, (t, parts));
                         chain::run(c, link, x, y, residual, r, scratch);
                     };
-                    if parts > 1 {
-                        pool.run(&part);
-                    } else {
-                        part(0);
-                    }
+                    pool.run_parts(parts, &part);
                 }
                 Kernel::Conv {
                     conv,
@@ -817,9 +821,6 @@ impl<'m> Session<'m> {
                     let yp = SendPtr(y.as_mut_ptr());
                     let ylen = y.len();
                     let part = |t: usize| {
-                        if t >= parts {
-                            return;
-                        }
                         // SAFETY: participant `t` writes only output rows `r` (the contract of
                         // `ConvKernel::run`), and the row ranges of the participants are
                         // disjoint; each participant has its own scratch area.
@@ -846,11 +847,7 @@ impl<'m> Session<'m> {
                             parts: more,
                         });
                     };
-                    if parts > 1 {
-                        pool.run(&part);
-                    } else {
-                        part(0);
-                    }
+                    pool.run_parts(parts, &part);
                 }
                 Kernel::Fc { fc, k, w, bias } => {
                     let (x, xs) = input(0);
@@ -878,20 +875,50 @@ impl<'m> Session<'m> {
                             share: (t, parts),
                         });
                     };
-                    if parts > 1 {
-                        pool.run(&part);
-                    } else {
-                        part(0);
-                    }
+                    pool.run_parts(parts, &part);
                 }
                 Kernel::Pool(p) => {
-                    // One input, or the parts of a concatenation read in place.
-                    let mut c0 = 0;
-                    for k in 0..step.inputs.len() {
-                        let (x, xs) = input(k);
-                        (table.pool)(p, x, xs, y, ys, c0);
-                        c0 += xs.shape.c as usize;
+                    // One input, or the parts of a concatenation read in place (at most
+                    // `MAX_CONV_PARTS`: no larger concatenation is read in place).
+                    let mut parts = [(&[][..], ys); MAX_CONV_PARTS];
+                    let count = step.inputs.len().min(MAX_CONV_PARTS);
+                    for (k, slot) in parts.iter_mut().enumerate().take(count) {
+                        *slot = input(k);
                     }
+                    let parts = &parts[..count];
+                    // A large max pool of one image runs by bands of output rows on every
+                    // thread, as in a chain (an average's divisor may count the padding).
+                    let rows = ys.rows();
+                    let split = p.kind == PoolKind::Max
+                        && ys.shape.n == 1
+                        && ys.len() >= POOL_SPLIT_MIN_FLOATS;
+                    let threads = if split { pool.threads().min(rows) } else { 1 };
+                    let yp = SendPtr(y.as_mut_ptr());
+                    let ylen = y.len();
+                    let part = |t: usize| {
+                        // SAFETY: participant `t` writes only the output rows of its share,
+                        // disjoint from the others'.
+                        let y = unsafe { std::slice::from_raw_parts_mut(yp.get(), ylen) };
+                        let mut c0 = 0;
+                        for &(x, xs) in parts {
+                            if threads == 1 {
+                                (table.pool)(p, x, xs, &mut *y, ys, c0);
+                            } else {
+                                let link = chain::Link {
+                                    op: chain::LinkOp::MaxPool {
+                                        pool: p,
+                                        run: table.pool,
+                                        c0,
+                                    },
+                                    xs,
+                                    ys,
+                                };
+                                chain::run_rows(&link, x, &mut *y, share(rows, (t, threads)));
+                            }
+                            c0 += xs.shape.c as usize;
+                        }
+                    };
+                    pool.run_parts(threads, &part);
                 }
                 Kernel::GlobalAvgPool => {
                     let (x, xs) = input(0);
@@ -1149,6 +1176,113 @@ impl SendPtr {
 /// Fully connected layers with at least this many weights run in shares on every thread
 /// (smaller ones are not worth waking the workers for).
 const FC_SPLIT_MIN_WEIGHTS: usize = 1 << 16;
+
+/// Max pools whose output has at least this many floats run on every thread.
+const POOL_SPLIT_MIN_FLOATS: usize = 1 << 14;
+
+/// Squeeze-excite patterns whose input has at least this many floats run their mean and
+/// their scaling on every thread.
+const SE_SPLIT_MIN_FLOATS: usize = 1 << 14;
+
+/// Channels a participant of [`mean_by_channels`] takes at a time: one 64-byte line, so two
+/// participants never write or read parts of one line.
+const MEAN_WINDOW: usize = 16;
+
+/// `global_avg_pool` of `x` into `s` on up to `parts` participants, each over a window of
+/// whole [`MEAN_WINDOW`]s of channels (the kernel reads a window of a wider buffer, see
+/// [`KernelTable::global_avg_pool`]). A channel's sum is the kernel's sum over the same
+/// pixels in the same order, so the result does not depend on `parts`.
+fn mean_by_channels(
+    table: &KernelTable,
+    pool: &Workers,
+    parts: usize,
+    x: &[f32],
+    xs: Act4,
+    s: &mut [f32],
+    ss: Act4,
+) {
+    let c = xs.shape.c as usize;
+    let windows = c.div_ceil(MEAN_WINDOW);
+    let parts = parts.min(windows).max(1);
+    let sp = SendPtr(s.as_mut_ptr());
+    let slen = s.len();
+    pool.run_parts(parts, &|p| {
+        let r = share(windows, (p, parts));
+        let (c0, c1) = (r.start * MEAN_WINDOW, (r.end * MEAN_WINDOW).min(c));
+        let width = c1.saturating_sub(c0) as u32;
+        let win = Act4 {
+            shape: Shape4 {
+                c: width,
+                ..xs.shape
+            },
+            cs: xs.cs,
+        };
+        // The last window also writes the pad lanes of `s`.
+        let out = Act4 {
+            shape: Shape4 {
+                c: width,
+                ..ss.shape
+            },
+            cs: if is_last_share((p, parts)) {
+                ss.cs - c0
+            } else {
+                c1 - c0
+            },
+        };
+        if c0 >= c1 || c0 + out.cs > slen {
+            return;
+        }
+        // SAFETY: participant `p` writes `s[c0 .. c0 + out.cs]` only (checked inside `s`
+        // above), and the windows of the participants are disjoint.
+        let s = unsafe { std::slice::from_raw_parts_mut(sp.get().add(c0), out.cs) };
+        (table.global_avg_pool)(&x[c0.min(x.len())..], win, s, out);
+    });
+}
+
+/// `y = x * g` (one scale per channel) on up to `parts` participants, each over a band of
+/// rows. Only one image is split (`parts` is 1 for a batch).
+#[allow(clippy::too_many_arguments)]
+fn scale_by_rows(
+    table: &KernelTable,
+    pool: &Workers,
+    parts: usize,
+    x: &[f32],
+    xs: Act4,
+    g: &[f32],
+    gs: Act4,
+    y: &mut [f32],
+    ys: Act4,
+) {
+    let rows = ys.rows();
+    let parts = if ys.shape.n == 1 {
+        parts.min(rows).max(1)
+    } else {
+        1
+    };
+    let n = ys.shape.n.max(1) as usize;
+    let (xrow, yrow) = (xs.shape.w as usize * xs.cs, ys.shape.w as usize * ys.cs);
+    let yp = SendPtr(y.as_mut_ptr());
+    let ylen = y.len();
+    pool.run_parts(parts, &|p| {
+        let r = share(rows, (p, parts));
+        let band = |a: Act4| Act4 {
+            shape: Shape4 {
+                h: (r.len() / n) as u32,
+                ..a.shape
+            },
+            cs: a.cs,
+        };
+        let (xb, yb) = (band(xs), band(ys));
+        let (x0, y0) = (r.start * xrow, r.start * yrow);
+        if x0 + xb.len() > x.len() || y0 + yb.len() > ylen {
+            return;
+        }
+        // SAFETY: participant `p` writes its band of rows of `y` only (checked inside `y`
+        // above), and the bands of the participants are disjoint.
+        let y = unsafe { std::slice::from_raw_parts_mut(yp.get().add(y0), yb.len()) };
+        (table.mul)(&x[x0..x0 + xb.len()], g, gs, y, yb);
+    });
+}
 
 /// Copies an NCHW tensor into an NHWC buffer with padded channel stride, zeroing pad lanes.
 fn nchw_to_nhwc(src: &[f32], g: Act4, dst: &mut [f32]) {

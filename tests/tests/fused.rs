@@ -89,6 +89,21 @@ fn check_fusion(
             );
             s.run(&[&input.1]).unwrap();
             outs.push(s.output(0).to_vec());
+            // A large pattern runs on every thread, and computes the same bits.
+            for threads in [2, 3] {
+                let opts = opts.clone().threads(threads);
+                let mut s = Session::new(&model, &opts).unwrap();
+                s.run(&[&input.1]).unwrap();
+                let last = outs.last().unwrap();
+                assert!(
+                    s.output(0)
+                        .iter()
+                        .zip(last)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{name} on {table}, layer_by_layer {layer_by_layer}: {threads} threads \
+                     differ from one"
+                );
+            }
         }
         assert_close(
             &format!("{name} on {table}"),
@@ -136,6 +151,20 @@ fn squeeze_excite_runs_as_one_step() {
             let y = b.node("Relu", &[&y], vec![]);
             b.squeeze_excite(&y, 96, "Sigmoid", false)
         },
+    );
+    // Large enough to run on every thread: the mean by channel windows (40 channels: windows
+    // of 16, 16 and 8), the scaling by rows.
+    check(
+        "SE 40ch 24x20",
+        &[1, 40, 24, 20],
+        &["SqueezeExcite"],
+        |b, x| b.squeeze_excite(x, 40, "Sigmoid", false),
+    );
+    check(
+        "SE 96ch 14x14 HardSigmoid",
+        &[1, 96, 14, 14],
+        &["SqueezeExcite"],
+        |b, x| b.squeeze_excite(x, 96, "HardSigmoid", false),
     );
     check(
         "two SE blocks",
@@ -380,6 +409,37 @@ fn concatenations_are_read_in_place_by_pools() {
             );
             b.conv(&p, &ConvSpec::new(32, 8, [1, 1]))
         },
+    );
+    // The same, large enough for the pool to run by bands of rows on every thread (29
+    // output rows, ceil mode).
+    check_fusion(
+        "fire then max pool, large",
+        &[1, 8, 59, 61],
+        &[],
+        (1, 1),
+        |b, x| {
+            let s = b.conv(x, &ConvSpec::new(8, 4, [1, 1]));
+            let e1 = b.conv(&s, &ConvSpec::new(4, 16, [1, 1]));
+            let e3 = b.conv(&s, &ConvSpec::new(4, 16, [3, 3]).same());
+            let c = concat(b, &[&e1, &e3]);
+            let p = pool(
+                b,
+                "MaxPool",
+                &c,
+                (3, 2),
+                [0; 4],
+                vec![attr::int("ceil_mode", 1)],
+            );
+            b.conv(&p, &ConvSpec::new(32, 8, [1, 1]))
+        },
+    );
+    // A padded max pool on its own (the graph's input and output), by bands of rows.
+    check_fusion(
+        "padded max pool, large",
+        &[1, 24, 70, 50],
+        &[],
+        (0, 0),
+        |b, x| pool(b, "MaxPool", x, (3, 2), [1, 1, 1, 1], vec![]),
     );
     // Ragged parts (5, the input's 3, 13 channels), an average pool counting its padding,
     // batch 2, the pool as the graph output.

@@ -50,6 +50,15 @@ impl Act4 {
     pub fn len(&self) -> usize {
         self.shape.pixels() as usize * self.cs
     }
+    /// Floats from the first element to the last channel of the last pixel:
+    /// `(n*h*w - 1) * cs + c`, or 0 for no pixel. What a kernel that reads channels `0..c`
+    /// only needs of its input.
+    pub fn span(&self) -> usize {
+        match self.shape.pixels() as usize {
+            0 => 0,
+            p => (p - 1) * self.cs + self.shape.c as usize,
+        }
+    }
     /// True when the buffer holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -133,12 +142,18 @@ pub struct FcArgs<'a> {
 
 /// Share `t` of `n` of `count` items, `(t, n)` as in [`FcArgs::share`]: the shares of
 /// `t = 0 .. n` are consecutive, cover `0..count`, and differ in length by at most one.
-///
-/// # Panics
-/// When `t >= n`.
+/// A share past the last (`t >= n`) is empty, and `n = 0` counts as one share. Has no panic
+/// path, so kernels may call it inside their inlined drivers.
 pub fn share(count: usize, (t, n): (usize, usize)) -> std::ops::Range<usize> {
-    assert!(t < n, "share {t} of {n}");
-    count * t / n..count * (t + 1) / n
+    let n = n.max(1);
+    let at = |i: usize| count * i.min(n) / n;
+    at(t)..at(t + 1)
+}
+
+/// Whether share `(t, n)` is the last one ([`share`]'s convention), the one that also
+/// writes what belongs to no share, such as the output's pad lanes.
+pub fn is_last_share((t, n): (usize, usize)) -> bool {
+    t + 1 == n.max(1)
 }
 
 /// The fully connected kernel of a table.
@@ -184,7 +199,9 @@ pub struct KernelTable {
     /// once per part. The pad lanes of `y` are written (as zeros) by the part that ends at
     /// `ys.shape.c`.
     pub pool: PoolFn,
-    /// Mean over H and W.
+    /// Mean over H and W. Reads `x` up to [`Act4::span`] only, so a window of channels
+    /// `c0 .. c0 + c` of a wider buffer is a valid input (`&x[c0..]` with the window's `c`
+    /// and the buffer's `cs`), and a channel's mean does not depend on the window it is in.
     pub global_avg_pool: UnaryFn,
     /// `y = act(a + b)`, all of one geometry.
     pub add: fn(a: &[f32], b: &[f32], y: &mut [f32], ys: Act4, act: Activation),

@@ -6,7 +6,7 @@
 //! reference is the more accurate side of a comparison. [`TABLE`] gathers them into a (slow)
 //! kernel table. Compiled always, used by tests.
 
-use super::{share, Act4, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
+use super::{is_last_share, share, Act4, ConvArgs, ConvKernel, FcArgs, FcKernel, KernelTable};
 use crate::graph::{Activation, Conv, Layout, Pool, PoolKind};
 
 #[cfg(test)]
@@ -108,7 +108,7 @@ pub fn fc(a: &mut FcArgs) {
             a.y[n * a.ys.cs + o] = a.fc.act.apply(s as f32);
         }
     }
-    if a.share.0 + 1 == a.share.1 {
+    if is_last_share(a.share) {
         zero_pads(a.y, a.ys);
     }
 }

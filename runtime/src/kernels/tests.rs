@@ -776,6 +776,34 @@ pub fn check_elementwise(table: &KernelTable, case: &EltCase) -> Result<(), Test
         gap,
         "global_avg_pool",
     )?;
+    // A window of channels of the wider buffer (how a session splits the mean over threads)
+    // gets the means, to the bit, that the whole call gives those channels.
+    let c = s.c as usize;
+    let mut whole = nan(gap);
+    (table.global_avg_pool)(&x, xs, &mut whole, gap);
+    let c0 = (rng.next() as usize) % c;
+    let c1 = c0 + 1 + (rng.next() as usize) % (c - c0);
+    let win = Act4 {
+        shape: Shape4 {
+            c: (c1 - c0) as u32,
+            ..xs.shape
+        },
+        cs: xs.cs,
+    };
+    let out = geom(Shape4::new(s.n, 1, 1, (c1 - c0) as u32), 0);
+    let mut part = nan(out);
+    (table.global_avg_pool)(&x[c0..xs.len()], win, &mut part, out);
+    for b in 0..s.n as usize {
+        for k in 0..c1 - c0 {
+            let (got, want) = (part[b * out.cs + k], whole[b * gap.cs + c0 + k]);
+            prop_assert!(
+                got.to_bits() == want.to_bits(),
+                "{}: mean of channel {} in window {c0}..{c1}: {got} != {want} (whole)",
+                name("global_avg_pool"),
+                c0 + k
+            );
+        }
+    }
 
     // Concat: `y`'s channels split into up to three parts of random sizes, in order.
     let c = s.c as usize;
@@ -1036,6 +1064,30 @@ pub fn pointwise_block_cases() -> Vec<ConvCase> {
         }
     }
     v
+}
+
+#[test]
+fn shares_cover_the_items_once_and_past_the_last_are_empty() {
+    use crate::kernels::{is_last_share, share};
+    for count in [0, 1, 2, 7, 30, 1000] {
+        for n in 1..=5 {
+            let mut next = 0;
+            for t in 0..n {
+                let r = share(count, (t, n));
+                assert_eq!(r.start, next, "share {t} of {n} of {count}");
+                assert!(r.len() <= count.div_ceil(n) && r.len() >= count / n);
+                assert_eq!(is_last_share((t, n)), t + 1 == n);
+                next = r.end;
+            }
+            assert_eq!(next, count, "{n} shares of {count}");
+            for t in n..n + 3 {
+                assert!(share(count, (t, n)).is_empty());
+                assert!(!is_last_share((t, n)));
+            }
+        }
+        assert_eq!(share(count, (0, 0)), 0..count);
+        assert!(is_last_share((0, 0)));
+    }
 }
 
 #[test]

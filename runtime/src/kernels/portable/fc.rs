@@ -5,7 +5,7 @@
 
 use super::simd::{zero_pad_lanes, LANES};
 use super::tile::{bias8, for_each_tile, mac, Store, TileFn};
-use crate::kernels::{share, FcArgs};
+use crate::kernels::{is_last_share, share, FcArgs};
 
 /// `y(n, o) = act(bias[o] + sum_i x_flat(n, i) * W[o][i])`.
 pub(crate) fn fc(a: &mut FcArgs) {
@@ -32,7 +32,7 @@ pub(crate) fn fc(a: &mut FcArgs) {
         };
         for_each_tile(0, batch, &mut tile);
     }
-    if a.share.0 + 1 == a.share.1 {
+    if is_last_share(a.share) {
         zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
     }
 }

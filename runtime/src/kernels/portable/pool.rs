@@ -176,7 +176,7 @@ pub(crate) fn pool(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: u
 pub(crate) fn global_avg_pool(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
     let (n, c) = (xs.shape.n as usize, xs.shape.c as usize);
     let pixels = xs.shape.h as usize * xs.shape.w as usize;
-    debug_assert!(x.len() >= xs.len() && y.len() >= ys.len());
+    debug_assert!(x.len() >= xs.span() && y.len() >= ys.len());
     let scale = 1.0 / pixels.max(1) as f32;
     for b in 0..n {
         let (out, pad) = y[b * ys.cs..(b + 1) * ys.cs].split_at_mut(c);

@@ -11,7 +11,7 @@
 use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
 use super::isa::Isa;
 use crate::graph::{Activation, Conv};
-use crate::kernels::{share, Act4, ConvArgs, FcArgs};
+use crate::kernels::{is_last_share, share, Act4, ConvArgs, FcArgs};
 use std::marker::PhantomData;
 
 /// `acc[m][j] += sum_i x_m[i] * w[i][j]` for `i < k`: the microkernel of every dense kernel.
@@ -507,14 +507,14 @@ impl<I: Isa> PwTile<'_, I> {
         let mut t = PwS::<I, NV, S>(PwTile { ..*self });
         for b in 0..whole {
             t.0.b = b;
-            for_each_tile::<MR>(start, end, &mut t);
+            for_each_tile::<I, MR>(start, end, &mut t);
         }
         if whole < blocks {
             let mut narrow = PwS::<I, 1, S>(PwTile {
                 b: blocks - 1,
                 ..*self
             });
-            for_each_tile::<MR>(start, end, &mut narrow);
+            for_each_tile::<I, MR>(start, end, &mut narrow);
         }
     }
 }
@@ -925,15 +925,15 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
             if let Some(mut t) = self.narrow() {
                 for b in 0..self.blocks - 1 {
                     self.b = b;
-                    for_each_tile::<MR>(start, end, self);
+                    for_each_tile::<I, MR>(start, end, self);
                 }
-                for_each_tile::<MR>(start, end, &mut t);
+                for_each_tile::<I, MR>(start, end, &mut t);
                 return;
             }
         }
         for b in 0..self.blocks {
             self.b = b;
-            for_each_tile::<MR>(start, end, self);
+            for_each_tile::<I, MR>(start, end, self);
         }
     }
 
@@ -1090,9 +1090,9 @@ pub(crate) unsafe fn fc<I: Isa, const MR: usize, const NV: usize>(a: &mut FcArgs
     };
     for b in share(blocks, a.share) {
         t.b = b;
-        for_each_tile::<MR>(0, batch, &mut t);
+        for_each_tile::<I, MR>(0, batch, &mut t);
     }
-    if a.share.0 + 1 == a.share.1 {
+    if is_last_share(a.share) {
         zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
     }
 }

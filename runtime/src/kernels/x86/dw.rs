@@ -99,7 +99,7 @@ pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usiz
             if sliding {
                 t.row_sliding::<1>();
             } else {
-                for_each_tile::<MR>(0, g.ow, &mut t);
+                for_each_tile::<I, MR>(0, g.ow, &mut t);
             }
             row += 1;
         }

@@ -144,7 +144,7 @@ pub(crate) unsafe fn channel_affine<I: Isa>(
 pub(crate) unsafe fn global_avg_pool<I: Isa>(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4) {
     let (n, c) = (xs.shape.n as usize, xs.shape.c as usize);
     let pixels = xs.shape.h as usize * xs.shape.w as usize;
-    assert!(x.len() >= xs.len() && y.len() >= ys.len() && ys.shape.n as usize == n);
+    assert!(x.len() >= xs.span() && y.len() >= ys.len() && ys.shape.n as usize == n);
     assert!(ys.shape.c as usize == c && xs.cs >= c && ys.cs >= c);
     let scale = I::splat(1.0 / pixels.max(1) as f32);
     let (x, y) = (x.as_ptr(), y.as_mut_ptr());

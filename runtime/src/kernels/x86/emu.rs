@@ -7,6 +7,7 @@
 //! Only the one-line intrinsic wrappers of [`super::avx512::Avx512`] are not covered.
 
 use super::avx512::{DW_MR, MR};
+use super::geom::Tile;
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::{dense, dw, winograd};
@@ -26,6 +27,13 @@ pub(crate) struct Emu16;
 impl Isa for Emu16 {
     type V = [f32; 16];
     const LANES: usize = 16;
+
+    #[inline(never)]
+    unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+        for i in 0..count {
+            t.run::<M>(p + i * M);
+        }
+    }
 
     unsafe fn zero() -> Self::V {
         [0.0; 16]

@@ -4,6 +4,8 @@ pub(crate) use crate::kernels::geom::Geom;
 
 pub(crate) use crate::kernels::geom::zero_pad_lanes;
 
+use super::isa::Isa;
+
 /// A computation over a tile of `M` consecutive pixels (or batch items) starting at `p`.
 pub(crate) trait Tile {
     /// Computes the `M` items starting at `p`.
@@ -13,7 +15,8 @@ pub(crate) trait Tile {
     unsafe fn run<const M: usize>(&mut self, p: usize);
 }
 
-/// Calls `t` over `start..end` in tiles of `MR` (at most 16) items, then one narrower tile.
+/// Calls `t` over `start..end` in tiles of `MR` (at most 16) items, then one narrower tile,
+/// through [`Isa::run_tiles`] (a function of its own per tile size).
 /// A tail of fewer than `MR / 2` items is evened out with the last full tile instead (49
 /// pixels in tiles of 12: 12, 12, 12, 7, 6), because a tile of a few rows has too few
 /// accumulators to hide the multiply-add latency: a 1-pixel tile runs at a quarter of the
@@ -22,7 +25,11 @@ pub(crate) trait Tile {
 /// # Safety
 /// As [`Tile::run`].
 #[inline(always)]
-pub(crate) unsafe fn for_each_tile<const MR: usize>(start: usize, end: usize, t: &mut impl Tile) {
+pub(crate) unsafe fn for_each_tile<I: Isa, const MR: usize>(
+    start: usize,
+    end: usize,
+    t: &mut impl Tile,
+) {
     let items = end.saturating_sub(start);
     let (full, tail) = (items / MR, items % MR);
     let (full, halves) = if full > 0 && tail > 0 && tail < MR / 2 {
@@ -31,13 +38,10 @@ pub(crate) unsafe fn for_each_tile<const MR: usize>(start: usize, end: usize, t:
     } else {
         (full, [tail, 0])
     };
-    let mut p = start;
-    for _ in 0..full {
-        t.run::<MR>(p);
-        p += MR;
-    }
+    I::run_tiles::<_, MR>(t, start, full);
+    let mut p = start + full * MR;
     for n in halves {
-        run_narrow::<MR>(t, p, n);
+        run_narrow::<I, MR>(t, p, n);
         p += n;
     }
 }
@@ -47,24 +51,24 @@ pub(crate) unsafe fn for_each_tile<const MR: usize>(start: usize, end: usize, t:
 /// # Safety
 /// As [`Tile::run`].
 #[inline(always)]
-unsafe fn run_narrow<const MR: usize>(t: &mut impl Tile, p: usize, n: usize) {
+unsafe fn run_narrow<I: Isa, const MR: usize>(t: &mut impl Tile, p: usize, n: usize) {
     match n {
-        1 => t.run::<1>(p),
-        2 if MR > 2 => t.run::<2>(p),
-        3 if MR > 3 => t.run::<3>(p),
-        4 if MR > 4 => t.run::<4>(p),
-        5 if MR > 5 => t.run::<5>(p),
-        6 if MR > 6 => t.run::<6>(p),
-        7 if MR > 7 => t.run::<7>(p),
-        8 if MR > 8 => t.run::<8>(p),
-        9 if MR > 9 => t.run::<9>(p),
-        10 if MR > 10 => t.run::<10>(p),
-        11 if MR > 11 => t.run::<11>(p),
-        12 if MR > 12 => t.run::<12>(p),
-        13 if MR > 13 => t.run::<13>(p),
-        14 if MR > 14 => t.run::<14>(p),
-        15 if MR > 15 => t.run::<15>(p),
-        n if n == MR => t.run::<MR>(p),
+        1 => I::run_tiles::<_, 1>(t, p, 1),
+        2 if MR > 2 => I::run_tiles::<_, 2>(t, p, 1),
+        3 if MR > 3 => I::run_tiles::<_, 3>(t, p, 1),
+        4 if MR > 4 => I::run_tiles::<_, 4>(t, p, 1),
+        5 if MR > 5 => I::run_tiles::<_, 5>(t, p, 1),
+        6 if MR > 6 => I::run_tiles::<_, 6>(t, p, 1),
+        7 if MR > 7 => I::run_tiles::<_, 7>(t, p, 1),
+        8 if MR > 8 => I::run_tiles::<_, 8>(t, p, 1),
+        9 if MR > 9 => I::run_tiles::<_, 9>(t, p, 1),
+        10 if MR > 10 => I::run_tiles::<_, 10>(t, p, 1),
+        11 if MR > 11 => I::run_tiles::<_, 11>(t, p, 1),
+        12 if MR > 12 => I::run_tiles::<_, 12>(t, p, 1),
+        13 if MR > 13 => I::run_tiles::<_, 13>(t, p, 1),
+        14 if MR > 14 => I::run_tiles::<_, 14>(t, p, 1),
+        15 if MR > 15 => I::run_tiles::<_, 15>(t, p, 1),
+        n if n == MR => I::run_tiles::<_, MR>(t, p, 1),
         _ => {}
     }
 }

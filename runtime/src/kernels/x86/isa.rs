@@ -6,6 +6,7 @@
 //! must be valid for the lanes they name. The methods are `#[inline(always)]` so that they
 //! are compiled into the `#[target_feature]` entry points of each table.
 
+use super::geom::Tile;
 use crate::graph::Activation;
 
 /// A register of `LANES` f32 and the operations the kernels need on it.
@@ -48,6 +49,12 @@ pub(crate) trait Isa {
     /// `3i .. 3i + 3` (pixels of three channels at a stride of four, made contiguous). The
     /// last `LANES / 4` lanes are unspecified.
     unsafe fn pack3(v: Self::V) -> Self::V;
+
+    /// `t.run::<M>` on the `count` tiles from `p` (`p`, `p + M`, ...), as a function of its
+    /// own per tile size, compiled with this ISA's features. Every tile size of a kernel
+    /// inlined into the kernel's one entry function made functions of 60,000 instructions,
+    /// and LLVM took most of CI's time to build them (`docs/decisions.md`, session 26).
+    unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize);
 
     /// `p * 2^n` for lanes `n` holding integers in `-126..=127`.
     #[inline(always)]

@@ -238,7 +238,7 @@ pub(crate) unsafe fn conv<
                     nt,
                     isa: std::marker::PhantomData,
                 };
-                for_each_tile::<MR>(0, nt, &mut rows);
+                for_each_tile::<I, MR>(0, nt, &mut rows);
             }
         }
         // 3. Output transform.

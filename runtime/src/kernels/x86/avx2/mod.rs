@@ -23,6 +23,7 @@
 use super::dense;
 use super::dw;
 use super::eltwise;
+use super::geom::Tile;
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::winograd;
@@ -39,6 +40,11 @@ pub(crate) struct Avx2;
 impl Isa for Avx2 {
     type V = __m256;
     const LANES: usize = 8;
+
+    #[inline(always)]
+    unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+        run_tiles::<T, M>(t, p, count)
+    }
 
     #[inline(always)]
     unsafe fn zero() -> __m256 {
@@ -108,6 +114,18 @@ impl Isa for Avx2 {
         let r = _mm256_rcp_ps(d);
         let r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, one), r);
         _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, one), r)
+    }
+}
+
+/// [`Isa::run_tiles`] for Avx2.
+///
+/// # Safety
+/// As [`Tile::run`]; the CPU has avx2, fma.
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+    for i in 0..count {
+        t.run::<M>(p + i * M);
     }
 }
 

@@ -23,6 +23,7 @@
 use super::dense;
 use super::dw;
 use super::eltwise;
+use super::geom::Tile;
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::winograd;
@@ -39,6 +40,11 @@ pub(crate) struct Avx512;
 impl Isa for Avx512 {
     type V = __m512;
     const LANES: usize = 16;
+
+    #[inline(always)]
+    unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+        run_tiles::<T, M>(t, p, count)
+    }
 
     #[inline(always)]
     unsafe fn zero() -> __m512 {
@@ -111,6 +117,18 @@ impl Isa for Avx512 {
         // 14-bit estimate and one Newton step: r (2 - d r).
         let r = _mm512_rcp14_ps(d);
         _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0)), r)
+    }
+}
+
+/// [`Isa::run_tiles`] for Avx512.
+///
+/// # Safety
+/// As [`Tile::run`]; the CPU has avx512f, avx2, fma.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+    for i in 0..count {
+        t.run::<M>(p + i * M);
     }
 }
 

@@ -238,6 +238,25 @@ mod tests {
     }
 
     #[test]
+    fn run_parts_calls_exactly_the_first_parts_participants() {
+        let pool = Pool::new(3, &[]).unwrap();
+        for parts in 0..=4 {
+            let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            pool.run_parts(parts, &|t| {
+                hits[t].fetch_add(1, Ordering::Relaxed);
+            });
+            for (t, h) in hits.iter().enumerate() {
+                let want = usize::from(t < parts);
+                assert_eq!(
+                    h.load(Ordering::Relaxed),
+                    want,
+                    "{parts} parts, participant {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn sleeping_workers_wake_up() {
         let pool = Pool::new(2, &[0]).unwrap();
         let n = AtomicUsize::new(0);

@@ -1188,8 +1188,8 @@ const SE_SPLIT_MIN_FLOATS: usize = 1 << 14;
 /// participants never write or read parts of one line.
 const MEAN_WINDOW: usize = 16;
 
-/// `global_avg_pool` of `x` into `s` on up to `parts` participants, each over a window of
-/// whole [`MEAN_WINDOW`]s of channels (the kernel reads a window of a wider buffer, see
+/// `global_avg_pool` of `x` into `s` on up to `parts` participants (one image only), each
+/// over a window of whole [`MEAN_WINDOW`]s of channels (the kernel reads a window of a wider buffer, see
 /// [`KernelTable::global_avg_pool`]). A channel's sum is the kernel's sum over the same
 /// pixels in the same order, so the result does not depend on `parts`.
 fn mean_by_channels(
@@ -1203,7 +1203,10 @@ fn mean_by_channels(
 ) {
     let c = xs.shape.c as usize;
     let windows = c.div_ceil(MEAN_WINDOW);
-    let parts = parts.min(windows).max(1);
+    let parts = parts.min(windows);
+    if parts <= 1 || xs.shape.n != 1 {
+        return (table.global_avg_pool)(x, xs, s, ss);
+    }
     let sp = SendPtr(s.as_mut_ptr());
     let slen = s.len();
     pool.run_parts(parts, &|p| {

@@ -881,6 +881,7 @@ impl<'m> Session<'m> {
                     // One input, or the parts of a concatenation read in place (at most
                     // `MAX_CONV_PARTS`: no larger concatenation is read in place).
                     let mut parts = [(&[][..], ys); MAX_CONV_PARTS];
+                    debug_assert!(step.inputs.len() <= MAX_CONV_PARTS);
                     let count = step.inputs.len().min(MAX_CONV_PARTS);
                     for (k, slot) in parts.iter_mut().enumerate().take(count) {
                         *slot = input(k);

@@ -385,6 +385,24 @@ fn pool(
     b.node(kind, &[x], attrs)
 }
 
+/// SqueezeNet's fire module (8 channels in) before its max pool (3x3/2, ceil mode), then a
+/// 1x1 conv.
+fn fire_then_max_pool(b: &mut OnnxBuilder, x: &str) -> String {
+    let s = b.conv(x, &ConvSpec::new(8, 4, [1, 1]));
+    let e1 = b.conv(&s, &ConvSpec::new(4, 16, [1, 1]));
+    let e3 = b.conv(&s, &ConvSpec::new(4, 16, [3, 3]).same());
+    let c = concat(b, &[&e1, &e3]);
+    let p = pool(
+        b,
+        "MaxPool",
+        &c,
+        (3, 2),
+        [0; 4],
+        vec![attr::int("ceil_mode", 1)],
+    );
+    b.conv(&p, &ConvSpec::new(32, 8, [1, 1]))
+}
+
 #[test]
 fn concatenations_are_read_in_place_by_pools() {
     // SqueezeNet's fire module before its max pool (3x3/2, ceil mode): the pool reads the
@@ -394,21 +412,7 @@ fn concatenations_are_read_in_place_by_pools() {
         &[1, 8, 13, 11],
         &[],
         (1, 1),
-        |b, x| {
-            let s = b.conv(x, &ConvSpec::new(8, 4, [1, 1]));
-            let e1 = b.conv(&s, &ConvSpec::new(4, 16, [1, 1]));
-            let e3 = b.conv(&s, &ConvSpec::new(4, 16, [3, 3]).same());
-            let c = concat(b, &[&e1, &e3]);
-            let p = pool(
-                b,
-                "MaxPool",
-                &c,
-                (3, 2),
-                [0; 4],
-                vec![attr::int("ceil_mode", 1)],
-            );
-            b.conv(&p, &ConvSpec::new(32, 8, [1, 1]))
-        },
+        fire_then_max_pool,
     );
     // The same, large enough for the pool to run by bands of rows on every thread (29
     // output rows, ceil mode).
@@ -417,21 +421,7 @@ fn concatenations_are_read_in_place_by_pools() {
         &[1, 8, 59, 61],
         &[],
         (1, 1),
-        |b, x| {
-            let s = b.conv(x, &ConvSpec::new(8, 4, [1, 1]));
-            let e1 = b.conv(&s, &ConvSpec::new(4, 16, [1, 1]));
-            let e3 = b.conv(&s, &ConvSpec::new(4, 16, [3, 3]).same());
-            let c = concat(b, &[&e1, &e3]);
-            let p = pool(
-                b,
-                "MaxPool",
-                &c,
-                (3, 2),
-                [0; 4],
-                vec![attr::int("ceil_mode", 1)],
-            );
-            b.conv(&p, &ConvSpec::new(32, 8, [1, 1]))
-        },
+        fire_then_max_pool,
     );
     // A padded max pool on its own (the graph's input and output), by bands of rows.
     check_fusion(

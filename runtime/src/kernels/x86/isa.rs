@@ -4,7 +4,8 @@
 //! Every method is `unsafe`: it must only run on a CPU with the implementation's features
 //! (the tables are only returned after `is_x86_feature_detected!`), and pointer arguments
 //! must be valid for the lanes they name. The methods are `#[inline(always)]` so that they
-//! are compiled into the `#[target_feature]` entry points of each table.
+//! are compiled into the `#[target_feature]` functions of each table: its entry points, and
+//! one function per tile size of each kernel ([`Isa::run_tiles`]).
 
 use super::geom::Tile;
 use crate::graph::Activation;

@@ -15,7 +15,7 @@
 //! | `conv_kxk_portable`        | `ConvOcBlock(8)`  | any other kernel (non-square, padded 1x1)  |
 //! | `conv_generic_portable`    | `Canonical`       | grouped, depthwise with multiplier         |
 //!
-//! The dense kernels share one register tile ([`tile`]): 4 output pixels x 8 output channels
+//! The dense kernels share one register tile (`tile`): 4 output pixels x 8 output channels
 //! in `f32x8` accumulators, bias in the initial value, residual and activation at the store.
 
 mod conv1x1;

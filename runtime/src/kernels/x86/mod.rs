@@ -1,10 +1,11 @@
 //! x86-64 kernel tables: AVX2+FMA and AVX-512F, chosen by runtime feature detection.
 //!
-//! Both tables share their drivers, written once over the vector contract [`isa::Isa`]:
-//! [`dense`] (implicit-GEMM convs of any kernel size and the fully connected layer) and
-//! [`dw`] (depthwise convs), and [`eltwise`] (add, mul, activations, per-channel affine,
-//! global average pool). Each ISA module instantiates them with its vector type, tile sizes
-//! and kernel sizes, behind `#[target_feature]` entry points. Max/average pools, the other
+//! Both tables share their drivers, written once over the vector contract `isa::Isa`:
+//! `dense` (implicit-GEMM convs of any kernel size and the fully connected layer) and
+//! `dw` (depthwise convs), and `eltwise` (add, mul, activations, per-channel affine, max and
+//! average pools, global average pool). Each ISA module instantiates them with its vector
+//! type, tile sizes and kernel sizes, behind `#[target_feature]` entry points, with one
+//! `#[target_feature]` function per tile size of each kernel (`Isa::run_tiles`). The other
 //! data-movement ops and grouped convs come from the portable table.
 
 mod avx2;

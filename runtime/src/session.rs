@@ -21,7 +21,11 @@ use std::time::Instant;
 /// Options for [`Session::new`].
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
-    /// Worker threads; 0 and 1 both mean the calling thread only.
+    /// Threads a run uses, the calling thread included; 0 and 1 both mean the calling
+    /// thread only. Convs and conv chains split by output rows, large fully connected
+    /// layers by output features, squeeze-excite patterns and max pools of one image by
+    /// channels and rows; every split computes the same sums as one thread, so the outputs
+    /// do not depend on this number.
     pub threads: usize,
     /// Input shapes (ONNX dims, one entry per input, an empty entry keeps the model's) to
     /// plan for instead of those the model was converted with; see

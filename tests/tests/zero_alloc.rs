@@ -1,6 +1,7 @@
 //! `Session::run` allocates nothing, single- and multi-threaded: a counting global allocator
-//! (which also sees the worker threads) watches 100 runs of MobileNetV2 after the first. Also
-//! checks the arena plan against the peak of live bytes.
+//! (which also sees the worker threads) watches 100 runs of MobileNetV2 after the first, and
+//! of a graph whose squeeze-excite pattern and max pool split over the threads. Also checks
+//! the arena plan against the peak of live bytes.
 //!
 //! This test binary has its own `main` (`harness = false`): the allocator counts every
 //! thread of the process, and libtest's threads (other tests running in parallel, its
@@ -54,22 +55,50 @@ fn main() {
     println!("test arena_is_within_ten_percent_of_peak_live_bytes ... ok");
 }
 
+/// A squeeze-excite pattern and a padded max pool, both large enough to run on every thread
+/// of a session, as a converted model, with an input.
+fn squeeze_excite_then_max_pool() -> (Vec<u8>, Vec<f32>) {
+    use smof_tests::attr;
+    let shape = [1, 40, 70, 50];
+    let mut b = smof_tests::OnnxBuilder::with_seed(13, 7);
+    let x = b.input("x", &shape);
+    let y = b.squeeze_excite(&x, 40, "Sigmoid", false);
+    let attrs = vec![
+        attr::ints("kernel_shape", &[3, 3]),
+        attr::ints("strides", &[2, 2]),
+        attr::ints("pads", &[1, 1, 1, 1]),
+    ];
+    let y = b.node("MaxPool", &[&y], attrs);
+    b.output(&y);
+    let bytes = smof_converter::convert(&b.build(), &smof_converter::ConvertOptions::default())
+        .expect("convert")
+        .bytes;
+    (bytes, smof_tests::random_input(5, &shape).1)
+}
+
 fn run_allocates_nothing_after_the_first() {
-    let bytes = bundled_mobilenet();
+    let input: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
+        .collect();
+    check_runs(&bundled_mobilenet(), &input);
+    let (bytes, input) = squeeze_excite_then_max_pool();
+    check_runs(&bytes, &input);
+}
+
+/// 100 runs of the model `bytes` on `input` after the first allocate nothing, on every table
+/// and on 1-3 threads, and give the same output to the bit.
+fn check_runs(bytes: &[u8], input: &[f32]) {
     for table in smof::kernels::KernelTable::all_supported() {
         let opts = smof::ModelOptions {
             kernels: smof_tests_choice(table.name),
             ..Default::default()
         };
-        let model = smof::Model::from_bytes_with(&bytes, &opts).unwrap();
-        let input: Vec<f32> = (0..3 * 224 * 224)
-            .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
-            .collect();
+        let model = smof::Model::from_bytes_with(bytes, &opts).unwrap();
         let mut single = None;
         for threads in [1, 2, 3] {
             let sopts = smof::SessionOptions::default().threads(threads);
             let mut session = smof::Session::new(&model, &sopts).unwrap();
-            session.run(&[&input]).unwrap();
+            session.run(&[input]).unwrap();
             let first = session.output(0).to_vec();
             // Work is split by output rows, so every thread count computes the same sums.
             let single = single.get_or_insert_with(|| first.clone());
@@ -80,7 +109,7 @@ fn run_allocates_nothing_after_the_first() {
             );
             let before = ALLOCS.load(Ordering::SeqCst);
             for _ in 0..100 {
-                session.run(&[&input]).unwrap();
+                session.run(&[input]).unwrap();
             }
             let after = ALLOCS.load(Ordering::SeqCst);
             assert_eq!(

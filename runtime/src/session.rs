@@ -712,7 +712,7 @@ impl<'m> Session<'m> {
                         let (g, rest) = rest.split_at_mut(gs.len());
                         // The two ends read the whole map: on one image of some size they run
                         // on every thread, and compute what one thread would, to the bit.
-                        let parts = if xs.shape.n == 1 && xs.len() >= SE_SPLIT_MIN_FLOATS {
+                        let parts = if xs.len() >= SE_SPLIT_MIN_FLOATS {
                             pool.threads()
                         } else {
                             1
@@ -1193,10 +1193,11 @@ const SE_SPLIT_MIN_FLOATS: usize = 1 << 14;
 /// participants never write or read parts of one line.
 const MEAN_WINDOW: usize = 16;
 
-/// `global_avg_pool` of `x` into `s` on up to `parts` participants (one image only), each
-/// over a window of whole [`MEAN_WINDOW`]s of channels (the kernel reads a window of a wider buffer, see
-/// [`KernelTable::global_avg_pool`]). A channel's sum is the kernel's sum over the same
-/// pixels in the same order, so the result does not depend on `parts`.
+/// `global_avg_pool` of `x` into `s` on up to `parts` participants (one image only; a batch
+/// runs whole), each over a window of whole [`MEAN_WINDOW`]s of channels (the kernel reads
+/// a window of a wider buffer, see [`KernelTable::global_avg_pool`]). A channel's sum is the
+/// kernel's sum over the same pixels in the same order, so the result does not depend on
+/// `parts`.
 fn mean_by_channels(
     table: &KernelTable,
     pool: &Workers,
@@ -1248,7 +1249,7 @@ fn mean_by_channels(
 }
 
 /// `y = x * g` (one scale per channel) on up to `parts` participants, each over a band of
-/// rows. Only one image is split (`parts` is 1 for a batch).
+/// rows (one image only; a batch runs whole).
 #[allow(clippy::too_many_arguments)]
 fn scale_by_rows(
     table: &KernelTable,
@@ -1262,12 +1263,10 @@ fn scale_by_rows(
     ys: Act4,
 ) {
     let rows = ys.rows();
-    let parts = if ys.shape.n == 1 {
-        parts.min(rows).max(1)
-    } else {
-        1
-    };
-    let n = ys.shape.n.max(1) as usize;
+    let parts = parts.min(rows);
+    if parts <= 1 || ys.shape.n != 1 {
+        return (table.mul)(x, g, gs, y, ys);
+    }
     let (xrow, yrow) = (xs.shape.w as usize * xs.cs, ys.shape.w as usize * ys.cs);
     let yp = SendPtr(y.as_mut_ptr());
     let ylen = y.len();
@@ -1275,7 +1274,7 @@ fn scale_by_rows(
         let r = share(rows, (p, parts));
         let band = |a: Act4| Act4 {
             shape: Shape4 {
-                h: (r.len() / n) as u32,
+                h: r.len() as u32,
                 ..a.shape
             },
             cs: a.cs,

@@ -7,7 +7,7 @@
 //! Only the one-line intrinsic wrappers of [`super::avx512::Avx512`] are not covered.
 
 use super::avx512::{DW_MR, MR};
-use super::geom::Tile;
+use super::geom::{run_tiles_inline, Tile};
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::{dense, dw, winograd};
@@ -30,9 +30,7 @@ impl Isa for Emu16 {
 
     #[inline(never)]
     unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
-        for i in 0..count {
-            t.run::<M>(p + i * M);
-        }
+        run_tiles_inline::<T, M>(t, p, count)
     }
 
     unsafe fn zero() -> Self::V {

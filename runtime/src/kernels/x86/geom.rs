@@ -15,6 +15,18 @@ pub(crate) trait Tile {
     unsafe fn run<const M: usize>(&mut self, p: usize);
 }
 
+/// `t.run::<M>` on the `count` tiles from `p`: the body of every ISA's [`Isa::run_tiles`],
+/// inlined into each one's out-of-line `#[target_feature]` function.
+///
+/// # Safety
+/// As [`Tile::run`].
+#[inline(always)]
+pub(crate) unsafe fn run_tiles_inline<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+    for i in 0..count {
+        t.run::<M>(p + i * M);
+    }
+}
+
 /// Calls `t` over `start..end` in tiles of `MR` (at most 16) items, then one narrower tile,
 /// through [`Isa::run_tiles`] (a function of its own per tile size).
 /// A tail of fewer than `MR / 2` items is evened out with the last full tile instead (49

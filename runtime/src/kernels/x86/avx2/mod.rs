@@ -23,7 +23,7 @@
 use super::dense;
 use super::dw;
 use super::eltwise;
-use super::geom::Tile;
+use super::geom::{run_tiles_inline, Tile};
 use super::isa::Isa;
 use super::select::{select, ConvSet};
 use super::winograd;
@@ -124,9 +124,7 @@ impl Isa for Avx2 {
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
 unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
-    for i in 0..count {
-        t.run::<M>(p + i * M);
-    }
+    run_tiles_inline::<T, M>(t, p, count)
 }
 
 /// Lanes `0..n` all ones, the others zero: the mask of `vmaskmovps`.

@@ -2,7 +2,7 @@
 //! clear message for every kind of bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn smof(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_smof"))
@@ -111,6 +111,55 @@ fn convert_inspect_run() {
         bytes,
         "--no-mmap output differs"
     );
+}
+
+/// Runs `smof args` with its standard output going to `out`, which the caller may have closed
+/// (a reader that went away, as in `smof inspect M | head -1`).
+fn smof_to(args: &[&str], out: Stdio, close: bool) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smof"))
+        .args(args)
+        .stdout(out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run smof");
+    if close {
+        drop(child.stdout.take());
+    }
+    child.wait_with_output().expect("wait for smof")
+}
+
+#[test]
+fn output_to_a_closed_pipe_or_a_full_disk_is_no_crash() {
+    let model = converted();
+    let m = model.to_str().unwrap();
+    // The reader is gone before the first line: the output ends quietly, exit 0.
+    let o = smof_to(&["inspect", m], Stdio::piped(), true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    // A conversion whose table cannot be printed still writes its model.
+    let out = tmp("closed_pipe.smof");
+    let _ = std::fs::remove_file(&out);
+    let o = smof_to(
+        &["convert", bundled(), "-o", out.to_str().unwrap()],
+        Stdio::piped(),
+        true,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&model).unwrap());
+    // Output lost to a full disk is an error, reported once.
+    #[cfg(target_os = "linux")]
+    {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let o = smof_to(&["inspect", m], Stdio::from(full), false);
+        assert!(!o.status.success(), "lost output must not exit 0");
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.matches("standard output").count(), 1, "{err}");
+    }
 }
 
 #[test]

@@ -16,6 +16,8 @@
 #![warn(missing_docs)]
 
 mod chain;
+#[doc(hidden)]
+pub mod cli;
 mod concat_read;
 pub mod error;
 pub mod format;

@@ -1,7 +1,7 @@
 //! `smof-bench` end to end on a small model written with the runtime's own format writer.
 
 use smof::graph::*;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 fn tiny_model() -> Vec<u8> {
     let conv = Conv {
@@ -154,4 +154,25 @@ fn bench_prints_stats_and_json() {
         .output()
         .unwrap();
     assert!(!o.status.success());
+}
+
+#[test]
+fn bench_survives_a_closed_stdout() {
+    let dir = std::env::temp_dir().join(format!("smof-bench-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.smof");
+    std::fs::write(&path, tiny_model()).unwrap();
+    // The reader is gone before the first line (`smof-bench M --profile | head -1`): the
+    // output ends quietly and the run still succeeds.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smof-bench"))
+        .arg(&path)
+        .args(["--loops", "2", "--profile"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("panicked"), "{err}");
 }

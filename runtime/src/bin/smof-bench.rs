@@ -324,9 +324,9 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
             j.push(']');
         }
         j.push('}');
-        println!("{j}");
+        smof::outln!("{j}");
     } else {
-        println!(
+        smof::outln!(
             "{name:>32}  min = {:8.3}  median = {:8.3}  mean = {:8.3}  max = {:8.3} ms   ({gflops:.3} GFLOP, {:.1} GFLOP/s)",
             s.min,
             s.median,
@@ -335,12 +335,18 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
             gflops / (s.median / 1e3)
         );
         if a.profile {
-            println!(
+            smof::outln!(
                 "{:>5} {:<28} {:<14} {:<24} {:>9} {:>7} {:>8}",
-                "node", "name", "op", "kernel", "ms", "share", "GFLOP/s"
+                "node",
+                "name",
+                "op",
+                "kernel",
+                "ms",
+                "share",
+                "GFLOP/s"
             );
             for (i, n, op, kern, ms, share, gf) in &profile {
-                println!(
+                smof::outln!(
                     "{i:>5} {:<28} {op:<14} {kern:<24} {ms:>9.4} {:>6.1}% {gf:>8.2}",
                     truncate(n, 28),
                     share * 100.0
@@ -596,7 +602,7 @@ fn main() -> ExitCode {
         }
     };
     if !args.json {
-        println!(
+        smof::outln!(
             "threads = {}  warmup = {}  loops = {}  kernels = {}",
             args.threads,
             args.warmup,
@@ -607,8 +613,12 @@ fn main() -> ExitCode {
     if let Some(out) = &args.lut_out {
         return match lut::measure(&args.models[0], out, args.kernels, args.loops) {
             Ok(n) => {
-                println!("wrote {} ({n} timings)", out.display());
-                ExitCode::SUCCESS
+                smof::outln!("wrote {} ({n} timings)", out.display());
+                if smof::cli::output_failed() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
             }
             Err(e) => {
                 eprintln!("smof-bench: {e}");
@@ -623,7 +633,7 @@ fn main() -> ExitCode {
             failed = true;
         }
     }
-    if failed {
+    if failed || smof::cli::output_failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -111,7 +111,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
                 )
             })
             .collect();
-        println!(
+        smof::outln!(
             "{{\"model\":{:?},\"producer\":{:?},\"producer_version\":{:?},\"file_bytes\":{},\"nodes\":{},\"flops\":{flops},\"params\":{params},\"weight_bytes\":{weight_bytes},\"arena_bytes\":{},\"peak_live_bytes\":{},\"scratch_bytes\":{},\"kernels\":{:?},\"inputs\":[{}],\"outputs\":[{}],\"layers\":[{}]}}",
             g.meta.model_name,
             g.meta.producer,
@@ -128,7 +128,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    println!(
+    smof::outln!(
         "{} — {} {} ({}), {} bytes, kernels {}",
         g.meta.model_name,
         g.meta.producer,
@@ -138,14 +138,22 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
         model.kernels().name
     );
     for i in &g.inputs {
-        println!("input  {} {:?}", i.name, i.dims);
+        smof::outln!("input  {} {:?}", i.name, i.dims);
     }
     for o in &g.outputs {
-        println!("output {} {:?}", o.name, o.dims);
+        smof::outln!("output {} {:?}", o.name, o.dims);
     }
-    println!(
+    smof::outln!(
         "{:>4}  {:<30} {:<13} {:>6} {:>6} {:>12} {:>13} {:>12} {:>11}  impl",
-        "#", "name", "op", "kernel", "stride", "channels", "output", "MFLOPs", "weight B"
+        "#",
+        "name",
+        "op",
+        "kernel",
+        "stride",
+        "channels",
+        "output",
+        "MFLOPs",
+        "weight B"
     );
     for (i, r) in rows.iter().enumerate() {
         let name: String = if r.name.chars().count() > 30 {
@@ -157,7 +165,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
         } else {
             r.name.clone()
         };
-        println!(
+        smof::outln!(
             "{i:>4}  {name:<30} {:<13} {:>6} {:>6} {:>12} {:>13} {:>12.3} {:>11}  {}",
             r.op,
             r.kernel,
@@ -169,7 +177,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<()> {
             r.impl_name
         );
     }
-    println!(
+    smof::outln!(
         "total: {} nodes, {:.3} GFLOPs, {} params, {} weight bytes; arena {} bytes (peak live {}), scratch {} bytes",
         g.nodes.len(),
         flops as f64 / 1e9,

@@ -217,7 +217,7 @@ fn parse_floats(flag: &str, s: &str) -> Result<Vec<f32>> {
 fn print_prune_table(r: &smof_converter::prune::PruneReport) {
     let timed = r.time_ms.is_some();
     let held = r.layers.iter().any(|l| l.holdout_error.is_some());
-    println!(
+    smof::outln!(
         "{:<34} {:>6} {:>10} {:>9} {:>9} {:>15} {:>9} {:>13}  note",
         "layer",
         "K",
@@ -229,7 +229,7 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
         if held { "err(held-out)" } else { "" }
     );
     for l in &r.layers {
-        println!(
+        smof::outln!(
             "{:<34} {:>6} {:>10} {:>9.2} {:>9.2} {:>15} {:>8.4}% {:>13}  {}",
             l.name.chars().take(34).collect::<String>(),
             format!("{}->{}", l.k_before, l.k_after),
@@ -246,7 +246,7 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
             l.blocked.unwrap_or("")
         );
     }
-    println!(
+    smof::outln!(
         "FLOPs {:.3} G -> {:.3} G ({:.3} of the dense model){}{}",
         r.flops_before as f64 / 1e9,
         r.flops_after as f64 / 1e9,
@@ -267,10 +267,10 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
         }
     );
     if r.output_weighted {
-        println!("removals ranked by their error at the model outputs (--criterion output)");
+        smof::outln!("removals ranked by their error at the model outputs (--criterion output)");
     }
     if let (Some(first), Some(last)) = (r.distill_loss.first(), r.distill_loss.last()) {
-        println!(
+        smof::outln!(
             "distillation: output error on the calibration set {:.4}% (first epoch) -> {:.4}% ({} epochs)",
             first * 100.0,
             last * 100.0,
@@ -281,14 +281,14 @@ fn print_prune_table(r: &smof_converter::prune::PruneReport) {
         r.distill_feature_loss.first(),
         r.distill_feature_loss.last(),
     ) {
-        println!(
+        smof::outln!(
             "distillation: weighted block-output error {:.4}% (first epoch) -> {:.4}%",
             first * 100.0,
             last * 100.0
         );
     }
     if !r.unanalysed.is_empty() {
-        println!(
+        smof::outln!(
             "channels kept on both sides of {} node(s) the channel analysis does not follow: {}",
             r.unanalysed.len(),
             r.unanalysed.join(", ")
@@ -343,6 +343,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     NO_MMAP.store(cli.no_mmap, std::sync::atomic::Ordering::Relaxed);
     match dispatch(cli.cmd) {
+        Ok(()) if smof::cli::output_failed() => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("smof: error: {e:#}");
@@ -488,7 +489,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 .map(|p| p.changes)
                 .sum();
             if folded > 0 {
-                println!("folded {folded} depthwise 1x1 conv(s) into a neighbouring conv (exact)");
+                smof::outln!(
+                    "folded {folded} depthwise 1x1 conv(s) into a neighbouring conv (exact)"
+                );
             }
             if let Some(path) = report {
                 std::fs::write(&path, prune_json(&done.prune))
@@ -498,7 +501,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 plot::write_svg(&path, &done.prune)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            println!(
+            smof::outln!(
                 "wrote {} ({} bytes): {} nodes, {} weights, {:.3} GFLOP, in {:.2} s",
                 output.display(),
                 done.bytes.len(),
@@ -669,9 +672,9 @@ fn eval(model_path: &Path, data: &Path, json: bool) -> Result<()> {
         0.0
     };
     if json {
-        println!("{{\"top1\": {top1:.6}, \"n\": {n}}}");
+        smof::outln!("{{\"top1\": {top1:.6}, \"n\": {n}}}");
     } else {
-        println!("top-1 {:.2}% ({correct}/{n})", top1 * 100.0);
+        smof::outln!("top-1 {:.2}% ({correct}/{n})", top1 * 100.0);
     }
     Ok(())
 }
@@ -718,11 +721,11 @@ fn compare(a: &Path, b: &Path, inputs: &Path, json: bool) -> Result<()> {
     let mean = sum_cos / n as f64;
     let agreement = agree as f64 / n as f64;
     if json {
-        println!(
+        smof::outln!(
             "{{\"mean_cosine\": {mean:.6}, \"min_cosine\": {min_cos:.6}, \"top1_agreement\": {agreement:.6}, \"max_abs_err\": {max_abs:.6e}, \"n\": {n}}}"
         );
     } else {
-        println!("samples {n}: mean cosine {mean:.6}, min cosine {min_cos:.6}, top-1 agreement {:.2}%, max abs err {max_abs:.3e}", agreement * 100.0);
+        smof::outln!("samples {n}: mean cosine {mean:.6}, min cosine {min_cos:.6}, top-1 agreement {:.2}%, max abs err {max_abs:.3e}", agreement * 100.0);
     }
     Ok(())
 }

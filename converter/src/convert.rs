@@ -143,9 +143,9 @@ pub fn convert(onnx: &[u8], opts: &ConvertOptions) -> Result<Converted> {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

@@ -90,15 +90,23 @@ pub enum Error {
     Options(String),
     /// The runtime rejected the produced graph, or the format writer failed.
     #[error("runtime: {0}")]
-    Runtime(#[from] smof::Error),
+    Runtime(smof::Error),
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error. Like the runtime's error in [`Error::Runtime`], it is part
+        /// of the message rather than the error's `source()`, so a printed chain (`{:#}` of
+        /// anyhow) does not repeat it.
+        error: std::io::Error,
     },
+}
+
+impl From<smof::Error> for Error {
+    fn from(e: smof::Error) -> Self {
+        Error::Runtime(e)
+    }
 }
 
 impl Error {

@@ -9,12 +9,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened or mapped.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// The file that failed.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error. It is part of the message rather than the error's
+        /// `source()`, so a printed chain (`{:#}` of anyhow) does not repeat it.
+        error: std::io::Error,
     },
     /// The bytes are not a `.smof` file, or are damaged. `offset` is the byte position of the problem.
     #[error("corrupt .smof at byte {offset}: {what}")]

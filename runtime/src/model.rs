@@ -128,11 +128,24 @@ impl Model {
     /// [`Model::open`] with options.
     pub fn open_with(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
         let path = path.as_ref();
-        let io = |source| Error::Io {
+        let io = |error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = std::fs::File::open(path).map_err(io)?;
+        // Mapping a directory or a device fails with "No such device": say what is wrong.
+        let kind = file.metadata().map_err(io)?.file_type();
+        if !kind.is_file() {
+            let what = if kind.is_dir() {
+                "a directory, not a .smof file"
+            } else {
+                "not a regular file, which mapping needs (Model::open_copied reads any file)"
+            };
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                what,
+            )));
+        }
         // SAFETY: the mapping is read-only; the documented contract above is that the file is
         // not modified in place while mapped. Every byte read from it is bounds-checked by
         // `format::read` before use.
@@ -144,9 +157,9 @@ impl Model {
     /// the file stays unchanged while the model is alive.
     pub fn open_copied(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_bytes_with(&bytes, opts)
     }
@@ -165,9 +178,9 @@ impl Model {
         len: u64,
         opts: &ModelOptions,
     ) -> Result<Model> {
-        let io = |source| Error::Io {
+        let io = |error| Error::Io {
             path: std::path::PathBuf::from(format!("<file range {offset}+{len}>")),
-            source,
+            error,
         };
         let invalid =
             |what: String| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, what));

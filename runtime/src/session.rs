@@ -22,7 +22,7 @@ use std::time::Instant;
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     /// Threads a run uses, the calling thread included; 0 and 1 both mean the calling
-    /// thread only. Convs and conv chains split by output rows, large fully connected
+    /// thread only, and more than 64 are taken as 64. Convs and conv chains split by output rows, large fully connected
     /// layers by output features, squeeze-excite patterns and max pools of one image by
     /// channels and rows; every split computes the same sums as one thread, so the outputs
     /// do not depend on this number.

@@ -371,3 +371,32 @@ fn session_rejects_wrong_input_count_and_length() {
         );
     }
 }
+
+/// A path that is not a `.smof` file: each error names the path and what is wrong with it,
+/// once (the I/O error is part of the message, not repeated as its source).
+#[test]
+fn opening_a_directory_a_device_or_a_missing_file_is_a_clear_error() {
+    let dir = std::env::temp_dir();
+    let missing = dir.join(format!("smof-no-such-file-{}.smof", std::process::id()));
+    let cases: [(&std::path::Path, &str); 3] = [
+        (&dir, "a directory"),
+        (std::path::Path::new("/dev/null"), "not a regular file"),
+        (&missing, "No such file"),
+    ];
+    for (path, want) in cases {
+        let e = match smof::Model::open(path) {
+            Ok(_) => panic!("{} opened as a model", path.display()),
+            Err(e) => e,
+        };
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains(want),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&e).is_none(), "{text}");
+    }
+    // Reading instead of mapping: the directory is still refused with a message.
+    let e = smof::Model::open_copied(&dir, &smof::ModelOptions::default()).err();
+    assert!(e.is_some_and(|e| e.to_string().contains(&dir.display().to_string())));
+}

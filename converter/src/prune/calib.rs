@@ -136,7 +136,7 @@ impl Calibration {
         }
         let io = |e: std::io::Error| Error::Io {
             path: dir.to_path_buf(),
-            source: e,
+            error: e,
         };
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .map_err(io)?

@@ -12,7 +12,7 @@ const USAGE: &str =
     "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--chain-min-kib N] [--kernels NAME]
 
 Times each model single-batch on synthetic input and prints min, median, mean and max ms.
-  --threads N   worker threads (default 1)
+  --threads N   threads, the calling one included (default 1; at most 64 are used)
   --cpus LIST   pin the worker threads to these CPUs, e.g. 4-7 or 0,2 (the big cores of a phone)
   --warmup N    untimed runs first (default 3)
   --loops N     timed runs (default 20)

@@ -273,6 +273,85 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     );
 }
 
+/// `smof run` on an input of another batch or image size than the model was converted for
+/// plans the session for it: a batch of two gives each sample's own output, and a 160x160
+/// image gives what the model converted at 160x160 gives. A shape the layers cannot take
+/// (other channels) is an error that names both shapes.
+#[test]
+fn run_plans_for_another_batch_or_image_size() {
+    use smof_converter::npy;
+    let model = converted();
+    let sample = |seed: usize, side: usize| -> Vec<f32> {
+        (0..3 * side * side)
+            .map(|i| ((i * 7919 + seed * 104_729) % 255) as f32 / 255.0 - 0.5)
+            .collect()
+    };
+    let run = |model: &Path, shape: &[usize], data: &[f32], name: &str| -> npy::Array {
+        let (x, y) = (tmp(&format!("{name}_x.npy")), tmp(&format!("{name}_y.npy")));
+        write_npy(&x, shape, data);
+        let o = smof_run(&[], model, &x, &y);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        npy::read(&y).unwrap()
+    };
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        let max = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            a.len() == b.len() && err <= 1e-5 * max,
+            "{what}: {err} of {max}"
+        );
+    };
+    let (a, b) = (sample(1, 224), sample(2, 224));
+    let both = run(
+        &model,
+        &[2, 3, 224, 224],
+        &[a.clone(), b.clone()].concat(),
+        "batch",
+    );
+    assert_eq!(both.shape, [2, 1280]);
+    close(
+        &both.data[..1280],
+        &run(&model, &[1, 3, 224, 224], &a, "a").data,
+        "sample 0",
+    );
+    close(
+        &both.data[1280..],
+        &run(&model, &[1, 3, 224, 224], &b, "b").data,
+        "sample 1",
+    );
+
+    let at160 = tmp("mnv2_160.smof");
+    let o = smof(&[
+        "convert",
+        bundled(),
+        "-o",
+        at160.to_str().unwrap(),
+        "--input-shape",
+        "1,3,160,160",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let small = sample(3, 160);
+    let planned = run(&model, &[1, 3, 160, 160], &small, "planned");
+    assert_eq!(planned.shape, [1, 1280]);
+    close(
+        &planned.data,
+        &run(&at160, &[1, 3, 160, 160], &small, "converted").data,
+        "160x160",
+    );
+
+    let (x, y) = (tmp("four_channels_x.npy"), tmp("four_channels_y.npy"));
+    write_npy(&x, &[1, 4, 32, 32], &vec![0.5; 4 * 32 * 32]);
+    let o = smof_run(&[], &model, &x, &y);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("[1, 4, 32, 32]")
+            && err.contains("[1, 3, 224, 224]")
+            && err.contains("channels"),
+        "{err}"
+    );
+}
+
 /// A detector-like model with two named outputs (a 4-D map and a rank-3 `[N, C, L]` head):
 /// `smof run` writes the first to `--output` and the other beside it as `STEM.NAME.npy`, each
 /// with its ONNX dims and values that agree with each other.

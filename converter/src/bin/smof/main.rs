@@ -133,7 +133,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run a model on an .npy input (NCHW f32) and write its output(s) as .npy.
+    /// Run a model on an .npy input (NCHW f32) and write its output(s) as .npy; an input of
+    /// another batch or image size is planned for when the layers can take it.
     Run {
         /// The .smof model.
         model: PathBuf,
@@ -565,22 +566,29 @@ fn open(path: &Path) -> Result<Model> {
 
 fn run(model_path: &Path, input: &Path, output: &Path) -> Result<()> {
     let model = open(model_path)?;
-    let mut session = Session::new(&model, &SessionOptions::default())?;
-    if session.input_count() != 1 {
+    let inputs = &model.graph().inputs;
+    if inputs.len() != 1 {
         bail!(
             "the model has {} inputs; `smof run` feeds one",
-            session.input_count()
+            inputs.len()
         );
     }
     let x = npy::read(input)?;
-    if x.shape != session.input_dims(0) {
-        bail!(
-            "{} has shape {:?}, the model expects {:?}",
+    // Another batch or image size is planned for, as far as the layers can take it (a
+    // fully convolutional model any size, a classifier another batch).
+    let expected: Vec<usize> = inputs[0].dims.iter().map(|&d| d as usize).collect();
+    let mut opts = SessionOptions::default();
+    if x.shape != expected {
+        opts.input_shapes = vec![x.shape.clone()];
+    }
+    let mut session = Session::new(&model, &opts).with_context(|| {
+        format!(
+            "{} has shape {:?}; the model was converted for {:?}",
             input.display(),
             x.shape,
-            session.input_dims(0)
-        );
-    }
+            expected
+        )
+    })?;
     session.run(&[&x.data])?;
     for (i, desc) in model.graph().outputs.iter().enumerate() {
         let path = if i == 0 {

@@ -176,3 +176,47 @@ fn bench_survives_a_closed_stdout() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn bench_plans_for_another_input_shape() {
+    let dir = std::env::temp_dir().join(format!("smof-bench-shape-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.smof");
+    std::fs::write(&path, tiny_model()).unwrap();
+    let bench = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_smof-bench"))
+            .arg(&path)
+            .args(["--loops", "2", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let gflop = |o: &std::process::Output| -> f64 {
+        let text = String::from_utf8_lossy(&o.stdout);
+        let v = text.split("\"gflop\":").nth(1).expect("gflop in the JSON");
+        v[..v.find(',').unwrap()].parse().unwrap()
+    };
+    let own = bench(&[]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    assert!(String::from_utf8_lossy(&own.stdout).contains("\"input_dims\":[[1, 3, 16, 16]]"));
+    // A batch of two 32x32 images: eight times the conv's FLOPs.
+    let big = bench(&["--input-shape", "2,3,32,32"]);
+    assert!(
+        big.status.success(),
+        "{}",
+        String::from_utf8_lossy(&big.stderr)
+    );
+    assert!(String::from_utf8_lossy(&big.stdout).contains("\"input_dims\":[[2, 3, 32, 32]]"));
+    let ratio = gflop(&big) / gflop(&own);
+    assert!((7.0..9.0).contains(&ratio), "FLOPs ratio {ratio}");
+    // A shape the conv cannot take, and one that is not a shape.
+    for (shape, want) in [("1,4,16,16", "channels"), ("1,3,x,16", "not a shape")] {
+        let o = bench(&["--input-shape", shape]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{shape}: {err}");
+    }
+}

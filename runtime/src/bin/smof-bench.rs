@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--chain-min-kib N] [--kernels NAME]
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--chain-min-kib N] [--kernels NAME] [--input-shape N,C,H,W]...
 
-Times each model single-batch on synthetic input and prints min, median, mean and max ms.
+Times each model on synthetic input and prints min, median, mean and max ms.
   --threads N   threads, the calling one included (default 1; at most 64 are used)
   --cpus LIST   pin the worker threads to these CPUs, e.g. 4-7 or 0,2 (the big cores of a phone)
   --warmup N    untimed runs first (default 3)
@@ -27,6 +27,8 @@ Times each model single-batch on synthetic input and prints min, median, mean an
   --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
                 the kernel table's; 256 on NEON, 1024 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
+  --input-shape N,C,H,W  plan for this input shape instead of the model's (once per input,
+                in order): another image size of a fully convolutional model, or a batch
   --dump-output FILE  write output 0 of the last run (raw little-endian f32) to FILE, to
                 compare devices: the synthetic input is the same everywhere
   --lut-for M.smof -o FILE  measure a latency table for `smof convert --prune latency=R
@@ -49,6 +51,7 @@ struct Args {
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
     lut_out: Option<PathBuf>,
+    input_shapes: Vec<Vec<usize>>,
 }
 
 /// Parses a CPU list such as `4-7` or `0,2,5-6`.
@@ -84,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
         lut_out: None,
+        input_shapes: Vec::new(),
     };
     let mut lut_for = false;
     let mut path: Option<PathBuf> = None;
@@ -111,6 +115,20 @@ fn parse_args() -> Result<Args, String> {
                 let v = args.next().ok_or("--kernels needs a value")?;
                 out.kernels = smof::KernelChoice::from_name(&v)
                     .ok_or(format!("--kernels: unknown table '{v}'"))?;
+            }
+            "--input-shape" => {
+                let v = args
+                    .next()
+                    .ok_or("--input-shape needs a shape such as 1,3,320,320")?;
+                let dims: Result<Vec<usize>, _> = v.split(',').map(|d| d.trim().parse()).collect();
+                match dims {
+                    Ok(d) if !d.is_empty() && !d.contains(&0) => out.input_shapes.push(d),
+                    _ => {
+                        return Err(format!(
+                            "--input-shape: '{v}' is not a shape such as 1,3,320,320"
+                        ))
+                    }
+                }
             }
             "--dump-output" => {
                 out.dump_output = Some(args.next().ok_or("--dump-output needs a file")?.into());
@@ -227,6 +245,7 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     if let Some(kib) = a.chain_min_kib {
         opts = opts.chain_min_bytes(kib.saturating_mul(1024));
     }
+    opts.input_shapes = a.input_shapes.clone();
     let mut session = Session::new(&model, &opts).map_err(|e| e.to_string())?;
     let session_ms = t_sess.elapsed().as_secs_f64() * 1e3;
     let inputs: Vec<Vec<f32>> = (0..session.input_count())
@@ -251,7 +270,17 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
             .collect();
         std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    let g = model.graph();
+    // The FLOPs of the shapes planned for.
+    let reshaped;
+    let g = if a.input_shapes.is_empty() {
+        model.graph()
+    } else {
+        reshaped = model
+            .graph()
+            .with_input_shapes(&a.input_shapes)
+            .map_err(|e| e.to_string())?;
+        &reshaped
+    };
     let macs = total_macs(g);
     let gflops = 2.0 * macs.iter().sum::<u64>() as f64 / 1e9;
     let name = path
@@ -307,10 +336,14 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
 
     if a.json {
         let mut j = format!(
-            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.4},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?}",
+            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.6},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?}",
             name, a.threads, a.warmup, a.loops, s.min, s.median, s.mean, s.max, gflops, open_ms, session_ms,
             session.arena_bytes(), model.kernels().name
         );
+        let dims: Vec<&[usize]> = (0..session.input_count())
+            .map(|i| session.input_dims(i))
+            .collect();
+        j.push_str(&format!(",\"input_dims\":{dims:?}"));
         if a.profile {
             j.push_str(",\"profile\":[");
             for (k, (i, n, op, kern, ms, share, gf)) in profile.iter().enumerate() {

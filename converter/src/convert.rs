@@ -24,6 +24,11 @@ pub struct ConvertOptions {
     /// SMOF pruning. The default removes only kernel rings that are already all zero,
     /// which never changes the outputs.
     pub prune: PruneOptions,
+    /// The folder that the model's external data locations are relative to (the folder of
+    /// the `.onnx` file, where PyTorch writes `model.onnx.data`). [`convert_file`] uses the
+    /// input file's folder when this is `None`; [`convert`] of bytes then rejects external
+    /// data.
+    pub external_data_dir: Option<PathBuf>,
 }
 
 /// Node counts along the pipeline, for reports.
@@ -74,9 +79,14 @@ pub struct Converted {
 /// Converts ONNX bytes to a validated runtime graph and its packed weights, without
 /// serialising them.
 pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
+    lower_in(onnx, opts, opts.external_data_dir.as_deref())
+}
+
+/// [`convert_to_graph`] with external data read from `external_dir`.
+fn lower_in(onnx: &[u8], opts: &ConvertOptions, external_dir: Option<&Path>) -> Result<Lowered> {
     // Packing needs only the table's layout rule, which every build has for every table.
     let table = opts.kernels.resolve();
-    let imported = crate::onnx::import(onnx, &opts.input_shapes)?;
+    let imported = crate::onnx::import_with(onnx, &opts.input_shapes, external_dir)?;
     let mut g = imported.graph;
     let imported_nodes = g.nodes.len();
     let mut reports = passes::run_all(&mut g)?;
@@ -128,7 +138,16 @@ pub fn convert_to_graph(onnx: &[u8], opts: &ConvertOptions) -> Result<Lowered> {
 
 /// Converts an ONNX model (the bytes of a `.onnx` file) into a `.smof` file in memory.
 pub fn convert(onnx: &[u8], opts: &ConvertOptions) -> Result<Converted> {
-    let l = convert_to_graph(onnx, opts)?;
+    convert_in(onnx, opts, opts.external_data_dir.as_deref())
+}
+
+/// [`convert`] with external data read from `external_dir`.
+fn convert_in(
+    onnx: &[u8],
+    opts: &ConvertOptions,
+    external_dir: Option<&Path>,
+) -> Result<Converted> {
+    let l = lower_in(onnx, opts, external_dir)?;
     let refs: Vec<&[u8]> = l.weight_data.iter().map(Vec::as_slice).collect();
     let bytes = smof::format::write(&l.graph, &refs)?;
     // Read the file back: checks the writer's output and yields the final weight offsets.
@@ -182,7 +201,12 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         )));
     }
     let onnx = std::fs::read(input).map_err(io_err(input))?;
-    let converted = convert(&onnx, opts)?;
+    let dir = match (&opts.external_data_dir, input.parent()) {
+        (Some(d), _) => d.as_path(),
+        (None, Some(p)) if !p.as_os_str().is_empty() => p,
+        (None, _) => Path::new("."),
+    };
+    let converted = convert_in(&onnx, opts, Some(dir))?;
     let file_name = output.file_name().ok_or_else(|| {
         Error::Options(format!(
             "the output {} is not a file path",

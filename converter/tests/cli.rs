@@ -192,9 +192,10 @@ fn bad_inputs_exit_non_zero_with_a_message() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
 
-    // Wrong input shape.
+    // Wrong input shape: channels the first conv cannot take (another image size is
+    // planned for: `run_plans_for_another_batch_or_image_size`).
     let x = tmp("wrong.npy");
-    write_npy(&x, &[1, 3, 32, 32], &vec![0.0; 3 * 32 * 32]);
+    write_npy(&x, &[1, 2, 32, 32], &vec![0.0; 2 * 32 * 32]);
     let o = smof_run(&[], &model, &x, &tmp("o.npy"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("[1, 3, 224, 224]"), "{}", stderr(&o));
@@ -350,6 +351,72 @@ fn run_plans_for_another_batch_or_image_size() {
             && err.contains("channels"),
         "{err}"
     );
+}
+
+/// A model whose weights are in an external data file beside it (as PyTorch and
+/// `onnx.save_model(..., save_as_external_data=True)` write them) converts to the same
+/// `.smof` as the model with its weights inside, from any working directory; a missing data
+/// file is an error that names it.
+#[test]
+fn external_data_beside_the_model() {
+    use prost::Message;
+    use smof_converter::onnx::proto::{ModelProto, StringStringEntryProto};
+    let mut m = ModelProto::decode(&std::fs::read(bundled()).unwrap()[..]).unwrap();
+    let mut data = Vec::new();
+    let entry = |k: &str, v: String| StringStringEntryProto {
+        key: Some(k.into()),
+        value: Some(v),
+    };
+    let mut moved = 0;
+    for t in &mut m.graph.as_mut().unwrap().initializer {
+        let Some(raw) = t.raw_data.take_if(|r| r.len() >= 64) else {
+            continue;
+        };
+        // Aligned like onnx's writer does, so offsets are not all contiguous.
+        data.resize(data.len().next_multiple_of(4096), 0);
+        t.external_data = vec![
+            entry("location", "weights/mnv2.data".into()),
+            entry("offset", data.len().to_string()),
+            entry("length", raw.len().to_string()),
+        ];
+        t.data_location = Some(1);
+        data.extend_from_slice(&raw);
+        moved += 1;
+    }
+    assert!(moved > 50, "{moved} tensors moved out");
+    let dir = tmp("external");
+    std::fs::create_dir_all(dir.join("weights")).unwrap();
+    // The file stem names the model: the same as the bundled file's, for equal bytes.
+    let onnx = dir.join("mobilenet_v2_imagenet_backbone.onnx");
+    std::fs::write(&onnx, m.encode_to_vec()).unwrap();
+    std::fs::write(dir.join("weights/mnv2.data"), &data).unwrap();
+
+    let out = tmp("external.smof");
+    let o = Command::new(env!("CARGO_BIN_EXE_smof"))
+        .current_dir("/")
+        .args([
+            "convert",
+            onnx.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(converted()).unwrap(),
+        "external data converted to other bytes"
+    );
+
+    std::fs::remove_file(dir.join("weights/mnv2.data")).unwrap();
+    let o = smof(&[
+        "convert",
+        onnx.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("mnv2.data"), "{}", stderr(&o));
 }
 
 /// A detector-like model with two named outputs (a 4-D map and a rank-3 `[N, C, L]` head):

@@ -223,9 +223,24 @@ fn shape_in_bounds(shape: &[usize]) -> bool {
 }
 
 /// Decodes and imports an ONNX model. `input_shapes` (NCHW, one per graph input, or
-/// empty) overrides the shapes the model declares.
+/// empty) overrides the shapes the model declares. A model with external data is an error
+/// here; see [`import_with`].
 pub fn import(bytes: &[u8], input_shapes: &[Vec<usize>]) -> Result<Imported> {
-    let model = decode(bytes)?;
+    import_with(bytes, input_shapes, None)
+}
+
+/// [`import`], reading tensors kept in external data files from `external_dir` (the
+/// folder of the model file; see [`super::external`]).
+pub fn import_with(
+    bytes: &[u8],
+    input_shapes: &[Vec<usize>],
+    external_dir: Option<&std::path::Path>,
+) -> Result<Imported> {
+    let mut model = decode(bytes)?;
+    if let Some(dir) = external_dir {
+        super::external::load(&mut model, dir)?;
+    }
+    let model = model;
     let mut opsets: HashMap<String, i64> = HashMap::new();
     for o in &model.opset_import {
         opsets.insert(

@@ -2,6 +2,7 @@
 //! translation of every node into the converter IR.
 mod attrs;
 pub mod builder;
+pub mod external;
 mod fold;
 pub mod import;
 mod ops;
@@ -11,7 +12,7 @@ pub mod tensor;
 #[cfg(test)]
 mod tests;
 
-pub use import::{import, Imported, ModelInfo};
+pub use import::{import, import_with, Imported, ModelInfo};
 
 /// Lowest default-domain opset the converter accepts.
 pub const MIN_OPSET: i64 = 11;

@@ -41,10 +41,11 @@ fn typed<T: Copy>(v: &[T], n: usize, what: &str) -> Result<Vec<T>> {
 
 /// Reads a tensor. `what` names it in errors.
 pub fn read_tensor(t: &TensorProto, what: &str) -> Result<ConstTensor> {
-    if t.data_location == Some(1) || !t.external_data.is_empty() {
+    if super::external::is_external(t) {
         return Err(Error::model(format!(
-            "{what} keeps its data in an external file, which is not supported; \
-             save the model with its weights inside the .onnx file"
+            "{what} keeps its data in an external file, and no folder to read it from was \
+             given: convert the model file (smof convert, convert_file), or set \
+             ConvertOptions::external_data_dir"
         )));
     }
     if t.segment.is_some() {

@@ -475,6 +475,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                         None => smof_converter::prune::PruneOptions::default().threads,
                     },
                 },
+                // convert_file reads external data beside the input.
+                external_data_dir: None,
             };
             let t = std::time::Instant::now();
             let done = smof_converter::convert_file(&input, &output, &opts)?;
@@ -537,7 +539,12 @@ fn load_calib(
     if path.is_dir() {
         let bytes =
             std::fs::read(onnx).with_context(|| format!("cannot read {}", onnx.display()))?;
-        let imported = smof_converter::onnx::import(&bytes, input_shapes)?;
+        let dir = onnx.parent().filter(|p| !p.as_os_str().is_empty());
+        let imported = smof_converter::onnx::import_with(
+            &bytes,
+            input_shapes,
+            Some(dir.unwrap_or(Path::new("."))),
+        )?;
         let dims = &imported
             .graph
             .inputs

@@ -3142,3 +3142,71 @@ fn shape_arithmetic_folds_range_equal_where() {
     );
     c.finish();
 }
+
+/// Opsets 22 to 28: the ops whose schemas got new versions there (types only, plus
+/// SpaceToDepth's `mode` in 28), in one model declared at each opset, against tract; and a
+/// SpaceToDepth of the CRD order is refused, by name.
+#[test]
+fn opsets_22_to_28() {
+    let mut c = Cases::new();
+    for opset in [22, 23, 25, 28] {
+        case(
+            &mut c,
+            &format!("opset {opset}"),
+            opset,
+            &[1, 4, 8, 8],
+            |b, x| {
+                let y = b.conv(x, &ConvSpec::new(4, 8, [3, 3]).same());
+                let y = b.node("HardSwish", &[&y], vec![]);
+                let y = b.node(
+                    "MaxPool",
+                    &[&y],
+                    vec![
+                        attr::ints("kernel_shape", &[3, 3]),
+                        attr::ints("pads", &[1, 1, 1, 1]),
+                    ],
+                );
+                let y = b.node("SpaceToDepth", &[&y], vec![attr::int("blocksize", 2)]);
+                let y = b.node(
+                    "DepthToSpace",
+                    &[&y],
+                    vec![attr::int("blocksize", 2), attr::string("mode", "CRD")],
+                );
+                let y = b.node("Mish", &[&y], vec![]);
+                let w = b.weight("w", &[8, 4, 2, 2], Some(8 * 4));
+                let y = b.node(
+                    "ConvTranspose",
+                    &[&y, &w],
+                    vec![attr::ints("strides", &[2, 2])],
+                );
+                let y = b.node("Softplus", &[&y], vec![]);
+                let y = b.node("HardSigmoid", &[&y], vec![]);
+                let y = b.node("Dropout", &[&y], vec![]);
+                let y = b.node(
+                    "AveragePool",
+                    &[&y],
+                    vec![
+                        attr::ints("kernel_shape", &[3, 3]),
+                        attr::ints("pads", &[1, 1, 1, 1]),
+                    ],
+                );
+                let y = b.node("Transpose", &[&y], vec![attr::ints("perm", &[0, 1, 3, 2])]);
+                let g = b.node("GlobalMaxPool", &[&y], vec![]);
+                b.node("Flatten", &[&g], vec![])
+            },
+        );
+    }
+    c.finish();
+
+    let onnx = build(28, &[1, 4, 8, 8], |b, x| {
+        b.node(
+            "SpaceToDepth",
+            &[x],
+            vec![attr::int("blocksize", 2), attr::string("mode", "CRD")],
+        )
+    });
+    let e = smof_converter::convert(&onnx, &Default::default())
+        .expect_err("SpaceToDepth mode=CRD refused")
+        .to_string();
+    assert!(e.contains("SpaceToDepth") && e.contains("DCR"), "{e}");
+}

@@ -151,6 +151,10 @@ pub fn static_reason(op: &str, node: &NodeProto) -> Option<String> {
         {
             Some("attribute mode must be DCR or CRD".into())
         }
+        // Opset 28 added `mode`; the order of the earlier opsets is DCR.
+        "SpaceToDepth" if !matches!(a.string("mode").as_deref(), None | Some("DCR")) => {
+            Some("attribute mode must be DCR (the order before opset 28)".into())
+        }
         "ConvTranspose" if a.has("output_shape") => Some(
             "attribute output_shape not supported; export with explicit pads and output_padding"
                 .into(),

@@ -540,7 +540,14 @@ fn every_unsupported_node_is_listed() {
 
 #[test]
 fn opset_out_of_range() {
-    for (v, ok) in [(10, false), (11, true), (21, true), (22, false)] {
+    for (v, ok) in [
+        (10, false),
+        (11, true),
+        (21, true),
+        (22, true),
+        (28, true),
+        (29, false),
+    ] {
         let mut b = ModelBuilder::new(v);
         b.input("x", &[1, 3]).output("y");
         b.node("Relu", &["x"], &["y"], vec![]);

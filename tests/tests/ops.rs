@@ -3210,3 +3210,126 @@ fn opsets_22_to_28() {
         .to_string();
     assert!(e.contains("SpaceToDepth") && e.contains("DCR"), "{e}");
 }
+
+/// Channels-last views (`converter/src/onnx/channels_last.rs`), as PyTorch's ConvNeXt
+/// writes them: a block (depthwise 7x7, NHWC transpose, LayerNormalization over the last
+/// axis, two MatMuls with a bias and GELU between, transpose back, layer scale, residual),
+/// `LayerNorm2d`, a view read by an op that needs the NHWC tensor itself (its transpose is
+/// then computed), a view as the graph output, and the 1-D reshape plus in-order Gather of
+/// PyTorch's `as_strided` export; against tract.
+#[test]
+fn channels_last_views_and_layer_norm() {
+    let mut c = Cases::new();
+    let layer_norm = |b: &mut OnnxBuilder, x: &str, ch: usize| {
+        let s = b.random_init("ln_scale", &[ch], 0.5, 1.5);
+        let t = b.random_init("ln_bias", &[ch], -0.5, 0.5);
+        b.node(
+            "LayerNormalization",
+            &[x, &s, &t],
+            vec![attr::int("axis", -1), attr::float("epsilon", 1e-6)],
+        )
+    };
+    let nhwc = |b: &mut OnnxBuilder, x: &str| {
+        b.node("Transpose", &[x], vec![attr::ints("perm", &[0, 2, 3, 1])])
+    };
+    let nchw = |b: &mut OnnxBuilder, x: &str| {
+        b.node("Transpose", &[x], vec![attr::ints("perm", &[0, 3, 1, 2])])
+    };
+    for (opset, ch) in [(17, 24), (20, 40)] {
+        case(
+            &mut c,
+            &format!("ConvNeXt block, opset {opset}, {ch} channels"),
+            opset,
+            &[1, ch, 9, 11],
+            |b, x| {
+                let d = b.conv(x, &ConvSpec::new(ch, ch, [7, 7]).same().group(ch));
+                let p = nhwc(b, &d);
+                let n = layer_norm(b, &p, ch);
+                let w1 = b.weight("w1", &[ch, 4 * ch], Some(ch));
+                let m = b.node("MatMul", &[&n, &w1], vec![]);
+                let b1 = b.random_init("b1", &[4 * ch], -0.5, 0.5);
+                let m = b.node("Add", &[&m, &b1], vec![]);
+                let g = b.node("Gelu", &[&m], vec![]);
+                let w2 = b.weight("w2", &[4 * ch, ch], Some(4 * ch));
+                let m = b.node("MatMul", &[&g, &w2], vec![]);
+                let b2 = b.random_init("b2", &[ch], -0.5, 0.5);
+                let m = b.node("Add", &[&b2, &m], vec![]);
+                let q = nchw(b, &m);
+                let gamma = b.random_init("gamma", &[ch, 1, 1], 0.1, 1.0);
+                let s = b.node("Mul", &[&gamma, &q], vec![]);
+                b.node("Add", &[&s, x], vec![])
+            },
+        );
+    }
+    case(
+        &mut c,
+        "LayerNorm2d then a strided conv",
+        17,
+        &[1, 16, 8, 8],
+        |b, x| {
+            let p = nhwc(b, x);
+            let n = layer_norm(b, &p, 16);
+            let q = nchw(b, &n);
+            b.conv(&q, &ConvSpec::new(16, 32, [2, 2]).stride(2, 2))
+        },
+    );
+    case(
+        &mut c,
+        "a view read by Reshape (computed)",
+        17,
+        &[1, 8, 4, 6],
+        |b, x| {
+            let p = nhwc(b, x);
+            let n = layer_norm(b, &p, 8);
+            let r = b.i64s("shape", &[1, 4 * 6 * 8]);
+            b.node("Reshape", &[&n, &r], vec![])
+        },
+    );
+    case(&mut c, "a view as the output", 17, &[1, 8, 4, 6], |b, x| {
+        let p = nhwc(b, x);
+        b.node("Relu", &[&p], vec![])
+    });
+    case(
+        &mut c,
+        "1-D reshape and in-order Gather",
+        17,
+        &[1, 12, 5, 5],
+        |b, x| {
+            let g = b.node("GlobalAveragePool", &[x], vec![]);
+            let r = b.i64s("flat", &[12]);
+            let f = b.node("Reshape", &[&g, &r], vec![]);
+            let idx = b.init_i64("idx", &[1, 12, 1, 1], &(0..12).collect::<Vec<_>>());
+            let gathered = b.node("Gather", &[&f, &idx], vec![attr::int("axis", 0)]);
+            let s = b.i64s("shape", &[1, 12]);
+            b.node("Reshape", &[&gathered, &s], vec![])
+        },
+    );
+    c.finish();
+
+    // LayerNormalization elsewhere, and a Gather of a 1-D view out of order, are refused by
+    // name.
+    for (what, onnx) in [
+        (
+            "LayerNormalization",
+            build(17, &[1, 8, 4, 6], |b, x| layer_norm(b, x, 6)),
+        ),
+        (
+            "Gather",
+            build(17, &[1, 4, 2, 2], |b, x| {
+                let g = b.node("GlobalAveragePool", &[x], vec![]);
+                let r = b.i64s("flat", &[4]);
+                let f = b.node("Reshape", &[&g, &r], vec![]);
+                let idx = b.init_i64("idx", &[1, 4, 1, 1], &[1, 0, 2, 3]);
+                b.node("Gather", &[&f, &idx], vec![attr::int("axis", 0)])
+            }),
+        ),
+    ] {
+        let e = smof_converter::convert(&onnx, &Default::default())
+            .expect_err(what)
+            .to_string();
+        assert!(
+            e.contains(what) && e.contains("not supported") || e.contains("supported over"),
+            "{e}"
+        );
+    }
+}

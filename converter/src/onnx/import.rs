@@ -73,6 +73,25 @@ pub(super) enum Val {
     /// The 5-D view `[N, g, C/g, H, W]` of the activation `src` (`[N, C, H, W]`) in the middle
     /// of a channel shuffle, with axes 1 and 2 swapped when `transposed`: only a Transpose
     /// swapping them or a Reshape back to 4-D may read it.
+    /// The NHWC transpose (`perm = [0, 2, 3, 1]`) of the 4-D activation `src`, not computed
+    /// unless an op needs it (see [`super::channels_last`]).
+    ChannelsLast {
+        /// The NCHW activation.
+        src: ValueId,
+        /// The ONNX dims of the view, `[N, H, W, C]`.
+        shape: Vec<usize>,
+    },
+    /// The 1-D reshape of the activation `src` (the elements of its ONNX dims `shape` in
+    /// order): only a Reshape back to 2 to 4 dims and a Gather of every element in order
+    /// read it.
+    Flat {
+        /// The activation.
+        src: ValueId,
+        /// Its ONNX dims.
+        shape: Vec<usize>,
+        /// The view's dims: the element count.
+        dims: [usize; 1],
+    },
     Shuffle {
         /// The 4-D activation.
         src: ValueId,
@@ -442,7 +461,10 @@ pub fn import_with(
             // Reported through the node that poisoned its input.
             Err(NodeErr::Unsupported(String::new()))
         } else {
-            imp.import_node(node, &op, &name)
+            match imp.channels_last(node, &op, &name) {
+                Some(r) => r,
+                None => imp.import_node(node, &op, &name),
+            }
         };
         match result {
             Ok(()) => {}
@@ -463,6 +485,9 @@ pub fn import_with(
 
     for o in &graph.output {
         let name = o.name.clone().unwrap_or_default();
+        if let Err(NodeErr::Fatal(e)) = imp.materialize(&name, &name) {
+            return Err(e);
+        }
         let v = match imp.vals.get(&name) {
             Some(Val::Act(v)) => *v,
             Some(Val::Const(_)) => {
@@ -516,6 +541,8 @@ impl Importer {
             Some(Val::Const(c)) => Input::Const(c),
             Some(Val::Act(v)) => Input::Act(self.onnx_dims(*v)),
             Some(Val::Shuffle { shape, .. }) => Input::Act(shape),
+            Some(Val::ChannelsLast { shape, .. }) => Input::Act(shape),
+            Some(Val::Flat { dims, .. }) => Input::Act(dims),
             _ => Input::Missing,
         }
     }
@@ -551,6 +578,13 @@ impl Importer {
                 "input {i} ('{name}') is a {}-D view of a channel shuffle; only the shuffle's \
                  Transpose and its Reshape back to 4-D may read it",
                 shape.len()
+            )),
+            Some(Val::ChannelsLast { .. }) => unsup(format!(
+                "input {i} ('{name}') is a channels-last view that was not computed"
+            )),
+            Some(Val::Flat { shape, .. }) => unsup(format!(
+                "input {i} ('{name}') is the 1-D reshape of a {shape:?} tensor; only a Reshape \
+                 and a Gather of all its elements in order may read it"
             )),
             _ => unsup(format!("input {i} is missing")),
         }
@@ -666,7 +700,7 @@ impl Importer {
         Ok(v)
     }
 
-    fn import_node(&mut self, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
+    pub(super) fn import_node(&mut self, node: &NodeProto, op: &str, name: &str) -> NResult<()> {
         for (k, o) in node.output.iter().enumerate().skip(1) {
             if op != "Split" && !o.is_empty() && self.used.contains(o) {
                 return unsup(format!(

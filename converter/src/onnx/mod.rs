@@ -2,6 +2,7 @@
 //! translation of every node into the converter IR.
 mod attrs;
 pub mod builder;
+mod channels_last;
 pub mod external;
 mod fold;
 pub mod import;

@@ -76,6 +76,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Pad",
     "DepthToSpace",
     "SpaceToDepth",
+    "LayerNormalization",
     "Tile",
     "Expand",
     "ArgMax",
@@ -756,6 +757,26 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             imp.emit(node, name, add, vec![x, z])
         }
         "Gather" => {
+            // All the elements of a 1-D view, in order (PyTorch's export of some
+            // `as_strided` calls): a reshape of its activation to the indices' shape.
+            if let Some(Val::Flat { src, shape, .. }) = imp.vals.get(&node.input[0]) {
+                let (src, shape) = (*src, shape.clone());
+                let n = shape.iter().product::<usize>() as i64;
+                let ind = imp.konst(node, 1).cloned();
+                let in_order = ind.as_ref().and_then(|t| t.ints()).is_some_and(|v| {
+                    v.len() as i64 == n && v.iter().zip(0..).all(|(&k, i)| k == i)
+                });
+                let axis = a.int_or("axis", 0);
+                return match ind {
+                    Some(t) if in_order && (axis == 0 || axis == -1) => {
+                        reshape_nd(imp, node, name, src, &shape, t.dims.clone())
+                    }
+                    _ => unsup(format!(
+                        "Gather from a 1-D view of a {shape:?} tensor not supported (only of all \
+                         its elements in order)"
+                    )),
+                };
+            }
             let x = imp.act(node, 0)?;
             let xs = imp.g.shape(x).to_vec();
             let r = xs.len();
@@ -988,9 +1009,30 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
                 };
                 return imp.emit(node, name, op, vec![src]);
             }
-            let (x, xs) = imp.act_nd(node, 0)?;
+            // A 1-D view read back into a shape: a reshape of the activation it stands for.
+            let (x, xs) = match imp.vals.get(&node.input[0]) {
+                Some(Val::Flat { src, dims, .. }) => (*src, dims.to_vec()),
+                _ => imp.act_nd(node, 0)?,
+            };
             let to = super::fold::reshape_target(&xs, &target, allowzero)
                 .map_err(|e| NodeErr::Fatal(Error::shape(&node.output[0], e)))?;
+            if to.len() == 1 {
+                let shape = imp.onnx_dims(x).to_vec();
+                let dims = [shape.iter().product()];
+                imp.vals.insert(
+                    node.output[0].clone(),
+                    Val::Flat {
+                        src: x,
+                        shape,
+                        dims,
+                    },
+                );
+                return Ok(());
+            }
+            if xs.len() == 1 {
+                let from = imp.onnx_dims(x).to_vec();
+                return reshape_nd(imp, node, name, x, &from, to);
+            }
             // [N, C, H, W] -> [N, g, C/g, H, W]: the first step of a channel shuffle.
             if let ([n, c, h, w], [n2, g, cg, h2, w2]) = (xs.as_slice(), to.as_slice()) {
                 if (n, h, w) == (n2, h2, w2) && g * cg == *c && *g > 1 {
@@ -1481,6 +1523,11 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             }
             imp.emit_nd(node, 0, name, Op::Identity, vec![x], xs)
         }
+        // Over the channels of a channels-last view only (`super::channels_last`).
+        "LayerNormalization" => unsup(
+            "LayerNormalization is supported over the last axis of an NHWC transpose of a 4-D \
+             tensor (Transpose perm [0, 2, 3, 1], as ConvNeXt's blocks and LayerNorm2d write it)",
+        ),
         _ => unsup(format!(
             "{op} of a computed tensor not supported (only constant shape arithmetic is folded)"
         )),

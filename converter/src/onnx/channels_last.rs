@@ -1,0 +1,377 @@
+//! Channels-last views: `Transpose(perm = [0, 2, 3, 1])` of a 4-D activation, as PyTorch
+//! writes around `nn.Linear` and `nn.LayerNorm` applied to each pixel (ConvNeXt's blocks,
+//! its `LayerNorm2d`).
+//!
+//! Such a transpose moves no data here: its output is a [`Val::ChannelsLast`] view of the
+//! NCHW activation it read. The per-pixel ops that follow run on that activation instead:
+//! a `MatMul` by a constant `[C, K]` matrix is a 1x1 conv, a `LayerNormalization` over the
+//! last axis is a normalisation over channels, elementwise ops with constants along the
+//! last axis are per-channel ops, activations are themselves; each gives a view again.
+//! `Transpose(perm = [0, 3, 1, 2])` of a view is the activation itself, so that a
+//! ConvNeXt block's two transposes vanish. Any other reader gets the transposed tensor,
+//! computed once ([`Importer::materialize`]).
+
+use super::import::{Importer, NResult, Val};
+use super::proto::{AttributeProto, NodeProto};
+use crate::ir::{Activation, BinaryKind, ConstTensor, Op, ReduceKind, UnaryKind, ValueId};
+
+/// Elementwise ops of one activation input that run on the view's activation as they are
+/// (further inputs are constants: Clip's bounds, Dropout's ratio).
+const UNARY: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Gelu",
+    "HardSwish",
+    "HardSigmoid",
+    "Mish",
+    "Softplus",
+    "Erf",
+    "Clip",
+    "Neg",
+    "Abs",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Dropout",
+    "Identity",
+];
+
+/// Elementwise ops of two inputs, each a view or a constant along the last axis.
+const BINARY: &[&str] = &["Add", "Sub", "Mul", "Div", "Min", "Max", "Pow"];
+
+impl Importer {
+    /// Imports `node` when it creates or reads a channels-last view; `None` to import it as
+    /// usual (after any view it reads has been materialized).
+    pub(super) fn channels_last(
+        &mut self,
+        node: &NodeProto,
+        op: &str,
+        name: &str,
+    ) -> Option<NResult<()>> {
+        let views: Vec<usize> = (0..node.input.len())
+            .filter(|&i| matches!(self.val(node, i), Some(Val::ChannelsLast { .. })))
+            .collect();
+        let perm = || {
+            node.attribute
+                .iter()
+                .find(|a| a.name.as_deref() == Some("perm"))
+                .map(|a| a.ints.clone())
+        };
+        if views.is_empty() {
+            // A new view: the transpose of an NCHW activation to NHWC.
+            if op == "Transpose" && perm().as_deref() == Some(&[0, 2, 3, 1]) {
+                if let Some(Val::Act(v)) = self.val(node, 0) {
+                    let v = *v;
+                    if !self.views.contains_key(&v) && self.g.shape(v).len() == 4 {
+                        let s = self.g.shape(v);
+                        let shape = vec![s[0], s[2], s[3], s[1]];
+                        let out = node.output[0].clone();
+                        self.vals.insert(out, Val::ChannelsLast { src: v, shape });
+                        return Some(Ok(()));
+                    }
+                }
+            }
+            return None;
+        }
+        let handled = match op {
+            "Transpose" if perm().as_deref() == Some(&[0, 3, 1, 2]) => {
+                let Some(Val::ChannelsLast { src, .. }) = self.val(node, 0) else {
+                    unreachable!("input 0 is the view")
+                };
+                let src = *src;
+                self.vals.insert(node.output[0].clone(), Val::Act(src));
+                Some(Ok(()))
+            }
+            _ if UNARY.contains(&op) && views == [0] => self.per_pixel(node, name, None),
+            _ if BINARY.contains(&op) && node.input.len() == 2 => self.per_pixel(node, name, None),
+            "MatMul" if views == [0] => self.matmul(node, name),
+            "LayerNormalization" if views == [0] => Some(self.layer_norm(node, name)),
+            _ => None,
+        };
+        if handled.is_some() {
+            return handled;
+        }
+        // Any other reader gets the transposed tensor.
+        for i in views {
+            if let Err(e) = self.materialize(&node.input[i], name) {
+                return Some(Err(e));
+            }
+        }
+        None
+    }
+
+    /// The value of input `i` of `node`.
+    fn val(&self, node: &NodeProto, i: usize) -> Option<&Val> {
+        node.input
+            .get(i)
+            .filter(|s| !s.is_empty())
+            .and_then(|s| self.vals.get(s))
+    }
+
+    /// Replaces the view `input` by the NHWC tensor it stands for, computed by a transpose.
+    pub(super) fn materialize(&mut self, input: &str, name: &str) -> NResult<()> {
+        let Some(Val::ChannelsLast { src, .. }) = self.vals.get(input) else {
+            return Ok(());
+        };
+        let op = Op::Transpose { perm: [0, 2, 3, 1] };
+        let v = self.ir_node(&format!("{input}.nhwc"), name, op, vec![*src])?;
+        self.vals.insert(input.to_string(), Val::Act(v));
+        Ok(())
+    }
+
+    /// Adds an IR node of `op` on `inputs`, its output shape inferred; returns the value.
+    fn ir_node(
+        &mut self,
+        value: &str,
+        name: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+    ) -> NResult<ValueId> {
+        let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
+        let shape = crate::ir::shape::infer(&op, &ins).map_err(|e| {
+            super::import::NodeErr::Fatal(crate::error::Error::shape(
+                value,
+                format!("node {name}: {e}"),
+            ))
+        })?;
+        self.add_node(value, name, op, inputs, shape)
+    }
+
+    /// A fresh value name derived from `base`.
+    fn fresh_name(&self, base: &str) -> String {
+        let mut k = 0;
+        loop {
+            let n = format!(
+                "{base}.nchw{}",
+                if k == 0 { String::new() } else { k.to_string() }
+            );
+            if !self.vals.contains_key(&n) {
+                return n;
+            }
+            k += 1;
+        }
+    }
+
+    /// Imports `node` (or `rewritten`, an equivalent node on the views' activations) with
+    /// every view input replaced by its NCHW activation and every constant along the last
+    /// axis by the per-channel constant `[1, C, 1, 1]`; its output is a view again. `None`
+    /// when an input is neither (an NCHW activation, or a constant that varies along other
+    /// axes).
+    fn per_pixel(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        rewritten: Option<NodeProto>,
+    ) -> Option<NResult<()>> {
+        let node_in = rewritten.as_ref().unwrap_or(node);
+        let mut shape = None;
+        let mut inputs = Vec::new();
+        let mut bound = Vec::new();
+        for (i, input) in node_in.input.iter().enumerate() {
+            if input.is_empty() {
+                inputs.push(String::new());
+                continue;
+            }
+            let fresh = self.fresh_name(input);
+            let val = match self.vals.get(input)? {
+                Val::ChannelsLast { src, shape: s } => {
+                    if shape.as_ref().is_some_and(|t: &Vec<usize>| t != s) {
+                        return None;
+                    }
+                    shape = Some(s.clone());
+                    Val::Act(*src)
+                }
+                // The operand of an elementwise op of two inputs, along the last axis.
+                Val::Const(c) if BINARY.contains(&node_in.op_type.as_deref()?) => {
+                    Val::Const(per_channel(c)?)
+                }
+                // Clip's bounds, Dropout's ratio, the rewritten conv's weight.
+                Val::Const(c) if i > 0 => Val::Const(c.clone()),
+                _ => return None,
+            };
+            self.vals.insert(fresh.clone(), val);
+            bound.push(fresh.clone());
+            inputs.push(fresh);
+        }
+        let shape = shape?;
+        let mut inner = node_in.clone();
+        inner.input = inputs;
+        let result = self.import_node(&inner, inner.op_type.as_deref().unwrap_or(""), name);
+        for b in bound {
+            self.vals.remove(&b);
+        }
+        if let Err(e) = result {
+            return Some(Err(e));
+        }
+        let out = &node.output[0];
+        let Some(Val::Act(v)) = self.vals.get(out) else {
+            return Some(Ok(()));
+        };
+        let v = *v;
+        let s = self.g.shape(v);
+        let shape = vec![shape[0], s[2], s[3], s[1]];
+        self.vals
+            .insert(out.clone(), Val::ChannelsLast { src: v, shape });
+        Some(Ok(()))
+    }
+
+    /// `MatMul(view [N, H, W, C], constant [C, K])`: a 1x1 conv of the view's activation.
+    fn matmul(&mut self, node: &NodeProto, name: &str) -> Option<NResult<()>> {
+        let Some(Val::Const(w)) = self.val(node, 1) else {
+            return None;
+        };
+        let [c, k] = w.dims[..] else {
+            return None;
+        };
+        let m = w.to_f32();
+        let mut t = vec![0.0; c * k];
+        for (ci, row) in m.chunks_exact(k).enumerate() {
+            for (ki, &v) in row.iter().enumerate() {
+                t[ki * c + ci] = v;
+            }
+        }
+        let weight = self.fresh_name(&format!("{}.weight", node.output[0]));
+        self.vals.insert(
+            weight.clone(),
+            Val::Const(ConstTensor::f32(vec![k, c, 1, 1], t)),
+        );
+        let conv = NodeProto {
+            op_type: Some("Conv".into()),
+            input: vec![node.input[0].clone(), weight.clone()],
+            output: node.output.clone(),
+            name: node.name.clone(),
+            ..Default::default()
+        };
+        let r = self.per_pixel(node, name, Some(conv));
+        self.vals.remove(&weight);
+        r
+    }
+
+    /// `LayerNormalization` over the last axis of a view: over the channels of its
+    /// activation, as the mean, the centred values, their mean square, and the scaled
+    /// quotient (every step a node of its own).
+    fn layer_norm(&mut self, node: &NodeProto, name: &str) -> NResult<()> {
+        let unsup = |what: String| super::import::NodeErr::Unsupported(what);
+        let Some(Val::ChannelsLast { src, shape }) = self.val(node, 0) else {
+            unreachable!("input 0 is the view")
+        };
+        let (x, shape) = (*src, shape.clone());
+        let attr = |n: &str| -> Option<&AttributeProto> {
+            node.attribute.iter().find(|a| a.name.as_deref() == Some(n))
+        };
+        let axis = attr("axis").and_then(|a| a.i).unwrap_or(-1);
+        if axis != -1 && axis != 3 {
+            return Err(unsup(format!(
+                "LayerNormalization over axes {axis}.. of a channels-last tensor not supported \
+                 (only the last axis)"
+            )));
+        }
+        let eps = attr("epsilon").and_then(|a| a.f).unwrap_or(1e-5);
+        let c = shape[3];
+        let vector = |i: usize, default: f32| -> NResult<Vec<f32>> {
+            match self.val(node, i) {
+                None => Ok(vec![default; c]),
+                Some(Val::Const(t)) if t.len() == c || t.len() == 1 => {
+                    let v = t.to_f32();
+                    Ok(if v.len() == c { v } else { vec![v[0]; c] })
+                }
+                _ => Err(unsup(format!(
+                    "LayerNormalization input {i} must be a constant of {c} values"
+                ))),
+            }
+        };
+        let (scale, bias) = (vector(1, 1.0)?, vector(2, 0.0)?);
+        let out = &node.output[0];
+        let channels = [false, true, false, false];
+        let mean = self.ir_node(
+            &format!("{out}.mean"),
+            name,
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes: channels,
+            },
+            vec![x],
+        )?;
+        let binary = |kind| Op::Binary {
+            kind,
+            act: Activation::None,
+        };
+        let d = self.ir_node(
+            &format!("{out}.centred"),
+            name,
+            binary(BinaryKind::Sub),
+            vec![x, mean],
+        )?;
+        let sq = self.ir_node(
+            &format!("{out}.square"),
+            name,
+            binary(BinaryKind::Mul),
+            vec![d, d],
+        )?;
+        let var = self.ir_node(
+            &format!("{out}.variance"),
+            name,
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes: channels,
+            },
+            vec![sq],
+        )?;
+        let var_eps = self.ir_node(
+            &format!("{out}.variance_eps"),
+            name,
+            Op::ChannelAffine {
+                scale: vec![1.0],
+                shift: vec![eps],
+                act: Activation::None,
+            },
+            vec![var],
+        )?;
+        let sd = self.ir_node(
+            &format!("{out}.std"),
+            name,
+            Op::Unary {
+                kind: UnaryKind::Sqrt,
+            },
+            vec![var_eps],
+        )?;
+        let n = self.ir_node(
+            &format!("{out}.normalized"),
+            name,
+            binary(BinaryKind::Div),
+            vec![d, sd],
+        )?;
+        let y = self.ir_node(
+            &self.fresh_name(out),
+            name,
+            Op::ChannelAffine {
+                scale,
+                shift: bias,
+                act: Activation::None,
+            },
+            vec![n],
+        )?;
+        self.vals
+            .insert(out.clone(), Val::ChannelsLast { src: y, shape });
+        Ok(())
+    }
+}
+
+/// A constant along the last axis of an NHWC tensor (dims `[.., K]` with every other dim
+/// 1, or a scalar) as the per-channel constant `[1, K, 1, 1]` of NCHW.
+fn per_channel(c: &ConstTensor) -> Option<ConstTensor> {
+    let last = c.dims.last().copied().unwrap_or(1);
+    let leading_ones = c.dims.len() <= 4
+        && c.dims[..c.dims.len().saturating_sub(1)]
+            .iter()
+            .all(|&d| d == 1);
+    if !leading_ones {
+        return None;
+    }
+    c.reshaped(vec![1, last, 1, 1])
+}

@@ -80,6 +80,8 @@ pub enum Activation {
     Silu,
     /// `tanh(x)`.
     Tanh,
+    /// `x · Φ(x) = x/2 · (1 + erf(x/√2))`, with [`erf`] (format 1.4).
+    Gelu,
 }
 
 impl Activation {
@@ -102,6 +104,7 @@ impl Activation {
             Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Activation::Silu => x / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),
+            Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
         }
     }
     /// Short name, for reports.
@@ -116,6 +119,7 @@ impl Activation {
             Activation::HardSwish => "hard_swish",
             Activation::Silu => "silu",
             Activation::Tanh => "tanh",
+            Activation::Gelu => "gelu",
         }
     }
     fn params_finite(self) -> bool {
@@ -567,7 +571,7 @@ impl UnaryKind {
             UnaryKind::Reciprocal => 1.0 / x,
             UnaryKind::Erf => erf(x),
             UnaryKind::Softplus => softplus(x),
-            UnaryKind::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            UnaryKind::Gelu => Activation::Gelu.apply(x),
             UnaryKind::GeluTanh => {
                 let k = (2.0 / std::f32::consts::PI).sqrt();
                 0.5 * x * (1.0 + (k * (x + 0.044_715 * x * x * x)).tanh())
@@ -589,40 +593,39 @@ fn softplus(x: f32) -> f32 {
 }
 
 /// The error function in f32, within 5e-7 of the exact value (about 8 ulp near 1): the
-/// rational approximation `x·P(x²)/Q(x²)` of degrees 13 and 8 that XLA and Eigen use, and
-/// exactly ±1 from |x| = 3.9 on (where erf rounds to 1 in f32). Branch-free apart from that
-/// select, so the loops that call it vectorise; `erf_reference` in the tests below, the
+/// rational approximation `x·P(x²)/Q(x²)` of degrees 13 and 8 that XLA and Eigen use, on `x`
+/// clamped to [-4, 4] ([`ERF_P`], [`ERF_Q`]; the SIMD GELU activations evaluate the same).
+/// Branch-free, so the loops that call it vectorise; `erf_reference` in the tests below, the
 /// series and continued fraction in f64, checks the bound on a dense grid.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
-    const P: [f32; 7] = [
-        -2.726_142_3e-10,
-        2.770_681_4e-8,
-        -2.101_024e-6,
-        -5.692_506_4e-5,
-        -7.349_906_3e-4,
-        -2.954_6e-3,
-        -1.609_603_3e-2,
-    ];
-    const Q: [f32; 5] = [
-        -1.456_607_2e-5,
-        -2.133_740_6e-4,
-        -1.682_827e-3,
-        -7.373_329e-3,
-        -1.426_474e-2,
-    ];
     let c = x.clamp(-4.0, 4.0);
     let x2 = c * c;
     // Plain multiply-adds: `mul_add` is a library call where the target has no FMA.
-    let p = P[1..].iter().fold(P[0], |acc, &k| acc * x2 + k);
-    let q = Q[1..].iter().fold(Q[0], |acc, &k| acc * x2 + k);
-    let r = c * p / q;
-    if x.abs() >= 3.9 {
-        1f32.copysign(x)
-    } else {
-        r
-    }
+    let p = ERF_P[1..].iter().fold(ERF_P[0], |acc, &k| acc * x2 + k);
+    let q = ERF_Q[1..].iter().fold(ERF_Q[0], |acc, &k| acc * x2 + k);
+    c * p / q
 }
+
+/// Numerator coefficients of [`erf`], highest power of `x²` first.
+pub const ERF_P: [f32; 7] = [
+    -2.726_142_4e-10,
+    2.770_681_5e-8,
+    -2.101_024e-6,
+    -5.692_506_2e-5,
+    -7.349_906_4e-4,
+    -2.954_6e-3,
+    -1.609_603_3e-2,
+];
+
+/// Denominator coefficients of [`erf`], highest power of `x²` first.
+pub const ERF_Q: [f32; 5] = [
+    -1.456_607_15e-5,
+    -2.133_740_5e-4,
+    -1.682_827e-3,
+    -7.373_329_3e-3,
+    -1.426_473_9e-2,
+];
 
 /// How [`Op::Pad`] fills the new elements.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -817,6 +820,18 @@ impl Op {
             Op::SoftmaxAxis { log: true, .. } => "LogSoftmax",
             Op::Reshape { .. } => "Reshape",
             Op::ConcatAxis { .. } => "ConcatAxis",
+        }
+    }
+
+    /// The activation the op applies in its store, if it has one.
+    pub fn activation(&self) -> Option<Activation> {
+        match self {
+            Op::Conv(c) => Some(c.act),
+            Op::Fc(f) => Some(f.act),
+            Op::Deconv(d) => Some(d.act),
+            Op::Act(a) | Op::Add { act: a } | Op::ChannelAffine { act: a, .. } => Some(*a),
+            Op::Binary { act, .. } => Some(*act),
+            _ => None,
         }
     }
 

@@ -861,12 +861,12 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
         "Floor" => unary(imp, node, name, UnaryKind::Floor),
         "Ceil" => unary(imp, node, name, UnaryKind::Ceil),
         "Gelu" => {
-            let kind = if a.string("approximate").as_deref() == Some("tanh") {
-                UnaryKind::GeluTanh
-            } else {
-                UnaryKind::Gelu
-            };
-            unary(imp, node, name, kind)
+            if a.string("approximate").as_deref() == Some("tanh") {
+                return unary(imp, node, name, UnaryKind::GeluTanh);
+            }
+            // An activation, which the passes fuse into the conv or FC before it.
+            let (x, xs) = imp.act_nd(node, 0)?;
+            imp.emit_nd(node, 0, name, Op::Act(Activation::Gelu), vec![x], xs)
         }
         "Concat" => {
             let mut ins = Vec::new();

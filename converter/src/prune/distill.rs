@@ -232,6 +232,12 @@ fn act_grad(act: Activation, x: f32) -> f32 {
             let t = x.tanh();
             1.0 - t * t
         }
+        // d/dx x·Φ(x) = Φ(x) + x·φ(x).
+        Activation::Gelu => {
+            let cdf = 0.5 * (1.0 + smof::graph::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = (-0.5 * x * x).exp() / (2.0 * std::f32::consts::PI).sqrt();
+            cdf + x * pdf
+        }
     }
 }
 
@@ -1103,6 +1109,40 @@ mod tests {
     use super::*;
     use crate::ir::{FcOp, Weight};
     use crate::passes::testing::B;
+
+    /// Every activation's derivative against a central difference of its function, away
+    /// from the kinks of the piecewise ones.
+    #[test]
+    fn activation_derivatives_match_finite_differences() {
+        let acts = [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { min: -1.0, max: 2.0 },
+            Activation::LeakyRelu { alpha: 0.1 },
+            Activation::Sigmoid,
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::HardSwish,
+            Activation::Silu,
+            Activation::Tanh,
+            Activation::Gelu,
+        ];
+        for act in acts {
+            for i in -40..=40 {
+                let x = i as f64 * 0.1 + 0.013;
+                let h = 1e-3;
+                let f = |v: f64| act.apply(v as f32) as f64;
+                let numeric = (f(x + h) - f(x - h)) / (2.0 * h);
+                let got = act_grad(act, x as f32) as f64;
+                assert!(
+                    (got - numeric).abs() <= 2e-3,
+                    "{act:?}'({x}) = {got}, finite difference {numeric}"
+                );
+            }
+        }
+    }
 
     fn values(seed: &mut u64, n: usize, scale: f32) -> Vec<f32> {
         let mut r = Rng(*seed);

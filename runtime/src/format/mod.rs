@@ -28,10 +28,10 @@ pub const MAGIC: [u8; 8] = *b"\x89SMOF\r\n\x1a";
 pub const VERSION_MAJOR: u16 = 1;
 /// Newest minor format version written: 1.1 adds the op codes from
 /// [`records::op::FIRST_OF_1_1`] on, 1.2 those from [`records::op::FIRST_OF_1_2`] on, 1.3 the
-/// `WinogradF23` weight layout. A writer writes the lowest minor version whose features
+/// `WinogradF23` weight layout, 1.4 the GELU activation. A writer writes the lowest minor version whose features
 /// the file uses. Files with any minor version of major 1 are read; sections of kinds this
 /// reader does not know are skipped.
-pub const VERSION_MINOR: u16 = 3;
+pub const VERSION_MINOR: u16 = 4;
 
 /// Alignment of every section's offset.
 pub const SECTION_ALIGN: u64 = 8;

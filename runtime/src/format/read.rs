@@ -1057,6 +1057,7 @@ impl Params<'_> {
             act::HARD_SWISH => (Activation::HardSwish, 0),
             act::SILU => (Activation::Silu, 0),
             act::TANH => (Activation::Tanh, 0),
+            act::GELU => (Activation::Gelu, 0),
             c => {
                 return Err(corrupt(
                     self.pos(i),

@@ -334,6 +334,8 @@ pub mod act {
     pub const SILU: u32 = 7;
     /// No parameter.
     pub const TANH: u32 = 8;
+    /// No parameter (format 1.4).
+    pub const GELU: u32 = 9;
 }
 
 /// Codes of [`crate::graph::PoolKind`].

@@ -308,6 +308,7 @@ fn every_activation_round_trips_with_exact_parameter_bits() {
         Activation::HardSwish,
         Activation::Silu,
         Activation::Tanh,
+        Activation::Gelu,
     ];
     for a in acts {
         let mut b = Builder::new(Shape4::new(2, 3, 5, 7));
@@ -875,4 +876,14 @@ fn ops_of_format_1_2_round_trip_and_are_checked() {
     );
     let (g, data) = b.finish(am);
     assert_eq!(version(&write(&g, &refs(&data)).unwrap()).unwrap(), (1, 2));
+    // The GELU activation makes a file 1.4, and only it: a 1.3 reader does not know its code.
+    for (act, minor) in [(Activation::Gelu, 4), (Activation::Silu, 0)] {
+        let mut b = Builder::new(Shape4::new(1, 2, 2, 5));
+        let t = b.node("act", Op::Act(act), &[0]);
+        let (g, data) = b.finish(t);
+        assert_eq!(
+            version(&write(&g, &refs(&data)).unwrap()).unwrap(),
+            (1, minor)
+        );
+    }
 }

@@ -229,6 +229,14 @@ pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
                     .filter(|w| matches!(w.layout, Layout::WinogradF23(_)))
                     .map(|_| 3),
             )
+            // The GELU activation came with format 1.4.
+            .chain(
+                graph
+                    .nodes
+                    .iter()
+                    .filter(|n| n.op.activation() == Some(Activation::Gelu))
+                    .map(|_| 4),
+            )
             .max()
             .unwrap_or(0),
         header_size: HEADER_SIZE as u32,
@@ -406,6 +414,7 @@ pub(super) fn act_words(a: Activation) -> [u32; 3] {
         Activation::HardSwish => (act::HARD_SWISH, 0, 0),
         Activation::Silu => (act::SILU, 0, 0),
         Activation::Tanh => (act::TANH, 0, 0),
+        Activation::Gelu => (act::GELU, 0, 0),
     };
     [code, p0, p1]
 }

@@ -115,6 +115,7 @@ fn activation() -> impl Strategy<Value = Activation> {
         Just(Activation::HardSwish),
         Just(Activation::Silu),
         Just(Activation::Tanh),
+        Just(Activation::Gelu),
     ]
 }
 
@@ -1027,6 +1028,7 @@ pub fn pointwise_block_cases() -> Vec<ConvCase> {
             max: 2.0,
         },
         Activation::Silu,
+        Activation::Gelu,
     ];
     let mut v = Vec::new();
     for (i, &(ic, oc, (n, h, w), y_extra)) in [

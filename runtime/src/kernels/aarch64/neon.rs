@@ -182,6 +182,19 @@ pub(crate) fn act8(act: Activation, v: V8) -> V8 {
         Activation::Tanh => V8::splat(2.0)
             .div(one.add(v.mul(V8::splat(-2.0)).exp()))
             .add(V8::splat(-1.0)),
+        // x/2 · (1 + erf(x/√2)), erf as `crate::graph::erf` computes it.
+        Activation::Gelu => {
+            use crate::graph::{ERF_P, ERF_Q};
+            let c = v
+                .mul(V8::splat(std::f32::consts::FRAC_1_SQRT_2))
+                .max(V8::splat(-4.0))
+                .min(V8::splat(4.0));
+            let x2 = c.mul(c);
+            let p = (ERF_P[1..].iter()).fold(V8::splat(ERF_P[0]), |a, &k| V8::splat(k).fma(a, x2));
+            let q = (ERF_Q[1..].iter()).fold(V8::splat(ERF_Q[0]), |a, &k| V8::splat(k).fma(a, x2));
+            let h = v.mul(V8::splat(0.5));
+            h.fma(h, c.mul(p).div(q))
+        }
     }
 }
 
@@ -214,7 +227,12 @@ mod tests {
                     assert!(got.is_finite() && got >= 0.0, "exp({x}) = {got}");
                 }
             }
-            for act in [Activation::Sigmoid, Activation::Silu, Activation::Tanh] {
+            for act in [
+                Activation::Sigmoid,
+                Activation::Silu,
+                Activation::Tanh,
+                Activation::Gelu,
+            ] {
                 let y = act8(act, v).to_array();
                 for (&x, &got) in chunk.iter().zip(&y) {
                     let want = act.apply(x);

@@ -59,7 +59,7 @@ pub(crate) fn act8(act: Activation, v: f32x8) -> f32x8 {
                 .max(zero)
                 .min(one)
         }
-        Activation::Sigmoid | Activation::Silu | Activation::Tanh => {
+        Activation::Sigmoid | Activation::Silu | Activation::Tanh | Activation::Gelu => {
             f32x8::new(v.to_array().map(|e| act.apply(e)))
         }
     }

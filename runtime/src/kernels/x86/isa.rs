@@ -154,6 +154,21 @@ pub(crate) trait Isa {
                 ));
                 Self::fmadd(s, Self::splat(2.0), Self::splat(-1.0))
             }
+            // x/2 · (1 + erf(x/√2)), erf as `crate::graph::erf` computes it.
+            Activation::Gelu => {
+                use crate::graph::{ERF_P, ERF_Q};
+                let u = Self::mul(v, Self::splat(std::f32::consts::FRAC_1_SQRT_2));
+                let c = Self::min(Self::max(u, Self::splat(-4.0)), Self::splat(4.0));
+                let x2 = Self::mul(c, c);
+                let p = (ERF_P[1..].iter()).fold(Self::splat(ERF_P[0]), |a, &k| {
+                    Self::fmadd(a, x2, Self::splat(k))
+                });
+                let q = (ERF_Q[1..].iter()).fold(Self::splat(ERF_Q[0]), |a, &k| {
+                    Self::fmadd(a, x2, Self::splat(k))
+                });
+                let h = Self::mul(v, Self::splat(0.5));
+                Self::fmadd(h, Self::div(Self::mul(c, p), q), h)
+            }
         }
     }
 }
@@ -185,7 +200,12 @@ mod tests {
                     "exp2({y}) = {got}, want {want}"
                 );
             }
-            for act in [Activation::Sigmoid, Activation::Silu, Activation::Tanh] {
+            for act in [
+                Activation::Sigmoid,
+                Activation::Silu,
+                Activation::Tanh,
+                Activation::Gelu,
+            ] {
                 let y = unsafe { lanes::<I>(I::act(act, v)) };
                 for (&x, &got) in chunk.iter().zip(&y) {
                     let want = act.apply(x);

@@ -285,6 +285,21 @@ impl Lowerer<'_> {
                     act: *act,
                 }
             }
+            Op::LayerNorm { scale, shift, eps } => ROp::LayerNorm {
+                scale: self.weight(
+                    format!("{}.scale", node.name),
+                    &[scale.len()],
+                    scale,
+                    WeightRole::Vector,
+                )?,
+                shift: self.weight(
+                    format!("{}.shift", node.name),
+                    &[shift.len()],
+                    shift,
+                    WeightRole::Vector,
+                )?,
+                eps: *eps,
+            },
             Op::Identity => return Err(Error::model("an identity reached the lowering of ops")),
             Op::Slice {
                 starts,

@@ -781,6 +781,17 @@ pub enum Op {
         /// 1 (H) or 2 (W).
         axis: u32,
     },
+    /// Normalisation over the channels of each pixel (format 1.4): `(x - mean) /
+    /// sqrt(variance + eps) * scale + shift`, the mean and the (biased) variance taken over
+    /// the pixel's channels; ONNX's `LayerNormalization` over the last axis of an NHWC tensor.
+    LayerNorm {
+        /// Scale `[C]`.
+        scale: WeightId,
+        /// Shift `[C]`.
+        shift: WeightId,
+        /// Added to the variance; finite and not negative.
+        eps: f32,
+    },
 }
 
 impl Op {
@@ -820,6 +831,7 @@ impl Op {
             Op::SoftmaxAxis { log: true, .. } => "LogSoftmax",
             Op::Reshape { .. } => "Reshape",
             Op::ConcatAxis { .. } => "ConcatAxis",
+            Op::LayerNorm { .. } => "LayerNorm",
         }
     }
 
@@ -840,7 +852,9 @@ impl Op {
         match self {
             Op::Conv(c) => std::iter::once(c.weight).chain(c.bias).collect(),
             Op::Fc(f) => std::iter::once(f.weight).chain(f.bias).collect(),
-            Op::ChannelAffine { scale, shift, .. } => vec![*scale, *shift],
+            Op::ChannelAffine { scale, shift, .. } | Op::LayerNorm { scale, shift, .. } => {
+                vec![*scale, *shift]
+            }
             Op::Deconv(d) => std::iter::once(d.weight).chain(d.bias).collect(),
             Op::Constant { weight } => vec![*weight],
             _ => Vec::new(),
@@ -1157,6 +1171,19 @@ impl Graph {
             Op::ChannelAffine { scale, shift, act } => {
                 arity(1, 1)?;
                 act_ok(*act)?;
+                weight(*scale, &[x.c])?;
+                weight(*shift, &[x.c])?;
+                Ok(x)
+            }
+            Op::LayerNorm { scale, shift, eps } => {
+                arity(1, 1)?;
+                if !(eps.is_finite() && *eps >= 0.0) {
+                    return Err(bad(
+                        node,
+                        index,
+                        format!("eps {eps} is not finite and >= 0"),
+                    ));
+                }
                 weight(*scale, &[x.c])?;
                 weight(*shift, &[x.c])?;
                 Ok(x)

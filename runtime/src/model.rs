@@ -409,7 +409,7 @@ pub fn weight_roles(graph: &Graph) -> Vec<Option<(WeightRole, Shape4)>> {
                     set(b, WeightRole::Vector);
                 }
             }
-            Op::ChannelAffine { scale, shift, .. } => {
+            Op::ChannelAffine { scale, shift, .. } | Op::LayerNorm { scale, shift, .. } => {
                 set(*scale, WeightRole::Vector);
                 set(*shift, WeightRole::Vector);
             }

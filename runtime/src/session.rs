@@ -125,6 +125,11 @@ enum Kernel<'m> {
     SoftmaxAxis(usize, bool),
     Reshape,
     ConcatAxis(usize),
+    LayerNorm {
+        scale: &'m [f32],
+        shift: &'m [f32],
+        eps: f32,
+    },
 }
 
 /// One node, ready to run: its kernel and the buffers it reads and writes.
@@ -474,6 +479,11 @@ impl<'m> Session<'m> {
                 Op::SoftmaxAxis { axis, log } => Kernel::SoftmaxAxis(axis as usize, log),
                 Op::Reshape { .. } => Kernel::Reshape,
                 Op::ConcatAxis { axis } => Kernel::ConcatAxis(axis as usize),
+                Op::LayerNorm { scale, shift, eps } => Kernel::LayerNorm {
+                    scale: model.weight(scale),
+                    shift: model.weight(shift),
+                    eps,
+                },
             };
             steps.push(Step {
                 kernel,
@@ -1011,6 +1021,10 @@ impl<'m> Session<'m> {
                     let (x, xs) = input(0);
                     crate::ops::reshape(x, xs, y, ys);
                 }
+                Kernel::LayerNorm { scale, shift, eps } => {
+                    let (x, xs) = input(0);
+                    crate::ops::layer_norm(x, xs, scale, shift, *eps, y, ys);
+                }
                 Kernel::ConcatAxis(axis) => {
                     let mut off = 0;
                     for k in 0..step.inputs.len() {
@@ -1127,6 +1141,7 @@ impl<'m> Session<'m> {
             Kernel::SoftmaxAxis(..) => "softmax_axis",
             Kernel::Reshape => "reshape",
             Kernel::ConcatAxis(_) => "concat_axis",
+            Kernel::LayerNorm { .. } => "layer_norm",
         }
     }
 

@@ -170,6 +170,26 @@ pub fn eval_node(g: &Graph, node: &Node, vals: &[Option<Vec<f32>>]) -> Vec<f32> 
                 act.apply(x[i] * scale[ch] + shift[ch])
             })
             .collect(),
+        Op::LayerNorm { scale, shift, eps } => {
+            // In f64, as the reference of the runtime's f32 kernel.
+            let mut y = vec![0.0; x.len()];
+            for b in 0..x.len() / (c * h * w).max(1) {
+                for p in 0..h * w {
+                    let at = |ch: usize| (b * c + ch) * h * w + p;
+                    let mean = (0..c).map(|ch| x[at(ch)] as f64).sum::<f64>() / c as f64;
+                    let var = (0..c)
+                        .map(|ch| (x[at(ch)] as f64 - mean).powi(2))
+                        .sum::<f64>()
+                        / c as f64;
+                    let inv = 1.0 / (var + *eps as f64).sqrt();
+                    for ch in 0..c {
+                        y[at(ch)] = ((x[at(ch)] as f64 - mean) * inv * scale[ch] as f64
+                            + shift[ch] as f64) as f32;
+                    }
+                }
+            }
+            y
+        }
         Op::Slice { starts, steps, .. } => {
             let mut y = Vec::with_capacity(ys.iter().product());
             for b in 0..ys[0] {

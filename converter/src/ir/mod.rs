@@ -183,6 +183,17 @@ pub enum Op {
         /// Fused activation.
         act: Activation,
     },
+    /// Normalisation over axis 1 (the channels) at each position: `(x - mean) /
+    /// sqrt(variance + eps) * scale + shift` (ONNX `LayerNormalization` over the last axis of
+    /// the NHWC transpose).
+    LayerNorm {
+        /// Scale, one per channel.
+        scale: Vec<f32>,
+        /// Shift, one per channel.
+        shift: Vec<f32>,
+        /// Added to the variance.
+        eps: f32,
+    },
     /// The output is the input: same elements in the same order, possibly viewed with
     /// another rank (`[N, F]` and `[N, F, 1, 1]`). Identity, Dropout and no-op Reshapes.
     Identity,
@@ -295,6 +306,7 @@ impl Op {
             Op::Softmax => "Softmax",
             Op::Flatten => "Flatten",
             Op::ChannelAffine { .. } => "ChannelAffine",
+            Op::LayerNorm { .. } => "LayerNorm",
             Op::Identity => "Identity",
             Op::Slice { .. } => "Slice",
             Op::Resize(_) => "Resize",

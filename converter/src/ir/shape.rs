@@ -194,6 +194,18 @@ pub fn infer(op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
                 .ok_or("too large")?;
             Ok(vec![n, f])
         }
+        Op::LayerNorm { scale, shift, eps } => {
+            arity(1, 1)?;
+            let [_, c, _, _] = rank4(ins[0])?;
+            if scale.len() != c || shift.len() != c || !(eps.is_finite() && *eps >= 0.0) {
+                return Err(format!(
+                    "{} scales, {} shifts and eps {eps} for {c} channels",
+                    scale.len(),
+                    shift.len()
+                ));
+            }
+            Ok(ins[0].to_vec())
+        }
         Op::ChannelAffine { scale, shift, .. } => {
             arity(1, 1)?;
             rank24(ins[0])?;

@@ -13,7 +13,7 @@
 
 use super::import::{Importer, NResult, Val};
 use super::proto::{AttributeProto, NodeProto};
-use crate::ir::{Activation, BinaryKind, ConstTensor, Op, ReduceKind, UnaryKind, ValueId};
+use crate::ir::{ConstTensor, Op, ValueId};
 
 /// Elementwise ops of one activation input that run on the view's activation as they are
 /// (further inputs are constants: Clip's bounds, Dropout's ratio).
@@ -252,9 +252,8 @@ impl Importer {
         r
     }
 
-    /// `LayerNormalization` over the last axis of a view: over the channels of its
-    /// activation, as the mean, the centred values, their mean square, and the scaled
-    /// quotient (every step a node of its own).
+    /// `LayerNormalization` over the last axis of a view: a normalisation over the channels
+    /// of its activation.
     fn layer_norm(&mut self, node: &NodeProto, name: &str) -> NResult<()> {
         let unsup = |what: String| super::import::NodeErr::Unsupported(what);
         let Some(Val::ChannelsLast { src, shape }) = self.val(node, 0) else {
@@ -287,75 +286,12 @@ impl Importer {
         };
         let (scale, bias) = (vector(1, 1.0)?, vector(2, 0.0)?);
         let out = &node.output[0];
-        let channels = [false, true, false, false];
-        let mean = self.ir_node(
-            &format!("{out}.mean"),
-            name,
-            Op::Reduce {
-                kind: ReduceKind::Mean,
-                axes: channels,
-            },
-            vec![x],
-        )?;
-        let binary = |kind| Op::Binary {
-            kind,
-            act: Activation::None,
+        let op = Op::LayerNorm {
+            scale,
+            shift: bias,
+            eps,
         };
-        let d = self.ir_node(
-            &format!("{out}.centred"),
-            name,
-            binary(BinaryKind::Sub),
-            vec![x, mean],
-        )?;
-        let sq = self.ir_node(
-            &format!("{out}.square"),
-            name,
-            binary(BinaryKind::Mul),
-            vec![d, d],
-        )?;
-        let var = self.ir_node(
-            &format!("{out}.variance"),
-            name,
-            Op::Reduce {
-                kind: ReduceKind::Mean,
-                axes: channels,
-            },
-            vec![sq],
-        )?;
-        let var_eps = self.ir_node(
-            &format!("{out}.variance_eps"),
-            name,
-            Op::ChannelAffine {
-                scale: vec![1.0],
-                shift: vec![eps],
-                act: Activation::None,
-            },
-            vec![var],
-        )?;
-        let sd = self.ir_node(
-            &format!("{out}.std"),
-            name,
-            Op::Unary {
-                kind: UnaryKind::Sqrt,
-            },
-            vec![var_eps],
-        )?;
-        let n = self.ir_node(
-            &format!("{out}.normalized"),
-            name,
-            binary(BinaryKind::Div),
-            vec![d, sd],
-        )?;
-        let y = self.ir_node(
-            &self.fresh_name(out),
-            name,
-            Op::ChannelAffine {
-                scale,
-                shift: bias,
-                act: Activation::None,
-            },
-            vec![n],
-        )?;
+        let y = self.ir_node(&self.fresh_name(out), name, op, vec![x])?;
         self.vals
             .insert(out.clone(), Val::ChannelsLast { src: y, shape });
         Ok(())

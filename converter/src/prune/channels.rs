@@ -212,6 +212,7 @@ impl ChannelGroups {
                 | Op::Tile { .. }
                 | Op::SoftmaxAxis { .. }
                 | Op::Reshape { .. }
+                | Op::LayerNorm { .. }
                 | Op::Reduce { .. } => {
                     if !matches!(n.op, Op::Softmax | Op::Flatten) {
                         cg.unanalysed.push(format!("{} ({})", n.name, n.op.name()));

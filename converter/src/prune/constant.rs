@@ -119,6 +119,7 @@ pub fn constant(
             | Op::SoftmaxAxis { .. }
             | Op::Reshape { .. }
             | Op::ConcatAxis { .. }
+            | Op::LayerNorm { .. }
             | Op::Constant(_) => None,
         }
     })();

@@ -1117,7 +1117,10 @@ mod tests {
         let acts = [
             Activation::None,
             Activation::Relu,
-            Activation::Clip { min: -1.0, max: 2.0 },
+            Activation::Clip {
+                min: -1.0,
+                max: 2.0,
+            },
             Activation::LeakyRelu { alpha: 0.1 },
             Activation::Sigmoid,
             Activation::HardSigmoid {

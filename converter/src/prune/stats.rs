@@ -207,6 +207,10 @@ pub fn estimate_energy(g: &Graph) -> Vec<Vec<f64>> {
                         * act_gain(*act)
                 })
                 .collect(),
+            // Unit variance per channel before the scale and shift.
+            Op::LayerNorm { scale, shift, .. } => (0..oc)
+                .map(|c| (scale[c] as f64).powi(2) + (shift[c] as f64).powi(2))
+                .collect(),
             Op::Concat => n.inputs.iter().flat_map(|&i| e[i].clone()).collect(),
             Op::ConcatAxis { .. } => (0..oc)
                 .map(|c| n.inputs.iter().map(|&i| get(i, c)).sum::<f64>() / n.inputs.len() as f64)

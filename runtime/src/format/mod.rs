@@ -28,7 +28,8 @@ pub const MAGIC: [u8; 8] = *b"\x89SMOF\r\n\x1a";
 pub const VERSION_MAJOR: u16 = 1;
 /// Newest minor format version written: 1.1 adds the op codes from
 /// [`records::op::FIRST_OF_1_1`] on, 1.2 those from [`records::op::FIRST_OF_1_2`] on, 1.3 the
-/// `WinogradF23` weight layout, 1.4 the GELU activation. A writer writes the lowest minor version whose features
+/// `WinogradF23` weight layout, 1.4 the GELU activation and the op codes from
+/// [`records::op::FIRST_OF_1_4`] on. A writer writes the lowest minor version whose features
 /// the file uses. Files with any minor version of major 1 are read; sections of kinds this
 /// reader does not know are skipped.
 pub const VERSION_MINOR: u16 = 4;
@@ -186,7 +187,7 @@ fn weight_uses(op: &crate::graph::Op) -> [Option<Use>; 2] {
             Some((f.weight, WeightRole::Fc)),
             f.bias.map(|b| (b, WeightRole::Vector)),
         ],
-        Op::ChannelAffine { scale, shift, .. } => [
+        Op::ChannelAffine { scale, shift, .. } | Op::LayerNorm { scale, shift, .. } => [
             Some((*scale, WeightRole::Vector)),
             Some((*shift, WeightRole::Vector)),
         ],

@@ -1353,6 +1353,14 @@ impl Params<'_> {
                 },
                 1,
             ),
+            op::LAYER_NORM => (
+                Op::LayerNorm {
+                    scale: self.weight(0)?,
+                    shift: self.weight(1)?,
+                    eps: f32::from_bits(self.get::<1>(2)[0]),
+                },
+                3,
+            ),
             c => {
                 return Err(corrupt(
                     pos,

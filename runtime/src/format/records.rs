@@ -253,14 +253,20 @@ pub mod op {
     pub const RESHAPE: u32 = 25;
     /// [`crate::graph::Op::ConcatAxis`] (format 1.2).
     pub const CONCAT_AXIS: u32 = 26;
+    /// [`crate::graph::Op::LayerNorm`] (format 1.4).
+    pub const LAYER_NORM: u32 = 27;
     /// The first code of format 1.1; a file using a code from here on is written as 1.1.
     pub const FIRST_OF_1_1: u32 = SLICE;
     /// The first code of format 1.2; a file using a code from here on is written as 1.2.
     pub const FIRST_OF_1_2: u32 = RESHAPE;
+    /// The first code of format 1.4 (1.3 added no op).
+    pub const FIRST_OF_1_4: u32 = LAYER_NORM;
 
     /// The lowest minor version of format 1 that defines op code `code`.
     pub fn minor_version_of(code: u32) -> u16 {
-        if code >= FIRST_OF_1_2 {
+        if code >= FIRST_OF_1_4 {
+            4
+        } else if code >= FIRST_OF_1_2 {
             2
         } else if code >= FIRST_OF_1_1 {
             1

@@ -887,3 +887,35 @@ fn ops_of_format_1_2_round_trip_and_are_checked() {
         );
     }
 }
+
+#[test]
+fn layer_norm_of_format_1_4_round_trips_and_is_checked() {
+    let mut b = Builder::new(Shape4::new(1, 4, 5, 6));
+    let sc = b.weight("ln.scale", DType::F32, Layout::Canonical, &[6]);
+    let sh = b.weight("ln.shift", DType::F16, Layout::Canonical, &[6]);
+    let op = Op::LayerNorm {
+        scale: sc,
+        shift: sh,
+        eps: 1e-6,
+    };
+    let t = b.node("ln", op, &[0]);
+    let (g, data) = b.finish(t);
+    let bytes = write(&g, &refs(&data)).unwrap();
+    assert_eq!(version(&bytes).unwrap(), (1, 4));
+    let back = read(&bytes, &ReadOptions::default()).unwrap();
+    assert_eq!(without_offsets(&back), without_offsets(&g));
+    assert_eq!(back.nodes[0].op, op);
+    // A negative or NaN eps, and a scale of the wrong length, break the graph rules.
+    for eps in [-1e-6, f32::NAN, f32::INFINITY] {
+        let mut g2 = g.clone();
+        g2.nodes[0].op = Op::LayerNorm {
+            scale: sc,
+            shift: sh,
+            eps,
+        };
+        write(&g2, &refs(&data)).expect_err("bad eps");
+    }
+    let mut g3 = g.clone();
+    g3.weights[sc as usize].dims = vec![5];
+    write(&g3, &refs(&data)).expect_err("scale of 5 for 6 channels");
+}

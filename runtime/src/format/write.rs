@@ -592,6 +592,10 @@ fn encode_op(o: &Op) -> (u32, [u32; NODE_PARAM_WORDS]) {
             put(0, &[*axis]);
             op::CONCAT_AXIS
         }
+        Op::LayerNorm { scale, shift, eps } => {
+            put(0, &[*scale, *shift, eps.to_bits()]);
+            op::LAYER_NORM
+        }
     };
     (code, p)
 }

@@ -640,3 +640,90 @@ pub fn concat_axis_part(axis: usize, off: usize, x: &[f32], xs: Act4, y: &mut [f
         }
     }
 }
+
+/// [`crate::graph::Op::LayerNorm`]: each pixel's channels normalised to mean 0 and variance
+/// 1 (`eps` added to the variance), then scaled and shifted per channel. Two passes over the
+/// pixel's channels (the mean, then the squared deviations), each in eight partial sums that
+/// the compiler keeps in vector registers, then the scaled store.
+pub fn layer_norm(
+    x: &[f32],
+    xs: Act4,
+    scale: &[f32],
+    shift: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    ys: Act4,
+) {
+    let c = ys.shape.c as usize;
+    if c == 0 {
+        return y.fill(0.0);
+    }
+    let (scale, shift) = (&scale[..c], &shift[..c]);
+    /// The sum of `f` over `v`, in eight partial sums.
+    #[inline(always)]
+    fn sum8(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+        let mut acc = [0.0f32; 8];
+        let mut chunks = v.chunks_exact(8);
+        for ch in &mut chunks {
+            for (a, &e) in acc.iter_mut().zip(ch) {
+                *a += f(e);
+            }
+        }
+        let tail: f32 = chunks.remainder().iter().map(|&e| f(e)).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+    for (src, dst) in x.chunks_exact(xs.cs).zip(y.chunks_exact_mut(ys.cs)) {
+        let v = &src[..c];
+        let mean = sum8(v, |e| e) / c as f32;
+        let var = sum8(v, |e| (e - mean) * (e - mean)) / c as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, &e), &s), &t) in dst[..c].iter_mut().zip(v).zip(scale).zip(shift) {
+            *o = (e - mean) * inv * s + t;
+        }
+        dst[c..].fill(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Shape4;
+
+    /// `layer_norm` against the definition in f64, on channel counts around the eight
+    /// partial sums (and a padded channel stride, whose pad lanes must come out zero).
+    #[test]
+    fn layer_norm_matches_the_definition() {
+        let mut seed = 7u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 1.5
+        };
+        for c in [1usize, 3, 8, 13, 96] {
+            let cs = c.next_multiple_of(8);
+            let xs = Act4 {
+                shape: Shape4::new(2, 3, 2, c as u32),
+                cs,
+            };
+            let x: Vec<f32> = (0..xs.len()).map(|_| next()).collect();
+            let scale: Vec<f32> = (0..c).map(|_| next()).collect();
+            let shift: Vec<f32> = (0..c).map(|_| next()).collect();
+            let mut y = vec![f32::NAN; xs.len()];
+            layer_norm(&x, xs, &scale, &shift, 1e-5, &mut y, xs);
+            for (src, dst) in x.chunks_exact(cs).zip(y.chunks_exact(cs)) {
+                let v: Vec<f64> = src[..c].iter().map(|&e| e as f64).collect();
+                let mean = v.iter().sum::<f64>() / c as f64;
+                let var = v.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / c as f64;
+                for ch in 0..c {
+                    let want =
+                        (v[ch] - mean) / (var + 1e-5).sqrt() * scale[ch] as f64 + shift[ch] as f64;
+                    let got = dst[ch] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "c {c}: {got} vs {want}"
+                    );
+                }
+                assert!(dst[c..].iter().all(|&e| e == 0.0), "pad lanes of c {c}");
+            }
+        }
+    }
+}

@@ -32,10 +32,14 @@ def fixed_input(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def export(model, name, shape, output_names=None, opset=OPSET):
+def export(model, name, shape, output_names=None, opset=OPSET, dynamo=False):
     """Exports model (eval mode) to out/NAME.onnx, runs it with onnxruntime on the fixed
     input, writes out/NAME.input.npy, out/NAME.output{i}.npy (in the ONNX output order) and
-    out/NAME.outputs.txt (the output names, one a line), and checks onnxruntime against torch."""
+    out/NAME.outputs.txt (the output names, one a line), and checks onnxruntime against torch.
+
+    With dynamo=True the model goes through torch's default exporter instead (torch.export,
+    the opset it chooses, the weights in out/NAME.onnx.data beside the model, as
+    `torch.onnx.export(model, args, path)` writes them by default); needs onnxscript."""
     import onnx
     import onnxruntime as ort
 
@@ -44,15 +48,21 @@ def export(model, name, shape, output_names=None, opset=OPSET):
     path = os.path.join(OUT, name + ".onnx")
     x = fixed_input(shape)
     xt = torch.from_numpy(x)
-    kwargs = dict(opset_version=opset, input_names=["input"], do_constant_folding=True)
-    if output_names:
-        kwargs["output_names"] = output_names
-    try:
-        torch.onnx.export(model, (xt,), path, dynamo=False, **kwargs)
-    except TypeError:  # older torch without the dynamo argument
-        torch.onnx.export(model, (xt,), path, **kwargs)
-    m = onnx.load(path)
-    onnx.checker.check_model(m)
+    if dynamo:
+        kwargs = dict(input_names=["input"])
+        if output_names:
+            kwargs["output_names"] = output_names
+        torch.onnx.export(model, (xt,), path, dynamo=True, **kwargs)
+        onnx.checker.check_model(path)
+    else:
+        kwargs = dict(opset_version=opset, input_names=["input"], do_constant_folding=True)
+        if output_names:
+            kwargs["output_names"] = output_names
+        try:
+            torch.onnx.export(model, (xt,), path, dynamo=False, **kwargs)
+        except TypeError:  # older torch without the dynamo argument
+            torch.onnx.export(model, (xt,), path, **kwargs)
+        onnx.checker.check_model(onnx.load(path))
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     outs = sess.run(None, {"input": x})
     np.save(os.path.join(OUT, name + ".input.npy"), x)

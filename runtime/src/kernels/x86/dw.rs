@@ -1,7 +1,7 @@
 //! Depthwise conv (`groups == C`, multiplier 1) over `DwBlock(LANES)` weights
 //! (`[KH][KW][round_up(C, LANES)]`), written once over [`Isa`].
 //!
-//! 3x3 and 5x5 ([`DwTile::row_sliding`]): per output row and vector of channels, the window
+//! 3x3, 5x5 and 7x7 ([`DwTile::row_sliding`]): per output row and vector of channels, the window
 //! slides along the row with the taps' weights held in registers; each of the `K` input
 //! rows is a pointer and a step, and a row in the padding is a run of zeros with step 0,
 //! so the loop never branches. Four pixels are computed together (independent
@@ -83,7 +83,8 @@ pub(crate) unsafe fn dw<I: Isa, const KH: usize, const KW: usize, const MR: usiz
         row: 0,
         _isa: PhantomData,
     };
-    let sliding = KH == KW && (KH == 3 || KH == 5) && g.dh == 1 && g.dw == 1 && g.sw <= 2;
+    let sliding =
+        KH == KW && (KH == 3 || KH == 5 || KH == 7) && g.dh == 1 && g.dw == 1 && g.sw <= 2;
     if !(sliding && t.plane_rows(a.rows.clone(), plane)) {
         // 3x3 runs output rows in pairs ([`DwTile::row_sliding`]); 5x5 does not, since its
         // 25 weights and two rows' 8 accumulators would not fit 32 vector registers.

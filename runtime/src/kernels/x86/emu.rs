@@ -113,6 +113,7 @@ entry!(ck_32, ConvArgs, dense::conv::<Emu16, 0, 0, MR, 2>);
 entry!(ck_16, ConvArgs, dense::conv::<Emu16, 0, 0, MR, 1>);
 entry!(dw3, ConvArgs, dw::dw::<Emu16, 3, 3, DW_MR>);
 entry!(dw5, ConvArgs, dw::dw::<Emu16, 5, 5, DW_MR>);
+entry!(dw7, ConvArgs, dw::dw::<Emu16, 7, 7, DW_MR>);
 entry!(dwk, ConvArgs, dw::dw::<Emu16, 0, 0, DW_MR>);
 entry!(fc16, FcArgs, dense::fc::<Emu16, 4, 1>);
 entry!(wino_32, ConvArgs, winograd::conv::<Emu16, 4, 6, MR, 2>);
@@ -153,6 +154,7 @@ static SET: ConvSet = ConvSet {
     dw: [
         kernel(Layout::DwBlock(16), dw::scratch::<16>, dw3),
         kernel(Layout::DwBlock(16), dw::scratch::<16>, dw5),
+        kernel(Layout::DwBlock(16), dw::scratch::<16>, dw7),
         kernel(Layout::DwBlock(16), dw::scratch::<16>, dwk),
     ],
     winograd: [

@@ -9,8 +9,8 @@ use crate::kernels::{matching, portable, ConvKernel, ConvPlan};
 pub(crate) struct ConvSet {
     /// Dense kernels for 1x1, 3x3, 5x5, 7x7 and any other kernel size.
     pub dense: [[ConvKernel; 2]; 5],
-    /// Depthwise kernels for 3x3, 5x5 and any other kernel size.
-    pub dw: [ConvKernel; 3],
+    /// Depthwise kernels for 3x3, 5x5, 7x7 and any other kernel size.
+    pub dw: [ConvKernel; 4],
     /// Winograd F(4x4, 3x3).
     pub winograd: [ConvKernel; 2],
     /// Winograd F(2x2, 3x3).
@@ -25,7 +25,8 @@ pub(crate) fn select(set: &ConvSet, conv: &Conv, plan: ConvPlan) -> Option<ConvK
             let i = match conv.kernel {
                 [3, 3] => 0,
                 [5, 5] => 1,
-                _ => 2,
+                [7, 7] => 2,
+                _ => 3,
             };
             matching(set.dw[i], plan)
         }

@@ -4,6 +4,7 @@
 //! |--------------------------|-------------------|-----------------------------------------|
 //! | `dw3x3_avx2`           | `DwBlock(8)`     | depthwise 3x3                           |
 //! | `dw5x5_avx2`           | `DwBlock(8)`     | depthwise 5x5                           |
+//! | `dw7x7_avx2`           | `DwBlock(8)`     | depthwise 7x7                           |
 //! | `dw_kxk_avx2`          | `DwBlock(8)`     | depthwise, any other kernel             |
 //! | `conv1x1_6x16_avx2`   | `ConvOcBlock(16)` | 1x1 (any stride/padding), OC % 16 == 0  |
 //! | `conv1x1_12x8_avx2`   | `ConvOcBlock(8)`  | 1x1, other OC                           |
@@ -180,6 +181,7 @@ entry!(conv_kxk_6x16, ConvArgs, dense::conv::<Avx2, 0, 0, MR, 2>);
 entry!(conv_kxk_12x8, ConvArgs, dense::conv::<Avx2, 0, 0, 12, 1>);
 entry!(dw3x3, ConvArgs, dw::dw::<Avx2, 3, 3, DW_MR>);
 entry!(dw5x5, ConvArgs, dw::dw::<Avx2, 5, 5, DW_MR>);
+entry!(dw7x7, ConvArgs, dw::dw::<Avx2, 7, 7, DW_MR>);
 entry!(dw_kxk, ConvArgs, dw::dw::<Avx2, 0, 0, DW_MR>);
 entry!(fc_4x8, FcArgs, dense::fc::<Avx2, 4, 1>);
 entry!(wino_6x16, ConvArgs, winograd::conv::<Avx2, 4, 6, MR, 2>);
@@ -280,6 +282,7 @@ static SET: ConvSet = ConvSet {
     dw: [
         dw_kernel("dw3x3_avx2", dw3x3),
         dw_kernel("dw5x5_avx2", dw5x5),
+        dw_kernel("dw7x7_avx2", dw7x7),
         dw_kernel("dw_kxk_avx2", dw_kxk),
     ],
     winograd: [

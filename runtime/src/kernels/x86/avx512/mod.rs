@@ -4,6 +4,7 @@
 //! |--------------------------|-------------------|-----------------------------------------|
 //! | `dw3x3_avx512`           | `DwBlock(16)`     | depthwise 3x3                           |
 //! | `dw5x5_avx512`           | `DwBlock(16)`     | depthwise 5x5                           |
+//! | `dw7x7_avx512`           | `DwBlock(16)`     | depthwise 7x7                           |
 //! | `dw_kxk_avx512`          | `DwBlock(16)`     | depthwise, any other kernel             |
 //! | `conv1x1_12x32_avx512`   | `ConvOcBlock(32)` | 1x1 (any stride/padding), OC % 32 == 0  |
 //! | `conv1x1_12x16_avx512`   | `ConvOcBlock(16)` | 1x1, other OC                           |
@@ -174,6 +175,7 @@ entry!(conv_kxk_12x32, ConvArgs, dense::conv::<Avx512, 0, 0, MR, 2>);
 entry!(conv_kxk_12x16, ConvArgs, dense::conv::<Avx512, 0, 0, MR, 1>);
 entry!(dw3x3, ConvArgs, dw::dw::<Avx512, 3, 3, DW_MR>);
 entry!(dw5x5, ConvArgs, dw::dw::<Avx512, 5, 5, DW_MR>);
+entry!(dw7x7, ConvArgs, dw::dw::<Avx512, 7, 7, DW_MR>);
 entry!(dw_kxk, ConvArgs, dw::dw::<Avx512, 0, 0, DW_MR>);
 entry!(fc_4x16, FcArgs, dense::fc::<Avx512, 4, 1>);
 entry!(wino_12x32, ConvArgs, winograd::conv::<Avx512, 4, 6, MR, 2>);
@@ -267,6 +269,7 @@ static SET: ConvSet = ConvSet {
     dw: [
         dw_kernel("dw3x3_avx512", dw3x3),
         dw_kernel("dw5x5_avx512", dw5x5),
+        dw_kernel("dw7x7_avx512", dw7x7),
         dw_kernel("dw_kxk_avx512", dw_kxk),
     ],
     winograd: [

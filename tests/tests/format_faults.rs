@@ -797,7 +797,7 @@ fn hostile_cases() -> Vec<Case> {
         }),
         case("unknown activation", "unknown activation", |b| {
             let at = node(b, 0) + NODE_PARAMS + 15 * 4;
-            put32(b, at, 9)
+            put32(b, at, 99)
         }),
         case("relu with a parameter", "not zero", |b| {
             let at = node(b, 0) + NODE_PARAMS + 16 * 4;

@@ -3289,6 +3289,21 @@ fn channels_last_views_and_layer_norm() {
         let p = nhwc(b, x);
         b.node("Relu", &[&p], vec![])
     });
+    // The op that needs the NHWC tensor comes first; the MatMul after it still reads the view.
+    case_multi(
+        &mut c,
+        "a view read by Reshape, then by MatMul",
+        17,
+        &[1, 8, 4, 6],
+        |b, x| {
+            let p = nhwc(b, x);
+            let r = b.i64s("shape", &[1, 4 * 6 * 8]);
+            let flat = b.node("Reshape", &[&p, &r], vec![]);
+            let w = b.weight("w", &[8, 16], Some(8));
+            let m = b.node("MatMul", &[&p, &w], vec![]);
+            vec![flat, nchw(b, &m)]
+        },
+    );
     case(
         &mut c,
         "1-D reshape and in-order Gather",

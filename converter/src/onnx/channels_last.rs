@@ -96,13 +96,25 @@ impl Importer {
         if handled.is_some() {
             return handled;
         }
-        // Any other reader gets the transposed tensor.
+        // Any other reader gets the transposed tensor (computed once per view; the view
+        // stays, for the per-pixel readers that come later).
+        let mut inner = node.clone();
+        let mut bound = Vec::new();
         for i in views {
-            if let Err(e) = self.materialize(&node.input[i], name) {
-                return Some(Err(e));
-            }
+            let v = match self.materialized(&node.input[i], name) {
+                Ok(v) => v,
+                Err(e) => return Some(Err(e)),
+            };
+            let fresh = self.fresh_name(&node.input[i]);
+            self.vals.insert(fresh.clone(), Val::Act(v));
+            inner.input[i] = fresh.clone();
+            bound.push(fresh);
         }
-        None
+        let result = self.import_node(&inner, op, name);
+        for b in bound {
+            self.vals.remove(&b);
+        }
+        Some(result)
     }
 
     /// The value of input `i` of `node`.
@@ -113,14 +125,28 @@ impl Importer {
             .and_then(|s| self.vals.get(s))
     }
 
-    /// Replaces the view `input` by the NHWC tensor it stands for, computed by a transpose.
-    pub(super) fn materialize(&mut self, input: &str, name: &str) -> NResult<()> {
+    /// The NHWC tensor that the view `input` stands for, computed by a transpose the first
+    /// time it is asked for.
+    fn materialized(&mut self, input: &str, name: &str) -> NResult<ValueId> {
+        if let Some(&v) = self.transposed.get(input) {
+            return Ok(v);
+        }
         let Some(Val::ChannelsLast { src, .. }) = self.vals.get(input) else {
-            return Ok(());
+            unreachable!("only views are materialized")
         };
         let op = Op::Transpose { perm: [0, 2, 3, 1] };
         let v = self.ir_node(&format!("{input}.nhwc"), name, op, vec![*src])?;
-        self.vals.insert(input.to_string(), Val::Act(v));
+        self.transposed.insert(input.to_string(), v);
+        Ok(v)
+    }
+
+    /// Replaces the view `input`, if it is one, by the NHWC tensor it stands for (for a
+    /// graph output).
+    pub(super) fn materialize(&mut self, input: &str, name: &str) -> NResult<()> {
+        if matches!(self.vals.get(input), Some(Val::ChannelsLast { .. })) {
+            let v = self.materialized(input, name)?;
+            self.vals.insert(input.to_string(), Val::Act(v));
+        }
         Ok(())
     }
 
@@ -170,14 +196,12 @@ impl Importer {
     ) -> Option<NResult<()>> {
         let node_in = rewritten.as_ref().unwrap_or(node);
         let mut shape = None;
-        let mut inputs = Vec::new();
-        let mut bound = Vec::new();
+        let mut vals = Vec::new();
         for (i, input) in node_in.input.iter().enumerate() {
             if input.is_empty() {
-                inputs.push(String::new());
+                vals.push(None);
                 continue;
             }
-            let fresh = self.fresh_name(input);
             let val = match self.vals.get(input)? {
                 Val::ChannelsLast { src, shape: s } => {
                     if shape.as_ref().is_some_and(|t: &Vec<usize>| t != s) {
@@ -194,11 +218,21 @@ impl Importer {
                 Val::Const(c) if i > 0 => Val::Const(c.clone()),
                 _ => return None,
             };
+            vals.push(Some(val));
+        }
+        let shape = shape?;
+        let mut inputs = Vec::new();
+        let mut bound = Vec::new();
+        for (input, val) in node_in.input.iter().zip(vals) {
+            let Some(val) = val else {
+                inputs.push(String::new());
+                continue;
+            };
+            let fresh = self.fresh_name(input);
             self.vals.insert(fresh.clone(), val);
             bound.push(fresh.clone());
             inputs.push(fresh);
         }
-        let shape = shape?;
         let mut inner = node_in.clone();
         inner.input = inputs;
         let result = self.import_node(&inner, inner.op_type.as_deref().unwrap_or(""), name);

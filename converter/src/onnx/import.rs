@@ -153,6 +153,9 @@ pub(super) struct Importer {
     /// tensor is held as the IR value `[N, C, 1, L]` (the same elements in NCHW order).
     /// Only the operators that know this read such a value (through [`Importer::act_nd`]).
     pub views: HashMap<ValueId, Vec<usize>>,
+    /// The NHWC tensors computed for channels-last views that an op needed as they are, by
+    /// the view's name (see [`super::channels_last`]).
+    pub transposed: HashMap<String, ValueId>,
 }
 
 fn normalize_domain(d: Option<&str>) -> &str {
@@ -305,6 +308,7 @@ pub fn import_with(
         opset,
         used: HashSet::new(),
         views: HashMap::new(),
+        transposed: HashMap::new(),
     };
     for t in &graph.initializer {
         let name = t.name.clone().unwrap_or_default();

@@ -3215,7 +3215,8 @@ fn opsets_22_to_28() {
 /// writes them: a block (depthwise 7x7, NHWC transpose, LayerNormalization over the last
 /// axis, two MatMuls with a bias and GELU between, transpose back, layer scale, residual),
 /// `LayerNorm2d`, a view read by an op that needs the NHWC tensor itself (its transpose is
-/// then computed), a view as the graph output, and the 1-D reshape plus in-order Gather of
+/// then computed, also when it comes before a per-pixel reader), a view as the graph
+/// output, LayerNormalization of `[N, F]` features, and the 1-D reshape plus in-order Gather of
 /// PyTorch's `as_strided` export; against tract.
 #[test]
 fn channels_last_views_and_layer_norm() {
@@ -3302,6 +3303,18 @@ fn channels_last_views_and_layer_norm() {
             let w = b.weight("w", &[8, 16], Some(8));
             let m = b.node("MatMul", &[&p, &w], vec![]);
             vec![flat, nchw(b, &m)]
+        },
+    );
+    case(
+        &mut c,
+        "LayerNormalization of [N, F] features",
+        17,
+        &[2, 12, 5, 5],
+        |b, x| {
+            let g = b.node("GlobalAveragePool", &[x], vec![]);
+            let f = b.node("Flatten", &[&g], vec![]);
+            let n = layer_norm(b, &f, 12);
+            b.gemm(&n, &GemmSpec::new(12, 7))
         },
     );
     case(

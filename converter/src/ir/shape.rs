@@ -196,7 +196,8 @@ pub fn infer(op: &Op, ins: &[&[usize]]) -> Result<Vec<usize>, String> {
         }
         Op::LayerNorm { scale, shift, eps } => {
             arity(1, 1)?;
-            let [_, c, _, _] = rank4(ins[0])?;
+            rank24(ins[0])?;
+            let c = ins[0][1];
             if scale.len() != c || shift.len() != c || !(eps.is_finite() && *eps >= 0.0) {
                 return Err(format!(
                     "{} scales, {} shifts and eps {eps} for {c} channels",

@@ -289,23 +289,33 @@ impl Importer {
     /// `LayerNormalization` over the last axis of a view: a normalisation over the channels
     /// of its activation.
     fn layer_norm(&mut self, node: &NodeProto, name: &str) -> NResult<()> {
-        let unsup = |what: String| super::import::NodeErr::Unsupported(what);
         let Some(Val::ChannelsLast { src, shape }) = self.val(node, 0) else {
             unreachable!("input 0 is the view")
         };
         let (x, shape) = (*src, shape.clone());
+        let op = self.layer_norm_op(node, 4, shape[3])?;
+        let out = &node.output[0];
+        let y = self.ir_node(&self.fresh_name(out), name, op, vec![x])?;
+        self.vals
+            .insert(out.clone(), Val::ChannelsLast { src: y, shape });
+        Ok(())
+    }
+
+    /// The [`Op::LayerNorm`] of `LayerNormalization` node `node` over the last axis of its
+    /// rank-`rank` input of `c` elements along that axis (any other axis is unsupported).
+    pub(super) fn layer_norm_op(&self, node: &NodeProto, rank: i64, c: usize) -> NResult<Op> {
+        let unsup = |what: String| super::import::NodeErr::Unsupported(what);
         let attr = |n: &str| -> Option<&AttributeProto> {
             node.attribute.iter().find(|a| a.name.as_deref() == Some(n))
         };
         let axis = attr("axis").and_then(|a| a.i).unwrap_or(-1);
-        if axis != -1 && axis != 3 {
+        if axis != -1 && axis != rank - 1 {
             return Err(unsup(format!(
-                "LayerNormalization over axes {axis}.. of a channels-last tensor not supported \
+                "LayerNormalization over axes {axis}.. of a rank-{rank} tensor not supported \
                  (only the last axis)"
             )));
         }
         let eps = attr("epsilon").and_then(|a| a.f).unwrap_or(1e-5);
-        let c = shape[3];
         let vector = |i: usize, default: f32| -> NResult<Vec<f32>> {
             match self.val(node, i) {
                 None => Ok(vec![default; c]),
@@ -318,17 +328,11 @@ impl Importer {
                 ))),
             }
         };
-        let (scale, bias) = (vector(1, 1.0)?, vector(2, 0.0)?);
-        let out = &node.output[0];
-        let op = Op::LayerNorm {
-            scale,
-            shift: bias,
+        Ok(Op::LayerNorm {
+            scale: vector(1, 1.0)?,
+            shift: vector(2, 0.0)?,
             eps,
-        };
-        let y = self.ir_node(&self.fresh_name(out), name, op, vec![x])?;
-        self.vals
-            .insert(out.clone(), Val::ChannelsLast { src: y, shape });
-        Ok(())
+        })
     }
 }
 

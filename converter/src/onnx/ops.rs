@@ -1523,11 +1523,20 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             }
             imp.emit_nd(node, 0, name, Op::Identity, vec![x], xs)
         }
-        // Over the channels of a channels-last view only (`super::channels_last`).
-        "LayerNormalization" => unsup(
-            "LayerNormalization is supported over the last axis of an NHWC transpose of a 4-D \
-             tensor (Transpose perm [0, 2, 3, 1], as ConvNeXt's blocks and LayerNorm2d write it)",
-        ),
+        // Over the features of `[N, F]`, or the channels of a channels-last view
+        // (`super::channels_last`).
+        "LayerNormalization" => {
+            let (x, xs) = imp.act_nd(node, 0)?;
+            if xs.len() != 2 {
+                return unsup(
+                    "LayerNormalization is supported over the last axis of a 2-D [N, F] tensor \
+                     and of an NHWC transpose of a 4-D tensor (Transpose perm [0, 2, 3, 1], as \
+                     ConvNeXt's blocks and LayerNorm2d write it)",
+                );
+            }
+            let op = imp.layer_norm_op(node, 2, xs[1])?;
+            imp.emit(node, name, op, vec![x])
+        }
         _ => unsup(format!(
             "{op} of a computed tensor not supported (only constant shape arithmetic is folded)"
         )),

@@ -3361,3 +3361,43 @@ fn channels_last_views_and_layer_norm() {
         );
     }
 }
+
+/// GELU written out as `0.5 · (x · (1 + erf(x / √2)))`, as exporters before opset 20 write it:
+/// one activation fused into the conv before it, and the same outputs as tract.
+#[test]
+fn gelu_written_out_becomes_one_fused_activation() {
+    let gelu = |b: &mut OnnxBuilder, x: &str| {
+        let y = b.conv(x, &ConvSpec::new(4, 12, [3, 3]).same());
+        let r2 = b.f32s("sqrt2", &[std::f32::consts::SQRT_2]);
+        let d = b.node("Div", &[&y, &r2], vec![]);
+        let e = b.node("Erf", &[&d], vec![]);
+        let one = b.f32s("one", &[1.0]);
+        let p = b.node("Add", &[&e, &one], vec![]);
+        let m = b.node("Mul", &[&y, &p], vec![]);
+        let half = b.f32s("half", &[0.5]);
+        b.node("Mul", &[&m, &half], vec![])
+    };
+    let mut c = Cases::new();
+    case(
+        &mut c,
+        "GELU written out after a conv",
+        17,
+        &[1, 4, 9, 7],
+        gelu,
+    );
+    c.finish();
+    let onnx = build(17, &[1, 4, 9, 7], gelu);
+    let g = smof_converter::convert(&onnx, &Default::default())
+        .expect("converts")
+        .graph;
+    let ops: Vec<_> = g
+        .nodes
+        .iter()
+        .map(|n| (n.op.name(), n.op.activation()))
+        .collect();
+    assert_eq!(
+        ops,
+        [("Conv", Some(smof::graph::Activation::Gelu))],
+        "{ops:?}"
+    );
+}

@@ -4,8 +4,9 @@
 //! sigmoid output has no other reader. Then every `Act` whose input is produced by a Conv,
 //! Fc, Add or ChannelAffine without an activation, has no other reader and is not a model
 //! output, is moved into that producer. Then two activations written out as several ops
-//! become one: Mish, `x * tanh(softplus(x))`, and HardSwish, `x * clip(x + 3, 0, 6) / 6`
-//! (as older exporters write `x * relu6(x + 3) / 6`); the intermediate results must have no
+//! become one: Mish, `x * tanh(softplus(x))`, HardSwish, `x * clip(x + 3, 0, 6) / 6`
+//! (as older exporters write `x * relu6(x + 3) / 6`), and GELU, `0.5 * (x * (1 + erf(x /
+//! √2)))` (as exporters write it before opset 20); the intermediate results must have no
 //! other reader. The new activations are fused into their producers like the others.
 
 use super::{absorb, sweep};
@@ -107,12 +108,63 @@ pub fn run(g: &mut Graph) -> usize {
         }
         false
     });
-    let refused = if mish + hard_swish > 0 {
+    let gelu = sweep(g, |g, uses, i| {
+        // `0.5 · (x · (1 + erf(x / √2)))`, as exporters before opset 20 write GELU.
+        if !affine(&g.nodes[i].op, 0.5, 0.0) {
+            return false;
+        }
+        let m = g.nodes[i].inputs[0];
+        let Some(pm) = uses.producer[m] else {
+            return false;
+        };
+        let ins = g.nodes[pm].inputs.clone();
+        if !is_mul(&g.nodes[pm].op) || !uses.single(m) || ins.len() != 2 {
+            return false;
+        }
+        for k in 0..2 {
+            let (x, p) = (ins[k], ins[1 - k]);
+            let Some(pp) = uses.producer[p] else { continue };
+            if !affine(&g.nodes[pp].op, 1.0, 1.0) || !uses.single(p) {
+                continue;
+            }
+            let e = g.nodes[pp].inputs[0];
+            let Some(pe) = uses.producer[e] else { continue };
+            let erf = Op::Unary {
+                kind: UnaryKind::Erf,
+            };
+            if g.nodes[pe].op != erf || !uses.single(e) {
+                continue;
+            }
+            let a = g.nodes[pe].inputs[0];
+            let Some(pa) = uses.producer[a] else { continue };
+            let scaled = affine(&g.nodes[pa].op, std::f32::consts::FRAC_1_SQRT_2, 0.0);
+            if !scaled || g.nodes[pa].inputs[0] != x || !uses.single(a) {
+                continue;
+            }
+            g.nodes[i].op = Op::Act(Activation::Gelu);
+            g.nodes[i].inputs = vec![x];
+            let mut dead = [pm, pp, pe, pa];
+            dead.sort_unstable();
+            for &d in dead.iter().rev() {
+                g.nodes.remove(d);
+            }
+            return true;
+        }
+        false
+    });
+    let refused = if mish + hard_swish + gelu > 0 {
         fuse_into_producers(g)
     } else {
         0
     };
-    silu + fused + mish + hard_swish + refused
+    silu + fused + mish + hard_swish + gelu + refused
+}
+
+/// `x · scale + shift` with every scale `s` and every shift `t` (to 1e-6), no activation.
+fn affine(op: &Op, s: f32, t: f32) -> bool {
+    matches!(op, Op::ChannelAffine { scale, shift, act: Activation::None }
+        if scale.iter().all(|&v| (v - s).abs() <= 1e-6 * s.abs().max(1.0))
+            && shift.iter().all(|&v| (v - t).abs() <= 1e-6))
 }
 
 /// An elementwise product of two tensors of one shape.

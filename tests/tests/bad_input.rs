@@ -400,3 +400,43 @@ fn opening_a_directory_a_device_or_a_missing_file_is_a_clear_error() {
     let e = smof::Model::open_copied(&dir, &smof::ModelOptions::default()).err();
     assert!(e.is_some_and(|e| e.to_string().contains(&dir.display().to_string())));
 }
+
+/// Channels-last views read in ways ONNX does not allow (a view as an extra input of a
+/// Transpose, of a LayerNormalization's scale, of a MatMul's second input): an error or a
+/// model, never a panic.
+#[test]
+fn channels_last_views_in_odd_places_never_panic() {
+    type Body = fn(&mut OnnxBuilder, &str, &str) -> String;
+    let bodies: [Body; 4] = [
+        |b, x, p| {
+            b.node(
+                "Transpose",
+                &[x, p],
+                vec![smof_tests::attr::ints("perm", &[0, 3, 1, 2])],
+            )
+        },
+        |b, _, p| b.node("LayerNormalization", &[p, p], vec![]),
+        |b, x, p| {
+            let q = b.node(
+                "Transpose",
+                &[x],
+                vec![smof_tests::attr::ints("perm", &[0, 2, 3, 1])],
+            );
+            b.node("MatMul", &[&q, p], vec![])
+        },
+        |b, _, p| b.node("Add", &[p, p, p], vec![]),
+    ];
+    for (k, body) in bodies.iter().enumerate() {
+        let mut b = OnnxBuilder::new(17);
+        let x = b.input("x", &[1, 4, 4, 4]);
+        let p = b.node(
+            "Transpose",
+            &[&x],
+            vec![smof_tests::attr::ints("perm", &[0, 2, 3, 1])],
+        );
+        let y = body(&mut b, &x, &p);
+        b.output(&y);
+        let outcome = quiet_panics(|| convert_outcome(&b.build(), &[]));
+        assert!(outcome.is_ok(), "case {k} panicked: {outcome:?}");
+    }
+}

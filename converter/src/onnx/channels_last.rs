@@ -79,7 +79,7 @@ impl Importer {
             return None;
         }
         let handled = match op {
-            "Transpose" if perm().as_deref() == Some(&[0, 3, 1, 2]) => {
+            "Transpose" if views == [0] && perm().as_deref() == Some(&[0, 3, 1, 2]) => {
                 let Some(Val::ChannelsLast { src, .. }) = self.val(node, 0) else {
                     unreachable!("input 0 is the view")
                 };

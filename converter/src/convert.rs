@@ -161,7 +161,8 @@ fn convert_in(
     })
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+/// [`Error::Io`] of `path`, for `map_err`.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |error| Error::Io {
         path: path.to_path_buf(),
         error,

@@ -28,6 +28,24 @@ pub fn output_failed() -> bool {
     FAILED.load(Ordering::Relaxed)
 }
 
+/// The value of `--input-shape`: dims such as `1,3,320,320`, each a positive integer.
+pub fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "--input-shape: '{s}' is not a shape such as 1,3,320,320 ('{d}' is not a \
+                     positive integer)"
+                    )
+                })
+        })
+        .collect()
+}
+
 /// `println!` through [`line`]: output that a closed pipe or a full disk cannot turn into a
 /// panic.
 #[macro_export]

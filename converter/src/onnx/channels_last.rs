@@ -98,23 +98,37 @@ impl Importer {
         }
         // Any other reader gets the transposed tensor (computed once per view; the view
         // stays, for the per-pixel readers that come later).
+        let mut bind = Vec::new();
+        for i in views {
+            match self.materialized(&node.input[i], name) {
+                Ok(v) => bind.push((i, Val::Act(v))),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(self.import_bound(node, name, bind))
+    }
+
+    /// Imports `node` with input `i` read as `val` for each `(i, val)` of `bind` (under a
+    /// fresh name, unbound afterwards).
+    fn import_bound(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        bind: Vec<(usize, Val)>,
+    ) -> NResult<()> {
         let mut inner = node.clone();
         let mut bound = Vec::new();
-        for i in views {
-            let v = match self.materialized(&node.input[i], name) {
-                Ok(v) => v,
-                Err(e) => return Some(Err(e)),
-            };
+        for (i, val) in bind {
             let fresh = self.fresh_name(&node.input[i]);
-            self.vals.insert(fresh.clone(), Val::Act(v));
+            self.vals.insert(fresh.clone(), val);
             inner.input[i] = fresh.clone();
             bound.push(fresh);
         }
-        let result = self.import_node(&inner, op, name);
+        let result = self.import_node(&inner, inner.op_type.as_deref().unwrap_or(""), name);
         for b in bound {
             self.vals.remove(&b);
         }
-        Some(result)
+        result
     }
 
     /// The value of input `i` of `node`.
@@ -135,7 +149,8 @@ impl Importer {
             unreachable!("only views are materialized")
         };
         let op = Op::Transpose { perm: [0, 2, 3, 1] };
-        let v = self.ir_node(&format!("{input}.nhwc"), name, op, vec![*src])?;
+        let what = format!("node {name}");
+        let v = self.ir_node(&format!("{input}.nhwc"), &what, name, op, vec![*src])?;
         self.transposed.insert(input.to_string(), v);
         Ok(v)
     }
@@ -148,24 +163,6 @@ impl Importer {
             self.vals.insert(input.to_string(), Val::Act(v));
         }
         Ok(())
-    }
-
-    /// Adds an IR node of `op` on `inputs`, its output shape inferred; returns the value.
-    fn ir_node(
-        &mut self,
-        value: &str,
-        name: &str,
-        op: Op,
-        inputs: Vec<ValueId>,
-    ) -> NResult<ValueId> {
-        let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
-        let shape = crate::ir::shape::infer(&op, &ins).map_err(|e| {
-            super::import::NodeErr::Fatal(crate::error::Error::shape(
-                value,
-                format!("node {name}: {e}"),
-            ))
-        })?;
-        self.add_node(value, name, op, inputs, shape)
     }
 
     /// A fresh value name derived from `base`.
@@ -196,10 +193,9 @@ impl Importer {
     ) -> Option<NResult<()>> {
         let node_in = rewritten.as_ref().unwrap_or(node);
         let mut shape = None;
-        let mut vals = Vec::new();
+        let mut bind = Vec::new();
         for (i, input) in node_in.input.iter().enumerate() {
             if input.is_empty() {
-                vals.push(None);
                 continue;
             }
             let val = match self.vals.get(input)? {
@@ -218,28 +214,10 @@ impl Importer {
                 Val::Const(c) if i > 0 => Val::Const(c.clone()),
                 _ => return None,
             };
-            vals.push(Some(val));
+            bind.push((i, val));
         }
         let shape = shape?;
-        let mut inputs = Vec::new();
-        let mut bound = Vec::new();
-        for (input, val) in node_in.input.iter().zip(vals) {
-            let Some(val) = val else {
-                inputs.push(String::new());
-                continue;
-            };
-            let fresh = self.fresh_name(input);
-            self.vals.insert(fresh.clone(), val);
-            bound.push(fresh.clone());
-            inputs.push(fresh);
-        }
-        let mut inner = node_in.clone();
-        inner.input = inputs;
-        let result = self.import_node(&inner, inner.op_type.as_deref().unwrap_or(""), name);
-        for b in bound {
-            self.vals.remove(&b);
-        }
-        if let Err(e) = result {
+        if let Err(e) = self.import_bound(node_in, name, bind) {
             return Some(Err(e));
         }
         let out = &node.output[0];
@@ -262,13 +240,7 @@ impl Importer {
         let [c, k] = w.dims[..] else {
             return None;
         };
-        let m = w.to_f32();
-        let mut t = vec![0.0; c * k];
-        for (ci, row) in m.chunks_exact(k).enumerate() {
-            for (ki, &v) in row.iter().enumerate() {
-                t[ki * c + ci] = v;
-            }
-        }
+        let t = super::ops::transpose(w).data;
         let weight = self.fresh_name(&format!("{}.weight", node.output[0]));
         self.vals.insert(
             weight.clone(),
@@ -295,7 +267,8 @@ impl Importer {
         let (x, shape) = (*src, shape.clone());
         let op = self.layer_norm_op(node, 4, shape[3])?;
         let out = &node.output[0];
-        let y = self.ir_node(&self.fresh_name(out), name, op, vec![x])?;
+        let what = format!("LayerNormalization node {name}");
+        let y = self.ir_node(&self.fresh_name(out), &what, name, op, vec![x])?;
         self.vals
             .insert(out.clone(), Val::ChannelsLast { src: y, shape });
         Ok(())

@@ -9,8 +9,9 @@
 //! folder (an absolute path or a `..` component), and a range must lie inside its file.
 
 use super::proto::{GraphProto, ModelProto, TensorProto};
+use crate::convert::io_err;
 use crate::error::{Error, Result};
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -96,32 +97,28 @@ fn load_tensor(t: &mut TensorProto, files: &mut Files, count: &mut usize) -> Res
             "location '{location}' leaves the model's folder (only a relative path without '..' is read)"
         ))
     })?;
-    if !files.open.contains_key(&location) {
-        let io = |error| Error::Io {
-            path: path.clone(),
-            error,
-        };
-        let file = File::open(&path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        files.open.insert(location.clone(), (file, len));
-    }
-    let (file, file_len) = files.open.get_mut(&location).expect("opened above");
+    let (file, file_len) = match files.open.entry(location.clone()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let len = file.metadata().map_err(io_err(&path))?.len();
+            e.insert((file, len))
+        }
+    };
     let length = length.unwrap_or(file_len.saturating_sub(offset));
     if offset.checked_add(length).is_none_or(|end| end > *file_len) {
         return Err(bad(format!(
             "range {offset}+{length} is outside '{location}' ({file_len} bytes)"
         )));
     }
-    let io = |error| Error::Io {
-        path: path.clone(),
-        error,
-    };
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(length as usize)
         .map_err(|_| bad(format!("of {length} bytes cannot be allocated")))?;
-    file.seek(SeekFrom::Start(offset)).map_err(io)?;
-    file.take(length).read_to_end(&mut bytes).map_err(io)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io_err(&path))?;
+    file.take(length)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(&path))?;
     if bytes.len() as u64 != length {
         return Err(bad(format!("'{location}' ended early")));
     }

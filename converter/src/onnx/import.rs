@@ -81,14 +81,12 @@ pub(super) enum Val {
         /// The ONNX dims of the view, `[N, H, W, C]`.
         shape: Vec<usize>,
     },
-    /// The 1-D reshape of the activation `src` (the elements of its ONNX dims `shape` in
-    /// order): only a Reshape back to 2 to 4 dims and a Gather of every element in order
+    /// The 1-D reshape of the activation `src` (its elements in the order of its ONNX
+    /// dims): only a Reshape back to 2 to 4 dims and a Gather of every element in order
     /// read it.
     Flat {
         /// The activation.
         src: ValueId,
-        /// Its ONNX dims.
-        shape: Vec<usize>,
         /// The view's dims: the element count.
         dims: [usize; 1],
     },
@@ -262,7 +260,6 @@ pub fn import_with(
     if let Some(dir) = external_dir {
         super::external::load(&mut model, dir)?;
     }
-    let model = model;
     let mut opsets: HashMap<String, i64> = HashMap::new();
     for o in &model.opset_import {
         opsets.insert(
@@ -586,9 +583,10 @@ impl Importer {
             Some(Val::ChannelsLast { .. }) => unsup(format!(
                 "input {i} ('{name}') is a channels-last view that was not computed"
             )),
-            Some(Val::Flat { shape, .. }) => unsup(format!(
-                "input {i} ('{name}') is the 1-D reshape of a {shape:?} tensor; only a Reshape \
-                 and a Gather of all its elements in order may read it"
+            Some(Val::Flat { src, .. }) => unsup(format!(
+                "input {i} ('{name}') is the 1-D reshape of a {:?} tensor; only a Reshape \
+                 and a Gather of all its elements in order may read it",
+                self.onnx_dims(*src)
             )),
             _ => unsup(format!("input {i} is missing")),
         }
@@ -628,16 +626,26 @@ impl Importer {
         inputs: Vec<ValueId>,
     ) -> NResult<ValueId> {
         let out = node.output.get(k).cloned().unwrap_or_default();
-        let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
-        let shape = ir::shape::infer(&op, &ins).map_err(|e| {
-            Error::shape(
-                &out,
-                format!("{} node {name}: {e}", node.op_type.as_deref().unwrap_or("")),
-            )
-        })?;
-        let v = self.add_node(&out, name, op, inputs, shape)?;
+        let what = format!("{} node {name}", node.op_type.as_deref().unwrap_or(""));
+        let v = self.ir_node(&out, &what, name, op, inputs)?;
         self.vals.insert(out, Val::Act(v));
         Ok(v)
+    }
+
+    /// Adds an IR node `name` of `op` on `inputs` writing the new value `value`, its shape
+    /// inferred; `what` names the node in a shape error. Returns the value.
+    pub(super) fn ir_node(
+        &mut self,
+        value: &str,
+        what: &str,
+        name: &str,
+        op: Op,
+        inputs: Vec<ValueId>,
+    ) -> NResult<ValueId> {
+        let ins: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
+        let shape =
+            ir::shape::infer(&op, &ins).map_err(|e| Error::shape(value, format!("{what}: {e}")))?;
+        self.add_node(value, name, op, inputs, shape)
     }
 
     /// Like [`Importer::emit_output`] for an output whose ONNX dims are `dims`: a 3-D

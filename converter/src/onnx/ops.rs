@@ -345,7 +345,8 @@ fn scalar_input(imp: &Importer, node: &NodeProto, i: usize, what: &str) -> NResu
     }
 }
 
-fn transpose(w: &ConstTensor) -> Weight {
+/// The transpose of the 2-D constant `w`.
+pub(super) fn transpose(w: &ConstTensor) -> Weight {
     let (r, c) = (w.dims[0], w.dims[1]);
     let v = w.to_f32();
     let mut t = vec![0.0; r * c];
@@ -759,8 +760,8 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
         "Gather" => {
             // All the elements of a 1-D view, in order (PyTorch's export of some
             // `as_strided` calls): a reshape of its activation to the indices' shape.
-            if let Some(Val::Flat { src, shape, .. }) = imp.vals.get(&node.input[0]) {
-                let (src, shape) = (*src, shape.clone());
+            if let Some(&Val::Flat { src, .. }) = imp.vals.get(&node.input[0]) {
+                let shape = imp.onnx_dims(src).to_vec();
                 let n = shape.iter().product::<usize>() as i64;
                 let ind = imp.konst(node, 1).cloned();
                 let in_order = ind.as_ref().and_then(|t| t.ints()).is_some_and(|v| {
@@ -1017,16 +1018,9 @@ pub(super) fn import_op(imp: &mut Importer, node: &NodeProto, op: &str, name: &s
             let to = super::fold::reshape_target(&xs, &target, allowzero)
                 .map_err(|e| NodeErr::Fatal(Error::shape(&node.output[0], e)))?;
             if to.len() == 1 {
-                let shape = imp.onnx_dims(x).to_vec();
-                let dims = [shape.iter().product()];
-                imp.vals.insert(
-                    node.output[0].clone(),
-                    Val::Flat {
-                        src: x,
-                        shape,
-                        dims,
-                    },
-                );
+                let dims = [imp.onnx_dims(x).iter().product()];
+                imp.vals
+                    .insert(node.output[0].clone(), Val::Flat { src: x, dims });
                 return Ok(());
             }
             if xs.len() == 1 {

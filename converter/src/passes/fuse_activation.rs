@@ -9,8 +9,8 @@
 //! √2)))` (as exporters write it before opset 20); the intermediate results must have no
 //! other reader. The new activations are fused into their producers like the others.
 
-use super::{absorb, sweep};
-use crate::ir::{Activation, BinaryKind, Graph, Op, UnaryKind};
+use super::{absorb, sweep, Uses};
+use crate::ir::{Activation, BinaryKind, Graph, Op, UnaryKind, ValueId};
 
 /// Runs the pass; returns the number of rewrites.
 pub fn run(g: &mut Graph) -> usize {
@@ -75,14 +75,9 @@ pub fn run(g: &mut Graph) -> usize {
         {
             return false;
         }
-        let m = g.nodes[i].inputs[0];
-        let Some(pm) = uses.producer[m] else {
+        let Some((pm, ins)) = product_read_once(g, uses, g.nodes[i].inputs[0]) else {
             return false;
         };
-        let ins = g.nodes[pm].inputs.clone();
-        if !is_mul(&g.nodes[pm].op) || !uses.single(m) || ins.len() != 2 {
-            return false;
-        }
         for k in 0..2 {
             let (x, c) = (ins[k], ins[1 - k]);
             let Some(pc) = uses.producer[c] else { continue };
@@ -113,14 +108,9 @@ pub fn run(g: &mut Graph) -> usize {
         if !affine(&g.nodes[i].op, 0.5, 0.0) {
             return false;
         }
-        let m = g.nodes[i].inputs[0];
-        let Some(pm) = uses.producer[m] else {
+        let Some((pm, ins)) = product_read_once(g, uses, g.nodes[i].inputs[0]) else {
             return false;
         };
-        let ins = g.nodes[pm].inputs.clone();
-        if !is_mul(&g.nodes[pm].op) || !uses.single(m) || ins.len() != 2 {
-            return false;
-        }
         for k in 0..2 {
             let (x, p) = (ins[k], ins[1 - k]);
             let Some(pp) = uses.producer[p] else { continue };
@@ -165,6 +155,15 @@ fn affine(op: &Op, s: f32, t: f32) -> bool {
     matches!(op, Op::ChannelAffine { scale, shift, act: Activation::None }
         if scale.iter().all(|&v| (v - s).abs() <= 1e-6 * s.abs().max(1.0))
             && shift.iter().all(|&v| (v - t).abs() <= 1e-6))
+}
+
+/// When `m` is an elementwise product of two tensors that only one node reads: the product's
+/// node and its two inputs.
+fn product_read_once(g: &Graph, uses: &Uses, m: ValueId) -> Option<(usize, [ValueId; 2])> {
+    let pm = uses.producer[m]?;
+    let n = &g.nodes[pm];
+    let ins: [ValueId; 2] = n.inputs.as_slice().try_into().ok()?;
+    (is_mul(&n.op) && uses.single(m)).then_some((pm, ins))
 }
 
 /// An elementwise product of two tensors of one shape.

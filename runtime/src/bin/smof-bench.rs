@@ -120,15 +120,7 @@ fn parse_args() -> Result<Args, String> {
                 let v = args
                     .next()
                     .ok_or("--input-shape needs a shape such as 1,3,320,320")?;
-                let dims: Result<Vec<usize>, _> = v.split(',').map(|d| d.trim().parse()).collect();
-                match dims {
-                    Ok(d) if !d.is_empty() && !d.contains(&0) => out.input_shapes.push(d),
-                    _ => {
-                        return Err(format!(
-                            "--input-shape: '{v}' is not a shape such as 1,3,320,320"
-                        ))
-                    }
-                }
+                out.input_shapes.push(smof::cli::parse_shape(&v)?);
             }
             "--dump-output" => {
                 out.dump_output = Some(args.next().ok_or("--dump-output needs a file")?.into());

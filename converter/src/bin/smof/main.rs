@@ -172,18 +172,6 @@ enum Cmd {
     },
 }
 
-fn parse_shape(s: &str) -> Result<Vec<usize>> {
-    s.split(',')
-        .map(|d| {
-            d.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&v| v > 0)
-                .with_context(|| format!("--input-shape: '{d}' is not a positive integer"))
-        })
-        .collect()
-}
-
 /// Parses `--prune flops=R` or `latency=R`.
 fn parse_budget(s: &str) -> Result<smof_converter::prune::Budget> {
     use smof_converter::prune::Budget;
@@ -390,7 +378,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 }
             };
             let input_shapes = match input_shape {
-                Some(s) => vec![parse_shape(&s)?],
+                Some(s) => vec![smof::cli::parse_shape(&s).map_err(anyhow::Error::msg)?],
                 None => Vec::new(),
             };
             let kernels = target_choice(target.as_deref())?;

@@ -7,7 +7,7 @@
 //!
 //! `cargo run --release -p smof-benches --example band1x1 -- W ROWS IC OC [ITERS] [TABLE]`
 //! (`TABLE` defaults to `x86_64-avx512`; the environment variable `ACT` picks the fused
-//! activation: `none`, `relu`, `silu`, else ReLU6). Prints the best of 5 timed runs of
+//! activation: `none`, `relu`, `silu`, `gelu`, else ReLU6). Prints the best of 5 timed runs of
 //! `ITERS` calls (default 20,000).
 
 use smof::graph::{Activation, Conv, Shape4};
@@ -53,6 +53,7 @@ fn main() {
         Ok("none") => Activation::None,
         Ok("relu") => Activation::Relu,
         Ok("silu") => Activation::Silu,
+        Ok("gelu") => Activation::Gelu,
         _ => Activation::Clip { min: 0.0, max: 6.0 },
     };
     let conv = Conv {

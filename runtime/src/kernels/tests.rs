@@ -894,8 +894,9 @@ fn every_portable_conv_kernel_is_selected_and_correct() {
 
 /// Layers whose weights and inputs are too large for the random cases: the x86 dense kernels
 /// prefetch the next channel block's weights from 256 KiB of weights on and cut inputs of
-/// more than 256 KiB into several chunks of pixels, and the rule runs F(2x2, 3x3) on wide
-/// layers of small maps. Ragged channel counts, with rows split as the threads split them.
+/// more than 256 KiB (1 MiB under 1 MiB of weights or more) into several chunks of pixels,
+/// and the rule runs F(2x2, 3x3) on wide layers of small maps. Ragged channel counts, with
+/// rows split as the threads split them.
 #[test]
 fn large_layers_match_reference() {
     let case = |(ic, oc): (u32, u32), k: u32, s: u32, p: u32, (h, w): (u32, u32), seed: u64| {
@@ -925,6 +926,9 @@ fn large_layers_match_reference() {
         case((64, 48), 3, 1, 1, (30, 30), 4),
         // 5x5: 307 KiB of weights.
         case((64, 48), 5, 1, 2, (20, 20), 5),
+        // 1x1 with 1.2 MB of weights, which take chunks of up to 1 MiB of input: 1.3 MB of
+        // input, two chunks.
+        case((576, 520), 1, 1, 0, (24, 24), 7),
         // The im2col path (3 input channels): 7x7 stride 2, 276 KiB of weights.
         case((3, 352), 7, 2, 3, (40, 40), 6),
     ];

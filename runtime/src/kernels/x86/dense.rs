@@ -374,13 +374,23 @@ pub(crate) unsafe fn conv<
     // chunk streams all the weights once, so chunks must not be small: with 16 KiB chunks
     // the 7x7x512 layers of ResNet-18 re-read their 9.4 MB of weights 9 times. An input of
     // at most 256 KiB is one chunk (the estimate above counts its rows `KH` times).
+    // Weights of 1 MiB and more do not stay in L2 from one chunk to the next anyway, and each
+    // chunk streams them from L3 or memory again: their layers take inputs of up to 1 MiB as
+    // one chunk, and chunks of 1 MiB beyond (ConvNeXt-Tiny's 3072 -> 768 layers, 9.4 MB of
+    // weights over a 602 KiB input, read their weights once instead of five times:
+    // `docs/decisions.md`, session 28).
+    let weight_bytes = blocks * g.kh * g.kw * g.ic * nb * 4;
+    let budget = if weight_bytes >= BIG_WEIGHTS {
+        1 << 20
+    } else {
+        256 << 10
+    };
     let per_pixel = g.ic * if taps == 1 { 1 } else { g.kh };
-    let chunk = if a.xs.len() * 4 <= 256 << 10 {
+    let chunk = if a.xs.len() * 4 <= budget {
         pixels.len().max(1)
     } else {
-        ((65536 / per_pixel.max(1)).clamp(MR, 4096) / MR) * MR
+        ((budget / 4 / per_pixel.max(1)).clamp(MR, 4096) / MR) * MR
     };
-    let weight_bytes = blocks * g.kh * g.kw * g.ic * nb * 4;
     let mut t = ConvTile::<I, KH, KW, NV> {
         g,
         x: a.x.as_ptr(),
@@ -794,6 +804,9 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     ws: usize,
     _isa: PhantomData<I>,
 }
+
+/// Weights of at least this many bytes take larger chunks of pixels in [`conv`].
+const BIG_WEIGHTS: usize = 1 << 20;
 
 /// Weights of at least this many bytes are prefetched block by block by the dense kernels
 /// (smaller ones stay in L2 between uses).

@@ -48,6 +48,16 @@ pub(crate) fn dw5x5(a: &mut ConvArgs) {
     depthwise::<5, 5, 0>(a)
 }
 
+/// Depthwise 7x7, stride 1, any dilation and padding (ConvNeXt's).
+pub(crate) fn dw7x7s1(a: &mut ConvArgs) {
+    depthwise::<7, 7, 1>(a)
+}
+
+/// Depthwise 7x7, any other stride, dilation and padding.
+pub(crate) fn dw7x7(a: &mut ConvArgs) {
+    depthwise::<7, 7, 0>(a)
+}
+
 /// The depthwise conv. `KH`/`KW` are the kernel size; `SW` the horizontal stride, or 0 to
 /// read it from the conv.
 ///

@@ -11,6 +11,8 @@
 //! | `dw5x5s1_neon`           | `DwBlock(8)`     | depthwise 5x5, stride 1                     |
 //! | `dw5x5s2_neon`           | `DwBlock(8)`     | depthwise 5x5, stride 2                     |
 //! | `dw5x5_neon`             | `DwBlock(8)`     | depthwise 5x5, other strides                |
+//! | `dw7x7s1_neon`           | `DwBlock(8)`     | depthwise 7x7, stride 1                     |
+//! | `dw7x7_neon`             | `DwBlock(8)`     | depthwise 7x7, other strides                |
 //! | `gemm_8x8_neon`          | `ConvOcBlock(8)` | 1x1, stride 1, no padding                   |
 //! | `conv1x1s_8x8_neon`      | `ConvOcBlock(8)` | 1x1, other strides, no padding              |
 //! | `wino43_8x8_neon`        | `WinogradF43(8)` | 3x3 stride 1 where the Winograd rule says F(4x4, 3x3) |
@@ -72,6 +74,8 @@ const DW3X3: ConvKernel = kernel("dw3x3_neon", DW_BLOCK, dw::dw3x3);
 const DW5X5S1: ConvKernel = kernel("dw5x5s1_neon", DW_BLOCK, dw::dw5x5s1);
 const DW5X5S2: ConvKernel = kernel("dw5x5s2_neon", DW_BLOCK, dw::dw5x5s2);
 const DW5X5: ConvKernel = kernel("dw5x5_neon", DW_BLOCK, dw::dw5x5);
+const DW7X7S1: ConvKernel = kernel("dw7x7s1_neon", DW_BLOCK, dw::dw7x7s1);
+const DW7X7: ConvKernel = kernel("dw7x7_neon", DW_BLOCK, dw::dw7x7);
 const GEMM: ConvKernel = ConvKernel {
     reads_parts: true,
     ..kernel("gemm_8x8_neon", OC_BLOCK, gemm::gemm_8x8)
@@ -102,6 +106,8 @@ pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
             ([5, 5], [1, 1]) => DW5X5S1,
             ([5, 5], [2, 2]) => DW5X5S2,
             ([5, 5], _) => DW5X5,
+            ([7, 7], [1, 1]) => DW7X7S1,
+            ([7, 7], _) => DW7X7,
             _ => return portable::select_conv(c, plan),
         },
         ConvPlan::Dense { .. } => match c.kernel {

@@ -90,6 +90,18 @@ fn every_neon_conv_kernel_is_selected_and_correct() {
             case((5, 5, 5), 5, 3, 0, (1, 8, 30), (0, 3), relu),
         ),
         (
+            "dw7x7s1_neon",
+            case((24, 24, 24), 7, 1, 3, (1, 7, 7), (0, 0), hs),
+        ),
+        (
+            "dw7x7s1_neon",
+            case((11, 11, 11), 7, 1, 3, (2, 9, 17), (5, 2), relu),
+        ),
+        (
+            "dw7x7_neon",
+            case((9, 9, 9), 7, 2, 3, (1, 12, 19), (1, 0), relu),
+        ),
+        (
             "gemm_8x8_neon",
             case((1, 17, 20), 1, 1, 0, (2, 5, 13), (3, 5), relu),
         ),
@@ -139,7 +151,7 @@ fn every_neon_conv_kernel_is_selected_and_correct() {
         ),
         (
             "dw_generic_portable",
-            case((9, 9, 9), 7, 1, 3, (1, 8, 10), (0, 0), relu),
+            case((9, 9, 9), 4, 1, 2, (1, 8, 10), (0, 0), relu),
         ),
         (
             "conv_generic_portable",

@@ -41,7 +41,7 @@ DEFAULT_MODELS = [
 # (models/zoo/README.md): added to the default list if present.
 ZOO_MODELS = [
     os.path.join(ROOT, "models", "zoo", "out", n + ".onnx")
-    for n in ("mobilenet_v3_small", "efficientnet_b0", "yolov8n")
+    for n in ("mobilenet_v3_small", "efficientnet_b0", "yolov8n", "convnext_tiny")
 ]
 RUNTIMES = ["smof", "ort", "ncnn", "mnn", "tract"]
 TITLES = {

@@ -6,8 +6,8 @@ use crate::concat_read::{self, ConcatReads, View};
 use crate::error::{Error, Result};
 use crate::fuse::{self, Pattern};
 use crate::graph::{
-    Activation, BinaryKind, Conv, Deconv, Fc, Op, PadMode, Pool, PoolKind, ReduceKind, Resize,
-    Shape4, UnaryKind,
+    Activation, BinaryKind, Conv, Deconv, Fc, Graph, Op, PadMode, Pool, PoolKind, ReduceKind,
+    Resize, Shape4, UnaryKind,
 };
 use crate::kernels::{
     is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel,
@@ -178,6 +178,9 @@ struct OutputSlot {
 /// One thread's execution state for a [`Model`]: the plan, the arena and the output buffers.
 pub struct Session<'m> {
     model: &'m Model,
+    /// The model's graph with the shapes inferred for [`SessionOptions::input_shapes`], when
+    /// they were given.
+    reshaped: Option<Box<Graph>>,
     table: &'static KernelTable,
     steps: Vec<Step<'m>>,
     buffers: Vec<Buffer>,
@@ -220,13 +223,14 @@ impl<'m> Session<'m> {
     /// ```
     pub fn new(model: &'m Model, opts: &SessionOptions) -> Result<Session<'m>> {
         let threads = opts.threads.clamp(1, MAX_THREADS);
-        let reshaped;
-        let graph = if opts.input_shapes.is_empty() {
-            model.graph()
+        let reshaped = if opts.input_shapes.is_empty() {
+            None
         } else {
-            reshaped = model.graph().with_input_shapes(&opts.input_shapes)?;
-            &reshaped
+            Some(Box::new(
+                model.graph().with_input_shapes(&opts.input_shapes)?,
+            ))
         };
+        let graph = reshaped.as_deref().unwrap_or(model.graph());
         let table = model.kernels();
         let mut geoms: Vec<Act4> = graph
             .tensors
@@ -586,6 +590,7 @@ impl<'m> Session<'m> {
             .map_err(|e| Error::InvalidOption(format!("cannot start {threads} threads: {e}")))?;
         Ok(Session {
             model,
+            reshaped,
             table,
             steps,
             buffers,
@@ -1176,6 +1181,13 @@ impl<'m> Session<'m> {
     /// The model this session runs.
     pub fn model(&self) -> &'m Model {
         self.model
+    }
+
+    /// The graph this session runs: the model's, with every tensor's shape inferred for
+    /// [`SessionOptions::input_shapes`] when those were given (so that, for example, FLOPs
+    /// can be counted for the shapes planned for).
+    pub fn graph(&self) -> &Graph {
+        self.reshaped.as_deref().unwrap_or(self.model.graph())
     }
 }
 

@@ -209,6 +209,17 @@ fn session_input_shape_option() {
     let mut direct = Session::new(&at_160, &SessionOptions::default()).unwrap();
     direct.run(&[&x]).unwrap();
     assert_eq!(reshaped.output(0), direct.output(0));
+    // The session's graph carries the shapes it planned for: those of the model converted at
+    // that size; a session without the option has the model's own graph.
+    let shapes = |g: &smof::graph::Graph| -> Vec<_> { g.tensors.iter().map(|t| t.shape).collect() };
+    assert_eq!(shapes(reshaped.graph()), shapes(at_160.graph()));
+    assert_ne!(shapes(reshaped.graph()), shapes(at_224.graph()));
+    assert!(std::ptr::eq(
+        Session::new(&at_224, &SessionOptions::default())
+            .unwrap()
+            .graph(),
+        at_224.graph()
+    ));
 
     for bad in [vec![1, 4, 160, 160], vec![1, 3, 160], vec![0, 3, 160, 160]] {
         let opts = SessionOptions {

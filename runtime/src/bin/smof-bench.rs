@@ -263,17 +263,7 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     // The FLOPs of the shapes planned for.
-    let reshaped;
-    let g = if a.input_shapes.is_empty() {
-        model.graph()
-    } else {
-        reshaped = model
-            .graph()
-            .with_input_shapes(&a.input_shapes)
-            .map_err(|e| e.to_string())?;
-        &reshaped
-    };
-    let macs = total_macs(g);
+    let macs = total_macs(session.graph());
     let gflops = 2.0 * macs.iter().sum::<u64>() as f64 / 1e9;
     let name = path
         .file_name()
@@ -281,12 +271,13 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
 
     let mut profile = Vec::new();
     if a.profile {
-        let mut secs = vec![0.0; g.nodes.len()];
+        let mut secs = vec![0.0; session.graph().nodes.len()];
         for _ in 0..a.loops {
             session
                 .run_timed(&refs, &mut secs)
                 .map_err(|e| e.to_string())?;
         }
+        let g = session.graph();
         let kernels = session.kernel_names();
         let total: f64 = secs.iter().sum();
         // A conv chain's or fused pattern's time is on its first node: show it once, with

@@ -981,8 +981,8 @@ pub fn rgb_stem_cases() -> Vec<ConvCase> {
 
 /// Depthwise 3x3 layers at strides 1 and 2, whose sliding path runs output rows in pairs on
 /// the x86 tables, and 5x5 and 7x7 ones (ConvNeXt's, down to its 7x7 maps), which run the
-/// same path a row at a time: odd and even row
-/// counts, two images (a pair never spans them), a channel tail, residual and clamp, and a
+/// same path a row at a time (at stride 1 over a zero-padded copy of the input where it fits
+/// in scratch, and one map too wide for that): odd and even row counts, two images (a pair never spans them), a channel tail, residual and clamp, and a
 /// row split at an odd row (pairs form differently in each half, and the halves must still
 /// match the whole bit for bit).
 pub fn depthwise_row_pair_cases() -> Vec<ConvCase> {
@@ -1014,6 +1014,8 @@ pub fn depthwise_row_pair_cases() -> Vec<ConvCase> {
         case(40, 7, 1, [3; 4], (2, 9, 13), 8),
         case(19, 7, 2, [3; 4], (1, 12, 15), 9),
         case(24, 7, 1, [3; 4], (1, 7, 7), 10),
+        // Too wide for the padded plane: the edge pixels go one at a time.
+        case(16, 7, 1, [3; 4], (1, 30, 40), 11),
     ]
 }
 

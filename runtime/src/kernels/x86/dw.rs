@@ -34,11 +34,12 @@ pub(crate) fn scratch<const LANES: usize>(
 const PLANE_MAX: usize = 16384;
 
 /// Floats of the padded plane of `rows` output rows (one vector of `lanes` channels) when
-/// the conv takes the plane path: 5x5 at stride 1 along W, dilation 1 (4 edge pixels a row;
-/// 3x3, and 5x5 at stride 2 with a plane 4 times the output, measured slower this way on
-/// 7x7 and 14x14 maps), within [`PLANE_MAX`].
+/// the conv takes the plane path: 5x5 and 7x7 at stride 1 along W, dilation 1 (4 and 6 edge
+/// pixels a row; 3x3, and 5x5 at stride 2 with a plane 4 times the output, measured slower
+/// this way on 7x7 and 14x14 maps), within [`PLANE_MAX`].
 fn plane_len(g: &Geom, rows: usize, lanes: usize) -> Option<usize> {
-    let path = [g.kh, g.kw, g.sw, g.dh, g.dw] == [5, 5, 1, 1, 1];
+    let k = [g.kh, g.kw, g.sw, g.dh, g.dw];
+    let path = k == [5, 5, 1, 1, 1] || k == [7, 7, 1, 1, 1];
     let len = ((rows.max(1) - 1) * g.sh + g.kh) * ((g.ow.max(1) - 1) * g.sw + g.kw) * lanes;
     (path && len <= PLANE_MAX).then_some(len)
 }

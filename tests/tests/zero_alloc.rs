@@ -76,12 +76,39 @@ fn squeeze_excite_then_max_pool() -> (Vec<u8>, Vec<f32>) {
     (bytes, smof_tests::random_input(5, &shape).1)
 }
 
+/// A depthwise 7x7 conv and a LayerNormalization over the channels between NHWC transposes
+/// (ConvNeXt's block start), large enough for the LayerNorm to run on every thread, as a
+/// converted model, with an input.
+fn depthwise_then_layer_norm() -> (Vec<u8>, Vec<f32>) {
+    use smof_tests::{attr, ConvSpec};
+    let shape = [1, 40, 30, 30];
+    let mut b = smof_tests::OnnxBuilder::with_seed(17, 9);
+    let x = b.input("x", &shape);
+    let d = b.conv(&x, &ConvSpec::new(40, 40, [7, 7]).same().group(40));
+    let p = b.node("Transpose", &[&d], vec![attr::ints("perm", &[0, 2, 3, 1])]);
+    let s = b.random_init("ln_scale", &[40], 0.5, 1.5);
+    let t = b.random_init("ln_bias", &[40], -0.5, 0.5);
+    let attrs = vec![attr::int("axis", -1), attr::float("epsilon", 1e-6)];
+    let n = b.node("LayerNormalization", &[&p, &s, &t], attrs);
+    let y = b.node("Transpose", &[&n], vec![attr::ints("perm", &[0, 3, 1, 2])]);
+    b.output(&y);
+    let bytes = smof_converter::convert(&b.build(), &smof_converter::ConvertOptions::default())
+        .expect("convert")
+        .bytes;
+    (bytes, smof_tests::random_input(3, &shape).1)
+}
+
 fn run_allocates_nothing_after_the_first() {
     let input: Vec<f32> = (0..3 * 224 * 224)
         .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
         .collect();
     check_runs(&bundled_mobilenet(), &input);
     let (bytes, input) = squeeze_excite_then_max_pool();
+    check_runs(&bytes, &input);
+    let (bytes, input) = depthwise_then_layer_norm();
+    let model = smof::Model::from_bytes(&bytes).unwrap();
+    let session = smof::Session::new(&model, &Default::default()).unwrap();
+    assert!(session.kernel_names().contains(&"layer_norm"));
     check_runs(&bytes, &input);
 }
 
@@ -100,7 +127,8 @@ fn check_runs(bytes: &[u8], input: &[f32]) {
             let mut session = smof::Session::new(&model, &sopts).unwrap();
             session.run(&[input]).unwrap();
             let first = session.output(0).to_vec();
-            // Work is split by output rows, so every thread count computes the same sums.
+            // Work is split by output rows (pixels for a LayerNorm), so every thread count
+            // computes the same sums.
             let single = single.get_or_insert_with(|| first.clone());
             assert!(
                 &first == single,

@@ -22,10 +22,10 @@ use std::time::Instant;
 #[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     /// Threads a run uses, the calling thread included; 0 and 1 both mean the calling
-    /// thread only, and more than 64 are taken as 64. Convs and conv chains split by output rows, large fully connected
-    /// layers by output features, squeeze-excite patterns and max pools of one image by
-    /// channels and rows; every split computes the same sums as one thread, so the outputs
-    /// do not depend on this number.
+    /// thread only, and more than 64 are taken as 64. Convs and conv chains split by output
+    /// rows, large fully connected layers by output features, squeeze-excite patterns and
+    /// max pools of one image by channels and rows, large LayerNorms by pixels; every split
+    /// computes the same sums as one thread, so the outputs do not depend on this number.
     pub threads: usize,
     /// Input shapes (ONNX dims, one entry per input, an empty entry keeps the model's) to
     /// plan for instead of those the model was converted with; see

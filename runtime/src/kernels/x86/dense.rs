@@ -158,6 +158,7 @@ const CLAMP: u8 = 0;
 const HARD_SWISH: u8 = 1;
 const SILU: u8 = 2;
 const SIGMOID: u8 = 3;
+const GELU: u8 = 4;
 
 /// A whole tile of [`store_tile`] (`(acc, y, residual, yoff, o0)`), every vector a full
 /// block of channels, through activation `KIND`: for [`CLAMP`] the `clamp` bounds (none,
@@ -213,6 +214,7 @@ unsafe fn store_full<I: Isa, const M: usize, const NV: usize, const KIND: u8>(
                 HARD_SWISH => I::act(Activation::HardSwish, v),
                 SILU => I::act(Activation::Silu, v),
                 SIGMOID => I::act(Activation::Sigmoid, v),
+                GELU => I::act(Activation::Gelu, v),
                 _ => {
                     if let Some(lo) = clamp.0 {
                         v = I::max(v, lo);
@@ -252,6 +254,7 @@ unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
             Activation::HardSwish => return store_full::<I, M, NV, HARD_SWISH>(full, (None, None)),
             Activation::Silu => return store_full::<I, M, NV, SILU>(full, (None, None)),
             Activation::Sigmoid => return store_full::<I, M, NV, SIGMOID>(full, (None, None)),
+            Activation::Gelu => return store_full::<I, M, NV, GELU>(full, (None, None)),
             _ => {
                 if let Some(bounds) = super::dw::clamp_of::<I>(act) {
                     return store_full::<I, M, NV, CLAMP>(full, bounds);

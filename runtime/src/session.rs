@@ -1299,23 +1299,8 @@ fn layer_norm_by_pixels(
     if parts <= 1 {
         return crate::ops::layer_norm(x, xs, scale, shift, eps, y, ys);
     }
-    let yp = SendPtr(y.as_mut_ptr());
-    let ylen = y.len();
-    pool.run_parts(parts, &|p| {
-        let r = share(pixels, (p, parts));
-        let (x0, x1) = (r.start * xs.cs, r.end * xs.cs);
-        let (y0, y1) = (r.start * ys.cs, r.end * ys.cs);
-        if x1 > x.len() || y1 > ylen {
-            return;
-        }
-        let band = |a: Act4| Act4 {
-            shape: Shape4::new(1, 1, r.len() as u32, a.shape.c),
-            cs: a.cs,
-        };
-        // SAFETY: participant `p` writes its share of pixels of `y` only (checked inside `y`
-        // above), and the shares of the participants are disjoint.
-        let y = unsafe { std::slice::from_raw_parts_mut(yp.get().add(y0), y1 - y0) };
-        crate::ops::layer_norm(&x[x0..x1], band(xs), scale, shift, eps, y, band(ys));
+    in_bands(pool, parts, 1, (x, xs), (y, ys), &|x, xb, y, yb| {
+        crate::ops::layer_norm(x, xb, scale, shift, eps, y, yb)
     });
 }
 
@@ -1333,32 +1318,50 @@ fn scale_by_rows(
     y: &mut [f32],
     ys: Act4,
 ) {
-    let rows = ys.rows();
-    let parts = parts.min(rows);
+    let parts = parts.min(ys.rows());
     if parts <= 1 || ys.shape.n != 1 {
         return (table.mul)(x, g, gs, y, ys);
     }
-    let (xrow, yrow) = (xs.shape.w as usize * xs.cs, ys.shape.w as usize * ys.cs);
+    let w = ys.shape.w as usize;
+    in_bands(pool, parts, w, (x, xs), (y, ys), &|x, _, y, yb| {
+        (table.mul)(x, g, gs, y, yb)
+    });
+}
+
+/// What [`in_bands`] runs on each band: `(x, its geometry, y, its geometry)`.
+type BandOp<'a> = dyn Fn(&[f32], Act4, &mut [f32], Act4) + Sync + 'a;
+
+/// An op of one input that maps each pixel of `x` to the same pixel of `y` on `parts`
+/// participants of `pool`: the pixels of `x` and `y` (same count) are taken as rows of
+/// `unit` pixels, and participant `p` runs `f(x band, its geometry, y band, its geometry)` on
+/// its share of the rows, as one image of `1 x rows x unit` pixels. A band reaching past `x`
+/// or `y` is skipped.
+fn in_bands(
+    pool: &Workers,
+    parts: usize,
+    unit: usize,
+    (x, xs): (&[f32], Act4),
+    (y, ys): (&mut [f32], Act4),
+    f: &BandOp,
+) {
+    let rows = (ys.rows() * ys.shape.w as usize) / unit.max(1);
     let yp = SendPtr(y.as_mut_ptr());
     let ylen = y.len();
     pool.run_parts(parts, &|p| {
         let r = share(rows, (p, parts));
         let band = |a: Act4| Act4 {
-            shape: Shape4 {
-                h: r.len() as u32,
-                ..a.shape
-            },
+            shape: Shape4::new(1, r.len() as u32, unit as u32, a.shape.c),
             cs: a.cs,
         };
         let (xb, yb) = (band(xs), band(ys));
-        let (x0, y0) = (r.start * xrow, r.start * yrow);
+        let (x0, y0) = (r.start * unit * xs.cs, r.start * unit * ys.cs);
         if x0 + xb.len() > x.len() || y0 + yb.len() > ylen {
             return;
         }
-        // SAFETY: participant `p` writes its band of rows of `y` only (checked inside `y`
-        // above), and the bands of the participants are disjoint.
+        // SAFETY: participant `p` writes its band of `y` only (checked inside `y` above), and
+        // the bands of the participants are disjoint.
         let y = unsafe { std::slice::from_raw_parts_mut(yp.get().add(y0), yb.len()) };
-        (table.mul)(&x[x0..x0 + xb.len()], g, gs, y, yb);
+        f(&x[x0..x0 + xb.len()], xb, y, yb);
     });
 }
 

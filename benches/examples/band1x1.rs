@@ -7,8 +7,10 @@
 //!
 //! `cargo run --release -p smof-benches --example band1x1 -- W ROWS IC OC [ITERS] [TABLE]`
 //! (`TABLE` defaults to `x86_64-avx512`; the environment variable `ACT` picks the fused
-//! activation: `none`, `relu`, `silu`, `gelu`, else ReLU6). Prints the best of 5 timed runs of
-//! `ITERS` calls (default 20,000).
+//! activation: `none`, `relu`, `silu`, `gelu`, else ReLU6; `COPIES=N` keeps N copies of the
+//! weights and uses them in turn, so that with enough of them each call streams its weights
+//! from memory, as a layer of a large model does). Prints the best of 5 timed runs of `ITERS`
+//! calls (default 20,000).
 
 use smof::graph::{Activation, Conv, Shape4};
 use smof::kernels::{pack, Act4, AlignedF32, KernelTable};
@@ -82,6 +84,13 @@ fn main() {
         &[oc as u32, ic as u32, 1, 1],
         kernel.layout,
     ));
+    // `COPIES` copies of the weights, used in turn: with enough of them each call streams its
+    // weights from memory, as a layer of a large model does.
+    let copies: Vec<AlignedF32> = (0..std::env::var("COPIES")
+        .map_or(1, |c| c.parse().unwrap_or(1)))
+        .map(|_| AlignedF32::from_slice(&wts))
+        .collect();
+    let mut turn = 0;
     let bias = vec![0.1f32; oc];
     let x: Vec<f32> = (0..xs.len()).map(|i| (i % 5) as f32 * 0.1).collect();
     let x = AlignedF32::from_slice(&x);
@@ -90,7 +99,8 @@ fn main() {
     let flops = |px: usize| 2.0 * px as f64 * ic as f64 * oc as f64;
     let s = best_of(iters, || {
         let (x, y) = ((&x[..], xs), (&mut y[..], ys));
-        run_whole_conv(&kernel, &conv, x, &wts, &bias, y, &mut scratch);
+        turn = (turn + 1) % copies.len();
+        run_whole_conv(&kernel, &conv, x, &copies[turn], &bias, y, &mut scratch);
     });
     println!(
         "{} {rows}x{w}x{ic}->{oc} {act:?}: {:.1} GFLOP/s ({:.2} us)",

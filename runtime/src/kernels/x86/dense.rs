@@ -25,14 +25,64 @@ pub(crate) unsafe fn mac<I: Isa, const M: usize, const NV: usize>(
     w: *const f32,
     k: usize,
 ) {
-    mac_with::<I, M, NV, false>(acc, xp, w, NV * I::LANES, k, std::ptr::null(), false);
+    mac_with::<I, M, NV, false>(acc, xp, w, NV * I::LANES, k, Prefetch::NONE);
 }
 
-/// [`mac`] that also prefetches, at each of the `k` steps, the cache lines at
-/// `pf + i * nb` (and `+ LANES` when `both`), into L2: a caller streaming weights from memory
-/// points `pf` at the weights it reads next, so that their fetch overlaps this tile's
-/// multiply-adds. `pf` may point anywhere: a prefetch never faults, and the pointer is only
+/// Where a tile prefetches the weights read after it: at step `i` of its multiply-adds,
+/// the cache line `(i * rate) >> 16` from `at` (and the line after it when `rate` is above
+/// one line per step), into L2. A pointer anywhere: a prefetch never faults, and it is only
 /// formed with wrapping arithmetic.
+#[derive(Clone, Copy)]
+pub(crate) struct Prefetch {
+    at: *const f32,
+    /// Lines per step, 16.16 fixed point.
+    rate: usize,
+}
+
+impl Prefetch {
+    /// The share of the `len` floats at `next` that the tile over items `from..to` of `of`
+    /// prefetches while it runs its `steps` steps: floats `len * from / of` to
+    /// `len * to / of`, spread evenly over the steps. The tiles of a block thus fetch the next
+    /// block together at one steady rate (tiles that each fetched a fixed line of every step
+    /// asked for the lines of a whole block in the first tile's time, faster than memory
+    /// delivers them: `docs/decisions.md`, session 29).
+    #[inline(always)]
+    pub(crate) fn share(
+        next: *const f32,
+        len: usize,
+        steps: usize,
+        (from, to, of): (usize, usize, usize),
+    ) -> Prefetch {
+        let start = len * from / of / LINE * LINE;
+        let lines = (len * to / of).saturating_sub(start).div_ceil(LINE);
+        Prefetch {
+            at: next.wrapping_add(start),
+            rate: ((lines << 16) / steps.max(1)).min(2 << 16),
+        }
+    }
+
+    /// No prefetch (for the loops that make none).
+    const NONE: Prefetch = Prefetch {
+        at: std::ptr::null(),
+        rate: 0,
+    };
+
+    /// The prefetch of the steps after the first `steps`.
+    #[inline(always)]
+    pub(crate) fn after(self, steps: usize) -> Prefetch {
+        Prefetch {
+            at: self.at.wrapping_add(((steps * self.rate) >> 16) * LINE),
+            ..self
+        }
+    }
+}
+
+/// Floats per cache line.
+const LINE: usize = 16;
+
+/// [`mac`] that also prefetches, at each of the `k` steps, as `pf` says: a caller streaming
+/// weights from memory points it at the weights it reads next, so that their fetch overlaps
+/// this tile's multiply-adds.
 ///
 /// # Safety
 /// As [`mac`].
@@ -42,10 +92,9 @@ pub(crate) unsafe fn mac_prefetch<I: Isa, const M: usize, const NV: usize>(
     xp: &[*const f32; M],
     w: *const f32,
     k: usize,
-    pf: *const f32,
-    both: bool,
+    pf: Prefetch,
 ) {
-    mac_with::<I, M, NV, true>(acc, xp, w, NV * I::LANES, k, pf, both);
+    mac_with::<I, M, NV, true>(acc, xp, w, NV * I::LANES, k, pf);
 }
 
 /// The loop of [`mac`] and [`mac_prefetch`]: prefetches only with `PF`. The weights of step
@@ -61,8 +110,7 @@ unsafe fn mac_with<I: Isa, const M: usize, const NV: usize, const PF: bool>(
     w: *const f32,
     ws: usize,
     k: usize,
-    pf: *const f32,
-    both: bool,
+    pf: Prefetch,
 ) {
     use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
     let nb = ws;
@@ -73,10 +121,10 @@ unsafe fn mac_with<I: Isa, const M: usize, const NV: usize, const PF: bool>(
     for i in 0..k {
         let wp = w.add(i * nb);
         if PF {
-            let p = pf.wrapping_add(i * nb);
+            let p = pf.at.wrapping_add(((i * pf.rate) >> 16) * LINE);
             _mm_prefetch::<_MM_HINT_T1>(p.cast());
-            if both {
-                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(I::LANES).cast());
+            if pf.rate > 1 << 16 {
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(LINE).cast());
             }
         }
         let wv: [I::V; NV] = std::array::from_fn(|j| I::load(wp.add(j * I::LANES)));
@@ -414,7 +462,6 @@ pub(crate) unsafe fn conv<
         prefetch: weight_bytes >= PREFETCH_MIN_BYTES,
         chunk: (0, 1),
         last_chunk: true,
-        mr: MR,
         ws: nb,
         _isa: PhantomData,
     };
@@ -545,7 +592,7 @@ impl<I: Isa, const NV: usize, const S: u8> Tile for PwS<'_, I, NV, S> {
         let mut acc = [bias_init::<I, NV>(t.bias, o0, t.oc); M];
         let xp: [*const f32; M] = std::array::from_fn(|m| t.x.add((p - t.pix0 + m) * t.xcs));
         let w = t.w.add(t.b * t.k * t.ws);
-        mac_with::<I, M, NV, false>(&mut acc, &xp, w, t.ws, t.k, std::ptr::null(), false);
+        mac_with::<I, M, NV, false>(&mut acc, &xp, w, t.ws, t.k, Prefetch::NONE);
         for (m, accm) in acc.iter().enumerate() {
             for (j, &v) in accm.iter().enumerate() {
                 let at = (p + m) * t.ycs + o0 + j * I::LANES;
@@ -613,7 +660,6 @@ unsafe fn conv_im2col<
         prefetch: blocks * k * nb * 4 >= PREFETCH_MIN_BYTES,
         chunk: (0, 1),
         last_chunk: true,
-        mr: MR,
         ws: nb,
         _isa: PhantomData,
     };
@@ -794,13 +840,11 @@ struct ConvTile<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> {
     /// Prefetch the next block's weights while running this one's tiles (weights too large
     /// to stay in the cache, see [`PREFETCH_MIN_BYTES`]).
     prefetch: bool,
-    /// First pixel and number of tiles of the current chunk: each tile prefetches its share
-    /// of the next block (see [`ConvTile::prefetch_at`]).
+    /// The pixels of the current chunk: each tile prefetches its share of the next block
+    /// (see [`ConvTile::prefetch_at`]).
     chunk: (usize, usize),
     /// The current chunk is the last one (its last block prefetches nothing new).
     last_chunk: bool,
-    /// Pixels per full tile.
-    mr: usize,
     /// Weight floats per input step: the layout's block of output channels (`NV * LANES`,
     /// or twice `LANES` for the one-vector tile of a last block of at most `LANES` channels,
     /// which reads the first half of each step; see [`ConvTile::narrow`]).
@@ -816,18 +860,21 @@ const BIG_WEIGHTS: usize = 1 << 20;
 const PREFETCH_MIN_BYTES: usize = 256 << 10;
 
 impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a, I, KH, KW, NV> {
-    /// Where the tile of pixels from `p` prefetches, given that it reads the block's weights
-    /// at `w` (`wlen` floats per block), and whether it prefetches both lines of a step.
-    /// Tile `i` of the `n` in the chunk takes the lines at offset `i * nb / n` of each step of
-    /// the next block (the block itself after the last block of the last chunk: lines already
-    /// cached), so that the chunk's tiles together fetch the whole next block.
+    /// Where the tile of the `m` pixels from `p` prefetches, given that it reads the block's
+    /// weights at `w` (`wlen` floats per block, `steps` steps): its share of the next block
+    /// (the block itself after the last block of the last chunk: lines already cached, the
+    /// first block after the last block of another chunk), in proportion to its pixels' share
+    /// of the chunk, so that the chunk's tiles together fetch the whole next block.
     #[inline(always)]
-    fn prefetch_at(&self, p: usize, w: *const f32, wlen: usize) -> (*const f32, bool) {
-        let nb = self.ws;
-        let (start, n) = self.chunk;
-        // The tile's ordinal: tiles start at multiples of `MR`, but for the last one, which
-        // may start inside the `MR` items before it (see `for_each_tile`).
-        let i = (p - start).div_ceil(self.mr);
+    fn prefetch_at(
+        &self,
+        p: usize,
+        m: usize,
+        w: *const f32,
+        wlen: usize,
+        steps: usize,
+    ) -> Prefetch {
+        let (start, end) = self.chunk;
         let next = if self.b + 1 < self.blocks {
             w.wrapping_add(wlen)
         } else if self.last_chunk {
@@ -835,7 +882,8 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
         } else {
             w.wrapping_sub(self.b * wlen)
         };
-        (next.wrapping_add(i.min(n - 1) * nb / n), n == 1)
+        let (from, to) = (p - start, (p + m).min(end) - start);
+        Prefetch::share(next, wlen, steps, (from, to, (end - start).max(1)))
     }
 
     /// The one-vector tile for the last block of output channels, when it holds at most
@@ -863,7 +911,6 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
             prefetch: self.prefetch,
             chunk: self.chunk,
             last_chunk: self.last_chunk,
-            mr: self.mr,
             ws: nb,
             _isa: PhantomData,
         })
@@ -955,7 +1002,7 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
 
     /// Starts a chunk of pixels `start..end` (the last one when `last`).
     fn begin_chunk(&mut self, start: usize, end: usize, last: bool) {
-        self.chunk = (start, (end - start).div_ceil(self.mr).max(1));
+        self.chunk = (start, end);
         self.last_chunk = last;
     }
     /// The pointwise path's multiply-adds of `part` for the `M` pixels from `p`, weights `w`.
@@ -966,7 +1013,7 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
         part: Part,
         p: usize,
         w: *const f32,
-        pf: (*const f32, bool),
+        pf: Prefetch,
     ) {
         let xp: [*const f32; M] =
             std::array::from_fn(|m| part.x.add((p - self.pix0 + m) * part.xcs));
@@ -985,12 +1032,12 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
         xp: &[*const f32; M],
         w: *const f32,
         k: usize,
-        (pf, both): (*const f32, bool),
+        pf: Prefetch,
     ) {
         if self.prefetch {
-            mac_with::<I, M, NV, true>(acc, xp, w, self.ws, k, pf, both);
+            mac_with::<I, M, NV, true>(acc, xp, w, self.ws, k, pf);
         } else {
-            mac_with::<I, M, NV, false>(acc, xp, w, self.ws, k, std::ptr::null(), false);
+            mac_with::<I, M, NV, false>(acc, xp, w, self.ws, k, Prefetch::NONE);
         }
     }
 }
@@ -1008,8 +1055,12 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
         let mut acc = [bias_init::<I, NV>(self.bias, o0, g.oc); M];
         let wlen = kh * kw * g.ic * nb;
         let w = self.w.add(self.b * wlen);
-        // The prefetch pointer moves with the weights read.
-        let (mut pf, both) = self.prefetch_at(p, w, wlen);
+        let steps = kh * kw * g.ic;
+        let pf = if self.prefetch {
+            self.prefetch_at(p, M, w, wlen, steps)
+        } else {
+            Prefetch::NONE
+        };
         if self.pointwise {
             // 1x1, stride 1, no padding: output pixel `q` reads input pixel `q`.
             let first = Part {
@@ -1017,14 +1068,14 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
                 xcs: self.xcs,
                 k: self.k,
             };
-            self.mac_part::<M>(&mut acc, first, p, w, (pf, both));
+            self.mac_part::<M>(&mut acc, first, p, w, pf);
             if !self.more.is_empty() {
-                let mut w = w.add(self.k * nb);
-                pf = pf.wrapping_add(self.k * nb);
+                // The prefetch moves on with the steps run.
+                let (mut w, mut done) = (w.add(self.k * nb), self.k);
                 for &part in self.more {
-                    self.mac_part::<M>(&mut acc, part, p, w, (pf, both));
+                    self.mac_part::<M>(&mut acc, part, p, w, pf.after(done));
                     w = w.add(part.k * nb);
-                    pf = pf.wrapping_add(part.k * nb);
+                    done += part.k;
                 }
             }
         } else {
@@ -1061,9 +1112,9 @@ impl<I: Isa, const KH: usize, const KW: usize, const NV: usize> Tile
                             self.zeros
                         }
                     });
-                    let off = (ky * kw + kx) * g.ic * nb;
-                    let at = (pf.wrapping_add(off), both);
-                    self.mac::<M>(&mut acc, &xp, w.add(off), g.ic, at);
+                    let done = (ky * kw + kx) * g.ic;
+                    let at = pf.after(done);
+                    self.mac::<M>(&mut acc, &xp, w.add(done * nb), g.ic, at);
                 }
             }
         }

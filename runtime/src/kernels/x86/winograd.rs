@@ -20,7 +20,7 @@
 //! small maps need (see `docs/decisions.md`, "Winograd"). `T` is chosen so that a batch's `V`
 //! and `M` take about 2 MiB.
 
-use super::dense::mac_prefetch;
+use super::dense::{mac_prefetch, Prefetch};
 use super::geom::{for_each_tile, zero_pad_lanes, Geom, Tile};
 use super::isa::Isa;
 use crate::graph::Conv;
@@ -298,11 +298,11 @@ unsafe fn gemm_tile<I: Isa, const MR: usize, const NV: usize>(
     w: *const f32,
     k: usize,
     (out, ostride): (*mut f32, usize),
-    (pf, both): (*const f32, bool),
+    pf: Prefetch,
 ) {
     let mut acc = [[I::zero(); NV]; MR];
     let xp: [*const f32; MR] = std::array::from_fn(|r| vrow.add(r * vstride));
-    mac_prefetch::<I, MR, NV>(&mut acc, &xp, w, k, pf, both);
+    mac_prefetch::<I, MR, NV>(&mut acc, &xp, w, k, pf);
     for (r, accr) in acc.iter().enumerate() {
         for (j, &val) in accr.iter().enumerate() {
             I::store(out.add(r * ostride + j * I::LANES), val);
@@ -328,11 +328,16 @@ struct GemmRows<I, const NV: usize> {
 impl<I: Isa, const NV: usize> Tile for GemmRows<I, NV> {
     #[inline(always)]
     unsafe fn run<const R: usize>(&mut self, p: usize) {
-        let pf = self.next.wrapping_add(p * NV * I::LANES / self.nt);
+        let pf = Prefetch::share(
+            self.next,
+            self.k * NV * I::LANES,
+            self.k,
+            (p, (p + R).min(self.nt), self.nt),
+        );
         let (v, m) = (
             (self.v.add(p * self.icp), self.icp),
             (self.m.add(p * self.ocp), self.ocp),
         );
-        gemm_tile::<I, R, NV>(v, self.w, self.k, m, (pf, self.nt <= R));
+        gemm_tile::<I, R, NV>(v, self.w, self.k, m, pf);
     }
 }

@@ -28,7 +28,9 @@ const WINDOW_BUDGET_BYTES: usize = 512 << 10;
 const SLACK: usize = 2;
 
 /// Largest member weight (floats) a chain takes: every band reads all of its weights again.
-const MAX_MEMBER_WEIGHTS: usize = 32 << 10;
+/// ConvNeXt-Tiny's first-stage 96 <-> 384 pointwise pair (36,864 each) is in; its second
+/// stage's 192 <-> 768 pair, chained, was no faster (`docs/decisions.md`, session 29).
+const MAX_MEMBER_WEIGHTS: usize = 40 << 10;
 
 /// What a member computes.
 #[derive(Clone, Copy, Debug)]

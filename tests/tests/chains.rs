@@ -111,6 +111,23 @@ fn graphs() -> Vec<(&'static str, Vec<u8>, Vec<usize>)> {
         let y = b.node("Softmax", &[&y], vec![attr::int("axis", 1)]);
         b.output(&y);
     });
+    // ConvNeXt's pointwise pair: 1x1 expand 96 -> 384 through GELU (written out, as
+    // PyTorch's default export writes it), 1x1 project, residual. Each conv has 36,864
+    // weights, members since session 29.
+    add("pointwise_pair_gelu_residual", &[1, 96, 20, 22], &|b, x| {
+        let e = b.conv(x, &ConvSpec::new(96, 384, [1, 1]));
+        let r2 = b.f32s("sqrt2", &[std::f32::consts::SQRT_2]);
+        let d = b.node("Div", &[&e, &r2], vec![]);
+        let d = b.node("Erf", &[&d], vec![]);
+        let one = b.f32s("one", &[1.0]);
+        let d = b.node("Add", &[&d, &one], vec![]);
+        let g = b.node("Mul", &[&e, &d], vec![]);
+        let half = b.f32s("half", &[0.5]);
+        let g = b.node("Mul", &[&g, &half], vec![]);
+        let p = b.conv(&g, &ConvSpec::new(384, 96, [1, 1]));
+        let y = b.node("Add", &[&p, x], vec![]);
+        b.output(&y);
+    });
     // Max pools as members: ResNet's and SqueezeNet's stem conv and pool, and a pool between
     // two convs. A pool never heads a chain, so every chain these graphs form holds the pool.
     let max_pool = |b: &mut OnnxBuilder, x: &str, k: i64, s: i64, pads: [i64; 4], more| {

@@ -80,6 +80,10 @@ impl Prefetch {
 /// Floats per cache line.
 const LINE: usize = 16;
 
+/// How far ahead of its reads [`mac_one_row`] prefetches, in floats (4 KiB: 8 KiB gave the
+/// same).
+const ONE_ROW_AHEAD: usize = 1024;
+
 /// [`mac`] that also prefetches, at each of the `k` steps, as `pf` says: a caller streaming
 /// weights from memory points it at the weights it reads next, so that their fetch overlaps
 /// this tile's multiply-adds.
@@ -141,7 +145,7 @@ unsafe fn mac_with<I: Isa, const M: usize, const NV: usize, const PF: bool>(
 /// [`mac`] for one row (`M = 1`, a batch of one through a fully connected layer): the `k`
 /// products go to `P` accumulators in turn, summed at the end, so that `P` multiply-adds
 /// are in flight instead of one chain that waits on each add's latency. Weights `ws` apart
-/// as in [`mac_with`].
+/// as in [`mac_with`], prefetched [`ONE_ROW_AHEAD`] floats ahead.
 ///
 /// # Safety
 /// As [`mac_with`].
@@ -153,10 +157,18 @@ unsafe fn mac_one_row<I: Isa, const NV: usize, const P: usize>(
     ws: usize,
     k: usize,
 ) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     let nb = ws;
     let mut part = [[I::zero(); NV]; P];
     let mut i = 0;
     while i + P <= k {
+        // The lines `ONE_ROW_AHEAD` floats on: one row streams its weights once, and the
+        // hardware's prefetch alone stops at each 4 KiB page (`docs/decisions.md`,
+        // session 29).
+        let ahead = w.wrapping_add(i * nb + ONE_ROW_AHEAD);
+        for l in 0..(P * nb).div_ceil(LINE) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(l * LINE).cast());
+        }
         for (p, part) in part.iter_mut().enumerate() {
             let xb = I::splat(*x.add(i + p));
             let wp = w.add((i + p) * nb);

@@ -53,6 +53,7 @@ impl Prefetch {
         steps: usize,
         (from, to, of): (usize, usize, usize),
     ) -> Prefetch {
+        let of = of.max(1);
         let start = len * from / of / LINE * LINE;
         let lines = (len * to / of).saturating_sub(start).div_ceil(LINE);
         Prefetch {

@@ -592,6 +592,19 @@ impl OnnxBuilder {
         }
     }
 
+    /// GELU written out as exporters before opset 20 (and PyTorch's default export) write
+    /// it: `x * (1 + erf(x / sqrt 2)) * 0.5`.
+    pub fn gelu_written_out(&mut self, x: &str) -> String {
+        let r2 = self.f32s("sqrt2", &[std::f32::consts::SQRT_2]);
+        let d = self.node("Div", &[x, &r2], vec![]);
+        let e = self.node("Erf", &[&d], vec![]);
+        let one = self.f32s("one", &[1.0]);
+        let p = self.node("Add", &[&e, &one], vec![]);
+        let m = self.node("Mul", &[x, &p], vec![]);
+        let half = self.f32s("half", &[0.5]);
+        self.node("Mul", &[&m, &half], vec![])
+    }
+
     /// Adds a `Conv` node with pseudo-random weights (and bias) and returns its output.
     pub fn conv(&mut self, x: &str, spec: &ConvSpec) -> String {
         let g = spec.group.unwrap_or(1);

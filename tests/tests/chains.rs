@@ -116,14 +116,7 @@ fn graphs() -> Vec<(&'static str, Vec<u8>, Vec<usize>)> {
     // weights, members since session 29.
     add("pointwise_pair_gelu_residual", &[1, 96, 20, 22], &|b, x| {
         let e = b.conv(x, &ConvSpec::new(96, 384, [1, 1]));
-        let r2 = b.f32s("sqrt2", &[std::f32::consts::SQRT_2]);
-        let d = b.node("Div", &[&e, &r2], vec![]);
-        let d = b.node("Erf", &[&d], vec![]);
-        let one = b.f32s("one", &[1.0]);
-        let d = b.node("Add", &[&d, &one], vec![]);
-        let g = b.node("Mul", &[&e, &d], vec![]);
-        let half = b.f32s("half", &[0.5]);
-        let g = b.node("Mul", &[&g, &half], vec![]);
+        let g = b.gelu_written_out(&e);
         let p = b.conv(&g, &ConvSpec::new(384, 96, [1, 1]));
         let y = b.node("Add", &[&p, x], vec![]);
         b.output(&y);

@@ -2472,16 +2472,7 @@ fn unary_functions() {
         "Gelu written out: x * 0.5 * (1 + erf(x / sqrt 2))",
         13,
         &[1, 6, 5, 4],
-        |b, x| {
-            let r2 = b.f32s("sqrt2", &[std::f32::consts::SQRT_2]);
-            let d = b.node("Div", &[x, &r2], vec![]);
-            let e = b.node("Erf", &[&d], vec![]);
-            let one = b.f32s("one", &[1.0]);
-            let p = b.node("Add", &[&e, &one], vec![]);
-            let m = b.node("Mul", &[x, &p], vec![]);
-            let half = b.f32s("half", &[0.5]);
-            b.node("Mul", &[&m, &half], vec![])
-        },
+        |b, x| b.gelu_written_out(x),
     );
     case(
         &mut c,
@@ -3368,14 +3359,7 @@ fn channels_last_views_and_layer_norm() {
 fn gelu_written_out_becomes_one_fused_activation() {
     let gelu = |b: &mut OnnxBuilder, x: &str| {
         let y = b.conv(x, &ConvSpec::new(4, 12, [3, 3]).same());
-        let r2 = b.f32s("sqrt2", &[std::f32::consts::SQRT_2]);
-        let d = b.node("Div", &[&y, &r2], vec![]);
-        let e = b.node("Erf", &[&d], vec![]);
-        let one = b.f32s("one", &[1.0]);
-        let p = b.node("Add", &[&e, &one], vec![]);
-        let m = b.node("Mul", &[&y, &p], vec![]);
-        let half = b.f32s("half", &[0.5]);
-        b.node("Mul", &[&m, &half], vec![])
+        b.gelu_written_out(&y)
     };
     let mut c = Cases::new();
     case(

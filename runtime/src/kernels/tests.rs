@@ -979,12 +979,12 @@ pub fn rgb_stem_cases() -> Vec<ConvCase> {
     ]
 }
 
-/// Depthwise 3x3 layers at strides 1 and 2, whose sliding path runs output rows in pairs on
-/// the x86 tables, and 5x5 and 7x7 ones (ConvNeXt's, down to its 7x7 maps), which run the
-/// same path a row at a time (at stride 1 over a zero-padded copy of the input where it fits
-/// in scratch, and one map too wide for that): odd and even row counts, two images (a pair never spans them), a channel tail, residual and clamp, and a
-/// row split at an odd row (pairs form differently in each half, and the halves must still
-/// match the whole bit for bit).
+/// Depthwise 3x3 layers at strides 1 and 2, whose sliding path runs output rows in pairs on the x86
+/// tables, and 5x5 and 7x7 ones (ConvNeXt's, down to its 7x7 maps), which run the same path a row
+/// at a time (at stride 1 over a zero-padded copy of the input where it fits in scratch, and one
+/// map too wide for that): odd and even row counts, two images (a pair never spans them), a channel
+/// tail, residual and clamp, and a row split at an odd row (pairs form differently in each half,
+/// and the halves must still match the whole bit for bit).
 pub fn depthwise_row_pair_cases() -> Vec<ConvCase> {
     let case = |c: u32, k: u32, s: u32, p: [u32; 4], (n, h, w): (u32, u32, u32), seed: u64| {
         make_conv_case(

@@ -896,7 +896,7 @@ impl<'a, I: Isa, const KH: usize, const KW: usize, const NV: usize> ConvTile<'a,
             w.wrapping_sub(self.b * wlen)
         };
         let (from, to) = (p - start, (p + m).min(end) - start);
-        Prefetch::share(next, wlen, steps, (from, to, (end - start).max(1)))
+        Prefetch::share(next, wlen, steps, (from, to, end - start))
     }
 
     /// The one-vector tile for the last block of output channels, when it holds at most

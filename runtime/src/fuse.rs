@@ -4,9 +4,15 @@
 //! them whatever converter wrote it (see `docs/decisions.md`, "Fused patterns"). The first
 //! node of a pattern runs the whole of it; the tensors between its nodes get no arena
 //! memory, they live in the step's scratch or nowhere.
+//!
+//! A squeeze-excite whose product only a 1x1 conv reads may hand its gate to that conv
+//! instead ([`gate_fold`]): `conv(x * g)` is `conv(x)` with each input channel's weights
+//! times its gate, so the pattern scales the conv's weights (`IC x OC` floats) rather than
+//! the map (`IC x H x W`), and the conv reads `x`.
 
-use crate::graph::{Graph, Op, PoolKind};
+use crate::graph::{Graph, Layout, Op, PoolKind};
 use crate::kernels::Act4;
+use crate::model::Model;
 
 /// A pattern of [`Pattern::NODES`] consecutive nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +120,100 @@ fn match_sppf(n: &[crate::graph::Node], readers: &[usize]) -> Option<Pattern> {
     ok.then_some(Pattern::Sppf { k })
 }
 
+/// A squeeze-excite gate folded into the weights of the 1x1 conv that reads the product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GateFold {
+    /// The conv's node.
+    pub consumer: usize,
+    /// The conv's input channels.
+    pub ic: usize,
+    /// Consecutive floats of one input channel in the conv's weights: `b` for
+    /// `ConvOcBlock(b)` (`[OC/b][IC][b]` for a 1x1 conv), 1 for canonical (`[OC][IC]`).
+    pub block: usize,
+    /// The weights' floats.
+    pub len: usize,
+}
+
+/// A gate is folded only into weights of at most `1 / FOLD_MAX_SHARE` of the map's floats.
+/// The map was just written and is read from the cache; the weights come from memory, with
+/// nothing to overlap their reading while the pattern scales them. On EfficientNet-B0 the
+/// folds with weights of 1/12 of the map and less took 0.01-0.13 ms off each pattern, those
+/// of 1/2 to 2/3 added 0.01-0.025 ms; MobileNetV3-Small's at 1/4 to 1/3 changed nothing
+/// (`docs/decisions.md`, session 30).
+const FOLD_MAX_SHARE: usize = 4;
+
+/// The fold of the squeeze-excite pattern at node `i` (input geometry `xs`) into the conv
+/// that reads its product, when there is one that can take it and its weights are at most
+/// [`FOLD_MAX_SHARE`] of the map's floats: the product is read by one plain 1x1
+/// conv (stride 1, no padding, one group, outside any pattern) as its input, the batch is one
+/// image (the gate differs from image to image), and the weights are laid out per input
+/// channel as above. `in_pattern[j]` says whether node `j` is inside a fused pattern.
+pub(crate) fn gate_fold(
+    graph: &Graph,
+    model: &Model,
+    i: usize,
+    readers: &[usize],
+    in_pattern: &[bool],
+    xs: Act4,
+) -> Option<GateFold> {
+    let product = graph.nodes[i + Pattern::NODES - 1].outputs[0];
+    if readers[product as usize] != 1 || xs.shape.n != 1 {
+        return None;
+    }
+    let consumer = (i + Pattern::NODES..graph.nodes.len())
+        .find(|&j| graph.nodes[j].inputs.contains(&product))?;
+    let node = &graph.nodes[consumer];
+    let Op::Conv(c) = node.op else {
+        return None;
+    };
+    let plain = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1;
+    if !plain || node.inputs[0] != product || in_pattern[consumer] {
+        return None;
+    }
+    let block = match model.weight_layout(c.weight) {
+        Layout::ConvOcBlock(b) => b as usize,
+        Layout::Canonical => 1,
+        _ => return None,
+    };
+    let (ic, len) = (c.in_c as usize, model.weight(c.weight).len());
+    let small = len.saturating_mul(FOLD_MAX_SHARE) <= xs.len();
+    (len % (ic * block).max(1) == 0 && small).then_some(GateFold {
+        consumer,
+        ic,
+        block,
+        len,
+    })
+}
+
+/// `out = w` with the weights of each input channel `c` times `g[c]`: the 1x1 conv weights
+/// `w` of a [`GateFold`] `f` (`f.block` floats per input channel in each of the `f.len /
+/// (f.ic * f.block)` blocks).
+///
+/// # Panics
+/// If `w` or `out` does not hold `f.len` floats, or `g` fewer than `f.ic`.
+pub(crate) fn scale_inputs(f: &GateFold, w: &[f32], g: &[f32], out: &mut [f32]) {
+    assert!(w.len() == f.len && out.len() == f.len && g.len() >= f.ic);
+    let g = &g[..f.ic];
+    let row = f.ic * f.block;
+    for (out, w) in out.chunks_exact_mut(row).zip(w.chunks_exact(row)) {
+        if f.block == 1 {
+            for ((o, &w), &g) in out.iter_mut().zip(w).zip(g) {
+                *o = w * g;
+            }
+        } else {
+            for ((o, w), &g) in out
+                .chunks_exact_mut(f.block)
+                .zip(w.chunks_exact(f.block))
+                .zip(g)
+            {
+                for (o, &w) in o.iter_mut().zip(w) {
+                    *o = w * g;
+                }
+            }
+        }
+    }
+}
+
 /// Scratch floats of [`sppf`] for input geometry `xs`.
 pub(crate) fn sppf_scratch(xs: Act4) -> usize {
     xs.shape.n as usize * xs.shape.h as usize * xs.shape.w as usize * xs.shape.c as usize
@@ -183,5 +283,194 @@ pub(crate) fn sppf(k: usize, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, scrat
 fn max_into(out: &mut [f32], v: &[f32]) {
     for (o, &v) in out.iter_mut().zip(v) {
         *o = o.max(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::*;
+    use crate::kernels::KernelTable;
+    use crate::{Model, ModelOptions, Session, SessionOptions};
+
+    const C: usize = 24;
+    const HIDDEN: usize = 6;
+    const OUT: usize = 20;
+    const H: usize = 18;
+    const W: usize = 22;
+
+    fn conv(in_c: usize, out_c: usize, weight: u32, act: Activation) -> Op {
+        Op::Conv(Conv {
+            in_c: in_c as u32,
+            out_c: out_c as u32,
+            groups: 1,
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0; 4],
+            weight,
+            bias: Some(weight + 1),
+            act,
+        })
+    }
+
+    /// Deterministic values in about `[-1, 1]`.
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 - 500.0) / 500.0)
+            .collect()
+    }
+
+    /// Squeeze-excite (`C` channels, hidden `HIDDEN`, a sigmoid gate) on an `H x W` map,
+    /// then a 1x1 conv to `OUT` channels, written with the format writer; and its weights
+    /// (canonical layout: the table packs them at load).
+    fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
+        let t = |name: &str, h: usize, w: usize, c: usize| TensorDesc {
+            name: name.into(),
+            shape: Shape4::new(1, h as u32, w as u32, c as u32),
+        };
+        let wd = |name: &str, dims: Vec<u32>| WeightDesc {
+            name: name.into(),
+            dtype: DType::F32,
+            layout: Layout::Canonical,
+            dims,
+            offset: 0,
+            byte_len: 0,
+        };
+        let node = |name: &str, op: Op, inputs: Vec<u32>, output: u32| Node {
+            name: name.into(),
+            op,
+            inputs,
+            outputs: vec![output],
+        };
+        let (c, hid, out) = (C as u32, HIDDEN as u32, OUT as u32);
+        let graph = Graph {
+            meta: Metadata {
+                producer: "test".into(),
+                producer_version: "0".into(),
+                model_name: "se-fold".into(),
+                description: String::new(),
+            },
+            tensors: vec![
+                t("x", H, W, C),
+                t("s", 1, 1, C),
+                t("h", 1, 1, HIDDEN),
+                t("g", 1, 1, C),
+                t("m", H, W, C),
+                t("y", H, W, OUT),
+            ],
+            weights: vec![
+                wd("w1", vec![hid, c, 1, 1]),
+                wd("b1", vec![hid]),
+                wd("w2", vec![c, hid, 1, 1]),
+                wd("b2", vec![c]),
+                wd("w3", vec![out, c, 1, 1]),
+                wd("b3", vec![out]),
+            ],
+            nodes: vec![
+                node("pool", Op::GlobalAvgPool, vec![0], 1),
+                node("squeeze", conv(C, HIDDEN, 0, Activation::Relu), vec![1], 2),
+                node(
+                    "excite",
+                    conv(HIDDEN, C, 2, Activation::Sigmoid),
+                    vec![2],
+                    3,
+                ),
+                node("scale", Op::Mul, vec![0, 3], 4),
+                node("project", conv(C, OUT, 4, Activation::None), vec![4], 5),
+            ],
+            inputs: vec![IoDesc {
+                name: "x".into(),
+                tensor: 0,
+                dims: vec![1, c, H as u32, W as u32],
+            }],
+            outputs: vec![IoDesc {
+                name: "y".into(),
+                tensor: 5,
+                dims: vec![1, out, H as u32, W as u32],
+            }],
+        };
+        let sizes = [HIDDEN * C, HIDDEN, C * HIDDEN, C, OUT * C, OUT];
+        let weights: Vec<Vec<f32>> = (sizes.iter().enumerate())
+            .map(|(k, &n)| values(n, k + 1))
+            .collect();
+        let bytes: Vec<Vec<u8>> = weights
+            .iter()
+            .map(|w| bytemuck::cast_slice(w).to_vec())
+            .collect();
+        let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+        (crate::format::write(&graph, &refs).unwrap(), weights)
+    }
+
+    /// The model of [`model`] in f64, straight from its definition; NCHW in and out.
+    fn reference(x: &[f32], w: &[Vec<f32>]) -> Vec<f64> {
+        let hw = H * W;
+        let s: Vec<f64> = (0..C)
+            .map(|c| {
+                x[c * hw..(c + 1) * hw]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+                    / hw as f64
+            })
+            .collect();
+        let h: Vec<f64> = (0..HIDDEN)
+            .map(|o| {
+                let z: f64 = (0..C).map(|c| w[0][o * C + c] as f64 * s[c]).sum();
+                (z + w[1][o] as f64).max(0.0)
+            })
+            .collect();
+        let g: Vec<f64> = (0..C)
+            .map(|o| {
+                let z: f64 = (0..HIDDEN)
+                    .map(|c| w[2][o * HIDDEN + c] as f64 * h[c])
+                    .sum();
+                1.0 / (1.0 + (-(z + w[3][o] as f64)).exp())
+            })
+            .collect();
+        let mut y = vec![0.0; OUT * hw];
+        for o in 0..OUT {
+            for p in 0..hw {
+                let z: f64 = (0..C)
+                    .map(|c| w[4][o * C + c] as f64 * x[c * hw + p] as f64 * g[c])
+                    .sum();
+                y[o * hw + p] = z + w[5][o] as f64;
+            }
+        }
+        y
+    }
+
+    /// On every table, the gate is folded into the projecting conv, and the result matches
+    /// the f64 reference on one and two threads, as does the node-by-node run.
+    #[test]
+    fn squeeze_excite_gate_folded_into_a_pointwise_conv_matches_the_reference() {
+        let (bytes, weights) = model();
+        let x = values(C * H * W, 9);
+        let want = reference(&x, &weights);
+        let max = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for table in KernelTable::all_supported() {
+            let opts = ModelOptions {
+                kernels: KernelTable::choice_for_name(table.name).unwrap(),
+                ..Default::default()
+            };
+            let model = Model::from_bytes_with(&bytes, &opts).unwrap();
+            for (layer_by_layer, threads) in [(false, 1), (false, 2), (true, 1)] {
+                let sopts = SessionOptions::default()
+                    .threads(threads)
+                    .layer_by_layer(layer_by_layer);
+                let mut s = Session::new(&model, &sopts).unwrap();
+                let folds: &[(usize, usize)] = if layer_by_layer { &[] } else { &[(0, 4)] };
+                assert_eq!(s.folded_gates(), folds, "{}", table.name);
+                s.run(&[&x]).unwrap();
+                for (i, (&got, &want)) in s.output(0).iter().zip(&want).enumerate() {
+                    // f32 sums of 24 products against f64: a few ulp of the largest output.
+                    assert!(
+                        (got as f64 - want).abs() <= 2e-6 * max,
+                        "{}, layer by layer {layer_by_layer}, {threads} threads: output {i} \
+                         is {got}, want {want}",
+                        table.name
+                    );
+                }
+            }
+        }
     }
 }

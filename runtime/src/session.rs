@@ -4,7 +4,7 @@
 use crate::chain::{self, Chain};
 use crate::concat_read::{self, ConcatReads, View};
 use crate::error::{Error, Result};
-use crate::fuse::{self, Pattern};
+use crate::fuse::{self, GateFold, Pattern};
 use crate::graph::{
     Activation, BinaryKind, Conv, Deconv, Fc, Graph, Op, PadMode, Pool, PoolKind, ReduceKind,
     Resize, Shape4, UnaryKind,
@@ -82,6 +82,9 @@ enum Kernel<'m> {
         parts: usize,
         w: &'m [f32],
         bias: Option<&'m [f32]>,
+        /// Where the conv reads its weights instead of `w`: a squeeze-excite's gate folded
+        /// into them, at this offset in [`Session::folded`].
+        folded: Option<usize>,
     },
     Fc {
         fc: Fc,
@@ -149,8 +152,10 @@ enum Link {
     /// the input and output geometry of every member.
     Head(Chain, Vec<(Act4, Act4)>),
     /// The first node of a fused pattern, which it runs as a whole: for squeeze-excite,
-    /// with the geometry of the squeezed vector, the hidden vector and the gate.
-    Pattern(Pattern, [Act4; 3]),
+    /// with the geometry of the squeezed vector, the hidden vector and the gate, and the
+    /// conv its gate is folded into (with the scaled weights' offset in [`Session::folded`]),
+    /// if it is.
+    Pattern(Pattern, [Act4; 3], Option<(GateFold, usize)>),
     /// A later member of a chain or a pattern: run by its first node.
     Member,
     /// A Concat that the conv reading it reads in place, or a channel Slice read in place as
@@ -189,6 +194,9 @@ pub struct Session<'m> {
     peak_live: usize,
     /// `threads` scratch areas of `scratch_len` floats each, one per participant.
     scratch: AlignedF32,
+    /// The weights of the convs that squeeze-excite gates are folded into, scaled by each
+    /// run's gates.
+    folded: AlignedF32,
     scratch_len: usize,
     pool: Workers,
     inputs: Vec<(usize, Vec<usize>)>,
@@ -292,6 +300,24 @@ impl<'m> Session<'m> {
             }
             first[graph.nodes[i + Pattern::NODES - 1].outputs[0] as usize] = i + 1;
         }
+        // Squeeze-excite gates folded into the 1x1 conv that reads the product (see
+        // `fuse::gate_fold`): the product gets no memory, the pattern's input lives until
+        // that conv has run, and the conv is in no chain.
+        let folds: Vec<Option<GateFold>> = patterns
+            .iter()
+            .map(|&(i, p)| {
+                let xs = geoms[graph.nodes[i].inputs[0] as usize];
+                (p == Pattern::SqueezeExcite)
+                    .then(|| fuse::gate_fold(graph, model, i, &readers, &in_pattern, xs))
+                    .flatten()
+            })
+            .collect();
+        for (&(i, _), fold) in patterns.iter().zip(&folds) {
+            let Some(f) = fold else { continue };
+            first[graph.nodes[i + Pattern::NODES - 1].outputs[0] as usize] = usize::MAX;
+            let x = graph.nodes[i].inputs[0] as usize;
+            last[x] = last[x].max(f.consumer + 1);
+        }
 
         // Concatenations read in place (`concat_read`): the Concat's output and the Slices
         // read through views get no memory; the parts live until the reader runs.
@@ -325,6 +351,9 @@ impl<'m> Session<'m> {
             sliced_away,
         } = reads;
         let mut no_chain = in_pattern.clone();
+        for f in folds.iter().flatten() {
+            no_chain[f.consumer] = true;
+        }
         for r in read_in_place.iter().flatten() {
             no_chain[*r] = true;
         }
@@ -442,6 +471,7 @@ impl<'m> Session<'m> {
                         parts: 1,
                         w: model.weight(conv.weight),
                         bias: conv.bias.map(|b| model.weight(b)),
+                        folded: None,
                     }
                 }
                 Op::Fc(fc) => Kernel::Fc {
@@ -546,7 +576,8 @@ impl<'m> Session<'m> {
             steps[r].inputs[k] = buffers.len() - 1;
         }
         let mut pattern_scratch = 0usize;
-        for &(i, p) in &patterns {
+        let mut folded_len = 0usize;
+        for (&(i, p), fold) in patterns.iter().zip(&folds) {
             let out = |j: usize| geoms[graph.nodes[i + j].outputs[0] as usize];
             let inner = [out(0), out(1), out(2)];
             pattern_scratch = pattern_scratch.max(match p {
@@ -555,7 +586,19 @@ impl<'m> Session<'m> {
                     fuse::sppf_scratch(geoms[graph.nodes[i].inputs[0] as usize])
                 }
             });
-            steps[i].link = Link::Pattern(p, inner);
+            // The folded conv reads the pattern's input and its own scaled weights, each
+            // fold's at its own offset (64-byte aligned, as the arena's buffers).
+            let fold = fold.map(|f| {
+                let at = folded_len;
+                folded_len += f.len.next_multiple_of(plan::ALIGN_FLOATS);
+                let step = &mut steps[f.consumer];
+                step.inputs[0] = graph.nodes[i].inputs[0] as usize;
+                if let Kernel::Conv { folded, .. } = &mut step.kernel {
+                    *folded = Some(at);
+                }
+                (f, at)
+            });
+            steps[i].link = Link::Pattern(p, inner, fold);
             steps[i].output = steps[i + Pattern::NODES - 1].output;
             for s in &mut steps[i + 1..i + Pattern::NODES] {
                 s.link = Link::Member;
@@ -598,6 +641,7 @@ impl<'m> Session<'m> {
             peak_live: p.peak_live,
             scratch: AlignedF32::zeroed(scratch_len * threads),
             scratch_len,
+            folded: AlignedF32::zeroed(folded_len),
             pool,
             inputs,
             outputs,
@@ -664,6 +708,7 @@ impl<'m> Session<'m> {
         let buffers = &self.buffers;
         let table = self.table;
         let scratch = SendPtr(self.scratch.as_mut_slice().as_mut_ptr());
+        let folded = SendPtr(self.folded.as_mut_slice().as_mut_ptr());
         let scratch_len = self.scratch_len;
         let pool = &self.pool;
         let steps = &self.steps;
@@ -686,7 +731,7 @@ impl<'m> Session<'m> {
             // SAFETY: as above; the output is disjoint from every input of this step.
             let y = unsafe { std::slice::from_raw_parts_mut(base.add(ob.offset), ob.geom.len()) };
             let ys = ob.geom;
-            if let Link::Pattern(p, inner) = &step.link {
+            if let Link::Pattern(p, inner, fold) = &step.link {
                 // SAFETY: a pattern's serial parts run on the calling thread, in participant
                 // 0's scratch area; its parallel parts write outside the scratch area or into
                 // disjoint parts of participant 0's (see `mean_by_channels`).
@@ -735,7 +780,21 @@ impl<'m> Session<'m> {
                         mean_by_channels(table, pool, parts, x, xs, s, ss);
                         conv(1, s, ss, t, ts, &mut *rest);
                         conv(2, t, ts, g, gs, rest);
-                        scale_by_rows(table, pool, parts, x, xs, g, gs, y, ys);
+                        match fold {
+                            Some((f, at)) => {
+                                let Kernel::Conv { w, .. } = &steps[f.consumer].kernel else {
+                                    unreachable!("squeeze-excite gates fold into convs")
+                                };
+                                // SAFETY: `Session::new` gave this fold `f.len` floats of its
+                                // own at `at` in `folded`; only this step writes them, only
+                                // the conv `f.consumer` (a later step) reads them.
+                                let out = unsafe {
+                                    std::slice::from_raw_parts_mut(folded.get().add(*at), f.len)
+                                };
+                                fuse::scale_inputs(f, w, g, out);
+                            }
+                            None => scale_by_rows(table, pool, parts, x, xs, g, gs, y, ys),
+                        }
                     }
                     Pattern::Sppf { k } => fuse::sppf(k, x, xs, y, ys, scratch),
                 }
@@ -810,8 +869,18 @@ impl<'m> Session<'m> {
                     parts,
                     w,
                     bias,
+                    folded: fold,
                 } => {
                     let (x, xs) = input(0);
+                    // SAFETY: the floats of a fold (see `Session::new`), written by its
+                    // squeeze-excite step, which ran before this one; nothing writes them
+                    // while this step runs.
+                    let w: &[f32] = match fold {
+                        Some(at) => unsafe {
+                            std::slice::from_raw_parts(folded.get().add(*at), w.len())
+                        },
+                        None => w,
+                    };
                     // A concatenation read in place: its further parts, on the stack.
                     let mut more = [(&[][..], xs); MAX_CONV_PARTS];
                     for (j, slot) in more.iter_mut().enumerate().take(parts - 1) {
@@ -1110,7 +1179,7 @@ impl<'m> Session<'m> {
         self.steps
             .iter()
             .map(|s| match (&s.link, &s.kernel) {
-                (Link::Pattern(p, _), _) => p.kernel_name(),
+                (Link::Pattern(p, ..), _) => p.kernel_name(),
                 (Link::InPlace, _) => "read_in_place",
                 (_, k) => Self::kernel_name(k),
             })
@@ -1158,7 +1227,24 @@ impl<'m> Session<'m> {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match &s.link {
-                Link::Pattern(p, _) => Some((i..i + Pattern::NODES, p.name())),
+                Link::Pattern(p, ..) => Some((i..i + Pattern::NODES, p.name())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The squeeze-excite patterns whose gate is folded into the weights of the 1x1 conv
+    /// that reads their product, as (the pattern's first node, the conv's node): the pattern
+    /// scales the conv's weights by the gate instead of scaling the feature map, and the
+    /// conv reads the pattern's input. Where scaling the weights touches more floats than
+    /// scaling the map (a small map, many output channels), or the batch holds more than
+    /// one image, the gate is not folded.
+    pub fn folded_gates(&self) -> Vec<(usize, usize)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.link {
+                Link::Pattern(_, _, Some((f, _))) => Some((i, f.consumer)),
                 _ => None,
             })
             .collect()

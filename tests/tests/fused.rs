@@ -1,7 +1,9 @@
-//! Fused patterns (squeeze-excite, SPPF) and concatenations read in place by 1x1 convs and
-//! pools: graphs built in code are converted and run on every kernel table; each must be found
-//! where it applies (and not where it does not), match tract-onnx, and match the same
-//! session run node by node (`SessionOptions::layer_by_layer`) bit for bit.
+//! Fused patterns (squeeze-excite, SPPF), squeeze-excite gates folded into the next conv's
+//! weights, and concatenations read in place by 1x1 convs and pools: graphs built in code are
+//! converted and run on every kernel table; each must be found where it applies (and not
+//! where it does not), match tract-onnx, and match the same session run node by node
+//! (`SessionOptions::layer_by_layer`) bit for bit, or within [`FOLD_REL`] where a gate is
+//! folded.
 
 use smof::{Session, SessionOptions};
 use smof_tests::{
@@ -32,6 +34,14 @@ fn sppf(b: &mut OnnxBuilder, x: &str, ks: [i64; 3]) -> String {
     b.node("Concat", &[x, &a, &p, &q], vec![attr::int("axis", 1)])
 }
 
+/// How far a model with squeeze-excite gates folded into the next conv's weights may be from
+/// the same model run node by node, relative to the largest output: the folded conv
+/// multiplies each input by `w * g` instead of `(x * g)` by `w`, a rounding apart per
+/// product (about 6e-8 relative), over sums of at most 96 products here. A wrong fold (a
+/// gate on the wrong channel, a block laid out wrongly) is off by the gates' spread, 1e-2
+/// and more.
+const FOLD_REL: f32 = 1e-5;
+
 /// Builds the model, runs it fused and node by node on every table, compares with tract,
 /// and checks that the patterns found are `want` (names, in node order) and that no
 /// concatenation is read in place.
@@ -55,6 +65,19 @@ fn check_fusion(
     in_place: (usize, usize),
     f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
 ) {
+    check_all(name, shape, want, in_place, &[], f)
+}
+
+/// [`check_fusion`], with the squeeze-excite gates folded into convs `folds` (the pattern's
+/// first node, the conv's node) on every table.
+fn check_all(
+    name: &str,
+    shape: &[usize],
+    want: &[&str],
+    in_place: (usize, usize),
+    folds: &[(usize, usize)],
+    f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
+) {
     let mut b = OnnxBuilder::with_seed(13, name.len() as u64 * 7919);
     let x = b.input("x", shape);
     let y = f(&mut b, &x);
@@ -71,6 +94,8 @@ fn check_fusion(
             let found: Vec<&str> = s.fused_patterns().iter().map(|p| p.1).collect();
             let expect: &[&str] = if layer_by_layer { &[] } else { want };
             assert_eq!(found, expect, "{name} on {table}: patterns found");
+            let expect: &[(usize, usize)] = if layer_by_layer { &[] } else { folds };
+            assert_eq!(s.folded_gates(), expect, "{name} on {table}: gates folded");
             let read = s
                 .kernel_names()
                 .iter()
@@ -111,14 +136,19 @@ fn check_fusion(
             &reference[0],
             F32_REL,
         );
-        let same = outs[0]
-            .iter()
-            .zip(&outs[1])
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(
-            same,
-            "{name} on {table}: fused and node-by-node runs differ"
-        );
+        if folds.is_empty() {
+            let same = outs[0]
+                .iter()
+                .zip(&outs[1])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{name} on {table}: fused and node-by-node runs differ"
+            );
+        } else {
+            let what = format!("{name} on {table}: folded against node by node");
+            assert_close(&what, &outs[0], &outs[1], FOLD_REL);
+        }
     }
 }
 
@@ -189,6 +219,101 @@ fn squeeze_excite_runs_as_one_step() {
             let g = b.node("Sigmoid", &[&s], vec![]);
             let y = b.node("Mul", &[x, &g], vec![]);
             b.node("Add", &[&y, &g], vec![])
+        },
+    );
+}
+
+#[test]
+fn squeeze_excite_gates_fold_into_the_next_pointwise_conv() {
+    // Node numbers: the squeeze-excite's five nodes (pool, conv, ReLU, conv, gate) and the
+    // Mul are six; the converter fuses the ReLU and the gate into the convs, so the pattern
+    // is four nodes and the conv reading the product the fifth after the pattern's first.
+    check_all(
+        "SE 32ch 28x28 then 1x1 to 24",
+        &[1, 32, 28, 28],
+        &["SqueezeExcite"],
+        (0, 0),
+        &[(0, 4)],
+        |b, x| {
+            let y = b.squeeze_excite(x, 32, "Sigmoid", false);
+            b.conv(&y, &ConvSpec::new(32, 24, [1, 1]))
+        },
+    );
+    // An inverted residual: expand, squeeze-excite, project, plus the block's input (the Add
+    // fused into the projecting conv, which keeps its residual input), then ReLU6 on it.
+    check_all(
+        "expand, SE (HardSigmoid), project + residual",
+        &[1, 24, 20, 18],
+        &["SqueezeExcite"],
+        (0, 0),
+        &[(1, 5)],
+        |b, x| {
+            let h = b.conv(x, &ConvSpec::new(24, 96, [1, 1]));
+            let h = b.node("Relu", &[&h], vec![]);
+            let h = b.squeeze_excite(&h, 96, "HardSigmoid", true);
+            let y = b.conv(&h, &ConvSpec::new(96, 24, [1, 1]));
+            b.node("Add", &[&y, x], vec![])
+        },
+    );
+    check_all(
+        "SE then 1x1 with ReLU, twice",
+        &[1, 16, 24, 24],
+        &["SqueezeExcite"; 2],
+        (0, 0),
+        &[(0, 4), (5, 9)],
+        |b, x| {
+            let y = b.squeeze_excite(x, 16, "Sigmoid", false);
+            let y = b.conv(&y, &ConvSpec::new(16, 16, [1, 1]));
+            let y = b.node("Relu", &[&y], vec![]);
+            let y = b.squeeze_excite(&y, 16, "HardSigmoid", false);
+            b.conv(&y, &ConvSpec::new(16, 8, [1, 1]))
+        },
+    );
+    // Not folded: a batch of two (a gate per image), a product read twice, a 3x3 conv, and
+    // weights larger than a quarter of the map (14x14 map of 64 channels, 1x1 to 64).
+    check_all(
+        "SE batch 2 then 1x1",
+        &[2, 32, 16, 16],
+        &["SqueezeExcite"],
+        (0, 0),
+        &[],
+        |b, x| {
+            let y = b.squeeze_excite(x, 32, "Sigmoid", false);
+            b.conv(&y, &ConvSpec::new(32, 24, [1, 1]))
+        },
+    );
+    check_all(
+        "SE product read twice",
+        &[1, 32, 16, 16],
+        &["SqueezeExcite"],
+        (0, 0),
+        &[],
+        |b, x| {
+            let y = b.squeeze_excite(x, 32, "Sigmoid", false);
+            let z = b.conv(&y, &ConvSpec::new(32, 32, [1, 1]));
+            b.node("Add", &[&y, &z], vec![])
+        },
+    );
+    check_all(
+        "SE then 3x3",
+        &[1, 32, 16, 16],
+        &["SqueezeExcite"],
+        (0, 0),
+        &[],
+        |b, x| {
+            let y = b.squeeze_excite(x, 32, "Sigmoid", false);
+            b.conv(&y, &ConvSpec::new(32, 24, [3, 3]).same())
+        },
+    );
+    check_all(
+        "SE 64ch 14x14 then 1x1 to 64",
+        &[1, 64, 14, 14],
+        &["SqueezeExcite"],
+        (0, 0),
+        &[],
+        |b, x| {
+            let y = b.squeeze_excite(x, 64, "Sigmoid", false);
+            b.conv(&y, &ConvSpec::new(64, 64, [1, 1]))
         },
     );
 }

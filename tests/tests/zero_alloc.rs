@@ -1,6 +1,7 @@
 //! `Session::run` allocates nothing, single- and multi-threaded: a counting global allocator
 //! (which also sees the worker threads) watches 100 runs of MobileNetV2 after the first, and
-//! of a graph whose squeeze-excite pattern and max pool split over the threads. Also checks
+//! of a graph whose squeeze-excite patterns (one gate folded into a conv, one not) and max
+//! pool split over the threads. Also checks
 //! the arena plan against the peak of live bytes.
 //!
 //! This test binary has its own `main` (`harness = false`): the allocator counts every
@@ -55,14 +56,17 @@ fn main() {
     println!("test arena_is_within_ten_percent_of_peak_live_bytes ... ok");
 }
 
-/// A squeeze-excite pattern and a padded max pool, both large enough to run on every thread
-/// of a session, as a converted model, with an input.
+/// A squeeze-excite pattern whose gate is folded into the 1x1 conv after it, a second one and
+/// a padded max pool, all large enough to run on every thread of a session, as a converted
+/// model, with an input.
 fn squeeze_excite_then_max_pool() -> (Vec<u8>, Vec<f32>) {
-    use smof_tests::attr;
+    use smof_tests::{attr, ConvSpec};
     let shape = [1, 40, 70, 50];
     let mut b = smof_tests::OnnxBuilder::with_seed(13, 7);
     let x = b.input("x", &shape);
     let y = b.squeeze_excite(&x, 40, "Sigmoid", false);
+    let y = b.conv(&y, &ConvSpec::new(40, 40, [1, 1]));
+    let y = b.squeeze_excite(&y, 40, "Sigmoid", false);
     let attrs = vec![
         attr::ints("kernel_shape", &[3, 3]),
         attr::ints("strides", &[2, 2]),
@@ -104,6 +108,10 @@ fn run_allocates_nothing_after_the_first() {
         .collect();
     check_runs(&bundled_mobilenet(), &input);
     let (bytes, input) = squeeze_excite_then_max_pool();
+    let model = smof::Model::from_bytes(&bytes).unwrap();
+    let session = smof::Session::new(&model, &Default::default()).unwrap();
+    assert_eq!(session.folded_gates(), [(0, 4)]);
+    assert_eq!(session.fused_patterns().len(), 2);
     check_runs(&bytes, &input);
     let (bytes, input) = depthwise_then_layer_norm();
     let model = smof::Model::from_bytes(&bytes).unwrap();

@@ -137,8 +137,8 @@ pub(crate) struct GateFold {
 /// A gate is folded only into weights of at most `1 / FOLD_MAX_SHARE` of the map's floats.
 /// The map was just written and is read from the cache; the weights come from memory, with
 /// nothing to overlap their reading while the pattern scales them. On EfficientNet-B0 the
-/// folds with weights of 1/12 of the map and less took 0.01-0.13 ms off each pattern, those
-/// of 1/2 to 2/3 added 0.01-0.025 ms; MobileNetV3-Small's at 1/4 to 1/3 changed nothing
+/// folds with weights of 1/12 of the map and less took 0.01-0.15 ms off each pattern, those
+/// of 1/2 to 2/3 added up to 0.025 ms; MobileNetV3-Small's at 1/4 to 1/3 changed nothing
 /// (`docs/decisions.md`, session 30).
 const FOLD_MAX_SHARE: usize = 4;
 

@@ -69,12 +69,18 @@ pub(crate) trait Isa {
         Self::div(Self::splat(1.0), d)
     }
 
+    /// `v` clamped to `[-bound, bound]` (`bound >= 0`).
+    #[inline(always)]
+    unsafe fn clamp_abs(v: Self::V, bound: f32) -> Self::V {
+        Self::min(Self::max(v, Self::splat(-bound)), Self::splat(bound))
+    }
+
     /// `2^y` on every lane, within 3e-7 relative of the exact value for `y` in
     /// `[-126, 126]`; the input is clamped to that range (see [`crate::kernels::expf`]).
     #[inline(always)]
     unsafe fn exp2(y: Self::V) -> Self::V {
         use crate::kernels::expf::EXP2_POLY;
-        let y = Self::min(Self::max(y, Self::splat(-126.0)), Self::splat(126.0));
+        let y = Self::clamp_abs(y, 126.0);
         let n = Self::round(y);
         let f = Self::sub(y, n);
         let mut p = Self::splat(EXP2_POLY[0]);
@@ -158,7 +164,7 @@ pub(crate) trait Isa {
             Activation::Gelu => {
                 use crate::graph::{ERF_P, ERF_Q};
                 let u = Self::mul(v, Self::splat(std::f32::consts::FRAC_1_SQRT_2));
-                let c = Self::min(Self::max(u, Self::splat(-4.0)), Self::splat(4.0));
+                let c = Self::clamp_abs(u, 4.0);
                 let x2 = Self::mul(c, c);
                 let p = (ERF_P[1..].iter()).fold(Self::splat(ERF_P[0]), |a, &k| {
                     Self::fmadd(a, x2, Self::splat(k))
@@ -232,7 +238,7 @@ mod tests {
             // correct there as long as the CPU has the features, which was just checked.
             check::<super::super::avx2::Avx2>();
         }
-        if std::is_x86_feature_detected!("avx512f") {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
             // As above, for the AVX-512 methods.
             check::<super::super::avx512::Avx512>();
         }

@@ -1,4 +1,4 @@
-//! The AVX-512F table: `channel_align` 16, 512-bit vectors.
+//! The AVX-512 table (F and DQ): `channel_align` 16, 512-bit vectors.
 //!
 //! | name                     | layout            | selected for                            |
 //! |--------------------------|-------------------|-----------------------------------------|
@@ -114,6 +114,25 @@ impl Isa for Avx512 {
         _mm512_scalef_ps(p, n)
     }
     #[inline(always)]
+    unsafe fn clamp_abs(v: __m512, bound: f32) -> __m512 {
+        // `vrangeps`: the smaller magnitude of `v` and `bound`, with the sign of `v`.
+        _mm512_range_ps::<0b0010>(v, _mm512_set1_ps(bound))
+    }
+    #[inline(always)]
+    unsafe fn exp2(y: __m512) -> __m512 {
+        // `y = n + f` with `n = floor(y)` and `f` in [0, 1) (`vreduceps`, exact), then
+        // `2^f` by its polynomial and `2^n` applied by `vscalefps`, which takes the floor of
+        // `y` itself: 9 instructions against the generic form's 11.
+        use crate::kernels::expf::EXP2_FLOOR_POLY;
+        let y = Self::clamp_abs(y, 126.0);
+        let f = _mm512_reduce_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(y);
+        let mut p = _mm512_set1_ps(EXP2_FLOOR_POLY[0]);
+        for c in &EXP2_FLOOR_POLY[1..] {
+            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(*c));
+        }
+        _mm512_scalef_ps(p, y)
+    }
+    #[inline(always)]
     unsafe fn recip(d: __m512) -> __m512 {
         // 14-bit estimate and one Newton step: r (2 - d r).
         let r = _mm512_rcp14_ps(d);
@@ -124,8 +143,8 @@ impl Isa for Avx512 {
 /// [`Isa::run_tiles`] for Avx512.
 ///
 /// # Safety
-/// As [`Tile::run`]; the CPU has avx512f, avx2, fma.
-#[target_feature(enable = "avx512f,avx2,fma")]
+/// As [`Tile::run`]; the CPU has avx512f, avx512dq, avx2, fma.
+#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
 #[inline(never)]
 unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
     run_tiles_inline::<T, M>(t, p, count)
@@ -141,23 +160,25 @@ pub(crate) const DW_MR: usize = 8;
 macro_rules! entry {
     ($name:ident, fn($($arg:ident: $ty:ty),*), $body:path) => {
         fn $name($($arg: $ty),*) {
-            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
             unsafe fn inner($($arg: $ty),*) {
                 $body($($arg),*)
             }
             // SAFETY: this function is only reachable through `TABLE`, which `table()` returns
-            // only when is_x86_feature_detected!("avx512f") (and "avx2", "fma") hold.
+            // only when is_x86_feature_detected!("avx512f") (and "avx512dq", "avx2", "fma")
+            // hold.
             unsafe { inner($($arg),*) }
         }
     };
     ($name:ident, $args:ty, $body:path) => {
         fn $name(a: &mut $args) {
-            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
             unsafe fn inner(a: &mut $args) {
                 $body(a)
             }
             // SAFETY: this function is only reachable through `TABLE`, which `table()` returns
-            // only when is_x86_feature_detected!("avx512f") (and "avx2", "fma") hold.
+            // only when is_x86_feature_detected!("avx512f") (and "avx512dq", "avx2", "fma")
+            // hold.
             unsafe { inner(a) }
         }
     };
@@ -335,9 +356,11 @@ static TABLE: KernelTable = KernelTable {
     ..portable::TABLE
 };
 
-/// The table, when this CPU has AVX-512F (plus AVX2 and FMA, which every AVX-512 CPU has).
+/// The table, when this CPU has AVX-512F and DQ (plus AVX2 and FMA): every AVX-512 CPU since
+/// Skylake-SP and Zen 4 has them all; only the Xeon Phi lacks DQ.
 pub fn table() -> Option<&'static KernelTable> {
     let ok = std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512dq")
         && std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("fma");
     ok.then_some(&TABLE)

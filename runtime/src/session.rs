@@ -1097,7 +1097,7 @@ impl<'m> Session<'m> {
                 }
                 Kernel::LayerNorm { scale, shift, eps } => {
                     let (x, xs) = input(0);
-                    layer_norm_by_pixels(pool, (x, xs), (scale, shift, *eps), y, ys);
+                    layer_norm_by_pixels(table, pool, (x, xs), (scale, shift, *eps), y, ys);
                 }
                 Kernel::ConcatAxis(axis) => {
                     let mut off = 0;
@@ -1365,11 +1365,12 @@ fn mean_by_channels(
     });
 }
 
-/// [`crate::ops::layer_norm`] of `x` (`scale`, `shift`, `eps`) into `y`, over shares of the
+/// The table's `layer_norm` of `x` (`scale`, `shift`, `eps`) into `y`, over shares of the
 /// pixels on every thread of `pool` when the output holds at least
 /// [`LAYER_NORM_SPLIT_MIN_FLOATS`] floats. Each pixel is normalised alone, so any split
 /// gives the same result to the bit.
 fn layer_norm_by_pixels(
+    table: &KernelTable,
     pool: &Workers,
     (x, xs): (&[f32], Act4),
     (scale, shift, eps): (&[f32], &[f32], f32),
@@ -1383,10 +1384,10 @@ fn layer_norm_by_pixels(
         1
     };
     if parts <= 1 {
-        return crate::ops::layer_norm(x, xs, scale, shift, eps, y, ys);
+        return (table.layer_norm)(x, xs, scale, shift, eps, y, ys);
     }
     in_bands(pool, parts, 1, (x, xs), (y, ys), &|x, xb, y, yb| {
-        crate::ops::layer_norm(x, xb, scale, shift, eps, y, yb)
+        (table.layer_norm)(x, xb, scale, shift, eps, y, yb)
     });
 }
 

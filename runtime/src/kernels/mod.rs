@@ -173,6 +173,10 @@ pub type UnaryFn = fn(x: &[f32], xs: Act4, y: &mut [f32], ys: Act4);
 pub type ChannelAffineFn =
     fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation);
 
+/// LayerNorm over the channels of each pixel (see [`KernelTable::layer_norm`]).
+pub type LayerNormFn =
+    fn(x: &[f32], xs: Act4, scale: &[f32], shift: &[f32], eps: f32, y: &mut [f32], ys: Act4);
+
 /// A pool kernel (see [`KernelTable::pool`]).
 pub type PoolFn = fn(p: &Pool, x: &[f32], xs: Act4, y: &mut [f32], ys: Act4, c0: usize);
 
@@ -217,6 +221,10 @@ pub struct KernelTable {
     pub flatten: UnaryFn,
     /// `y = act(x * scale[c] + shift[c])`.
     pub channel_affine: ChannelAffineFn,
+    /// `y = (x - mean) / sqrt(var + eps) * scale[c] + shift[c]`, mean and (biased) variance
+    /// over the `C` channels of each pixel; `x` and `y` of one shape, each with its own
+    /// channel stride.
+    pub layer_norm: LayerNormFn,
 }
 
 /// Which kernel table to use.

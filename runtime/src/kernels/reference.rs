@@ -278,6 +278,29 @@ pub fn channel_affine(
     zero_pads(y, ys);
 }
 
+/// LayerNorm over each pixel's channels, its sums in f64.
+pub fn layer_norm(
+    x: &[f32],
+    xs: Act4,
+    scale: &[f32],
+    shift: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    ys: Act4,
+) {
+    let c = ys.shape.c as usize;
+    for p in 0..ys.shape.pixels() as usize {
+        let v = &x[p * xs.cs..p * xs.cs + c];
+        let mean = v.iter().map(|&e| e as f64).sum::<f64>() / c as f64;
+        let var = v.iter().map(|&e| (e as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        for (k, &e) in v.iter().enumerate() {
+            y[p * ys.cs + k] = ((e as f64 - mean) * inv * scale[k] as f64 + shift[k] as f64) as f32;
+        }
+    }
+    zero_pads(y, ys);
+}
+
 /// The reference table: every entry above, canonical weights everywhere. It is for tests
 /// that call kernels directly: its conv entry ignores the plan, and its `choice` is only a
 /// stand-in.
@@ -301,4 +324,5 @@ pub static TABLE: KernelTable = KernelTable {
     softmax,
     flatten,
     channel_affine,
+    layer_norm,
 };

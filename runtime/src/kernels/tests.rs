@@ -724,8 +724,8 @@ pub fn elt_case() -> impl Strategy<Value = EltCase> {
         })
 }
 
-/// Checks add, mul (both broadcasts), act, channel_affine, concat_part, softmax, flatten and
-/// global_avg_pool of `table` for `case` against the reference.
+/// Checks add, mul (both broadcasts), act, channel_affine, concat_part, softmax, layer_norm,
+/// flatten and global_avg_pool of `table` for `case` against the reference.
 pub fn check_elementwise(table: &KernelTable, case: &EltCase) -> Result<(), TestCaseError> {
     let r = &reference::TABLE;
     let mut rng = Rng(case.seed);
@@ -766,6 +766,23 @@ pub fn check_elementwise(table: &KernelTable, case: &EltCase) -> Result<(), Test
     let xs = case.b;
     let x = rng.act(xs, 4.0);
     both(&|t, y| (t.softmax)(&x, xs, y, ys), ys, "softmax")?;
+    let (sc, sh) = (rng.vec(s.c as usize, 2.0), rng.vec(s.c as usize, 1.0));
+    both(
+        &|t, y| (t.layer_norm)(&x, xs, &sc, &sh, 1e-5, y, ys),
+        ys,
+        "layer_norm",
+    )?;
+    // Far from zero (a mean of 40 over deviations of 4): the variance is taken around the
+    // mean, without cancellation. The pad lanes of the input stay zero.
+    let c = s.c as usize;
+    let shifted: Vec<f32> = (x.iter().enumerate())
+        .map(|(i, &v)| if i % xs.cs < c { v + 40.0 } else { v })
+        .collect();
+    both(
+        &|t, y| (t.layer_norm)(&shifted, xs, &sc, &sh, 1e-5, y, ys),
+        ys,
+        "layer_norm of values near 40",
+    )?;
     let flat = geom(
         Shape4::new(s.n, 1, 1, s.c * s.h * s.w),
         ys.cs - s.c as usize,

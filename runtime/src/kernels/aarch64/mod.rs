@@ -148,6 +148,7 @@ pub static TABLE: KernelTable = KernelTable {
     softmax: portable::TABLE.softmax,
     flatten: portable::TABLE.flatten,
     channel_affine: portable::TABLE.channel_affine,
+    layer_norm: portable::TABLE.layer_norm,
 };
 
 /// The NEON table (NEON is part of the aarch64 baseline, so it is always available).

@@ -123,4 +123,5 @@ pub static TABLE: KernelTable = KernelTable {
     softmax: elementwise::softmax,
     flatten: elementwise::flatten,
     channel_affine: elementwise::channel_affine,
+    layer_norm: crate::ops::layer_norm,
 };

@@ -136,6 +136,84 @@ pub(crate) unsafe fn channel_affine<I: Isa>(
     }
 }
 
+/// LayerNorm over the channels of each pixel (see [`crate::kernels::KernelTable::layer_norm`]):
+/// the mean, the variance as the mean of the squared deviations (a second pass over the
+/// pixel's channels, which are in L1 by then), then the channels normalised, scaled and
+/// shifted, in the order of [`crate::ops::layer_norm`].
+///
+/// # Safety
+/// The ISA `I` is available on this CPU.
+#[inline(always)]
+pub(crate) unsafe fn layer_norm<I: Isa>(
+    x: &[f32],
+    xs: Act4,
+    scale: &[f32],
+    shift: &[f32],
+    eps: f32,
+    y: &mut [f32],
+    ys: Act4,
+) {
+    let (c, pixels) = (ys.shape.c as usize, ys.shape.pixels() as usize);
+    assert!(xs.shape == ys.shape && xs.cs >= c && x.len() >= xs.span());
+    assert!(y.len() >= ys.len() && scale.len() >= c && shift.len() >= c);
+    if c == 0 {
+        return y[..ys.len()].fill(0.0);
+    }
+    let lanes = I::LANES;
+    // Ones in the first `n` lanes (`load_n`), to clear the deviations past the channels.
+    let ones = [1.0f32; 16];
+    let (x, y, sc, sh) = (x.as_ptr(), y.as_mut_ptr(), scale.as_ptr(), shift.as_ptr());
+    let per_c = 1.0 / c as f32;
+    for p in 0..pixels {
+        let (xp, yp) = (x.add(p * xs.cs), y.add(p * ys.cs));
+        // Two accumulators each, so that the adds of consecutive vectors do not wait on each
+        // other; the tail vector's lanes past the channels are loaded as zeros, and its
+        // deviations there are cleared.
+        let (mut a, mut b) = (I::zero(), I::zero());
+        let mut j = 0;
+        while j + 2 * lanes <= c {
+            a = I::add(a, I::load(xp.add(j)));
+            b = I::add(b, I::load(xp.add(j + lanes)));
+            j += 2 * lanes;
+        }
+        if j + lanes <= c {
+            a = I::add(a, I::load(xp.add(j)));
+            j += lanes;
+        }
+        if j < c {
+            b = I::add(b, I::load_n(xp.add(j), c - j));
+        }
+        let m = I::splat(I::reduce_add(I::add(a, b)) * per_c);
+        let (mut a, mut b) = (I::zero(), I::zero());
+        let mut j = 0;
+        while j + 2 * lanes <= c {
+            let (d, e) = (
+                I::sub(I::load(xp.add(j)), m),
+                I::sub(I::load(xp.add(j + lanes)), m),
+            );
+            a = I::fmadd(d, d, a);
+            b = I::fmadd(e, e, b);
+            j += 2 * lanes;
+        }
+        if j + lanes <= c {
+            let d = I::sub(I::load(xp.add(j)), m);
+            a = I::fmadd(d, d, a);
+            j += lanes;
+        }
+        if j < c {
+            let d = I::sub(I::load_n(xp.add(j), c - j), m);
+            let d = I::mul(d, I::load_n(ones.as_ptr(), c - j));
+            b = I::fmadd(d, d, b);
+        }
+        let var = I::reduce_add(I::add(a, b)) * per_c;
+        let inv = I::splat(1.0 / (var + eps).sqrt());
+        store_pixel::<I>(yp, c, ys.cs, |j, n| {
+            let d = I::mul(I::sub(I::load_upto(xp.add(j), n), m), inv);
+            I::fmadd(d, I::load_upto(sc.add(j), n), I::load_upto(sh.add(j), n))
+        });
+    }
+}
+
 /// Mean over H and W: `(N, H, W, C)` to `(N, 1, 1, C)`.
 ///
 /// # Safety

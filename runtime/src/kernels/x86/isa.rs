@@ -69,6 +69,14 @@ pub(crate) trait Isa {
         Self::div(Self::splat(1.0), d)
     }
 
+    /// The sum of the lanes of `v`.
+    #[inline(always)]
+    unsafe fn reduce_add(v: Self::V) -> f32 {
+        let mut buf = [0f32; 16];
+        Self::store(buf.as_mut_ptr(), v);
+        buf[..Self::LANES].iter().sum()
+    }
+
     /// `v` clamped to `[-bound, bound]` (`bound >= 0`).
     #[inline(always)]
     unsafe fn clamp_abs(v: Self::V, bound: f32) -> Self::V {

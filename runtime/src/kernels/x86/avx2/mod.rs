@@ -109,6 +109,12 @@ impl Isa for Avx2 {
         _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
     }
     #[inline(always)]
+    unsafe fn reduce_add(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+    #[inline(always)]
     unsafe fn recip(d: __m256) -> __m256 {
         // 12-bit estimate and two Newton steps: r (2 - d r) (one leaves 4 ulp).
         let one = _mm256_set1_ps(1.0);
@@ -207,6 +213,11 @@ entry!(
     channel_affine,
     fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation),
     eltwise::channel_affine::<Avx2>
+);
+entry!(
+    layer_norm,
+    fn(x: &[f32], xs: Act4, scale: &[f32], shift: &[f32], eps: f32, y: &mut [f32], ys: Act4),
+    eltwise::layer_norm::<Avx2>
 );
 entry!(
     pool,
@@ -341,6 +352,7 @@ static TABLE: KernelTable = KernelTable {
     mul,
     act,
     channel_affine,
+    layer_norm,
     ..portable::TABLE
 };
 

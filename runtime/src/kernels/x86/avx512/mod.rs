@@ -114,6 +114,10 @@ impl Isa for Avx512 {
         _mm512_scalef_ps(p, n)
     }
     #[inline(always)]
+    unsafe fn reduce_add(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
+    }
+    #[inline(always)]
     unsafe fn clamp_abs(v: __m512, bound: f32) -> __m512 {
         // `vrangeps`: the smaller magnitude of `v` and `bound`, with the sign of `v`.
         _mm512_range_ps::<0b0010>(v, _mm512_set1_ps(bound))
@@ -230,6 +234,11 @@ entry!(
     channel_affine,
     fn(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32], ys: Act4, act: Activation),
     eltwise::channel_affine::<Avx512>
+);
+entry!(
+    layer_norm,
+    fn(x: &[f32], xs: Act4, scale: &[f32], shift: &[f32], eps: f32, y: &mut [f32], ys: Act4),
+    eltwise::layer_norm::<Avx512>
 );
 entry!(
     pool,
@@ -353,6 +362,7 @@ static TABLE: KernelTable = KernelTable {
     mul,
     act,
     channel_affine,
+    layer_norm,
     ..portable::TABLE
 };
 

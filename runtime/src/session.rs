@@ -10,8 +10,8 @@ use crate::graph::{
     Resize, Shape4, UnaryKind,
 };
 use crate::kernels::{
-    is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel,
-    KernelTable, MAX_CONV_PARTS,
+    share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel, KernelTable,
+    MAX_CONV_PARTS,
 };
 use crate::model::Model;
 use crate::plan::{self, Interval};
@@ -575,13 +575,20 @@ impl<'m> Session<'m> {
             });
             steps[r].inputs[k] = buffers.len() - 1;
         }
-        let mut pattern_scratch = 0usize;
+        // Global average pools sum large maps by bands in participant 0's scratch area.
+        let mut pattern_scratch = (graph.nodes.iter())
+            .filter(|n| matches!(n.op, Op::GlobalAvgPool))
+            .map(|n| mean_scratch(geoms[n.outputs[0] as usize]))
+            .max()
+            .unwrap_or(0);
         let mut folded_len = 0usize;
         for (&(i, p), fold) in patterns.iter().zip(&folds) {
             let out = |j: usize| geoms[graph.nodes[i + j].outputs[0] as usize];
             let inner = [out(0), out(1), out(2)];
             pattern_scratch = pattern_scratch.max(match p {
-                Pattern::SqueezeExcite => inner.iter().map(|g| g.len()).sum::<usize>(),
+                Pattern::SqueezeExcite => {
+                    inner.iter().map(|g| g.len()).sum::<usize>() + mean_scratch(inner[0])
+                }
                 Pattern::Sppf { .. } => {
                     fuse::sppf_scratch(geoms[graph.nodes[i].inputs[0] as usize])
                 }
@@ -734,7 +741,7 @@ impl<'m> Session<'m> {
             if let Link::Pattern(p, inner, fold) = &step.link {
                 // SAFETY: a pattern's serial parts run on the calling thread, in participant
                 // 0's scratch area; its parallel parts write outside the scratch area or into
-                // disjoint parts of participant 0's (see `mean_by_channels`).
+                // disjoint parts of participant 0's (see `mean_by_bands`).
                 let scratch = unsafe { std::slice::from_raw_parts_mut(scratch.get(), scratch_len) };
                 let (x, xs) = input(0);
                 match *p {
@@ -777,7 +784,7 @@ impl<'m> Session<'m> {
                         } else {
                             1
                         };
-                        mean_by_channels(table, pool, parts, x, xs, s, ss);
+                        mean_by_bands(table, pool, x, xs, s, ss, &mut *rest);
                         conv(1, s, ss, t, ts, &mut *rest);
                         conv(2, t, ts, g, gs, rest);
                         match fold {
@@ -1011,7 +1018,11 @@ impl<'m> Session<'m> {
                 }
                 Kernel::GlobalAvgPool => {
                     let (x, xs) = input(0);
-                    (table.global_avg_pool)(x, xs, y, ys);
+                    // SAFETY: the serial part runs on the calling thread, in participant 0's
+                    // scratch area; `mean_by_bands`'s participants write disjoint parts of it.
+                    let partial =
+                        unsafe { std::slice::from_raw_parts_mut(scratch.get(), scratch_len) };
+                    mean_by_bands(table, pool, x, xs, y, ys, partial);
                 }
                 Kernel::Add(act) => (table.add)(input(0).0, input(1).0, y, ys, *act),
                 Kernel::Mul => {
@@ -1306,63 +1317,67 @@ const SE_SPLIT_MIN_FLOATS: usize = 1 << 14;
 /// up to 301,056 at 56x56x96).
 const LAYER_NORM_SPLIT_MIN_FLOATS: usize = 1 << 14;
 
-/// Channels a participant of [`mean_by_channels`] takes at a time: one 64-byte line, so two
-/// participants never write or read parts of one line.
-const MEAN_WINDOW: usize = 16;
+/// Bands of rows the mean of a large map is summed in (see [`mean_by_bands`]).
+const MEAN_BANDS: usize = 4;
 
-/// `global_avg_pool` of `x` into `s` on up to `parts` participants (one image only; a batch
-/// runs whole), each over a window of whole [`MEAN_WINDOW`]s of channels (the kernel reads
-/// a window of a wider buffer, see [`KernelTable::global_avg_pool`]). A channel's sum is the
-/// kernel's sum over the same pixels in the same order, so the result does not depend on
-/// `parts`.
-fn mean_by_channels(
+/// Scratch floats of [`mean_by_bands`] for a mean of geometry `ss`.
+fn mean_scratch(ss: Act4) -> usize {
+    MEAN_BANDS * ss.len()
+}
+
+/// The mean over H and W of `x` into `s` (`global_avg_pool`), for a `GlobalAveragePool` and
+/// the squeeze-excite pattern alike. One image of at least [`SE_SPLIT_MIN_FLOATS`] floats
+/// and [`MEAN_BANDS`] rows is summed by bands: the kernel's mean of each of [`MEAN_BANDS`]
+/// bands of rows into `partial` ([`mean_scratch`] floats), the bands shared among up to
+/// [`MEAN_BANDS`] participants, then the means weighted by their rows, added in band order.
+/// The bands do not depend on the thread count, so neither does the result; and each
+/// participant reads rows that the convs before (which split by rows too) wrote on its own
+/// core, where the former split by channels made every core read the whole map (slower on
+/// two threads than on one). Other maps run the kernel whole.
+#[allow(clippy::too_many_arguments)]
+fn mean_by_bands(
     table: &KernelTable,
     pool: &Workers,
-    parts: usize,
     x: &[f32],
     xs: Act4,
     s: &mut [f32],
     ss: Act4,
+    partial: &mut [f32],
 ) {
-    let c = xs.shape.c as usize;
-    let windows = c.div_ceil(MEAN_WINDOW);
-    let parts = parts.min(windows);
-    if parts <= 1 || xs.shape.n != 1 {
+    let (h, w) = (xs.shape.h as usize, xs.shape.w as usize);
+    let banded = xs.shape.n == 1
+        && h >= MEAN_BANDS
+        && xs.len() >= SE_SPLIT_MIN_FLOATS
+        && partial.len() >= mean_scratch(ss)
+        && s.len() >= ss.len();
+    if !banded {
         return (table.global_avg_pool)(x, xs, s, ss);
     }
-    let sp = SendPtr(s.as_mut_ptr());
-    let slen = s.len();
-    pool.run_parts(parts, &|p| {
-        let r = share(windows, (p, parts));
-        let (c0, c1) = (r.start * MEAN_WINDOW, (r.end * MEAN_WINDOW).min(c));
-        let width = c1.saturating_sub(c0) as u32;
-        let win = Act4 {
-            shape: Shape4 {
-                c: width,
-                ..xs.shape
-            },
-            cs: xs.cs,
-        };
-        // The last window also writes the pad lanes of `s`.
-        let out = Act4 {
-            shape: Shape4 {
-                c: width,
-                ..ss.shape
-            },
-            cs: if is_last_share((p, parts)) {
-                ss.cs - c0
-            } else {
-                c1 - c0
-            },
-        };
-        if c0 >= c1 || c0 + out.cs > slen {
-            return;
+    let band = |b: usize| share(h, (b, MEAN_BANDS));
+    let parts = pool.threads().min(MEAN_BANDS);
+    let pp = SendPtr(partial.as_mut_ptr());
+    pool.run_parts(parts, &|t| {
+        for b in share(MEAN_BANDS, (t, parts)) {
+            let rows = band(b);
+            let g = Act4 {
+                shape: Shape4::new(1, rows.len() as u32, w as u32, xs.shape.c),
+                cs: xs.cs,
+            };
+            let x0 = rows.start * w * xs.cs;
+            if x0 + g.span() > x.len() {
+                return;
+            }
+            // SAFETY: band `b`'s mean goes to `partial[b * ss.len()..][..ss.len()]` (inside
+            // `partial`, checked above), written by the one participant that has band `b`.
+            let out =
+                unsafe { std::slice::from_raw_parts_mut(pp.get().add(b * ss.len()), ss.len()) };
+            (table.global_avg_pool)(&x[x0..], g, out, ss);
         }
-        // SAFETY: participant `p` writes `s[c0 .. c0 + out.cs]` only (checked inside `s`
-        // above), and the windows of the participants are disjoint.
-        let s = unsafe { std::slice::from_raw_parts_mut(sp.get().add(c0), out.cs) };
-        (table.global_avg_pool)(&x[c0.min(x.len())..], win, s, out);
     });
+    let weights: [f32; MEAN_BANDS] = std::array::from_fn(|b| band(b).len() as f32 / h as f32);
+    for (k, o) in s[..ss.len()].iter_mut().enumerate() {
+        *o = (0..MEAN_BANDS).fold(0.0, |acc, b| acc + partial[b * ss.len() + k] * weights[b]);
+    }
 }
 
 /// The table's `layer_norm` of `x` (`scale`, `shift`, `eps`) into `y`, over shares of the

@@ -318,6 +318,26 @@ fn squeeze_excite_gates_fold_into_the_next_pointwise_conv() {
     );
 }
 
+/// A large map's mean is summed by four bands of rows on every thread (`mean_by_bands` in
+/// the session): against tract, and the same bits on 1-3 threads, for row counts that four
+/// divides and that it does not, four rows exactly, and a batch of two (summed whole).
+#[test]
+fn large_means_sum_by_bands() {
+    for shape in [
+        [1, 40, 24, 20],
+        [1, 19, 30, 31],
+        [1, 16, 4, 300],
+        [2, 40, 24, 20],
+    ] {
+        check(
+            &format!("GlobalAveragePool {shape:?}"),
+            &shape,
+            &[],
+            |b, x| b.node("GlobalAveragePool", &[x], vec![]),
+        );
+    }
+}
+
 #[test]
 fn sppf_runs_as_one_step() {
     check("SPPF k5 10x10 32ch", &[1, 32, 10, 10], &["Sppf"], |b, x| {

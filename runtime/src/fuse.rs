@@ -292,8 +292,10 @@ mod tests {
     use crate::kernels::KernelTable;
     use crate::{Model, ModelOptions, Session, SessionOptions};
 
-    const C: usize = 24;
-    const HIDDEN: usize = 6;
+    // Squeeze and excite weights of 16k each: on two threads they share their output
+    // channels (`SE_CONV_SPLIT_MIN_WEIGHTS` in the session).
+    const C: usize = 256;
+    const HIDDEN: usize = 64;
     const OUT: usize = 20;
     const H: usize = 18;
     const W: usize = 22;
@@ -440,7 +442,8 @@ mod tests {
     }
 
     /// On every table, the gate is folded into the projecting conv, and the result matches
-    /// the f64 reference on one and two threads, as does the node-by-node run.
+    /// the f64 reference on one and two threads (where the squeeze-excite convs share their
+    /// output channels), as does the node-by-node run.
     #[test]
     fn squeeze_excite_gate_folded_into_a_pointwise_conv_matches_the_reference() {
         let (bytes, weights) = model();
@@ -462,9 +465,11 @@ mod tests {
                 assert_eq!(s.folded_gates(), folds, "{}", table.name);
                 s.run(&[&x]).unwrap();
                 for (i, (&got, &want)) in s.output(0).iter().zip(&want).enumerate() {
-                    // f32 sums of 24 products against f64: a few ulp of the largest output.
+                    // f32 sums of 256 products against f64: the rounding of each product
+                    // and partial sum, at most about 256 x 6e-8 of the sum of magnitudes,
+                    // a few times the largest output.
                     assert!(
-                        (got as f64 - want).abs() <= 2e-6 * max,
+                        (got as f64 - want).abs() <= 2e-5 * max,
                         "{}, layer by layer {layer_by_layer}, {threads} threads: output {i} \
                          is {got}, want {want}",
                         table.name

@@ -196,6 +196,20 @@ fn squeeze_excite_runs_as_one_step() {
         &["SqueezeExcite"],
         |b, x| b.squeeze_excite(x, 96, "HardSigmoid", false),
     );
+    // Convs of at least 16k weights share their output channels among the threads: whole
+    // blocks (256 -> 64 -> 256), and a last block that is not (264 -> 66 -> 264).
+    check(
+        "SE 256ch 6x6",
+        &[1, 256, 6, 6],
+        &["SqueezeExcite"],
+        |b, x| b.squeeze_excite(x, 256, "Sigmoid", false),
+    );
+    check(
+        "SE 264ch 5x5 HardSigmoid",
+        &[1, 264, 5, 5],
+        &["SqueezeExcite"],
+        |b, x| b.squeeze_excite(x, 264, "HardSigmoid", false),
+    );
     check(
         "two SE blocks",
         &[1, 24, 8, 8],

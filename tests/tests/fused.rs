@@ -352,6 +352,28 @@ fn large_means_sum_by_bands() {
     }
 }
 
+/// Adds and Slices of one large image run by shares of their output rows on every thread:
+/// against tract, and the same bits on 1-3 threads.
+#[test]
+fn large_adds_and_slices_split_by_rows() {
+    check("Add 40ch 24x20", &[1, 40, 24, 20], &[], |b, x| {
+        let sq = b.node("Mul", &[x, x], vec![]);
+        b.node("Add", &[x, &sq], vec![])
+    });
+    // A channel range (as YOLO's C2f splits), and a window with steps on H and W.
+    check("Slice channels 8..40", &[1, 48, 26, 22], &[], |b, x| {
+        let (st, en, ax) = (b.i64s("st", &[8]), b.i64s("en", &[40]), b.i64s("ax", &[1]));
+        b.node("Slice", &[x, &st, &en, &ax], vec![])
+    });
+    check("Slice H 3..77 step 2, W 1..58 step 3", &[1, 32, 80, 60], &[], |b, x| {
+        let st = b.i64s("st", &[3, 1]);
+        let en = b.i64s("en", &[77, 58]);
+        let ax = b.i64s("ax", &[2, 3]);
+        let sp = b.i64s("sp", &[2, 3]);
+        b.node("Slice", &[x, &st, &en, &ax, &sp], vec![])
+    });
+}
+
 #[test]
 fn sppf_runs_as_one_step() {
     check("SPPF k5 10x10 32ch", &[1, 32, 10, 10], &["Sppf"], |b, x| {

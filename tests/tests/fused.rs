@@ -237,16 +237,34 @@ fn squeeze_excite_runs_as_one_step() {
     );
 }
 
+/// [`check_all`] of a graph with `patterns` squeeze-excite patterns and no concatenation
+/// read in place, whose gates are folded into convs `folds`.
+fn check_se(
+    name: &str,
+    shape: &[usize],
+    patterns: usize,
+    folds: &[(usize, usize)],
+    f: impl FnOnce(&mut OnnxBuilder, &str) -> String,
+) {
+    check_all(
+        name,
+        shape,
+        &vec!["SqueezeExcite"; patterns],
+        (0, 0),
+        folds,
+        f,
+    )
+}
+
 #[test]
 fn squeeze_excite_gates_fold_into_the_next_pointwise_conv() {
     // Node numbers: the squeeze-excite's five nodes (pool, conv, ReLU, conv, gate) and the
     // Mul are six; the converter fuses the ReLU and the gate into the convs, so the pattern
     // is four nodes and the conv reading the product the fifth after the pattern's first.
-    check_all(
+    check_se(
         "SE 32ch 28x28 then 1x1 to 24",
         &[1, 32, 28, 28],
-        &["SqueezeExcite"],
-        (0, 0),
+        1,
         &[(0, 4)],
         |b, x| {
             let y = b.squeeze_excite(x, 32, "Sigmoid", false);
@@ -255,11 +273,10 @@ fn squeeze_excite_gates_fold_into_the_next_pointwise_conv() {
     );
     // An inverted residual: expand, squeeze-excite, project, plus the block's input (the Add
     // fused into the projecting conv, which keeps its residual input), then ReLU6 on it.
-    check_all(
+    check_se(
         "expand, SE (HardSigmoid), project + residual",
         &[1, 24, 20, 18],
-        &["SqueezeExcite"],
-        (0, 0),
+        1,
         &[(1, 5)],
         |b, x| {
             let h = b.conv(x, &ConvSpec::new(24, 96, [1, 1]));
@@ -269,11 +286,10 @@ fn squeeze_excite_gates_fold_into_the_next_pointwise_conv() {
             b.node("Add", &[&y, x], vec![])
         },
     );
-    check_all(
+    check_se(
         "SE then 1x1 with ReLU, twice",
         &[1, 16, 24, 24],
-        &["SqueezeExcite"; 2],
-        (0, 0),
+        2,
         &[(0, 4), (5, 9)],
         |b, x| {
             let y = b.squeeze_excite(x, 16, "Sigmoid", false);
@@ -285,45 +301,23 @@ fn squeeze_excite_gates_fold_into_the_next_pointwise_conv() {
     );
     // Not folded: a batch of two (a gate per image), a product read twice, a 3x3 conv, and
     // weights larger than a quarter of the map (14x14 map of 64 channels, 1x1 to 64).
-    check_all(
-        "SE batch 2 then 1x1",
-        &[2, 32, 16, 16],
-        &["SqueezeExcite"],
-        (0, 0),
-        &[],
-        |b, x| {
-            let y = b.squeeze_excite(x, 32, "Sigmoid", false);
-            b.conv(&y, &ConvSpec::new(32, 24, [1, 1]))
-        },
-    );
-    check_all(
-        "SE product read twice",
-        &[1, 32, 16, 16],
-        &["SqueezeExcite"],
-        (0, 0),
-        &[],
-        |b, x| {
-            let y = b.squeeze_excite(x, 32, "Sigmoid", false);
-            let z = b.conv(&y, &ConvSpec::new(32, 32, [1, 1]));
-            b.node("Add", &[&y, &z], vec![])
-        },
-    );
-    check_all(
-        "SE then 3x3",
-        &[1, 32, 16, 16],
-        &["SqueezeExcite"],
-        (0, 0),
-        &[],
-        |b, x| {
-            let y = b.squeeze_excite(x, 32, "Sigmoid", false);
-            b.conv(&y, &ConvSpec::new(32, 24, [3, 3]).same())
-        },
-    );
-    check_all(
+    check_se("SE batch 2 then 1x1", &[2, 32, 16, 16], 1, &[], |b, x| {
+        let y = b.squeeze_excite(x, 32, "Sigmoid", false);
+        b.conv(&y, &ConvSpec::new(32, 24, [1, 1]))
+    });
+    check_se("SE product read twice", &[1, 32, 16, 16], 1, &[], |b, x| {
+        let y = b.squeeze_excite(x, 32, "Sigmoid", false);
+        let z = b.conv(&y, &ConvSpec::new(32, 32, [1, 1]));
+        b.node("Add", &[&y, &z], vec![])
+    });
+    check_se("SE then 3x3", &[1, 32, 16, 16], 1, &[], |b, x| {
+        let y = b.squeeze_excite(x, 32, "Sigmoid", false);
+        b.conv(&y, &ConvSpec::new(32, 24, [3, 3]).same())
+    });
+    check_se(
         "SE 64ch 14x14 then 1x1 to 64",
         &[1, 64, 14, 14],
-        &["SqueezeExcite"],
-        (0, 0),
+        1,
         &[],
         |b, x| {
             let y = b.squeeze_excite(x, 64, "Sigmoid", false);
@@ -365,13 +359,18 @@ fn large_adds_and_slices_split_by_rows() {
         let (st, en, ax) = (b.i64s("st", &[8]), b.i64s("en", &[40]), b.i64s("ax", &[1]));
         b.node("Slice", &[x, &st, &en, &ax], vec![])
     });
-    check("Slice H 3..77 step 2, W 1..58 step 3", &[1, 32, 80, 60], &[], |b, x| {
-        let st = b.i64s("st", &[3, 1]);
-        let en = b.i64s("en", &[77, 58]);
-        let ax = b.i64s("ax", &[2, 3]);
-        let sp = b.i64s("sp", &[2, 3]);
-        b.node("Slice", &[x, &st, &en, &ax, &sp], vec![])
-    });
+    check(
+        "Slice H 3..77 step 2, W 1..58 step 3",
+        &[1, 32, 80, 60],
+        &[],
+        |b, x| {
+            let st = b.i64s("st", &[3, 1]);
+            let en = b.i64s("en", &[77, 58]);
+            let ax = b.i64s("ax", &[2, 3]);
+            let sp = b.i64s("sp", &[2, 3]);
+            b.node("Slice", &[x, &st, &en, &ax, &sp], vec![])
+        },
+    );
 }
 
 #[test]

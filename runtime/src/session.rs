@@ -1338,8 +1338,8 @@ impl<'m> Session<'m> {
     /// The squeeze-excite patterns whose gate is folded into the weights of the 1x1 conv
     /// that reads their product, as (the pattern's first node, the conv's node): the pattern
     /// scales the conv's weights by the gate instead of scaling the feature map, and the
-    /// conv reads the pattern's input. Where scaling the weights touches more floats than
-    /// scaling the map (a small map, many output channels), or the batch holds more than
+    /// conv reads the pattern's input. Where the conv's weights are more than a quarter of
+    /// the map's floats (a small map, many output channels), or the batch holds more than
     /// one image, the gate is not folded.
     pub fn folded_gates(&self) -> Vec<(usize, usize)> {
         self.steps

@@ -33,4 +33,4 @@ pub mod session;
 pub use error::{Error, Result};
 pub use kernels::KernelChoice;
 pub use model::{Model, ModelOptions};
-pub use session::{Session, SessionOptions};
+pub use session::{Precision, Session, SessionOptions};

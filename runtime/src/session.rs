@@ -10,7 +10,7 @@ use crate::graph::{
     Resize, Shape4, UnaryKind,
 };
 use crate::kernels::{
-    is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel,
+    bf16, is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel,
     KernelTable, MAX_CONV_PARTS,
 };
 use crate::model::Model;
@@ -44,6 +44,26 @@ pub struct SessionOptions {
     /// table's [`chain_min_bytes`](crate::kernels::KernelTable::chain_min_bytes). For
     /// measuring chains on a device, and for tests.
     pub chain_min_bytes: Option<usize>,
+    /// The arithmetic of the convs: f32 (the default), or bf16 products where the kernel
+    /// table has bf16 kernels (see [`Precision::Bf16`]).
+    pub precision: Precision,
+}
+
+/// The arithmetic a session's convs use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout: the outputs match an f32 reference to rounding.
+    #[default]
+    F32,
+    /// Ungrouped 1x1 convs (stride 1, no padding, outside squeeze-excite folds) round their
+    /// inputs and weights to bf16 (8 significant bits: a relative error of at most 2^-8
+    /// each) and accumulate the exact products in f32, on CPUs with AVX512-BF16 (AMD Zen 4
+    /// and later, Intel Cooper Lake, Sapphire Rapids and later), where `vdpbf16ps` does twice
+    /// the multiply-adds of an f32 FMA. The bf16 weights are made at session creation (half
+    /// the f32 size, in the session's memory). Every other layer, and every layer on other
+    /// CPUs, runs in f32; [`Session::bf16_convs`] counts the convs that took bf16. Outputs
+    /// differ from f32 by about 1e-3 relative (`docs/decisions.md`, "bf16 pointwise convs").
+    Bf16,
 }
 
 impl SessionOptions {
@@ -62,6 +82,12 @@ impl SessionOptions {
     /// Sets the smallest tensor a conv chain takes (see [`SessionOptions::chain_min_bytes`]).
     pub fn chain_min_bytes(mut self, bytes: usize) -> Self {
         self.chain_min_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets the convs' arithmetic (see [`Precision`]).
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.precision = p;
         self
     }
 
@@ -85,6 +111,9 @@ enum Kernel<'m> {
         /// Where the conv reads its weights instead of `w`: a squeeze-excite's gate folded
         /// into them, at this offset in [`Session::folded`].
         folded: Option<usize>,
+        /// Where the conv reads its weights instead of `w` when it runs a bf16 kernel: their
+        /// bf16 packing, at this offset in [`Session::packed`].
+        packed: Option<usize>,
     },
     Fc {
         fc: Fc,
@@ -180,6 +209,11 @@ struct OutputSlot {
     data: Vec<f32>,
 }
 
+/// Words of a bf16 pointwise conv's packed weights ([`bf16::pack_pointwise`]).
+fn bf16_len(c: &Conv) -> usize {
+    (c.out_c as usize).div_ceil(bf16::BLOCK) * (c.in_c as usize).div_ceil(2) * bf16::BLOCK
+}
+
 /// One thread's execution state for a [`Model`]: the plan, the arena and the output buffers.
 pub struct Session<'m> {
     model: &'m Model,
@@ -197,6 +231,9 @@ pub struct Session<'m> {
     /// The weights of the convs that squeeze-excite gates are folded into, scaled by each
     /// run's gates.
     folded: AlignedF32,
+    /// The bf16 weights of the convs that run bf16 kernels ([`Precision::Bf16`]), as the
+    /// bits of their words.
+    packed: AlignedF32,
     scratch_len: usize,
     pool: Workers,
     inputs: Vec<(usize, Vec<usize>)>,
@@ -472,6 +509,7 @@ impl<'m> Session<'m> {
                         w: model.weight(conv.weight),
                         bias: conv.bias.map(|b| model.weight(b)),
                         folded: None,
+                        packed: None,
                     }
                 }
                 Op::Fc(fc) => Kernel::Fc {
@@ -611,6 +649,45 @@ impl<'m> Session<'m> {
                 s.link = Link::Member;
             }
         }
+        // bf16 convs: the table's bf16 kernel and weights packed for it, for every conv it
+        // takes that reads no concatenation in place and no folded gate.
+        let mut packed_words: Vec<u32> = Vec::new();
+        if opts.precision == Precision::Bf16 {
+            for (i, step) in steps.iter_mut().enumerate() {
+                let Kernel::Conv {
+                    conv,
+                    k,
+                    parts: 1,
+                    w,
+                    folded: None,
+                    packed,
+                    ..
+                } = &mut step.kernel
+                else {
+                    continue;
+                };
+                let Some(k16) = (table.conv_bf16)(conv, k.layout) else {
+                    continue;
+                };
+                let in_c = conv.in_c as usize;
+                let Some(words) = bf16::pack_pointwise(w, k.layout, in_c, conv.out_c as usize)
+                else {
+                    continue;
+                };
+                *packed = Some(packed_words.len());
+                packed_words.extend(&words);
+                let len = packed_words.len().next_multiple_of(plan::ALIGN_FLOATS);
+                packed_words.resize(len, 0);
+                *k = k16;
+                let xs = geoms[graph.nodes[i].inputs[0] as usize];
+                let ys = geoms[graph.nodes[i].outputs[0] as usize];
+                kernel_scratch = kernel_scratch.max((k.scratch_len)(conv, xs, ys));
+            }
+        }
+        let mut packed = AlignedF32::zeroed(packed_words.len());
+        for (slot, &word) in packed.as_mut_slice().iter_mut().zip(&packed_words) {
+            *slot = f32::from_bits(word);
+        }
         // Each participant's area starts on a 64-byte boundary, as the arena does: the chains'
         // windows and the kernels' scratch are read and written in whole vectors (a large
         // `Vec<f32>` is only 16-byte aligned; `docs/decisions.md`, session 23).
@@ -649,6 +726,7 @@ impl<'m> Session<'m> {
             scratch: AlignedF32::zeroed(scratch_len * threads),
             scratch_len,
             folded: AlignedF32::zeroed(folded_len),
+            packed,
             pool,
             inputs,
             outputs,
@@ -716,6 +794,7 @@ impl<'m> Session<'m> {
         let table = self.table;
         let scratch = SendPtr(self.scratch.as_mut_slice().as_mut_ptr());
         let folded = SendPtr(self.folded.as_mut_slice().as_mut_ptr());
+        let packed = self.packed.as_slice();
         let scratch_len = self.scratch_len;
         let pool = &self.pool;
         let steps = &self.steps;
@@ -908,11 +987,16 @@ impl<'m> Session<'m> {
                     let link = |j: usize| {
                         let op = match &steps[i + j].kernel {
                             Kernel::Conv {
-                                conv, k, w, bias, ..
-                            } => chain::LinkOp::Conv {
                                 conv,
                                 k,
                                 w,
+                                bias,
+                                packed: bf,
+                                ..
+                            } => chain::LinkOp::Conv {
+                                conv,
+                                k,
+                                w: bf.map_or(*w, |at| &packed[at..at + bf16_len(conv)]),
                                 bias: *bias,
                             },
                             Kernel::Pool(pool) => chain::LinkOp::MaxPool {
@@ -956,16 +1040,18 @@ impl<'m> Session<'m> {
                     w,
                     bias,
                     folded: fold,
+                    packed: bf,
                 } => {
                     let (x, xs) = input(0);
                     // SAFETY: the floats of a fold (see `Session::new`), written by its
                     // squeeze-excite step, which ran before this one; nothing writes them
                     // while this step runs.
-                    let w: &[f32] = match fold {
-                        Some(at) => unsafe {
+                    let w: &[f32] = match (fold, bf) {
+                        (Some(at), _) => unsafe {
                             std::slice::from_raw_parts(folded.get().add(*at), w.len())
                         },
-                        None => w,
+                        (None, Some(at)) => &packed[*at..*at + bf16_len(conv)],
+                        (None, None) => w,
                     };
                     // A concatenation read in place: its further parts, on the stack.
                     let mut more = [(&[][..], xs); MAX_CONV_PARTS];
@@ -1333,6 +1419,22 @@ impl<'m> Session<'m> {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The number of convs that run a bf16 kernel ([`Precision::Bf16`]; 0 for an f32 session
+    /// or where the CPU or the kernel table has none).
+    pub fn bf16_convs(&self) -> usize {
+        (self.steps.iter())
+            .filter(|s| {
+                matches!(
+                    s.kernel,
+                    Kernel::Conv {
+                        packed: Some(_),
+                        ..
+                    }
+                )
+            })
+            .count()
     }
 
     /// The squeeze-excite patterns whose gate is folded into the weights of the 1x1 conv

@@ -120,10 +120,15 @@ fn run_allocates_nothing_after_the_first() {
     check_runs(&bytes, &input);
 }
 
-/// 100 runs of the model `bytes` on `input` after the first allocate nothing, on every table
-/// and on 1-3 threads, and give the same output to the bit.
+/// 100 runs of the model `bytes` on `input` after the first allocate nothing, on every table,
+/// in f32 and bf16 (`Precision::Bf16`: its convs where the CPU has AVX512-BF16), and on 1-3
+/// threads, and give the same output to the bit.
 fn check_runs(bytes: &[u8], input: &[f32]) {
-    for table in smof::kernels::KernelTable::all_supported() {
+    let precisions = [smof::Precision::F32, smof::Precision::Bf16];
+    for (table, precision) in smof::kernels::KernelTable::all_supported()
+        .into_iter()
+        .flat_map(|t| precisions.map(|p| (t, p)))
+    {
         let opts = smof::ModelOptions {
             kernels: smof_tests_choice(table.name),
             ..Default::default()
@@ -131,7 +136,7 @@ fn check_runs(bytes: &[u8], input: &[f32]) {
         let model = smof::Model::from_bytes_with(bytes, &opts).unwrap();
         let mut single = None;
         for threads in [1, 2, 3] {
-            let sopts = smof::SessionOptions::default().threads(threads);
+            let sopts = (smof::SessionOptions::default().threads(threads)).precision(precision);
             let mut session = smof::Session::new(&model, &sopts).unwrap();
             session.run(&[input]).unwrap();
             let first = session.output(0).to_vec();
@@ -140,7 +145,7 @@ fn check_runs(bytes: &[u8], input: &[f32]) {
             let single = single.get_or_insert_with(|| first.clone());
             assert!(
                 &first == single,
-                "{}: {threads} threads give another result than 1",
+                "{} {precision:?}: {threads} threads give another result than 1",
                 table.name
             );
             let before = ALLOCS.load(Ordering::SeqCst);
@@ -151,7 +156,7 @@ fn check_runs(bytes: &[u8], input: &[f32]) {
             assert_eq!(
                 after - before,
                 0,
-                "{}, {threads} threads: Session::run allocated {} times in 100 runs",
+                "{} {precision:?}, {threads} threads: Session::run allocated {} times in 100 runs",
                 table.name,
                 after - before
             );

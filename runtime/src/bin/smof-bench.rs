@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--chain-min-kib N] [--kernels NAME] [--input-shape N,C,H,W]...
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--bf16] [--chain-min-kib N] [--kernels NAME] [--input-shape N,C,H,W]...
 
 Times each model on synthetic input and prints min, median, mean and max ms.
   --threads N   threads, the calling one included (default 1; at most 64 are used)
@@ -24,6 +24,8 @@ Times each model on synthetic input and prints min, median, mean and max ms.
                 files already verified once, e.g. after download: open_ms without it
   --layer-by-layer  run every node on its own, without conv chains or fused patterns (to
                 measure what they give)
+  --bf16        bf16 products in the 1x1 convs, where the CPU has AVX512-BF16 (see
+                smof::Precision::Bf16); the output line says how many convs took it
   --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
                 the kernel table's; 256 on NEON, 1024 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
@@ -47,6 +49,7 @@ struct Args {
     no_mmap: bool,
     no_verify: bool,
     layer_by_layer: bool,
+    bf16: bool,
     chain_min_kib: Option<usize>,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
@@ -83,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
         no_mmap: false,
         no_verify: false,
         layer_by_layer: false,
+        bf16: false,
         chain_min_kib: None,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
@@ -109,6 +113,7 @@ fn parse_args() -> Result<Args, String> {
             "--json" => out.json = true,
             "--no-mmap" => out.no_mmap = true,
             "--layer-by-layer" => out.layer_by_layer = true,
+            "--bf16" => out.bf16 = true,
             "--chain-min-kib" => out.chain_min_kib = Some(num("--chain-min-kib")?),
             "--no-verify" => out.no_verify = true,
             "--kernels" => {
@@ -234,6 +239,9 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         .threads(a.threads)
         .cpus(a.cpus.clone())
         .layer_by_layer(a.layer_by_layer);
+    if a.bf16 {
+        opts = opts.precision(smof::Precision::Bf16);
+    }
     if let Some(kib) = a.chain_min_kib {
         opts = opts.chain_min_bytes(kib.saturating_mul(1024));
     }
@@ -319,9 +327,9 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
 
     if a.json {
         let mut j = format!(
-            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.6},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?}",
+            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.6},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?},\"bf16_convs\":{}",
             name, a.threads, a.warmup, a.loops, s.min, s.median, s.mean, s.max, gflops, open_ms, session_ms,
-            session.arena_bytes(), model.kernels().name
+            session.arena_bytes(), model.kernels().name, session.bf16_convs()
         );
         let dims: Vec<&[usize]> = (0..session.input_count())
             .map(|i| session.input_dims(i))
@@ -350,6 +358,13 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
             s.max,
             gflops / (s.median / 1e3)
         );
+        if a.bf16 {
+            smof::outln!(
+                "{:>32}  bf16 products in {} of the convs",
+                "",
+                session.bf16_convs()
+            );
+        }
         if a.profile {
             smof::outln!(
                 "{:>5} {:<28} {:<14} {:<24} {:>9} {:>7} {:>8}",

@@ -14,6 +14,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod bf16;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod expf;
 pub(crate) mod geom;
@@ -196,6 +197,10 @@ pub struct KernelTable {
     /// The table's kernel for a conv run by `plan`, or `None` when the table has no kernel
     /// for that plan (a plan from another table's rule).
     pub conv: fn(&Conv, ConvPlan) -> Option<ConvKernel>,
+    /// The table's bf16 kernel for a conv whose weights are stored as the layout given, for
+    /// [`Precision::Bf16`](crate::session::Precision) sessions, or `None` (the conv runs in
+    /// f32). Its weights are [`bf16::pack_pointwise`]'s words, one per f32 slot.
+    pub conv_bf16: fn(&Conv, Layout) -> Option<ConvKernel>,
     /// Fully connected.
     pub fc: FcKernel,
     /// Max/average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (pixel

@@ -310,6 +310,7 @@ pub static TABLE: KernelTable = KernelTable {
     channel_align: 1,
     chain_min_bytes: 256 << 10,
     conv: |_, _| Some(CONV),
+    conv_bf16: crate::kernels::portable::no_bf16,
     fc: FcKernel {
         name: "fc_reference",
         layout: Layout::Canonical,

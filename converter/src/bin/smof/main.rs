@@ -7,7 +7,7 @@ use smof_converter::npy;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use smof::{KernelChoice, Model, Session, SessionOptions};
+use smof::{KernelChoice, Model, Precision, Session, SessionOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -145,6 +145,10 @@ enum Cmd {
         /// STEM.NAME.npy.
         #[arg(long)]
         output: PathBuf,
+        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16
+        /// (`smof::Precision::Bf16`).
+        #[arg(long)]
+        bf16: bool,
     },
     /// Top-1 accuracy on a labelled .npz set (arrays X and y).
     Eval {
@@ -156,6 +160,10 @@ enum Cmd {
         /// Print {"top1": …, "n": …}.
         #[arg(long)]
         json: bool,
+        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16
+        /// (`smof::Precision::Bf16`).
+        #[arg(long)]
+        bf16: bool,
     },
     /// Compare two models' outputs on the same inputs.
     Compare {
@@ -169,6 +177,10 @@ enum Cmd {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Run the second model with bf16 products in its 1x1 convs where the CPU has
+        /// AVX512-BF16 (`smof::Precision::Bf16`): with the same file twice, what bf16 changes.
+        #[arg(long)]
+        bf16_b: bool,
     },
 }
 
@@ -508,9 +520,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             model,
             input,
             output,
-        } => run(&model, &input, &output),
-        Cmd::Eval { model, data, json } => eval(&model, &data, json),
-        Cmd::Compare { a, b, inputs, json } => compare(&a, &b, &inputs, json),
+            bf16,
+        } => run(&model, &input, &output, precision(bf16)),
+        Cmd::Eval {
+            model,
+            data,
+            json,
+            bf16,
+        } => eval(&model, &data, json, precision(bf16)),
+        Cmd::Compare {
+            a,
+            b,
+            inputs,
+            json,
+            bf16_b,
+        } => compare(&a, &b, &inputs, json, precision(bf16_b)),
     }
 }
 
@@ -549,6 +573,25 @@ fn load_calib(
     }
 }
 
+/// The session precision of a `--bf16` flag.
+fn precision(bf16: bool) -> Precision {
+    if bf16 {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    }
+}
+
+/// A session of `model` at precision `p`, saying so on stderr when bf16 was asked for and no
+/// conv takes it (a CPU without AVX512-BF16).
+fn session<'m>(model: &'m Model, opts: SessionOptions, p: Precision) -> Result<Session<'m>> {
+    let s = Session::new(model, &opts.precision(p))?;
+    if p == Precision::Bf16 && s.bf16_convs() == 0 {
+        eprintln!("smof: note: no conv runs in bf16 here (it needs AVX512-BF16 and 1x1 convs)");
+    }
+    Ok(s)
+}
+
 /// Opens a model file, mapped unless `--no-mmap` was given.
 fn open(path: &Path) -> Result<Model> {
     if NO_MMAP.load(std::sync::atomic::Ordering::Relaxed) {
@@ -559,7 +602,7 @@ fn open(path: &Path) -> Result<Model> {
     .with_context(|| format!("cannot load {}", path.display()))
 }
 
-fn run(model_path: &Path, input: &Path, output: &Path) -> Result<()> {
+fn run(model_path: &Path, input: &Path, output: &Path, p: Precision) -> Result<()> {
     let model = open(model_path)?;
     let inputs = &model.graph().inputs;
     if inputs.len() != 1 {
@@ -576,7 +619,7 @@ fn run(model_path: &Path, input: &Path, output: &Path) -> Result<()> {
     if x.shape != expected {
         opts.input_shapes = vec![x.shape.clone()];
     }
-    let mut session = Session::new(&model, &opts).with_context(|| {
+    let mut session = session(&model, opts, p).with_context(|| {
         format!(
             "{} has shape {:?}; the model was converted for {:?}",
             input.display(),
@@ -655,9 +698,9 @@ fn argmax(v: &[f32]) -> usize {
         .0
 }
 
-fn eval(model_path: &Path, data: &Path, json: bool) -> Result<()> {
+fn eval(model_path: &Path, data: &Path, json: bool, p: Precision) -> Result<()> {
     let model = open(model_path)?;
-    let mut session = Session::new(&model, &SessionOptions::default())?;
+    let mut session = session(&model, SessionOptions::default(), p)?;
     let (x, y) = npy::read_npz_xy(data)?;
     if x.shape.first() != Some(&y.len()) {
         bail!("X has {:?} samples but y has {}", x.shape.first(), y.len());
@@ -682,10 +725,10 @@ fn eval(model_path: &Path, data: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn compare(a: &Path, b: &Path, inputs: &Path, json: bool) -> Result<()> {
+fn compare(a: &Path, b: &Path, inputs: &Path, json: bool, pb: Precision) -> Result<()> {
     let (ma, mb) = (open(a)?, open(b)?);
     let mut sa = Session::new(&ma, &SessionOptions::default())?;
-    let mut sb = Session::new(&mb, &SessionOptions::default())?;
+    let mut sb = session(&mb, SessionOptions::default(), pb)?;
     let x = npy::read(inputs)?;
     let mut outs_a = Vec::new();
     for_each_sample(&mut sa, &x, |_, o| outs_a.push(o.to_vec()))?;

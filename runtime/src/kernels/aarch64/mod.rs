@@ -134,6 +134,7 @@ pub static TABLE: KernelTable = KernelTable {
     channel_align: 8,
     chain_min_bytes: 256 << 10,
     conv: select_conv,
+    conv_bf16: portable::no_bf16,
     fc: FcKernel {
         name: "fc_8x8_neon",
         layout: Layout::FcOcBlock(8),

@@ -102,6 +102,11 @@ pub fn select_conv(c: &Conv, plan: ConvPlan) -> Option<ConvKernel> {
     matching(k, plan)
 }
 
+/// [`KernelTable::conv_bf16`] of the tables without bf16 kernels: every conv runs in f32.
+pub fn no_bf16(_: &Conv, _: Layout) -> Option<ConvKernel> {
+    None
+}
+
 /// The portable table.
 pub static TABLE: KernelTable = KernelTable {
     name: "portable",
@@ -109,6 +114,7 @@ pub static TABLE: KernelTable = KernelTable {
     channel_align: 8,
     chain_min_bytes: 256 << 10,
     conv: select_conv,
+    conv_bf16: no_bf16,
     fc: FcKernel {
         name: "fc_portable",
         layout: Layout::FcOcBlock(8),

@@ -200,7 +200,7 @@ unsafe fn mac_one_row<I: Isa, const NV: usize, const P: usize>(
 /// # Safety
 /// `bias` holds at least `oc` floats; the ISA is available.
 #[inline(always)]
-unsafe fn bias_init<I: Isa, const NV: usize>(
+pub(crate) unsafe fn bias_init<I: Isa, const NV: usize>(
     bias: Option<&[f32]>,
     o0: usize,
     oc: usize,
@@ -298,7 +298,7 @@ unsafe fn store_full<I: Isa, const M: usize, const NV: usize, const KIND: u8>(
 /// # Safety
 /// `y` (and `residual`) valid at `yoff[m] .. yoff[m] + oc`; the ISA is available.
 #[inline(always)]
-unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
+pub(crate) unsafe fn store_tile<I: Isa, const M: usize, const NV: usize>(
     acc: &[[I::V; NV]; M],
     y: *mut f32,
     residual: Option<*const f32>,

@@ -10,6 +10,7 @@
 
 mod avx2;
 mod avx512;
+mod bf16;
 mod dense;
 mod dw;
 mod eltwise;

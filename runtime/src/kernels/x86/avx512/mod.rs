@@ -351,6 +351,7 @@ static TABLE: KernelTable = KernelTable {
     // (docs/decisions.md, "Chain threshold 1 MiB").
     chain_min_bytes: 1 << 20,
     conv: select_conv,
+    conv_bf16: super::bf16::select,
     fc: FcKernel {
         name: "fc_4x16_avx512",
         layout: Layout::FcOcBlock(16),

@@ -1,0 +1,471 @@
+//! bf16 pointwise convs on AVX-512 ([`Precision::Bf16`](crate::session::Precision)): an
+//! ungrouped 1x1 conv (stride 1, no padding) whose inputs and weights are rounded to bf16 and
+//! multiplied by `vdpbf16ps` (AVX512-BF16: Zen 4, Cooper Lake, Sapphire Rapids and later),
+//! two products per f32 lane and instruction, accumulated in f32: twice the multiply-adds of
+//! `vfmadd231ps` per instruction.
+//!
+//! Per chunk of output pixels, the chunk's input pixels are rounded to bf16 into scratch,
+//! in pairs of channels (one 32-bit word per pair, [`bf16::row_words`] words per pixel);
+//! then every block of 32 output channels runs a 12-pixel x 32-channel register tile over
+//! them: per pair of input channels, two weight vectors and one broadcast word per pixel
+//! feed 24 `vdpbf16ps`. Weights are [`bf16::pack_pointwise`]'s, bias, residual and
+//! activation are applied at the store in f32, as in the f32 kernels.
+//!
+//! The driver's `NATIVE = false` instance computes the same with AVX-512F alone (two FMAs
+//! per pair, the integer rounding of [`bf16::round`]): it exists so that the driver is
+//! tested on AVX-512 CPUs without BF16; sessions never use it.
+
+use super::avx512::Avx512;
+use super::dense::{bias_init, store_tile};
+use super::geom::zero_pad_lanes;
+use crate::graph::{Conv, Layout};
+use crate::kernels::bf16::{self, BLOCK};
+use crate::kernels::{Act4, ConvArgs, ConvKernel};
+use std::arch::x86_64::*;
+
+/// Pixels per register tile.
+const MR: usize = 12;
+
+/// Bytes of rounded input per chunk: the chunk stays in L2 while every block of output
+/// channels runs over it (each block's weights, at most 48 KiB at 1536 input channels, stay
+/// in L1 across the chunk's tiles).
+const CHUNK_BYTES: usize = 128 << 10;
+
+/// Pixels per chunk for `ic` input channels: a multiple of the tile.
+fn chunk_pixels(ic: usize) -> usize {
+    (CHUNK_BYTES / 4 / bf16::row_words(ic)).clamp(MR, 2048) / MR * MR
+}
+
+/// Scratch floats of [`conv1x1`]: one chunk of rounded input.
+pub(crate) fn scratch(c: &Conv, _: Act4, _: Act4) -> usize {
+    let ic = c.in_c as usize;
+    chunk_pixels(ic) * bf16::row_words(ic)
+}
+
+/// The bf16 kernel for `c`, whose weights are stored as `layout`, when this CPU has
+/// AVX512-BF16 and the conv is one the kernel runs: ungrouped 1x1, stride 1, no padding,
+/// weights `ConvOcBlock(32)` (what the AVX-512 table packs for 1x1 convs of 32k outputs).
+pub(crate) fn select(c: &Conv, layout: Layout) -> Option<ConvKernel> {
+    let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
+    let ok =
+        pointwise && c.groups == 1 && layout == Layout::ConvOcBlock(BLOCK as u16) && has_bf16();
+    ok.then_some(ConvKernel {
+        name: "conv1x1_bf16_12x32_avx512",
+        layout,
+        scratch_len: scratch,
+        run: conv1x1,
+        reads_parts: false,
+    })
+}
+
+/// Whether this CPU runs the bf16 kernels (AVX512-BF16 besides the AVX-512 table's features).
+pub(crate) fn has_bf16() -> bool {
+    std::is_x86_feature_detected!("avx512bf16")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512dq")
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+}
+
+/// The bf16 pointwise conv: `args.w` holds [`bf16::pack_pointwise`]'s words (each f32 slot
+/// one word, as bits).
+fn conv1x1(a: &mut ConvArgs) {
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16,avx2,fma")]
+    unsafe fn inner(a: &mut ConvArgs) {
+        run::<true>(a)
+    }
+    // SAFETY: this function is only reachable through `select`, which returns it only when
+    // `has_bf16()` holds.
+    unsafe { inner(a) }
+}
+
+/// [`conv1x1`] on AVX-512F alone (see the module doc), for tests.
+#[cfg(test)]
+fn conv1x1_emulated(a: &mut ConvArgs) {
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn inner(a: &mut ConvArgs) {
+        run::<false>(a)
+    }
+    assert!(super::avx512_table().is_some());
+    // SAFETY: the AVX-512 table exists only when these features are present.
+    unsafe { inner(a) }
+}
+
+/// `acc + hi(w) * hi(x) + lo(w) * lo(x)` per lane, the words' halves taken as bf16.
+///
+/// # Safety
+/// AVX-512F, and AVX512-BF16 when `NATIVE`.
+#[inline(always)]
+unsafe fn dot<const NATIVE: bool>(acc: __m512, w: __m512i, x: __m512i) -> __m512 {
+    if NATIVE {
+        // SAFETY (of the transmutes): both are 512 bits of plain data.
+        let bh = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
+        _mm512_dpbf16_ps(acc, bh(w), bh(x))
+    } else {
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let hi = |v: __m512i| _mm512_castsi512_ps(_mm512_and_si512(v, high));
+        let lo = |v: __m512i| _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+        let acc = _mm512_fmadd_ps(hi(w), hi(x), acc);
+        _mm512_fmadd_ps(lo(w), lo(x), acc)
+    }
+}
+
+/// Rounds the `ic` channels at `x` to bf16 into `row` ([`bf16::row_words`]`(ic)` words,
+/// zeros past `ic`).
+///
+/// # Safety
+/// `x` valid for `ic` reads, `row` for `row_words(ic)` writes; the features of `dot`.
+#[inline(always)]
+unsafe fn round_row<const NATIVE: bool>(x: *const f32, ic: usize, row: *mut u32) {
+    let load = |c: usize| {
+        let n = ic.saturating_sub(c).min(16);
+        _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, x.add(c.min(ic)))
+    };
+    let mut c = 0;
+    while c < ic {
+        let (lo, hi) = (load(c), load(c + 16));
+        let out = row.add(c / 2);
+        if NATIVE {
+            let v = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(out.cast(), v);
+        } else {
+            _mm256_storeu_si256(out.cast(), round_emulated(lo));
+            _mm256_storeu_si256(out.add(8).cast(), round_emulated(hi));
+        }
+        c += 32;
+    }
+}
+
+/// [`bf16::round`] of 16 lanes, as 16 bf16 values (NaN aside).
+///
+/// # Safety
+/// AVX-512F.
+#[inline(always)]
+unsafe fn round_emulated(v: __m512) -> __m256i {
+    let b = _mm512_castps_si512(v);
+    let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+    let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), odd);
+    let r = _mm512_srli_epi32::<16>(r);
+    // Subnormal inputs (and zeros) keep their sign only.
+    let tiny =
+        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(v), _mm512_set1_ps(f32::MIN_POSITIVE));
+    let sign = _mm512_srli_epi32::<16>(_mm512_and_si512(b, _mm512_set1_epi32(i32::MIN)));
+    _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(r, tiny, sign))
+}
+
+/// The driver of [`conv1x1`].
+///
+/// # Safety
+/// The features of [`dot`] for `NATIVE`.
+#[inline(always)]
+unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
+    let c = a.conv;
+    let (ic, oc) = (c.in_c as usize, c.out_c as usize);
+    let (xcs, ycs) = (a.xs.cs, a.ys.cs);
+    let ow = a.ys.shape.w as usize;
+    let words = bf16::row_words(ic);
+    let pairs = ic.div_ceil(2);
+    let blocks = oc.div_ceil(BLOCK);
+    let chunk = chunk_pixels(ic);
+    // These bounds make every pointer formed below valid.
+    assert!(c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1);
+    assert!(a.parts.is_empty() && a.xs.shape.c as usize == ic && xcs >= ic);
+    assert!(a.ys.shape.c as usize == oc && ycs >= oc);
+    assert!(a.xs.shape.n == a.ys.shape.n && a.xs.shape.h == a.ys.shape.h);
+    assert!(a.xs.shape.w == a.ys.shape.w);
+    // Floats the reads reach: the last pixel's channels, not its pad lanes (the input may
+    // be a channel range of a wider tensor, ending before its stride does).
+    let reach = a.xs.len() - (xcs - ic).min(a.xs.len());
+    assert!(a.x.len() >= reach && a.y.len() >= a.ys.len());
+    assert!(a.w.len() >= blocks * pairs * BLOCK);
+    assert!(a.bias.is_none_or(|b| b.len() >= oc));
+    assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
+    assert!(a.rows.end <= a.ys.rows() && a.scratch.len() >= chunk * words);
+    let pixels = a.rows.start * ow..a.rows.end * ow;
+    let x = a.x.as_ptr();
+    let w = a.w.as_ptr().cast::<u32>();
+    let y = a.y.as_mut_ptr();
+    let residual = a.residual.map(|r| r.as_ptr());
+    let rows = a.scratch.as_mut_ptr().cast::<u32>();
+    let mut start = pixels.start;
+    while start < pixels.end {
+        let end = (start + chunk).min(pixels.end);
+        for p in start..end {
+            round_row::<NATIVE>(x.add(p * xcs), ic, rows.add((p - start) * words));
+        }
+        for b in 0..blocks {
+            let t = TileArgs {
+                w: w.add(b * pairs * BLOCK),
+                pairs,
+                rows,
+                words,
+                pix0: start,
+                y,
+                ycs,
+                residual,
+                bias: a.bias,
+                o0: b * BLOCK,
+                oc,
+                act: c.act,
+            };
+            let mut p = start;
+            while p + MR <= end {
+                tile::<NATIVE, MR>(&t, p);
+                p += MR;
+            }
+            match end - p {
+                0 => {}
+                1 => tile::<NATIVE, 1>(&t, p),
+                2 => tile::<NATIVE, 2>(&t, p),
+                3 => tile::<NATIVE, 3>(&t, p),
+                4 => tile::<NATIVE, 4>(&t, p),
+                5 => tile::<NATIVE, 5>(&t, p),
+                6 => tile::<NATIVE, 6>(&t, p),
+                7 => tile::<NATIVE, 7>(&t, p),
+                8 => tile::<NATIVE, 8>(&t, p),
+                9 => tile::<NATIVE, 9>(&t, p),
+                10 => tile::<NATIVE, 10>(&t, p),
+                _ => tile::<NATIVE, 11>(&t, p),
+            }
+        }
+        start = end;
+    }
+    zero_pad_lanes(a.y, pixels.start * ycs, pixels.len(), oc, ycs);
+}
+
+/// What a tile of one block of output channels reads and writes.
+struct TileArgs<'a> {
+    /// The block's packed weights, `pairs` steps of 32 words.
+    w: *const u32,
+    pairs: usize,
+    /// The chunk's rounded input rows (`words` apart) from pixel `pix0` on.
+    rows: *const u32,
+    words: usize,
+    pix0: usize,
+    y: *mut f32,
+    ycs: usize,
+    residual: Option<*const f32>,
+    bias: Option<&'a [f32]>,
+    /// The block's first output channel, and the channel count.
+    o0: usize,
+    oc: usize,
+    act: crate::graph::Activation,
+}
+
+/// `M` output pixels from `p` of one block of 32 output channels.
+///
+/// # Safety
+/// As [`run`], whose checks have run; `p .. p + M` inside the chunk.
+#[inline(always)]
+unsafe fn tile<const NATIVE: bool, const M: usize>(t: &TileArgs, p: usize) {
+    let init = [bias_init::<Avx512, 2>(t.bias, t.o0, t.oc); M];
+    let xr: [*const u32; M] = std::array::from_fn(|m| t.rows.add((p - t.pix0 + m) * t.words));
+    let acc = mac::<NATIVE, M>(init, &xr, t.w, t.pairs);
+    let yoff: [usize; M] = std::array::from_fn(|m| (p + m) * t.ycs);
+    store_tile::<Avx512, M, 2>(&acc, t.y, t.residual, &yoff, t.o0, t.oc, t.act);
+}
+
+/// `acc` plus the products of `pairs` steps of the rows `xr` and the block's weights `w`;
+/// the accumulators are taken and returned by value, so that they stay in registers (with
+/// the store's reference to them in the same function, LLVM kept them on the stack and
+/// stored every one after each multiply-add).
+///
+/// # Safety
+/// As [`tile`].
+#[inline(always)]
+unsafe fn mac<const NATIVE: bool, const M: usize>(
+    mut acc: [[__m512; 2]; M],
+    xr: &[*const u32; M],
+    w: *const u32,
+    pairs: usize,
+) -> [[__m512; 2]; M] {
+    for k in 0..pairs {
+        let wk = w.add(k * BLOCK);
+        let w0 = _mm512_loadu_si512(wk.cast());
+        let w1 = _mm512_loadu_si512(wk.add(16).cast());
+        for (accm, xm) in acc.iter_mut().zip(xr) {
+            let xb = _mm512_set1_epi32(*xm.add(k) as i32);
+            accm[0] = dot::<NATIVE>(accm[0], w0, xb);
+            accm[1] = dot::<NATIVE>(accm[1], w1, xb);
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Activation, Shape4};
+
+    /// A small deterministic generator of values in [-1, 1).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> f32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+    }
+
+    /// One conv of `ic -> oc` channels over `n x h x w` pixels (channel strides `xcs`, `ycs`),
+    /// rows `rows` of it, through `run`, against the f64 sum of the bf16-rounded operands.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        run: fn(&mut ConvArgs),
+        (ic, oc): (usize, usize),
+        (n, h, w): (u32, u32, u32),
+        (xcs, ycs): (usize, usize),
+        (bias, residual, act): (bool, bool, Activation),
+        rows: std::ops::Range<usize>,
+        seed: u64,
+    ) {
+        let mut rng = Rng(seed | 1);
+        let conv = Conv {
+            in_c: ic as u32,
+            out_c: oc as u32,
+            groups: 1,
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0; 4],
+            weight: 0,
+            bias: bias.then_some(1),
+            act,
+        };
+        let xs = Act4 {
+            shape: Shape4::new(n, h, w, ic as u32),
+            cs: xcs,
+        };
+        let ys = Act4 {
+            shape: Shape4::new(n, h, w, oc as u32),
+            cs: ycs,
+        };
+        let pixels = xs.len() / xcs;
+        // Inputs with their pad lanes zero, as sessions keep them; values of mixed scale.
+        let mut x = vec![0f32; xs.len()];
+        for px in x.chunks_exact_mut(xcs) {
+            for v in &mut px[..ic] {
+                *v = rng.next() * 4.0;
+            }
+        }
+        let wc: Vec<f32> = (0..oc * ic).map(|_| rng.next()).collect();
+        let b: Vec<f32> = (0..oc).map(|_| rng.next()).collect();
+        let r: Vec<f32> = (0..ys.len()).map(|_| rng.next()).collect();
+        let blocks = oc.div_ceil(BLOCK);
+        let mut blocked = vec![0f32; blocks * ic * BLOCK];
+        for o in 0..oc {
+            for i in 0..ic {
+                blocked[((o / BLOCK) * ic + i) * BLOCK + o % BLOCK] = wc[o * ic + i];
+            }
+        }
+        let packed = bf16::pack_pointwise(&blocked, Layout::ConvOcBlock(32), ic, oc).unwrap();
+        let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
+        let mut y = vec![f32::NAN; ys.len()];
+        let mut scratch = vec![f32::NAN; scratch(&conv, xs, ys)];
+        run(&mut ConvArgs {
+            conv: &conv,
+            x: &x,
+            xs,
+            w: &packed,
+            bias: bias.then_some(&b[..]),
+            residual: residual.then_some(&r[..]),
+            y: &mut y,
+            ys,
+            scratch: &mut scratch,
+            rows: rows.clone(),
+            parts: &[],
+        });
+        let ow = w as usize;
+        let q = |v: f32| bf16::quantize(v) as f64;
+        for p in 0..pixels {
+            let inside = (rows.start * ow..rows.end * ow).contains(&p);
+            for o in 0..ycs {
+                let got = y[p * ycs + o];
+                if !inside {
+                    assert!(got.is_nan(), "wrote outside its rows");
+                    continue;
+                }
+                if o >= oc {
+                    assert_eq!(got, 0.0, "pad lane {o} of pixel {p}");
+                    continue;
+                }
+                let mut sum = if bias { b[o] as f64 } else { 0.0 };
+                let mut scale = sum.abs();
+                for i in 0..ic {
+                    let t = q(x[p * xcs + i]) * q(wc[o * ic + i]);
+                    sum += t;
+                    scale += t.abs();
+                }
+                if residual {
+                    sum += r[p * ycs + o] as f64;
+                    scale += (r[p * ycs + o] as f64).abs();
+                }
+                let want = act.apply(sum as f32);
+                // f32 accumulation of `ic` terms, and the activation's few ulp.
+                let tol = 4e-7 * (ic as f64 + 2.0) * scale + 1e-5 * (want as f64).abs() + 1e-30;
+                assert!(
+                    ((got - want) as f64).abs() <= tol,
+                    "ic {ic} oc {oc} pixel {p} channel {o}: {got} vs {want} (tol {tol})"
+                );
+            }
+        }
+    }
+
+    /// Shapes around the vector and block edges, with channel strides past the counts, row
+    /// ranges, bias, residual and the activations the store applies.
+    fn suite(run: fn(&mut ConvArgs)) {
+        let acts = [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { min: 0.0, max: 6.0 },
+            Activation::Silu,
+            Activation::HardSwish,
+        ];
+        let mut seed = 7u64;
+        for &ic in &[1usize, 2, 3, 16, 17, 31, 32, 33, 64, 100, 384] {
+            for &oc in &[1usize, 5, 16, 32, 40, 64, 96] {
+                seed += 1;
+                let s = seed as usize;
+                let act = acts[s % acts.len()];
+                let (n, h, w) = (1 + (s % 2) as u32, 1 + (s % 5) as u32, 1 + (s % 13) as u32);
+                let xcs = ic.next_multiple_of(16) + 16 * (s % 2);
+                let ycs = oc.next_multiple_of(16) + 16 * (s / 2 % 2);
+                let rows = (n * h) as usize;
+                let cut = if s.is_multiple_of(3) {
+                    (rows / 2)..rows
+                } else {
+                    0..rows
+                };
+                let opts = (s.is_multiple_of(2), s % 4 < 2, act);
+                check(run, (ic, oc), (n, h, w), (xcs, ycs), opts, cut, seed);
+            }
+        }
+        // A map larger than one chunk, at many input channels.
+        let big = (1536, 64);
+        let rows = 0..9;
+        let opts = (true, true, Activation::Relu);
+        check(run, big, (1, 9, 11), (1536, 64), opts, rows, 99);
+        assert!(chunk_pixels(1536) < 99);
+    }
+
+    #[test]
+    fn emulated_bf16_pointwise_matches_the_rounded_reference() {
+        if crate::kernels::x86::avx512_table().is_none() {
+            eprintln!("no AVX-512 on this CPU: the emulated bf16 driver is not run");
+            return;
+        }
+        suite(conv1x1_emulated);
+    }
+
+    #[test]
+    fn native_bf16_pointwise_matches_the_rounded_reference() {
+        if !has_bf16() {
+            eprintln!("no AVX512-BF16 on this CPU: the native bf16 kernel is not run");
+            return;
+        }
+        suite(conv1x1);
+    }
+}

@@ -105,6 +105,20 @@ int32_t smof_model_output_shape(smof_model model, size_t index, int64_t *dims, s
  *  All buffers are allocated here; runs allocate nothing. */
 int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
 
+/** A flag of smof_session_new_ex: bf16 products in the session's 1x1 convs where the CPU has
+ *  AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and Sapphire Rapids and later; about twice the
+ *  multiply-adds per instruction, outputs within about 1e-3 relative of f32); elsewhere the
+ *  session computes in f32. */
+#define SMOF_SESSION_BF16 1u
+
+/** As smof_session_new, with `flags` a bitwise or of SMOF_SESSION_* values (0: as
+ *  smof_session_new). Unknown bits give SMOF_ERR_INVALID_ARGUMENT. */
+int32_t smof_session_new_ex(smof_model model, uint32_t threads, uint32_t flags, smof_session *out);
+
+/** The number of convs `session` runs in bf16, in `*out` (0 unless created with
+ *  SMOF_SESSION_BF16 on a CPU with AVX512-BF16). */
+int32_t smof_session_bf16_convs(smof_session session, size_t *out);
+
 /** As smof_session_new, planned for another shape of input 0: `dims[0..rank]` in ONNX order
  *  (e.g. N, C, H, W). A shape the layers cannot take gives SMOF_ERR_INVALID_ARGUMENT. */
 int32_t smof_session_new_with_shape(smof_model model, uint32_t threads, const int64_t *dims,

@@ -55,9 +55,9 @@ pub enum Precision {
     /// f32 throughout: the outputs match an f32 reference to rounding.
     #[default]
     F32,
-    /// Ungrouped 1x1 convs (stride 1, no padding, outside squeeze-excite folds) round their
-    /// inputs and weights to bf16 (8 significant bits: a relative error of at most 2^-8
-    /// each) and accumulate the exact products in f32, on CPUs with AVX512-BF16 (AMD Zen 4
+    /// Ungrouped 1x1 convs (stride 1, no padding, with no squeeze-excite gate folded in)
+    /// round their inputs and weights to bf16 (8 significant bits: a relative error of at
+    /// most 2^-8 each) and accumulate the exact products in f32, on CPUs with AVX512-BF16 (AMD Zen 4
     /// and later, Intel Cooper Lake, Sapphire Rapids and later), where `vdpbf16ps` does twice
     /// the multiply-adds of an f32 FMA. The bf16 weights are made at session creation (half
     /// the f32 size, in the session's memory). Every other layer, and every layer on other
@@ -650,14 +650,16 @@ impl<'m> Session<'m> {
             }
         }
         // bf16 convs: the table's bf16 kernel and weights packed for it, for every conv it
-        // takes that reads no concatenation in place and no folded gate.
+        // takes that has no folded gate; one reading a concatenation in place only where
+        // every part but the last has an even channel count (the kernel rounds channels in
+        // pairs).
         let mut packed_words: Vec<u32> = Vec::new();
         if opts.precision == Precision::Bf16 {
             for (i, step) in steps.iter_mut().enumerate() {
                 let Kernel::Conv {
                     conv,
                     k,
-                    parts: 1,
+                    parts,
                     w,
                     folded: None,
                     packed,
@@ -669,6 +671,10 @@ impl<'m> Session<'m> {
                 let Some(k16) = (table.conv_bf16)(conv, k.layout) else {
                     continue;
                 };
+                let odd = |&t: &usize| buffers[t].geom.shape.c % 2 == 1;
+                if *parts > 1 && (!k16.reads_parts || step.inputs[..*parts - 1].iter().any(odd)) {
+                    continue;
+                }
                 let in_c = conv.in_c as usize;
                 let Some(words) = bf16::pack_pointwise(w, k.layout, in_c, conv.out_c as usize)
                 else {

@@ -186,6 +186,39 @@ int main(int argc, char **argv) {
 
     run_and_compare(model, "smof_model_open + run1");
 
+    {   /* bf16 sessions: close to f32 where the CPU has AVX512-BF16, the same elsewhere. */
+        smof_session b = {0};
+        EXPECT_STATUS(smof_session_new_ex(model, 1, SMOF_SESSION_BF16, &b), SMOF_OK, "");
+        size_t convs = 0;
+        EXPECT_STATUS(smof_session_bf16_convs(b, &convs), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_run1(b, input, input_len), SMOF_OK, "");
+        float *out = calloc(expected_len, sizeof(float));
+        EXPECT_STATUS(smof_session_output(b, 0, out, expected_len), SMOF_OK, "");
+        double dot = 0, nf = 0, nb = 0;
+        for (size_t i = 0; i < expected_len; i++) {
+            dot += (double)out[i] * expected[i];
+            nf += (double)expected[i] * expected[i];
+            nb += (double)out[i] * out[i];
+        }
+        double cosine = dot / sqrt(nf * nb);
+        if (convs > 0) {
+            CHECK(convs == 34, "bf16 convs %zu, the backbone has 34 pointwise convs", convs);
+            CHECK(cosine >= 0.99, "bf16 embedding cosine to f32 %f", cosine);
+        } else {
+            CHECK(compare(out, expected_len, "bf16 without bf16 kernels"), "f32 fallback");
+        }
+        free(out);
+        EXPECT_STATUS(smof_session_free(b), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_bf16_convs(b, &convs), SMOF_ERR_INVALID_HANDLE, "");
+        EXPECT_STATUS(smof_session_new_ex(model, 1, 2, &b), SMOF_ERR_INVALID_ARGUMENT, "flags");
+        EXPECT_STATUS(smof_session_new_ex(model, 1, 0, NULL), SMOF_ERR_NULL_POINTER, "out");
+        smof_session f = {0};
+        EXPECT_STATUS(smof_session_new_ex(model, 1, 0, &f), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_bf16_convs(f, &convs), SMOF_OK, "");
+        CHECK(convs == 0, "an f32 session has %zu bf16 convs", convs);
+        EXPECT_STATUS(smof_session_free(f), SMOF_OK, "");
+    }
+
     {   /* A session planned for another input size; bad shapes are errors. */
         smof_session r = {0};
         const int64_t small[4] = {1, 3, 160, 160};

@@ -1,6 +1,7 @@
 //! `Precision::Bf16` sessions: an inverted-residual block (1x1 expand, depthwise 3x3, 1x1
-//! project, as MobileNetV2's) against an f64 reference that rounds each 1x1 conv's inputs and
-//! weights to bf16 as the kernels do; the same to the bit on 1-3 threads and node by node;
+//! project, as MobileNetV2's) and a concatenation read in place by a 1x1 conv, against f64
+//! references that round each 1x1 conv's inputs and weights to bf16 as the kernels do; the
+//! same to the bit on 1-3 threads and node by node;
 //! f32 where the CPU or the kernel table has no bf16 kernel; and the bundled ImageNet
 //! backbone on its bundled photo, close to its f32 embedding.
 
@@ -216,4 +217,95 @@ fn bf16_backbone_stays_close_to_f32_on_the_bundled_photo() {
     // brings it far lower.
     assert!(cos >= 0.99, "embedding cosine to f32 {cos}");
     assert!(cos < 1.0 - 1e-7, "bf16 changed nothing: {cos}");
+}
+
+/// A 1x1 conv in f64 over NCHW `x` (`c_in` channels of `px` pixels), `q` applied to its
+/// inputs and weights, optionally rectified; also returns, per output, the largest product.
+fn pointwise(
+    x: &[f64],
+    (c_in, px): (usize, usize),
+    (w, b): (&[f32], &[f32]),
+    relu: bool,
+    q: fn(f32) -> f32,
+) -> (Vec<f64>, Vec<f64>) {
+    let c_out = b.len();
+    let mut out = vec![0f64; c_out * px];
+    let mut term = vec![0f64; c_out * px];
+    for o in 0..c_out {
+        for i in 0..px {
+            let mut s = b[o] as f64;
+            let mut big = 0f64;
+            for c in 0..c_in {
+                let t = q(x[c * px + i] as f32) as f64 * q(w[o * c_in + c]) as f64;
+                s += t;
+                big = big.max(t.abs());
+            }
+            out[o * px + i] = if relu { s.max(0.0) } else { s };
+            term[o * px + i] = big;
+        }
+    }
+    (out, term)
+}
+
+#[test]
+fn bf16_conv_reads_a_concatenation_in_place() {
+    // x -> Conv 1x1 (24 -> 32) + Relu, Conv 1x1 (24 -> 64) + Relu; Concat; Conv 1x1
+    // (96 -> 32): the concatenation is read in place by the last conv on the x86 tables.
+    let (c_a, c_b, c_out) = (32, 64, 32);
+    let scaled =
+        |seed, n, s: f32| -> Vec<f32> { pseudo_random(seed, n).iter().map(|v| v * s).collect() };
+    let (wa, ba) = (scaled(11, c_a * C_IN, 0.4), scaled(12, c_a, 0.2));
+    let (wb, bb) = (scaled(13, c_b * C_IN, 0.4), scaled(14, c_b, 0.2));
+    let (wc, bc) = (scaled(15, c_out * (c_a + c_b), 0.3), scaled(16, c_out, 0.1));
+    let mut b = OnnxBuilder::new(17);
+    let x = b.input("x", &[1, C_IN, H, W]);
+    let conv = |b: &mut OnnxBuilder, x: &str, (w, bias): (&[f32], &[f32]), c_in| {
+        let wn = b.fresh("w");
+        let bn = b.fresh("b");
+        let w = b.init(&wn, &[bias.len(), c_in, 1, 1], w);
+        let bias = b.init(&bn, &[bias.len()], bias);
+        b.node("Conv", &[x, &w, &bias], vec![])
+    };
+    let a = conv(&mut b, &x, (&wa, &ba), C_IN);
+    let a = b.node("Relu", &[&a], vec![]);
+    let bo = conv(&mut b, &x, (&wb, &bb), C_IN);
+    let bo = b.node("Relu", &[&bo], vec![]);
+    let cat = b.node("Concat", &[&a, &bo], vec![attr::int("axis", 1)]);
+    let y = conv(&mut b, &cat, (&wc, &bc), c_a + c_b);
+    b.output(&y);
+    let bytes = b.build();
+    let xin = pseudo_random(17, C_IN * H * W);
+    let x64: Vec<f64> = xin.iter().map(|&v| v as f64).collect();
+    let px = H * W;
+    let reference = |q: fn(f32) -> f32| {
+        let (ra, _) = pointwise(&x64, (C_IN, px), (&wa, &ba), true, q);
+        let (rb, _) = pointwise(&x64, (C_IN, px), (&wb, &bb), true, q);
+        let cat: Vec<f64> = ra.into_iter().chain(rb).collect();
+        pointwise(&cat, (c_a + c_b, px), (&wc, &bc), false, q)
+    };
+    let (exact, rounded) = (reference(|v| v), reference(quantize));
+    for (name, choice) in kernel_choices() {
+        let model = smof_load(&bytes, &[], choice, false);
+        let run = |opts: SessionOptions| {
+            let mut s = Session::new(&model, &opts.precision(Precision::Bf16)).unwrap();
+            s.run(&[&xin]).unwrap();
+            let in_place = s.kernel_names().contains(&"read_in_place");
+            (s.output(0).to_vec(), s.bf16_convs(), in_place)
+        };
+        let (y, convs, in_place) = run(SessionOptions::default());
+        let bf16 = name == "x86_64-avx512" && cpu_has_bf16();
+        assert_eq!(convs, if bf16 { 3 } else { 0 }, "{name}: bf16 convs");
+        if name.starts_with("x86_64") {
+            assert!(in_place, "{name}: the concatenation is read in place");
+        }
+        for threads in [2, 3] {
+            let (yt, _, _) = run(SessionOptions::default().threads(threads));
+            assert!(yt == y, "{name}: {threads} threads differ from one");
+        }
+        if bf16 {
+            assert_near(name, &y, &rounded.0, &rounded.1, 1e-5, 2f64.powi(-7));
+        } else {
+            assert_near(name, &y, &exact.0, &exact.1, 1e-5, 0.0);
+        }
+    }
 }

@@ -162,6 +162,11 @@ impl OwnedSession {
         &self.model
     }
 
+    /// The number of convs that run in bf16; see [`Session::bf16_convs`].
+    pub fn bf16_convs(&self) -> usize {
+        self.session.bf16_convs()
+    }
+
     /// Runs the model; see [`Session::run`].
     pub fn run(&mut self, inputs: &[&[f32]]) -> smof::Result<()> {
         self.session.run(inputs)
@@ -610,6 +615,60 @@ pub unsafe extern "C" fn smof_session_new(
         // SAFETY: checked non-null above.
         unsafe { write_out(out, SmofSession { id }) };
         Ok(())
+    })
+}
+
+/// A flag of [`smof_session_new_ex`]: bf16 products in the session's 1x1 convs where the CPU
+/// has AVX512-BF16 (`smof::Precision::Bf16`; elsewhere the session computes in f32).
+pub const SMOF_SESSION_BF16: u32 = 1;
+
+/// Creates a session like [`smof_session_new`] with the options of `flags`, a bitwise or of
+/// `SMOF_SESSION_*` values (0: as `smof_session_new`). Unknown bits give
+/// `SMOF_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `out` is null or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn smof_session_new_ex(
+    model: SmofModel,
+    threads: u32,
+    flags: u32,
+    out: *mut SmofSession,
+) -> i32 {
+    guard(|| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        if flags & !SMOF_SESSION_BF16 != 0 {
+            return Err(invalid(format!("unknown session flags {flags:#x}")));
+        }
+        let precision = if flags & SMOF_SESSION_BF16 != 0 {
+            smof::Precision::Bf16
+        } else {
+            smof::Precision::F32
+        };
+        let m = get_model(model)?;
+        let opts = (SessionOptions::default().threads(threads as usize)).precision(precision);
+        let s = OwnedSession::new(m, &opts)?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        lock(&SESSIONS).insert(id, Arc::new(Mutex::new(s)));
+        // SAFETY: checked non-null above.
+        unsafe { write_out(out, SmofSession { id }) };
+        Ok(())
+    })
+}
+
+/// The number of convs the session runs in bf16, in `*out`: 0 unless it was created with
+/// `SMOF_SESSION_BF16` on a CPU with AVX512-BF16.
+///
+/// # Safety
+/// `out` is null or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn smof_session_bf16_convs(session: SmofSession, out: *mut usize) -> i32 {
+    count_common(out, || {
+        let s = get_session(session)?;
+        let n = lock(&s).bf16_convs();
+        Ok(n)
     })
 }
 

@@ -20,7 +20,7 @@ use super::dense::{bias_init, store_tile};
 use super::geom::zero_pad_lanes;
 use crate::graph::{Conv, Layout};
 use crate::kernels::bf16::{self, BLOCK};
-use crate::kernels::{Act4, ConvArgs, ConvKernel};
+use crate::kernels::{Act4, ConvArgs, ConvKernel, MAX_CONV_PARTS};
 use std::arch::x86_64::*;
 
 /// Pixels per register tile.
@@ -31,20 +31,27 @@ const MR: usize = 12;
 /// in L1 across the chunk's tiles).
 const CHUNK_BYTES: usize = 128 << 10;
 
+/// Words per rounded input pixel in scratch: [`bf16::row_words`] and one vector more, into
+/// which the last part of a concatenation may write its zeros.
+fn row_stride(ic: usize) -> usize {
+    bf16::row_words(ic) + 16
+}
+
 /// Pixels per chunk for `ic` input channels: a multiple of the tile.
 fn chunk_pixels(ic: usize) -> usize {
-    (CHUNK_BYTES / 4 / bf16::row_words(ic)).clamp(MR, 2048) / MR * MR
+    (CHUNK_BYTES / 4 / row_stride(ic)).clamp(MR, 2048) / MR * MR
 }
 
 /// Scratch floats of [`conv1x1`]: one chunk of rounded input.
 pub(crate) fn scratch(c: &Conv, _: Act4, _: Act4) -> usize {
     let ic = c.in_c as usize;
-    chunk_pixels(ic) * bf16::row_words(ic)
+    chunk_pixels(ic) * row_stride(ic)
 }
 
 /// The bf16 kernel for `c`, whose weights are stored as `layout`, when this CPU has
 /// AVX512-BF16 and the conv is one the kernel runs: ungrouped 1x1, stride 1, no padding,
-/// weights `ConvOcBlock(32)` (what the AVX-512 table packs for 1x1 convs of 32k outputs).
+/// weights `ConvOcBlock(32)` (what the AVX-512 table packs for 1x1 convs of 32k outputs). It
+/// reads a concatenation in place when every part but the last has an even channel count.
 pub(crate) fn select(c: &Conv, layout: Layout) -> Option<ConvKernel> {
     let pointwise = c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4];
     let ok =
@@ -54,7 +61,7 @@ pub(crate) fn select(c: &Conv, layout: Layout) -> Option<ConvKernel> {
         layout,
         scratch_len: scratch,
         run: conv1x1,
-        reads_parts: false,
+        reads_parts: true,
     })
 }
 
@@ -162,28 +169,43 @@ unsafe fn round_emulated(v: __m512) -> __m256i {
 unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
     let c = a.conv;
     let (ic, oc) = (c.in_c as usize, c.out_c as usize);
-    let (xcs, ycs) = (a.xs.cs, a.ys.cs);
+    let ycs = a.ys.cs;
     let ow = a.ys.shape.w as usize;
-    let words = bf16::row_words(ic);
+    let words = row_stride(ic);
     let pairs = ic.div_ceil(2);
     let blocks = oc.div_ceil(BLOCK);
     let chunk = chunk_pixels(ic);
     // These bounds make every pointer formed below valid.
     assert!(c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1);
-    assert!(a.parts.is_empty() && a.xs.shape.c as usize == ic && xcs >= ic);
     assert!(a.ys.shape.c as usize == oc && ycs >= oc);
-    assert!(a.xs.shape.n == a.ys.shape.n && a.xs.shape.h == a.ys.shape.h);
-    assert!(a.xs.shape.w == a.ys.shape.w);
-    // Floats the reads reach: the last pixel's channels, not its pad lanes (the input may
-    // be a channel range of a wider tensor, ending before its stride does).
-    let reach = a.xs.len() - (xcs - ic).min(a.xs.len());
-    assert!(a.x.len() >= reach && a.y.len() >= a.ys.len());
+    assert!(a.y.len() >= a.ys.len());
     assert!(a.w.len() >= blocks * pairs * BLOCK);
     assert!(a.bias.is_none_or(|b| b.len() >= oc));
     assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
     assert!(a.rows.end <= a.ys.rows() && a.scratch.len() >= chunk * words);
+    // The inputs: `x`, then the further parts of a concatenation read in place, each at an
+    // even channel offset (every part but the last has an even channel count), so that its
+    // pairs of channels are pairs of the row.
+    let mut parts = [(std::ptr::null::<f32>(), 0usize, 0usize); MAX_CONV_PARTS];
+    let nparts = 1 + a.parts.len();
+    assert!(nparts <= MAX_CONV_PARTS);
+    let mut c0 = 0;
+    for (j, (x, xs)) in std::iter::once((a.x, a.xs))
+        .chain(a.parts.iter().copied())
+        .enumerate()
+    {
+        let k = xs.shape.c as usize;
+        // Floats the reads reach: the last pixel's channels, not its pad lanes (a part may
+        // be a channel range of a wider tensor, ending before its stride does).
+        let reach = xs.len() - (xs.cs - k.min(xs.cs)).min(xs.len());
+        assert!(x.len() >= reach && xs.cs >= k && (j + 1 == nparts || k.is_multiple_of(2)));
+        assert!(xs.shape.n == a.ys.shape.n && xs.shape.h == a.ys.shape.h);
+        assert!(xs.shape.w == a.ys.shape.w);
+        parts[j] = (x.as_ptr(), xs.cs, k);
+        c0 += k;
+    }
+    assert!(c0 == ic);
     let pixels = a.rows.start * ow..a.rows.end * ow;
-    let x = a.x.as_ptr();
     let w = a.w.as_ptr().cast::<u32>();
     let y = a.y.as_mut_ptr();
     let residual = a.residual.map(|r| r.as_ptr());
@@ -192,7 +214,14 @@ unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
         for p in start..end {
-            round_row::<NATIVE>(x.add(p * xcs), ic, rows.add((p - start) * words));
+            // Each part writes whole vectors past its channels (zeros), which the next part
+            // overwrites; the last part's stay inside the row's 16 extra words.
+            let row = rows.add((p - start) * words);
+            let mut c0 = 0;
+            for &(x, xcs, k) in &parts[..nparts] {
+                round_row::<NATIVE>(x.add(p * xcs), k, row.add(c0 / 2));
+                c0 += k;
+            }
         }
         for b in 0..blocks {
             let t = TileArgs {
@@ -320,7 +349,7 @@ mod tests {
         (xcs, ycs): (usize, usize),
         (bias, residual, act): (bool, bool, Activation),
         rows: std::ops::Range<usize>,
-        seed: u64,
+        (split, seed): (Option<usize>, u64),
     ) {
         let mut rng = Rng(seed | 1);
         let conv = Conv {
@@ -365,10 +394,26 @@ mod tests {
         let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
         let mut y = vec![f32::NAN; ys.len()];
         let mut scratch = vec![f32::NAN; scratch(&conv, xs, ys)];
+        // With `split`, the input is read as two parts of a concatenation: channels
+        // `..split` and `split..`, each in a buffer of its own channel stride.
+        let part = |c: std::ops::Range<usize>| {
+            let cs = c.len().next_multiple_of(16);
+            let mut v = vec![0f32; pixels * cs];
+            for (dst, src) in v.chunks_exact_mut(cs).zip(x.chunks_exact(xcs)) {
+                dst[..c.len()].copy_from_slice(&src[c.clone()]);
+            }
+            let shape = Shape4::new(n, h, w, c.len() as u32);
+            (v, Act4 { shape, cs })
+        };
+        let (a, b2) = match split {
+            Some(k) => (part(0..k), Some(part(k..ic))),
+            None => ((x.clone(), xs), None),
+        };
+        let more: Vec<(&[f32], Act4)> = b2.iter().map(|(v, g)| (&v[..], *g)).collect();
         run(&mut ConvArgs {
             conv: &conv,
-            x: &x,
-            xs,
+            x: &a.0,
+            xs: a.1,
             w: &packed,
             bias: bias.then_some(&b[..]),
             residual: residual.then_some(&r[..]),
@@ -376,7 +421,7 @@ mod tests {
             ys,
             scratch: &mut scratch,
             rows: rows.clone(),
-            parts: &[],
+            parts: &more,
         });
         let ow = w as usize;
         let q = |v: f32| bf16::quantize(v) as f64;
@@ -440,14 +485,54 @@ mod tests {
                     0..rows
                 };
                 let opts = (s.is_multiple_of(2), s % 4 < 2, act);
-                check(run, (ic, oc), (n, h, w), (xcs, ycs), opts, cut, seed);
+                check(
+                    run,
+                    (ic, oc),
+                    (n, h, w),
+                    (xcs, ycs),
+                    opts,
+                    cut,
+                    (None, seed),
+                );
+                // The same input read as two parts (the first of an even channel count).
+                if ic >= 3 {
+                    let k = (ic / 3) & !1;
+                    let split = Some(k.max(2));
+                    let cut = 0..rows;
+                    check(
+                        run,
+                        (ic, oc),
+                        (n, h, w),
+                        (xcs, ycs),
+                        opts,
+                        cut,
+                        (split, seed),
+                    );
+                }
             }
         }
         // A map larger than one chunk, at many input channels.
         let big = (1536, 64);
         let rows = 0..9;
         let opts = (true, true, Activation::Relu);
-        check(run, big, (1, 9, 11), (1536, 64), opts, rows, 99);
+        check(
+            run,
+            big,
+            (1, 9, 11),
+            (1536, 64),
+            opts,
+            rows.clone(),
+            (None, 99),
+        );
+        check(
+            run,
+            big,
+            (1, 9, 11),
+            (1536, 64),
+            opts,
+            rows,
+            (Some(512), 98),
+        );
         assert!(chunk_pixels(1536) < 99);
     }
 

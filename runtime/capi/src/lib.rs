@@ -604,18 +604,8 @@ pub unsafe extern "C" fn smof_session_new(
     threads: u32,
     out: *mut SmofSession,
 ) -> i32 {
-    guard(|| {
-        if out.is_null() {
-            return Err(null("out"));
-        }
-        let m = get_model(model)?;
-        let s = OwnedSession::new(m, &SessionOptions::default().threads(threads as usize))?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        lock(&SESSIONS).insert(id, Arc::new(Mutex::new(s)));
-        // SAFETY: checked non-null above.
-        unsafe { write_out(out, SmofSession { id }) };
-        Ok(())
-    })
+    // SAFETY: the caller's contract, which is `smof_session_new_ex`'s.
+    unsafe { smof_session_new_ex(model, threads, 0, out) }
 }
 
 /// A flag of [`smof_session_new_ex`]: bf16 products in the session's 1x1 convs where the CPU

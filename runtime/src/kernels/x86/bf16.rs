@@ -341,12 +341,10 @@ mod tests {
 
     /// One conv of `ic -> oc` channels over `n x h x w` pixels (channel strides `xcs`, `ycs`),
     /// rows `rows` of it, through `run`, against the f64 sum of the bf16-rounded operands.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::type_complexity)]
     fn check(
         run: fn(&mut ConvArgs),
-        (ic, oc): (usize, usize),
-        (n, h, w): (u32, u32, u32),
-        (xcs, ycs): (usize, usize),
+        ((ic, oc), (n, h, w), (xcs, ycs)): ((usize, usize), (u32, u32, u32), (usize, usize)),
         (bias, residual, act): (bool, bool, Activation),
         rows: std::ops::Range<usize>,
         (split, seed): (Option<usize>, u64),
@@ -485,54 +483,21 @@ mod tests {
                     0..rows
                 };
                 let opts = (s.is_multiple_of(2), s % 4 < 2, act);
-                check(
-                    run,
-                    (ic, oc),
-                    (n, h, w),
-                    (xcs, ycs),
-                    opts,
-                    cut,
-                    (None, seed),
-                );
-                // The same input read as two parts (the first of an even channel count).
-                if ic >= 3 {
-                    let k = (ic / 3) & !1;
-                    let split = Some(k.max(2));
-                    let cut = 0..rows;
-                    check(
-                        run,
-                        (ic, oc),
-                        (n, h, w),
-                        (xcs, ycs),
-                        opts,
-                        cut,
-                        (split, seed),
-                    );
+                // Also the same input read as two parts, the first of an even channel count,
+                // over all the rows.
+                let parts = (ic >= 3).then(|| ((ic / 3) & !1).max(2));
+                let whole = parts.map(|k| (Some(k), 0..rows));
+                for (split, cut) in std::iter::once((None, cut)).chain(whole) {
+                    let shape = ((ic, oc), (n, h, w), (xcs, ycs));
+                    check(run, shape, opts, cut, (split, seed));
                 }
             }
         }
-        // A map larger than one chunk, at many input channels.
-        let big = (1536, 64);
-        let rows = 0..9;
+        // A map larger than one chunk, at many input channels, whole and in two parts.
+        let big = ((1536, 64), (1, 9, 11), (1536, 64));
         let opts = (true, true, Activation::Relu);
-        check(
-            run,
-            big,
-            (1, 9, 11),
-            (1536, 64),
-            opts,
-            rows.clone(),
-            (None, 99),
-        );
-        check(
-            run,
-            big,
-            (1, 9, 11),
-            (1536, 64),
-            opts,
-            rows,
-            (Some(512), 98),
-        );
+        check(run, big, opts, 0..9, (None, 99));
+        check(run, big, opts, 0..9, (Some(512), 98));
         assert!(chunk_pixels(1536) < 99);
     }
 

@@ -15,9 +15,9 @@
 #![warn(missing_docs)]
 
 use jni::objects::{JByteArray, JByteBuffer, JClass, JFloatArray, JObject, JString};
-use jni::sys::{jfloatArray, jint, jintArray, jlong, jstring};
+use jni::sys::{jboolean, jfloatArray, jint, jintArray, jlong, jstring, JNI_TRUE};
 use jni::JNIEnv;
-use smof::{Error, Model, ModelOptions, Session, SessionOptions};
+use smof::{Error, Model, ModelOptions, Precision, Session, SessionOptions};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -107,11 +107,14 @@ pub struct NativeSession {
 }
 
 impl NativeSession {
-    /// Plans a session over `model`.
-    pub fn new(model: Arc<Model>, threads: usize) -> smof::Result<Self> {
+    /// Plans a session over `model` at `precision`.
+    pub fn new(model: Arc<Model>, threads: usize, precision: Precision) -> smof::Result<Self> {
         // SAFETY: see the type's documentation.
         let m: &'static Model = unsafe { &*Arc::as_ptr(&model) };
-        let session = Session::new(m, &SessionOptions::default().threads(threads))?;
+        let opts = SessionOptions::default()
+            .threads(threads)
+            .precision(precision);
+        let session = Session::new(m, &opts)?;
         Ok(NativeSession {
             session,
             model,
@@ -416,14 +419,33 @@ pub extern "system" fn Java_dev_smof_SmofSession_nativeNew<'l>(
     _cls: JClass<'l>,
     model: jlong,
     threads: jint,
+    bf16: jboolean,
 ) -> jlong {
     guard(&mut env, 0, |_| {
         if threads < 0 {
             return Err(Throw::Arg(format!("threads {threads} is negative")));
         }
         let m = Arc::clone(model_ref(model)?);
-        let s = NativeSession::new(m, threads as usize).map_err(run_error)?;
+        let precision = if bf16 == JNI_TRUE {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        };
+        let s = NativeSession::new(m, threads as usize, precision).map_err(run_error)?;
         Ok(Box::into_raw(Box::new(s)) as jlong)
+    })
+}
+
+/// The number of convs a session runs in bf16.
+#[no_mangle]
+pub extern "system" fn Java_dev_smof_SmofSession_nativeBf16Convs<'l>(
+    mut env: JNIEnv<'l>,
+    _cls: JClass<'l>,
+    handle: jlong,
+) -> jint {
+    guard(&mut env, 0, |_| {
+        let n = session_mut(handle)?.session.bf16_convs();
+        Ok(n.min(jint::MAX as usize) as jint)
     })
 }
 

@@ -112,6 +112,28 @@ public final class SmofJniTest {
         System.out.println("ok   input " + model.getInputName(0) + " "
                 + java.util.Arrays.toString(inShape));
 
+        // bf16: close to f32 where the CPU has AVX512-BF16, the same elsewhere.
+        try (SmofSession b = new SmofSession(model, 1, true)) {
+            float[] got = b.run(input);
+            int convs = b.getBf16Convs();
+            if (convs > 0) {
+                double dot = 0, nf = 0, nb = 0;
+                for (int i = 0; i < ref.length; i++) {
+                    dot += (double) got[i] * ref[i];
+                    nf += (double) ref[i] * ref[i];
+                    nb += (double) got[i] * got[i];
+                }
+                double cosine = dot / Math.sqrt(nf * nb);
+                check(convs == 34, "bf16 convs " + convs + " (the backbone has 34 pointwise convs)");
+                check(cosine >= 0.99, "bf16 embedding cosine to f32 " + cosine);
+            } else {
+                compare(got, "bf16 session without bf16 kernels");
+            }
+        }
+        try (SmofSession f = new SmofSession(model, 1, false)) {
+            check(f.getBf16Convs() == 0, "an f32 session has no bf16 convs");
+        }
+
         SmofSession session = new SmofSession(model);
         check(session.getInputCount() == 1 && session.getOutputCount() == 1, "session counts");
         compare(session.run(input), "fromFile + run(float[])");
@@ -263,6 +285,7 @@ public final class SmofJniTest {
         expect(IllegalStateException.class, "run after close", () -> session.run(input));
         expect(IllegalStateException.class, "run(FloatBuffer) after close", () -> session.run(direct));
         expect(IllegalStateException.class, "getOutput after close", () -> session.getOutput(0));
+        expect(IllegalStateException.class, "getBf16Convs after close", session::getBf16Convs);
 
         System.out.println(checks + " checks, " + failures + " failures");
         System.exit(failures == 0 ? 0 : 1);

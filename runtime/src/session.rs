@@ -57,9 +57,9 @@ pub enum Precision {
     F32,
     /// Ungrouped 1x1 convs (stride 1, no padding, with no squeeze-excite gate folded in)
     /// round their inputs and weights to bf16 (8 significant bits: a relative error of at
-    /// most 2^-8 each) and accumulate the exact products in f32, on CPUs with AVX512-BF16 (AMD Zen 4
-    /// and later, Intel Cooper Lake, Sapphire Rapids and later), where `vdpbf16ps` does twice
-    /// the multiply-adds of an f32 FMA. The bf16 weights are made at session creation (half
+    /// most 2^-8 each) and accumulate the exact products in f32, on CPUs with AVX512-BF16
+    /// (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later), where `vdpbf16ps`
+    /// does twice the multiply-adds of an f32 FMA. The bf16 weights are made at session creation (half
     /// the f32 size, in the session's memory). Every other layer, and every layer on other
     /// CPUs, runs in f32; [`Session::bf16_convs`] counts the convs that took bf16. The
     /// errors add up over the layers: MobileNetV2's ImageNet embedding keeps a cosine of
@@ -113,8 +113,8 @@ enum Kernel<'m> {
         /// into them, at this offset in [`Session::folded`].
         folded: Option<usize>,
         /// Where the conv reads its weights instead of `w` when it runs a bf16 kernel: their
-        /// bf16 packing, at this offset in [`Session::packed`].
-        packed: Option<usize>,
+        /// bf16 packing, these floats of [`Session::packed`].
+        packed: Option<std::ops::Range<usize>>,
     },
     Fc {
         fc: Fc,
@@ -208,11 +208,6 @@ struct OutputSlot {
     tensor: usize,
     dims: Vec<usize>,
     data: Vec<f32>,
-}
-
-/// Words of a bf16 pointwise conv's packed weights ([`bf16::pack_pointwise`]).
-fn bf16_len(c: &Conv) -> usize {
-    (c.out_c as usize).div_ceil(bf16::BLOCK) * (c.in_c as usize).div_ceil(2) * bf16::BLOCK
 }
 
 /// One thread's execution state for a [`Model`]: the plan, the arena and the output buffers.
@@ -654,7 +649,8 @@ impl<'m> Session<'m> {
         // takes that has no folded gate; one reading a concatenation in place only where
         // every part but the last has an even channel count (the kernel rounds channels in
         // pairs).
-        let mut packed_words: Vec<u32> = Vec::new();
+        // The words' bits as f32 slots, each conv's from a 64-byte boundary.
+        let mut packed_words: Vec<f32> = Vec::new();
         if opts.precision == Precision::Bf16 {
             for (i, step) in steps.iter_mut().enumerate() {
                 let Kernel::Conv {
@@ -681,20 +677,18 @@ impl<'m> Session<'m> {
                 else {
                     continue;
                 };
-                *packed = Some(packed_words.len());
-                packed_words.extend(&words);
+                let at = packed_words.len();
+                packed_words.extend(words.iter().map(|&word| f32::from_bits(word)));
+                *packed = Some(at..packed_words.len());
                 let len = packed_words.len().next_multiple_of(plan::ALIGN_FLOATS);
-                packed_words.resize(len, 0);
+                packed_words.resize(len, 0.0);
                 *k = k16;
                 let xs = geoms[graph.nodes[i].inputs[0] as usize];
                 let ys = geoms[graph.nodes[i].outputs[0] as usize];
                 kernel_scratch = kernel_scratch.max((k.scratch_len)(conv, xs, ys));
             }
         }
-        let mut packed = AlignedF32::zeroed(packed_words.len());
-        for (slot, &word) in packed.as_mut_slice().iter_mut().zip(&packed_words) {
-            *slot = f32::from_bits(word);
-        }
+        let packed = AlignedF32::from_slice(&packed_words);
         // Each participant's area starts on a 64-byte boundary, as the arena does: the chains'
         // windows and the kernels' scratch are read and written in whole vectors (a large
         // `Vec<f32>` is only 16-byte aligned; `docs/decisions.md`, session 23).
@@ -1003,7 +997,7 @@ impl<'m> Session<'m> {
                             } => chain::LinkOp::Conv {
                                 conv,
                                 k,
-                                w: bf.map_or(*w, |at| &packed[at..at + bf16_len(conv)]),
+                                w: bf.as_ref().map_or(*w, |r| &packed[r.clone()]),
                                 bias: *bias,
                             },
                             Kernel::Pool(pool) => chain::LinkOp::MaxPool {
@@ -1057,7 +1051,7 @@ impl<'m> Session<'m> {
                         (Some(at), _) => unsafe {
                             std::slice::from_raw_parts(folded.get().add(*at), w.len())
                         },
-                        (None, Some(at)) => &packed[*at..*at + bf16_len(conv)],
+                        (None, Some(r)) => &packed[r.clone()],
                         (None, None) => w,
                     };
                     // A concatenation read in place: its further parts, on the stack.

@@ -80,16 +80,8 @@ fn onnx(p: &Block) -> Vec<u8> {
 /// returns, per output, the largest magnitude of one product of the project conv.
 fn reference(p: &Block, x: &[f32], q: fn(f32) -> f32) -> (Vec<f64>, Vec<f64>) {
     let px = H * W;
-    let mut e = vec![0f64; C_MID * px];
-    for o in 0..C_MID {
-        for i in 0..px {
-            let mut s = p.b1[o] as f64;
-            for c in 0..C_IN {
-                s += q(x[c * px + i]) as f64 * q(p.w1[o * C_IN + c]) as f64;
-            }
-            e[o * px + i] = s.max(0.0);
-        }
-    }
+    let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let (e, _) = pointwise(&x, (C_IN, px), (&p.w1, &p.b1), true, q);
     let mut d = vec![0f64; C_MID * px];
     for c in 0..C_MID {
         for y in 0..H {
@@ -108,22 +100,7 @@ fn reference(p: &Block, x: &[f32], q: fn(f32) -> f32) -> (Vec<f64>, Vec<f64>) {
             }
         }
     }
-    let mut out = vec![0f64; C_OUT * px];
-    let mut term = vec![0f64; C_OUT * px];
-    for o in 0..C_OUT {
-        for i in 0..px {
-            let mut s = p.b3[o] as f64;
-            let mut big = 0f64;
-            for c in 0..C_MID {
-                let t = q(d[c * px + i] as f32) as f64 * q(p.w3[o * C_MID + c]) as f64;
-                s += t;
-                big = big.max(t.abs());
-            }
-            out[o * px + i] = s;
-            term[o * px + i] = big;
-        }
-    }
-    (out, term)
+    pointwise(&d, (C_MID, px), (&p.w3, &p.b3), false, q)
 }
 
 /// Each output within `rel` of the reference's largest output, plus `terms` times the

@@ -106,8 +106,9 @@ int32_t smof_model_output_shape(smof_model model, size_t index, int64_t *dims, s
 int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
 
 /** A flag of smof_session_new_ex: bf16 products in the session's 1x1 convs where the CPU has
- *  AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and Sapphire Rapids and later; about twice the
- *  multiply-adds per instruction; MobileNetV2's ImageNet embedding keeps a cosine of 0.998 to
+ *  AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and Sapphire Rapids and later) or, on aarch64,
+ *  FEAT_BF16 (Armv8.6: Cortex-A510, A710, X2 and later); about twice the multiply-adds per
+ *  instruction; MobileNetV2's ImageNet embedding keeps a cosine of 0.998 to
  *  its f32 value); elsewhere the session computes in f32. */
 #define SMOF_SESSION_BF16 1u
 
@@ -116,7 +117,7 @@ int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
 int32_t smof_session_new_ex(smof_model model, uint32_t threads, uint32_t flags, smof_session *out);
 
 /** The number of convs `session` runs in bf16, in `*out` (0 unless created with
- *  SMOF_SESSION_BF16 on a CPU with AVX512-BF16). */
+ *  SMOF_SESSION_BF16 on a CPU with AVX512-BF16 or FEAT_BF16). */
 int32_t smof_session_bf16_convs(smof_session session, size_t *out);
 
 /** As smof_session_new, planned for another shape of input 0: `dims[0..rank]` in ONNX order

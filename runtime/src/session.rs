@@ -59,7 +59,9 @@ pub enum Precision {
     /// round their inputs and weights to bf16 (8 significant bits: a relative error of at
     /// most 2^-8 each) and accumulate the exact products in f32, on CPUs with AVX512-BF16
     /// (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later), where `vdpbf16ps`
-    /// does twice the multiply-adds of an f32 FMA. The bf16 weights are made at session creation (half
+    /// does twice the multiply-adds of an f32 FMA, and on aarch64 CPUs with FEAT_BF16
+    /// (Armv8.6: Cortex-A510, A710, X2 and later, Apple M2 and later), where `BFDOT` does
+    /// twice those of `FMLA`. The bf16 weights are made at session creation (half
     /// the f32 size, in the session's memory). Every other layer, and every layer on other
     /// CPUs, runs in f32; [`Session::bf16_convs`] counts the convs that took bf16. The
     /// errors add up over the layers: MobileNetV2's ImageNet embedding keeps a cosine of

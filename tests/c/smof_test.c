@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
 
     run_and_compare(model, "smof_model_open + run1");
 
-    {   /* bf16 sessions: close to f32 where the CPU has AVX512-BF16, the same elsewhere. */
+    {   /* bf16 sessions: close to f32 where the CPU has bf16 kernels, the same elsewhere. */
         smof_session b = {0};
         EXPECT_STATUS(smof_session_new_ex(model, 1, SMOF_SESSION_BF16, &b), SMOF_OK, "");
         size_t convs = 0;

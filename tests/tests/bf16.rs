@@ -9,16 +9,26 @@ use smof::kernels::bf16::quantize;
 use smof::{Model, Precision, Session, SessionOptions};
 use smof_tests::{attr, kernel_choices, pseudo_random, smof_load, OnnxBuilder};
 
-/// Whether this CPU has the bf16 kernels of the AVX-512 table.
+/// Whether this CPU has the bf16 kernels: those of the AVX-512 table (AVX512-BF16), or of
+/// the NEON table (FEAT_BF16).
 fn cpu_has_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512bf16") && std::is_x86_feature_detected!("avx512bw")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("bf16")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         false
     }
+}
+
+/// Whether sessions on the kernel table `name` run 1x1 convs in bf16 on this CPU.
+fn table_has_bf16(name: &str) -> bool {
+    (name == "x86_64-avx512" || name == "aarch64") && cpu_has_bf16()
 }
 
 const H: usize = 56;
@@ -132,7 +142,7 @@ fn bf16_block_matches_a_rounded_reference_on_every_table() {
             (s.output(0).to_vec(), s.bf16_convs(), s.conv_chains().len())
         };
         let (y, convs, chains) = run(SessionOptions::default());
-        let bf16 = name == "x86_64-avx512" && cpu_has_bf16();
+        let bf16 = table_has_bf16(name);
         assert_eq!(convs, if bf16 { 2 } else { 0 }, "{name}: bf16 convs");
         if name.starts_with("x86_64") {
             // The 1.2 MB expanded map makes a chain on x86 (1 MiB threshold): the bf16
@@ -179,7 +189,7 @@ fn bf16_backbone_stays_close_to_f32_on_the_bundled_photo() {
     };
     let (f, _) = run(Precision::F32);
     let (b, convs) = run(Precision::Bf16);
-    if !(model.kernels().name == "x86_64-avx512" && cpu_has_bf16()) {
+    if !table_has_bf16(model.kernels().name) {
         assert_eq!(convs, 0);
         assert!(b == f, "a session without bf16 kernels computes in f32");
         return;
@@ -270,7 +280,7 @@ fn bf16_conv_reads_a_concatenation_in_place() {
             (s.output(0).to_vec(), s.bf16_convs(), in_place)
         };
         let (y, convs, in_place) = run(SessionOptions::default());
-        let bf16 = name == "x86_64-avx512" && cpu_has_bf16();
+        let bf16 = table_has_bf16(name);
         assert_eq!(convs, if bf16 { 3 } else { 0 }, "{name}: bf16 convs");
         if name.starts_with("x86_64") {
             assert!(in_place, "{name}: the concatenation is read in place");

@@ -121,7 +121,7 @@ fn run_allocates_nothing_after_the_first() {
 }
 
 /// 100 runs of the model `bytes` on `input` after the first allocate nothing, on every table,
-/// in f32 and bf16 (`Precision::Bf16`: its convs where the CPU has AVX512-BF16), and on 1-3
+/// in f32 and bf16 (`Precision::Bf16`: its convs where the CPU has AVX512-BF16 or FEAT_BF16), and on 1-3
 /// threads, and give the same output to the bit.
 fn check_runs(bytes: &[u8], input: &[f32]) {
     let precisions = [smof::Precision::F32, smof::Precision::Bf16];

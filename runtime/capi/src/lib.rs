@@ -609,7 +609,8 @@ pub unsafe extern "C" fn smof_session_new(
 }
 
 /// A flag of [`smof_session_new_ex`]: bf16 products in the session's 1x1 convs where the CPU
-/// has AVX512-BF16 (`smof::Precision::Bf16`; elsewhere the session computes in f32).
+/// has AVX512-BF16 or (aarch64) FEAT_BF16 (`smof::Precision::Bf16`; elsewhere the session
+/// computes in f32).
 pub const SMOF_SESSION_BF16: u32 = 1;
 
 /// Creates a session like [`smof_session_new`] with the options of `flags`, a bitwise or of
@@ -649,7 +650,7 @@ pub unsafe extern "C" fn smof_session_new_ex(
 }
 
 /// The number of convs the session runs in bf16, in `*out`: 0 unless it was created with
-/// `SMOF_SESSION_BF16` on a CPU with AVX512-BF16.
+/// `SMOF_SESSION_BF16` on a CPU with AVX512-BF16 or FEAT_BF16.
 ///
 /// # Safety
 /// `out` is null or valid for writing.

@@ -24,8 +24,8 @@ Times each model on synthetic input and prints min, median, mean and max ms.
                 files already verified once, e.g. after download: open_ms without it
   --layer-by-layer  run every node on its own, without conv chains or fused patterns (to
                 measure what they give)
-  --bf16        bf16 products in the 1x1 convs, where the CPU has AVX512-BF16 (see
-                smof::Precision::Bf16); the output line says how many convs took it
+  --bf16        bf16 products in the 1x1 convs, where the CPU has AVX512-BF16 or (aarch64)
+                FEAT_BF16 (see smof::Precision::Bf16); the output line says how many convs took it
   --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
                 the kernel table's; 256 on NEON, 1024 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64

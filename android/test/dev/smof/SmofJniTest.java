@@ -112,7 +112,7 @@ public final class SmofJniTest {
         System.out.println("ok   input " + model.getInputName(0) + " "
                 + java.util.Arrays.toString(inShape));
 
-        // bf16: close to f32 where the CPU has AVX512-BF16, the same elsewhere.
+        // bf16: close to f32 where the CPU has bf16 kernels, the same elsewhere.
         try (SmofSession b = new SmofSession(model, 1, true)) {
             float[] got = b.run(input);
             int convs = b.getBf16Convs();

@@ -145,7 +145,7 @@ enum Cmd {
         /// STEM.NAME.npy.
         #[arg(long)]
         output: PathBuf,
-        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16
+        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16 or FEAT_BF16
         /// (`smof::Precision::Bf16`).
         #[arg(long)]
         bf16: bool,
@@ -160,7 +160,7 @@ enum Cmd {
         /// Print {"top1": …, "n": …}.
         #[arg(long)]
         json: bool,
-        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16
+        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16 or FEAT_BF16
         /// (`smof::Precision::Bf16`).
         #[arg(long)]
         bf16: bool,
@@ -178,7 +178,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Run the second model with bf16 products in its 1x1 convs where the CPU has
-        /// AVX512-BF16 (`smof::Precision::Bf16`): with the same file twice, what bf16 changes.
+        /// AVX512-BF16 or FEAT_BF16 (`smof::Precision::Bf16`): with the same file twice, what bf16 changes.
         #[arg(long)]
         bf16_b: bool,
     },
@@ -583,11 +583,11 @@ fn precision(bf16: bool) -> Precision {
 }
 
 /// A session of `model` at precision `p`, saying so on stderr when bf16 was asked for and no
-/// conv takes it (a CPU without AVX512-BF16).
+/// conv takes it (a CPU without AVX512-BF16 or FEAT_BF16).
 fn session<'m>(model: &'m Model, opts: SessionOptions, p: Precision) -> Result<Session<'m>> {
     let s = Session::new(model, &opts.precision(p))?;
     if p == Precision::Bf16 && s.bf16_convs() == 0 {
-        eprintln!("smof: note: no conv runs in bf16 here (it needs AVX512-BF16 and 1x1 convs)");
+        eprintln!("smof: note: no conv runs in bf16 here (it needs AVX512-BF16 or FEAT_BF16, and 1x1 convs)");
     }
     Ok(s)
 }

@@ -24,6 +24,9 @@
 //! | `dw_generic_portable`    | `DwBlock(8)`     | depthwise, any other kernel (portable)      |
 //! | `conv_generic_portable`  | `Canonical`      | grouped, depthwise with multiplier (portable) |
 //!
+//! With [`Precision::Bf16`](crate::session::Precision), on CPUs with FEAT_BF16 (Armv8.6),
+//! `conv1x1_bf16_8x8_neon` (`bf16.rs`) takes the 1x1 convs `gemm_8x8_neon` would run.
+//!
 //! The dense kernels (and `fc_8x8_neon`) share one register tile ([`tile`]): 8 output pixels
 //! x 8 output channels in 16 `float32x4_t` accumulators, bias in the initial value, residual
 //! and activation at the store. Pooling and the elementwise ops are the portable table's.
@@ -33,6 +36,7 @@
 //! are repacked once at load on a table without those kernels. The Winograd rule is the
 //! x86 tables' (`plan.rs`), not yet measured on a device (see `docs/decisions.md`).
 
+mod bf16;
 mod conv;
 mod dw;
 mod fc;
@@ -134,7 +138,7 @@ pub static TABLE: KernelTable = KernelTable {
     channel_align: 8,
     chain_min_bytes: 256 << 10,
     conv: select_conv,
-    conv_bf16: portable::no_bf16,
+    conv_bf16: bf16::select,
     fc: FcKernel {
         name: "fc_8x8_neon",
         layout: Layout::FcOcBlock(8),

@@ -325,181 +325,7 @@ unsafe fn mac<const NATIVE: bool, const M: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Activation, Shape4};
-
-    /// A small deterministic generator of values in [-1, 1).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> f32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-    }
-
-    /// One conv of `ic -> oc` channels over `n x h x w` pixels (channel strides `xcs`, `ycs`),
-    /// rows `rows` of it, through `run`, against the f64 sum of the bf16-rounded operands.
-    #[allow(clippy::type_complexity)]
-    fn check(
-        run: fn(&mut ConvArgs),
-        ((ic, oc), (n, h, w), (xcs, ycs)): ((usize, usize), (u32, u32, u32), (usize, usize)),
-        (bias, residual, act): (bool, bool, Activation),
-        rows: std::ops::Range<usize>,
-        (split, seed): (Option<usize>, u64),
-    ) {
-        let mut rng = Rng(seed | 1);
-        let conv = Conv {
-            in_c: ic as u32,
-            out_c: oc as u32,
-            groups: 1,
-            kernel: [1, 1],
-            stride: [1, 1],
-            dilation: [1, 1],
-            pads: [0; 4],
-            weight: 0,
-            bias: bias.then_some(1),
-            act,
-        };
-        let xs = Act4 {
-            shape: Shape4::new(n, h, w, ic as u32),
-            cs: xcs,
-        };
-        let ys = Act4 {
-            shape: Shape4::new(n, h, w, oc as u32),
-            cs: ycs,
-        };
-        let pixels = xs.len() / xcs;
-        // Inputs with their pad lanes zero, as sessions keep them; values of mixed scale.
-        let mut x = vec![0f32; xs.len()];
-        for px in x.chunks_exact_mut(xcs) {
-            for v in &mut px[..ic] {
-                *v = rng.next() * 4.0;
-            }
-        }
-        let wc: Vec<f32> = (0..oc * ic).map(|_| rng.next()).collect();
-        let b: Vec<f32> = (0..oc).map(|_| rng.next()).collect();
-        let r: Vec<f32> = (0..ys.len()).map(|_| rng.next()).collect();
-        let blocks = oc.div_ceil(BLOCK);
-        let mut blocked = vec![0f32; blocks * ic * BLOCK];
-        for o in 0..oc {
-            for i in 0..ic {
-                blocked[((o / BLOCK) * ic + i) * BLOCK + o % BLOCK] = wc[o * ic + i];
-            }
-        }
-        let packed = bf16::pack_pointwise(&blocked, Layout::ConvOcBlock(32), ic, oc).unwrap();
-        let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
-        let mut y = vec![f32::NAN; ys.len()];
-        let mut scratch = vec![f32::NAN; scratch(&conv, xs, ys)];
-        // With `split`, the input is read as two parts of a concatenation: channels
-        // `..split` and `split..`, each in a buffer of its own channel stride.
-        let part = |c: std::ops::Range<usize>| {
-            let cs = c.len().next_multiple_of(16);
-            let mut v = vec![0f32; pixels * cs];
-            for (dst, src) in v.chunks_exact_mut(cs).zip(x.chunks_exact(xcs)) {
-                dst[..c.len()].copy_from_slice(&src[c.clone()]);
-            }
-            let shape = Shape4::new(n, h, w, c.len() as u32);
-            (v, Act4 { shape, cs })
-        };
-        let (a, b2) = match split {
-            Some(k) => (part(0..k), Some(part(k..ic))),
-            None => ((x.clone(), xs), None),
-        };
-        let more: Vec<(&[f32], Act4)> = b2.iter().map(|(v, g)| (&v[..], *g)).collect();
-        run(&mut ConvArgs {
-            conv: &conv,
-            x: &a.0,
-            xs: a.1,
-            w: &packed,
-            bias: bias.then_some(&b[..]),
-            residual: residual.then_some(&r[..]),
-            y: &mut y,
-            ys,
-            scratch: &mut scratch,
-            rows: rows.clone(),
-            parts: &more,
-        });
-        let ow = w as usize;
-        let q = |v: f32| bf16::quantize(v) as f64;
-        for p in 0..pixels {
-            let inside = (rows.start * ow..rows.end * ow).contains(&p);
-            for o in 0..ycs {
-                let got = y[p * ycs + o];
-                if !inside {
-                    assert!(got.is_nan(), "wrote outside its rows");
-                    continue;
-                }
-                if o >= oc {
-                    assert_eq!(got, 0.0, "pad lane {o} of pixel {p}");
-                    continue;
-                }
-                let mut sum = if bias { b[o] as f64 } else { 0.0 };
-                let mut scale = sum.abs();
-                for i in 0..ic {
-                    let t = q(x[p * xcs + i]) * q(wc[o * ic + i]);
-                    sum += t;
-                    scale += t.abs();
-                }
-                if residual {
-                    sum += r[p * ycs + o] as f64;
-                    scale += (r[p * ycs + o] as f64).abs();
-                }
-                let want = act.apply(sum as f32);
-                // f32 accumulation of `ic` terms, and the activation's few ulp.
-                let tol = 4e-7 * (ic as f64 + 2.0) * scale + 1e-5 * (want as f64).abs() + 1e-30;
-                assert!(
-                    ((got - want) as f64).abs() <= tol,
-                    "ic {ic} oc {oc} pixel {p} channel {o}: {got} vs {want} (tol {tol})"
-                );
-            }
-        }
-    }
-
-    /// Shapes around the vector and block edges, with channel strides past the counts, row
-    /// ranges, bias, residual and the activations the store applies.
-    fn suite(run: fn(&mut ConvArgs)) {
-        let acts = [
-            Activation::None,
-            Activation::Relu,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::Silu,
-            Activation::HardSwish,
-        ];
-        let mut seed = 7u64;
-        for &ic in &[1usize, 2, 3, 16, 17, 31, 32, 33, 64, 100, 384] {
-            for &oc in &[1usize, 5, 16, 32, 40, 64, 96] {
-                seed += 1;
-                let s = seed as usize;
-                let act = acts[s % acts.len()];
-                let (n, h, w) = (1 + (s % 2) as u32, 1 + (s % 5) as u32, 1 + (s % 13) as u32);
-                let xcs = ic.next_multiple_of(16) + 16 * (s % 2);
-                let ycs = oc.next_multiple_of(16) + 16 * (s / 2 % 2);
-                let rows = (n * h) as usize;
-                let cut = if s.is_multiple_of(3) {
-                    (rows / 2)..rows
-                } else {
-                    0..rows
-                };
-                let opts = (s.is_multiple_of(2), s % 4 < 2, act);
-                // Also the same input read as two parts, the first of an even channel count,
-                // over all the rows.
-                let parts = (ic >= 3).then(|| ((ic / 3) & !1).max(2));
-                let whole = parts.map(|k| (Some(k), 0..rows));
-                for (split, cut) in std::iter::once((None, cut)).chain(whole) {
-                    let shape = ((ic, oc), (n, h, w), (xcs, ycs));
-                    check(run, shape, opts, cut, (split, seed));
-                }
-            }
-        }
-        // A map larger than one chunk, at many input channels, whole and in two parts.
-        let big = ((1536, 64), (1, 9, 11), (1536, 64));
-        let opts = (true, true, Activation::Relu);
-        check(run, big, opts, 0..9, (None, 99));
-        check(run, big, opts, 0..9, (Some(512), 98));
-        assert!(chunk_pixels(1536) < 99);
-    }
+    use crate::kernels::bf16::testing::suite;
 
     #[test]
     fn emulated_bf16_pointwise_matches_the_rounded_reference() {
@@ -507,7 +333,8 @@ mod tests {
             eprintln!("no AVX-512 on this CPU: the emulated bf16 driver is not run");
             return;
         }
-        suite(conv1x1_emulated);
+        suite(conv1x1_emulated, BLOCK, scratch);
+        assert!(chunk_pixels(1536) < 99);
     }
 
     #[test]
@@ -516,6 +343,6 @@ mod tests {
             eprintln!("no AVX512-BF16 on this CPU: the native bf16 kernel is not run");
             return;
         }
-        suite(conv1x1);
+        suite(conv1x1, BLOCK, scratch);
     }
 }

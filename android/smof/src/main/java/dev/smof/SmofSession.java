@@ -25,8 +25,9 @@ public final class SmofSession implements AutoCloseable {
 
     /**
      * A session with {@code threads} worker threads; with {@code bf16}, its 1x1 convs multiply
-     * bf16-rounded inputs and weights where the CPU has AVX512-BF16 (x86-64: AMD Zen 4, Intel
-     * Sapphire Rapids and later), about twice the multiply-adds per instruction, at a small
+     * bf16-rounded inputs and weights where the CPU has FEAT_BF16 (arm64: Cortex-A510, A710,
+     * X2 and later) or AVX512-BF16 (x86-64: AMD Zen 4, Intel Sapphire Rapids and later), about
+     * twice the multiply-adds per instruction, at a small
      * loss of precision; elsewhere it computes in f32. {@link #getBf16Convs} says how many
      * convs took it.
      */
@@ -44,7 +45,7 @@ public final class SmofSession implements AutoCloseable {
     }
 
     /** The number of convs this session runs in bf16 (0 unless created with bf16 on a CPU
-     *  with AVX512-BF16). */
+     *  with FEAT_BF16 or AVX512-BF16). */
     public synchronized int getBf16Convs() {
         return nativeBf16Convs(live());
     }

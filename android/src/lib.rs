@@ -15,7 +15,7 @@
 #![warn(missing_docs)]
 
 use jni::objects::{JByteArray, JByteBuffer, JClass, JFloatArray, JObject, JString};
-use jni::sys::{jboolean, jfloatArray, jint, jintArray, jlong, jstring, JNI_TRUE};
+use jni::sys::{jfloatArray, jint, jintArray, jlong, jstring};
 use jni::JNIEnv;
 use smof::{Error, Model, ModelOptions, Precision, Session, SessionOptions};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -419,17 +419,19 @@ pub extern "system" fn Java_dev_smof_SmofSession_nativeNew<'l>(
     _cls: JClass<'l>,
     model: jlong,
     threads: jint,
-    bf16: jboolean,
+    precision: jint,
 ) -> jlong {
     guard(&mut env, 0, |_| {
         if threads < 0 {
             return Err(Throw::Arg(format!("threads {threads} is negative")));
         }
         let m = Arc::clone(model_ref(model)?);
-        let precision = if bf16 == JNI_TRUE {
-            Precision::Bf16
-        } else {
-            Precision::F32
+        // The ordinal of `SmofSession.Precision`.
+        let precision = match precision {
+            0 => Precision::F32,
+            1 => Precision::Bf16,
+            2 => Precision::F16,
+            p => return Err(Throw::Arg(format!("unknown precision {p}"))),
         };
         let s = NativeSession::new(m, threads as usize, precision).map_err(run_error)?;
         Ok(Box::into_raw(Box::new(s)) as jlong)
@@ -445,6 +447,19 @@ pub extern "system" fn Java_dev_smof_SmofSession_nativeBf16Convs<'l>(
 ) -> jint {
     guard(&mut env, 0, |_| {
         let n = session_mut(handle)?.session.bf16_convs();
+        Ok(n.min(jint::MAX as usize) as jint)
+    })
+}
+
+/// The number of convs a session runs in f16.
+#[no_mangle]
+pub extern "system" fn Java_dev_smof_SmofSession_nativeF16Convs<'l>(
+    mut env: JNIEnv<'l>,
+    _cls: JClass<'l>,
+    handle: jlong,
+) -> jint {
+    guard(&mut env, 0, |_| {
+        let n = session_mut(handle)?.session.f16_convs();
         Ok(n.min(jint::MAX as usize) as jint)
     })
 }

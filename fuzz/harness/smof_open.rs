@@ -1,5 +1,5 @@
 //! The `smof_open` fuzz harness: open a `.smof` (`Model::from_bytes`), create a session and
-//! run it, as given and "repaired". Shared by the fuzz target
+//! run it, in f32 and in bf16, as given and "repaired". Shared by the fuzz target
 //! (`fuzz/fuzz_targets/smof_open.rs`) and the regression tests
 //! (`tests/tests/fuzz_regressions.rs`), which include this file with `#[path]`.
 //!
@@ -13,7 +13,7 @@
 //! hundred MB. Models above the bound are still opened and validated.
 
 use smof::graph::Shape4;
-use smof::{Model, Session, SessionOptions};
+use smof::{Model, Precision, Session, SessionOptions};
 
 /// Largest activation total (floats) for which a session is created: 64 MB.
 pub const MAX_ARENA_FLOATS: u64 = 16 << 20;
@@ -89,12 +89,24 @@ pub fn open_and_run(bytes: &[u8]) -> bool {
             n.op.macs(&ins, shape(n.outputs[0]))
         })
         .fold(0u64, u64::saturating_add);
-    let Ok(mut session) = Session::new(&model, &SessionOptions::default().threads(1)) else {
+    let Ok(session) = Session::new(&model, &SessionOptions::default().threads(1)) else {
         return true;
     };
     if macs > MAX_MACS {
         return true;
     }
+    // Also in bf16, whose weights are packed at session creation (f32 where the CPU has no
+    // bf16 kernels): a model that plans in f32 plans in bf16 too.
+    let bf16 = SessionOptions::default().precision(Precision::Bf16);
+    let bf16 = Session::new(&model, &bf16).expect("a model that plans in f32 plans in bf16");
+    for session in [session, bf16] {
+        run_once(g, session);
+    }
+    true
+}
+
+/// Runs `session` of the graph `g` once on deterministic inputs of the declared sizes.
+fn run_once(g: &smof::graph::Graph, mut session: Session) {
     let inputs: Vec<Vec<f32>> = g
         .inputs
         .iter()
@@ -113,7 +125,6 @@ pub fn open_and_run(bytes: &[u8]) -> bool {
         let n: usize = session.output_dims(i).iter().product();
         assert_eq!(session.output(i).len(), n);
     }
-    true
 }
 
 /// One fuzz input: as given, then repaired (when repairing changes it).

@@ -112,6 +112,13 @@ int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
  *  its f32 value); elsewhere the session computes in f32. */
 #define SMOF_SESSION_BF16 1u
 
+/** A flag of smof_session_new_ex: f16 arithmetic in the session's 1x1 convs where the CPU has
+ *  FEAT_FP16 (aarch64, Armv8.2 half precision: Cortex-A55, A75, A76 and later; twice the
+ *  multiply-adds per instruction; inputs and weights rounded to f16, 32 products at a time
+ *  summed in f16, then in f32); elsewhere the session computes in f32. Excludes
+ *  SMOF_SESSION_BF16. */
+#define SMOF_SESSION_F16 2u
+
 /** As smof_session_new, with `flags` a bitwise or of SMOF_SESSION_* values (0: as
  *  smof_session_new). Unknown bits give SMOF_ERR_INVALID_ARGUMENT. */
 int32_t smof_session_new_ex(smof_model model, uint32_t threads, uint32_t flags, smof_session *out);
@@ -119,6 +126,10 @@ int32_t smof_session_new_ex(smof_model model, uint32_t threads, uint32_t flags, 
 /** The number of convs `session` runs in bf16, in `*out` (0 unless created with
  *  SMOF_SESSION_BF16 on a CPU with AVX512-BF16 or FEAT_BF16). */
 int32_t smof_session_bf16_convs(smof_session session, size_t *out);
+
+/** The number of convs `session` runs in f16, in `*out` (0 unless created with
+ *  SMOF_SESSION_F16 on a CPU with FEAT_FP16). */
+int32_t smof_session_f16_convs(smof_session session, size_t *out);
 
 /** As smof_session_new, planned for another shape of input 0: `dims[0..rank]` in ONNX order
  *  (e.g. N, C, H, W). A shape the layers cannot take gives SMOF_ERR_INVALID_ARGUMENT. */

@@ -10,8 +10,8 @@ use crate::graph::{
     Resize, Shape4, UnaryKind,
 };
 use crate::kernels::{
-    bf16, is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs, FcKernel,
-    KernelTable, MAX_CONV_PARTS,
+    bf16, f16, is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs,
+    FcKernel, KernelTable, PackFn, MAX_CONV_PARTS,
 };
 use crate::model::Model;
 use crate::plan::{self, Interval};
@@ -44,8 +44,8 @@ pub struct SessionOptions {
     /// table's [`chain_min_bytes`](crate::kernels::KernelTable::chain_min_bytes). For
     /// measuring chains on a device, and for tests.
     pub chain_min_bytes: Option<usize>,
-    /// The arithmetic of the convs: f32 (the default), or bf16 products where the kernel
-    /// table has bf16 kernels (see [`Precision::Bf16`]).
+    /// The arithmetic of the convs: f32 (the default), or bf16 products or f16 arithmetic
+    /// where the kernel table and the CPU have such kernels (see [`Precision`]).
     pub precision: Precision,
 }
 
@@ -67,6 +67,17 @@ pub enum Precision {
     /// errors add up over the layers: MobileNetV2's ImageNet embedding keeps a cosine of
     /// 0.998 to its f32 value (`docs/decisions.md`, "bf16 pointwise convs").
     Bf16,
+    /// Ungrouped 1x1 convs (as for `Bf16`) round their inputs and weights to f16 (11
+    /// significant bits) and multiply and add in f16, 32 input channels at a time, each such
+    /// sum then added in f32 ([`kernels::f16::dot`](crate::kernels::f16::dot) defines the
+    /// result), on aarch64 CPUs with FEAT_FP16 (Armv8.2 half-precision arithmetic:
+    /// Cortex-A55, A75, A76 and later, most phones since 2018), where `FMLA` on f16 does
+    /// twice the multiply-adds of `FMLA` on f32. The f16 weights are made at session creation
+    /// (half the f32 size). Every other layer, and every layer on other CPUs, runs in f32;
+    /// [`Session::f16_convs`] counts the convs that took f16. Values beyond the f16 range
+    /// (65504) in a 1x1 conv's input or partial sums become infinite. Per layer the error
+    /// is about a third of bf16's (`docs/decisions.md`, "f16 on aarch64").
+    F16,
 }
 
 impl SessionOptions {
@@ -229,9 +240,10 @@ pub struct Session<'m> {
     /// The weights of the convs that squeeze-excite gates are folded into, scaled by each
     /// run's gates.
     folded: AlignedF32,
-    /// The bf16 weights of the convs that run bf16 kernels ([`Precision::Bf16`]), as the
-    /// bits of their words.
+    /// The bf16 or f16 weights of the convs that run bf16 or f16 kernels
+    /// ([`Precision::Bf16`], [`Precision::F16`]), as the bits of their words.
     packed: AlignedF32,
+    precision: Precision,
     scratch_len: usize,
     pool: Workers,
     inputs: Vec<(usize, Vec<usize>)>,
@@ -647,13 +659,23 @@ impl<'m> Session<'m> {
                 s.link = Link::Member;
             }
         }
-        // bf16 convs: the table's bf16 kernel and weights packed for it, for every conv it
-        // takes that has no folded gate; one reading a concatenation in place only where
-        // every part but the last has an even channel count (the kernel rounds channels in
-        // pairs).
+        // bf16 and f16 convs: the table's kernel of that precision and weights packed for
+        // it, for every conv it takes that has no folded gate; in bf16, one reading a
+        // concatenation in place only where every part but the last has an even channel
+        // count (the kernel rounds channels in pairs).
         // The words' bits as f32 slots, each conv's from a 64-byte boundary.
         let mut packed_words: Vec<f32> = Vec::new();
-        if opts.precision == Precision::Bf16 {
+        type Reduced = (
+            fn(&Conv, crate::graph::Layout) -> Option<ConvKernel>,
+            PackFn,
+            bool,
+        );
+        let reduced: Option<Reduced> = match opts.precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some((table.conv_bf16, bf16::pack_pointwise, true)),
+            Precision::F16 => Some((table.conv_f16, f16::pack_pointwise, false)),
+        };
+        if let Some((select, pack, pairs)) = reduced {
             for (i, step) in steps.iter_mut().enumerate() {
                 let Kernel::Conv {
                     conv,
@@ -667,16 +689,15 @@ impl<'m> Session<'m> {
                 else {
                     continue;
                 };
-                let Some(k16) = (table.conv_bf16)(conv, k.layout) else {
+                let Some(k16) = select(conv, k.layout) else {
                     continue;
                 };
-                let odd = |&t: &usize| buffers[t].geom.shape.c % 2 == 1;
+                let odd = |&t: &usize| pairs && buffers[t].geom.shape.c % 2 == 1;
                 if *parts > 1 && (!k16.reads_parts || step.inputs[..*parts - 1].iter().any(odd)) {
                     continue;
                 }
                 let in_c = conv.in_c as usize;
-                let Some(words) = bf16::pack_pointwise(w, k.layout, in_c, conv.out_c as usize)
-                else {
+                let Some(words) = pack(w, k.layout, in_c, conv.out_c as usize) else {
                     continue;
                 };
                 let at = packed_words.len();
@@ -730,6 +751,7 @@ impl<'m> Session<'m> {
             scratch_len,
             folded: AlignedF32::zeroed(folded_len),
             packed,
+            precision: opts.precision,
             pool,
             inputs,
             outputs,
@@ -1424,9 +1446,28 @@ impl<'m> Session<'m> {
             .collect()
     }
 
-    /// The number of convs that run a bf16 kernel ([`Precision::Bf16`]; 0 for an f32 session
-    /// or where the CPU or the kernel table has none).
+    /// The number of convs that run a bf16 kernel ([`Precision::Bf16`]; 0 for another
+    /// precision or where the CPU or the kernel table has none).
     pub fn bf16_convs(&self) -> usize {
+        if self.precision == Precision::Bf16 {
+            self.reduced_convs()
+        } else {
+            0
+        }
+    }
+
+    /// The number of convs that run an f16 kernel ([`Precision::F16`]; 0 for another
+    /// precision or where the CPU or the kernel table has none).
+    pub fn f16_convs(&self) -> usize {
+        if self.precision == Precision::F16 {
+            self.reduced_convs()
+        } else {
+            0
+        }
+    }
+
+    /// The number of convs with weights packed at creation for a reduced precision.
+    fn reduced_convs(&self) -> usize {
         (self.steps.iter())
             .filter(|s| {
                 matches!(

@@ -210,13 +210,44 @@ int main(int argc, char **argv) {
         free(out);
         EXPECT_STATUS(smof_session_free(b), SMOF_OK, "");
         EXPECT_STATUS(smof_session_bf16_convs(b, &convs), SMOF_ERR_INVALID_HANDLE, "");
-        EXPECT_STATUS(smof_session_new_ex(model, 1, 2, &b), SMOF_ERR_INVALID_ARGUMENT, "flags");
+        EXPECT_STATUS(smof_session_new_ex(model, 1, 4, &b), SMOF_ERR_INVALID_ARGUMENT, "flags");
+        EXPECT_STATUS(smof_session_new_ex(model, 1, SMOF_SESSION_BF16 | SMOF_SESSION_F16, &b),
+                      SMOF_ERR_INVALID_ARGUMENT, "exclude each other");
         EXPECT_STATUS(smof_session_new_ex(model, 1, 0, NULL), SMOF_ERR_NULL_POINTER, "out");
         smof_session f = {0};
         EXPECT_STATUS(smof_session_new_ex(model, 1, 0, &f), SMOF_OK, "");
         EXPECT_STATUS(smof_session_bf16_convs(f, &convs), SMOF_OK, "");
         CHECK(convs == 0, "an f32 session has %zu bf16 convs", convs);
+        EXPECT_STATUS(smof_session_f16_convs(f, &convs), SMOF_OK, "");
+        CHECK(convs == 0, "an f32 session has %zu f16 convs", convs);
         EXPECT_STATUS(smof_session_free(f), SMOF_OK, "");
+    }
+
+    {   /* f16 sessions: FEAT_FP16 is an aarch64 feature; on this host they compute in f32. */
+        smof_session h = {0};
+        EXPECT_STATUS(smof_session_new_ex(model, 1, SMOF_SESSION_F16, &h), SMOF_OK, "");
+        size_t convs = 0;
+        EXPECT_STATUS(smof_session_f16_convs(h, &convs), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_run1(h, input, input_len), SMOF_OK, "");
+        float *out = calloc(expected_len, sizeof(float));
+        EXPECT_STATUS(smof_session_output(h, 0, out, expected_len), SMOF_OK, "");
+        if (convs > 0) {
+            CHECK(convs == 34, "f16 convs %zu, the backbone has 34 pointwise convs", convs);
+            double dot = 0, nf = 0, nh = 0;
+            for (size_t i = 0; i < expected_len; i++) {
+                dot += (double)out[i] * expected[i];
+                nf += (double)expected[i] * expected[i];
+                nh += (double)out[i] * out[i];
+            }
+            CHECK(dot / sqrt(nf * nh) >= 0.99, "f16 embedding cosine to f32");
+        } else {
+            CHECK(compare(out, expected_len, "f16 without f16 kernels"), "f32 fallback");
+        }
+        free(out);
+        EXPECT_STATUS(smof_session_bf16_convs(h, &convs), SMOF_OK, "");
+        CHECK(convs == 0, "an f16 session has %zu bf16 convs", convs);
+        EXPECT_STATUS(smof_session_free(h), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_f16_convs(h, &convs), SMOF_ERR_INVALID_HANDLE, "");
     }
 
     {   /* A session planned for another input size; bad shapes are errors. */

@@ -121,10 +121,11 @@ fn run_allocates_nothing_after_the_first() {
 }
 
 /// 100 runs of the model `bytes` on `input` after the first allocate nothing, on every table,
-/// in f32 and bf16 (`Precision::Bf16`: its convs where the CPU has AVX512-BF16 or FEAT_BF16), and on 1-3
-/// threads, and give the same output to the bit.
+/// in f32, bf16 and f16 (`Precision::Bf16`, `Precision::F16`: their convs where the CPU has
+/// the instructions), and on 1-3 threads, and give the same output to the bit.
 fn check_runs(bytes: &[u8], input: &[f32]) {
-    let precisions = [smof::Precision::F32, smof::Precision::Bf16];
+    use smof::Precision;
+    let precisions = [Precision::F32, Precision::Bf16, Precision::F16];
     for (table, precision) in smof::kernels::KernelTable::all_supported()
         .into_iter()
         .flat_map(|t| precisions.map(|p| (t, p)))

@@ -167,6 +167,11 @@ impl OwnedSession {
         self.session.bf16_convs()
     }
 
+    /// The number of convs that run in f16; see [`Session::f16_convs`].
+    pub fn f16_convs(&self) -> usize {
+        self.session.f16_convs()
+    }
+
     /// Runs the model; see [`Session::run`].
     pub fn run(&mut self, inputs: &[&[f32]]) -> smof::Result<()> {
         self.session.run(inputs)
@@ -613,6 +618,11 @@ pub unsafe extern "C" fn smof_session_new(
 /// computes in f32).
 pub const SMOF_SESSION_BF16: u32 = 1;
 
+/// A flag of [`smof_session_new_ex`]: f16 arithmetic in the session's 1x1 convs where the CPU
+/// has FEAT_FP16 (aarch64; `smof::Precision::F16`; elsewhere the session computes in f32).
+/// Excludes `SMOF_SESSION_BF16`.
+pub const SMOF_SESSION_F16: u32 = 2;
+
 /// Creates a session like [`smof_session_new`] with the options of `flags`, a bitwise or of
 /// `SMOF_SESSION_*` values (0: as `smof_session_new`). Unknown bits give
 /// `SMOF_ERR_INVALID_ARGUMENT`.
@@ -630,13 +640,21 @@ pub unsafe extern "C" fn smof_session_new_ex(
         if out.is_null() {
             return Err(null("out"));
         }
-        if flags & !SMOF_SESSION_BF16 != 0 {
+        if flags & !(SMOF_SESSION_BF16 | SMOF_SESSION_F16) != 0 {
             return Err(invalid(format!("unknown session flags {flags:#x}")));
         }
-        let precision = if flags & SMOF_SESSION_BF16 != 0 {
-            smof::Precision::Bf16
-        } else {
-            smof::Precision::F32
+        let precision = match (
+            flags & SMOF_SESSION_BF16 != 0,
+            flags & SMOF_SESSION_F16 != 0,
+        ) {
+            (true, true) => {
+                return Err(invalid(
+                    "SMOF_SESSION_BF16 and SMOF_SESSION_F16 exclude each other",
+                ))
+            }
+            (true, false) => smof::Precision::Bf16,
+            (false, true) => smof::Precision::F16,
+            (false, false) => smof::Precision::F32,
         };
         let m = get_model(model)?;
         let opts = (SessionOptions::default().threads(threads as usize)).precision(precision);
@@ -659,6 +677,20 @@ pub unsafe extern "C" fn smof_session_bf16_convs(session: SmofSession, out: *mut
     count_common(out, || {
         let s = get_session(session)?;
         let n = lock(&s).bf16_convs();
+        Ok(n)
+    })
+}
+
+/// The number of convs the session runs in f16, in `*out`: 0 unless it was created with
+/// `SMOF_SESSION_F16` on a CPU with FEAT_FP16.
+///
+/// # Safety
+/// `out` is null or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn smof_session_f16_convs(session: SmofSession, out: *mut usize) -> i32 {
+    count_common(out, || {
+        let s = get_session(session)?;
+        let n = lock(&s).f16_convs();
         Ok(n)
     })
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--bf16] [--chain-min-kib N] [--kernels NAME] [--input-shape N,C,H,W]...
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--bf16] [--f16] [--chain-min-kib N] [--kernels NAME] [--input-shape N,C,H,W]...
 
 Times each model on synthetic input and prints min, median, mean and max ms.
   --threads N   threads, the calling one included (default 1; at most 64 are used)
@@ -25,7 +25,9 @@ Times each model on synthetic input and prints min, median, mean and max ms.
   --layer-by-layer  run every node on its own, without conv chains or fused patterns (to
                 measure what they give)
   --bf16        bf16 products in the 1x1 convs, where the CPU has AVX512-BF16 or (aarch64)
-                FEAT_BF16 (see smof::Precision::Bf16); the output line says how many convs took it
+                FEAT_BF16 (see smof::Precision::Bf16)
+  --f16         f16 arithmetic in the 1x1 convs, where the CPU has FEAT_FP16 (aarch64; see
+                smof::Precision::F16); the output line says how many convs took it; the output line says how many convs took it
   --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
                 the kernel table's; 256 on NEON, 1024 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
@@ -50,6 +52,7 @@ struct Args {
     no_verify: bool,
     layer_by_layer: bool,
     bf16: bool,
+    f16: bool,
     chain_min_kib: Option<usize>,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
@@ -87,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
         no_verify: false,
         layer_by_layer: false,
         bf16: false,
+        f16: false,
         chain_min_kib: None,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
@@ -114,6 +118,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-mmap" => out.no_mmap = true,
             "--layer-by-layer" => out.layer_by_layer = true,
             "--bf16" => out.bf16 = true,
+            "--f16" => out.f16 = true,
             "--chain-min-kib" => out.chain_min_kib = Some(num("--chain-min-kib")?),
             "--no-verify" => out.no_verify = true,
             "--kernels" => {
@@ -150,6 +155,9 @@ fn parse_args() -> Result<Args, String> {
     let path = path.ok_or("no model given")?;
     if lut_for != out.lut_out.is_some() {
         return Err("--lut-for M.smof and -o FILE go together".into());
+    }
+    if out.bf16 && out.f16 {
+        return Err("--bf16 and --f16 exclude each other".into());
     }
     if lut_for && path.is_dir() {
         return Err("--lut-for takes one model file".into());
@@ -242,6 +250,9 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
     if a.bf16 {
         opts = opts.precision(smof::Precision::Bf16);
     }
+    if a.f16 {
+        opts = opts.precision(smof::Precision::F16);
+    }
     if let Some(kib) = a.chain_min_kib {
         opts = opts.chain_min_bytes(kib.saturating_mul(1024));
     }
@@ -327,9 +338,10 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
 
     if a.json {
         let mut j = format!(
-            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.6},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?},\"bf16_convs\":{}",
+            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.6},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?},\"bf16_convs\":{},\"f16_convs\":{}",
             name, a.threads, a.warmup, a.loops, s.min, s.median, s.mean, s.max, gflops, open_ms, session_ms,
-            session.arena_bytes(), model.kernels().name, session.bf16_convs()
+            session.arena_bytes(), model.kernels().name, session.bf16_convs(),
+            session.f16_convs()
         );
         let dims: Vec<&[usize]> = (0..session.input_count())
             .map(|i| session.input_dims(i))
@@ -363,6 +375,13 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
                 "{:>32}  bf16 products in {} of the convs",
                 "",
                 session.bf16_convs()
+            );
+        }
+        if a.f16 {
+            smof::outln!(
+                "{:>32}  f16 arithmetic in {} of the convs",
+                "",
+                session.f16_convs()
             );
         }
         if a.profile {

@@ -17,17 +17,30 @@ pub mod aarch64;
 pub mod bf16;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod expf;
+pub mod f16;
 pub(crate) mod geom;
 pub mod pack;
 mod plan;
 pub mod portable;
 pub mod reference;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
 use crate::graph::{Activation, Conv, Fc, Layout, Pool, Shape4};
 pub use plan::ConvPlan;
 use std::ops::Range;
+
+/// The weight packing of a reduced-precision pointwise kernel ([`bf16::pack_pointwise`],
+/// [`f16::pack_pointwise`]): the f32 weights, their layout, the input and output channels;
+/// the packed words, or `None` for a layout or length it does not take.
+pub type PackFn = fn(&[f32], Layout, usize, usize) -> Option<Vec<u32>>;
+
+/// The definition of a reduced precision's dot product ([`bf16::dot`], [`f16::dot`]): of the
+/// inputs and the weights of one output, the sum in f64, the sum of the products'
+/// magnitudes, and the number of f32 additions the kernels make.
+pub type DotFn = fn(&[f32], &[f32]) -> (f64, f64, usize);
 
 /// Geometry of one activation buffer: logical NHWC shape and the padded channel stride.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +214,10 @@ pub struct KernelTable {
     /// [`Precision::Bf16`](crate::session::Precision) sessions, or `None` (the conv runs in
     /// f32). Its weights are [`bf16::pack_pointwise`]'s words, one per f32 slot.
     pub conv_bf16: fn(&Conv, Layout) -> Option<ConvKernel>,
+    /// The table's f16 kernel for a conv whose weights are stored as the layout given, for
+    /// [`Precision::F16`](crate::session::Precision) sessions, or `None` (the conv runs in
+    /// f32). Its weights are [`f16::pack_pointwise`]'s, two halves per f32 slot.
+    pub conv_f16: fn(&Conv, Layout) -> Option<ConvKernel>,
     /// Fully connected.
     pub fc: FcKernel,
     /// Max/average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (pixel

@@ -311,6 +311,7 @@ pub static TABLE: KernelTable = KernelTable {
     chain_min_bytes: 256 << 10,
     conv: |_, _| Some(CONV),
     conv_bf16: crate::kernels::portable::no_bf16,
+    conv_f16: crate::kernels::portable::no_f16,
     fc: FcKernel {
         name: "fc_reference",
         layout: Layout::Canonical,

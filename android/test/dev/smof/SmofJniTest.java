@@ -132,6 +132,25 @@ public final class SmofJniTest {
         }
         try (SmofSession f = new SmofSession(model, 1, false)) {
             check(f.getBf16Convs() == 0, "an f32 session has no bf16 convs");
+            check(f.getF16Convs() == 0, "an f32 session has no f16 convs");
+        }
+        // f16: FEAT_FP16 is an arm64 feature; on other CPUs the session computes in f32.
+        try (SmofSession h = new SmofSession(model, 1, SmofSession.Precision.F16)) {
+            float[] got = h.run(input);
+            int convs = h.getF16Convs();
+            check(h.getBf16Convs() == 0, "an f16 session has no bf16 convs");
+            if (convs > 0) {
+                double dot = 0, nf = 0, nh = 0;
+                for (int i = 0; i < ref.length; i++) {
+                    dot += (double) got[i] * ref[i];
+                    nf += (double) ref[i] * ref[i];
+                    nh += (double) got[i] * got[i];
+                }
+                check(convs == 34, "f16 convs " + convs + " (the backbone has 34 pointwise convs)");
+                check(dot / Math.sqrt(nf * nh) >= 0.99, "f16 embedding cosine to f32");
+            } else {
+                compare(got, "f16 session without f16 kernels");
+            }
         }
 
         SmofSession session = new SmofSession(model);
@@ -286,6 +305,9 @@ public final class SmofJniTest {
         expect(IllegalStateException.class, "run(FloatBuffer) after close", () -> session.run(direct));
         expect(IllegalStateException.class, "getOutput after close", () -> session.getOutput(0));
         expect(IllegalStateException.class, "getBf16Convs after close", session::getBf16Convs);
+        expect(IllegalStateException.class, "getF16Convs after close", session::getF16Convs);
+        expect(IllegalArgumentException.class, "null precision",
+                () -> new SmofSession(model, 1, (SmofSession.Precision) null));
 
         System.out.println(checks + " checks, " + failures + " failures");
         System.exit(failures == 0 ? 0 : 1);

@@ -149,6 +149,10 @@ enum Cmd {
         /// (`smof::Precision::Bf16`).
         #[arg(long)]
         bf16: bool,
+        /// f16 arithmetic in the 1x1 convs where the CPU has FEAT_FP16 (aarch64;
+        /// `smof::Precision::F16`).
+        #[arg(long, conflicts_with = "bf16")]
+        f16: bool,
     },
     /// Top-1 accuracy on a labelled .npz set (arrays X and y).
     Eval {
@@ -164,6 +168,10 @@ enum Cmd {
         /// (`smof::Precision::Bf16`).
         #[arg(long)]
         bf16: bool,
+        /// f16 arithmetic in the 1x1 convs where the CPU has FEAT_FP16 (aarch64;
+        /// `smof::Precision::F16`).
+        #[arg(long, conflicts_with = "bf16")]
+        f16: bool,
     },
     /// Compare two models' outputs on the same inputs.
     Compare {
@@ -178,9 +186,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Run the second model with bf16 products in its 1x1 convs where the CPU has
-        /// AVX512-BF16 or FEAT_BF16 (`smof::Precision::Bf16`): with the same file twice, what bf16 changes.
+        /// AVX512-BF16 or FEAT_BF16 (`smof::Precision::Bf16`): with the same file twice, what
+        /// bf16 changes.
         #[arg(long)]
         bf16_b: bool,
+        /// Run the second model with f16 arithmetic in its 1x1 convs where the CPU has
+        /// FEAT_FP16 (aarch64; `smof::Precision::F16`).
+        #[arg(long, conflicts_with = "bf16_b")]
+        f16_b: bool,
     },
 }
 
@@ -521,20 +534,23 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             input,
             output,
             bf16,
-        } => run(&model, &input, &output, precision(bf16)),
+            f16,
+        } => run(&model, &input, &output, precision(bf16, f16)),
         Cmd::Eval {
             model,
             data,
             json,
             bf16,
-        } => eval(&model, &data, json, precision(bf16)),
+            f16,
+        } => eval(&model, &data, json, precision(bf16, f16)),
         Cmd::Compare {
             a,
             b,
             inputs,
             json,
             bf16_b,
-        } => compare(&a, &b, &inputs, json, precision(bf16_b)),
+            f16_b,
+        } => compare(&a, &b, &inputs, json, precision(bf16_b, f16_b)),
     }
 }
 
@@ -573,21 +589,24 @@ fn load_calib(
     }
 }
 
-/// The session precision of a `--bf16` flag.
-fn precision(bf16: bool) -> Precision {
-    if bf16 {
-        Precision::Bf16
-    } else {
-        Precision::F32
+/// The session precision of the `--bf16` and `--f16` flags (which clap keeps apart).
+fn precision(bf16: bool, f16: bool) -> Precision {
+    match (bf16, f16) {
+        (true, _) => Precision::Bf16,
+        (_, true) => Precision::F16,
+        _ => Precision::F32,
     }
 }
 
-/// A session of `model` at precision `p`, saying so on stderr when bf16 was asked for and no
-/// conv takes it (a CPU without AVX512-BF16 or FEAT_BF16).
+/// A session of `model` at precision `p`, saying so on stderr when bf16 or f16 was asked for
+/// and no conv takes it (a CPU without the instructions).
 fn session<'m>(model: &'m Model, opts: SessionOptions, p: Precision) -> Result<Session<'m>> {
     let s = Session::new(model, &opts.precision(p))?;
     if p == Precision::Bf16 && s.bf16_convs() == 0 {
         eprintln!("smof: note: no conv runs in bf16 here (it needs AVX512-BF16 or FEAT_BF16, and 1x1 convs)");
+    }
+    if p == Precision::F16 && s.f16_convs() == 0 {
+        eprintln!("smof: note: no conv runs in f16 here (it needs FEAT_FP16, and 1x1 convs)");
     }
     Ok(s)
 }

@@ -304,7 +304,8 @@ unsafe fn step<const M: usize, const L: i32>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::bf16::{self, testing::suite};
+    use crate::kernels::bf16;
+    use crate::kernels::testing::{suite, Pointwise};
 
     #[test]
     fn bf16_pointwise_matches_the_rounded_reference() {
@@ -312,7 +313,14 @@ mod tests {
             eprintln!("no FEAT_BF16 on this CPU: the bf16 kernel is not run");
             return;
         }
-        suite(conv1x1, LANES, scratch);
+        suite(&Pointwise {
+            run: conv1x1,
+            scratch,
+            nb: LANES,
+            pack: crate::kernels::bf16::pack_pointwise,
+            dot: crate::kernels::bf16::dot,
+            even_parts: true,
+        });
         assert!(chunk_pixels(1536) < 99);
     }
 

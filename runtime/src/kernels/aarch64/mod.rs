@@ -25,7 +25,9 @@
 //! | `conv_generic_portable`  | `Canonical`      | grouped, depthwise with multiplier (portable) |
 //!
 //! With [`Precision::Bf16`](crate::session::Precision), on CPUs with FEAT_BF16 (Armv8.6),
-//! `conv1x1_bf16_8x8_neon` (`bf16.rs`) takes the 1x1 convs `gemm_8x8_neon` would run.
+//! `conv1x1_bf16_8x8_neon` (`bf16.rs`) takes the 1x1 convs `gemm_8x8_neon` would run; with
+//! [`Precision::F16`](crate::session::Precision), on CPUs with FEAT_FP16 (Armv8.2),
+//! `conv1x1_f16_4x16_neon` (`f16.rs`).
 //!
 //! The dense kernels (and `fc_8x8_neon`) share one register tile ([`tile`]): 8 output pixels
 //! x 8 output channels in 16 `float32x4_t` accumulators, bias in the initial value, residual
@@ -39,6 +41,7 @@
 mod bf16;
 mod conv;
 mod dw;
+mod f16;
 mod fc;
 mod gemm;
 use super::geom;
@@ -139,6 +142,7 @@ pub static TABLE: KernelTable = KernelTable {
     chain_min_bytes: 256 << 10,
     conv: select_conv,
     conv_bf16: bf16::select,
+    conv_f16: f16::select,
     fc: FcKernel {
         name: "fc_8x8_neon",
         layout: Layout::FcOcBlock(8),

@@ -107,6 +107,11 @@ pub fn no_bf16(_: &Conv, _: Layout) -> Option<ConvKernel> {
     None
 }
 
+/// [`KernelTable::conv_f16`] of the tables without f16 kernels: every conv runs in f32.
+pub fn no_f16(_: &Conv, _: Layout) -> Option<ConvKernel> {
+    None
+}
+
 /// The portable table.
 pub static TABLE: KernelTable = KernelTable {
     name: "portable",
@@ -115,6 +120,7 @@ pub static TABLE: KernelTable = KernelTable {
     chain_min_bytes: 256 << 10,
     conv: select_conv,
     conv_bf16: no_bf16,
+    conv_f16: no_f16,
     fc: FcKernel {
         name: "fc_portable",
         layout: Layout::FcOcBlock(8),

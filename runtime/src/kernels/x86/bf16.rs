@@ -325,7 +325,7 @@ unsafe fn mac<const NATIVE: bool, const M: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::bf16::testing::suite;
+    use crate::kernels::testing::{suite, Pointwise};
 
     #[test]
     fn emulated_bf16_pointwise_matches_the_rounded_reference() {
@@ -333,7 +333,14 @@ mod tests {
             eprintln!("no AVX-512 on this CPU: the emulated bf16 driver is not run");
             return;
         }
-        suite(conv1x1_emulated, BLOCK, scratch);
+        suite(&Pointwise {
+            run: conv1x1_emulated,
+            scratch,
+            nb: BLOCK,
+            pack: crate::kernels::bf16::pack_pointwise,
+            dot: crate::kernels::bf16::dot,
+            even_parts: true,
+        });
         assert!(chunk_pixels(1536) < 99);
     }
 
@@ -343,6 +350,13 @@ mod tests {
             eprintln!("no AVX512-BF16 on this CPU: the native bf16 kernel is not run");
             return;
         }
-        suite(conv1x1, BLOCK, scratch);
+        suite(&Pointwise {
+            run: conv1x1,
+            scratch,
+            nb: BLOCK,
+            pack: crate::kernels::bf16::pack_pointwise,
+            dot: crate::kernels::bf16::dot,
+            even_parts: true,
+        });
     }
 }

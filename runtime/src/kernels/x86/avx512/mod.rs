@@ -352,6 +352,7 @@ static TABLE: KernelTable = KernelTable {
     chain_min_bytes: 1 << 20,
     conv: select_conv,
     conv_bf16: super::bf16::select,
+    conv_f16: portable::no_f16,
     fc: FcKernel {
         name: "fc_4x16_avx512",
         layout: Layout::FcOcBlock(16),

@@ -9,6 +9,24 @@ import java.nio.FloatBuffer;
  * for parallel inference create one session per thread. Use with try-with-resources.
  */
 public final class SmofSession implements AutoCloseable {
+    /** The arithmetic of a session's 1x1 convs (see the Rust {@code smof::Precision}). */
+    public enum Precision {
+        /** f32 throughout (the default). */
+        F32,
+        /**
+         * bf16-rounded inputs and weights, products accumulated in f32, where the CPU has
+         * FEAT_BF16 (arm64: Cortex-A510, A710, X2 and later) or AVX512-BF16 (x86-64: AMD Zen 4,
+         * Intel Sapphire Rapids and later); f32 elsewhere.
+         */
+        BF16,
+        /**
+         * f16-rounded inputs and weights multiplied and added in f16, 32 channels at a time,
+         * then in f32, where the CPU has FEAT_FP16 (arm64: Cortex-A55, A75, A76 and later,
+         * most phones since 2018); f32 elsewhere.
+         */
+        F16
+    }
+
     private long handle;
     private final int[][] inputShapes;
     private final int[][] outputShapes;
@@ -29,10 +47,22 @@ public final class SmofSession implements AutoCloseable {
      * X2 and later) or AVX512-BF16 (x86-64: AMD Zen 4, Intel Sapphire Rapids and later), about
      * twice the multiply-adds per instruction, at a small
      * loss of precision; elsewhere it computes in f32. {@link #getBf16Convs} says how many
-     * convs took it.
+     * convs took it. The same as {@link Precision#BF16} or {@link Precision#F32}.
      */
     public SmofSession(SmofModel model, int threads, boolean bf16) {
+        this(model, threads, bf16 ? Precision.BF16 : Precision.F32);
+    }
+
+    /**
+     * A session with {@code threads} worker threads whose 1x1 convs compute in
+     * {@code precision} where the CPU has the instructions for it, in f32 elsewhere
+     * ({@link #getBf16Convs}, {@link #getF16Convs} say how many convs took it). Reduced
+     * precisions do about twice the multiply-adds per instruction, at a small loss of
+     * precision: {@link Precision#F16} is the one for most phones.
+     */
+    public SmofSession(SmofModel model, int threads, Precision precision) {
         if (model == null) throw new IllegalArgumentException("model is null");
+        if (precision == null) throw new IllegalArgumentException("precision is null");
         if (threads < 0) throw new IllegalArgumentException("threads is negative: " + threads);
         synchronized (model) {
             long m = model.live();
@@ -40,7 +70,7 @@ public final class SmofSession implements AutoCloseable {
             for (int i = 0; i < inputShapes.length; i++) inputShapes[i] = model.getInputShape(i);
             outputShapes = new int[model.getOutputCount()][];
             for (int i = 0; i < outputShapes.length; i++) outputShapes[i] = model.getOutputShape(i);
-            handle = nativeNew(m, threads, bf16);
+            handle = nativeNew(m, threads, precision.ordinal());
         }
     }
 
@@ -48,6 +78,12 @@ public final class SmofSession implements AutoCloseable {
      *  with FEAT_BF16 or AVX512-BF16). */
     public synchronized int getBf16Convs() {
         return nativeBf16Convs(live());
+    }
+
+    /** The number of convs this session runs in f16 (0 unless created with
+     *  {@link Precision#F16} on a CPU with FEAT_FP16). */
+    public synchronized int getF16Convs() {
+        return nativeF16Convs(live());
     }
 
     /** Number of model inputs. */
@@ -183,9 +219,11 @@ public final class SmofSession implements AutoCloseable {
         }
     }
 
-    private static native long nativeNew(long model, int threads, boolean bf16);
+    private static native long nativeNew(long model, int threads, int precision);
 
     private static native int nativeBf16Convs(long handle);
+
+    private static native int nativeF16Convs(long handle);
 
     private static native void nativeFree(long handle);
 

@@ -1,0 +1,200 @@
+//! The test harness of the reduced-precision pointwise kernels (bf16, f16) of every
+//! architecture: a kernel's output against the f64 definition of its arithmetic
+//! ([`bf16::dot`](super::bf16::dot), [`f16::dot`](super::f16::dot)), over shapes around the
+//! vector and block edges, channel strides, row ranges, bias, residual, the activations the
+//! store applies, and concatenations read in place.
+
+use crate::graph::{Activation, Conv, Layout, Shape4};
+use crate::kernels::{Act4, ConvArgs, DotFn, PackFn};
+
+/// A reduced-precision pointwise kernel and its arithmetic.
+pub(crate) struct Pointwise {
+    /// The kernel's entry point.
+    pub run: fn(&mut ConvArgs),
+    /// Its scratch length.
+    pub scratch: fn(&Conv, Act4, Act4) -> usize,
+    /// The block (output channels) of the f32 weights it packs from (`ConvOcBlock(nb)`).
+    pub nb: usize,
+    /// Its weight packing, as the session calls it.
+    pub pack: PackFn,
+    /// What it computes for one output, without bias: (sum, sum of the products'
+    /// magnitudes, f32 additions made).
+    pub dot: DotFn,
+    /// Whether every concatenation part but the last must have an even channel count.
+    pub even_parts: bool,
+}
+
+/// A small deterministic generator of values in [-1, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// One conv of `ic -> oc` channels over `n x h x w` pixels (channel strides `xcs`, `ycs`),
+/// rows `rows` of it, through the kernel, against its arithmetic's definition.
+#[allow(clippy::type_complexity)]
+fn check(
+    k: &Pointwise,
+    ((ic, oc), (n, h, w), (xcs, ycs)): ((usize, usize), (u32, u32, u32), (usize, usize)),
+    (bias, residual, act): (bool, bool, Activation),
+    rows: std::ops::Range<usize>,
+    (split, seed): (Option<usize>, u64),
+) {
+    let mut rng = Rng(seed | 1);
+    let conv = Conv {
+        in_c: ic as u32,
+        out_c: oc as u32,
+        groups: 1,
+        kernel: [1, 1],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pads: [0; 4],
+        weight: 0,
+        bias: bias.then_some(1),
+        act,
+    };
+    let xs = Act4 {
+        shape: Shape4::new(n, h, w, ic as u32),
+        cs: xcs,
+    };
+    let ys = Act4 {
+        shape: Shape4::new(n, h, w, oc as u32),
+        cs: ycs,
+    };
+    let pixels = xs.len() / xcs;
+    // Inputs with their pad lanes zero, as sessions keep them; values of mixed scale.
+    let mut x = vec![0f32; xs.len()];
+    for px in x.chunks_exact_mut(xcs) {
+        for v in &mut px[..ic] {
+            *v = rng.next() * 4.0;
+        }
+    }
+    let wc: Vec<f32> = (0..oc * ic).map(|_| rng.next()).collect();
+    let b: Vec<f32> = (0..oc).map(|_| rng.next()).collect();
+    let r: Vec<f32> = (0..ys.len()).map(|_| rng.next()).collect();
+    let nb = k.nb;
+    let blocks = oc.div_ceil(nb);
+    let mut blocked = vec![0f32; blocks * ic * nb];
+    for o in 0..oc {
+        for i in 0..ic {
+            blocked[((o / nb) * ic + i) * nb + o % nb] = wc[o * ic + i];
+        }
+    }
+    let packed = (k.pack)(&blocked, Layout::ConvOcBlock(nb as u16), ic, oc).unwrap();
+    let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
+    let mut y = vec![f32::NAN; ys.len()];
+    let mut scratch = vec![f32::NAN; (k.scratch)(&conv, xs, ys)];
+    // With `split`, the input is read as two parts of a concatenation: channels
+    // `..split` and `split..`, each in a buffer of its own channel stride.
+    let part = |c: std::ops::Range<usize>| {
+        let cs = c.len().next_multiple_of(16);
+        let mut v = vec![0f32; pixels * cs];
+        for (dst, src) in v.chunks_exact_mut(cs).zip(x.chunks_exact(xcs)) {
+            dst[..c.len()].copy_from_slice(&src[c.clone()]);
+        }
+        let shape = Shape4::new(n, h, w, c.len() as u32);
+        (v, Act4 { shape, cs })
+    };
+    let (a, b2) = match split {
+        Some(k) => (part(0..k), Some(part(k..ic))),
+        None => ((x.clone(), xs), None),
+    };
+    let more: Vec<(&[f32], Act4)> = b2.iter().map(|(v, g)| (&v[..], *g)).collect();
+    (k.run)(&mut ConvArgs {
+        conv: &conv,
+        x: &a.0,
+        xs: a.1,
+        w: &packed,
+        bias: bias.then_some(&b[..]),
+        residual: residual.then_some(&r[..]),
+        y: &mut y,
+        ys,
+        scratch: &mut scratch,
+        rows: rows.clone(),
+        parts: &more,
+    });
+    let ow = w as usize;
+    for p in 0..pixels {
+        let inside = (rows.start * ow..rows.end * ow).contains(&p);
+        for o in 0..ycs {
+            let got = y[p * ycs + o];
+            if !inside {
+                assert!(got.is_nan(), "wrote outside its rows");
+                continue;
+            }
+            if o >= oc {
+                assert_eq!(got, 0.0, "pad lane {o} of pixel {p}");
+                continue;
+            }
+            let (dot, mags, adds) = (k.dot)(&x[p * xcs..][..ic], &wc[o * ic..][..ic]);
+            let bias = if bias { b[o] as f64 } else { 0.0 };
+            let (mut sum, mut scale) = (dot + bias, mags + bias.abs());
+            if residual {
+                sum += r[p * ycs + o] as f64;
+                scale += (r[p * ycs + o] as f64).abs();
+            }
+            let want = act.apply(sum as f32);
+            // f32 accumulation of `adds` terms, and the activation's few ulp.
+            let tol = 4e-7 * (adds as f64 + 2.0) * scale + 1e-5 * (want as f64).abs() + 1e-30;
+            assert!(
+                ((got - want) as f64).abs() <= tol,
+                "ic {ic} oc {oc} pixel {p} channel {o}: {got} vs {want} (tol {tol})"
+            );
+        }
+    }
+}
+
+/// Shapes around the vector and block edges, with channel strides past the counts, row
+/// ranges, bias, residual and the activations the store applies.
+pub(crate) fn suite(kernel: &Pointwise) {
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: 0.0, max: 6.0 },
+        Activation::Silu,
+        Activation::HardSwish,
+    ];
+    let mut seed = 7u64;
+    for &ic in &[1usize, 2, 3, 16, 17, 31, 32, 33, 64, 100, 384] {
+        for &oc in &[1usize, 5, 16, 32, 40, 64, 96] {
+            seed += 1;
+            let s = seed as usize;
+            let act = acts[s % acts.len()];
+            let (n, h, w) = (1 + (s % 2) as u32, 1 + (s % 5) as u32, 1 + (s % 13) as u32);
+            let xcs = ic.next_multiple_of(16) + 16 * (s % 2);
+            let ycs = oc.next_multiple_of(16) + 16 * (s / 2 % 2);
+            let rows = (n * h) as usize;
+            let cut = if s.is_multiple_of(3) {
+                (rows / 2)..rows
+            } else {
+                0..rows
+            };
+            let opts = (s.is_multiple_of(2), s % 4 < 2, act);
+            // Also the same input read as two parts over all the rows, the first of an
+            // even channel count where the kernel needs it, else an odd one.
+            let parts = (ic >= 3).then(|| {
+                if kernel.even_parts {
+                    ((ic / 3) & !1).max(2)
+                } else {
+                    (ic / 3) | 1
+                }
+            });
+            let whole = parts.map(|k| (Some(k), 0..rows));
+            for (split, cut) in std::iter::once((None, cut)).chain(whole) {
+                let shape = ((ic, oc), (n, h, w), (xcs, ycs));
+                check(kernel, shape, opts, cut, (split, seed));
+            }
+        }
+    }
+    // A map larger than one chunk, at many input channels, whole and in two parts.
+    let big = ((1536, 64), (1, 9, 11), (1536, 64));
+    let opts = (true, true, Activation::Relu);
+    check(kernel, big, opts, 0..9, (None, 99));
+    check(kernel, big, opts, 0..9, (Some(512), 98));
+}

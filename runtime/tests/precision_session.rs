@@ -1,0 +1,268 @@
+//! `Precision::Bf16` and `Precision::F16` sessions on every kernel table of this CPU, with a
+//! model written by the runtime's own format writer (so that it also runs on aarch64 under
+//! qemu, where the converter's test crate does not build): two 1x1 convs whose outputs are
+//! concatenated (26 and 13 channels) and read in place by a third, against f64 references
+//! that compute each conv as the precision defines it (`kernels::bf16::dot`,
+//! `kernels::f16::dot`); the same to the bit on 1-3 threads; f32 where the table or the CPU
+//! has no kernel of that precision.
+
+use smof::graph::*;
+use smof::kernels::{bf16, f16, KernelTable};
+use smof::{Model, ModelOptions, Precision, Session, SessionOptions};
+
+const H: usize = 12;
+const W: usize = 13;
+const C_IN: usize = 20;
+const C_A: usize = 26;
+const C_B: usize = 13;
+const C_OUT: usize = 40;
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 - 500.0) / 500.0)
+        .collect()
+}
+
+fn conv(in_c: usize, out_c: usize, weight: u32, act: Activation) -> Op {
+    Op::Conv(Conv {
+        in_c: in_c as u32,
+        out_c: out_c as u32,
+        groups: 1,
+        kernel: [1, 1],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pads: [0; 4],
+        weight,
+        bias: Some(weight + 1),
+        act,
+    })
+}
+
+/// `x -> a = relu(conv 1x1), b = relu(conv 1x1); concat(a, b) -> conv 1x1 -> y`, and its
+/// weights (canonical layout, `[OC][IC]`, then the bias, per conv).
+fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
+    let t = |name: &str, c: usize| TensorDesc {
+        name: name.into(),
+        shape: Shape4::new(1, H as u32, W as u32, c as u32),
+    };
+    let wd = |name: &str, dims: Vec<u32>| WeightDesc {
+        name: name.into(),
+        dtype: DType::F32,
+        layout: Layout::Canonical,
+        dims,
+        offset: 0,
+        byte_len: 0,
+    };
+    let node = |name: &str, op: Op, inputs: Vec<u32>, output: u32| Node {
+        name: name.into(),
+        op,
+        inputs,
+        outputs: vec![output],
+    };
+    let cat = C_A + C_B;
+    let graph = Graph {
+        meta: Metadata {
+            producer: "test".into(),
+            producer_version: "0".into(),
+            model_name: "bf16-concat".into(),
+            description: String::new(),
+        },
+        tensors: vec![
+            t("x", C_IN),
+            t("a", C_A),
+            t("b", C_B),
+            t("cat", cat),
+            t("y", C_OUT),
+        ],
+        weights: vec![
+            wd("wa", vec![C_A as u32, C_IN as u32, 1, 1]),
+            wd("ba", vec![C_A as u32]),
+            wd("wb", vec![C_B as u32, C_IN as u32, 1, 1]),
+            wd("bb", vec![C_B as u32]),
+            wd("wc", vec![C_OUT as u32, cat as u32, 1, 1]),
+            wd("bc", vec![C_OUT as u32]),
+        ],
+        nodes: vec![
+            node("a", conv(C_IN, C_A, 0, Activation::Relu), vec![0], 1),
+            node("b", conv(C_IN, C_B, 2, Activation::Relu), vec![0], 2),
+            node("cat", Op::Concat, vec![1, 2], 3),
+            node("c", conv(cat, C_OUT, 4, Activation::None), vec![3], 4),
+        ],
+        inputs: vec![IoDesc {
+            name: "x".into(),
+            tensor: 0,
+            dims: vec![1, C_IN as u32, H as u32, W as u32],
+        }],
+        outputs: vec![IoDesc {
+            name: "y".into(),
+            tensor: 4,
+            dims: vec![1, C_OUT as u32, H as u32, W as u32],
+        }],
+    };
+    let sizes = [C_A * C_IN, C_A, C_B * C_IN, C_B, C_OUT * cat, C_OUT];
+    let weights: Vec<Vec<f32>> = (sizes.iter().enumerate())
+        .map(|(k, &n)| values(n, k + 1).iter().map(|v| v * 0.5).collect())
+        .collect();
+    let bytes: Vec<Vec<u8>> = weights
+        .iter()
+        .map(|w| bytemuck::cast_slice(w).to_vec())
+        .collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+    (smof::format::write(&graph, &refs).unwrap(), weights)
+}
+
+/// A 1x1 conv in f64 over NCHW `x` (`c_in` channels), each output's dot product by `dot`
+/// (see [`Arith`]), optionally rectified; also each output's sum of product magnitudes.
+fn pointwise(
+    x: &[f64],
+    c_in: usize,
+    (w, b): (&[f32], &[f32]),
+    relu: bool,
+    dot: Dot,
+) -> (Vec<f64>, Vec<f64>) {
+    let px = H * W;
+    let c_out = b.len();
+    let mut out = vec![0f64; c_out * px];
+    let mut mags = vec![0f64; c_out * px];
+    for i in 0..px {
+        let xi: Vec<f32> = (0..c_in).map(|c| x[c * px + i] as f32).collect();
+        for o in 0..c_out {
+            let (s, m, _) = dot(&xi, &w[o * c_in..][..c_in]);
+            let s = s + b[o] as f64;
+            out[o * px + i] = if relu { s.max(0.0) } else { s };
+            mags[o * px + i] = m;
+        }
+    }
+    (out, mags)
+}
+
+/// A conv's dot product (sum, sum of magnitudes, f32 additions) in a precision.
+type Dot = fn(&[f32], &[f32]) -> (f64, f64, usize);
+
+/// The f32 dot product, in f64.
+fn exact(x: &[f32], w: &[f32]) -> (f64, f64, usize) {
+    let t = x.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64);
+    (t.clone().sum(), t.map(f64::abs).sum(), x.len())
+}
+
+/// The model in f64, each conv's dot products by `dot`.
+fn reference(x: &[f32], w: &[Vec<f32>], dot: Dot) -> (Vec<f64>, Vec<f64>) {
+    let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let (a, _) = pointwise(&x, C_IN, (&w[0], &w[1]), true, dot);
+    let (b, _) = pointwise(&x, C_IN, (&w[2], &w[3]), true, dot);
+    let cat: Vec<f64> = a.into_iter().chain(b).collect();
+    pointwise(&cat, C_A + C_B, (&w[4], &w[5]), false, dot)
+}
+
+/// A reduced precision as the test checks it.
+struct Arith {
+    precision: Precision,
+    dot: Dot,
+    /// Of the sum of an output's product magnitudes, what an intermediate value that f32
+    /// and f64 round to neighbouring values of the precision may change: one product by one
+    /// rounding unit in bf16 (2^-8, doubled); in f16 one unit (2^-11) of a product and of
+    /// the few partial sums after it that then round the other way.
+    slack: f64,
+    /// The session's count of convs in this precision.
+    convs: fn(&Session) -> usize,
+}
+
+/// Whether this CPU has the kernels of `p` in the table `name`.
+fn has_kernels(p: Precision, name: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        p == Precision::Bf16
+            && name == "x86_64-avx512"
+            && std::is_x86_feature_detected!("avx512bf16")
+            && std::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        name == "aarch64"
+            && match p {
+                Precision::Bf16 => std::arch::is_aarch64_feature_detected!("bf16"),
+                Precision::F16 => std::arch::is_aarch64_feature_detected!("fp16"),
+                Precision::F32 => true,
+            }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = (p, name);
+        false
+    }
+}
+
+#[test]
+fn reduced_precision_convs_and_a_concatenation_read_in_place_match_their_definition() {
+    let (bytes, weights) = model();
+    let x = values(C_IN * H * W, 9);
+    let f32_ref = reference(&x, &weights, exact);
+    let ariths = [
+        Arith {
+            precision: Precision::Bf16,
+            dot: bf16::dot,
+            slack: 2f64.powi(-7),
+            convs: |s| s.bf16_convs(),
+        },
+        Arith {
+            precision: Precision::F16,
+            dot: f16::dot,
+            slack: 2f64.powi(-9),
+            convs: |s| s.f16_convs(),
+        },
+    ];
+    let mut ran = Vec::new();
+    for arith in &ariths {
+        let want = reference(&x, &weights, arith.dot);
+        for table in KernelTable::all_supported() {
+            let opts = ModelOptions {
+                kernels: KernelTable::choice_for_name(table.name).unwrap(),
+                ..Default::default()
+            };
+            let model = Model::from_bytes_with(&bytes, &opts).unwrap();
+            let run = |threads: usize| {
+                let opts = SessionOptions::default()
+                    .threads(threads)
+                    .precision(arith.precision);
+                let mut s = Session::new(&model, &opts).unwrap();
+                s.run(&[&x]).unwrap();
+                let in_place = s.kernel_names().contains(&"read_in_place");
+                (s.output(0).to_vec(), (arith.convs)(&s), in_place)
+            };
+            let (y, convs, in_place) = run(1);
+            let name = format!("{} {:?}", table.name, arith.precision);
+            let reduced = has_kernels(arith.precision, table.name);
+            if reduced {
+                ran.push(name.clone());
+                // All three convs, the last reading the concatenation in place.
+                assert_eq!(convs, 3, "{name}: convs in the precision");
+                assert!(in_place, "{name}: the concatenation is read in place");
+            } else {
+                assert_eq!(convs, 0, "{name}: convs in the precision");
+            }
+            for threads in [2, 3] {
+                let (yt, _, _) = run(threads);
+                assert!(yt == y, "{name}: {threads} threads differ from one");
+            }
+            let (want, mags) = if reduced { &want } else { &f32_ref };
+            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let mut off = false;
+            for (i, ((&got, &want), &mag)) in y.iter().zip(want).zip(mags).enumerate() {
+                // f32 sums against f64 (1e-5 of the largest output), and the precision's
+                // slack where it ran.
+                let tol = 1e-5 * scale + if reduced { arith.slack * mag } else { 0.0 };
+                assert!(
+                    (got as f64 - want).abs() <= tol,
+                    "{name}: output {i} is {got}, want {want} (tolerance {tol})"
+                );
+                off |= (got as f64 - f32_ref.0[i]).abs() > 1e-4;
+            }
+            assert_eq!(
+                off, reduced,
+                "{name}: the rounding shows iff the precision ran"
+            );
+        }
+    }
+    eprintln!("reduced-precision kernels run on this CPU: {ran:?}");
+}

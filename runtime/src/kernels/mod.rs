@@ -23,6 +23,8 @@ pub mod pack;
 mod plan;
 pub mod portable;
 pub mod reference;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod rows;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(target_arch = "x86_64")]

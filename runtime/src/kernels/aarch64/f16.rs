@@ -21,7 +21,8 @@ use super::neon::{zero_pad_lanes, LANES, V8};
 use super::tile::{bias8, Store};
 use crate::graph::{Conv, Layout};
 use crate::kernels::f16::{BLOCK, RUN};
-use crate::kernels::{Act4, ConvArgs, ConvKernel, MAX_CONV_PARTS};
+use crate::kernels::rows::Inputs;
+use crate::kernels::{Act4, ConvArgs, ConvKernel};
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -171,33 +172,11 @@ unsafe fn run(a: &mut ConvArgs) {
     let halves = row_stride(ic);
     let blocks = oc.div_ceil(BLOCK);
     let chunk = chunk_pixels(ic);
-    // These bounds make every pointer formed below valid.
-    assert!(c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1);
-    assert!(a.ys.shape.c as usize == oc && ycs >= oc);
-    assert!(a.y.len() >= a.ys.len());
+    // These bounds make every pointer formed below valid. The inputs are `x`, then the
+    // further parts of a concatenation read in place.
+    let inputs = Inputs::of(a, false);
     assert!(a.w.len() * 2 >= blocks * ic * BLOCK);
-    assert!(a.bias.is_none_or(|b| b.len() >= oc));
-    assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
-    assert!(a.rows.end <= a.ys.rows() && a.scratch.len() * 2 >= chunk * halves);
-    // The inputs: `x`, then the further parts of a concatenation read in place.
-    let mut parts = [(std::ptr::null::<f32>(), 0usize, 0usize); MAX_CONV_PARTS];
-    let nparts = 1 + a.parts.len();
-    assert!(nparts <= MAX_CONV_PARTS);
-    let mut c0 = 0;
-    for (j, (x, xs)) in std::iter::once((a.x, a.xs))
-        .chain(a.parts.iter().copied())
-        .enumerate()
-    {
-        let k = xs.shape.c as usize;
-        // Floats the reads reach: the last pixel's channels, not its pad lanes.
-        let reach = xs.len() - (xs.cs - k.min(xs.cs)).min(xs.len());
-        assert!(x.len() >= reach && xs.cs >= k);
-        assert!(xs.shape.n == a.ys.shape.n && xs.shape.h == a.ys.shape.h);
-        assert!(xs.shape.w == a.ys.shape.w);
-        parts[j] = (x.as_ptr(), xs.cs, k);
-        c0 += k;
-    }
-    assert!(c0 == ic);
+    assert!(a.scratch.len() * 2 >= chunk * halves);
     let pixels = a.rows.start * ow..a.rows.end * ow;
     let w = a.w.as_ptr().cast::<u16>();
     let rows = a.scratch.as_mut_ptr().cast::<u16>();
@@ -209,16 +188,11 @@ unsafe fn run(a: &mut ConvArgs) {
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
-        for p in start..end {
-            // Each part writes whole vectors past its channels (zeros), which the next part
-            // overwrites; the last part's stay inside the row's extra vector.
-            let row = rows.add((p - start) * halves);
-            let mut c0 = 0;
-            for &(x, xcs, k) in &parts[..nparts] {
-                round_row(x.add(p * xcs), k, row.add(c0));
-                c0 += k;
-            }
-        }
+        // Each part writes whole vectors past its channels (zeros), which the next part
+        // overwrites; the last part's stay inside the row's extra vector.
+        inputs.convert(start..end, (rows, halves, 1), |x, k, at| {
+            round_row(x, k, at)
+        });
         for b in 0..blocks {
             let o0 = b * BLOCK;
             let t = F16Tile {

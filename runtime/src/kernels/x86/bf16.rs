@@ -20,7 +20,8 @@ use super::dense::{bias_init, store_tile};
 use super::geom::zero_pad_lanes;
 use crate::graph::{Conv, Layout};
 use crate::kernels::bf16::{self, BLOCK};
-use crate::kernels::{Act4, ConvArgs, ConvKernel, MAX_CONV_PARTS};
+use crate::kernels::rows::Inputs;
+use crate::kernels::{Act4, ConvArgs, ConvKernel};
 use std::arch::x86_64::*;
 
 /// Pixels per register tile.
@@ -175,36 +176,13 @@ unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
     let pairs = ic.div_ceil(2);
     let blocks = oc.div_ceil(BLOCK);
     let chunk = chunk_pixels(ic);
-    // These bounds make every pointer formed below valid.
-    assert!(c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1);
-    assert!(a.ys.shape.c as usize == oc && ycs >= oc);
-    assert!(a.y.len() >= a.ys.len());
+    // These bounds make every pointer formed below valid. The inputs are `x`, then the
+    // further parts of a concatenation read in place, each at an even channel offset (every
+    // part but the last has an even channel count), so that its pairs of channels are pairs
+    // of the row.
+    let inputs = Inputs::of(a, true);
     assert!(a.w.len() >= blocks * pairs * BLOCK);
-    assert!(a.bias.is_none_or(|b| b.len() >= oc));
-    assert!(a.residual.is_none_or(|r| r.len() >= a.ys.len()));
-    assert!(a.rows.end <= a.ys.rows() && a.scratch.len() >= chunk * words);
-    // The inputs: `x`, then the further parts of a concatenation read in place, each at an
-    // even channel offset (every part but the last has an even channel count), so that its
-    // pairs of channels are pairs of the row.
-    let mut parts = [(std::ptr::null::<f32>(), 0usize, 0usize); MAX_CONV_PARTS];
-    let nparts = 1 + a.parts.len();
-    assert!(nparts <= MAX_CONV_PARTS);
-    let mut c0 = 0;
-    for (j, (x, xs)) in std::iter::once((a.x, a.xs))
-        .chain(a.parts.iter().copied())
-        .enumerate()
-    {
-        let k = xs.shape.c as usize;
-        // Floats the reads reach: the last pixel's channels, not its pad lanes (a part may
-        // be a channel range of a wider tensor, ending before its stride does).
-        let reach = xs.len() - (xs.cs - k.min(xs.cs)).min(xs.len());
-        assert!(x.len() >= reach && xs.cs >= k && (j + 1 == nparts || k.is_multiple_of(2)));
-        assert!(xs.shape.n == a.ys.shape.n && xs.shape.h == a.ys.shape.h);
-        assert!(xs.shape.w == a.ys.shape.w);
-        parts[j] = (x.as_ptr(), xs.cs, k);
-        c0 += k;
-    }
-    assert!(c0 == ic);
+    assert!(a.scratch.len() >= chunk * words);
     let pixels = a.rows.start * ow..a.rows.end * ow;
     let w = a.w.as_ptr().cast::<u32>();
     let y = a.y.as_mut_ptr();
@@ -213,16 +191,11 @@ unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
-        for p in start..end {
-            // Each part writes whole vectors past its channels (zeros), which the next part
-            // overwrites; the last part's stay inside the row's 16 extra words.
-            let row = rows.add((p - start) * words);
-            let mut c0 = 0;
-            for &(x, xcs, k) in &parts[..nparts] {
-                round_row::<NATIVE>(x.add(p * xcs), k, row.add(c0 / 2));
-                c0 += k;
-            }
-        }
+        // Each part writes whole vectors past its channels (zeros), which the next part
+        // overwrites; the last part's stay inside the row's 16 extra words.
+        inputs.convert(start..end, (rows, words, 2), |x, k, at| {
+            round_row::<NATIVE>(x, k, at)
+        });
         for b in 0..blocks {
             let t = TileArgs {
                 w: w.add(b * pairs * BLOCK),

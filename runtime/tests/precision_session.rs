@@ -1,7 +1,8 @@
 //! `Precision::Bf16` and `Precision::F16` sessions on every kernel table of this CPU, with a
 //! model written by the runtime's own format writer (so that it also runs on aarch64 under
-//! qemu, where the converter's test crate does not build): two 1x1 convs whose outputs are
-//! concatenated (26 and 13 channels) and read in place by a third, against f64 references
+//! qemu, where the converter's test crate does not build): two 1x1 convs in a row (a conv
+//! chain when chains are forced) and a third, whose outputs are concatenated (26 and 13
+//! channels) and read in place by a fourth, against f64 references
 //! that compute each conv as the precision defines it (`kernels::bf16::dot`,
 //! `kernels::f16::dot`); the same to the bit on 1-3 threads; f32 where the table or the CPU
 //! has no kernel of that precision.
@@ -13,6 +14,7 @@ use smof::{Model, ModelOptions, Precision, Session, SessionOptions};
 const H: usize = 12;
 const W: usize = 13;
 const C_IN: usize = 20;
+const C_A0: usize = 32;
 const C_A: usize = 26;
 const C_B: usize = 13;
 const C_OUT: usize = 40;
@@ -39,8 +41,8 @@ fn conv(in_c: usize, out_c: usize, weight: u32, act: Activation) -> Op {
     })
 }
 
-/// `x -> a = relu(conv 1x1), b = relu(conv 1x1); concat(a, b) -> conv 1x1 -> y`, and its
-/// weights (canonical layout, `[OC][IC]`, then the bias, per conv).
+/// `x -> a = relu(conv 1x1 (relu(conv 1x1))), b = relu(conv 1x1); concat(a, b) -> conv 1x1 ->
+/// y`, and its weights (canonical layout, `[OC][IC]`, then the bias, per conv).
 fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
     let t = |name: &str, c: usize| TensorDesc {
         name: name.into(),
@@ -70,13 +72,16 @@ fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
         },
         tensors: vec![
             t("x", C_IN),
+            t("a0", C_A0),
             t("a", C_A),
             t("b", C_B),
             t("cat", cat),
             t("y", C_OUT),
         ],
         weights: vec![
-            wd("wa", vec![C_A as u32, C_IN as u32, 1, 1]),
+            wd("wa0", vec![C_A0 as u32, C_IN as u32, 1, 1]),
+            wd("ba0", vec![C_A0 as u32]),
+            wd("wa", vec![C_A as u32, C_A0 as u32, 1, 1]),
             wd("ba", vec![C_A as u32]),
             wd("wb", vec![C_B as u32, C_IN as u32, 1, 1]),
             wd("bb", vec![C_B as u32]),
@@ -84,10 +89,11 @@ fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
             wd("bc", vec![C_OUT as u32]),
         ],
         nodes: vec![
-            node("a", conv(C_IN, C_A, 0, Activation::Relu), vec![0], 1),
-            node("b", conv(C_IN, C_B, 2, Activation::Relu), vec![0], 2),
-            node("cat", Op::Concat, vec![1, 2], 3),
-            node("c", conv(cat, C_OUT, 4, Activation::None), vec![3], 4),
+            node("a0", conv(C_IN, C_A0, 0, Activation::Relu), vec![0], 1),
+            node("a", conv(C_A0, C_A, 2, Activation::Relu), vec![1], 2),
+            node("b", conv(C_IN, C_B, 4, Activation::Relu), vec![0], 3),
+            node("cat", Op::Concat, vec![2, 3], 4),
+            node("c", conv(cat, C_OUT, 6, Activation::None), vec![4], 5),
         ],
         inputs: vec![IoDesc {
             name: "x".into(),
@@ -96,11 +102,20 @@ fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
         }],
         outputs: vec![IoDesc {
             name: "y".into(),
-            tensor: 4,
+            tensor: 5,
             dims: vec![1, C_OUT as u32, H as u32, W as u32],
         }],
     };
-    let sizes = [C_A * C_IN, C_A, C_B * C_IN, C_B, C_OUT * cat, C_OUT];
+    let sizes = [
+        C_A0 * C_IN,
+        C_A0,
+        C_A * C_A0,
+        C_A,
+        C_B * C_IN,
+        C_B,
+        C_OUT * cat,
+        C_OUT,
+    ];
     let weights: Vec<Vec<f32>> = (sizes.iter().enumerate())
         .map(|(k, &n)| values(n, k + 1).iter().map(|v| v * 0.5).collect())
         .collect();
@@ -149,10 +164,11 @@ fn exact(x: &[f32], w: &[f32]) -> (f64, f64, usize) {
 /// The model in f64, each conv's dot products by `dot`.
 fn reference(x: &[f32], w: &[Vec<f32>], dot: Dot) -> (Vec<f64>, Vec<f64>) {
     let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    let (a, _) = pointwise(&x, C_IN, (&w[0], &w[1]), true, dot);
-    let (b, _) = pointwise(&x, C_IN, (&w[2], &w[3]), true, dot);
+    let (a0, _) = pointwise(&x, C_IN, (&w[0], &w[1]), true, dot);
+    let (a, _) = pointwise(&a0, C_A0, (&w[2], &w[3]), true, dot);
+    let (b, _) = pointwise(&x, C_IN, (&w[4], &w[5]), true, dot);
     let cat: Vec<f64> = a.into_iter().chain(b).collect();
-    pointwise(&cat, C_A + C_B, (&w[4], &w[5]), false, dot)
+    pointwise(&cat, C_A + C_B, (&w[6], &w[7]), false, dot)
 }
 
 /// A reduced precision as the test checks it.
@@ -221,29 +237,36 @@ fn reduced_precision_convs_and_a_concatenation_read_in_place_match_their_definit
                 ..Default::default()
             };
             let model = Model::from_bytes_with(&bytes, &opts).unwrap();
-            let run = |threads: usize| {
-                let opts = SessionOptions::default()
-                    .threads(threads)
-                    .precision(arith.precision);
-                let mut s = Session::new(&model, &opts).unwrap();
+            let run = |opts: SessionOptions| {
+                let mut s = Session::new(&model, &opts.precision(arith.precision)).unwrap();
                 s.run(&[&x]).unwrap();
                 let in_place = s.kernel_names().contains(&"read_in_place");
                 (s.output(0).to_vec(), (arith.convs)(&s), in_place)
             };
-            let (y, convs, in_place) = run(1);
+            let (y, convs, in_place) = run(SessionOptions::default());
             let name = format!("{} {:?}", table.name, arith.precision);
             let reduced = has_kernels(arith.precision, table.name);
             if reduced {
                 ran.push(name.clone());
-                // All three convs, the last reading the concatenation in place.
-                assert_eq!(convs, 3, "{name}: convs in the precision");
+                // All four convs, the last reading the concatenation in place.
+                assert_eq!(convs, 4, "{name}: convs in the precision");
                 assert!(in_place, "{name}: the concatenation is read in place");
             } else {
                 assert_eq!(convs, 0, "{name}: convs in the precision");
             }
             for threads in [2, 3] {
-                let (yt, _, _) = run(threads);
+                let (yt, _, _) = run(SessionOptions::default().threads(threads));
                 assert!(yt == y, "{name}: {threads} threads differ from one");
+            }
+            // The first two convs as a chain (their 13 KiB intermediate is below every
+            // table's threshold): the kernels run on the chain's bands, to the same bits.
+            let chained = SessionOptions::default().chain_min_bytes(1);
+            let s = Session::new(&model, &chained.clone().precision(arith.precision)).unwrap();
+            assert_eq!(s.conv_chains().len(), 1, "{name}: a chain when forced");
+            for threads in [1, 2] {
+                let (yc, convs_c, _) = run(chained.clone().threads(threads));
+                assert_eq!(convs_c, convs, "{name}: convs in the precision, chained");
+                assert!(yc == y, "{name}: the chain on {threads} threads differs");
             }
             let (want, mags) = if reduced { &want } else { &f32_ref };
             let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));

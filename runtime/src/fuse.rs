@@ -290,7 +290,7 @@ fn max_into(out: &mut [f32], v: &[f32]) {
 mod tests {
     use crate::graph::*;
     use crate::kernels::KernelTable;
-    use crate::{Model, ModelOptions, Session, SessionOptions};
+    use crate::{Model, ModelOptions, Precision, Session, SessionOptions};
 
     // Squeeze and excite weights of 16k each: on two threads they share their output
     // channels (`SE_CONV_SPLIT_MIN_WEIGHTS` in the session).
@@ -443,7 +443,9 @@ mod tests {
 
     /// On every table, the gate is folded into the projecting conv, and the result matches
     /// the f64 reference on one and two threads (where the squeeze-excite convs share their
-    /// output channels), as does the node-by-node run.
+    /// output channels), as does the node-by-node run. In bf16 and f16 sessions too: the
+    /// pattern runs its two convs with their f32 weights, and the conv with the folded gate
+    /// stays f32, so no conv takes the reduced precision and the result is f32's.
     #[test]
     fn squeeze_excite_gate_folded_into_a_pointwise_conv_matches_the_reference() {
         let (bytes, weights) = model();
@@ -456,11 +458,22 @@ mod tests {
                 ..Default::default()
             };
             let model = Model::from_bytes_with(&bytes, &opts).unwrap();
-            for (layer_by_layer, threads) in [(false, 1), (false, 2), (true, 1)] {
+            let runs = [
+                (false, 1, Precision::F32),
+                (false, 2, Precision::F32),
+                (true, 1, Precision::F32),
+                (false, 1, Precision::Bf16),
+                (false, 2, Precision::Bf16),
+                (false, 1, Precision::F16),
+                (false, 2, Precision::F16),
+            ];
+            for (layer_by_layer, threads, precision) in runs {
                 let sopts = SessionOptions::default()
                     .threads(threads)
-                    .layer_by_layer(layer_by_layer);
+                    .layer_by_layer(layer_by_layer)
+                    .precision(precision);
                 let mut s = Session::new(&model, &sopts).unwrap();
+                assert_eq!(s.bf16_convs() + s.f16_convs(), 0, "{}", table.name);
                 let folds: &[(usize, usize)] = if layer_by_layer { &[] } else { &[(0, 4)] };
                 assert_eq!(s.folded_gates(), folds, "{}", table.name);
                 s.run(&[&x]).unwrap();
@@ -470,7 +483,7 @@ mod tests {
                     // a few times the largest output.
                     assert!(
                         (got as f64 - want).abs() <= 2e-5 * max,
-                        "{}, layer by layer {layer_by_layer}, {threads} threads: output {i} \
+                        "{}, layer by layer {layer_by_layer}, {threads} threads, {precision:?}: output {i} \
                          is {got}, want {want}",
                         table.name
                     );

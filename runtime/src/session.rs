@@ -675,8 +675,20 @@ impl<'m> Session<'m> {
             Precision::Bf16 => Some((table.conv_bf16, bf16::pack_pointwise, true)),
             Precision::F16 => Some((table.conv_f16, f16::pack_pointwise, false)),
         };
+        // The convs inside a fused pattern (a squeeze-excite's squeeze and excite, on one
+        // pixel) are run by the pattern with their f32 weights: they stay f32.
+        let mut in_pattern = vec![false; steps.len()];
+        for (i, s) in steps.iter().enumerate() {
+            if matches!(s.link, Link::Pattern(..)) {
+                let end = (i + Pattern::NODES).min(steps.len());
+                in_pattern[i..end].fill(true);
+            }
+        }
         if let Some((select, pack, pairs)) = reduced {
             for (i, step) in steps.iter_mut().enumerate() {
+                if in_pattern[i] {
+                    continue;
+                }
                 let Kernel::Conv {
                     conv,
                     k,

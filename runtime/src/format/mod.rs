@@ -2,7 +2,7 @@
 //! `docs/format.md`; this module holds the public API, the constants and the limits.
 //!
 //! A file is a 64-byte header, a section table, and sections (strings, metadata, tensors,
-//! weights, nodes, node-io, weight data), each with its own CRC-32. [`read`] checks every
+//! weights, nodes, node-io, weight data), each with its own CRC-32. [`read()`] checks every
 //! byte it uses before trusting it and returns a [`Graph`](crate::graph::Graph) that passed
 //! [`Graph::validate`](crate::graph::Graph::validate).
 
@@ -146,7 +146,7 @@ impl SectionInfo {
     }
 }
 
-/// Options for [`read`].
+/// Options for [`read()`].
 #[derive(Clone, Copy, Debug)]
 pub struct ReadOptions {
     /// Verify the checksum of the weight data section too (the other sections always are).

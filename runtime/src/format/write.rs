@@ -46,7 +46,7 @@ fn check_count(what: &str, n: usize, limit: u64) -> Result<()> {
 /// Fails, without writing anything, when `graph` does not pass [`Graph::validate`], when a
 /// data buffer's length is not [`pack::stored_bytes`] of its weight, when a weight's layout
 /// does not fit a role it is used in, or when the graph exceeds one of the format's limits.
-/// Every file this returns is accepted by [`super::read`].
+/// Every file this returns is accepted by [`super::read()`].
 pub fn write(graph: &Graph, weight_data: &[&[u8]]) -> Result<Vec<u8>> {
     graph.validate()?;
     check(graph, weight_data)?;

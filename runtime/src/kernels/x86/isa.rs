@@ -125,7 +125,7 @@ pub(crate) trait Isa {
     }
 
     /// `act` on every lane; matches [`Activation::apply`] to a few ulp (the transcendental
-    /// activations use [`Isa::exp`]).
+    /// activations use [`Isa::exp2`]).
     #[inline(always)]
     unsafe fn act(act: Activation, v: Self::V) -> Self::V {
         let zero = Self::zero();

@@ -9,9 +9,9 @@
 //!
 //! 1. input transform `V = B^T d B` of every tile, into scratch `[A²][T][ICp]`;
 //! 2. `A²` independent GEMMs `M[xi] = V[xi] . U[xi]` with the dense microkernel
-//!    ([`dense::mac`], `MR` tiles by `NV` vectors), `U` being the pre-transformed weights
-//!    (`WinogradF43(nb)` / `WinogradF23(nb)`: `[A²][OC/nb][IC][nb]`, see `kernels::pack`),
-//!    into `[A²][T][OCp]`;
+//!    ([`dense::mac`](super::dense::mac), `MR` tiles by `NV` vectors), `U` being the
+//!    pre-transformed weights (`WinogradF43(nb)` / `WinogradF23(nb)`:
+//!    `[A²][OC/nb][IC][nb]`, see `kernels::pack`), into `[A²][T][OCp]`;
 //! 3. output transform `Y = A^T M A`, plus bias and residual, through the activation, stored
 //!    for the pixels of the tile that lie inside the image and inside `rows`.
 //!

@@ -4,7 +4,7 @@
 //! layer, or the next channels of one channel cluster (groups that span the same values,
 //! e.g. the output channels of one conv with everything tied to them), as many as keep
 //! the cluster's count a multiple of the SIMD multiple. Errors are relative output errors
-//! of the layers that lose weights, from [`obs`], or, with output weights
+//! of the layers that lose weights, from [`obs`](super::obs), or, with output weights
 //! ([`Layer::out_weights`]), the mean relative error the removal causes at the model
 //! outputs; with calibration statistics each removal also refits the remaining weights.
 
@@ -42,7 +42,7 @@ pub struct Layer {
     /// mean relative error they cause there. `None`: by the layer's own relative error.
     pub out_weights: Option<OutputWeights>,
     /// With calibration, a dense conv's or fully connected layer's statistics per fold:
-    /// its removal costs are then held-out errors (see [`Layer::removal_cost`]).
+    /// its removal costs are then held-out errors (see `Layer::removal_cost`).
     pub folds: Option<Folds>,
     /// Per fold `k`, computed when needed: `H⁻¹` of the other folds (shrunk as the whole
     /// set's `H` is, and damped), and `H⁻¹ H_k H⁻¹` and `H⁻¹ S_k H⁻¹`.

@@ -74,11 +74,12 @@ pub enum Precision {
     /// Cortex-A55, A75, A76 and later, most phones since 2018), where `FMLA` on f16 does
     /// twice the multiply-adds of `FMLA` on f32. The f16 weights are made at session creation
     /// (half the f32 size). Every other layer, and every layer on other CPUs, runs in f32;
-    /// [`Session::f16_convs`] counts the convs that took f16. The f16 range is narrow:
-    /// values beyond 65504 in a 1x1 conv's input or partial sums become infinite, values
-    /// below 2^-14 (6e-5) lose precision and below 2^-24 (6e-8) become zero (an untrained
-    /// network whose activations shrink to 1e-9 gives zeros). Within it, per layer the error
-    /// is about a third of bf16's (`docs/decisions.md`, "f16 on aarch64").
+    /// [`Session::f16_convs`] counts the convs that took f16. The f16 range (6e-8 to 65504)
+    /// is narrow, so each output channel's weights, and each input pixel's channels where
+    /// their largest magnitude is outside [2^-4, 2^9), are first scaled by a power of two
+    /// into it, and the f32 result scaled back (exact): activations and weights of any
+    /// magnitude keep f16's precision (`kernels::f16::input_scale`). Per layer the error is
+    /// about a third of bf16's (`docs/decisions.md`, "f16 on aarch64" and "f16 range").
     F16,
 }
 

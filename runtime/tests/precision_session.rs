@@ -42,8 +42,9 @@ fn conv(in_c: usize, out_c: usize, weight: u32, act: Activation) -> Op {
 }
 
 /// `x -> a = relu(conv 1x1 (relu(conv 1x1))), b = relu(conv 1x1); concat(a, b) -> conv 1x1 ->
-/// y`, and its weights (canonical layout, `[OC][IC]`, then the bias, per conv).
-fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
+/// y`, and its weights (canonical layout, `[OC][IC]`, then the bias, per conv); the biases
+/// times `m`, so that an input times `m` gives every activation times `m`.
+fn model(m: f32) -> (Vec<u8>, Vec<Vec<f32>>) {
     let t = |name: &str, c: usize| TensorDesc {
         name: name.into(),
         shape: Shape4::new(1, H as u32, W as u32, c as u32),
@@ -117,7 +118,10 @@ fn model() -> (Vec<u8>, Vec<Vec<f32>>) {
         C_OUT,
     ];
     let weights: Vec<Vec<f32>> = (sizes.iter().enumerate())
-        .map(|(k, &n)| values(n, k + 1).iter().map(|v| v * 0.5).collect())
+        .map(|(k, &n)| {
+            let scale = if k % 2 == 1 { 0.5 * m } else { 0.5 };
+            values(n, k + 1).iter().map(|v| v * scale).collect()
+        })
         .collect();
     let bytes: Vec<Vec<u8>> = weights
         .iter()
@@ -209,10 +213,19 @@ fn has_kernels(p: Precision, name: &str) -> bool {
     }
 }
 
+/// The model, its input and every activation times `m`: 1, and far beyond the f16 range either
+/// way (an untrained network's activations of 1e-9, and 16384 times larger than usual).
 #[test]
 fn reduced_precision_convs_and_a_concatenation_read_in_place_match_their_definition() {
-    let (bytes, weights) = model();
-    let x = values(C_IN * H * W, 9);
+    for m in [1.0, 2f32.powi(-30), 2f32.powi(14)] {
+        check_at(m);
+    }
+}
+
+/// The test at the magnitude `m`.
+fn check_at(m: f32) {
+    let (bytes, weights) = model(m);
+    let x: Vec<f32> = values(C_IN * H * W, 9).iter().map(|v| v * m).collect();
     let f32_ref = reference(&x, &weights, exact);
     let ariths = [
         Arith {
@@ -244,7 +257,7 @@ fn reduced_precision_convs_and_a_concatenation_read_in_place_match_their_definit
                 (s.output(0).to_vec(), (arith.convs)(&s), in_place)
             };
             let (y, convs, in_place) = run(SessionOptions::default());
-            let name = format!("{} {:?}", table.name, arith.precision);
+            let name = format!("{} {:?} at {m:e}", table.name, arith.precision);
             let reduced = has_kernels(arith.precision, table.name);
             if reduced {
                 ran.push(name.clone());
@@ -279,12 +292,17 @@ fn reduced_precision_convs_and_a_concatenation_read_in_place_match_their_definit
                     (got as f64 - want).abs() <= tol,
                     "{name}: output {i} is {got}, want {want} (tolerance {tol})"
                 );
-                off |= (got as f64 - f32_ref.0[i]).abs() > 1e-4;
+                off |= (got as f64 - f32_ref.0[i]).abs() > 1e-4 * m as f64;
             }
             assert_eq!(
                 off, reduced,
                 "{name}: the rounding shows iff the precision ran"
             );
+            // And the precision keeps the f32 result, at every magnitude: within 1% in norm.
+            let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|d| d * d).sum::<f64>().sqrt();
+            let diff = norm(&mut y.iter().zip(&f32_ref.0).map(|(&g, &f)| g as f64 - f));
+            let rel = diff / norm(&mut f32_ref.0.iter().copied());
+            assert!(rel < 1e-2, "{name}: relative error {rel:e} to f32");
         }
     }
     eprintln!("reduced-precision kernels run on this CPU: {ran:?}");

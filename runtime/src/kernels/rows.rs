@@ -67,6 +67,24 @@ impl Inputs {
         Inputs { list, n }
     }
 
+    /// Pixel `p` of every input, in channel order: its first channel's address, its channel
+    /// count, and the channel of the conv's input it starts at.
+    ///
+    /// # Safety
+    /// `p` is a pixel of the inputs.
+    #[inline(always)]
+    pub(crate) unsafe fn pixel(
+        &self,
+        p: usize,
+    ) -> impl Iterator<Item = (*const f32, usize, usize)> + '_ {
+        let mut c0 = 0;
+        self.list[..self.n].iter().map(move |i| {
+            let at = c0;
+            c0 += i.k;
+            (i.x.add(p * i.cs), i.k, at)
+        })
+    }
+
     /// Converts pixels `pixels` of every input into the rows at `rows` (`stride` elements
     /// apart, the first for `pixels.start`): `convert(x, k, at)` writes the `k` channels at `x`
     /// from `at` on, where an input whose first channel is `c0` starts at element
@@ -87,10 +105,8 @@ impl Inputs {
     ) {
         for p in pixels.clone() {
             let row = rows.add((p - pixels.start) * stride);
-            let mut c0 = 0;
-            for i in &self.list[..self.n] {
-                convert(i.x.add(p * i.cs), i.k, row.add(c0 / per_element));
-                c0 += i.k;
+            for (x, k, c0) in self.pixel(p) {
+                convert(x, k, row.add(c0 / per_element));
             }
         }
     }

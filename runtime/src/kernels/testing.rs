@@ -37,14 +37,17 @@ impl Rng {
 }
 
 /// One conv of `ic -> oc` channels over `n x h x w` pixels (channel strides `xcs`, `ycs`),
-/// rows `rows` of it, through the kernel, against its arithmetic's definition.
+/// rows `rows` of it, through the kernel, against its arithmetic's definition. The inputs
+/// are of magnitude `mag.0` (up to 8 times more or less from pixel to pixel), the weights
+/// of `mag.1` (so from output channel to output channel), bias and residual of their
+/// product.
 #[allow(clippy::type_complexity)]
 fn check(
     k: &Pointwise,
     ((ic, oc), (n, h, w), (xcs, ycs)): ((usize, usize), (u32, u32, u32), (usize, usize)),
     (bias, residual, act): (bool, bool, Activation),
     rows: std::ops::Range<usize>,
-    (split, seed): (Option<usize>, u64),
+    (split, seed, mag): (Option<usize>, u64, (f32, f32)),
 ) {
     let mut rng = Rng(seed | 1);
     let conv = Conv {
@@ -69,15 +72,18 @@ fn check(
     };
     let pixels = xs.len() / xcs;
     // Inputs with their pad lanes zero, as sessions keep them; values of mixed scale.
+    let spread = |i: usize| 8f32.powi(i as i32 % 3 - 1);
     let mut x = vec![0f32; xs.len()];
-    for px in x.chunks_exact_mut(xcs) {
+    for (p, px) in x.chunks_exact_mut(xcs).enumerate() {
         for v in &mut px[..ic] {
-            *v = rng.next() * 4.0;
+            *v = rng.next() * 4.0 * mag.0 * spread(p);
         }
     }
-    let wc: Vec<f32> = (0..oc * ic).map(|_| rng.next()).collect();
-    let b: Vec<f32> = (0..oc).map(|_| rng.next()).collect();
-    let r: Vec<f32> = (0..ys.len()).map(|_| rng.next()).collect();
+    let wc: Vec<f32> = (0..oc * ic)
+        .map(|i| rng.next() * mag.1 * spread(i / ic))
+        .collect();
+    let b: Vec<f32> = (0..oc).map(|_| rng.next() * mag.0 * mag.1).collect();
+    let r: Vec<f32> = (0..ys.len()).map(|_| rng.next() * mag.0 * mag.1).collect();
     let nb = k.nb;
     let blocks = oc.div_ceil(nb);
     let mut blocked = vec![0f32; blocks * ic * nb];
@@ -188,13 +194,33 @@ pub(crate) fn suite(kernel: &Pointwise) {
             let whole = parts.map(|k| (Some(k), 0..rows));
             for (split, cut) in std::iter::once((None, cut)).chain(whole) {
                 let shape = ((ic, oc), (n, h, w), (xcs, ycs));
-                check(kernel, shape, opts, cut, (split, seed));
+                check(kernel, shape, opts, cut, (split, seed, (1.0, 1.0)));
             }
         }
     }
     // A map larger than one chunk, at many input channels, whole and in two parts.
     let big = ((1536, 64), (1, 9, 11), (1536, 64));
     let opts = (true, true, Activation::Relu);
-    check(kernel, big, opts, 0..9, (None, 99));
-    check(kernel, big, opts, 0..9, (Some(512), 98));
+    check(kernel, big, opts, 0..9, (None, 99, (1.0, 1.0)));
+    check(kernel, big, opts, 0..9, (Some(512), 98, (1.0, 1.0)));
+    // Magnitudes far from 1 (beyond the f16 range either way: an untrained network's
+    // activations of 1e-9, a detector's of 1e4), whole and in two parts.
+    let mags = [(1e-9, 1e-3), (3e3, 40.0), (1e-6, 1e5), (2e4, 1e-7)];
+    for (i, &mag) in mags.iter().enumerate() {
+        for (j, &(ic, oc)) in [(17usize, 40usize), (100, 16), (384, 96)]
+            .iter()
+            .enumerate()
+        {
+            let seed = 200 + (3 * i + j) as u64;
+            let shape = (
+                (ic, oc),
+                (1, 3, 5),
+                (ic.next_multiple_of(16), oc.next_multiple_of(16)),
+            );
+            let opts = (true, j != 1, Activation::None);
+            let split = if kernel.even_parts { 10 } else { 11 };
+            check(kernel, shape, opts, 0..3, (None, seed, mag));
+            check(kernel, shape, opts, 0..3, (Some(split), seed, mag));
+        }
+    }
 }

@@ -1,18 +1,21 @@
 //! f16 pointwise convs on aarch64 ([`Precision::F16`](crate::session::Precision)): an
 //! ungrouped 1x1 conv (stride 1, no padding) whose inputs and weights are rounded to f16 and
 //! multiplied and added in f16 by `FMLA` on 8 half-precision lanes (FEAT_FP16: Armv8.2, e.g.
-//! Cortex-A55, A75, A76 and later), twice the lanes of `FMLA` on f32; every
-//! [`RUN`](crate::kernels::f16::RUN) input channels the f16 sums are widened and added to f32
-//! accumulators ([`f16::dot`](crate::kernels::f16::dot) defines the result).
+//! Cortex-A55, A75, A76 and later), twice the lanes of `FMLA` on f32; every [`RUN`] input
+//! channels the f16 sums are widened and added to f32 accumulators ([`f16::dot`] defines the
+//! result).
 //!
-//! Per chunk of output pixels, the chunk's input pixels are rounded to f16 into scratch
-//! (`FCVTN`, to nearest even with subnormals, as `half::f16` rounds); then every block of 16
-//! output channels runs a 4-pixel x 16-channel register tile over them: per 8 input channels,
-//! one 8-lane load per pixel and two weight vectors per channel feed 8 `FMLA`s by element,
-//! into 8 f16 accumulators; the 16 f32 accumulators take their sums after each run. Weights
-//! are [`f16::pack_pointwise`](crate::kernels::f16::pack_pointwise)'s
-//! (`[OC/16][IC][16]` halves); bias, residual and activation are applied at the store in
-//! f32, as in the f32 kernels. A concatenation is read in place, any channel counts.
+//! Per chunk of output pixels, each input pixel's channels are rounded to f16 into scratch
+//! (`FCVTN`, to nearest even with subnormals, as `half::f16` rounds) while their largest
+//! magnitude is found, and rounded again, times the power of two [`f16::input_scale`] gives
+//! for it, where that is not 1; the scale's inverse is kept beside them. Then every block of
+//! 16 output channels runs a 4-pixel x 16-channel register tile over them: per 8 input
+//! channels, one 8-lane load per pixel and two weight vectors per channel feed 8 `FMLA`s by
+//! element, into 8 f16 accumulators; the 16 f32 accumulators take their sums after each run,
+//! and at the end are multiplied by the pixel's and the output channels' inverse scales and
+//! added to the bias. Weights are [`f16::pack_pointwise`]'s (`[OC/16][IC][16]` scaled halves,
+//! then the inverse scales); residual and activation are applied at the store in f32, as in
+//! the f32 kernels. A concatenation is read in place, any channel counts.
 //!
 //! `FMLA` on half-precision lanes, `FCVTN` and `FCVTL` are inline assembly: Rust's f16
 //! vector types and their intrinsics are not stable.
@@ -20,7 +23,7 @@
 use super::neon::{zero_pad_lanes, LANES, V8};
 use super::tile::{bias8, Store};
 use crate::graph::{Conv, Layout};
-use crate::kernels::f16::{BLOCK, RUN};
+use crate::kernels::f16::{self, BLOCK, RUN};
 use crate::kernels::rows::Inputs;
 use crate::kernels::{Act4, ConvArgs, ConvKernel};
 use std::arch::aarch64::*;
@@ -44,10 +47,16 @@ fn chunk_pixels(ic: usize) -> usize {
     (CHUNK_BYTES / 2 / row_stride(ic)).clamp(MR, 1024) / MR * MR
 }
 
-/// Scratch floats of [`conv1x1`]: one chunk of rounded input (two halves a float).
+/// Floats of scratch that one chunk of rounded input takes (two halves a float).
+fn rows_floats(ic: usize) -> usize {
+    (chunk_pixels(ic) * row_stride(ic)).div_ceil(2)
+}
+
+/// Scratch floats of [`conv1x1`]: one chunk of rounded input, then its pixels' inverse
+/// scales.
 pub(crate) fn scratch(c: &Conv, _: Act4, _: Act4) -> usize {
     let ic = c.in_c as usize;
-    (chunk_pixels(ic) * row_stride(ic)).div_ceil(2)
+    rows_floats(ic) + chunk_pixels(ic)
 }
 
 /// Whether this CPU runs the f16 kernel (FEAT_FP16, with its NEON instructions).
@@ -139,24 +148,45 @@ fn narrow(lo: float32x4_t, hi: float32x4_t) -> uint16x8_t {
 }
 
 /// Rounds the `ic` channels at `x` to f16 into `row`: `ceil(ic / 8) * 8` halves, zeros past
-/// `ic`.
+/// `ic`. With `SCALED`, the channels times `s`, and `m` returned as it is; else the channels
+/// as they are, and `m` (4 lanes) and their magnitudes, lane by lane the largest (`FMAXNM`:
+/// NaN ignored, as [`f16::max_abs`] does).
 ///
 /// # Safety
 /// `x` valid for `ic` reads, `row` for `ceil(ic / 8) * 8` writes.
 #[inline(always)]
-unsafe fn round_row(x: *const f32, ic: usize, row: *mut u16) {
+unsafe fn round_row<const SCALED: bool>(
+    x: *const f32,
+    ic: usize,
+    row: *mut u16,
+    s: f32,
+    m: float32x4_t,
+) -> float32x4_t {
+    let (mut m0, mut m1) = (m, m);
+    let mut eight = |lo: float32x4_t, hi: float32x4_t, at: *mut u16| {
+        if SCALED {
+            vst1q_u16(at, narrow(vmulq_n_f32(lo, s), vmulq_n_f32(hi, s)));
+        } else {
+            m0 = vmaxnmq_f32(m0, vabsq_f32(lo));
+            m1 = vmaxnmq_f32(m1, vabsq_f32(hi));
+            vst1q_u16(at, narrow(lo, hi));
+        }
+    };
     let mut c = 0;
     while c + 8 <= ic {
-        let h = narrow(vld1q_f32(x.add(c)), vld1q_f32(x.add(c + 4)));
-        vst1q_u16(row.add(c), h);
+        eight(vld1q_f32(x.add(c)), vld1q_f32(x.add(c + 4)), row.add(c));
         c += 8;
     }
     if c < ic {
         let mut t = [0f32; 8];
         std::ptr::copy_nonoverlapping(x.add(c), t.as_mut_ptr(), ic - c);
-        let h = narrow(vld1q_f32(t.as_ptr()), vld1q_f32(t.as_ptr().add(4)));
-        vst1q_u16(row.add(c), h);
+        eight(
+            vld1q_f32(t.as_ptr()),
+            vld1q_f32(t.as_ptr().add(4)),
+            row.add(c),
+        );
     }
+    vmaxnmq_f32(m0, m1)
 }
 
 /// The driver of [`conv1x1`].
@@ -175,11 +205,14 @@ unsafe fn run(a: &mut ConvArgs) {
     // These bounds make every pointer formed below valid. The inputs are `x`, then the
     // further parts of a concatenation read in place.
     let inputs = Inputs::of(a, false);
-    assert!(a.w.len() * 2 >= blocks * ic * BLOCK);
-    assert!(a.scratch.len() * 2 >= chunk * halves);
+    let weight_words = blocks * ic * BLOCK / 2;
+    assert!(a.w.len() >= weight_words + blocks * BLOCK);
+    assert!(a.scratch.len() >= rows_floats(ic) + chunk && rows_floats(ic) * 2 >= chunk * halves);
     let pixels = a.rows.start * ow..a.rows.end * ow;
     let w = a.w.as_ptr().cast::<u16>();
-    let rows = a.scratch.as_mut_ptr().cast::<u16>();
+    let w_inv = a.w.as_ptr().add(weight_words);
+    let (rows, x_inv) = a.scratch.split_at_mut(rows_floats(ic));
+    let (rows, x_inv) = (rows.as_mut_ptr().cast::<u16>(), x_inv.as_mut_ptr());
     let store = Store {
         residual: a.residual,
         act: c.act,
@@ -188,11 +221,24 @@ unsafe fn run(a: &mut ConvArgs) {
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
+        // Each pixel's channels rounded as they are, and their largest magnitude; rounded
+        // again, scaled, where that is out of the range `f16::input_scale` leaves alone.
         // Each part writes whole vectors past its channels (zeros), which the next part
         // overwrites; the last part's stay inside the row's extra vector.
-        inputs.convert(start..end, (rows, halves, 1), |x, k, at| {
-            round_row(x, k, at)
-        });
+        for p in start..end {
+            let row = rows.add((p - start) * halves);
+            let mut m = vdupq_n_f32(0.0);
+            for (x, k, c0) in inputs.pixel(p) {
+                m = round_row::<false>(x, k, row.add(c0), 1.0, m);
+            }
+            let (s, inv) = f16::input_scale(vmaxnmvq_f32(m));
+            *x_inv.add(p - start) = inv;
+            if s != 1.0 {
+                for (x, k, c0) in inputs.pixel(p) {
+                    round_row::<true>(x, k, row.add(c0), s, m);
+                }
+            }
+        }
         for b in 0..blocks {
             let o0 = b * BLOCK;
             let t = F16Tile {
@@ -200,6 +246,8 @@ unsafe fn run(a: &mut ConvArgs) {
                 ic,
                 rows,
                 halves,
+                x_inv,
+                w_inv: [0, 4, 8, 12].map(|j| vld1q_f32(w_inv.add(o0 + j))),
                 pix0: start,
                 ycs,
                 bias: [o0, o0 + LANES].map(|o| match o < oc {
@@ -234,6 +282,10 @@ struct F16Tile<'a> {
     /// The chunk's rounded input rows (`halves` apart) from pixel `pix0` on.
     rows: *const u16,
     halves: usize,
+    /// The inverse scales of the chunk's pixels, from pixel `pix0` on.
+    x_inv: *const f32,
+    /// The block's inverse weight scales.
+    w_inv: [float32x4_t; 4],
     pix0: usize,
     ycs: usize,
     bias: [V8; 2],
@@ -250,15 +302,20 @@ impl F16Tile<'_> {
     unsafe fn run<const M: usize>(&self, y: &mut [f32], p: usize) {
         let xr: [*const u16; M] =
             std::array::from_fn(|m| self.rows.add((p - self.pix0 + m) * self.halves));
-        let init = [
+        let bias = [
             self.bias[0].0,
             self.bias[0].1,
             self.bias[1].0,
             self.bias[1].1,
         ];
-        let acc = mac::<M>([init; M], &xr, self.w, self.ic);
-        let lo: [V8; M] = std::array::from_fn(|m| V8(acc[m][0], acc[m][1]));
-        let hi: [V8; M] = std::array::from_fn(|m| V8(acc[m][2], acc[m][3]));
+        let acc = mac::<M>([[vdupq_n_f32(0.0); 4]; M], &xr, self.w, self.ic);
+        // The scales back (powers of two: exact), then the bias.
+        let out: [[float32x4_t; 4]; M] = std::array::from_fn(|m| {
+            let inv = *self.x_inv.add(p - self.pix0 + m);
+            std::array::from_fn(|j| vfmaq_f32(bias[j], acc[m][j], vmulq_n_f32(self.w_inv[j], inv)))
+        });
+        let lo: [V8; M] = std::array::from_fn(|m| V8(out[m][0], out[m][1]));
+        let hi: [V8; M] = std::array::from_fn(|m| V8(out[m][2], out[m][3]));
         let yoff: [usize; M] = std::array::from_fn(|m| (p + m) * self.ycs + self.o0);
         self.store.tile(y, lo, yoff, self.o0);
         let yoff: [usize; M] = std::array::from_fn(|m| yoff[m] + LANES);
@@ -388,10 +445,20 @@ mod tests {
                 .map(|v| if v.is_nan() { 0.0 } else { *v })
                 .collect();
             let mut row = [0u16; 8];
-            // SAFETY: `x` holds `x.len()` floats, `row` 8 halves.
-            unsafe { round_row(x.as_ptr(), x.len(), row.as_mut_ptr()) };
+            let (xp, n, at) = (x.as_ptr(), x.len(), row.as_mut_ptr());
+            // SAFETY: `x` holds `n` floats, `row` 8 halves.
+            let m = unsafe { vmaxnmvq_f32(round_row::<false>(xp, n, at, 1.0, vdupq_n_f32(0.0))) };
+            assert_eq!(m.to_bits(), f16::max_abs(&x).to_bits());
             for (i, &v) in x.iter().enumerate() {
                 assert_eq!(row[i], f16::round(v).to_bits(), "{v:e}");
+            }
+            // Scaled, as the kernel scales a pixel out of the unscaled range.
+            for s in [f16::input_scale(m).0, 2f32.powi(-7), 32.0] {
+                // SAFETY: as above.
+                unsafe { round_row::<true>(xp, n, at, s, vdupq_n_f32(0.0)) };
+                for (i, &v) in x.iter().enumerate() {
+                    assert_eq!(row[i], f16::round(v * s).to_bits(), "{v:e} * {s:e}");
+                }
             }
         }
     }

@@ -29,7 +29,7 @@
 //! [`Precision::F16`](crate::session::Precision), on CPUs with FEAT_FP16 (Armv8.2),
 //! `conv1x1_f16_4x16_neon` (`f16.rs`).
 //!
-//! The dense kernels (and `fc_8x8_neon`) share one register tile ([`tile`]): 8 output pixels
+//! The dense kernels (and `fc_8x8_neon`) share one register tile (`tile.rs`): 8 output pixels
 //! x 8 output channels in 16 `float32x4_t` accumulators, bias in the initial value, residual
 //! and activation at the store. Pooling and the elementwise ops are the portable table's.
 //!

@@ -123,8 +123,9 @@ int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
  *  smof_session_new). Unknown bits give SMOF_ERR_INVALID_ARGUMENT. */
 int32_t smof_session_new_ex(smof_model model, uint32_t threads, uint32_t flags, smof_session *out);
 
-/** The number of convs `session` runs in bf16, in `*out` (0 unless created with
- *  SMOF_SESSION_BF16 on a CPU with AVX512-BF16 or FEAT_BF16). */
+/** The number of convs (and, on AVX512-BF16, fully connected layers) `session` runs in
+ *  bf16, in `*out` (0 unless created with SMOF_SESSION_BF16 on a CPU with AVX512-BF16 or
+ *  FEAT_BF16). */
 int32_t smof_session_bf16_convs(smof_session session, size_t *out);
 
 /** The number of convs `session` runs in f16, in `*out` (0 unless created with

@@ -61,9 +61,11 @@ pub enum Precision {
     /// (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later), where `vdpbf16ps`
     /// does twice the multiply-adds of an f32 FMA, and on aarch64 CPUs with FEAT_BF16
     /// (Armv8.6: Cortex-A510, A710, X2 and later, Apple M2 and later), where `BFDOT` does
-    /// twice those of `FMLA`. The bf16 weights are made at session creation (half
+    /// twice those of `FMLA`. On AVX512-BF16, fully connected layers of one input pixel per
+    /// item (classifiers) also take bf16 weights and inputs: they stream their weights from
+    /// memory, and bf16 halves the bytes. The bf16 weights are made at session creation (half
     /// the f32 size, in the session's memory). Every other layer, and every layer on other
-    /// CPUs, runs in f32; [`Session::bf16_convs`] counts the convs that took bf16. The
+    /// CPUs, runs in f32; [`Session::bf16_convs`] counts the layers that took bf16. The
     /// errors add up over the layers: MobileNetV2's ImageNet embedding keeps a cosine of
     /// 0.998 to its f32 value (`docs/decisions.md`, "bf16 pointwise convs").
     Bf16,
@@ -137,6 +139,9 @@ enum Kernel<'m> {
         k: FcKernel,
         w: &'m [f32],
         bias: Option<&'m [f32]>,
+        /// Where the layer reads its weights instead of `w` when it runs a bf16 kernel: their
+        /// bf16 packing, these floats of [`Session::packed`].
+        packed: Option<std::ops::Range<usize>>,
     },
     Pool(Pool),
     GlobalAvgPool,
@@ -530,6 +535,7 @@ impl<'m> Session<'m> {
                     k: table.fc,
                     w: model.weight(fc.weight),
                     bias: fc.bias.map(|b| model.weight(b)),
+                    packed: None,
                 },
                 Op::Pool(p) => Kernel::Pool(p),
                 Op::GlobalAvgPool => Kernel::GlobalAvgPool,
@@ -668,6 +674,13 @@ impl<'m> Session<'m> {
         // count (the kernel rounds channels in pairs).
         // The words' bits as f32 slots, each conv's from a 64-byte boundary.
         let mut packed_words: Vec<f32> = Vec::new();
+        let push_words = |all: &mut Vec<f32>, words: &[u32]| {
+            let at = all.len();
+            all.extend(words.iter().map(|&word| f32::from_bits(word)));
+            let end = all.len();
+            all.resize(end.next_multiple_of(plan::ALIGN_FLOATS), 0.0);
+            at..end
+        };
         type Reduced = (
             fn(&Conv, crate::graph::Layout) -> Option<ConvKernel>,
             PackFn,
@@ -715,15 +728,38 @@ impl<'m> Session<'m> {
                 let Some(words) = pack(w, k.layout, in_c, conv.out_c as usize) else {
                     continue;
                 };
-                let at = packed_words.len();
-                packed_words.extend(words.iter().map(|&word| f32::from_bits(word)));
-                *packed = Some(at..packed_words.len());
-                let len = packed_words.len().next_multiple_of(plan::ALIGN_FLOATS);
-                packed_words.resize(len, 0.0);
+                *packed = Some(push_words(&mut packed_words, &words));
                 *k = k16;
                 let xs = geoms[graph.nodes[i].inputs[0] as usize];
                 let ys = geoms[graph.nodes[i].outputs[0] as usize];
                 kernel_scratch = kernel_scratch.max((k.scratch_len)(conv, xs, ys));
+            }
+        }
+        // bf16 fully connected layers (a classifier's weights, streamed from memory: half
+        // the bytes), where the table has the kernel.
+        if opts.precision == Precision::Bf16 {
+            for (i, step) in steps.iter_mut().enumerate() {
+                let Kernel::Fc {
+                    fc, k, w, packed, ..
+                } = &mut step.kernel
+                else {
+                    continue;
+                };
+                let xs = geoms[graph.nodes[i].inputs[0] as usize];
+                let (Some(k16), crate::graph::Layout::FcOcBlock(nb)) =
+                    ((table.fc_bf16)(fc, k.layout, xs), k.layout)
+                else {
+                    continue;
+                };
+                let (in_f, out_f) = (fc.in_features as usize, fc.out_features as usize);
+                // `FcOcBlock(nb)` of one pixel is `ConvOcBlock(nb)`'s order.
+                let Some(words) =
+                    bf16::pack_pointwise(w, crate::graph::Layout::ConvOcBlock(nb), in_f, out_f)
+                else {
+                    continue;
+                };
+                *packed = Some(push_words(&mut packed_words, &words));
+                *k = k16;
             }
         }
         let packed = AlignedF32::from_slice(&packed_words);
@@ -1149,8 +1185,15 @@ impl<'m> Session<'m> {
                     };
                     pool.run_parts(parts, &part);
                 }
-                Kernel::Fc { fc, k, w, bias } => {
+                Kernel::Fc {
+                    fc,
+                    k,
+                    w,
+                    bias,
+                    packed: bf,
+                } => {
                     let (x, xs) = input(0);
+                    let w = bf.as_ref().map_or(*w, |r| &packed[r.clone()]);
                     // Large weights (a classifier) are streamed from memory: each participant
                     // takes a share of the output features, and of the weights.
                     let parts = if w.len() >= FC_SPLIT_MIN_WEIGHTS {
@@ -1461,8 +1504,9 @@ impl<'m> Session<'m> {
             .collect()
     }
 
-    /// The number of convs that run a bf16 kernel ([`Precision::Bf16`]; 0 for another
-    /// precision or where the CPU or the kernel table has none).
+    /// The number of convs and fully connected layers that run a bf16 kernel
+    /// ([`Precision::Bf16`]; 0 for another precision or where the CPU or the kernel table has
+    /// none).
     pub fn bf16_convs(&self) -> usize {
         if self.precision == Precision::Bf16 {
             self.reduced_convs()
@@ -1481,13 +1525,17 @@ impl<'m> Session<'m> {
         }
     }
 
-    /// The number of convs with weights packed at creation for a reduced precision.
+    /// The number of convs and fully connected layers with weights packed at creation for
+    /// a reduced precision.
     fn reduced_convs(&self) -> usize {
         (self.steps.iter())
             .filter(|s| {
                 matches!(
                     s.kernel,
                     Kernel::Conv {
+                        packed: Some(_),
+                        ..
+                    } | Kernel::Fc {
                         packed: Some(_),
                         ..
                     }

@@ -307,3 +307,124 @@ fn check_at(m: f32) {
     }
     eprintln!("reduced-precision kernels run on this CPU: {ran:?}");
 }
+
+/// A classifier: `x [2, 300] -> fully connected (500 outputs, bias) -> y`, and its weights
+/// (canonical `[500][300]`, then the bias).
+fn classifier() -> (Vec<u8>, Vec<Vec<f32>>) {
+    const IN: u32 = 300;
+    const OUT: u32 = 500;
+    let t = |name: &str, c: u32| TensorDesc {
+        name: name.into(),
+        shape: Shape4::new(2, 1, 1, c),
+    };
+    let wd = |name: &str, dims: Vec<u32>| WeightDesc {
+        name: name.into(),
+        dtype: DType::F32,
+        layout: Layout::Canonical,
+        dims,
+        offset: 0,
+        byte_len: 0,
+    };
+    let fc = Fc {
+        in_features: IN,
+        out_features: OUT,
+        weight: 0,
+        bias: Some(1),
+        act: Activation::None,
+    };
+    let graph = Graph {
+        meta: Metadata {
+            producer: "test".into(),
+            producer_version: "0".into(),
+            model_name: "bf16-fc".into(),
+            description: String::new(),
+        },
+        tensors: vec![t("x", IN), t("y", OUT)],
+        weights: vec![wd("w", vec![OUT, IN]), wd("b", vec![OUT])],
+        nodes: vec![Node {
+            name: "fc".into(),
+            op: Op::Fc(fc),
+            inputs: vec![0],
+            outputs: vec![1],
+        }],
+        inputs: vec![IoDesc {
+            name: "x".into(),
+            tensor: 0,
+            dims: vec![2, IN],
+        }],
+        outputs: vec![IoDesc {
+            name: "y".into(),
+            tensor: 1,
+            dims: vec![2, OUT],
+        }],
+    };
+    let weights = vec![values((OUT * IN) as usize, 3), values(OUT as usize, 4)];
+    let bytes: Vec<Vec<u8>> = weights
+        .iter()
+        .map(|w| bytemuck::cast_slice(w).to_vec())
+        .collect();
+    let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+    (smof::format::write(&graph, &refs).unwrap(), weights)
+}
+
+/// A fully connected layer (a classifier's, large enough to be split between threads) in
+/// bf16 sessions: rounded as `kernels::bf16::dot` defines, where the table has the bf16
+/// kernel (AVX-512 with AVX512-BF16), else f32; the same to the bit on 1-3 threads; and in
+/// f16 sessions always f32 (no f16 kernel for it).
+#[test]
+fn a_classifier_in_bf16_matches_its_definition() {
+    let (bytes, w) = classifier();
+    let (n, c, of) = (2, 300, 500);
+    let x: Vec<f32> = values(n * c, 5).iter().map(|v| v * 2.0).collect();
+    for table in KernelTable::all_supported() {
+        let opts = ModelOptions {
+            kernels: KernelTable::choice_for_name(table.name).unwrap(),
+            ..Default::default()
+        };
+        let model = Model::from_bytes_with(&bytes, &opts).unwrap();
+        for precision in [Precision::Bf16, Precision::F16] {
+            let name = format!("{} {precision:?}", table.name);
+            let reduced = precision == Precision::Bf16 && {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    has_kernels(Precision::Bf16, table.name)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    false
+                }
+            };
+            let run = |threads: usize| {
+                let opts = SessionOptions::default().threads(threads);
+                let mut s = Session::new(&model, &opts.precision(precision)).unwrap();
+                s.run(&[&x]).unwrap();
+                (s.output(0).to_vec(), s.bf16_convs() + s.f16_convs())
+            };
+            let (y, count) = run(1);
+            assert_eq!(count, reduced as usize, "{name}: layers in the precision");
+            for threads in [2, 3] {
+                assert!(
+                    run(threads).0 == y,
+                    "{name}: {threads} threads differ from one"
+                );
+            }
+            let dot: Dot = if reduced { bf16::dot } else { exact };
+            let mut off = false;
+            for item in 0..n {
+                for o in 0..of {
+                    let (s, mags, adds) = dot(&x[item * c..][..c], &w[0][o * c..][..c]);
+                    let want = s + w[1][o] as f64;
+                    let got = y[item * of + o] as f64;
+                    let tol = 4e-7 * (adds as f64 + 2.0) * (mags + 1.0);
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{name}: item {item} output {o} is {got}, want {want}"
+                    );
+                    let (f, _, _) = exact(&x[item * c..][..c], &w[0][o * c..][..c]);
+                    off |= (got - f - w[1][o] as f64).abs() > 1e-4;
+                }
+            }
+            assert_eq!(off, reduced, "{name}: the rounding shows iff bf16 ran");
+        }
+    }
+}

@@ -107,6 +107,15 @@ fn run_allocates_nothing_after_the_first() {
         .map(|i| ((i % 97) as f32 - 48.0) / 48.0)
         .collect();
     check_runs(&bundled_mobilenet(), &input);
+    // A classifier after global pooling (its fully connected layer runs in bf16 where the
+    // CPU has AVX512-BF16).
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/mnist/resnet8.onnx");
+    let onnx = std::fs::read(path).expect("bundled model models/mnist/resnet8.onnx");
+    let resnet8 = smof_converter::convert(&onnx, &smof_converter::ConvertOptions::default())
+        .expect("convert")
+        .bytes;
+    let digit: Vec<f32> = (0..28 * 28).map(|i| (i % 13) as f32 / 13.0).collect();
+    check_runs(&resnet8, &digit);
     let (bytes, input) = squeeze_excite_then_max_pool();
     let model = smof::Model::from_bytes(&bytes).unwrap();
     let session = smof::Session::new(&model, &Default::default()).unwrap();

@@ -162,7 +162,8 @@ impl OwnedSession {
         &self.model
     }
 
-    /// The number of convs that run in bf16; see [`Session::bf16_convs`].
+    /// The number of convs and fully connected layers that run in bf16; see
+    /// [`Session::bf16_convs`].
     pub fn bf16_convs(&self) -> usize {
         self.session.bf16_convs()
     }
@@ -667,8 +668,9 @@ pub unsafe extern "C" fn smof_session_new_ex(
     })
 }
 
-/// The number of convs the session runs in bf16, in `*out`: 0 unless it was created with
-/// `SMOF_SESSION_BF16` on a CPU with AVX512-BF16 or FEAT_BF16.
+/// The number of convs (and, on AVX512-BF16, fully connected layers) the session runs in
+/// bf16, in `*out`: 0 unless it was created with `SMOF_SESSION_BF16` on a CPU with
+/// AVX512-BF16 or FEAT_BF16.
 ///
 /// # Safety
 /// `out` is null or valid for writing.

@@ -372,7 +372,7 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         );
         if a.bf16 {
             smof::outln!(
-                "{:>32}  bf16 products in {} of the convs",
+                "{:>32}  bf16 products in {} of the layers",
                 "",
                 session.bf16_convs()
             );

@@ -222,6 +222,12 @@ pub struct KernelTable {
     pub conv_f16: fn(&Conv, Layout) -> Option<ConvKernel>,
     /// Fully connected.
     pub fc: FcKernel,
+    /// The table's bf16 kernel for a fully connected layer whose weights are stored as the
+    /// layout given and whose input has the geometry given, for
+    /// [`Precision::Bf16`](crate::session::Precision) sessions, or `None` (it runs in f32).
+    /// Its weights are [`bf16::pack_pointwise`]'s words for `ConvOcBlock(n)` where the layout
+    /// is `FcOcBlock(n)` (the same order for an input of one pixel).
+    pub fc_bf16: fn(&Fc, Layout, Act4) -> Option<FcKernel>,
     /// Max/average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (pixel
     /// stride `ys.cs`), leaving `y`'s other channels alone: a pool over a concatenation runs
     /// once per part. The pad lanes of `y` are written (as zeros) by the part that ends at

@@ -312,6 +312,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv: |_, _| Some(CONV),
     conv_bf16: crate::kernels::portable::no_bf16,
     conv_f16: crate::kernels::portable::no_f16,
+    fc_bf16: crate::kernels::portable::no_fc_bf16,
     fc: FcKernel {
         name: "fc_reference",
         layout: Layout::Canonical,

@@ -30,7 +30,7 @@ mod simd;
 mod tile;
 
 use super::{matching, Act4, ConvKernel, ConvPlan, FcKernel, KernelChoice, KernelTable};
-use crate::graph::{Conv, Layout};
+use crate::graph::{Conv, Fc, Layout};
 
 /// Weight layout of the ungrouped conv kernels.
 const OC_BLOCK: Layout = Layout::ConvOcBlock(8);
@@ -112,6 +112,11 @@ pub fn no_f16(_: &Conv, _: Layout) -> Option<ConvKernel> {
     None
 }
 
+/// [`KernelTable::fc_bf16`] of the tables without a bf16 fully connected kernel.
+pub fn no_fc_bf16(_: &Fc, _: Layout, _: Act4) -> Option<FcKernel> {
+    None
+}
+
 /// The portable table.
 pub static TABLE: KernelTable = KernelTable {
     name: "portable",
@@ -121,6 +126,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv: select_conv,
     conv_bf16: no_bf16,
     conv_f16: no_f16,
+    fc_bf16: no_fc_bf16,
     fc: FcKernel {
         name: "fc_portable",
         layout: Layout::FcOcBlock(8),

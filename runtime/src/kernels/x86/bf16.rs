@@ -18,10 +18,10 @@
 use super::avx512::Avx512;
 use super::dense::{bias_init, store_tile};
 use super::geom::zero_pad_lanes;
-use crate::graph::{Conv, Layout};
+use crate::graph::{Conv, Fc, Layout};
 use crate::kernels::bf16::{self, BLOCK};
 use crate::kernels::rows::Inputs;
-use crate::kernels::{Act4, ConvArgs, ConvKernel};
+use crate::kernels::{is_last_share, share, Act4, ConvArgs, ConvKernel, FcArgs, FcKernel};
 use std::arch::x86_64::*;
 
 /// Pixels per register tile.
@@ -295,6 +295,155 @@ unsafe fn mac<const NATIVE: bool, const M: usize>(
     acc
 }
 
+/// Output features per weight block of the bf16 fully connected kernel: the AVX-512 table's
+/// `FcOcBlock(16)`.
+const FC_BLOCK: usize = 16;
+
+/// Weight blocks per register group of the fully connected kernel: 4 independent
+/// accumulators, each broadcast input pair used 4 times.
+const FC_GROUP: usize = 4;
+
+/// The bf16 fully connected kernel, when this CPU has AVX512-BF16, the layer reads one pixel
+/// per batch item (`xs`: a classifier after global pooling or on a 1x1 map) and its weights
+/// are `FcOcBlock(16)`: the f32 `fc_4x16_avx512` streams 4 bytes per multiply-add, so a
+/// large classifier is bound by memory bandwidth, and bf16 weights halve the bytes. Its
+/// weights are [`bf16::pack_pointwise`]'s for `ConvOcBlock(16)` (the same order: one pixel).
+pub(crate) fn select_fc(fc: &Fc, layout: Layout, xs: Act4) -> Option<FcKernel> {
+    let one_pixel = xs.shape.h == 1 && xs.shape.w == 1 && xs.shape.c == fc.in_features;
+    let ok = one_pixel && layout == Layout::FcOcBlock(FC_BLOCK as u16) && has_bf16();
+    ok.then_some(FcKernel {
+        name: "fc_bf16_1x64_avx512",
+        layout,
+        run: fc_bf16,
+    })
+}
+
+/// The bf16 fully connected layer: `args.w` holds [`bf16::pack_pointwise`]'s words.
+fn fc_bf16(a: &mut FcArgs) {
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512bf16,avx2,fma")]
+    unsafe fn inner(a: &mut FcArgs) {
+        run_fc::<true>(a)
+    }
+    // SAFETY: this function is only reachable through `select_fc`, which returns it only
+    // when `has_bf16()` holds.
+    unsafe { inner(a) }
+}
+
+/// [`fc_bf16`] on AVX-512F alone, for tests.
+#[cfg(test)]
+fn fc_emulated(a: &mut FcArgs) {
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx2,fma")]
+    unsafe fn inner(a: &mut FcArgs) {
+        run_fc::<false>(a)
+    }
+    assert!(super::avx512_table().is_some());
+    // SAFETY: the AVX-512 table exists only when these features are present.
+    unsafe { inner(a) }
+}
+
+/// The driver of [`fc_bf16`]: per batch item, the share's weight blocks in groups of
+/// [`FC_GROUP`].
+///
+/// # Safety
+/// The features of [`dot`] for `NATIVE`.
+#[inline(always)]
+unsafe fn run_fc<const NATIVE: bool>(a: &mut FcArgs) {
+    let batch = a.xs.shape.n as usize;
+    let c = a.xs.shape.c as usize;
+    let of = a.ys.shape.c as usize;
+    let blocks = of.div_ceil(FC_BLOCK);
+    let pairs = c.div_ceil(2);
+    // These bounds make every pointer formed below valid.
+    assert!(a.xs.shape.h == 1 && a.xs.shape.w == 1 && a.xs.cs >= c);
+    assert!(a.fc.in_features as usize == c && a.fc.out_features as usize == of);
+    assert!(a.w.len() >= blocks * pairs * FC_BLOCK);
+    assert!(a.x.len() >= a.xs.len() && a.y.len() >= a.ys.len());
+    assert!(a.ys.cs >= of && a.ys.shape.n as usize == batch);
+    assert!(a.bias.is_none_or(|b| b.len() >= of));
+    let g = FcGroup {
+        w: a.w.as_ptr().cast::<u32>(),
+        pairs,
+        c,
+        of,
+        bias: a.bias,
+        act: a.fc.act,
+    };
+    let range = share(blocks, a.share);
+    for n in 0..batch {
+        let x = a.x.as_ptr().add(n * a.xs.cs);
+        let y = a.y.as_mut_ptr().add(n * a.ys.cs);
+        let mut b = range.start;
+        while b + FC_GROUP <= range.end {
+            g.run::<NATIVE, FC_GROUP>(x, y, b);
+            b += FC_GROUP;
+        }
+        match range.end - b {
+            0 => {}
+            1 => g.run::<NATIVE, 1>(x, y, b),
+            2 => g.run::<NATIVE, 2>(x, y, b),
+            _ => g.run::<NATIVE, 3>(x, y, b),
+        }
+    }
+    if is_last_share(a.share) {
+        zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
+    }
+}
+
+/// What every group of weight blocks of one fully connected layer shares.
+struct FcGroup<'a> {
+    /// Packed words, `[blocks][pairs][16]`.
+    w: *const u32,
+    pairs: usize,
+    c: usize,
+    of: usize,
+    bias: Option<&'a [f32]>,
+    act: crate::graph::Activation,
+}
+
+impl FcGroup<'_> {
+    /// Blocks `b .. b + G` of one batch item's outputs at `y`, from its input at `x`: per
+    /// 32 input channels, rounded to 16 bf16 pairs in one register, each pair broadcast
+    /// (`vpermd`) into `vdpbf16ps` with each block's weights.
+    ///
+    /// # Safety
+    /// As [`run_fc`], whose checks have run; blocks inside the layer.
+    #[inline(always)]
+    unsafe fn run<const NATIVE: bool, const G: usize>(&self, x: *const f32, y: *mut f32, b: usize) {
+        let c = self.c;
+        let load = |at: usize| {
+            let n = c.saturating_sub(at).min(16);
+            _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, x.add(at.min(c)))
+        };
+        let mut acc = [_mm512_setzero_ps(); G];
+        let w: [*const u32; G] = std::array::from_fn(|j| self.w.add((b + j) * self.pairs * 16));
+        let mut p = 0;
+        while p < self.pairs {
+            let (lo, hi) = (load(2 * p), load(2 * p + 16));
+            let xw = if NATIVE {
+                std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
+            } else {
+                let l = _mm512_castsi256_si512(round_emulated(lo));
+                _mm512_inserti64x4::<1>(l, round_emulated(hi))
+            };
+            let n = (self.pairs - p).min(16);
+            for k in 0..n {
+                let xb = _mm512_permutexvar_epi32(_mm512_set1_epi32(k as i32), xw);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_loadu_si512(w[j].add((p + k) * 16).cast());
+                    *a = dot::<NATIVE>(*a, wv, xb);
+                }
+            }
+            p += n;
+        }
+        for (j, a) in acc.iter().enumerate() {
+            let o0 = (b + j) * FC_BLOCK;
+            let [bias] = bias_init::<Avx512, 1>(self.bias, o0, self.of);
+            let v = [[_mm512_add_ps(*a, bias)]];
+            store_tile::<Avx512, 1, 1>(&v, y, None, &[0], o0, self.of, self.act);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +480,144 @@ mod tests {
             dot: crate::kernels::bf16::dot,
             even_parts: true,
         });
+    }
+
+    /// One fully connected layer of `c` inputs and `of` outputs over `n` items (channel
+    /// strides `xcs`, `ycs`), run as `shares` shares, against [`bf16::dot`].
+    fn check_fc(
+        run: fn(&mut FcArgs),
+        (n, c, of): (usize, usize, usize),
+        (xcs, ycs): (usize, usize),
+        (bias, act, shares): (bool, crate::graph::Activation, usize),
+        seed: u64,
+    ) {
+        use crate::graph::Shape4;
+        let mut r = seed | 1;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        };
+        let fc = Fc {
+            in_features: c as u32,
+            out_features: of as u32,
+            weight: 0,
+            bias: bias.then_some(1),
+            act,
+        };
+        let xs = Act4 {
+            shape: Shape4::new(n as u32, 1, 1, c as u32),
+            cs: xcs,
+        };
+        let ys = Act4 {
+            shape: Shape4::new(n as u32, 1, 1, of as u32),
+            cs: ycs,
+        };
+        let mut x = vec![0f32; xs.len()];
+        for item in x.chunks_exact_mut(xcs) {
+            for v in &mut item[..c] {
+                *v = next() * 3.0;
+            }
+        }
+        let wc: Vec<f32> = (0..of * c).map(|_| next()).collect();
+        let b: Vec<f32> = (0..of).map(|_| next()).collect();
+        let blocks = of.div_ceil(FC_BLOCK);
+        let mut blocked = vec![0f32; blocks * c * FC_BLOCK];
+        for o in 0..of {
+            for i in 0..c {
+                blocked[((o / FC_BLOCK) * c + i) * FC_BLOCK + o % FC_BLOCK] = wc[o * c + i];
+            }
+        }
+        let fcl = Layout::FcOcBlock(FC_BLOCK as u16);
+        assert!(select_fc(&fc, fcl, xs).is_some_and(|k| k.layout == fcl) || !has_bf16());
+        let packed = bf16::pack_pointwise(&blocked, Layout::ConvOcBlock(16), c, of).unwrap();
+        let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
+        let mut y = vec![f32::NAN; ys.len()];
+        for t in 0..shares {
+            run(&mut FcArgs {
+                fc: &fc,
+                x: &x,
+                xs,
+                w: &packed,
+                bias: bias.then_some(&b[..]),
+                y: &mut y,
+                ys,
+                share: (t, shares),
+            });
+        }
+        for item in 0..n {
+            for o in 0..ycs {
+                let got = y[item * ycs + o];
+                if o >= of {
+                    assert_eq!(got, 0.0, "pad lane {o} of item {item}");
+                    continue;
+                }
+                let (dot, mags, adds) = bf16::dot(&x[item * xcs..][..c], &wc[o * c..][..c]);
+                let bias = if bias { b[o] as f64 } else { 0.0 };
+                let want = act.apply((dot + bias) as f32);
+                let tol = 4e-7 * (adds as f64 + 2.0) * (mags + bias.abs())
+                    + 1e-5 * (want as f64).abs()
+                    + 1e-30;
+                assert!(
+                    ((got - want) as f64).abs() <= tol,
+                    "c {c} of {of} item {item} output {o}: {got} vs {want} (tol {tol})"
+                );
+            }
+        }
+    }
+
+    /// Both fully connected drivers over input and output counts around the vector, pair and
+    /// group edges, batches, padded strides, bias, activations and thread shares.
+    #[test]
+    fn bf16_fully_connected_matches_the_rounded_reference() {
+        use crate::graph::Activation;
+        if crate::kernels::x86::avx512_table().is_none() {
+            eprintln!("no AVX-512 on this CPU: the bf16 fully connected drivers are not run");
+            return;
+        }
+        let mut runs: Vec<fn(&mut FcArgs)> = vec![fc_emulated];
+        if has_bf16() {
+            runs.push(fc_bf16);
+        } else {
+            eprintln!("no AVX512-BF16 on this CPU: only the emulated driver is run");
+        }
+        let acts = [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { min: 0.0, max: 6.0 },
+            Activation::HardSwish,
+        ];
+        let mut seed = 11u64;
+        for run in runs {
+            for &c in &[1usize, 2, 3, 17, 31, 32, 33, 64, 100, 577, 1280] {
+                for &of in &[1usize, 5, 16, 17, 48, 64, 65, 100, 130] {
+                    seed += 1;
+                    let s = seed as usize;
+                    let n = 1 + s % 3;
+                    let strides = (
+                        c.next_multiple_of(16) + 16 * (s % 2),
+                        of.next_multiple_of(16),
+                    );
+                    let opts = (!s.is_multiple_of(3), acts[s % acts.len()], 1 + s % 4);
+                    check_fc(run, (n, c, of), strides, opts, seed);
+                }
+            }
+            // A classifier's size, in two and three shares.
+            check_fc(
+                run,
+                (1, 1280, 1000),
+                (1280, 1008),
+                (true, Activation::None, 2),
+                5,
+            );
+            check_fc(
+                run,
+                (2, 576, 1000),
+                (576, 1008),
+                (true, Activation::None, 3),
+                6,
+            );
+        }
     }
 }

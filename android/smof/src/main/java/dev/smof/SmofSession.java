@@ -74,8 +74,8 @@ public final class SmofSession implements AutoCloseable {
         }
     }
 
-    /** The number of convs this session runs in bf16 (0 unless created with bf16 on a CPU
-     *  with FEAT_BF16 or AVX512-BF16). */
+    /** The number of convs (and, on AVX512-BF16, fully connected layers) this session runs
+     *  in bf16 (0 unless created with bf16 on a CPU with FEAT_BF16 or AVX512-BF16). */
     public synchronized int getBf16Convs() {
         return nativeBf16Convs(live());
     }

@@ -128,8 +128,9 @@ int32_t smof_session_new_ex(smof_model model, uint32_t threads, uint32_t flags, 
  *  FEAT_BF16). */
 int32_t smof_session_bf16_convs(smof_session session, size_t *out);
 
-/** The number of convs `session` runs in f16, in `*out` (0 unless created with
- *  SMOF_SESSION_F16 on a CPU with FEAT_FP16). */
+/** The number of convs (on a CPU with FEAT_FP16) and fully connected layers (on any
+ *  aarch64 CPU: f16 weights) `session` runs in f16, in `*out` (0 unless created with
+ *  SMOF_SESSION_F16 on aarch64). */
 int32_t smof_session_f16_convs(smof_session session, size_t *out);
 
 /** As smof_session_new, planned for another shape of input 0: `dims[0..rank]` in ONNX order

@@ -74,9 +74,12 @@ pub enum Precision {
     /// sum then added in f32 ([`kernels::f16::dot`](crate::kernels::f16::dot) defines the
     /// result), on aarch64 CPUs with FEAT_FP16 (Armv8.2 half-precision arithmetic:
     /// Cortex-A55, A75, A76 and later, most phones since 2018), where `FMLA` on f16 does
-    /// twice the multiply-adds of `FMLA` on f32. The f16 weights are made at session creation
-    /// (half the f32 size). Every other layer, and every layer on other CPUs, runs in f32;
-    /// [`Session::f16_convs`] counts the convs that took f16. The f16 range (6e-8 to 65504)
+    /// twice the multiply-adds of `FMLA` on f32. On every aarch64 CPU, fully connected
+    /// layers (classifiers, which stream their weights from memory) read f16 weights, half the
+    /// bytes, and compute in f32 ([`kernels::f16::fc_dot`](crate::kernels::f16::fc_dot)). The
+    /// f16 weights are made at session creation (half the f32 size). Every other layer, and
+    /// every layer on other CPUs, runs in f32; [`Session::f16_convs`] counts the layers that
+    /// took f16. The f16 range (6e-8 to 65504)
     /// is narrow, so each output channel's weights, and each input pixel's channels where
     /// their largest magnitude is outside [2^-4, 2^9), are first scaled by a power of two
     /// into it, and the f32 result scaled back (exact): activations and weights of any
@@ -735,9 +738,15 @@ impl<'m> Session<'m> {
                 kernel_scratch = kernel_scratch.max((k.scratch_len)(conv, xs, ys));
             }
         }
-        // bf16 fully connected layers (a classifier's weights, streamed from memory: half
-        // the bytes), where the table has the kernel.
-        if opts.precision == Precision::Bf16 {
+        // Fully connected layers in bf16 or with f16 weights (a classifier's weights,
+        // streamed from memory: half the bytes), where the table has the kernel.
+        type FcSelect = fn(&Fc, crate::graph::Layout, Act4) -> Option<FcKernel>;
+        let fc_reduced: Option<(FcSelect, PackFn)> = match opts.precision {
+            Precision::F32 => None,
+            Precision::Bf16 => Some((table.fc_bf16, pack_fc_bf16)),
+            Precision::F16 => Some((table.fc_f16, f16::pack_fc)),
+        };
+        if let Some((select, pack)) = fc_reduced {
             for (i, step) in steps.iter_mut().enumerate() {
                 let Kernel::Fc {
                     fc, k, w, packed, ..
@@ -746,16 +755,11 @@ impl<'m> Session<'m> {
                     continue;
                 };
                 let xs = geoms[graph.nodes[i].inputs[0] as usize];
-                let (Some(k16), crate::graph::Layout::FcOcBlock(nb)) =
-                    ((table.fc_bf16)(fc, k.layout, xs), k.layout)
-                else {
+                let Some(k16) = select(fc, k.layout, xs) else {
                     continue;
                 };
                 let (in_f, out_f) = (fc.in_features as usize, fc.out_features as usize);
-                // `FcOcBlock(nb)` of one pixel is `ConvOcBlock(nb)`'s order.
-                let Some(words) =
-                    bf16::pack_pointwise(w, crate::graph::Layout::ConvOcBlock(nb), in_f, out_f)
-                else {
+                let Some(words) = pack(w, k.layout, in_f, out_f) else {
                     continue;
                 };
                 *packed = Some(push_words(&mut packed_words, &words));
@@ -1515,8 +1519,9 @@ impl<'m> Session<'m> {
         }
     }
 
-    /// The number of convs that run an f16 kernel ([`Precision::F16`]; 0 for another
-    /// precision or where the CPU or the kernel table has none).
+    /// The number of convs and fully connected layers that run an f16 kernel
+    /// ([`Precision::F16`]; 0 for another precision or where the CPU or the kernel table has
+    /// none).
     pub fn f16_convs(&self) -> usize {
         if self.precision == Precision::F16 {
             self.reduced_convs()
@@ -1605,6 +1610,23 @@ impl SendPtr {
 /// Fully connected layers with at least this many weights run in shares on every thread
 /// (smaller ones are not worth waking the workers for).
 const FC_SPLIT_MIN_WEIGHTS: usize = 1 << 16;
+
+/// The bf16 packing of a fully connected layer's `FcOcBlock(nb)` weights for the tables'
+/// bf16 kernels, which read one pixel per item: [`bf16::pack_pointwise`] of
+/// `ConvOcBlock(nb)`, the same order for one pixel.
+fn pack_fc_bf16(
+    w: &[f32],
+    layout: crate::graph::Layout,
+    in_f: usize,
+    out_f: usize,
+) -> Option<Vec<u32>> {
+    match layout {
+        crate::graph::Layout::FcOcBlock(nb) => {
+            bf16::pack_pointwise(w, crate::graph::Layout::ConvOcBlock(nb), in_f, out_f)
+        }
+        _ => None,
+    }
+}
 
 /// Max pools whose output has at least this many floats run on every thread.
 const POOL_SPLIT_MIN_FLOATS: usize = 1 << 14;

@@ -368,11 +368,11 @@ fn classifier() -> (Vec<u8>, Vec<Vec<f32>>) {
 }
 
 /// A fully connected layer (a classifier's, large enough to be split between threads) in
-/// bf16 sessions: rounded as `kernels::bf16::dot` defines, where the table has the bf16
-/// kernel (AVX-512 with AVX512-BF16), else f32; the same to the bit on 1-3 threads; and in
-/// f16 sessions always f32 (no f16 kernel for it).
+/// bf16 and f16 sessions: rounded as `kernels::bf16::dot` defines where the table has the
+/// bf16 kernel (AVX-512 with AVX512-BF16), with f16 weights as `kernels::f16::fc_dot` defines
+/// in f16 sessions on the aarch64 table, else f32; the same to the bit on 1-3 threads.
 #[test]
-fn a_classifier_in_bf16_matches_its_definition() {
+fn a_classifier_in_a_reduced_precision_matches_its_definition() {
     let (bytes, w) = classifier();
     let (n, c, of) = (2, 300, 500);
     let x: Vec<f32> = values(n * c, 5).iter().map(|v| v * 2.0).collect();
@@ -384,15 +384,11 @@ fn a_classifier_in_bf16_matches_its_definition() {
         let model = Model::from_bytes_with(&bytes, &opts).unwrap();
         for precision in [Precision::Bf16, Precision::F16] {
             let name = format!("{} {precision:?}", table.name);
-            let reduced = precision == Precision::Bf16 && {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    has_kernels(Precision::Bf16, table.name)
+            let reduced = match precision {
+                Precision::Bf16 => {
+                    cfg!(target_arch = "x86_64") && has_kernels(precision, table.name)
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    false
-                }
+                _ => cfg!(target_arch = "aarch64") && table.name == "aarch64",
             };
             let run = |threads: usize| {
                 let opts = SessionOptions::default().threads(threads);
@@ -408,7 +404,11 @@ fn a_classifier_in_bf16_matches_its_definition() {
                     "{name}: {threads} threads differ from one"
                 );
             }
-            let dot: Dot = if reduced { bf16::dot } else { exact };
+            let dot: Dot = match (reduced, precision) {
+                (false, _) => exact,
+                (true, Precision::Bf16) => bf16::dot,
+                (true, _) => f16::fc_dot,
+            };
             let mut off = false;
             for item in 0..n {
                 for o in 0..of {
@@ -424,7 +424,10 @@ fn a_classifier_in_bf16_matches_its_definition() {
                     off |= (got - f - w[1][o] as f64).abs() > 1e-4;
                 }
             }
-            assert_eq!(off, reduced, "{name}: the rounding shows iff bf16 ran");
+            assert_eq!(
+                off, reduced,
+                "{name}: the rounding shows iff the precision ran"
+            );
         }
     }
 }

@@ -168,7 +168,8 @@ impl OwnedSession {
         self.session.bf16_convs()
     }
 
-    /// The number of convs that run in f16; see [`Session::f16_convs`].
+    /// The number of convs and fully connected layers that run in f16; see
+    /// [`Session::f16_convs`].
     pub fn f16_convs(&self) -> usize {
         self.session.f16_convs()
     }
@@ -683,8 +684,9 @@ pub unsafe extern "C" fn smof_session_bf16_convs(session: SmofSession, out: *mut
     })
 }
 
-/// The number of convs the session runs in f16, in `*out`: 0 unless it was created with
-/// `SMOF_SESSION_F16` on a CPU with FEAT_FP16.
+/// The number of convs (on a CPU with FEAT_FP16) and fully connected layers (on any aarch64
+/// CPU: f16 weights) the session runs in f16, in `*out`: 0 unless it was created with
+/// `SMOF_SESSION_F16` on aarch64.
 ///
 /// # Safety
 /// `out` is null or valid for writing.

@@ -163,6 +163,58 @@ pub fn dot(x: &[f32], w: &[f32]) -> (f64, f64, usize) {
     (sum * ix as f64 * iw as f64, mags, runs)
 }
 
+/// The weights of a fully connected layer (`in_f` inputs, `out_f` outputs) stored as
+/// `layout` (`FcOcBlock(nb)`: `[ceil(OF/nb)][IF][nb]`), each output's multiplied by its
+/// [`weight_scale`] and rounded to f16, for the f16-weight fully connected kernels:
+/// `[ceil(OF/nb)][IF][nb]` halves (zero past `out_f`), two per 32-bit word (the first in
+/// the low half; `IF * nb` even), then `[ceil(OF/nb)][nb]` f32 words, the scales' inverses
+/// (1 past `out_f`). `None` for another layout, an odd `IF * nb` or a weight tensor of the
+/// wrong length.
+pub fn pack_fc(w: &[f32], layout: Layout, in_f: usize, out_f: usize) -> Option<Vec<u32>> {
+    let Layout::FcOcBlock(nb) = layout else {
+        return None;
+    };
+    let nb = nb as usize;
+    if nb == 0 || w.len() != out_f.div_ceil(nb) * in_f * nb || (in_f * nb) % 2 == 1 {
+        return None;
+    }
+    let at = |o: usize, i: usize| w[((o / nb) * in_f + i) * nb + o % nb];
+    let blocks = out_f.div_ceil(nb);
+    let scales: Vec<(f32, f32)> = (0..blocks * nb)
+        .map(|o| match o < out_f {
+            true => weight_scale((0..in_f).fold(0f32, |m, i| m.max(at(o, i).abs()))),
+            false => (1.0, 1.0),
+        })
+        .collect();
+    let halves: Vec<u16> = (0..blocks * in_f * nb)
+        .map(|k| {
+            let (o, i) = ((k / (in_f * nb)) * nb + k % nb, k / nb % in_f);
+            match o < out_f {
+                true => round(at(o, i) * scales[o].0).to_bits(),
+                false => 0,
+            }
+        })
+        .collect();
+    let words = halves
+        .chunks_exact(2)
+        .map(|p| p[0] as u32 | (p[1] as u32) << 16);
+    Some(words.chain(scales.iter().map(|s| s.1.to_bits())).collect())
+}
+
+/// What the f16-weight fully connected kernels compute for one output, without bias: the
+/// inputs `x` as they are (f32) times the weights `w` multiplied by their [`weight_scale`]
+/// and rounded to f16, summed in f64 (the kernels sum in f32) and multiplied by the scale's
+/// inverse. Also the sum of the products' magnitudes, and the number of f32 additions.
+pub fn fc_dot(x: &[f32], w: &[f32]) -> (f64, f64, usize) {
+    let (sw, iw) = weight_scale(max_abs(w));
+    let (mut sum, mut mags) = (0f64, 0f64);
+    for (&xi, &wi) in x.iter().zip(w) {
+        sum += xi as f64 * quantize(wi * sw) as f64;
+        mags += (xi as f64 * wi as f64).abs();
+    }
+    (sum * iw as f64, mags, x.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +356,46 @@ mod tests {
                 "{m:e}: {sum} vs {exact}"
             );
         }
+    }
+
+    #[test]
+    fn fully_connected_weights_pack_scaled_per_output() {
+        let (inf, of, nb) = (5usize, 11usize, 8usize);
+        let w: Vec<f32> = (0..of.div_ceil(nb) * inf * nb)
+            .map(|v| (v as f32 * 0.37).sin() * 10f32.powi((v % nb) as i32 - 6))
+            .collect();
+        let at = |o: usize, i: usize| w[((o / nb) * inf + i) * nb + o % nb];
+        let p = pack_fc(&w, Layout::FcOcBlock(nb as u16), inf, of).unwrap();
+        let blocks = of.div_ceil(nb);
+        assert_eq!(p.len(), blocks * inf * nb / 2 + blocks * nb);
+        let half_at = |k: usize| half::f16::from_bits((p[k / 2] >> (16 * (k % 2))) as u16);
+        let inverses = &p[blocks * inf * nb / 2..];
+        for (o, &stored) in inverses.iter().enumerate() {
+            let col: Vec<f32> = (0..inf)
+                .map(|i| if o < of { at(o, i) } else { 0.0 })
+                .collect();
+            let (s, inv) = weight_scale(max_abs(&col));
+            assert_eq!(f32::from_bits(stored), inv, "output {o}");
+            for (i, &v) in col.iter().enumerate() {
+                let got = half_at(((o / nb) * inf + i) * nb + o % nb).to_f32();
+                assert_eq!(got, quantize(v * s), "output {o} input {i}");
+            }
+            // The definition: f32 inputs, the scaled f16 weights, scaled back.
+            if o < of {
+                let x: Vec<f32> = (0..inf).map(|i| i as f32 - 1.5).collect();
+                let want: f64 = x
+                    .iter()
+                    .zip(&col)
+                    .map(|(&a, &b)| a as f64 * quantize(b * s) as f64 * inv as f64)
+                    .sum();
+                let exact: f64 = x.iter().zip(&col).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let (sum, mags, adds) = fc_dot(&x, &col);
+                assert_eq!((sum, adds), (want, inf));
+                assert!((sum - exact).abs() <= 2f64.powi(-11) * mags, "output {o}");
+            }
+        }
+        assert!(pack_fc(&w[1..], Layout::FcOcBlock(8), inf, of).is_none());
+        assert!(pack_fc(&w, Layout::ConvOcBlock(8), inf, of).is_none());
+        assert!(pack_fc(&w[..2 * 5], Layout::FcOcBlock(1), 5, 2).is_none());
     }
 }

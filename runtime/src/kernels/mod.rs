@@ -228,6 +228,10 @@ pub struct KernelTable {
     /// Its weights are [`bf16::pack_pointwise`]'s words for `ConvOcBlock(n)` where the layout
     /// is `FcOcBlock(n)` (the same order for an input of one pixel).
     pub fc_bf16: fn(&Fc, Layout, Act4) -> Option<FcKernel>,
+    /// The table's kernel for a fully connected layer in
+    /// [`Precision::F16`](crate::session::Precision) sessions (f16 weights), as `fc_bf16`, or
+    /// `None` (it runs in f32). Its weights are [`f16::pack_fc`]'s.
+    pub fc_f16: fn(&Fc, Layout, Act4) -> Option<FcKernel>,
     /// Max/average pooling of `x` into channels `c0 .. c0 + xs.shape.c` of `y` (pixel
     /// stride `ys.cs`), leaving `y`'s other channels alone: a pool over a concatenation runs
     /// once per part. The pad lanes of `y` are written (as zeros) by the part that ends at

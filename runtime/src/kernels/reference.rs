@@ -313,6 +313,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv_bf16: crate::kernels::portable::no_bf16,
     conv_f16: crate::kernels::portable::no_f16,
     fc_bf16: crate::kernels::portable::no_fc_bf16,
+    fc_f16: crate::kernels::portable::no_fc_bf16,
     fc: FcKernel {
         name: "fc_reference",
         layout: Layout::Canonical,

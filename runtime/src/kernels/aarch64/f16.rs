@@ -112,7 +112,7 @@ unsafe fn fmla<const L: i32>(acc: uint16x8_t, w: uint16x8_t, x: uint16x8_t) -> u
 
 /// The 8 halves of `h` widened to f32: lanes 0-3 and 4-7 (`FCVTL`, `FCVTL2`; exact).
 #[inline(always)]
-fn widen(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
+pub(super) fn widen(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
     let (lo, hi): (float32x4_t, float32x4_t);
     // SAFETY: register-only conversions of the Armv8.0 baseline.
     unsafe {

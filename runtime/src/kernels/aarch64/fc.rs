@@ -1,11 +1,15 @@
-//! Fully connected layer with `FcOcBlock(8)` weights (`[ceil(OF/8)][IF][8]`): `fc_8x8_neon`.
+//! Fully connected layer with `FcOcBlock(8)` weights (`[ceil(OF/8)][IF][8]`): `fc_8x8_neon`,
+//! and `fc_f16w_8x8_neon` with those weights scaled and rounded to f16 (f32 arithmetic).
 //!
 //! The dense register tile over up to 8 batch items x 8 outputs; the input is read in NHWC
 //! order, skipping pad lanes (one [`mac`] run per input pixel).
 
-use super::neon::{zero_pad_lanes, LANES};
+use super::f16::widen;
+use super::neon::{zero_pad_lanes, LANES, V8};
 use super::tile::{bias8, for_each_tile, mac, Store, TileFn};
-use crate::kernels::{is_last_share, share, FcArgs};
+use crate::graph::{Fc, Layout};
+use crate::kernels::{is_last_share, share, Act4, FcArgs, FcKernel};
+use std::arch::aarch64::*;
 
 /// `y(n, o) = act(bias[o] + sum_i x_flat(n, i) * W[o][i])`.
 pub(crate) fn fc_8x8(a: &mut FcArgs) {
@@ -60,5 +64,269 @@ impl TileFn for FcTile<'_, '_> {
         }
         let yoff = std::array::from_fn(|m| (n0 + m) * a.ys.cs + o0);
         self.store.tile(a.y, acc, yoff, o0);
+    }
+}
+
+/// The f16-weight fully connected kernel for [`Precision::F16`](crate::session::Precision)
+/// sessions, for a layer whose weights are stored as `FcOcBlock(8)`: every aarch64 CPU
+/// (`FCVTL` widens f16 to f32 in the Armv8.0 baseline). A classifier at batch 1 reads each
+/// weight once per inference, from memory: f16 weights halve the bytes; the arithmetic stays
+/// f32.
+pub(crate) fn select_f16(_: &Fc, layout: Layout, _: Act4) -> Option<FcKernel> {
+    (layout == Layout::FcOcBlock(LANES as u16)).then_some(FcKernel {
+        name: "fc_f16w_8x8_neon",
+        layout,
+        run: fc_f16w,
+    })
+}
+
+/// `y(n, o) = act(bias[o] + inv[o] * sum_i x_flat(n, i) * h[o][i])`, with `args.w` holding
+/// [`f16::pack_fc`](crate::kernels::f16::pack_fc)'s halves `h` (scaled f16 weights) and
+/// inverse scales `inv`.
+pub(crate) fn fc_f16w(a: &mut FcArgs) {
+    let batch = a.xs.shape.n as usize;
+    let pixels = a.xs.shape.h as usize * a.xs.shape.w as usize;
+    let c = a.xs.shape.c as usize;
+    let inf = pixels * c;
+    let of = a.ys.shape.c as usize;
+    let blocks = of.div_ceil(LANES);
+    // These bounds make every pointer formed below valid.
+    let words = blocks * inf * LANES / 2;
+    assert!(a.w.len() >= words + blocks * LANES);
+    assert!(a.fc.in_features as usize == inf && a.fc.out_features as usize == of);
+    assert!(a.x.len() >= a.xs.len() && a.xs.cs >= c);
+    assert!(a.y.len() >= a.ys.len() && a.ys.cs >= of && a.ys.shape.n as usize == batch);
+    assert!(a.bias.is_none_or(|b| b.len() >= of));
+    let store = Store {
+        residual: None,
+        act: a.fc.act,
+        cs: a.ys.cs,
+    };
+    let h = a.w.as_ptr().cast::<u16>();
+    for b in share(blocks, a.share) {
+        // SAFETY: inside the packed weights (checked above).
+        let inv = unsafe { a.w.as_ptr().add(words + b * LANES) };
+        let mut tile = F16wTile {
+            x: a.x.as_ptr(),
+            xcs: a.xs.cs,
+            y: &mut *a.y,
+            // SAFETY: block `b`'s halves, inside the packed weights.
+            h: unsafe { h.add(b * inf * LANES) },
+            inv: unsafe { V8(vld1q_f32(inv), vld1q_f32(inv.add(4))) },
+            bias: bias8(a.bias, b * LANES, of),
+            store: &store,
+            o0: b * LANES,
+            pixels,
+            c,
+        };
+        for_each_tile(0, batch, &mut tile);
+    }
+    if is_last_share(a.share) {
+        zero_pad_lanes(a.y, 0, batch, of, a.ys.cs);
+    }
+}
+
+/// One block of 8 outputs of [`fc_f16w`] over a range of batch items.
+struct F16wTile<'a> {
+    x: *const f32,
+    xcs: usize,
+    y: &'a mut [f32],
+    /// The block's halves, `[pixels * c][8]`.
+    h: *const u16,
+    inv: V8,
+    bias: V8,
+    store: &'a Store<'a>,
+    o0: usize,
+    pixels: usize,
+    c: usize,
+}
+
+impl TileFn for F16wTile<'_> {
+    #[inline(always)]
+    fn run<const M: usize>(&mut self, n0: usize) {
+        let zero = V8::zero();
+        let mut acc = [(zero.0, zero.1); M];
+        for p in 0..self.pixels {
+            // SAFETY: item `n0 + m`'s pixel `p` holds `c` floats (the checks of `fc_f16w`),
+            // and the block's halves `[pixels * c][8]` are inside the packed weights.
+            unsafe {
+                let x: [*const f32; M] =
+                    std::array::from_fn(|m| self.x.add(((n0 + m) * self.pixels + p) * self.xcs));
+                mac_f16w(&mut acc, &x, self.h.add(p * self.c * LANES), self.c);
+            }
+        }
+        // SAFETY: register-only NEON arithmetic.
+        let out: [V8; M] = std::array::from_fn(|m| unsafe {
+            V8(
+                vfmaq_f32(self.bias.0, acc[m].0, self.inv.0),
+                vfmaq_f32(self.bias.1, acc[m].1, self.inv.1),
+            )
+        });
+        let yoff = std::array::from_fn(|m| (n0 + m) * self.store.cs + self.o0);
+        self.store.tile(self.y, out, yoff, self.o0);
+    }
+}
+
+/// `acc[m] += sum_i x[m][i] * widen(h[i])` over `c` inputs, 8 outputs per `h` row.
+///
+/// # Safety
+/// `x[m]` valid for `c` reads, `h` for `c * 8`.
+#[inline(always)]
+unsafe fn mac_f16w<const M: usize>(
+    acc: &mut [(float32x4_t, float32x4_t); M],
+    x: &[*const f32; M],
+    h: *const u16,
+    c: usize,
+) {
+    #[inline(always)]
+    unsafe fn lane<const M: usize, const L: i32>(
+        acc: &mut [(float32x4_t, float32x4_t); M],
+        xv: &[float32x4_t; M],
+        h: *const u16,
+    ) {
+        let (lo, hi) = widen(vld1q_u16(h));
+        for (a, &x) in acc.iter_mut().zip(xv) {
+            a.0 = vfmaq_laneq_f32::<L>(a.0, lo, x);
+            a.1 = vfmaq_laneq_f32::<L>(a.1, hi, x);
+        }
+    }
+    let mut i = 0;
+    while i + 4 <= c {
+        let xv: [float32x4_t; M] = std::array::from_fn(|m| vld1q_f32(x[m].add(i)));
+        let hi = h.add(i * LANES);
+        lane::<M, 0>(acc, &xv, hi);
+        lane::<M, 1>(acc, &xv, hi.add(LANES));
+        lane::<M, 2>(acc, &xv, hi.add(2 * LANES));
+        lane::<M, 3>(acc, &xv, hi.add(3 * LANES));
+        i += 4;
+    }
+    while i < c {
+        let xv: [float32x4_t; M] = std::array::from_fn(|m| vdupq_n_f32(*x[m].add(i)));
+        lane::<M, 0>(acc, &xv, h.add(i * LANES));
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Activation, Shape4};
+    use crate::kernels::f16;
+
+    /// One layer of `pixels x c` inputs and `of` outputs over `n` items (channel strides
+    /// `xcs`, `ycs`), in `shares` shares, against [`f16::fc_dot`].
+    fn check(
+        (n, pixels, c, of): (usize, usize, usize, usize),
+        (xcs, ycs): (usize, usize),
+        (bias, act, shares): (bool, Activation, usize),
+        seed: u64,
+    ) {
+        let mut r = seed | 1;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        };
+        let inf = pixels * c;
+        let fc = Fc {
+            in_features: inf as u32,
+            out_features: of as u32,
+            weight: 0,
+            bias: bias.then_some(1),
+            act,
+        };
+        let side = if pixels == 4 { 2 } else { 1 };
+        let xs = Act4 {
+            shape: Shape4::new(n as u32, side, (pixels / side as usize) as u32, c as u32),
+            cs: xcs,
+        };
+        let ys = Act4 {
+            shape: Shape4::new(n as u32, 1, 1, of as u32),
+            cs: ycs,
+        };
+        let mut x = vec![0f32; xs.len()];
+        for px in x.chunks_exact_mut(xcs) {
+            for v in &mut px[..c] {
+                *v = next() * 3.0;
+            }
+        }
+        // Weights of very different magnitudes from output to output (each scaled on its
+        // own), canonical `[of][inf]` in NHWC input order.
+        let wc: Vec<f32> = (0..of * inf)
+            .map(|k| next() * 10f32.powi((k / inf) as i32 % 7 * 2 - 6))
+            .collect();
+        let b: Vec<f32> = (0..of).map(|_| next()).collect();
+        let blocks = of.div_ceil(LANES);
+        let mut blocked = vec![0f32; blocks * inf * LANES];
+        for o in 0..of {
+            for i in 0..inf {
+                blocked[((o / LANES) * inf + i) * LANES + o % LANES] = wc[o * inf + i];
+            }
+        }
+        let layout = Layout::FcOcBlock(LANES as u16);
+        assert_eq!(select_f16(&fc, layout, xs).unwrap().layout, layout);
+        let packed = f16::pack_fc(&blocked, layout, inf, of).unwrap();
+        let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
+        let mut y = vec![f32::NAN; ys.len()];
+        for t in 0..shares {
+            fc_f16w(&mut FcArgs {
+                fc: &fc,
+                x: &x,
+                xs,
+                w: &packed,
+                bias: bias.then_some(&b[..]),
+                y: &mut y,
+                ys,
+                share: (t, shares),
+            });
+        }
+        for item in 0..n {
+            // The item's inputs in NHWC order, without pad lanes.
+            let xi: Vec<f32> = (0..pixels)
+                .flat_map(|p| x[(item * pixels + p) * xcs..][..c].to_vec())
+                .collect();
+            for o in 0..ycs {
+                let got = y[item * ycs + o];
+                if o >= of {
+                    assert_eq!(got, 0.0, "pad lane {o} of item {item}");
+                    continue;
+                }
+                let (dot, mags, adds) = f16::fc_dot(&xi, &wc[o * inf..][..inf]);
+                let bias = if bias { b[o] as f64 } else { 0.0 };
+                let want = act.apply((dot + bias) as f32);
+                let tol = 4e-7 * (adds as f64 + 2.0) * (mags + bias.abs())
+                    + 1e-5 * (want as f64).abs()
+                    + 1e-30;
+                assert!(
+                    ((got - want) as f64).abs() <= tol,
+                    "inputs {inf} outputs {of} item {item} output {o}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn f16_weight_fully_connected_matches_its_definition() {
+        let acts = [Activation::None, Activation::Relu, Activation::HardSwish];
+        let mut seed = 3u64;
+        for &pixels in &[1usize, 4] {
+            for &c in &[1usize, 3, 4, 7, 8, 33, 100, 576] {
+                for &of in &[1usize, 7, 8, 9, 16, 40, 100] {
+                    seed += 1;
+                    let s = seed as usize;
+                    let n = 1 + s % 10;
+                    let strides = (c.next_multiple_of(8) + 8 * (s % 2), of.next_multiple_of(8));
+                    let opts = (!s.is_multiple_of(3), acts[s % acts.len()], 1 + s % 3);
+                    check((n, pixels, c, of), strides, opts, seed);
+                }
+            }
+        }
+        check(
+            (1, 1, 1280, 1000),
+            (1280, 1000),
+            (true, Activation::None, 2),
+            1,
+        );
     }
 }

@@ -144,6 +144,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv_bf16: bf16::select,
     conv_f16: f16::select,
     fc_bf16: portable::no_fc_bf16,
+    fc_f16: fc::select_f16,
     fc: FcKernel {
         name: "fc_8x8_neon",
         layout: Layout::FcOcBlock(8),

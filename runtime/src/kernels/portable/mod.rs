@@ -112,7 +112,8 @@ pub fn no_f16(_: &Conv, _: Layout) -> Option<ConvKernel> {
     None
 }
 
-/// [`KernelTable::fc_bf16`] of the tables without a bf16 fully connected kernel.
+/// [`KernelTable::fc_bf16`] and [`KernelTable::fc_f16`] of the tables without a fully
+/// connected kernel of that precision.
 pub fn no_fc_bf16(_: &Fc, _: Layout, _: Act4) -> Option<FcKernel> {
     None
 }
@@ -127,6 +128,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv_bf16: no_bf16,
     conv_f16: no_f16,
     fc_bf16: no_fc_bf16,
+    fc_f16: no_fc_bf16,
     fc: FcKernel {
         name: "fc_portable",
         layout: Layout::FcOcBlock(8),

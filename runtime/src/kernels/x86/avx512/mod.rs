@@ -354,6 +354,7 @@ static TABLE: KernelTable = KernelTable {
     conv_bf16: super::bf16::select,
     conv_f16: portable::no_f16,
     fc_bf16: super::bf16::select_fc,
+    fc_f16: portable::no_fc_bf16,
     fc: FcKernel {
         name: "fc_4x16_avx512",
         layout: Layout::FcOcBlock(16),

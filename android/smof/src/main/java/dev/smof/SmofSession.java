@@ -80,8 +80,9 @@ public final class SmofSession implements AutoCloseable {
         return nativeBf16Convs(live());
     }
 
-    /** The number of convs this session runs in f16 (0 unless created with
-     *  {@link Precision#F16} on a CPU with FEAT_FP16). */
+    /** The number of convs (on a CPU with FEAT_FP16) and fully connected layers (any arm64
+     *  CPU: f16 weights) this session runs in f16 (0 unless created with
+     *  {@link Precision#F16} on arm64). */
     public synchronized int getF16Convs() {
         return nativeF16Convs(live());
     }

@@ -743,7 +743,7 @@ impl<'m> Session<'m> {
         type FcSelect = fn(&Fc, crate::graph::Layout, Act4) -> Option<FcKernel>;
         let fc_reduced: Option<(FcSelect, PackFn)> = match opts.precision {
             Precision::F32 => None,
-            Precision::Bf16 => Some((table.fc_bf16, pack_fc_bf16)),
+            Precision::Bf16 => Some((table.fc_bf16, bf16::pack_fc)),
             Precision::F16 => Some((table.fc_f16, f16::pack_fc)),
         };
         if let Some((select, pack)) = fc_reduced {
@@ -1610,23 +1610,6 @@ impl SendPtr {
 /// Fully connected layers with at least this many weights run in shares on every thread
 /// (smaller ones are not worth waking the workers for).
 const FC_SPLIT_MIN_WEIGHTS: usize = 1 << 16;
-
-/// The bf16 packing of a fully connected layer's `FcOcBlock(nb)` weights for the tables'
-/// bf16 kernels, which read one pixel per item: [`bf16::pack_pointwise`] of
-/// `ConvOcBlock(nb)`, the same order for one pixel.
-fn pack_fc_bf16(
-    w: &[f32],
-    layout: crate::graph::Layout,
-    in_f: usize,
-    out_f: usize,
-) -> Option<Vec<u32>> {
-    match layout {
-        crate::graph::Layout::FcOcBlock(nb) => {
-            bf16::pack_pointwise(w, crate::graph::Layout::ConvOcBlock(nb), in_f, out_f)
-        }
-        _ => None,
-    }
-}
 
 /// Max pools whose output has at least this many floats run on every thread.
 const POOL_SPLIT_MIN_FLOATS: usize = 1 << 14;

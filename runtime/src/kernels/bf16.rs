@@ -80,6 +80,17 @@ pub fn pack_pointwise(w: &[f32], layout: Layout, in_c: usize, out_c: usize) -> O
     Some(out)
 }
 
+/// The weights of a fully connected layer (`in_f` inputs, `out_f` outputs) stored as
+/// `layout` (`FcOcBlock(nb)`), packed for the bf16 fully connected kernels, which read one
+/// input pixel per item: [`pack_pointwise`] of `ConvOcBlock(nb)`, the same order for one
+/// pixel. `None` for another layout or a weight tensor of the wrong length.
+pub fn pack_fc(w: &[f32], layout: Layout, in_f: usize, out_f: usize) -> Option<Vec<u32>> {
+    match layout {
+        Layout::FcOcBlock(nb) => pack_pointwise(w, Layout::ConvOcBlock(nb), in_f, out_f),
+        _ => None,
+    }
+}
+
 /// What the bf16 kernels compute for one output, without bias: the bf16-rounded inputs `x`
 /// times the bf16-rounded weights `w`, summed in f64 (the kernels sum in f32). Also the sum
 /// of the products' magnitudes, and the number of f32 additions the kernels make.

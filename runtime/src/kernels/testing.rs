@@ -2,10 +2,11 @@
 //! architecture: a kernel's output against the f64 definition of its arithmetic
 //! ([`bf16::dot`](super::bf16::dot), [`f16::dot`](super::f16::dot)), over shapes around the
 //! vector and block edges, channel strides, row ranges, bias, residual, the activations the
-//! store applies, and concatenations read in place.
+//! store applies, and concatenations read in place; and of the reduced-precision fully
+//! connected kernels ([`fc_suite`]).
 
-use crate::graph::{Activation, Conv, Layout, Shape4};
-use crate::kernels::{Act4, ConvArgs, DotFn, PackFn};
+use crate::graph::{Activation, Conv, Fc, Layout, Shape4};
+use crate::kernels::{Act4, ConvArgs, DotFn, FcArgs, PackFn};
 
 /// A reduced-precision pointwise kernel and its arithmetic.
 pub(crate) struct Pointwise {
@@ -223,4 +224,137 @@ pub(crate) fn suite(kernel: &Pointwise) {
             check(kernel, shape, opts, 0..3, (Some(split), seed, mag));
         }
     }
+}
+
+/// A reduced-precision fully connected kernel and its arithmetic.
+pub(crate) struct FullyConnected {
+    /// The kernel's entry point.
+    pub run: fn(&mut FcArgs),
+    /// The block (outputs) of its `FcOcBlock(nb)` weights.
+    pub nb: usize,
+    /// Its weight packing, as the session calls it (from `FcOcBlock(nb)`).
+    pub pack: PackFn,
+    /// What it computes for one output, without bias.
+    pub dot: DotFn,
+    /// The input pixels per item it takes.
+    pub pixels: &'static [usize],
+}
+
+/// One layer of `pixels x c` inputs and `of` outputs over `n` items (channel strides `xcs`,
+/// `ycs`), in `shares` thread shares, against the kernel's definition. Weights of very
+/// different magnitudes from output to output.
+#[allow(clippy::type_complexity)]
+fn check_fc(
+    k: &FullyConnected,
+    (n, pixels, c, of): (usize, usize, usize, usize),
+    (xcs, ycs): (usize, usize),
+    (bias, act, shares): (bool, Activation, usize),
+    seed: u64,
+) {
+    let mut rng = Rng(seed | 1);
+    let inf = pixels * c;
+    let fc = Fc {
+        in_features: inf as u32,
+        out_features: of as u32,
+        weight: 0,
+        bias: bias.then_some(1),
+        act,
+    };
+    let side = if pixels.is_multiple_of(2) { 2 } else { 1 };
+    let xs = Act4 {
+        shape: Shape4::new(n as u32, side, (pixels / side as usize) as u32, c as u32),
+        cs: xcs,
+    };
+    let ys = Act4 {
+        shape: Shape4::new(n as u32, 1, 1, of as u32),
+        cs: ycs,
+    };
+    let mut x = vec![0f32; xs.len()];
+    for px in x.chunks_exact_mut(xcs) {
+        for v in &mut px[..c] {
+            *v = rng.next() * 3.0;
+        }
+    }
+    // Canonical `[of][inf]`, in NHWC input order.
+    let wc: Vec<f32> = (0..of * inf)
+        .map(|i| rng.next() * 10f32.powi((i / inf) as i32 % 7 * 2 - 6))
+        .collect();
+    let b: Vec<f32> = (0..of).map(|_| rng.next()).collect();
+    let nb = k.nb;
+    let mut blocked = vec![0f32; of.div_ceil(nb) * inf * nb];
+    for o in 0..of {
+        for i in 0..inf {
+            blocked[((o / nb) * inf + i) * nb + o % nb] = wc[o * inf + i];
+        }
+    }
+    let packed = (k.pack)(&blocked, Layout::FcOcBlock(nb as u16), inf, of).unwrap();
+    let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
+    let mut y = vec![f32::NAN; ys.len()];
+    for t in 0..shares {
+        (k.run)(&mut FcArgs {
+            fc: &fc,
+            x: &x,
+            xs,
+            w: &packed,
+            bias: bias.then_some(&b[..]),
+            y: &mut y,
+            ys,
+            share: (t, shares),
+        });
+    }
+    for item in 0..n {
+        // The item's inputs in NHWC order, without pad lanes.
+        let xi: Vec<f32> = (0..pixels)
+            .flat_map(|p| x[(item * pixels + p) * xcs..][..c].to_vec())
+            .collect();
+        for o in 0..ycs {
+            let got = y[item * ycs + o];
+            if o >= of {
+                assert_eq!(got, 0.0, "pad lane {o} of item {item}");
+                continue;
+            }
+            let (dot, mags, adds) = (k.dot)(&xi, &wc[o * inf..][..inf]);
+            let bias = if bias { b[o] as f64 } else { 0.0 };
+            let want = act.apply((dot + bias) as f32);
+            let tol = 4e-7 * (adds as f64 + 2.0) * (mags + bias.abs())
+                + 1e-5 * (want as f64).abs()
+                + 1e-30;
+            assert!(
+                ((got - want) as f64).abs() <= tol,
+                "inputs {inf} outputs {of} item {item} output {o}: {got} vs {want} (tol {tol})"
+            );
+        }
+    }
+}
+
+/// Input and output counts around the vector, pair and block edges, the kernel's pixel
+/// counts, batches of 1-10, padded strides, bias, activations, 1-4 thread shares, and
+/// classifier sizes in 2 and 3 shares.
+pub(crate) fn fc_suite(k: &FullyConnected) {
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip { min: 0.0, max: 6.0 },
+        Activation::HardSwish,
+    ];
+    let nb = k.nb;
+    let mut seed = 11u64;
+    for &pixels in k.pixels {
+        for &c in &[1usize, 2, 3, 4, 7, 8, 17, 32, 33, 100, 577] {
+            for &of in &[1usize, 5, 8, 9, 16, 17, 48, 65, 130] {
+                seed += 1;
+                let s = seed as usize;
+                let n = 1 + s % 10;
+                let strides = (
+                    c.next_multiple_of(nb) + nb * (s % 2),
+                    of.next_multiple_of(nb),
+                );
+                let opts = (!s.is_multiple_of(3), acts[s % acts.len()], 1 + s % 4);
+                check_fc(k, (n, pixels, c, of), strides, opts, seed);
+            }
+        }
+    }
+    let none = Activation::None;
+    check_fc(k, (1, 1, 1280, 1000), (1280, 1008), (true, none, 2), 5);
+    check_fc(k, (2, 1, 576, 1000), (576, 1008), (true, none, 3), 6);
 }

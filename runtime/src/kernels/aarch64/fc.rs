@@ -210,123 +210,18 @@ unsafe fn mac_f16w<const M: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Activation, Shape4};
     use crate::kernels::f16;
+    use crate::kernels::testing::{fc_suite, FullyConnected};
 
-    /// One layer of `pixels x c` inputs and `of` outputs over `n` items (channel strides
-    /// `xcs`, `ycs`), in `shares` shares, against [`f16::fc_dot`].
-    fn check(
-        (n, pixels, c, of): (usize, usize, usize, usize),
-        (xcs, ycs): (usize, usize),
-        (bias, act, shares): (bool, Activation, usize),
-        seed: u64,
-    ) {
-        let mut r = seed | 1;
-        let mut next = || {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        };
-        let inf = pixels * c;
-        let fc = Fc {
-            in_features: inf as u32,
-            out_features: of as u32,
-            weight: 0,
-            bias: bias.then_some(1),
-            act,
-        };
-        let side = if pixels == 4 { 2 } else { 1 };
-        let xs = Act4 {
-            shape: Shape4::new(n as u32, side, (pixels / side as usize) as u32, c as u32),
-            cs: xcs,
-        };
-        let ys = Act4 {
-            shape: Shape4::new(n as u32, 1, 1, of as u32),
-            cs: ycs,
-        };
-        let mut x = vec![0f32; xs.len()];
-        for px in x.chunks_exact_mut(xcs) {
-            for v in &mut px[..c] {
-                *v = next() * 3.0;
-            }
-        }
-        // Weights of very different magnitudes from output to output (each scaled on its
-        // own), canonical `[of][inf]` in NHWC input order.
-        let wc: Vec<f32> = (0..of * inf)
-            .map(|k| next() * 10f32.powi((k / inf) as i32 % 7 * 2 - 6))
-            .collect();
-        let b: Vec<f32> = (0..of).map(|_| next()).collect();
-        let blocks = of.div_ceil(LANES);
-        let mut blocked = vec![0f32; blocks * inf * LANES];
-        for o in 0..of {
-            for i in 0..inf {
-                blocked[((o / LANES) * inf + i) * LANES + o % LANES] = wc[o * inf + i];
-            }
-        }
-        let layout = Layout::FcOcBlock(LANES as u16);
-        assert_eq!(select_f16(&fc, layout, xs).unwrap().layout, layout);
-        let packed = f16::pack_fc(&blocked, layout, inf, of).unwrap();
-        let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
-        let mut y = vec![f32::NAN; ys.len()];
-        for t in 0..shares {
-            fc_f16w(&mut FcArgs {
-                fc: &fc,
-                x: &x,
-                xs,
-                w: &packed,
-                bias: bias.then_some(&b[..]),
-                y: &mut y,
-                ys,
-                share: (t, shares),
-            });
-        }
-        for item in 0..n {
-            // The item's inputs in NHWC order, without pad lanes.
-            let xi: Vec<f32> = (0..pixels)
-                .flat_map(|p| x[(item * pixels + p) * xcs..][..c].to_vec())
-                .collect();
-            for o in 0..ycs {
-                let got = y[item * ycs + o];
-                if o >= of {
-                    assert_eq!(got, 0.0, "pad lane {o} of item {item}");
-                    continue;
-                }
-                let (dot, mags, adds) = f16::fc_dot(&xi, &wc[o * inf..][..inf]);
-                let bias = if bias { b[o] as f64 } else { 0.0 };
-                let want = act.apply((dot + bias) as f32);
-                let tol = 4e-7 * (adds as f64 + 2.0) * (mags + bias.abs())
-                    + 1e-5 * (want as f64).abs()
-                    + 1e-30;
-                assert!(
-                    ((got - want) as f64).abs() <= tol,
-                    "inputs {inf} outputs {of} item {item} output {o}: {got} vs {want}"
-                );
-            }
-        }
-    }
-
+    /// See `kernels::testing::fc_suite`; one pixel per item and four.
     #[test]
     fn f16_weight_fully_connected_matches_its_definition() {
-        let acts = [Activation::None, Activation::Relu, Activation::HardSwish];
-        let mut seed = 3u64;
-        for &pixels in &[1usize, 4] {
-            for &c in &[1usize, 3, 4, 7, 8, 33, 100, 576] {
-                for &of in &[1usize, 7, 8, 9, 16, 40, 100] {
-                    seed += 1;
-                    let s = seed as usize;
-                    let n = 1 + s % 10;
-                    let strides = (c.next_multiple_of(8) + 8 * (s % 2), of.next_multiple_of(8));
-                    let opts = (!s.is_multiple_of(3), acts[s % acts.len()], 1 + s % 3);
-                    check((n, pixels, c, of), strides, opts, seed);
-                }
-            }
-        }
-        check(
-            (1, 1, 1280, 1000),
-            (1280, 1000),
-            (true, Activation::None, 2),
-            1,
-        );
+        fc_suite(&FullyConnected {
+            run: fc_f16w,
+            nb: LANES,
+            pack: f16::pack_fc,
+            dot: f16::fc_dot,
+            pixels: &[1, 4],
+        });
     }
 }

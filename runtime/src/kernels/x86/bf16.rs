@@ -482,96 +482,10 @@ mod tests {
         });
     }
 
-    /// One fully connected layer of `c` inputs and `of` outputs over `n` items (channel
-    /// strides `xcs`, `ycs`), run as `shares` shares, against [`bf16::dot`].
-    fn check_fc(
-        run: fn(&mut FcArgs),
-        (n, c, of): (usize, usize, usize),
-        (xcs, ycs): (usize, usize),
-        (bias, act, shares): (bool, crate::graph::Activation, usize),
-        seed: u64,
-    ) {
-        use crate::graph::Shape4;
-        let mut r = seed | 1;
-        let mut next = || {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        };
-        let fc = Fc {
-            in_features: c as u32,
-            out_features: of as u32,
-            weight: 0,
-            bias: bias.then_some(1),
-            act,
-        };
-        let xs = Act4 {
-            shape: Shape4::new(n as u32, 1, 1, c as u32),
-            cs: xcs,
-        };
-        let ys = Act4 {
-            shape: Shape4::new(n as u32, 1, 1, of as u32),
-            cs: ycs,
-        };
-        let mut x = vec![0f32; xs.len()];
-        for item in x.chunks_exact_mut(xcs) {
-            for v in &mut item[..c] {
-                *v = next() * 3.0;
-            }
-        }
-        let wc: Vec<f32> = (0..of * c).map(|_| next()).collect();
-        let b: Vec<f32> = (0..of).map(|_| next()).collect();
-        let blocks = of.div_ceil(FC_BLOCK);
-        let mut blocked = vec![0f32; blocks * c * FC_BLOCK];
-        for o in 0..of {
-            for i in 0..c {
-                blocked[((o / FC_BLOCK) * c + i) * FC_BLOCK + o % FC_BLOCK] = wc[o * c + i];
-            }
-        }
-        let fcl = Layout::FcOcBlock(FC_BLOCK as u16);
-        assert!(select_fc(&fc, fcl, xs).is_some_and(|k| k.layout == fcl) || !has_bf16());
-        let packed = bf16::pack_pointwise(&blocked, Layout::ConvOcBlock(16), c, of).unwrap();
-        let packed: Vec<f32> = packed.iter().map(|&v| f32::from_bits(v)).collect();
-        let mut y = vec![f32::NAN; ys.len()];
-        for t in 0..shares {
-            run(&mut FcArgs {
-                fc: &fc,
-                x: &x,
-                xs,
-                w: &packed,
-                bias: bias.then_some(&b[..]),
-                y: &mut y,
-                ys,
-                share: (t, shares),
-            });
-        }
-        for item in 0..n {
-            for o in 0..ycs {
-                let got = y[item * ycs + o];
-                if o >= of {
-                    assert_eq!(got, 0.0, "pad lane {o} of item {item}");
-                    continue;
-                }
-                let (dot, mags, adds) = bf16::dot(&x[item * xcs..][..c], &wc[o * c..][..c]);
-                let bias = if bias { b[o] as f64 } else { 0.0 };
-                let want = act.apply((dot + bias) as f32);
-                let tol = 4e-7 * (adds as f64 + 2.0) * (mags + bias.abs())
-                    + 1e-5 * (want as f64).abs()
-                    + 1e-30;
-                assert!(
-                    ((got - want) as f64).abs() <= tol,
-                    "c {c} of {of} item {item} output {o}: {got} vs {want} (tol {tol})"
-                );
-            }
-        }
-    }
-
-    /// Both fully connected drivers over input and output counts around the vector, pair and
-    /// group edges, batches, padded strides, bias, activations and thread shares.
+    /// Both fully connected drivers (see `kernels::testing::fc_suite`).
     #[test]
     fn bf16_fully_connected_matches_the_rounded_reference() {
-        use crate::graph::Activation;
+        use crate::kernels::testing::{fc_suite, FullyConnected};
         if crate::kernels::x86::avx512_table().is_none() {
             eprintln!("no AVX-512 on this CPU: the bf16 fully connected drivers are not run");
             return;
@@ -579,45 +493,40 @@ mod tests {
         let mut runs: Vec<fn(&mut FcArgs)> = vec![fc_emulated];
         if has_bf16() {
             runs.push(fc_bf16);
+            let (fc, layout) = (
+                Fc {
+                    in_features: 9,
+                    out_features: 3,
+                    weight: 0,
+                    bias: None,
+                    act: crate::graph::Activation::None,
+                },
+                Layout::FcOcBlock(16),
+            );
+            let xs = Act4 {
+                shape: crate::graph::Shape4::new(1, 1, 1, 9),
+                cs: 16,
+            };
+            assert_eq!(select_fc(&fc, layout, xs).map(|k| k.layout), Some(layout));
+            let map = Act4 {
+                shape: crate::graph::Shape4::new(1, 3, 1, 3),
+                cs: 16,
+            };
+            assert!(
+                select_fc(&fc, layout, map).is_none(),
+                "one pixel per item only"
+            );
         } else {
             eprintln!("no AVX512-BF16 on this CPU: only the emulated driver is run");
         }
-        let acts = [
-            Activation::None,
-            Activation::Relu,
-            Activation::Clip { min: 0.0, max: 6.0 },
-            Activation::HardSwish,
-        ];
-        let mut seed = 11u64;
         for run in runs {
-            for &c in &[1usize, 2, 3, 17, 31, 32, 33, 64, 100, 577, 1280] {
-                for &of in &[1usize, 5, 16, 17, 48, 64, 65, 100, 130] {
-                    seed += 1;
-                    let s = seed as usize;
-                    let n = 1 + s % 3;
-                    let strides = (
-                        c.next_multiple_of(16) + 16 * (s % 2),
-                        of.next_multiple_of(16),
-                    );
-                    let opts = (!s.is_multiple_of(3), acts[s % acts.len()], 1 + s % 4);
-                    check_fc(run, (n, c, of), strides, opts, seed);
-                }
-            }
-            // A classifier's size, in two and three shares.
-            check_fc(
+            fc_suite(&FullyConnected {
                 run,
-                (1, 1280, 1000),
-                (1280, 1008),
-                (true, Activation::None, 2),
-                5,
-            );
-            check_fc(
-                run,
-                (2, 576, 1000),
-                (576, 1008),
-                (true, Activation::None, 3),
-                6,
-            );
+                nb: FC_BLOCK,
+                pack: bf16::pack_fc,
+                dot: bf16::dot,
+                pixels: &[1],
+            });
         }
     }
 }

@@ -79,12 +79,12 @@ pub enum Precision {
     /// bytes, and compute in f32 ([`kernels::f16::fc_dot`](crate::kernels::f16::fc_dot)). The
     /// f16 weights are made at session creation (half the f32 size). Every other layer, and
     /// every layer on other CPUs, runs in f32; [`Session::f16_convs`] counts the layers that
-    /// took f16. The f16 range (6e-8 to 65504)
-    /// is narrow, so each output channel's weights, and each input pixel's channels where
-    /// their largest magnitude is outside [2^-4, 2^9), are first scaled by a power of two
-    /// into it, and the f32 result scaled back (exact): activations and weights of any
-    /// magnitude keep f16's precision (`kernels::f16::input_scale`). Per layer the error is
-    /// about a third of bf16's (`docs/decisions.md`, "f16 on aarch64" and "f16 range").
+    /// took f16. The f16 range (6e-8 to 65504) is narrow, so each output channel's weights,
+    /// and each input pixel's channels where their largest magnitude is outside
+    /// [2^-4, 2^9), are first scaled by a power of two into it, and the f32 result scaled
+    /// back (exact): activations and weights of any magnitude keep f16's precision
+    /// (`kernels::f16::input_scale`). Per layer the error is about a third of bf16's
+    /// (`docs/decisions.md`, "f16 on aarch64" and "f16 range").
     F16,
 }
 
@@ -142,8 +142,8 @@ enum Kernel<'m> {
         k: FcKernel,
         w: &'m [f32],
         bias: Option<&'m [f32]>,
-        /// Where the layer reads its weights instead of `w` when it runs a bf16 kernel: their
-        /// bf16 packing, these floats of [`Session::packed`].
+        /// Where the layer reads its weights instead of `w` when it runs a bf16 or an
+        /// f16-weight kernel: their packing, these floats of [`Session::packed`].
         packed: Option<std::ops::Range<usize>>,
     },
     Pool(Pool),
@@ -748,6 +748,11 @@ impl<'m> Session<'m> {
         };
         if let Some((select, pack)) = fc_reduced {
             for (i, step) in steps.iter_mut().enumerate() {
+                // No pattern has a fully connected member today; one would run it with its
+                // f32 weights, as the convs above.
+                if in_pattern[i] {
+                    continue;
+                }
                 let Kernel::Fc {
                     fc, k, w, packed, ..
                 } = &mut step.kernel

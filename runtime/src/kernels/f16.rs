@@ -111,29 +111,7 @@ pub fn pack_pointwise(w: &[f32], layout: Layout, in_c: usize, out_c: usize) -> O
     if nb == 0 || w.len() != out_c.div_ceil(nb) * in_c * nb {
         return None;
     }
-    let at = |o: usize, i: usize| w[((o / nb) * in_c + i) * nb + o % nb];
-    let blocks = out_c.div_ceil(BLOCK);
-    let scales: Vec<(f32, f32)> = (0..blocks * BLOCK)
-        .map(|o| match o < out_c {
-            true => weight_scale((0..in_c).fold(0f32, |m, i| m.max(at(o, i).abs()))),
-            false => (1.0, 1.0),
-        })
-        .collect();
-    let mut halves = vec![0u16; blocks * in_c * BLOCK];
-    for (b, dst) in halves.chunks_exact_mut(in_c * BLOCK).enumerate() {
-        for (i, row) in dst.chunks_exact_mut(BLOCK).enumerate() {
-            for (j, h) in row.iter_mut().enumerate() {
-                let o = b * BLOCK + j;
-                if o < out_c {
-                    *h = round(at(o, i) * scales[o].0).to_bits();
-                }
-            }
-        }
-    }
-    let words = halves
-        .chunks_exact(2)
-        .map(|p| p[0] as u32 | (p[1] as u32) << 16);
-    Some(words.chain(scales.iter().map(|s| s.1.to_bits())).collect())
+    Some(pack_scaled(w, nb, in_c, out_c, BLOCK))
 }
 
 /// What the f16 kernels compute for one output, without bias: the inputs `x` times the
@@ -178,18 +156,26 @@ pub fn pack_fc(w: &[f32], layout: Layout, in_f: usize, out_f: usize) -> Option<V
     if nb == 0 || w.len() != out_f.div_ceil(nb) * in_f * nb || (in_f * nb) % 2 == 1 {
         return None;
     }
-    let at = |o: usize, i: usize| w[((o / nb) * in_f + i) * nb + o % nb];
-    let blocks = out_f.div_ceil(nb);
-    let scales: Vec<(f32, f32)> = (0..blocks * nb)
-        .map(|o| match o < out_f {
-            true => weight_scale((0..in_f).fold(0f32, |m, i| m.max(at(o, i).abs()))),
+    Some(pack_scaled(w, nb, in_f, out_f, nb))
+}
+
+/// The packing of [`pack_pointwise`] and [`pack_fc`]: `w` in blocks of `nb` outputs
+/// (`[ceil(out/nb)][in][nb]`, checked by the callers), each output's weights times its
+/// [`weight_scale`] rounded to f16 in blocks of `block` outputs (zero past `out_c`), two
+/// per word, then the scales' inverses (1 past `out_c`). `in_c * block` is even.
+fn pack_scaled(w: &[f32], nb: usize, in_c: usize, out_c: usize, block: usize) -> Vec<u32> {
+    let at = |o: usize, i: usize| w[((o / nb) * in_c + i) * nb + o % nb];
+    let blocks = out_c.div_ceil(block);
+    let scales: Vec<(f32, f32)> = (0..blocks * block)
+        .map(|o| match o < out_c {
+            true => weight_scale((0..in_c).fold(0f32, |m, i| m.max(at(o, i).abs()))),
             false => (1.0, 1.0),
         })
         .collect();
-    let halves: Vec<u16> = (0..blocks * in_f * nb)
+    let halves: Vec<u16> = (0..blocks * in_c * block)
         .map(|k| {
-            let (o, i) = ((k / (in_f * nb)) * nb + k % nb, k / nb % in_f);
-            match o < out_f {
+            let (o, i) = ((k / (in_c * block)) * block + k % block, k / block % in_c);
+            match o < out_c {
                 true => round(at(o, i) * scales[o].0).to_bits(),
                 false => 0,
             }
@@ -198,7 +184,7 @@ pub fn pack_fc(w: &[f32], layout: Layout, in_f: usize, out_f: usize) -> Option<V
     let words = halves
         .chunks_exact(2)
         .map(|p| p[0] as u32 | (p[1] as u32) << 16);
-    Some(words.chain(scales.iter().map(|s| s.1.to_bits())).collect())
+    words.chain(scales.iter().map(|s| s.1.to_bits())).collect()
 }
 
 /// What the f16-weight fully connected kernels compute for one output, without bias: the

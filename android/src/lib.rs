@@ -431,6 +431,7 @@ pub extern "system" fn Java_dev_smof_SmofSession_nativeNew<'l>(
             0 => Precision::F32,
             1 => Precision::Bf16,
             2 => Precision::F16,
+            3 => Precision::Int8,
             p => return Err(Throw::Arg(format!("unknown precision {p}"))),
         };
         let s = NativeSession::new(m, threads as usize, precision).map_err(run_error)?;
@@ -460,6 +461,19 @@ pub extern "system" fn Java_dev_smof_SmofSession_nativeF16Convs<'l>(
 ) -> jint {
     guard(&mut env, 0, |_| {
         let n = session_mut(handle)?.session.f16_convs();
+        Ok(n.min(jint::MAX as usize) as jint)
+    })
+}
+
+/// The number of convs a session runs in int8.
+#[no_mangle]
+pub extern "system" fn Java_dev_smof_SmofSession_nativeInt8Convs<'l>(
+    mut env: JNIEnv<'l>,
+    _cls: JClass<'l>,
+    handle: jlong,
+) -> jint {
+    guard(&mut env, 0, |_| {
+        let n = session_mut(handle)?.session.int8_convs();
         Ok(n.min(jint::MAX as usize) as jint)
     })
 }

@@ -1,5 +1,5 @@
 //! The `smof_open` fuzz harness: open a `.smof` (`Model::from_bytes`), create a session and
-//! run it, in f32 and in bf16, as given and "repaired". Shared by the fuzz target
+//! run it, in f32, bf16 and int8, as given and "repaired". Shared by the fuzz target
 //! (`fuzz/fuzz_targets/smof_open.rs`) and the regression tests
 //! (`tests/tests/fuzz_regressions.rs`), which include this file with `#[path]`.
 //!
@@ -95,11 +95,14 @@ pub fn open_and_run(bytes: &[u8]) -> bool {
     if macs > MAX_MACS {
         return true;
     }
-    // Also in bf16, whose weights are packed at session creation (f32 where the CPU has no
-    // bf16 kernels): a model that plans in f32 plans in bf16 too.
-    let bf16 = SessionOptions::default().precision(Precision::Bf16);
-    let bf16 = Session::new(&model, &bf16).expect("a model that plans in f32 plans in bf16");
-    for session in [session, bf16] {
+    // Also in bf16 and int8, whose weights are packed at session creation (f32 where the CPU
+    // has no such kernels): a model that plans in f32 plans in those too.
+    let reduced = |p: Precision| {
+        let opts = SessionOptions::default().precision(p);
+        Session::new(&model, &opts).expect("a model that plans in f32 plans in every precision")
+    };
+    let (bf16, int8) = (reduced(Precision::Bf16), reduced(Precision::Int8));
+    for session in [session, bf16, int8] {
         run_once(g, session);
     }
     true

@@ -119,6 +119,13 @@ int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
  *  SMOF_SESSION_BF16. */
 #define SMOF_SESSION_F16 2u
 
+/** A flag of smof_session_new_ex: int8 arithmetic in the session's 1x1 convs where the CPU
+ *  has AVX512-VNNI (AMD Zen 4, Intel Ice Lake and Sapphire Rapids and later; four times the
+ *  multiply-adds of an f32 FMA per instruction; weights quantized per output channel at
+ *  session creation, inputs per pixel as the session runs); elsewhere the session computes in
+ *  f32. Excludes SMOF_SESSION_BF16 and SMOF_SESSION_F16. */
+#define SMOF_SESSION_INT8 4u
+
 /** As smof_session_new, with `flags` a bitwise or of SMOF_SESSION_* values (0: as
  *  smof_session_new). Unknown bits give SMOF_ERR_INVALID_ARGUMENT. */
 int32_t smof_session_new_ex(smof_model model, uint32_t threads, uint32_t flags, smof_session *out);
@@ -132,6 +139,10 @@ int32_t smof_session_bf16_convs(smof_session session, size_t *out);
  *  aarch64 CPU: f16 weights) `session` runs in f16, in `*out` (0 unless created with
  *  SMOF_SESSION_F16 on aarch64). */
 int32_t smof_session_f16_convs(smof_session session, size_t *out);
+
+/** The number of convs `session` runs in int8, in `*out` (0 unless created with
+ *  SMOF_SESSION_INT8 on a CPU with AVX512-VNNI). */
+int32_t smof_session_int8_convs(smof_session session, size_t *out);
 
 /** As smof_session_new, planned for another shape of input 0: `dims[0..rank]` in ONNX order
  *  (e.g. N, C, H, W). A shape the layers cannot take gives SMOF_ERR_INVALID_ARGUMENT. */

@@ -10,8 +10,8 @@ use crate::graph::{
     Resize, Shape4, UnaryKind,
 };
 use crate::kernels::{
-    bf16, f16, is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan, FcArgs,
-    FcKernel, KernelTable, PackFn, MAX_CONV_PARTS,
+    bf16, f16, int8, is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan,
+    FcArgs, FcKernel, KernelTable, PackFn, MAX_CONV_PARTS,
 };
 use crate::model::Model;
 use crate::plan::{self, Interval};
@@ -86,6 +86,17 @@ pub enum Precision {
     /// (`kernels::f16::input_scale`). Per layer the error is about a third of bf16's
     /// (`docs/decisions.md`, "f16 on aarch64" and "f16 range").
     F16,
+    /// Ungrouped 1x1 convs (as for `Bf16`) quantize their weights to int8 per output channel
+    /// (at session creation: a quarter of the f32 size) and their inputs to 8 bits per pixel
+    /// as they run, over each pixel's own range (dynamic quantization: no calibration data),
+    /// multiply the integers exactly and scale the 32-bit sums back to f32
+    /// ([`kernels::int8`](crate::kernels::int8) defines the result), on x86 CPUs with
+    /// AVX512-VNNI (AMD Zen 4 and later, Intel Ice Lake, Sapphire Rapids and later), where
+    /// `vpdpbusd` does four times the multiply-adds of an f32 FMA. Every other layer, and
+    /// every layer on other CPUs, runs in f32; [`Session::int8_convs`] counts the layers
+    /// that took int8. The error per layer is that of 8-bit operands (about 4 times
+    /// bf16's; `docs/decisions.md`, "int8 pointwise convs").
+    Int8,
 }
 
 impl SessionOptions {
@@ -671,10 +682,11 @@ impl<'m> Session<'m> {
                 s.link = Link::Member;
             }
         }
-        // bf16 and f16 convs: the table's kernel of that precision and weights packed for
-        // it, for every conv it takes that has no folded gate; in bf16, one reading a
-        // concatenation in place only where every part but the last has an even channel
-        // count (the kernel rounds channels in pairs).
+        // bf16, f16 and int8 convs: the table's kernel of that precision and weights packed
+        // for it, for every conv it takes that has no folded gate; one reading a
+        // concatenation in place only where every part but the last has a channel count of
+        // the kernel's multiple (bf16 rounds channels in pairs, int8 quantizes them in
+        // quads).
         // The words' bits as f32 slots, each conv's from a 64-byte boundary.
         let mut packed_words: Vec<f32> = Vec::new();
         let push_words = |all: &mut Vec<f32>, words: &[u32]| {
@@ -687,12 +699,17 @@ impl<'m> Session<'m> {
         type Reduced = (
             fn(&Conv, crate::graph::Layout) -> Option<ConvKernel>,
             PackFn,
-            bool,
+            u32,
         );
+        // The kernel, its packing, and the multiple of which every part of a concatenation
+        // read in place but the last must have its channel count.
         let reduced: Option<Reduced> = match opts.precision {
             Precision::F32 => None,
-            Precision::Bf16 => Some((table.conv_bf16, bf16::pack_pointwise, true)),
-            Precision::F16 => Some((table.conv_f16, f16::pack_pointwise, false)),
+            Precision::Bf16 => Some((table.conv_bf16, bf16::pack_pointwise, 2)),
+            Precision::F16 => Some((table.conv_f16, f16::pack_pointwise, 1)),
+            Precision::Int8 => table
+                .conv_int8
+                .map(|(k, pack)| (k, pack, int8::QUAD as u32)),
         };
         // The convs inside a fused pattern (a squeeze-excite's squeeze and excite, on one
         // pixel) are run by the pattern with their f32 weights: they stay f32.
@@ -703,7 +720,7 @@ impl<'m> Session<'m> {
                 in_pattern[i..end].fill(true);
             }
         }
-        if let Some((select, pack, pairs)) = reduced {
+        if let Some((select, pack, multiple)) = reduced {
             for (i, step) in steps.iter_mut().enumerate() {
                 if in_pattern[i] {
                     continue;
@@ -723,7 +740,7 @@ impl<'m> Session<'m> {
                 let Some(k16) = select(conv, k.layout) else {
                     continue;
                 };
-                let odd = |&t: &usize| pairs && buffers[t].geom.shape.c % 2 == 1;
+                let odd = |&t: &usize| !buffers[t].geom.shape.c.is_multiple_of(multiple);
                 if *parts > 1 && (!k16.reads_parts || step.inputs[..*parts - 1].iter().any(odd)) {
                     continue;
                 }
@@ -745,6 +762,7 @@ impl<'m> Session<'m> {
             Precision::F32 => None,
             Precision::Bf16 => Some((table.fc_bf16, bf16::pack_fc)),
             Precision::F16 => Some((table.fc_f16, f16::pack_fc)),
+            Precision::Int8 => None,
         };
         if let Some((select, pack)) = fc_reduced {
             for (i, step) in steps.iter_mut().enumerate() {
@@ -1529,6 +1547,16 @@ impl<'m> Session<'m> {
     /// none).
     pub fn f16_convs(&self) -> usize {
         if self.precision == Precision::F16 {
+            self.reduced_convs()
+        } else {
+            0
+        }
+    }
+
+    /// The number of convs that run an int8 kernel ([`Precision::Int8`]; 0 for another
+    /// precision or where the CPU or the kernel table has none).
+    pub fn int8_convs(&self) -> usize {
+        if self.precision == Precision::Int8 {
             self.reduced_convs()
         } else {
             0

@@ -1,21 +1,22 @@
-//! `Precision::Bf16` and `Precision::F16` sessions on every kernel table of this CPU, with a
+//! `Precision::Bf16`, `Precision::F16` and `Precision::Int8` sessions on every kernel table of
+//! this CPU, with a
 //! model written by the runtime's own format writer (so that it also runs on aarch64 under
 //! qemu, where the converter's test crate does not build): two 1x1 convs in a row (a conv
-//! chain when chains are forced) and a third, whose outputs are concatenated (26 and 13
+//! chain when chains are forced) and a third, whose outputs are concatenated (28 and 13
 //! channels) and read in place by a fourth, against f64 references
 //! that compute each conv as the precision defines it (`kernels::bf16::dot`,
-//! `kernels::f16::dot`); the same to the bit on 1-3 threads; f32 where the table or the CPU
-//! has no kernel of that precision.
+//! `kernels::f16::dot`, `kernels::int8::dot`); the same to the bit on 1-3 threads; f32 where
+//! the table or the CPU has no kernel of that precision.
 
 use smof::graph::*;
-use smof::kernels::{bf16, f16, KernelTable};
+use smof::kernels::{bf16, f16, int8, KernelTable};
 use smof::{Model, ModelOptions, Precision, Session, SessionOptions};
 
 const H: usize = 12;
 const W: usize = 13;
 const C_IN: usize = 20;
 const C_A0: usize = 32;
-const C_A: usize = 26;
+const C_A: usize = 28;
 const C_B: usize = 13;
 const C_OUT: usize = 40;
 
@@ -192,10 +193,12 @@ struct Arith {
 fn has_kernels(p: Precision, name: &str) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        p == Precision::Bf16
-            && name == "x86_64-avx512"
-            && std::is_x86_feature_detected!("avx512bf16")
-            && std::is_x86_feature_detected!("avx512bw")
+        let bw = name == "x86_64-avx512" && std::is_x86_feature_detected!("avx512bw");
+        bw && match p {
+            Precision::Bf16 => std::is_x86_feature_detected!("avx512bf16"),
+            Precision::Int8 => std::is_x86_feature_detected!("avx512vnni"),
+            _ => false,
+        }
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -203,6 +206,7 @@ fn has_kernels(p: Precision, name: &str) -> bool {
             && match p {
                 Precision::Bf16 => std::arch::is_aarch64_feature_detected!("bf16"),
                 Precision::F16 => std::arch::is_aarch64_feature_detected!("fp16"),
+                Precision::Int8 => std::arch::is_aarch64_feature_detected!("dotprod"),
                 Precision::F32 => true,
             }
     }
@@ -239,6 +243,12 @@ fn check_at(m: f32) {
             dot: f16::dot,
             slack: 2f64.powi(-9),
             convs: |s| s.f16_convs(),
+        },
+        Arith {
+            precision: Precision::Int8,
+            dot: int8::dot,
+            slack: 2f64.powi(-7),
+            convs: |s| s.int8_convs(),
         },
     ];
     let mut ran = Vec::new();
@@ -303,6 +313,7 @@ fn check_at(m: f32) {
             let diff = norm(&mut y.iter().zip(&f32_ref.0).map(|(&g, &f)| g as f64 - f));
             let rel = diff / norm(&mut f32_ref.0.iter().copied());
             assert!(rel < 1e-2, "{name}: relative error {rel:e} to f32");
+            eprintln!("{name}: relative error {rel:e} to f32");
         }
     }
     eprintln!("reduced-precision kernels run on this CPU: {ran:?}");

@@ -105,6 +105,17 @@ static int compare(const float *got, size_t n, const char *what) {
 }
 
 /* Runs `model` once on the reference input and compares. */
+/* The cosine similarity of `got` to the expected output. */
+static double cosine_to_expected(const float *got) {
+    double dot = 0, ne = 0, ng = 0;
+    for (size_t i = 0; i < expected_len; i++) {
+        dot += (double)got[i] * expected[i];
+        ne += (double)expected[i] * expected[i];
+        ng += (double)got[i] * got[i];
+    }
+    return dot / sqrt(ne * ng);
+}
+
 static void run_and_compare(smof_model model, const char *what) {
     smof_session s = {0};
     EXPECT_STATUS(smof_session_new(model, 1, &s), SMOF_OK, "");
@@ -194,13 +205,7 @@ int main(int argc, char **argv) {
         EXPECT_STATUS(smof_session_run1(b, input, input_len), SMOF_OK, "");
         float *out = calloc(expected_len, sizeof(float));
         EXPECT_STATUS(smof_session_output(b, 0, out, expected_len), SMOF_OK, "");
-        double dot = 0, nf = 0, nb = 0;
-        for (size_t i = 0; i < expected_len; i++) {
-            dot += (double)out[i] * expected[i];
-            nf += (double)expected[i] * expected[i];
-            nb += (double)out[i] * out[i];
-        }
-        double cosine = dot / sqrt(nf * nb);
+        double cosine = cosine_to_expected(out);
         if (convs > 0) {
             CHECK(convs == 34, "bf16 convs %zu, the backbone has 34 pointwise convs", convs);
             CHECK(cosine >= 0.99, "bf16 embedding cosine to f32 %f", cosine);
@@ -210,8 +215,10 @@ int main(int argc, char **argv) {
         free(out);
         EXPECT_STATUS(smof_session_free(b), SMOF_OK, "");
         EXPECT_STATUS(smof_session_bf16_convs(b, &convs), SMOF_ERR_INVALID_HANDLE, "");
-        EXPECT_STATUS(smof_session_new_ex(model, 1, 4, &b), SMOF_ERR_INVALID_ARGUMENT, "flags");
+        EXPECT_STATUS(smof_session_new_ex(model, 1, 8, &b), SMOF_ERR_INVALID_ARGUMENT, "flags");
         EXPECT_STATUS(smof_session_new_ex(model, 1, SMOF_SESSION_BF16 | SMOF_SESSION_F16, &b),
+                      SMOF_ERR_INVALID_ARGUMENT, "exclude each other");
+        EXPECT_STATUS(smof_session_new_ex(model, 1, SMOF_SESSION_INT8 | SMOF_SESSION_F16, &b),
                       SMOF_ERR_INVALID_ARGUMENT, "exclude each other");
         EXPECT_STATUS(smof_session_new_ex(model, 1, 0, NULL), SMOF_ERR_NULL_POINTER, "out");
         smof_session f = {0};
@@ -233,13 +240,7 @@ int main(int argc, char **argv) {
         EXPECT_STATUS(smof_session_output(h, 0, out, expected_len), SMOF_OK, "");
         if (convs > 0) {
             CHECK(convs == 34, "f16 convs %zu, the backbone has 34 pointwise convs", convs);
-            double dot = 0, nf = 0, nh = 0;
-            for (size_t i = 0; i < expected_len; i++) {
-                dot += (double)out[i] * expected[i];
-                nf += (double)expected[i] * expected[i];
-                nh += (double)out[i] * out[i];
-            }
-            CHECK(dot / sqrt(nf * nh) >= 0.99, "f16 embedding cosine to f32");
+            CHECK(cosine_to_expected(out) >= 0.99, "f16 embedding cosine to f32");
         } else {
             CHECK(compare(out, expected_len, "f16 without f16 kernels"), "f32 fallback");
         }
@@ -248,6 +249,29 @@ int main(int argc, char **argv) {
         CHECK(convs == 0, "an f16 session has %zu bf16 convs", convs);
         EXPECT_STATUS(smof_session_free(h), SMOF_OK, "");
         EXPECT_STATUS(smof_session_f16_convs(h, &convs), SMOF_ERR_INVALID_HANDLE, "");
+    }
+
+    {   /* int8 sessions: close to f32 where the CPU has AVX512-VNNI (or, on aarch64, the dot
+         * product instructions), the same as f32 elsewhere. */
+        smof_session q = {0};
+        EXPECT_STATUS(smof_session_new_ex(model, 1, SMOF_SESSION_INT8, &q), SMOF_OK, "");
+        size_t convs = 0;
+        EXPECT_STATUS(smof_session_int8_convs(q, &convs), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_run1(q, input, input_len), SMOF_OK, "");
+        float *out = calloc(expected_len, sizeof(float));
+        EXPECT_STATUS(smof_session_output(q, 0, out, expected_len), SMOF_OK, "");
+        if (convs > 0) {
+            CHECK(convs == 34, "int8 convs %zu, the backbone has 34 pointwise convs", convs);
+            double cosine = cosine_to_expected(out);
+            CHECK(cosine >= 0.99, "int8 embedding cosine to f32 %f", cosine);
+        } else {
+            CHECK(compare(out, expected_len, "int8 without int8 kernels"), "f32 fallback");
+        }
+        free(out);
+        EXPECT_STATUS(smof_session_bf16_convs(q, &convs), SMOF_OK, "");
+        CHECK(convs == 0, "an int8 session has %zu bf16 convs", convs);
+        EXPECT_STATUS(smof_session_free(q), SMOF_OK, "");
+        EXPECT_STATUS(smof_session_int8_convs(q, &convs), SMOF_ERR_INVALID_HANDLE, "");
     }
 
     {   /* A session planned for another input size; bad shapes are errors. */

@@ -130,11 +130,17 @@ fn run_allocates_nothing_after_the_first() {
 }
 
 /// 100 runs of the model `bytes` on `input` after the first allocate nothing, on every table,
-/// in f32, bf16 and f16 (`Precision::Bf16`, `Precision::F16`: their convs where the CPU has
-/// the instructions), and on 1-3 threads, and give the same output to the bit.
+/// in f32, bf16, f16 and int8 (`Precision::Bf16`, `Precision::F16`, `Precision::Int8`: their
+/// convs where the CPU has the instructions), and on 1-3 threads, and give the same output
+/// to the bit.
 fn check_runs(bytes: &[u8], input: &[f32]) {
     use smof::Precision;
-    let precisions = [Precision::F32, Precision::Bf16, Precision::F16];
+    let precisions = [
+        Precision::F32,
+        Precision::Bf16,
+        Precision::F16,
+        Precision::Int8,
+    ];
     for (table, precision) in smof::kernels::KernelTable::all_supported()
         .into_iter()
         .flat_map(|t| precisions.map(|p| (t, p)))

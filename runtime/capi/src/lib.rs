@@ -174,6 +174,11 @@ impl OwnedSession {
         self.session.f16_convs()
     }
 
+    /// The number of convs that run in int8; see [`Session::int8_convs`].
+    pub fn int8_convs(&self) -> usize {
+        self.session.int8_convs()
+    }
+
     /// Runs the model; see [`Session::run`].
     pub fn run(&mut self, inputs: &[&[f32]]) -> smof::Result<()> {
         self.session.run(inputs)
@@ -625,6 +630,11 @@ pub const SMOF_SESSION_BF16: u32 = 1;
 /// Excludes `SMOF_SESSION_BF16`.
 pub const SMOF_SESSION_F16: u32 = 2;
 
+/// A flag of [`smof_session_new_ex`]: int8 arithmetic in the session's 1x1 convs where the
+/// CPU has AVX512-VNNI (`smof::Precision::Int8`; elsewhere the session computes in f32).
+/// Excludes the other precision flags.
+pub const SMOF_SESSION_INT8: u32 = 4;
+
 /// Creates a session like [`smof_session_new`] with the options of `flags`, a bitwise or of
 /// `SMOF_SESSION_*` values (0: as `smof_session_new`). Unknown bits give
 /// `SMOF_ERR_INVALID_ARGUMENT`.
@@ -642,22 +652,20 @@ pub unsafe extern "C" fn smof_session_new_ex(
         if out.is_null() {
             return Err(null("out"));
         }
-        if flags & !(SMOF_SESSION_BF16 | SMOF_SESSION_F16) != 0 {
+        let precisions = SMOF_SESSION_BF16 | SMOF_SESSION_F16 | SMOF_SESSION_INT8;
+        if flags & !precisions != 0 {
             return Err(invalid(format!("unknown session flags {flags:#x}")));
         }
-        let precision = match (
-            flags & SMOF_SESSION_BF16 != 0,
-            flags & SMOF_SESSION_F16 != 0,
-        ) {
-            (true, true) => {
-                return Err(invalid(
-                    "SMOF_SESSION_BF16 and SMOF_SESSION_F16 exclude each other",
-                ))
-            }
-            (true, false) => smof::Precision::Bf16,
-            (false, true) => smof::Precision::F16,
-            (false, false) => smof::Precision::F32,
-        };
+        let precision =
+            match flags & precisions {
+                0 => smof::Precision::F32,
+                SMOF_SESSION_BF16 => smof::Precision::Bf16,
+                SMOF_SESSION_F16 => smof::Precision::F16,
+                SMOF_SESSION_INT8 => smof::Precision::Int8,
+                _ => return Err(invalid(
+                    "SMOF_SESSION_BF16, SMOF_SESSION_F16 and SMOF_SESSION_INT8 exclude each other",
+                )),
+            };
         let m = get_model(model)?;
         let opts = (SessionOptions::default().threads(threads as usize)).precision(precision);
         let s = OwnedSession::new(m, &opts)?;
@@ -695,6 +703,20 @@ pub unsafe extern "C" fn smof_session_f16_convs(session: SmofSession, out: *mut 
     count_common(out, || {
         let s = get_session(session)?;
         let n = lock(&s).f16_convs();
+        Ok(n)
+    })
+}
+
+/// The number of convs the session runs in int8, in `*out`: 0 unless it was created with
+/// `SMOF_SESSION_INT8` on a CPU with AVX512-VNNI.
+///
+/// # Safety
+/// `out` is null or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn smof_session_int8_convs(session: SmofSession, out: *mut usize) -> i32 {
+    count_common(out, || {
+        let s = get_session(session)?;
+        let n = lock(&s).int8_convs();
         Ok(n)
     })
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--bf16] [--f16] [--chain-min-kib N] [--kernels NAME] [--input-shape N,C,H,W]...
+    "usage: smof-bench MODEL.smof|DIR [--threads N] [--cpus LIST] [--warmup N] [--loops N] [--profile] [--json] [--no-mmap] [--no-verify] [--layer-by-layer] [--bf16|--f16|--int8] [--chain-min-kib N] [--kernels NAME] [--input-shape N,C,H,W]...
 
 Times each model on synthetic input and prints min, median, mean and max ms.
   --threads N   threads, the calling one included (default 1; at most 64 are used)
@@ -27,7 +27,10 @@ Times each model on synthetic input and prints min, median, mean and max ms.
   --bf16        bf16 products in the 1x1 convs, where the CPU has AVX512-BF16 or (aarch64)
                 FEAT_BF16 (see smof::Precision::Bf16)
   --f16         f16 arithmetic in the 1x1 convs, where the CPU has FEAT_FP16 (aarch64; see
-                smof::Precision::F16); the output line says how many convs took it; the output line says how many convs took it
+                smof::Precision::F16)
+  --int8        int8 arithmetic in the 1x1 convs, where the CPU has AVX512-VNNI (see
+                smof::Precision::Int8); with any of the three, the output says how many
+                layers took it
   --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
                 the kernel table's; 256 on NEON, 1024 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64
@@ -51,8 +54,8 @@ struct Args {
     no_mmap: bool,
     no_verify: bool,
     layer_by_layer: bool,
-    bf16: bool,
-    f16: bool,
+    /// The precision of `--bf16`, `--f16` or `--int8` (one at most).
+    precision: Option<smof::Precision>,
     chain_min_kib: Option<usize>,
     kernels: smof::KernelChoice,
     dump_output: Option<PathBuf>,
@@ -89,8 +92,7 @@ fn parse_args() -> Result<Args, String> {
         no_mmap: false,
         no_verify: false,
         layer_by_layer: false,
-        bf16: false,
-        f16: false,
+        precision: None,
         chain_min_kib: None,
         kernels: smof::KernelChoice::Auto,
         dump_output: None,
@@ -117,8 +119,17 @@ fn parse_args() -> Result<Args, String> {
             "--json" => out.json = true,
             "--no-mmap" => out.no_mmap = true,
             "--layer-by-layer" => out.layer_by_layer = true,
-            "--bf16" => out.bf16 = true,
-            "--f16" => out.f16 = true,
+            "--bf16" | "--f16" | "--int8" => {
+                let p = match a.as_str() {
+                    "--bf16" => smof::Precision::Bf16,
+                    "--f16" => smof::Precision::F16,
+                    _ => smof::Precision::Int8,
+                };
+                if out.precision.is_some_and(|q| q != p) {
+                    return Err("--bf16, --f16 and --int8 exclude each other".into());
+                }
+                out.precision = Some(p);
+            }
             "--chain-min-kib" => out.chain_min_kib = Some(num("--chain-min-kib")?),
             "--no-verify" => out.no_verify = true,
             "--kernels" => {
@@ -155,9 +166,6 @@ fn parse_args() -> Result<Args, String> {
     let path = path.ok_or("no model given")?;
     if lut_for != out.lut_out.is_some() {
         return Err("--lut-for M.smof and -o FILE go together".into());
-    }
-    if out.bf16 && out.f16 {
-        return Err("--bf16 and --f16 exclude each other".into());
     }
     if lut_for && path.is_dir() {
         return Err("--lut-for takes one model file".into());
@@ -247,11 +255,8 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
         .threads(a.threads)
         .cpus(a.cpus.clone())
         .layer_by_layer(a.layer_by_layer);
-    if a.bf16 {
-        opts = opts.precision(smof::Precision::Bf16);
-    }
-    if a.f16 {
-        opts = opts.precision(smof::Precision::F16);
+    if let Some(p) = a.precision {
+        opts = opts.precision(p);
     }
     if let Some(kib) = a.chain_min_kib {
         opts = opts.chain_min_bytes(kib.saturating_mul(1024));
@@ -338,10 +343,10 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
 
     if a.json {
         let mut j = format!(
-            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.6},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?},\"bf16_convs\":{},\"f16_convs\":{}",
+            "{{\"model\":{:?},\"threads\":{},\"warmup\":{},\"loops\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"mean_ms\":{:.4},\"max_ms\":{:.4},\"gflop\":{:.6},\"open_ms\":{:.4},\"session_ms\":{:.4},\"arena_bytes\":{},\"kernels\":{:?},\"bf16_convs\":{},\"f16_convs\":{},\"int8_convs\":{}",
             name, a.threads, a.warmup, a.loops, s.min, s.median, s.mean, s.max, gflops, open_ms, session_ms,
             session.arena_bytes(), model.kernels().name, session.bf16_convs(),
-            session.f16_convs()
+            session.f16_convs(), session.int8_convs()
         );
         let dims: Vec<&[usize]> = (0..session.input_count())
             .map(|i| session.input_dims(i))
@@ -370,19 +375,14 @@ fn bench(path: &Path, a: &Args) -> Result<(), String> {
             s.max,
             gflops / (s.median / 1e3)
         );
-        if a.bf16 {
-            smof::outln!(
-                "{:>32}  bf16 products in {} of the layers",
-                "",
-                session.bf16_convs()
-            );
-        }
-        if a.f16 {
-            smof::outln!(
-                "{:>32}  f16 arithmetic in {} of the convs",
-                "",
-                session.f16_convs()
-            );
+        let reduced = match a.precision {
+            Some(smof::Precision::Bf16) => Some(("bf16 products", session.bf16_convs())),
+            Some(smof::Precision::F16) => Some(("f16 arithmetic", session.f16_convs())),
+            Some(smof::Precision::Int8) => Some(("int8 arithmetic", session.int8_convs())),
+            _ => None,
+        };
+        if let Some((what, n)) = reduced {
+            smof::outln!("{:>32}  {what} in {n} of the layers", "");
         }
         if a.profile {
             smof::outln!(

@@ -19,6 +19,7 @@ pub mod bf16;
 pub(crate) mod expf;
 pub mod f16;
 pub(crate) mod geom;
+pub mod int8;
 pub mod pack;
 mod plan;
 pub mod portable;
@@ -38,6 +39,10 @@ use std::ops::Range;
 /// [`f16::pack_pointwise`]): the f32 weights, their layout, the input and output channels;
 /// the packed words, or `None` for a layout or length it does not take.
 pub type PackFn = fn(&[f32], Layout, usize, usize) -> Option<Vec<u32>>;
+
+/// A table's choice of a reduced-precision kernel for a conv whose weights are stored as the
+/// layout given ([`KernelTable::conv_bf16`]), or `None`.
+pub type SelectFn = fn(&Conv, Layout) -> Option<ConvKernel>;
 
 /// The definition of a reduced precision's dot product ([`bf16::dot`], [`f16::dot`]): of the
 /// inputs and the weights of one output, the sum in f64, the sum of the products'
@@ -220,6 +225,11 @@ pub struct KernelTable {
     /// [`Precision::F16`](crate::session::Precision) sessions, or `None` (the conv runs in
     /// f32). Its weights are [`f16::pack_pointwise`]'s, two halves per f32 slot.
     pub conv_f16: fn(&Conv, Layout) -> Option<ConvKernel>,
+    /// The table's int8 kernel for a conv whose weights are stored as the layout given, for
+    /// [`Precision::Int8`](crate::session::Precision) sessions, or `None` (the conv runs in
+    /// f32). Its weights are the table's int8 packing's words ([`int8::pack_pointwise`] on
+    /// x86), one per f32 slot.
+    pub conv_int8: Option<(SelectFn, PackFn)>,
     /// Fully connected.
     pub fc: FcKernel,
     /// The table's bf16 kernel for a fully connected layer whose weights are stored as the

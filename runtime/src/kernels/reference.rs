@@ -312,6 +312,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv: |_, _| Some(CONV),
     conv_bf16: crate::kernels::portable::no_bf16,
     conv_f16: crate::kernels::portable::no_f16,
+    conv_int8: None,
     fc_bf16: crate::kernels::portable::no_fc_bf16,
     fc_f16: crate::kernels::portable::no_fc_bf16,
     fc: FcKernel {

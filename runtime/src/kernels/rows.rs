@@ -24,9 +24,10 @@ impl Inputs {
     /// on: an ungrouped 1x1 conv of stride 1 without padding, an output of `out_c` channels
     /// within its buffer, bias, residual and rows within bounds, and inputs (at most
     /// [`MAX_CONV_PARTS`]) of the output's pixels whose channels add up to `in_c`, each
-    /// readable up to its last pixel's channels. With `even`, every part but the last has an
-    /// even channel count (the bf16 kernels round channels in pairs).
-    pub(crate) fn of(a: &ConvArgs, even: bool) -> Inputs {
+    /// readable up to its last pixel's channels, every part but the last of a channel count
+    /// that is a multiple of `multiple` (2 for the bf16 kernels, which round channels in
+    /// pairs; 4 for the int8 ones).
+    pub(crate) fn of(a: &ConvArgs, multiple: usize) -> Inputs {
         let c = a.conv;
         let (ic, oc) = (c.in_c as usize, c.out_c as usize);
         assert!(c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4] && c.groups == 1);
@@ -53,7 +54,7 @@ impl Inputs {
             // may be a channel range of a wider tensor, ending before its stride does).
             let reach = xs.len() - (xs.cs - k.min(xs.cs)).min(xs.len());
             assert!(x.len() >= reach && xs.cs >= k);
-            assert!(!even || j + 1 == n || k.is_multiple_of(2));
+            assert!(j + 1 == n || k.is_multiple_of(multiple));
             assert!(xs.shape.n == a.ys.shape.n && xs.shape.h == a.ys.shape.h);
             assert!(xs.shape.w == a.ys.shape.w);
             list[j] = Input {
@@ -65,6 +66,28 @@ impl Inputs {
         }
         assert!(c0 == ic);
         Inputs { list, n }
+    }
+
+    /// Calls `f(x, k, c0)` for pixel `p` of every input, as [`Inputs::pixel`] gives them; with
+    /// one input (no concatenation), straight from it (the loop over the parts otherwise
+    /// costs more than a small pixel's work).
+    ///
+    /// # Safety
+    /// `p` is a pixel of the inputs.
+    #[inline(always)]
+    pub(crate) unsafe fn for_each_part(
+        &self,
+        p: usize,
+        mut f: impl FnMut(*const f32, usize, usize),
+    ) {
+        if self.n == 1 {
+            let one = &self.list[0];
+            f(one.x.add(p * one.cs), one.k, 0);
+        } else {
+            for (x, k, c0) in self.pixel(p) {
+                f(x, k, c0);
+            }
+        }
     }
 
     /// Pixel `p` of every input, in channel order: its first channel's address, its channel

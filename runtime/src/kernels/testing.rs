@@ -21,8 +21,9 @@ pub(crate) struct Pointwise {
     /// What it computes for one output, without bias: (sum, sum of the products'
     /// magnitudes, f32 additions made).
     pub dot: DotFn,
-    /// Whether every concatenation part but the last must have an even channel count.
-    pub even_parts: bool,
+    /// The multiple of which every concatenation part but the last must have its channel
+    /// count (1: any).
+    pub part_multiple: usize,
 }
 
 /// A small deterministic generator of values in [-1, 1).
@@ -183,14 +184,12 @@ pub(crate) fn suite(kernel: &Pointwise) {
                 0..rows
             };
             let opts = (s.is_multiple_of(2), s % 4 < 2, act);
-            // Also the same input read as two parts over all the rows, the first of an
-            // even channel count where the kernel needs it, else an odd one.
-            let parts = (ic >= 3).then(|| {
-                if kernel.even_parts {
-                    ((ic / 3) & !1).max(2)
-                } else {
-                    (ic / 3) | 1
-                }
+            // Also the same input read as two parts over all the rows, the first of a
+            // channel count of the multiple the kernel needs, else an odd one.
+            let m = kernel.part_multiple;
+            let parts = (ic >= 3 && ic > m).then(|| match m {
+                1 => (ic / 3) | 1,
+                _ => (ic / 3 / m * m).max(m),
             });
             let whole = parts.map(|k| (Some(k), 0..rows));
             for (split, cut) in std::iter::once((None, cut)).chain(whole) {
@@ -219,7 +218,11 @@ pub(crate) fn suite(kernel: &Pointwise) {
                 (ic.next_multiple_of(16), oc.next_multiple_of(16)),
             );
             let opts = (true, j != 1, Activation::None);
-            let split = if kernel.even_parts { 10 } else { 11 };
+            let split = match kernel.part_multiple {
+                1 => 11,
+                2 => 10,
+                m => 12 / m * m,
+            };
             check(kernel, shape, opts, 0..3, (None, seed, mag));
             check(kernel, shape, opts, 0..3, (Some(split), seed, mag));
         }

@@ -49,6 +49,17 @@ public final class SmofJniTest {
         }
     }
 
+    /** The cosine similarity of {@code got} to the reference output. */
+    private static double cosineToRef(float[] got) {
+        double dot = 0, nr = 0, ng = 0;
+        for (int i = 0; i < ref.length; i++) {
+            dot += (double) got[i] * ref[i];
+            nr += (double) ref[i] * ref[i];
+            ng += (double) got[i] * got[i];
+        }
+        return dot / Math.sqrt(nr * ng);
+    }
+
     private static void compare(float[] got, String what) {
         checks++;
         if (got == null || got.length != ref.length) {
@@ -117,13 +128,7 @@ public final class SmofJniTest {
             float[] got = b.run(input);
             int convs = b.getBf16Convs();
             if (convs > 0) {
-                double dot = 0, nf = 0, nb = 0;
-                for (int i = 0; i < ref.length; i++) {
-                    dot += (double) got[i] * ref[i];
-                    nf += (double) ref[i] * ref[i];
-                    nb += (double) got[i] * got[i];
-                }
-                double cosine = dot / Math.sqrt(nf * nb);
+                double cosine = cosineToRef(got);
                 check(convs == 34, "bf16 convs " + convs + " (the backbone has 34 pointwise convs)");
                 check(cosine >= 0.99, "bf16 embedding cosine to f32 " + cosine);
             } else {
@@ -133,6 +138,7 @@ public final class SmofJniTest {
         try (SmofSession f = new SmofSession(model, 1, false)) {
             check(f.getBf16Convs() == 0, "an f32 session has no bf16 convs");
             check(f.getF16Convs() == 0, "an f32 session has no f16 convs");
+            check(f.getInt8Convs() == 0, "an f32 session has no int8 convs");
         }
         // f16: FEAT_FP16 is an arm64 feature; on other CPUs the session computes in f32.
         try (SmofSession h = new SmofSession(model, 1, SmofSession.Precision.F16)) {
@@ -140,16 +146,24 @@ public final class SmofJniTest {
             int convs = h.getF16Convs();
             check(h.getBf16Convs() == 0, "an f16 session has no bf16 convs");
             if (convs > 0) {
-                double dot = 0, nf = 0, nh = 0;
-                for (int i = 0; i < ref.length; i++) {
-                    dot += (double) got[i] * ref[i];
-                    nf += (double) ref[i] * ref[i];
-                    nh += (double) got[i] * got[i];
-                }
                 check(convs == 34, "f16 convs " + convs + " (the backbone has 34 pointwise convs)");
-                check(dot / Math.sqrt(nf * nh) >= 0.99, "f16 embedding cosine to f32");
+                check(cosineToRef(got) >= 0.99, "f16 embedding cosine to f32");
             } else {
                 compare(got, "f16 session without f16 kernels");
+            }
+        }
+        // int8: close to f32 where the CPU has AVX512-VNNI (or, on arm64, the dot product
+        // instructions), the same elsewhere.
+        try (SmofSession q = new SmofSession(model, 1, SmofSession.Precision.INT8)) {
+            float[] got = q.run(input);
+            int convs = q.getInt8Convs();
+            check(q.getBf16Convs() == 0 && q.getF16Convs() == 0, "an int8 session has no bf16 or f16 convs");
+            if (convs > 0) {
+                double cosine = cosineToRef(got);
+                check(convs == 34, "int8 convs " + convs + " (the backbone has 34 pointwise convs)");
+                check(cosine >= 0.99, "int8 embedding cosine to f32 " + cosine);
+            } else {
+                compare(got, "int8 session without int8 kernels");
             }
         }
 
@@ -306,6 +320,7 @@ public final class SmofJniTest {
         expect(IllegalStateException.class, "getOutput after close", () -> session.getOutput(0));
         expect(IllegalStateException.class, "getBf16Convs after close", session::getBf16Convs);
         expect(IllegalStateException.class, "getF16Convs after close", session::getF16Convs);
+        expect(IllegalStateException.class, "getInt8Convs after close", session::getInt8Convs);
         expect(IllegalArgumentException.class, "null precision",
                 () -> new SmofSession(model, 1, (SmofSession.Precision) null));
 

@@ -145,14 +145,8 @@ enum Cmd {
         /// STEM.NAME.npy.
         #[arg(long)]
         output: PathBuf,
-        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16 or FEAT_BF16
-        /// (`smof::Precision::Bf16`).
-        #[arg(long)]
-        bf16: bool,
-        /// f16 arithmetic in the 1x1 convs where the CPU has FEAT_FP16 (aarch64;
-        /// `smof::Precision::F16`).
-        #[arg(long, conflicts_with = "bf16")]
-        f16: bool,
+        #[command(flatten)]
+        precision: PrecisionFlags,
     },
     /// Top-1 accuracy on a labelled .npz set (arrays X and y).
     Eval {
@@ -164,14 +158,8 @@ enum Cmd {
         /// Print {"top1": …, "n": …}.
         #[arg(long)]
         json: bool,
-        /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16 or FEAT_BF16
-        /// (`smof::Precision::Bf16`).
-        #[arg(long)]
-        bf16: bool,
-        /// f16 arithmetic in the 1x1 convs where the CPU has FEAT_FP16 (aarch64;
-        /// `smof::Precision::F16`).
-        #[arg(long, conflicts_with = "bf16")]
-        f16: bool,
+        #[command(flatten)]
+        precision: PrecisionFlags,
     },
     /// Compare two models' outputs on the same inputs.
     Compare {
@@ -194,7 +182,29 @@ enum Cmd {
         /// FEAT_FP16 (aarch64; `smof::Precision::F16`).
         #[arg(long, conflicts_with = "bf16_b")]
         f16_b: bool,
+        /// Run the second model with int8 arithmetic in its 1x1 convs where the CPU has
+        /// AVX512-VNNI (`smof::Precision::Int8`).
+        #[arg(long, conflicts_with_all = ["bf16_b", "f16_b"])]
+        int8_b: bool,
     },
+}
+
+/// The reduced-precision flags of `run` and `eval` (at most one).
+#[derive(clap::Args, Clone, Copy)]
+#[group(multiple = false)]
+struct PrecisionFlags {
+    /// bf16 products in the 1x1 convs where the CPU has AVX512-BF16 or FEAT_BF16
+    /// (`smof::Precision::Bf16`).
+    #[arg(long)]
+    bf16: bool,
+    /// f16 arithmetic in the 1x1 convs where the CPU has FEAT_FP16 (aarch64;
+    /// `smof::Precision::F16`).
+    #[arg(long)]
+    f16: bool,
+    /// int8 arithmetic in the 1x1 convs where the CPU has AVX512-VNNI
+    /// (`smof::Precision::Int8`: weights quantized per output channel, inputs per pixel).
+    #[arg(long)]
+    int8: bool,
 }
 
 /// Parses `--prune flops=R` or `latency=R`.
@@ -533,16 +543,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             model,
             input,
             output,
-            bf16,
-            f16,
-        } => run(&model, &input, &output, precision(bf16, f16)),
+            precision: p,
+        } => run(&model, &input, &output, precision(p.bf16, p.f16, p.int8)),
         Cmd::Eval {
             model,
             data,
             json,
-            bf16,
-            f16,
-        } => eval(&model, &data, json, precision(bf16, f16)),
+            precision: p,
+        } => eval(&model, &data, json, precision(p.bf16, p.f16, p.int8)),
         Cmd::Compare {
             a,
             b,
@@ -550,7 +558,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             json,
             bf16_b,
             f16_b,
-        } => compare(&a, &b, &inputs, json, precision(bf16_b, f16_b)),
+            int8_b,
+        } => compare(&a, &b, &inputs, json, precision(bf16_b, f16_b, int8_b)),
     }
 }
 
@@ -589,11 +598,13 @@ fn load_calib(
     }
 }
 
-/// The session precision of the `--bf16` and `--f16` flags (which clap keeps apart).
-fn precision(bf16: bool, f16: bool) -> Precision {
-    match (bf16, f16) {
-        (true, _) => Precision::Bf16,
-        (_, true) => Precision::F16,
+/// The session precision of the `--bf16`, `--f16` and `--int8` flags (which clap keeps
+/// apart).
+fn precision(bf16: bool, f16: bool, int8: bool) -> Precision {
+    match (bf16, f16, int8) {
+        (true, ..) => Precision::Bf16,
+        (_, true, _) => Precision::F16,
+        (.., true) => Precision::Int8,
         _ => Precision::F32,
     }
 }
@@ -607,6 +618,9 @@ fn session<'m>(model: &'m Model, opts: SessionOptions, p: Precision) -> Result<S
     }
     if p == Precision::F16 && s.f16_convs() == 0 {
         eprintln!("smof: note: no conv runs in f16 here (it needs FEAT_FP16, and 1x1 convs)");
+    }
+    if p == Precision::Int8 && s.int8_convs() == 0 {
+        eprintln!("smof: note: no conv runs in int8 here (it needs AVX512-VNNI, and 1x1 convs)");
     }
     Ok(s)
 }

@@ -155,7 +155,7 @@ unsafe fn run(a: &mut ConvArgs) {
     // further parts of a concatenation read in place, each at an even channel offset (every
     // part but the last has an even channel count), so that its pairs of channels are pairs
     // of the row.
-    let inputs = Inputs::of(a, true);
+    let inputs = Inputs::of(a, 2);
     assert!(a.w.len() >= blocks * pairs * LANES);
     assert!(a.scratch.len() >= chunk * words);
     let pixels = a.rows.start * ow..a.rows.end * ow;
@@ -291,7 +291,7 @@ mod tests {
             nb: LANES,
             pack: crate::kernels::bf16::pack_pointwise,
             dot: crate::kernels::bf16::dot,
-            even_parts: true,
+            part_multiple: 2,
         });
         assert!(chunk_pixels(1536) < 99);
     }

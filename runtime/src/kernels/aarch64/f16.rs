@@ -204,7 +204,7 @@ unsafe fn run(a: &mut ConvArgs) {
     let chunk = chunk_pixels(ic);
     // These bounds make every pointer formed below valid. The inputs are `x`, then the
     // further parts of a concatenation read in place.
-    let inputs = Inputs::of(a, false);
+    let inputs = Inputs::of(a, 1);
     let weight_words = blocks * ic * BLOCK / 2;
     assert!(a.w.len() >= weight_words + blocks * BLOCK);
     assert!(a.scratch.len() >= rows_floats(ic) + chunk && rows_floats(ic) * 2 >= chunk * halves);
@@ -418,7 +418,7 @@ mod tests {
             nb: LANES,
             pack: f16::pack_pointwise,
             dot: f16::dot,
-            even_parts: false,
+            part_multiple: 1,
         });
         assert!(chunk_pixels(1536) < 99);
     }

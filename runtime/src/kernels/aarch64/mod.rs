@@ -44,6 +44,7 @@ mod dw;
 mod f16;
 mod fc;
 mod gemm;
+mod int8;
 use super::geom;
 mod neon;
 mod tile;
@@ -143,6 +144,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv: select_conv,
     conv_bf16: bf16::select,
     conv_f16: f16::select,
+    conv_int8: Some((int8::select, int8::pack)),
     fc_bf16: portable::no_fc_bf16,
     fc_f16: fc::select_f16,
     fc: FcKernel {

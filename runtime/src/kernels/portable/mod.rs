@@ -127,6 +127,7 @@ pub static TABLE: KernelTable = KernelTable {
     conv: select_conv,
     conv_bf16: no_bf16,
     conv_f16: no_f16,
+    conv_int8: None,
     fc_bf16: no_fc_bf16,
     fc_f16: no_fc_bf16,
     fc: FcKernel {

@@ -205,13 +205,18 @@ pub(crate) unsafe fn bias_init<I: Isa, const NV: usize>(
     o0: usize,
     oc: usize,
 ) -> [I::V; NV] {
-    std::array::from_fn(|j| {
-        let o = o0 + j * I::LANES;
-        match bias {
-            Some(b) if o < oc => I::load_upto(b.as_ptr().add(o), oc - o),
-            _ => I::zero(),
+    // A loop, not `std::array::from_fn`: its closure would be a function of its own,
+    // compiled without the target features, calling each intrinsic instead of inlining it.
+    let mut v = [I::zero(); NV];
+    if let Some(b) = bias {
+        for (j, v) in v.iter_mut().enumerate() {
+            let o = o0 + j * I::LANES;
+            if o < oc {
+                *v = I::load_upto(b.as_ptr().add(o), oc - o);
+            }
         }
-    })
+    }
+    v
 }
 
 /// Activations [`store_full`] is compiled for.

@@ -174,12 +174,16 @@ pub(crate) trait Isa {
                 let u = Self::mul(v, Self::splat(std::f32::consts::FRAC_1_SQRT_2));
                 let c = Self::clamp_abs(u, 4.0);
                 let x2 = Self::mul(c, c);
-                let p = (ERF_P[1..].iter()).fold(Self::splat(ERF_P[0]), |a, &k| {
-                    Self::fmadd(a, x2, Self::splat(k))
-                });
-                let q = (ERF_Q[1..].iter()).fold(Self::splat(ERF_Q[0]), |a, &k| {
-                    Self::fmadd(a, x2, Self::splat(k))
-                });
+                // Loops, not `fold`: its closure would be a function of its own, compiled
+                // without the target features, calling each intrinsic instead of inlining it.
+                let mut p = Self::splat(ERF_P[0]);
+                for &k in &ERF_P[1..] {
+                    p = Self::fmadd(p, x2, Self::splat(k));
+                }
+                let mut q = Self::splat(ERF_Q[0]);
+                for &k in &ERF_Q[1..] {
+                    q = Self::fmadd(q, x2, Self::splat(k));
+                }
                 let h = Self::mul(v, Self::splat(0.5));
                 Self::fmadd(h, Self::div(Self::mul(c, p), q), h)
             }

@@ -17,6 +17,7 @@ mod eltwise;
 #[cfg(test)]
 mod emu;
 mod geom;
+mod int8;
 mod isa;
 mod select;
 mod winograd;

@@ -353,6 +353,7 @@ static TABLE: KernelTable = KernelTable {
     conv: select_conv,
     conv_bf16: super::bf16::select,
     conv_f16: portable::no_f16,
+    conv_int8: Some((super::int8::select, crate::kernels::int8::pack_pointwise)),
     fc_bf16: super::bf16::select_fc,
     fc_f16: portable::no_fc_bf16,
     fc: FcKernel {

@@ -24,7 +24,14 @@ public final class SmofSession implements AutoCloseable {
          * then in f32, where the CPU has FEAT_FP16 (arm64: Cortex-A55, A75, A76 and later,
          * most phones since 2018); f32 elsewhere.
          */
-        F16
+        F16,
+        /**
+         * Weights quantized to int8 per output channel (at session creation), inputs to 8 bits
+         * per pixel as the session runs, the integers multiplied exactly, where the CPU has
+         * the dot product instructions (arm64 FEAT_DotProd: Cortex-A55, A75, A76 and later;
+         * x86-64 AVX512-VNNI: AMD Zen 4, Intel Ice Lake and later); f32 elsewhere.
+         */
+        INT8
     }
 
     private long handle;
@@ -56,9 +63,10 @@ public final class SmofSession implements AutoCloseable {
     /**
      * A session with {@code threads} worker threads whose 1x1 convs compute in
      * {@code precision} where the CPU has the instructions for it, in f32 elsewhere
-     * ({@link #getBf16Convs}, {@link #getF16Convs} say how many convs took it). Reduced
-     * precisions do about twice the multiply-adds per instruction, at a small loss of
-     * precision: {@link Precision#F16} is the one for most phones.
+     * ({@link #getBf16Convs}, {@link #getF16Convs}, {@link #getInt8Convs} say how many convs
+     * took it). Reduced precisions do two to four times the multiply-adds per instruction, at
+     * a small loss of precision: {@link Precision#F16} is the closest to f32 on most phones,
+     * {@link Precision#INT8} the fastest.
      */
     public SmofSession(SmofModel model, int threads, Precision precision) {
         if (model == null) throw new IllegalArgumentException("model is null");
@@ -85,6 +93,12 @@ public final class SmofSession implements AutoCloseable {
      *  {@link Precision#F16} on arm64). */
     public synchronized int getF16Convs() {
         return nativeF16Convs(live());
+    }
+
+    /** The number of convs this session runs in int8 (0 unless created with
+     *  {@link Precision#INT8} on a CPU with the dot product instructions). */
+    public synchronized int getInt8Convs() {
+        return nativeInt8Convs(live());
     }
 
     /** Number of model inputs. */
@@ -225,6 +239,8 @@ public final class SmofSession implements AutoCloseable {
     private static native int nativeBf16Convs(long handle);
 
     private static native int nativeF16Convs(long handle);
+
+    private static native int nativeInt8Convs(long handle);
 
     private static native void nativeFree(long handle);
 

@@ -120,10 +120,11 @@ int32_t smof_session_new(smof_model model, uint32_t threads, smof_session *out);
 #define SMOF_SESSION_F16 2u
 
 /** A flag of smof_session_new_ex: int8 arithmetic in the session's 1x1 convs where the CPU
- *  has AVX512-VNNI (AMD Zen 4, Intel Ice Lake and Sapphire Rapids and later; four times the
- *  multiply-adds of an f32 FMA per instruction; weights quantized per output channel at
- *  session creation, inputs per pixel as the session runs); elsewhere the session computes in
- *  f32. Excludes SMOF_SESSION_BF16 and SMOF_SESSION_F16. */
+ *  has AVX512-VNNI (AMD Zen 4, Intel Ice Lake and Sapphire Rapids and later) or, on aarch64,
+ *  FEAT_DotProd (Armv8.2: Cortex-A55, A75, A76 and later): four times the multiply-adds of
+ *  f32 per instruction, weights quantized per output channel at session creation, inputs per
+ *  pixel as the session runs; elsewhere the session computes in f32. Excludes
+ *  SMOF_SESSION_BF16 and SMOF_SESSION_F16. */
 #define SMOF_SESSION_INT8 4u
 
 /** As smof_session_new, with `flags` a bitwise or of SMOF_SESSION_* values (0: as
@@ -141,7 +142,7 @@ int32_t smof_session_bf16_convs(smof_session session, size_t *out);
 int32_t smof_session_f16_convs(smof_session session, size_t *out);
 
 /** The number of convs `session` runs in int8, in `*out` (0 unless created with
- *  SMOF_SESSION_INT8 on a CPU with AVX512-VNNI). */
+ *  SMOF_SESSION_INT8 on a CPU with AVX512-VNNI or FEAT_DotProd). */
 int32_t smof_session_int8_convs(smof_session session, size_t *out);
 
 /** As smof_session_new, planned for another shape of input 0: `dims[0..rank]` in ONNX order

@@ -92,7 +92,9 @@ pub enum Precision {
     /// multiply the integers exactly and scale the 32-bit sums back to f32
     /// ([`kernels::int8`](crate::kernels::int8) defines the result), on x86 CPUs with
     /// AVX512-VNNI (AMD Zen 4 and later, Intel Ice Lake, Sapphire Rapids and later), where
-    /// `vpdpbusd` does four times the multiply-adds of an f32 FMA. Every other layer, and
+    /// `vpdpbusd` does four times the multiply-adds of an f32 FMA, and on aarch64 CPUs with
+    /// FEAT_DotProd (Armv8.2 dot product: Cortex-A55, A75, A76 and later), where `SDOT` does
+    /// four times those of `FMLA`. Every other layer, and
     /// every layer on other CPUs, runs in f32; [`Session::int8_convs`] counts the layers
     /// that took int8. The error per layer is that of 8-bit operands (about 4 times
     /// bf16's; `docs/decisions.md`, "int8 pointwise convs").

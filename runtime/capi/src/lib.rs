@@ -631,7 +631,8 @@ pub const SMOF_SESSION_BF16: u32 = 1;
 pub const SMOF_SESSION_F16: u32 = 2;
 
 /// A flag of [`smof_session_new_ex`]: int8 arithmetic in the session's 1x1 convs where the
-/// CPU has AVX512-VNNI (`smof::Precision::Int8`; elsewhere the session computes in f32).
+/// CPU has AVX512-VNNI or (aarch64) FEAT_DotProd (`smof::Precision::Int8`; elsewhere the
+/// session computes in f32).
 /// Excludes the other precision flags.
 pub const SMOF_SESSION_INT8: u32 = 4;
 
@@ -708,7 +709,7 @@ pub unsafe extern "C" fn smof_session_f16_convs(session: SmofSession, out: *mut 
 }
 
 /// The number of convs the session runs in int8, in `*out`: 0 unless it was created with
-/// `SMOF_SESSION_INT8` on a CPU with AVX512-VNNI.
+/// `SMOF_SESSION_INT8` on a CPU with AVX512-VNNI or FEAT_DotProd.
 ///
 /// # Safety
 /// `out` is null or valid for writing.

@@ -28,9 +28,9 @@ Times each model on synthetic input and prints min, median, mean and max ms.
                 FEAT_BF16 (see smof::Precision::Bf16)
   --f16         f16 arithmetic in the 1x1 convs, where the CPU has FEAT_FP16 (aarch64; see
                 smof::Precision::F16)
-  --int8        int8 arithmetic in the 1x1 convs, where the CPU has AVX512-VNNI (see
-                smof::Precision::Int8); with any of the three, the output says how many
-                layers took it
+  --int8        int8 arithmetic in the 1x1 convs, where the CPU has AVX512-VNNI or (aarch64)
+                FEAT_DotProd (see smof::Precision::Int8); with any of the three, the output
+                says how many layers took it
   --chain-min-kib N  chain convs through intermediate tensors of at least N KiB (default:
                 the kernel table's; 256 on NEON, 1024 on x86), to tune chains on a device
   --kernels NAME  kernel table: host (default), portable, x86_64-avx2, x86_64-avx512, aarch64

@@ -8,8 +8,9 @@
 //! the range of that pixel's channels widened to include zero: `x ≈ s_x · (q - z)` with `q`
 //! in [0, 255], `s_x` = (max - min) / 255 and the zero point `z` = round(-min / s_x), so zero
 //! is exact and a ReLU's outputs keep all 8 bits. The kernels multiply the 8-bit integers
-//! exactly and sum them in 32 bits (`vpdpbusd` on AVX512-VNNI, four products per 32-bit
-//! lane: twice the multiply-adds of bf16's `vdpbf16ps`, four times those of an f32 FMA), take
+//! exactly and sum them in 32 bits (`vpdpbusd` on AVX512-VNNI, `SDOT` on aarch64's
+//! FEAT_DotProd: four products per 32-bit lane, twice the multiply-adds of bf16's
+//! `vdpbf16ps` or `BFDOT`, four times those of an f32 FMA), take
 //! off `z · Σq_w` (exact, in 32 bits), and scale the integer by `s_w · s_x` into f32, where
 //! bias, residual and activation are applied as in the f32 kernels. The error is thus the
 //! quantization's alone: at most half a step of each operand.

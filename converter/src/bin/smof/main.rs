@@ -183,7 +183,7 @@ enum Cmd {
         #[arg(long, conflicts_with = "bf16_b")]
         f16_b: bool,
         /// Run the second model with int8 arithmetic in its 1x1 convs where the CPU has
-        /// AVX512-VNNI (`smof::Precision::Int8`).
+        /// AVX512-VNNI or FEAT_DotProd (`smof::Precision::Int8`).
         #[arg(long, conflicts_with_all = ["bf16_b", "f16_b"])]
         int8_b: bool,
     },
@@ -201,7 +201,7 @@ struct PrecisionFlags {
     /// `smof::Precision::F16`).
     #[arg(long)]
     f16: bool,
-    /// int8 arithmetic in the 1x1 convs where the CPU has AVX512-VNNI
+    /// int8 arithmetic in the 1x1 convs where the CPU has AVX512-VNNI or FEAT_DotProd
     /// (`smof::Precision::Int8`: weights quantized per output channel, inputs per pixel).
     #[arg(long)]
     int8: bool,
@@ -620,7 +620,7 @@ fn session<'m>(model: &'m Model, opts: SessionOptions, p: Precision) -> Result<S
         eprintln!("smof: note: no conv runs in f16 here (it needs FEAT_FP16, and 1x1 convs)");
     }
     if p == Precision::Int8 && s.int8_convs() == 0 {
-        eprintln!("smof: note: no conv runs in int8 here (it needs AVX512-VNNI, and 1x1 convs)");
+        eprintln!("smof: note: no conv runs in int8 here (it needs AVX512-VNNI or FEAT_DotProd, and 1x1 convs)");
     }
     Ok(s)
 }

@@ -17,7 +17,7 @@
 
 use super::avx512::Avx512;
 use super::dense::{bias_init, store_tile};
-use super::geom::zero_pad_lanes;
+use super::geom::{for_each_tile, zero_pad_lanes, Inline, Tile};
 use crate::graph::{Conv, Fc, Layout};
 use crate::kernels::bf16::{self, BLOCK};
 use crate::kernels::rows::Inputs;
@@ -211,25 +211,7 @@ unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
                 oc,
                 act: c.act,
             };
-            let mut p = start;
-            while p + MR <= end {
-                tile::<NATIVE, MR>(&t, p);
-                p += MR;
-            }
-            match end - p {
-                0 => {}
-                1 => tile::<NATIVE, 1>(&t, p),
-                2 => tile::<NATIVE, 2>(&t, p),
-                3 => tile::<NATIVE, 3>(&t, p),
-                4 => tile::<NATIVE, 4>(&t, p),
-                5 => tile::<NATIVE, 5>(&t, p),
-                6 => tile::<NATIVE, 6>(&t, p),
-                7 => tile::<NATIVE, 7>(&t, p),
-                8 => tile::<NATIVE, 8>(&t, p),
-                9 => tile::<NATIVE, 9>(&t, p),
-                10 => tile::<NATIVE, 10>(&t, p),
-                _ => tile::<NATIVE, 11>(&t, p),
-            }
+            for_each_tile::<Inline, MR>(start, end, &mut Block::<NATIVE>(t));
         }
         start = end;
     }
@@ -253,6 +235,16 @@ struct TileArgs<'a> {
     o0: usize,
     oc: usize,
     act: crate::graph::Activation,
+}
+
+/// The tiles of one block of output channels.
+struct Block<'a, const NATIVE: bool>(TileArgs<'a>);
+
+impl<const NATIVE: bool> Tile for Block<'_, NATIVE> {
+    #[inline(always)]
+    unsafe fn run<const M: usize>(&mut self, p: usize) {
+        tile::<NATIVE, M>(&self.0, p)
+    }
 }
 
 /// `M` output pixels from `p` of one block of 32 output channels.

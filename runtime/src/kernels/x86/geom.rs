@@ -27,8 +27,37 @@ pub(crate) unsafe fn run_tiles_inline<T: Tile, const M: usize>(t: &mut T, p: usi
     }
 }
 
+/// How [`for_each_tile`] runs a number of tiles of one size: every [`Isa`] through its
+/// out-of-line [`Isa::run_tiles`], or [`Inline`].
+pub(crate) trait TileRunner {
+    /// `t.run::<M>` on the `count` tiles from `p`.
+    ///
+    /// # Safety
+    /// As [`Tile::run`].
+    unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize);
+}
+
+impl<I: Isa> TileRunner for I {
+    #[inline(always)]
+    unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+        I::run_tiles::<T, M>(t, p, count)
+    }
+}
+
+/// Tiles run inline, in the caller's function: for kernels whose instructions the ISA's
+/// out-of-line tile functions do not enable (the bf16 and int8 pointwise kernels), which
+/// would otherwise call each such intrinsic instead of inlining it.
+pub(crate) struct Inline;
+
+impl TileRunner for Inline {
+    #[inline(always)]
+    unsafe fn run_tiles<T: Tile, const M: usize>(t: &mut T, p: usize, count: usize) {
+        run_tiles_inline::<T, M>(t, p, count)
+    }
+}
+
 /// Calls `t` over `start..end` in tiles of `MR` (at most 16) items, then one narrower tile,
-/// through [`Isa::run_tiles`] (a function of its own per tile size).
+/// through `R` ([`Isa::run_tiles`], a function of its own per tile size, or [`Inline`]).
 /// A tail of fewer than `MR / 2` items is evened out with the last full tile instead (49
 /// pixels in tiles of 12: 12, 12, 12, 7, 6), because a tile of a few rows has too few
 /// accumulators to hide the multiply-add latency: a 1-pixel tile runs at a quarter of the
@@ -37,7 +66,7 @@ pub(crate) unsafe fn run_tiles_inline<T: Tile, const M: usize>(t: &mut T, p: usi
 /// # Safety
 /// As [`Tile::run`].
 #[inline(always)]
-pub(crate) unsafe fn for_each_tile<I: Isa, const MR: usize>(
+pub(crate) unsafe fn for_each_tile<R: TileRunner, const MR: usize>(
     start: usize,
     end: usize,
     t: &mut impl Tile,
@@ -50,10 +79,10 @@ pub(crate) unsafe fn for_each_tile<I: Isa, const MR: usize>(
     } else {
         (full, [tail, 0])
     };
-    I::run_tiles::<_, MR>(t, start, full);
+    R::run_tiles::<_, MR>(t, start, full);
     let mut p = start + full * MR;
     for n in halves {
-        run_narrow::<I, MR>(t, p, n);
+        run_narrow::<R, MR>(t, p, n);
         p += n;
     }
 }
@@ -63,24 +92,24 @@ pub(crate) unsafe fn for_each_tile<I: Isa, const MR: usize>(
 /// # Safety
 /// As [`Tile::run`].
 #[inline(always)]
-unsafe fn run_narrow<I: Isa, const MR: usize>(t: &mut impl Tile, p: usize, n: usize) {
+unsafe fn run_narrow<R: TileRunner, const MR: usize>(t: &mut impl Tile, p: usize, n: usize) {
     match n {
-        1 => I::run_tiles::<_, 1>(t, p, 1),
-        2 if MR > 2 => I::run_tiles::<_, 2>(t, p, 1),
-        3 if MR > 3 => I::run_tiles::<_, 3>(t, p, 1),
-        4 if MR > 4 => I::run_tiles::<_, 4>(t, p, 1),
-        5 if MR > 5 => I::run_tiles::<_, 5>(t, p, 1),
-        6 if MR > 6 => I::run_tiles::<_, 6>(t, p, 1),
-        7 if MR > 7 => I::run_tiles::<_, 7>(t, p, 1),
-        8 if MR > 8 => I::run_tiles::<_, 8>(t, p, 1),
-        9 if MR > 9 => I::run_tiles::<_, 9>(t, p, 1),
-        10 if MR > 10 => I::run_tiles::<_, 10>(t, p, 1),
-        11 if MR > 11 => I::run_tiles::<_, 11>(t, p, 1),
-        12 if MR > 12 => I::run_tiles::<_, 12>(t, p, 1),
-        13 if MR > 13 => I::run_tiles::<_, 13>(t, p, 1),
-        14 if MR > 14 => I::run_tiles::<_, 14>(t, p, 1),
-        15 if MR > 15 => I::run_tiles::<_, 15>(t, p, 1),
-        n if n == MR => I::run_tiles::<_, MR>(t, p, 1),
+        1 => R::run_tiles::<_, 1>(t, p, 1),
+        2 if MR > 2 => R::run_tiles::<_, 2>(t, p, 1),
+        3 if MR > 3 => R::run_tiles::<_, 3>(t, p, 1),
+        4 if MR > 4 => R::run_tiles::<_, 4>(t, p, 1),
+        5 if MR > 5 => R::run_tiles::<_, 5>(t, p, 1),
+        6 if MR > 6 => R::run_tiles::<_, 6>(t, p, 1),
+        7 if MR > 7 => R::run_tiles::<_, 7>(t, p, 1),
+        8 if MR > 8 => R::run_tiles::<_, 8>(t, p, 1),
+        9 if MR > 9 => R::run_tiles::<_, 9>(t, p, 1),
+        10 if MR > 10 => R::run_tiles::<_, 10>(t, p, 1),
+        11 if MR > 11 => R::run_tiles::<_, 11>(t, p, 1),
+        12 if MR > 12 => R::run_tiles::<_, 12>(t, p, 1),
+        13 if MR > 13 => R::run_tiles::<_, 13>(t, p, 1),
+        14 if MR > 14 => R::run_tiles::<_, 14>(t, p, 1),
+        15 if MR > 15 => R::run_tiles::<_, 15>(t, p, 1),
+        n if n == MR => R::run_tiles::<_, MR>(t, p, 1),
         _ => {}
     }
 }

@@ -11,7 +11,7 @@ use crate::graph::{
 };
 use crate::kernels::{
     bf16, f16, int8, is_last_share, share, Act4, AlignedF32, ConvArgs, ConvKernel, ConvPlan,
-    FcArgs, FcKernel, KernelTable, PackFn, MAX_CONV_PARTS,
+    FcArgs, FcKernel, KernelTable, PackFn, SelectFn, MAX_CONV_PARTS,
 };
 use crate::model::Model;
 use crate::plan::{self, Interval};
@@ -698,11 +698,7 @@ impl<'m> Session<'m> {
             all.resize(end.next_multiple_of(plan::ALIGN_FLOATS), 0.0);
             at..end
         };
-        type Reduced = (
-            fn(&Conv, crate::graph::Layout) -> Option<ConvKernel>,
-            PackFn,
-            u32,
-        );
+        type Reduced = (SelectFn, PackFn, u32);
         // The kernel, its packing, and the multiple of which every part of a concatenation
         // read in place but the last must have its channel count.
         let reduced: Option<Reduced> = match opts.precision {

@@ -117,17 +117,19 @@ pub fn pack_blocked(
         false => 0,
     };
     let mut out = Vec::with_capacity(blocks * block * (quads + 2));
+    let mut sums = vec![0i32; blocks * block];
     for b in 0..blocks {
         for k in 0..quads {
             for j in 0..block {
                 let o = b * block + j;
                 let bytes: [i8; QUAD] = std::array::from_fn(|t| q(o, k * QUAD + t));
+                sums[o] += bytes.iter().map(|&v| v as i32).sum::<i32>();
                 out.push(u32::from_le_bytes(bytes.map(|v| v as u8)));
             }
         }
     }
     out.extend(quant.iter().map(|s| s.1.to_bits()));
-    out.extend((0..blocks * block).map(|o| (0..in_c).map(|i| q(o, i) as i32).sum::<i32>() as u32));
+    out.extend(sums.iter().map(|&s| s as u32));
     Some(out)
 }
 

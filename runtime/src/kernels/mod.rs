@@ -220,11 +220,11 @@ pub struct KernelTable {
     /// The table's bf16 kernel for a conv whose weights are stored as the layout given, for
     /// [`Precision::Bf16`](crate::session::Precision) sessions, or `None` (the conv runs in
     /// f32). Its weights are [`bf16::pack_pointwise`]'s words, one per f32 slot.
-    pub conv_bf16: fn(&Conv, Layout) -> Option<ConvKernel>,
+    pub conv_bf16: SelectFn,
     /// The table's f16 kernel for a conv whose weights are stored as the layout given, for
     /// [`Precision::F16`](crate::session::Precision) sessions, or `None` (the conv runs in
     /// f32). Its weights are [`f16::pack_pointwise`]'s, two halves per f32 slot.
-    pub conv_f16: fn(&Conv, Layout) -> Option<ConvKernel>,
+    pub conv_f16: SelectFn,
     /// The table's int8 kernel for a conv whose weights are stored as the layout given, for
     /// [`Precision::Int8`](crate::session::Precision) sessions, or `None` (the conv runs in
     /// f32). Its weights are the table's int8 packing's words ([`int8::pack_pointwise`] on

@@ -38,9 +38,9 @@ fn row_words(ic: usize) -> usize {
     ic.div_ceil(QUAD)
 }
 
-/// Words per pixel in scratch besides its row: its smallest and largest channel (then its
-/// factor), its step and its zero point.
-const PIXEL_WORDS: usize = 4;
+/// Words per pixel in scratch besides its row: its smallest channel (then its factor), its
+/// largest (then its step), and its zero point.
+const PIXEL_WORDS: usize = 3;
 
 /// Pixels per chunk for `ic` input channels: a multiple of the tile.
 fn chunk_pixels(ic: usize) -> usize {
@@ -48,7 +48,7 @@ fn chunk_pixels(ic: usize) -> usize {
 }
 
 /// Scratch floats of [`conv1x1`]: one chunk of quantized rows, then each pixel's smallest
-/// and largest channel, and its step and zero point.
+/// and largest channel (overwritten by its factor and step) and its zero point.
 pub(crate) fn scratch(c: &Conv, _: Act4, _: Act4) -> usize {
     let ic = c.in_c as usize;
     chunk_pixels(ic) * (row_words(ic) + PIXEL_WORDS)
@@ -170,20 +170,19 @@ unsafe fn quantize_channels(x: *const f32, k: usize, row: *mut u8, inv: __m512, 
 
 /// Quantizes pixels `pixels` of `inputs` into the rows at `rows` (`words` apart), in three
 /// passes: each pixel's range (into `lo`, `hi`), then 16 pixels at a time their factors
-/// (into `lo`), steps and zero points (into `quant`, two words per pixel:
-/// `int8::input_quant`, as the tiles read them), then each pixel's bytes. With one input (no
-/// concatenation), its pixels are read straight ([`Inputs::for_each_part`]).
+/// (into `lo`), steps (into `hi`) and zero points (into `zeros`; `int8::input_quant`), then
+/// each pixel's bytes. With one input (no concatenation), its pixels are read straight
+/// ([`Inputs::for_each_part`]).
 ///
 /// # Safety
 /// Every pixel of `pixels` is a pixel of the inputs; `rows` valid for `pixels.len() * words`
-/// words, `lo` and `hi` for `pixels.len()` floats, `quant` for
-/// `2 * pixels.len()` words; AVX-512F.
+/// words, `lo`, `hi` and `zeros` for `pixels.len()` values; AVX-512F.
 #[inline(always)]
 unsafe fn quantize(
     inputs: &Inputs,
     pixels: std::ops::Range<usize>,
     (rows, words): (*mut u32, usize),
-    (lo, hi, quant): (*mut f32, *mut f32, *mut u32),
+    (lo, hi, zeros): (*mut f32, *mut f32, *mut i32),
 ) {
     let n = pixels.len();
     for (i, p) in pixels.clone().enumerate() {
@@ -215,25 +214,13 @@ unsafe fn quantize(
         );
         let zero = _mm512_maskz_mov_epi32(ok, zero);
         _mm512_mask_storeu_ps(lo.add(i), m, inv);
-        // Interleaved (step, zero) pairs: steps are lanes 0-15 of the pair, zeros 16-31.
-        let zero = _mm512_castsi512_ps(zero);
-        let first = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-        let second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
-        for (h, idx) in [first, second].into_iter().enumerate() {
-            let v = _mm512_permutex2var_ps(step, idx, zero);
-            // Both words of each of the (up to) 8 pixels of this half.
-            let px = (m >> (8 * h)) as u8;
-            let mut both = 0u16;
-            for b in 0..8 {
-                both |= (((px >> b) & 1) as u16 * 3) << (2 * b);
-            }
-            _mm512_mask_storeu_ps(quant.add(2 * i + 16 * h).cast(), both, v);
-        }
+        _mm512_mask_storeu_ps(hi.add(i), m, step);
+        _mm512_mask_storeu_epi32(zeros.add(i).cast(), m, zero);
         i += 16;
     }
     for (i, p) in pixels.enumerate() {
         let inv = _mm512_set1_ps(*lo.add(i));
-        let zero = _mm512_set1_epi32(*quant.add(2 * i + 1) as i32);
+        let zero = _mm512_set1_epi32(*zeros.add(i));
         let row = rows.add(i * words).cast::<u8>();
         inputs.for_each_part(p, |x, k, c0| {
             quantize_channels(x, k, row.add(c0), inv, zero)
@@ -266,14 +253,14 @@ unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
     let y = a.y.as_mut_ptr();
     let residual = a.residual.map(|r| r.as_ptr());
     let rows = a.scratch.as_mut_ptr().cast::<u32>();
-    let quant = rows.add(chunk * words);
-    // The ranges' areas.
-    let lo = quant.add(2 * chunk).cast::<f32>();
+    // Per pixel: its range, then its factor and step; its zero point.
+    let lo = rows.add(chunk * words).cast::<f32>();
     let hi = lo.add(chunk);
+    let zeros = hi.add(chunk).cast::<i32>();
     let mut start = pixels.start;
     while start < pixels.end {
         let end = (start + chunk).min(pixels.end);
-        quantize(&inputs, start..end, (rows, words), (lo, hi, quant));
+        quantize(&inputs, start..end, (rows, words), (lo, hi, zeros));
         for b in 0..blocks {
             let o0 = b * BLOCK;
             let t = TileArgs {
@@ -282,7 +269,8 @@ unsafe fn run<const NATIVE: bool>(a: &mut ConvArgs) {
                 sums: w.add(weights + blocks * BLOCK + o0).cast(),
                 words,
                 rows,
-                quant,
+                steps_x: hi,
+                zeros,
                 pix0: start,
                 y,
                 ycs,
@@ -310,7 +298,8 @@ struct TileArgs<'a> {
     /// The chunk's quantized rows (`words` apart) from pixel `pix0` on, and their steps and
     /// zero points.
     rows: *const u32,
-    quant: *const u32,
+    steps_x: *const f32,
+    zeros: *const i32,
     pix0: usize,
     y: *mut f32,
     ycs: usize,
@@ -353,8 +342,8 @@ unsafe fn tile<const NATIVE: bool, const M: usize>(t: &TileArgs, p: usize) {
     }
     let mut out = [[_mm512_setzero_ps(); 2]; M];
     for m in 0..M {
-        let step = _mm512_set1_ps(f32::from_bits(*t.quant.add(2 * at(m))));
-        let zero = _mm512_set1_epi32(*t.quant.add(2 * at(m) + 1) as i32);
+        let step = _mm512_set1_ps(*t.steps_x.add(at(m)));
+        let zero = _mm512_set1_epi32(*t.zeros.add(at(m)));
         for j in 0..2 {
             let exact = _mm512_sub_epi32(acc[m][j], _mm512_mullo_epi32(zero, sums[j]));
             let scale = _mm512_mul_ps(steps[j], step);
